@@ -1,0 +1,96 @@
+"""What every detector produces (``Finding``) and the interface it implements (``Detector``).
+
+A detector sees batches of decoded events of one partition, in event-time order, and keeps
+whatever per-actor state it needs. Its state must round-trip through ``state()`` /
+``load_state()`` as plain JSON-able data, so the pipeline can checkpoint it with the input
+offsets and a restarted or rebalanced consumer carries on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from streams.models import Event
+from streams.tables import ReferenceTables
+
+Severity = Literal["low", "medium", "high", "critical"]
+SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+MAX_EVIDENCE = 1000
+
+
+def stable_id(*parts: str, length: int = 24) -> str:
+    """A deterministic id: re-processing the same events yields the same id, so a
+    re-delivered batch updates what it made the first time instead of adding to it."""
+    h = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return h[:length]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detector's verdict that something is wrong, with the evidence and the why."""
+
+    detector: str  # e.g. "rules.cross_tenant_access"
+    kind: str  # incident kind, e.g. "cross_tenant_access"
+    severity: Severity
+    score: float  # 0-100, higher is worse (the one score direction of the product)
+    ts: datetime  # event time of the earliest evidence event
+    title: str
+    reasons: tuple[str, ...]  # plain words, with numbers the on-call can check
+    playbook: str
+    events: tuple[Event, ...]  # the evidence, in event-time order
+    actor_id: str | None = None
+    tenant_ids: tuple[str, ...] = ()
+    source_ips: tuple[str, ...] = ()
+    # Extra facts for the console or a notice (counts, baselines); JSON-able values only.
+    facts: dict[str, Any] = field(default_factory=dict)
+    # What makes two firings "the same finding"; defaults to the first evidence event.
+    dedup_key: str = ""
+
+    @property
+    def finding_id(self) -> str:
+        key = self.dedup_key or (self.events[0].event_id if self.events else self.ts.isoformat())
+        return stable_id(self.detector, self.actor_id or "", key)
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        return tuple(e.event_id for e in self.events[:MAX_EVIDENCE])
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionContext:
+    """What a detector may consult besides its own state: the compacted reference tables."""
+
+    tables: ReferenceTables
+    partition: int = 0
+
+
+class Detector(ABC):
+    """A named source of findings. Rules and learned models both implement this."""
+
+    name: str = "detector"
+
+    @abstractmethod
+    def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
+        """Consume a batch (event-time order) and return the findings it raises."""
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state to checkpoint; stateless detectors keep the default."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``state()`` returned."""
+        return None
+
+
+def unique(values: Iterable[str | None]) -> tuple[str, ...]:
+    """Distinct non-empty values in first-seen order (for ids, tenants, addresses)."""
+    seen: dict[str, None] = {}
+    for v in values:
+        if v:
+            seen.setdefault(v, None)
+    return tuple(seen)

@@ -1,0 +1,150 @@
+"""Database schema and engine: SQLite by default, PostgreSQL in production.
+
+Every table that records something the pipeline produced has a natural unique key (finding id,
+incident id + event id, outbox message id), so a re-delivered batch turns into no-ops rather
+than duplicates.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on every backend (SQLite stores none, so normalise to UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(32), default="open", index=True)
+    opened_at: Mapped[datetime]  # event time of the first finding
+    updated_at: Mapped[datetime]  # event time of the latest finding
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)  # wall clock
+    modified_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    actor_ids: Mapped[list[str]] = mapped_column(default=list)
+    tenant_ids: Mapped[list[str]] = mapped_column(default=list)
+    source_ips: Mapped[list[str]] = mapped_column(default=list)
+    detectors: Mapped[list[str]] = mapped_column(default=list)
+    reasons: Mapped[list[str]] = mapped_column(default=list)
+    evidence_count: Mapped[int] = mapped_column(Integer, default=0)
+    # "actor:<id>" or "ip:<addr>": what later findings are correlated on.
+    group_key: Mapped[str] = mapped_column(String(200), index=True)
+    # Partition-independent facts a finding carried (counts, baselines) for the console.
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class FindingRow(Base):
+    __tablename__ = "findings"
+
+    finding_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), index=True)
+    detector: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    ts: Mapped[datetime]
+    title: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[list[str]] = mapped_column(default=list)
+    playbook: Mapped[str] = mapped_column(Text, default="")
+    actor_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvidenceRow(Base):
+    __tablename__ = "evidence"
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    finding_id: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime]
+    event_json: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_evidence_incident_ts", "incident_id", "ts"),)
+
+
+class CheckpointRow(Base):
+    """Detector state of one partition number, with the input offsets it reflects."""
+
+    __tablename__ = "checkpoints"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offsets: Mapped[dict[str, Any]] = mapped_column(default=dict)  # topic -> next offset
+    state: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed JSON
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for this workload: WAL and a busy timeout on SQLite, so a reader
+    (the console) never blocks the consumer and a brief lock is waited out, not an error."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_db(engine: Engine) -> None:
+    """Create any missing table (import every module that declares tables first)."""
+    import notifier.outbox  # noqa: F401  (declares the outbox table on Base)
+
+    Base.metadata.create_all(engine)
