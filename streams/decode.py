@@ -100,8 +100,13 @@ class DeadLetter:
 
 
 def dead_letter(
-    full_topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-    failure: DecodeFailure, timestamp_ms: int | None = None,
+    full_topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    failure: DecodeFailure,
+    timestamp_ms: int | None = None,
 ) -> DeadLetter:
     headers = [
         (H_ERROR, failure.reason.encode("utf-8", "replace")),
