@@ -1,0 +1,440 @@
+"""The transactional outbox: messages are written in the same transaction as the incident
+that caused them, then delivered by a ``Dispatcher`` with retries and at most one copy.
+
+Delivery is claim, commit, send, record. A row is marked ``sending`` and committed before
+the channel is called, so a crash between the call and the record leaves it ``sending``.
+Such a row is never blindly resent: once its lease has expired, the dispatcher asks the
+channel whether the provider has it (``lookup``) and marks it ``sent``, makes it ``pending``
+again, or parks it as ``unknown`` for a person to decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from incidents.db import Base, utcnow
+from notifier.channels.base import Channel, Delivered, NotFound, PermanentError, RetryableError, Unknown
+from notifier.message import OutboxMessage, one_line
+
+log = logging.getLogger(__name__)
+
+STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "failed", "unknown", "held")
+LAST_ERROR_MAX = 500
+
+
+class OutboxRow(Base):
+    """One message to deliver, and what happened to it."""
+
+    __tablename__ = "outbox"
+
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    incident_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    message_type: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When pending: not before this time. When sending: the claim's lease expiry.
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="ck_outbox_status"),
+    )
+
+    def to_message(self) -> OutboxMessage:
+        return OutboxMessage(
+            message_id=self.message_id,
+            channel=self.channel,
+            recipient=self.recipient,
+            subject=self.subject,
+            body_text=self.body_text,
+            body_html=self.body_html,
+            message_type=self.message_type,
+            incident_id=self.incident_id,
+            headers={str(k): str(v) for k, v in (self.headers or {}).items()},
+            attempt=self.attempts,
+        )
+
+
+def enqueue(
+    session: Session,
+    message: OutboxMessage,
+    *,
+    hold: bool = False,
+    not_before: datetime | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Add ``message`` to the outbox inside the caller's transaction.
+
+    Returns False, changing nothing, if a message with that id is already there, so a
+    re-processed batch never queues a second copy. ``hold`` parks it until ``requeue``
+    (e.g. a notice awaiting approval). Raises ``ValueError`` for an unusable id or address.
+    """
+    m = message.checked()
+    now = now or utcnow()
+    values: dict[str, Any] = {
+        "message_id": m.message_id,
+        "incident_id": m.incident_id,
+        "message_type": m.message_type,
+        "channel": m.channel,
+        "recipient": m.recipient,
+        "subject": m.subject,
+        "body_text": m.body_text,
+        "body_html": m.body_html,
+        "headers": dict(m.headers),
+        "status": "held" if hold else "pending",
+        "attempts": 0,
+        "next_attempt_at": not_before or now,
+        "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    table = OutboxRow.__table__
+    if dialect == "sqlite":
+        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing(index_elements=["message_id"])
+    elif dialect == "postgresql":
+        stmt = pg_insert(table).values(values).on_conflict_do_nothing(index_elements=["message_id"])
+    else:
+        # Portable fallback; the primary key still rejects a concurrent duplicate.
+        if session.get(OutboxRow, m.message_id) is not None:
+            return False
+        session.add(OutboxRow(**values))
+        session.flush()
+        return True
+    # RETURNING rather than rowcount: the PostgreSQL driver path reports -1 for this insert.
+    return session.execute(stmt.returning(table.c.message_id)).first() is not None
+
+
+def requeue(session: Session, message_id: str, *, now: datetime | None = None) -> bool:
+    """Make a held, failed or unknown message pending again (an operator's decision)."""
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.message_id == message_id, OutboxRow.status.in_(("held", "failed", "unknown")))
+        .values(status="pending", next_attempt_at=now or utcnow(), last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def mark_sent(session: Session, message_id: str, *, now: datetime | None = None) -> bool:
+    """Record that an ``unknown`` message did arrive (an operator checked the mailbox)."""
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.message_id == message_id, OutboxRow.status == "unknown")
+        .values(status="sent", sent_at=now or utcnow(), last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class ExponentialBackoff:
+    """Seconds to wait before attempt ``n + 1`` after ``n`` failed: base * factor**(n-1), capped."""
+
+    base_s: float = 30.0
+    factor: float = 2.0
+    cap_s: float = 3600.0
+
+    def __call__(self, attempts: int) -> float:
+        return min(self.cap_s, self.base_s * self.factor ** max(attempts - 1, 0))
+
+
+@dataclass(slots=True)
+class DispatchReport:
+    """What one ``dispatch_due`` pass did."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    reconciled: int = 0  # interrupted sends the provider confirmed: marked sent, not resent
+    requeued: int = 0  # interrupted sends the provider never got: pending again
+    unknown: int = 0  # interrupted sends nobody can confirm: parked for a person
+    deferred: int = 0  # interrupted sends whose look-up failed for now: asked again later
+    released: int = 0  # claimed but not attempted (the pass ran long): pending again, untouched
+
+    @property
+    def attempted(self) -> int:
+        """Messages handed to a channel in this pass (0 means nothing was due)."""
+        return self.sent + self.retried + self.failed
+
+
+class Dispatcher:
+    """Delivers due outbox messages through their channels, one attempt per message per pass."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        channels: Mapping[str, Channel],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        max_attempts: int = 8,
+        backoff: Callable[[int], float] = ExponentialBackoff(),
+        lease: timedelta = timedelta(minutes=5),
+        max_delay: timedelta = timedelta(hours=6),
+    ) -> None:
+        # The lease must outlast the slowest channel call (SMTP/HTTP timeouts are well under
+        # a minute): a claim older than that belongs to a dispatcher that died mid-send.
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.engine = engine
+        self.channels = dict(channels)
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.lease = lease
+        self.max_delay = max_delay
+
+    # --- the pass ---------------------------------------------------------------------------
+
+    def dispatch_due(self, limit: int = 100) -> DispatchReport:
+        """Reconcile interrupted sends, then claim and deliver up to ``limit`` due messages."""
+        report = DispatchReport()
+        self.recover(report)
+        claimed_at = self.clock()
+        messages = self._claim(limit)
+        report.claimed = len(messages)
+        # Sends must finish well inside the lease, or another pass could take a message for
+        # interrupted and send it too; whatever is left when half the lease is gone goes back.
+        deadline = claimed_at + self.lease / 2
+        for i, message in enumerate(messages):
+            if self.clock() >= deadline:
+                report.released += self._release(messages[i:])
+                break
+            self._deliver(message, report)
+        return report
+
+    def _release(self, messages: list[OutboxMessage]) -> int:
+        released = 0
+        with Session(self.engine) as session, session.begin():
+            for m in messages:
+                released += session.execute(
+                    update(OutboxRow)
+                    .where(
+                        OutboxRow.message_id == m.message_id,
+                        OutboxRow.status == "sending",
+                        OutboxRow.attempts == m.attempt,
+                    )
+                    .values(status="pending", attempts=m.attempt - 1, next_attempt_at=self.clock())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+        return released
+
+    def _claim(self, limit: int) -> list[OutboxMessage]:
+        now = self.clock()
+        if not self.channels or limit < 1:
+            return []
+        due = (
+            select(OutboxRow.message_id)
+            .where(
+                OutboxRow.status == "pending",
+                OutboxRow.next_attempt_at <= now,
+                OutboxRow.channel.in_(sorted(self.channels)),
+            )
+            .order_by(OutboxRow.next_attempt_at, OutboxRow.created_at)
+            .limit(limit)
+            # PostgreSQL: rows another dispatcher is claiming are skipped, not waited for.
+            .with_for_update(skip_locked=True)
+        )
+        # One UPDATE statement: on SQLite it takes the write lock up front (no read-then-write
+        # upgrade that a concurrent writer could void), and the repeated status test means
+        # that of two dispatchers racing for a row exactly one claims it.
+        claim = (
+            update(OutboxRow)
+            .where(OutboxRow.message_id.in_(due.scalar_subquery()), OutboxRow.status == "pending")
+            .values(status="sending", attempts=OutboxRow.attempts + 1, next_attempt_at=now + self.lease)
+            .returning(OutboxRow)
+            .execution_options(synchronize_session=False)
+        )
+        with Session(self.engine) as session, session.begin():
+            rows = session.scalars(claim).all()
+            messages = [r.to_message() for r in sorted(rows, key=lambda r: (r.created_at, r.message_id))]
+        # Committed: from here on a crash leaves these rows "sending", never "pending".
+        return messages
+
+    def _deliver(self, message: OutboxMessage, report: DispatchReport) -> None:
+        channel = self.channels[message.channel]
+        try:
+            provider_id = channel.send(message)
+        except RetryableError as exc:
+            self._retry_or_fail(message, str(exc), exc.retry_after, report)
+        except PermanentError as exc:
+            self._finish(message, report, status="failed", last_error=str(exc))
+            log.warning(
+                "outbox: %s failed permanently via %s: %s", message.message_id, message.channel, _safe_error(str(exc))
+            )
+        except Exception as exc:
+            # A channel bug: its text may hold anything, so keep only the type, and retry.
+            self._retry_or_fail(message, f"unexpected {type(exc).__name__} in channel", None, report)
+        else:
+            self._finish(message, report, status="sent", provider_message_id=provider_id)
+            log.info("outbox: %s sent via %s (attempt %d)", message.message_id, message.channel, message.attempt)
+
+    def _retry_or_fail(
+        self, message: OutboxMessage, error: str, retry_after: float | None, report: DispatchReport
+    ) -> None:
+        if message.attempt >= self.max_attempts:
+            error = f"gave up after {message.attempt} attempts: {error}"
+            self._finish(message, report, status="failed", last_error=error)
+            log.warning("outbox: %s failed via %s: %s", message.message_id, message.channel, _safe_error(error))
+            return
+        delay = retry_after if retry_after is not None and retry_after >= 0 else self.backoff(message.attempt)
+        delay = min(delay, self.max_delay.total_seconds())
+        self._finish(
+            message,
+            report,
+            status="pending",
+            last_error=error,
+            next_attempt_at=self.clock() + timedelta(seconds=delay),
+        )
+        log.warning(
+            "outbox: %s attempt %d via %s failed, retry in %.0fs: %s",
+            message.message_id,
+            message.attempt,
+            message.channel,
+            delay,
+            _safe_error(error),
+        )
+
+    def _finish(
+        self,
+        message: OutboxMessage,
+        report: DispatchReport,
+        *,
+        status: str,
+        last_error: str | None = None,
+        provider_message_id: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "last_error": _safe_error(last_error)}
+        if status == "sent":
+            values.update(sent_at=self.clock(), provider_message_id=_safe_error(provider_message_id, 256))
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        with Session(self.engine) as session, session.begin():
+            changed = session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.message_id == message.message_id,
+                    OutboxRow.status == "sending",
+                    OutboxRow.attempts == message.attempt,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        if changed != 1:
+            # Our lease ran out mid-call and another pass already reconciled the row.
+            log.error("outbox: %s outcome %s not recorded: the claim was lost", message.message_id, status)
+            return
+        if status == "sent":
+            report.sent += 1
+        elif status == "failed":
+            report.failed += 1
+        else:
+            report.retried += 1
+
+    # --- interrupted sends ----------------------------------------------------------------
+
+    def recover(self, report: DispatchReport | None = None) -> DispatchReport:
+        """Settle rows left ``sending`` by a dispatcher that died mid-send (lease expired)."""
+        report = report if report is not None else DispatchReport()
+        now = self.clock()
+        with Session(self.engine) as session:
+            stale = session.execute(
+                select(OutboxRow.message_id, OutboxRow.channel, OutboxRow.attempts).where(
+                    OutboxRow.status == "sending", OutboxRow.next_attempt_at <= now
+                )
+            ).all()
+        for message_id, channel_name, attempts in stale:
+            self._reconcile(message_id, channel_name, attempts, report)
+        return report
+
+    def _reconcile(self, message_id: str, channel_name: str, attempts: int, report: DispatchReport) -> None:
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            return  # another deployment's channel; its own dispatcher settles it
+        lookup = getattr(channel, "lookup", None)
+        values: dict[str, Any]
+        if lookup is None:
+            result: Delivered | NotFound | Unknown = Unknown("the channel cannot confirm deliveries")
+        else:
+            try:
+                result = lookup(message_id)
+            except RetryableError as exc:
+                delay = min(self.backoff(attempts), self.max_delay.total_seconds())
+                self._settle(
+                    message_id,
+                    attempts,
+                    {
+                        "next_attempt_at": self.clock() + timedelta(seconds=delay),
+                        "last_error": _safe_error(f"delivery check failed, will ask again: {exc}"),
+                    },
+                )
+                report.deferred += 1
+                return
+            except Exception as exc:
+                result = Unknown(f"delivery check raised {type(exc).__name__}")
+        now = self.clock()
+        if isinstance(result, Delivered):
+            values = {
+                "status": "sent",
+                "sent_at": now,
+                "last_error": None,
+                "provider_message_id": _safe_error(result.provider_message_id, 256),
+            }
+            outcome = "reconciled"
+        elif isinstance(result, NotFound):
+            values = {
+                "status": "pending",
+                "next_attempt_at": now,
+                "last_error": "interrupted before the provider accepted it; sending again",
+            }
+            outcome = "requeued"
+        else:
+            values = {
+                "status": "unknown",
+                "last_error": _safe_error(f"interrupted mid-send, outcome unknown: {result.reason}"),
+            }
+            outcome = "unknown"
+        if self._settle(message_id, attempts, values):
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            log.warning("outbox: %s was interrupted mid-send: %s", message_id, outcome)
+
+    def _settle(self, message_id: str, attempts: int, values: dict[str, Any]) -> bool:
+        with Session(self.engine) as session, session.begin():
+            return (
+                session.execute(
+                    update(OutboxRow)
+                    .where(
+                        OutboxRow.message_id == message_id,
+                        OutboxRow.status == "sending",
+                        OutboxRow.attempts == attempts,
+                    )
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                == 1
+            )
+
+
+def _safe_error(text: str | None, limit: int = LAST_ERROR_MAX) -> str | None:
+    # Channels build their error texts without secrets; this keeps them one short line.
+    return None if text is None else one_line(text, limit)

@@ -1,0 +1,432 @@
+"""A local server that speaks enough of SendGrid's v3 API for the official client: Mail Send
+(``POST /v3/mail/send``) and the Email Activity feed (``GET /v3/messages``).
+
+It is a real HTTP server on 127.0.0.1, used by the tests and by the demo in place of
+api.sendgrid.com (point ``BREACHWATCH_SENDGRID_HOST`` at ``.url``). It checks the bearer key
+and the request body as SendGrid does, answers with SendGrid-shaped errors, can be told to
+fail the next calls (429 with Retry-After, 5xx, 400), and records what it accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+MAIL_SEND = "/v3/mail/send"
+MESSAGES = "/v3/messages"
+MAX_BODY = 30 * 1024 * 1024  # SendGrid's documented request size limit
+MAX_RECIPIENTS = 1000
+MAX_CUSTOM_ARGS_BYTES = 10_000
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "x-sg-id",
+        "x-sg-eid",
+        "received",
+        "dkim-signature",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "To",
+        "From",
+        "Subject",
+        "Reply-To",
+        "CC",
+        "BCC",
+    )
+)
+_EMAIL = re.compile(r"^[^@\s\"<>,;]+@[^@\s\"<>,;]+\.[^@\s\"<>,;]+$")
+_CONDITION = re.compile(
+    r"""^\s*(?:
+        unique_args\['(?P<arg>[^']+)'\]\s*=\s*"(?P<argval>[^"]*)"
+      | (?P<field>msg_id|from_email|to_email|subject|status)\s*=\s*"(?P<val>[^"]*)"
+      | msg_id\s+LIKE\s+'(?P<prefix>[^'%]*)%'
+    )\s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def _error(message: str, field: str | None = None) -> dict[str, Any]:
+    return {"message": message, "field": field, "help": None}
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedMail:
+    """One accepted Mail Send request."""
+
+    x_message_id: str
+    payload: dict[str, Any]
+    received_at: datetime
+
+    @property
+    def to(self) -> list[str]:
+        return [t["email"] for p in self.payload["personalizations"] for t in p["to"]]
+
+    @property
+    def subject(self) -> str:
+        return str(self.payload.get("subject", ""))
+
+    @property
+    def text(self) -> str | None:
+        return next((c["value"] for c in self.payload["content"] if c["type"] == "text/plain"), None)
+
+    @property
+    def html(self) -> str | None:
+        return next((c["value"] for c in self.payload["content"] if c["type"] == "text/html"), None)
+
+    @property
+    def custom_args(self) -> dict[str, str]:
+        return dict(self.payload.get("custom_args") or {})
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.payload.get("headers") or {})
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRecord:
+    """One recipient's message as the Email Activity feed lists it."""
+
+    msg_id: str
+    from_email: str
+    to_email: str
+    subject: str
+    unique_args: dict[str, str]
+    last_event_time: datetime
+    status: str = "delivered"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from_email": self.from_email,
+            "msg_id": self.msg_id,
+            "subject": self.subject,
+            "to_email": self.to_email,
+            "status": self.status,
+            "opens_count": 0,
+            "clicks_count": 0,
+            "last_event_time": self.last_event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A request the server answered (for assertions such as "exactly one POST")."""
+
+    method: str
+    path: str
+    status: int
+
+
+@dataclass(slots=True)
+class _Scripted:
+    status: int
+    retry_after: float | None
+    path: str
+
+
+@dataclass(slots=True)
+class _State:
+    api_key: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    messages: list[AcceptedMail] = field(default_factory=list)
+    activity: list[ActivityRecord] = field(default_factory=list)
+    requests: list[RequestRecord] = field(default_factory=list)
+    script: deque[_Scripted] = field(default_factory=deque)
+
+
+def validate_mail(body: Any) -> list[dict[str, Any]]:
+    """SendGrid-style errors for a Mail Send body; empty if SendGrid would accept it."""
+    if not isinstance(body, dict):
+        return [_error("The request body must be a JSON object.")]
+    errors: list[dict[str, Any]] = []
+    pers = body.get("personalizations")
+    if not isinstance(pers, list) or not pers:
+        errors.append(
+            _error("At least one personalization with at least one recipient is required.", "personalizations")
+        )
+        pers = []
+    recipients = 0
+    for i, p in enumerate(pers):
+        to = p.get("to") if isinstance(p, dict) else None
+        if not isinstance(to, list) or not to:
+            errors.append(_error("Each personalization needs a non-empty 'to' list.", f"personalizations.{i}.to"))
+            continue
+        for j, t in enumerate(to):
+            recipients += 1
+            email = t.get("email") if isinstance(t, dict) else None
+            if not isinstance(email, str) or not _EMAIL.fullmatch(email):
+                errors.append(_error("Recipient email is not a valid address.", f"personalizations.{i}.to.{j}.email"))
+        if isinstance(p, dict) and "custom_args" in p:
+            errors.extend(_check_string_map(p["custom_args"], f"personalizations.{i}.custom_args"))
+    if recipients > MAX_RECIPIENTS:
+        errors.append(_error(f"No more than {MAX_RECIPIENTS} recipients per request.", "personalizations"))
+    sender = body.get("from")
+    if (
+        not isinstance(sender, dict)
+        or not isinstance(sender.get("email"), str)
+        or not _EMAIL.fullmatch(sender["email"])
+    ):
+        errors.append(_error("A 'from' object with a valid email is required.", "from.email"))
+    subject = body.get("subject")
+    every_personal_subject = bool(pers) and all(isinstance(p, dict) and p.get("subject") for p in pers)
+    if not every_personal_subject and (not isinstance(subject, str) or not subject):
+        errors.append(_error("A subject is required, at the top level or in every personalization.", "subject"))
+    elif isinstance(subject, str) and ("\r" in subject or "\n" in subject):
+        errors.append(_error("The subject may not contain line breaks.", "subject"))
+    content = body.get("content")
+    if "template_id" not in body:
+        if not isinstance(content, list) or not content:
+            errors.append(_error("At least one content item is required.", "content"))
+        else:
+            types = []
+            for k, c in enumerate(content):
+                if not isinstance(c, dict) or not isinstance(c.get("type"), str) or not c.get("type"):
+                    errors.append(_error("Each content item needs a MIME type.", f"content.{k}.type"))
+                    continue
+                if not isinstance(c.get("value"), str) or not c["value"]:
+                    errors.append(_error("Each content item needs a non-empty value.", f"content.{k}.value"))
+                types.append(c["type"])
+            if "text/plain" in types and types[0] != "text/plain":
+                errors.append(_error("text/plain content must come first.", "content"))
+    if "headers" in body:
+        errors.extend(_check_string_map(body["headers"], "headers"))
+        if isinstance(body["headers"], dict):
+            for name in body["headers"]:
+                if str(name).lower() in RESERVED_HEADERS:
+                    errors.append(_error(f"The header {name} is reserved.", "headers"))
+    if "custom_args" in body:
+        errors.extend(_check_string_map(body["custom_args"], "custom_args"))
+        if len(json.dumps(body["custom_args"])) > MAX_CUSTOM_ARGS_BYTES:
+            errors.append(_error("custom_args may not exceed 10,000 bytes.", "custom_args"))
+    return errors
+
+
+def _check_string_map(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return [_error("Must be an object whose values are strings.", where)]
+    return []
+
+
+def _parse_query(query: str) -> list[re.Match[str]] | None:
+    parts = re.split(r"\s+AND\s+", query.strip(), flags=re.IGNORECASE) if query.strip() else []
+    matches = [_CONDITION.match(p) for p in parts]
+    return None if any(m is None for m in matches) else [m for m in matches if m is not None]
+
+
+def _matches(record: ActivityRecord, conditions: list[re.Match[str]]) -> bool:
+    for m in conditions:
+        if m.group("arg") is not None:
+            if record.unique_args.get(m.group("arg")) != m.group("argval"):
+                return False
+        elif m.group("field") is not None:
+            if str(getattr(record, m.group("field").lower())) != m.group("val"):
+                return False
+        elif not record.msg_id.startswith(m.group("prefix")):
+            return False
+    return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "LocalSendGrid/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sendgrid-local: " + format, *args)
+
+    def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        # Recorded before the answer goes out, so a client that has its answer sees the record.
+        state = self.server.state
+        with state.lock:
+            state.requests.append(RequestRecord(self.command, urlsplit(self.path).path, status))
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def _authorised(self) -> bool:
+        expected = f"Bearer {self.server.state.api_key}"
+        given = self.headers.get("Authorization", "")
+        if secrets.compare_digest(given.encode(), expected.encode()):
+            return True
+        self._reply(401, {"errors": [_error("Authorization failed: the API key is missing, malformed or not valid.")]})
+        return False
+
+    def _scripted(self, path: str) -> bool:
+        state = self.server.state
+        with state.lock:
+            step = state.script.popleft() if state.script and state.script[0].path == path else None
+        if step is None:
+            return False
+        headers = {}
+        if step.retry_after is not None:
+            headers["Retry-After"] = f"{step.retry_after:g}"
+        messages = {429: "Too many requests.", 400: "Bad Request"}
+        self._reply(step.status, {"errors": [_error(messages.get(step.status, "Internal server error."))]}, headers)
+        return True
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        if path != MAIL_SEND:
+            self._reply(404, {"errors": [_error("resource not found")]})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._reply(413, {"errors": [_error("The request body is too large.")]})
+            return
+        raw = self.rfile.read(length)
+        if not self._authorised() or self._scripted(MAIL_SEND):
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._reply(400, {"errors": [_error("Bad Request: the body is not valid JSON.")]})
+            return
+        errors = validate_mail(body)
+        if errors:
+            self._reply(400, {"errors": errors})
+            return
+        x_id = secrets.token_urlsafe(16)[:22]
+        now = datetime.now(UTC)
+        state = self.server.state
+        with state.lock:
+            state.messages.append(AcceptedMail(x_id, body, now))
+            n = 0
+            for p in body["personalizations"]:
+                args = {**(body.get("custom_args") or {}), **(p.get("custom_args") or {})}
+                for t in p["to"]:
+                    state.activity.append(
+                        ActivityRecord(
+                            msg_id=f"{x_id}.recvd-local-{len(state.activity)}-{n}.0",
+                            from_email=body["from"]["email"],
+                            to_email=t["email"],
+                            subject=p.get("subject") or body.get("subject", ""),
+                            unique_args=args,
+                            last_event_time=now,
+                        )
+                    )
+                    n += 1
+        self._reply(202, None, {"X-Message-Id": x_id})
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != MESSAGES:
+            self._reply(404, {"errors": [_error("resource not found")]})
+            return
+        if not self._authorised() or self._scripted(MESSAGES):
+            return
+        params = parse_qs(parts.query)
+        try:
+            limit = int(params.get("limit", ["10"])[0])
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 1000:
+            self._reply(400, {"errors": [_error("limit must be an integer from 1 to 1000", "limit")]})
+            return
+        conditions = _parse_query(params.get("query", [""])[0])
+        if conditions is None:
+            self._reply(400, {"errors": [_error("The query could not be parsed.", "query")]})
+            return
+        with self.server.state.lock:
+            found = [r for r in reversed(self.server.state.activity) if _matches(r, conditions)][:limit]
+        self._reply(200, {"messages": [r.to_json() for r in found]})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        super().__init__(address, _Handler)
+        self.state = state
+
+
+class SendGridServer:
+    """A local SendGrid stand-in on 127.0.0.1 (a free port unless one is given)."""
+
+    def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._state = _State(api_key=api_key)
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"SendGridServer(url={self.url if self._server else None!r})"
+
+    def start(self) -> SendGridServer:
+        if self._server is None:
+            self._server = _Server((self._host, self._port), self._state)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="sendgrid-local", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._server = None
+            self._thread = None
+
+    def __enter__(self) -> SendGridServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the client as its ``host``."""
+        if self._server is None:
+            raise RuntimeError("the server is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def fail_next(
+        self, status: int, times: int = 1, *, retry_after: float | None = None, path: str = MAIL_SEND
+    ) -> None:
+        """Answer the next ``times`` authorised calls to ``path`` with ``status``."""
+        with self._state.lock:
+            for _ in range(times):
+                self._state.script.append(_Scripted(status, retry_after, path))
+
+    @property
+    def messages(self) -> list[AcceptedMail]:
+        with self._state.lock:
+            return list(self._state.messages)
+
+    @property
+    def activity(self) -> list[ActivityRecord]:
+        with self._state.lock:
+            return list(self._state.activity)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def reset(self) -> None:
+        """Forget accepted messages, the activity feed, the request log and any script."""
+        with self._state.lock:
+            self._state.messages.clear()
+            self._state.activity.clear()
+            self._state.requests.clear()
+            self._state.script.clear()
