@@ -116,14 +116,25 @@ class IncidentStore:
         self, session: Session, findings: Sequence[Finding], tenants: Mapping[str, Tenant], result: RecordResult
     ) -> None:
         ids = [f.finding_id for f in findings]
-        known = set(session.scalars(select(FindingRow.finding_id).where(FindingRow.finding_id.in_(ids))))
+        known: dict[str, str] = dict(
+            session.execute(select(FindingRow.finding_id, FindingRow.incident_id).where(FindingRow.finding_id.in_(ids)))
+            .tuples()
+            .all()
+        )
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
         for f in findings:
             fid = f.finding_id
             if fid in known:
+                # The same finding again: a re-delivered batch (nothing new), or an ongoing
+                # anomaly re-reported with later events, which join its evidence.
+                # Partitions that each saw part of an address-centric attack report it under
+                # one id, too: fold it in whole, so the result does not depend on arrival order.
                 result.duplicate_findings += 1
+                incident = session.get(IncidentRow, known[fid])
+                if incident is not None:
+                    self._fold(incident, f)
+                    self._add_evidence(session, incident, fid, f.events)
                 continue
-            known.add(fid)
             incident = self._match(session, f)
             if incident is None:
                 incident = self._open(session, f)
@@ -148,6 +159,7 @@ class IncidentStore:
                 facts=f.facts,
             )
             session.add(row)
+            known[fid] = incident.incident_id
             evidence = self._add_evidence(session, incident, fid, f.events)
             if incident.incident_id in opened:
                 opened[incident.incident_id][1].append(row)
@@ -210,7 +222,10 @@ class IncidentStore:
         return incident
 
     def _fold(self, incident: IncidentRow, f: Finding) -> None:
-        """Fold a later finding into an incident: severity and score only ever rise."""
+        """Fold a finding into an incident: severity and score only ever rise; the earliest
+        finding names the incident, whichever order findings arrive in."""
+        if f.ts < incident.opened_at:
+            incident.kind, incident.title = f.kind, f.title
         if SEVERITY_RANK[f.severity] > SEVERITY_RANK[incident.severity]:
             incident.severity = f.severity
         incident.score = round(max(incident.score, f.score), 1)

@@ -221,3 +221,60 @@ class Backoff:
 def batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+class EventTimeBuffer:
+    """Holds a partition's events until every busy input has moved past them in event time.
+
+    Partition p of erp.access, erp.auth and erp.logs arrive as separate streams, cut into
+    batches wherever the fetcher happened to stop. Releasing only events at or before the
+    slowest busy stream's latest time hands the detectors the same time-ordered sequence a
+    replay does, whatever the batching. A stream with nothing more to read does not hold the
+    others back, so a quiet topic adds no latency.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[int, list[tuple[float, int, int, Any, Event]]] = defaultdict(list)
+        self._max_ts: dict[Any, float] = {}
+
+    def add(self, source: Any, partition: int, topic_rank: int, offset: int, event: Event) -> None:
+        ts = event.ts.timestamp()
+        self._items[partition].append((ts, topic_rank, offset, source, event))
+        if ts > self._max_ts.get(source, float("-inf")):
+            self._max_ts[source] = ts
+
+    def release(self, partition: int, busy: Iterable[Any]) -> list[Event]:
+        """Events of ``partition`` no busy source can still precede, in (time, topic, offset) order."""
+        items = self._items.get(partition)
+        if not items:
+            return []
+        watermark = min((self._max_ts.get(s, float("-inf")) for s in busy), default=float("inf"))
+        if watermark == float("inf"):
+            ready, self._items[partition] = items, []
+        else:
+            ready = [it for it in items if it[0] <= watermark]
+            if not ready:
+                return []
+            self._items[partition] = [it for it in items if it[0] > watermark]
+        ready.sort(key=lambda it: (it[0], it[1], it[2]))
+        return [it[4] for it in ready]
+
+    def lowest_offsets(self) -> dict[Any, int]:
+        """The first still-held offset per source: commits and checkpoints must not pass it."""
+        low: dict[Any, int] = {}
+        for items in self._items.values():
+            for _, _, offset, source, _ in items:
+                if offset < low.get(source, offset + 1):
+                    low[source] = offset
+        return low
+
+    def partitions(self) -> list[int]:
+        return [p for p, items in self._items.items() if items]
+
+    def drop(self, partition: int) -> None:
+        self._items.pop(partition, None)
+        for source in [s for s in self._max_ts if getattr(s, "partition", None) == partition]:
+            del self._max_ts[source]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._items.values())

@@ -1,0 +1,3 @@
+from breachwatch.cli import entrypoint
+
+entrypoint()

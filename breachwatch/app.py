@@ -1,0 +1,174 @@
+"""Composition root: builds the parts from one Settings object. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from breachwatch.settings import Settings
+from detectors.base import Detector
+from incidents.db import init_db, make_engine
+from incidents.store import IncidentStore, NewIncidentHook
+from streams.pipeline import Pipeline
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # kafka-python is chatty at INFO about every connection; its warnings still show.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+
+
+def database(settings: Settings, url: str | None = None) -> Engine:
+    engine = make_engine(url or settings.db_url)
+    init_db(engine)
+    return engine
+
+
+def load_model(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from detectors.learned import load_model as _load
+
+    return _load(path)
+
+
+def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list[Detector]]:
+    """A fresh detector set per partition worker: rules, learned models, the log detector."""
+    from detectors.learned import LearnedDetector
+    from detectors.logs import LogDetector
+    from detectors.rules import RulesDetector
+
+    key = (settings.secret("pseudonym_key") or "").encode() or None
+
+    def make() -> list[Detector]:
+        return [RulesDetector(), LearnedDetector(model, pseudonym_key=key), LogDetector()]
+
+    return make
+
+
+def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
+    from notifier.alerts import enqueue_incident_alert
+
+    def page(session: Any, incident: Any, findings: Any, evidence: Any, tenants: Any) -> None:
+        enqueue_incident_alert(session, incident, findings, evidence, tenants, settings)
+
+    return [page]
+
+
+def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
+    store = IncidentStore(
+        engine,
+        window=timedelta(minutes=settings.incident_window_minutes),
+        on_new_incident=incident_hooks(settings) if notify else (),
+    )
+    return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id)
+
+
+@contextmanager
+def kafka_bootstrap(settings: Settings, echo: Callable[[str], None] | None = None) -> Iterator[str]:
+    """The configured cluster, or the embedded local broker started for the duration."""
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    from streams.local_kafka import LocalKafka
+
+    broker = LocalKafka(settings.cache_dir, settings.kafka_version, work_dir=Path(settings.cache_dir) / "local-broker")
+    if echo:
+        echo(f"starting the embedded Kafka {settings.kafka_version} broker (jars cached in {settings.cache_dir})")
+    broker.fetch()
+    bootstrap = broker.start()
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+class OutboxPump:
+    """Delivers due outbox messages from a background thread, so a slow or failing mail
+    provider never stalls consumption; the consumer only nudges it after each batch."""
+
+    def __init__(self, settings: Settings, engine: Engine, interval_s: float = 1.0) -> None:
+        from notifier.alerts import build_channels
+        from notifier.outbox import Dispatcher
+
+        self.dispatcher = Dispatcher(engine, build_channels(settings))
+        self.interval_s = interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.dispatcher.dispatch_due(limit=100)
+            except Exception:
+                logging.getLogger(__name__).exception("outbox dispatch failed; will retry")
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Stop the thread, then deliver what is due now (bounded by ``timeout_s``)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            report = self.dispatcher.dispatch_due(limit=100)
+            if not getattr(report, "attempted", 0):
+                break
+
+
+def dispatcher(settings: Settings, engine: Engine) -> OutboxPump:
+    return OutboxPump(settings, engine)
+
+
+@contextmanager
+def metrics_server(settings: Settings, service: Any) -> Iterator[None]:
+    """/metrics (Prometheus) and /healthz on ``metrics_port``, when it is set."""
+    if settings.metrics_port is None:
+        yield
+        return
+    from breachwatch.metrics import serve
+
+    server = serve(settings.console_host, settings.metrics_port, service)
+    try:
+        yield
+    finally:
+        server.shutdown()

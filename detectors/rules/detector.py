@@ -1,0 +1,243 @@
+"""``RulesDetector``: runs the rule catalogue over a partition's events and emits findings.
+
+Per event it does two dict look-ups (the rules that read that event type; whether the event
+already matched, i.e. is a re-delivered copy) and calls each rule; rules keep their own bounded
+memory. Hits of one batch are grouped per episode and become at most one finding each, worded
+from the episode's running totals. An episode that was already reported is reported again only
+when it has new evidence to add (up to the evidence cap), when its severity rises, or when its
+event count has doubled, so a long-running condition updates its finding (same ``finding_id``)
+a handful of times instead of once per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
+
+from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, DetectionContext, Detector, Finding, stable_id
+from detectors.rules.access import cross_tenant_access, staff_without_ticket
+from detectors.rules.core import Hit, MatchFn, Rule, RuleMemory
+from detectors.rules.exports import bulk_export
+from detectors.rules.logins import brute_force, credential_stuffing
+from streams.models import Event
+
+log = logging.getLogger(__name__)
+
+RULES: tuple[Rule, ...] = (
+    cross_tenant_access,
+    staff_without_ticket,
+    credential_stuffing,
+    brute_force,
+    bulk_export,
+)
+
+STATE_VERSION = 1
+SWEEP_EVERY = 60.0  # seconds of event time between sweeps of the rules' memories
+DUPLICATE_HORIZON = 3600.0  # how long a matched event's id is remembered to drop re-deliveries
+MAX_MATCHED_IDS = 200_000
+MAX_REPORTED = 200_000
+LOGGED_ERRORS = 10  # per rule, then one line per 10,000 errors
+
+_by_ts = attrgetter("ts")
+
+
+class RulesDetector(Detector):
+    """The rule catalogue as one detector: ``RulesDetector().process(events, ctx)``."""
+
+    name = "rules"
+
+    def __init__(self, rules: Sequence[Rule] | None = None) -> None:
+        self.rules: tuple[Rule, ...] = tuple(RULES if rules is None else rules)
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError("rule names must be unique")
+        self.errors: dict[str, int] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh memories for every rule, and the per-event-type dispatch table over them."""
+        self._memories: dict[str, RuleMemory | None] = {}
+        by_type: dict[type, list[tuple[Rule, MatchFn, Any]]] = {}
+        for r in self.rules:
+            mem = self._memories[r.name] = r.memory() if r.memory else None
+            for cls in r.inputs:
+                by_type.setdefault(cls, []).append((r, r.match, mem))
+        self._by_type: dict[type, tuple[tuple[Rule, MatchFn, Any], ...]] = {k: tuple(v) for k, v in by_type.items()}
+        self._watermark = float("-inf")
+        self._next_sweep = float("-inf")
+        # event_id -> time of its batch, for events that matched a rule.
+        self._matched: dict[str, float] = {}
+        # finding_id -> [until, evidence sent, severity rank, events seen, events seen when last sent]
+        self._reported: dict[str, list[float]] = {}
+
+    # --- the stream ------------------------------------------------------------------------------
+
+    def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
+        if not events:
+            return []
+        by_type = self._by_type
+        matched = self._matched
+        # Batches come in event-time order: the ends bound the batch's times without reading
+        # every event's (the rules read it only for events they care about).
+        batch_t = max(events[0].ts.timestamp(), events[-1].ts.timestamp())
+        # (rule name, actor, key) -> [rule, latest hit, evidence events]
+        pending: dict[tuple[str, str | None, str], list[Any]] = {}
+        for ev in events:
+            rules = by_type.get(type(ev))
+            if rules is None or ev.event_id in matched:
+                continue
+            hit_any = False
+            for r, match, mem in rules:
+                try:
+                    res = match(ev, mem, ctx)
+                except Exception as exc:
+                    self._failed(r, ev, exc)
+                    continue
+                if not res:
+                    continue
+                hit_any = True
+                for h in (res,) if isinstance(res, Hit) else res:
+                    slot = pending.get((r.name, h.actor_id, h.key))
+                    if slot is None:
+                        pending[(r.name, h.actor_id, h.key)] = [r, h, list(h.events)]
+                    else:
+                        slot[1] = h
+                        slot[2].extend(h.events)
+            if hit_any:
+                # Remembered so a re-delivered copy cannot count twice in an episode.
+                if len(matched) >= MAX_MATCHED_IDS:
+                    del matched[next(iter(matched))]
+                matched[ev.event_id] = batch_t
+        if batch_t > self._watermark:
+            self._watermark = batch_t
+        findings = [f for slot in pending.values() if (f := self._report(*slot)) is not None]
+        if self._watermark >= self._next_sweep:
+            self._sweep(self._watermark)
+        return findings
+
+    def _failed(self, r: Rule, ev: Event, exc: Exception) -> None:
+        n = self.errors[r.name] = self.errors.get(r.name, 0) + 1
+        if n <= LOGGED_ERRORS or n % 10_000 == 0:
+            # Name the rule, the event and where it broke; never the message, which may quote
+            # the event's contents.
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f"{os.path.basename(frame.filename)}:{frame.lineno}" if frame else "?"
+            log.error(
+                "rule %s raised %s at %s on event %s (%d errors in this rule so far); counted as no match",
+                r.name,
+                type(exc).__name__,
+                where,
+                ev.event_id,
+                n,
+            )
+
+    def _report(self, r: Rule, hit: Hit, evidence: list[Event]) -> Finding | None:
+        """The finding for one episode's hits in this batch, or None if it adds nothing new."""
+        actor = hit.actor_id
+        fid = stable_id(r.detector, actor or "", hit.key)
+        verdict = hit.episode.verdict()
+        rank = SEVERITY_RANK[verdict.severity]
+        # Distinct evidence, in event-time order (the sort is stable, so ties keep arrival order).
+        seen: dict[str, Event] = {}
+        for e in evidence:
+            seen.setdefault(e.event_id, e)
+        fresh = sorted(seen.values(), key=_by_ts)
+        rec = self._reported.get(fid)
+        if rec is None:
+            if len(self._reported) >= MAX_REPORTED:
+                del self._reported[next(iter(self._reported))]
+            rec = self._reported[fid] = [hit.until, 0.0, -1.0, 0.0, 0.0]
+            due = True
+        else:
+            rec[0] = max(rec[0], hit.until)
+            due = rank > rec[2] or rec[1] < MAX_EVIDENCE or rec[3] + len(fresh) >= 2 * rec[4]
+        rec[3] += len(fresh)
+        if not due:
+            return None
+        room = MAX_EVIDENCE - int(rec[1])
+        # Past the cap, an update still carries its latest event, so it has a time and an anchor.
+        chosen = fresh[:room] if room > 0 else fresh[-1:]
+        rec[1] = min(float(MAX_EVIDENCE), rec[1] + len(chosen))
+        rec[2] = max(rec[2], float(rank))
+        rec[4] = rec[3]
+        return Finding(
+            detector=r.detector,
+            kind=verdict.kind or r.kind,
+            severity=verdict.severity,
+            score=round(verdict.score, 1),
+            ts=chosen[0].ts,
+            title=verdict.title,
+            reasons=verdict.reasons,
+            playbook=r.playbook,
+            events=tuple(chosen),
+            actor_id=actor,
+            tenant_ids=tuple(dict.fromkeys(x for x in verdict.tenant_ids if x)),
+            source_ips=tuple(dict.fromkeys(x for x in verdict.source_ips if x)),
+            facts=dict(verdict.facts),
+            dedup_key=hit.key,
+        )
+
+    def _sweep(self, watermark: float) -> None:
+        for name, mem in self._memories.items():
+            if mem is None:
+                continue
+            try:
+                mem.sweep(watermark)
+            except Exception as exc:
+                self.errors[name] = self.errors.get(name, 0) + 1
+                log.error("rule %s failed to sweep its memory: %s", name, type(exc).__name__)
+        horizon = watermark - DUPLICATE_HORIZON
+        self._matched = {k: t for k, t in self._matched.items() if t >= horizon}
+        self._reported = {k: v for k, v in self._reported.items() if v[0] >= watermark}
+        self._next_sweep = watermark + SWEEP_EVERY
+
+    # --- checkpoint --------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        rules: dict[str, Any] = {}
+        for name, mem in self._memories.items():
+            if mem is not None:
+                rules[name] = mem.to_state()
+        return {
+            "version": STATE_VERSION,
+            "watermark": _finite(self._watermark),
+            "next_sweep": _finite(self._next_sweep),
+            "matched": [[k, t] for k, t in self._matched.items()],
+            "reported": [[k, *v] for k, v in self._reported.items()],
+            "rules": rules,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._reset()
+        if not state:
+            return
+        if state.get("version") != STATE_VERSION:
+            log.warning("rules state has version %r, not %d: starting afresh", state.get("version"), STATE_VERSION)
+            return
+        self._watermark = _infinite(state["watermark"])
+        self._next_sweep = _infinite(state["next_sweep"])
+        self._matched = {k: t for k, t in state["matched"]}
+        self._reported = {row[0]: [float(x) for x in row[1:]] for row in state["reported"]}
+        for name, sub in state["rules"].items():
+            mem = self._memories.get(name)
+            if mem is None:
+                continue
+            try:
+                mem.load_state(sub)
+            except Exception as exc:
+                # One rule's unreadable memory must not keep the partition from starting.
+                log.warning("rule %s could not restore its state (%s): starting it afresh", name, type(exc).__name__)
+                mem.load_state({})
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinity; ``None`` stands for "nothing seen yet"."""
+    return None if x == float("-inf") else x
+
+
+def _infinite(x: float | None) -> float:
+    return float("-inf") if x is None else float(x)

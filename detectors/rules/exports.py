@@ -1,0 +1,390 @@
+"""Bulk export: an export (or a very large read) of sensitive data far above the tenant's norm.
+
+Each tenant's and each actor's export sizes are kept as a log-bucketed histogram (8 buckets per
+doubling, with each bucket's largest value), a few hundred bytes per tenant that give the 99th
+percentile to within one bucket. An export fires when its records exceed
+``max(1,000, 10 x tenant p99)`` once the tenant has 20 exports on record, and 20,000 before
+that, or when it takes half of the personal records the tenant holds; it is let through when
+it is within 3x of what the same actor has exported before (month-end reports by the finance
+team). Only actors who have exported a third of the floor or more are remembered: smaller
+habits could never vouch for an export big enough to fire. Fired exports do not enter the
+tenant's baseline (an attacker must not raise the bar for the next theft); they enter the
+actor's own at most once a day, so a real monthly routine is learned after a few months while
+a burst of thefts is not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detectors.base import DetectionContext, Severity
+from detectors.rules.core import (
+    DAY,
+    VERB_PAST,
+    Hit,
+    Verdict,
+    bounded_add,
+    day_end,
+    day_of,
+    listing,
+    log_bonus,
+    num,
+    plural,
+    rule,
+    when,
+)
+from streams.models import SENSITIVE, AccessEvent
+
+FLOOR = 1_000  # an export this small never fires, whatever the baseline
+TENANT_FACTOR = 10.0
+MIN_TENANT_HISTORY = 20
+COLD_LIMIT = 20_000  # the limit while a tenant has too few exports for a baseline
+LARGE_READ = 10_000  # a read or search returning this many sensitive records counts as an export
+SUBJECT_SHARE = 0.5  # share of the tenant's data subjects that fires by itself (personal data)
+ACTOR_FACTOR = 3.0
+MIN_ACTOR_HISTORY = 3
+# An actor whose exports are all below this can never vouch for one that fires (which is above
+# the floor, so above 3x theirs): such actors are not remembered until they export this much.
+ACTOR_MEMO_MIN = FLOOR / ACTOR_FACTOR
+BUCKETS_PER_DOUBLING = 8
+DECAY_AT = 2048  # counts are halved at this total, so old habits fade and numbers stay small
+MAX_TENANTS = 100_000
+MAX_ACTORS = 200_000
+MAX_RUNS = 50_000
+TENANT_IDLE = 180 * DAY
+ACTOR_IDLE = 120 * DAY  # must outlast a quarter, so quarterly routines are remembered
+
+
+class LogHistogram:
+    """Export sizes in logarithmic buckets; quantiles are a bucket's largest value seen."""
+
+    __slots__ = ("buckets", "last", "n")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, list[int]] = {}  # bucket -> [count, largest value]
+        self.n = 0
+        self.last = float("-inf")
+
+    def add(self, value: int, t: float) -> None:
+        b = int(math.log2(value + 1) * BUCKETS_PER_DOUBLING)
+        e = self.buckets.get(b)
+        if e is None:
+            self.buckets[b] = [1, value]
+        else:
+            e[0] += 1
+            if value > e[1]:
+                e[1] = value
+        self.n += 1
+        if t > self.last:
+            self.last = t
+        if self.n >= DECAY_AT:
+            self.buckets = {k: [c // 2, m] for k, (c, m) in self.buckets.items() if c >= 2}
+            self.n = sum(c for c, _ in self.buckets.values())
+
+    def quantile(self, q: float) -> int:
+        """An upper estimate of the ``q`` quantile: never below the true value."""
+        target = q * self.n
+        acc = 0
+        largest = 0
+        for b in sorted(self.buckets):
+            c, largest = self.buckets[b]
+            acc += c
+            if acc >= target:
+                return largest
+        return largest
+
+    def dump(self) -> list[Any]:
+        return [self.n, self.last, [[b, c, m] for b, (c, m) in self.buckets.items()]]
+
+    @classmethod
+    def restore(cls, row: list[Any]) -> LogHistogram:
+        h = cls()
+        h.n, h.last, buckets = row
+        h.buckets = {b: [c, m] for b, c, m in buckets}
+        return h
+
+
+class ExportRun:
+    """One actor's over-the-limit exports from one tenant on one UTC day."""
+
+    __slots__ = (
+        "action",
+        "actor_id",
+        "actor_n",
+        "day",
+        "exports",
+        "first",
+        "ips",
+        "largest",
+        "largest_t",
+        "limit",
+        "own_p99",
+        "records",
+        "resource",
+        "sensitivities",
+        "sensitivity",
+        "subjects",
+        "tenant_id",
+        "tenant_n",
+        "tenant_p99",
+        "until",
+    )
+    FIELDS = __slots__
+
+    def __init__(self, ev: AccessEvent, t: float) -> None:
+        self.actor_id = ev.actor_id
+        self.tenant_id = ev.tenant_id
+        self.day = day_of(t)
+        self.until = day_end(t)
+        self.first = t
+        self.exports = 0
+        self.records = 0
+        self.largest = -1
+        self.largest_t = t
+        self.action = ev.action
+        self.resource = ev.resource_type
+        self.sensitivity = ev.sensitivity
+        self.sensitivities: list[str] = []
+        self.ips: list[str] = []
+        self.limit = 0.0
+        self.tenant_p99: int | None = None
+        self.tenant_n = 0
+        self.own_p99: int | None = None
+        self.actor_n = 0
+        self.subjects: int | None = None
+
+    def add(
+        self,
+        ev: AccessEvent,
+        t: float,
+        limit: float,
+        tenant: LogHistogram | None,
+        tenant_p99: int | None,
+        actor: LogHistogram | None,
+        own_p99: int | None,
+        subjects: int | None,
+    ) -> None:
+        n = ev.records
+        self.exports += 1
+        self.records += n
+        bounded_add(self.sensitivities, ev.sensitivity, 6)
+        bounded_add(self.ips, ev.ip, 10)
+        if n > self.largest:
+            # The finding is worded around the largest export and the baseline it broke.
+            self.largest, self.largest_t = n, t
+            self.action, self.resource, self.sensitivity = ev.action, ev.resource_type, ev.sensitivity
+            self.limit, self.tenant_p99, self.own_p99, self.subjects = limit, tenant_p99, own_p99, subjects
+            self.tenant_n = tenant.n if tenant else 0
+            self.actor_n = actor.n if actor else 0
+
+    def share(self) -> float:
+        return self.largest / self.subjects if self.subjects else 0.0
+
+    def verdict(self) -> Verdict:
+        n = self.largest
+        verb = VERB_PAST.get(self.action, self.action)
+        how = "" if self.action == "export" else " in one request"
+        reasons = [
+            f"{self.actor_id} {verb} {num(n)} {self.resource} records ({self.sensitivity} data) of tenant"
+            f" {self.tenant_id}{how} at {when(self.largest_t)}"
+        ]
+        if self.tenant_p99 is not None:
+            reasons.append(
+                f"this tenant's 99th percentile export is {num(self.tenant_p99)} records (over"
+                f" {plural(self.tenant_n, 'past export')}); the rule fires above {num(self.limit)}"
+                f" ({TENANT_FACTOR:g}x that, and never below {num(FLOOR)})"
+            )
+        else:
+            few = f"only {plural(self.tenant_n, 'past export')}" if self.tenant_n else "no past exports"
+            reasons.append(
+                f"tenant {self.tenant_id} has {few} on record, too few for a baseline, so the fixed limit"
+                f" of {num(self.limit)} records applies"
+            )
+        share = self.share()
+        if share >= 1:
+            reasons.append(
+                f"that is more than the {num(self.subjects or 0)} data subjects tenant {self.tenant_id} holds"
+            )
+        elif share:
+            reasons.append(
+                f"that is {share:.0%} of the {num(self.subjects or 0)} data subjects tenant {self.tenant_id} holds"
+            )
+        if self.own_p99 is None:
+            if self.actor_n:
+                reasons.append(
+                    f"{self.actor_id} has only {plural(self.actor_n, 'past export')} of their own, too few"
+                    f" to vouch for this one"
+                )
+            else:
+                reasons.append(f"{self.actor_id} has no export history of their own at this tenant")
+        else:
+            reasons.append(
+                f"{self.actor_id}'s own 99th percentile export is {num(self.own_p99)} records (over"
+                f" {plural(self.actor_n, 'past export')}), and this is more than {ACTOR_FACTOR:g}x that"
+            )
+        if self.exports > 1:
+            reasons.append(
+                f"{plural(self.exports, 'export')} over the limit on {self.day}, {num(self.records)} records in all"
+            )
+        if self.ips:
+            reasons.append(f"requests came from {listing(self.ips)}")
+        ratio = n / self.limit if self.limit else 1.0
+        severity: Severity
+        if (
+            ratio >= 10
+            or share >= SUBJECT_SHARE
+            or "payment" in self.sensitivities
+            or "credentials" in self.sensitivities
+        ):
+            severity, score = "critical", 90.0 + log_bonus(ratio, 5.0, 10.0)
+        else:
+            severity, score = "high", 70.0 + log_bonus(ratio, 10.0, 19.0)
+        return Verdict(
+            severity=severity,
+            score=min(score, 100.0),
+            title=f"{self.actor_id} {verb} {num(n)} {self.sensitivity} records of tenant {self.tenant_id}",
+            reasons=tuple(reasons),
+            tenant_ids=(self.tenant_id,),
+            source_ips=tuple(self.ips),
+            facts={
+                "records": n,
+                "limit": self.limit,
+                "tenant_history": self.tenant_n,
+                "actor_history": self.actor_n,
+                "exports_over_limit": self.exports,
+                "records_over_limit": self.records,
+                # Baselines that do not exist yet are left out rather than set to null.
+                **({"tenant_p99": self.tenant_p99} if self.tenant_p99 is not None else {}),
+                **({"actor_p99": self.own_p99} if self.own_p99 is not None else {}),
+                **({"data_subjects": self.subjects} if self.subjects else {}),
+            },
+        )
+
+    def dump(self) -> list[Any]:
+        return [getattr(self, f) for f in self.FIELDS]
+
+    @classmethod
+    def restore(cls, row: list[Any]) -> ExportRun:
+        obj = cls.__new__(cls)
+        for f, v in zip(cls.FIELDS, row, strict=True):
+            setattr(obj, f, v)
+        return obj
+
+
+class ExportMemory:
+    """Export-size baselines per tenant and per actor, and today's over-the-limit runs."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, LogHistogram] = {}
+        self.actors: dict[str, LogHistogram] = {}
+        # The day a fired export last entered the actor's history (at most one a day).
+        self.learned_day: dict[str, str] = {}
+        self.runs: dict[str, ExportRun] = {}
+
+    @staticmethod
+    def _get(table: dict[str, LogHistogram], key: str, cap: int) -> LogHistogram:
+        h = table.get(key)
+        if h is None:
+            if len(table) >= cap:
+                del table[next(iter(table))]
+            h = table[key] = LogHistogram()
+        return h
+
+    def tenant(self, key: str) -> LogHistogram:
+        return self._get(self.tenants, key, MAX_TENANTS)
+
+    def actor(self, key: str) -> LogHistogram:
+        return self._get(self.actors, key, MAX_ACTORS)
+
+    def run(self, key: str, ev: AccessEvent, t: float) -> ExportRun:
+        r = self.runs.get(key)
+        if r is None:
+            if len(self.runs) >= MAX_RUNS:
+                del self.runs[next(iter(self.runs))]
+            r = self.runs[key] = ExportRun(ev, t)
+        return r
+
+    def sweep(self, watermark: float) -> None:
+        for table, idle in ((self.tenants, TENANT_IDLE), (self.actors, ACTOR_IDLE)):
+            for k in [k for k, h in table.items() if h.last < watermark - idle]:
+                del table[k]
+        for k in [k for k in self.learned_day if k not in self.actors]:
+            del self.learned_day[k]
+        for k in [k for k, r in self.runs.items() if r.until < watermark]:
+            del self.runs[k]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "tenants": [[k, h.dump()] for k, h in self.tenants.items()],
+            "actors": [[k, h.dump()] for k, h in self.actors.items()],
+            "learned_day": self.learned_day,
+            "runs": [[k, r.dump()] for k, r in self.runs.items()],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.tenants = {k: LogHistogram.restore(row) for k, row in state.get("tenants", [])}
+        self.actors = {k: LogHistogram.restore(row) for k, row in state.get("actors", [])}
+        self.learned_day = dict(state.get("learned_day", {}))
+        self.runs = {k: ExportRun.restore(row) for k, row in state.get("runs", [])}
+
+
+@rule(
+    name="bulk_export",
+    kind="bulk_export",
+    severity="high",
+    description="An export or very large read of sensitive data far above the tenant's and the actor's norm.",
+    playbook=(
+        "Ask the tenant's admin whether the export was expected; if not, revoke the actor's"
+        " sessions and API keys, find where the file went (download IP, integration), and treat"
+        " the exported records as a likely breach for the notice."
+    ),
+    inputs=(AccessEvent,),
+    memory=ExportMemory,
+)
+def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hit | None:
+    if ev.sensitivity not in SENSITIVE or ev.outcome != "success":
+        return None
+    n = ev.records
+    action = ev.action
+    if action != "export" and (n < LARGE_READ or (action != "read" and action != "search")):
+        return None
+    t = ev.ts.timestamp()
+    tenant_id = ev.tenant_id
+    actor_key = f"{ev.actor_id}|{tenant_id}"
+    if n <= FLOOR:
+        # Cannot fire (every limit is at least the floor): only learn, the common case.
+        mem.tenant(tenant_id).add(n, t)
+        if n >= ACTOR_MEMO_MIN or actor_key in mem.actors:
+            mem.actor(actor_key).add(n, t)
+        return None
+    th = mem.tenants.get(tenant_id)
+    ah = mem.actors.get(actor_key)
+    tenant_p99: int | None = None
+    if th is not None and th.n >= MIN_TENANT_HISTORY:
+        tenant_p99 = th.quantile(0.99)
+        limit = max(float(FLOOR), TENANT_FACTOR * tenant_p99)
+    else:
+        limit = float(COLD_LIMIT)
+    fire = n > limit
+    tenant = ctx.tables.tenants.get(tenant_id)
+    subjects = tenant.data_subjects if tenant is not None else None
+    if not fire and subjects and ev.sensitivity == "personal":
+        fire = n >= SUBJECT_SHARE * subjects
+    own_p99: int | None = None
+    if fire and ah is not None and ah.n >= MIN_ACTOR_HISTORY:
+        own_p99 = ah.quantile(0.99)
+        fire = n > ACTOR_FACTOR * own_p99
+
+    if not fire:
+        mem.tenant(tenant_id).add(n, t)
+        mem.actor(actor_key).add(n, t)
+        return None
+    day = day_of(t)
+    run = mem.run(f"{actor_key}|{day}", ev, t)
+    personal = subjects if subjects and ev.sensitivity == "personal" else None
+    run.add(ev, t, limit, th, tenant_p99, ah, own_p99, personal)
+    if mem.learned_day.get(actor_key) != day:
+        mem.actor(actor_key).add(n, t)
+        mem.learned_day[actor_key] = day
+    return Hit(key=f"{tenant_id}|{day}", actor_id=ev.actor_id, episode=run, events=(ev,), until=run.until)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what BreachWatch needs on a Debian machine, idempotently:
+#   scripts/setup.sh          Python package (editable) with its dependencies, Kafka broker jars
+#   scripts/setup.sh --test   the above plus the test services and tools (PostgreSQL, kcat, Chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+need_apt=()
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+if (( want_test )); then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+  command -v kcat >/dev/null || need_apt+=(kcat)
+  command -v chromium >/dev/null || need_apt+=(chromium)
+fi
+if (( ${#need_apt[@]} )); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "missing Debian packages: ${need_apt[*]} (run as root, or install them: apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import breachwatch, kafka, sklearn, sendgrid, aiosmtpd, playwright" 2>/dev/null; then
+  echo "installing the Python package and its dependencies"
+  "$PY" -m pip install -q --disable-pip-version-check -e '.[dev]'
+fi
+
+# The Kafka broker's jars from Maven Central into the cache (a no-op once cached).
+"$PY" -m streams.local_kafka fetch

@@ -1,0 +1,347 @@
+"""The long-running service: Kafka in, incidents and alerts out (``breachwatch run``).
+
+Order of durability, per batch: decode → dead letters sent → detect → findings, incidents,
+outbox messages and (every few seconds) detector checkpoints committed to the database in
+one transaction → dead letters flushed → Kafka offsets committed. A crash anywhere in that
+sequence re-delivers the batch, and every write of it is idempotent.
+
+On a partition assignment the worker for that partition number is restored from its
+checkpoint and the consumer seeks to the offsets the checkpoint reflects (or to the start of
+the topic when there is none yet), so detector state is never "ahead of" or "behind" the
+events it has seen, whichever consumer had the partition before.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from breachwatch.settings import Settings
+from streams.decode import DecodeFailure, dead_letter, decode
+from streams.kafka_client import client_options
+from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
+from streams.pipeline import Backoff, EventTimeBuffer, Pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Health:
+    """What the health endpoint and the logs report."""
+
+    status: str = "starting"  # starting | ok | degraded | stopping
+    detail: str = ""
+    last_batch_at: float = 0.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.service._on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.service._on_assigned(set(assigned))
+
+
+class Service:
+    """One consumer of the group; run several (processes) to scale out."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        pipeline: Pipeline,
+        *,
+        after_batch: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.pipeline = pipeline
+        self.after_batch = after_batch
+        self.health = Health()
+        self._stop = threading.Event()
+        self._topic_base = {settings.topic(t): t for t in EVENT_TOPICS + REFERENCE_TOPICS}
+        self._processed: dict[TopicPartition, int] = {}  # next offset to process, per assigned tp
+        self._committed_at_assign: dict[TopicPartition, int] = {}
+        self._pending: set[TopicPartition] = set()  # assigned, not yet restored
+        self._buffer = EventTimeBuffer()
+        self._last_checkpoint = time.monotonic()
+        opts = client_options(settings, bootstrap)
+        self._opts = opts
+        self.consumer = KafkaConsumer(
+            **opts,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.poll_max_records,
+            max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 1_048_576),
+            fetch_max_bytes=max(settings.max_message_bytes * 4, 52_428_800),
+            # Range keeps partition p of every event topic on the same consumer, which is
+            # what lets one worker hold all of an actor's state.
+            partition_assignment_strategy=[RangePartitionAssignor],
+            max_poll_interval_ms=600_000,
+        )
+        self.refs = KafkaConsumer(**opts, group_id=None, enable_auto_commit=False)
+        self.producer = KafkaProducer(
+            **opts, acks="all", linger_ms=5, max_request_size=max(settings.max_message_bytes * 2, 1_048_576)
+        )
+        self.pipeline._db_retry = Backoff(
+            (OperationalError, DBAPIError), should_stop=self._stop.is_set, on_wait=self._db_waiting
+        )
+
+    # --- control ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit, and exit (SIGTERM calls this)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def _db_waiting(self, delay: float, exc: BaseException) -> None:
+        self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
+
+    # --- reference tables ---------------------------------------------------------------
+
+    def load_reference_tables(self, timeout_s: float = 60.0) -> int:
+        """Read the compacted topics to their current end before any event is judged."""
+        tps = []
+        for t in REFERENCE_TOPICS:
+            parts = self.refs.partitions_for_topic(self.settings.topic(t)) or set()
+            tps += [TopicPartition(self.settings.topic(t), p) for p in parts]
+        self.refs.assign(tps)
+        self.refs.seek_to_beginning(*tps)
+        end = self.refs.end_offsets(tps)
+        n = 0
+        deadline = time.monotonic() + timeout_s
+        while any(self.refs.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError("reference topics could not be read to their end in time")
+            n += self._poll_reference(500)
+        return n
+
+    def _poll_reference(self, timeout_ms: int) -> int:
+        n = 0
+        for tp, msgs in self.refs.poll(timeout_ms=timeout_ms).items():
+            base = self._topic_base[tp.topic]
+            for m in msgs:
+                try:
+                    value = decode(base, m.value, self.settings.max_message_bytes)
+                except DecodeFailure as failure:
+                    self._send_dead_letter(tp, m, failure)
+                    continue
+                key = m.key.decode("utf-8", "replace") if m.key is not None else None
+                if value is not None:
+                    key = getattr(value, KEY_FIELD[base])
+                if key is not None:
+                    self.pipeline.apply_reference(base, key, value)
+                    n += 1
+        return n
+
+    # --- rebalance ----------------------------------------------------------------------
+    # kafka-python runs these callbacks on its network thread, where no blocking client call
+    # is allowed. Revocation only writes a checkpoint to the database; an assignment pauses
+    # the new partitions there and the main thread restores and seeks them after poll().
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        parts = {tp.partition for tp in revoked if tp.topic in self._topic_base}
+        if parts:
+            cps = self._checkpoint_offsets(parts)
+            try:
+                if cps:
+                    self.pipeline.process({}, cps)
+            except (OperationalError, DBAPIError) as exc:
+                log.warning("checkpoint on revocation failed (%s); the next owner resumes from the last one", exc)
+        for tp in revoked:
+            self._processed.pop(tp, None)
+            self._pending.discard(tp)
+        for p in parts:
+            self.pipeline.drop(p)
+            self._buffer.drop(p)
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        new = {tp for tp in assigned if tp not in self._processed}
+        log.debug("assigned %s; new %s", sorted(assigned), sorted(new))
+        if new:
+            self.consumer.pause(*new)
+            self._pending |= new
+
+    def _restore_pending(self) -> None:
+        """Restore newly assigned partitions from their checkpoints and seek to match."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, set()
+        by_part: dict[int, list[TopicPartition]] = defaultdict(list)
+        for tp in pending:
+            by_part[tp.partition].append(tp)
+        for p, tps in sorted(by_part.items()):
+            owned = [tp for tp in self._processed if tp.partition == p]
+            cp = (
+                self.pipeline.restore(p)
+                if not owned
+                else self.pipeline.store.load_checkpoint(self.settings.group_id, p)
+            )
+            begin = self.consumer.beginning_offsets(tps)
+            for tp in tps:
+                self._committed_at_assign[tp] = self.consumer.committed(tp) or 0
+                base = self._topic_base[tp.topic]
+                if cp is not None and base in cp.offsets:
+                    offset = max(cp.offsets[base], begin[tp])
+                else:
+                    # No checkpoint yet means no state worth keeping was derived: rebuild it
+                    # from the start of the topic (findings already stored are deduplicated).
+                    offset = begin[tp]
+                self.consumer.seek(tp, offset)
+                self._processed[tp] = offset
+            self.consumer.resume(*tps)
+            log.info("partition %d assigned (checkpoint: %s)", p, "yes" if cp else "none")
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self, *, until_caught_up: bool = False, max_idle_s: float | None = None) -> dict[str, Any]:
+        topics = [self.settings.topic(t) for t in EVENT_TOPICS]
+        self.health.status = "starting"
+        refs = self.load_reference_tables()
+        log.info("reference tables loaded: %d records", refs)
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
+        end_offsets: dict[TopicPartition, int] | None = None
+        idle_since = time.monotonic()
+        self.health.status = "ok"
+        try:
+            while not self._stop.is_set():
+                self._poll_reference(0)
+                polled = self.consumer.poll(
+                    timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.poll_max_records
+                )
+                if self._pending:
+                    # Anything fetched for a just-assigned partition predates its seek.
+                    polled = {tp: ms for tp, ms in polled.items() if tp not in self._pending}
+                    self._restore_pending()
+                if polled or len(self._buffer):
+                    self._handle(polled)
+                    if polled:
+                        idle_since = time.monotonic()
+                elif self.after_batch:
+                    self.after_batch()
+                if until_caught_up and self.consumer.assignment():
+                    if end_offsets is None:
+                        all_tps = [
+                            TopicPartition(t, p) for t in topics for p in self.consumer.partitions_for_topic(t) or ()
+                        ]
+                        end_offsets = self.consumer.end_offsets(all_tps)
+                    if self._caught_up(end_offsets):
+                        break
+                if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    break
+        finally:
+            self.health.status = "stopping"
+            self._checkpoint_and_commit({tp.partition for tp in self._processed})
+            self.consumer.close(autocommit=False)
+            self.refs.close()
+            self.producer.flush()
+            self.producer.close()
+        return self.pipeline.stats.as_dict()
+
+    def _caught_up(self, end: dict[TopicPartition, int]) -> bool:
+        if set(end) - set(self._processed) or len(self._buffer):
+            return False  # part of the topic set is assigned elsewhere, or events are still held
+        return all(self._processed.get(tp, 0) >= off for tp, off in end.items())
+
+    def _busy(self, tp: TopicPartition) -> bool:
+        """More to read on ``tp`` than we have seen (unknown counts as busy)."""
+        high = self.consumer.highwater(tp)
+        return high is None or self._processed.get(tp, 0) < high
+
+    def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        max_bytes = self.settings.max_message_bytes
+        for tp, msgs in polled.items():
+            base = self._topic_base[tp.topic]
+            rank = EVENT_TOPICS.index(base)
+            for m in msgs:
+                try:
+                    event = decode(base, m.value, max_bytes)
+                except DecodeFailure as failure:
+                    self._send_dead_letter(tp, m, failure)
+                    continue
+                self._buffer.add(tp, tp.partition, rank, m.offset, event)  # type: ignore[arg-type]
+            self._processed[tp] = msgs[-1].offset + 1
+            self.pipeline.stats.consumed[base] += len(msgs)
+        released: dict[int, list[Event]] = {}
+        for p in self._buffer.partitions():
+            busy = [tp for tp in self._processed if tp.partition == p and self._busy(tp)]
+            ready = self._buffer.release(p, busy)
+            if ready:
+                released[p] = ready
+        due = time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
+        if not released and not polled and not due:
+            return
+        cp = self._checkpoint_offsets({tp.partition for tp in self._processed}) if due else None
+        self.pipeline.process(released, cp)
+        if due:
+            self._last_checkpoint = time.monotonic()
+        self.producer.flush()  # dead letters durable before their offsets are committed
+        self._commit()
+        self.health.status, self.health.detail, self.health.last_batch_at = "ok", "", time.time()
+        if self.after_batch:
+            self.after_batch()
+
+    def _safe_offsets(self) -> dict[TopicPartition, int]:
+        """Per assigned partition, the offset before which everything is durably processed."""
+        low = self._buffer.lowest_offsets()
+        return {tp: min(off, low.get(tp, off)) for tp, off in self._processed.items()}
+
+    def _send_dead_letter(self, tp: TopicPartition, m: Any, failure: DecodeFailure) -> None:
+        base = self._topic_base[tp.topic]
+        self.pipeline.stats.dead_lettered[base] += 1
+        # After a restart the same bad message may be read again from a checkpoint; it was
+        # dead-lettered already if it lies before the offset committed then.
+        if m.offset < self._committed_at_assign.get(tp, 0):
+            return
+        d = dead_letter(tp.topic, tp.partition, m.offset, m.key, m.value, failure, m.timestamp)
+        self.producer.send(d.topic, key=d.key, value=d.value, headers=d.headers)
+        log.warning("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, failure.kind)
+
+    def _checkpoint_offsets(self, parts: set[int]) -> dict[int, dict[str, int]]:
+        out: dict[int, dict[str, int]] = defaultdict(dict)
+        for tp, off in self._safe_offsets().items():
+            if tp.partition in parts and off >= 0:
+                out[tp.partition][self._topic_base[tp.topic]] = off
+        return dict(out)
+
+    def _checkpoint_and_commit(self, parts: set[int]) -> None:
+        if not parts:
+            return
+        try:
+            cps = self._checkpoint_offsets(parts)
+            if cps:
+                self.pipeline.process({}, cps)
+            self.producer.flush()
+            self._commit()
+        except (KafkaError, OperationalError, DBAPIError) as exc:
+            log.warning("final checkpoint/commit failed (%s); the next owner resumes from the last checkpoint", exc)
+
+    def _commit(self) -> None:
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._safe_offsets().items() if off >= 0}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced under us; the new owner resumes from the checkpoint.
+            log.warning("offset commit failed after a rebalance: %s", exc)

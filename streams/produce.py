@@ -1,0 +1,80 @@
+"""Load a dump into the topics, keyed as the contract says (``breachwatch produce``).
+
+Lines are sent as they are, bytes untouched, malformed ones included: the point of a dump
+is to reproduce what the ERP emitted, and the consumer's dead-letter path is part of that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+from breachwatch.settings import Settings
+from streams.dump import dump_file, message_key, read_lines
+from streams.kafka_client import client_options
+from streams.models import EVENT_TOPICS, REFERENCE_TOPICS
+
+
+def produce_dump(
+    settings: Settings,
+    bootstrap: str,
+    dump: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 50_000,
+) -> dict[str, int]:
+    """Send every line of every ``<topic>.jsonl`` in the dump; returns counts per topic.
+
+    Reference topics go first, so a consumer started afterwards has its tables complete.
+    """
+    producer = KafkaProducer(
+        **(client_options(settings, bootstrap)),
+        acks="all",
+        linger_ms=20,
+        batch_size=512 * 1024,
+        max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+    )
+    counts: dict[str, int] = {}
+    total = 0
+    try:
+        for topic in REFERENCE_TOPICS + EVENT_TOPICS:
+            full = settings.topic(topic)
+            n = 0
+            for _, raw in read_lines(dump_file(dump, topic)):
+                producer.send(full, key=message_key(topic, raw), value=raw)
+                n += 1
+                total += 1
+                if progress and total % progress_every == 0:
+                    progress(total)
+            if n:
+                counts[topic] = n
+        producer.flush()
+    finally:
+        producer.close()
+    if progress:
+        progress(total)
+    return counts
+
+
+class Rate:
+    """Progress line for long runs: count, events/s, and ETA when the total is known."""
+
+    def __init__(self, label: str, total: int | None = None, echo: Callable[[str], None] = print) -> None:
+        self.label, self.total, self.echo = label, total, echo
+        self.started = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self._last < 1.0 and done != self.total:
+            return
+        self._last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = ""
+        if self.total and rate > 0:
+            eta = f", ETA {max(self.total - done, 0) / rate:.0f}s"
+        self.echo(f"{self.label}: {done:,} events, {rate:,.0f}/s{eta}")

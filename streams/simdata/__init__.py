@@ -1,0 +1,1 @@
+"""Reference data for the traffic simulator: jurisdictions, names, networks (``world.json``)."""

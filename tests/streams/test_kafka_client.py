@@ -1,0 +1,108 @@
+"""Client options built from the settings: security, API-version pin, topic layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from breachwatch.settings import ConfigError, Settings, load_settings
+from streams.kafka_client import client_options, dlq_topic, parse_api_version, resolve_bootstrap, topic_specs
+from streams.local_kafka import LocalKafka
+from streams.models import ACCESS, ALL_TOPICS, STAFF, TENANTS
+
+SASL_PASSWORD = "s3cret-sasl-value-xyz"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings read the environment; a developer's own KAFKA_* variables must not leak in.
+    for name in ("KAFKA_BOOTSTRAP", "BREACHWATCH_KAFKA_BOOTSTRAP", "BREACHWATCH_KAFKA_API_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_plaintext_options() -> None:
+    options = client_options(load_settings(kafka_bootstrap="broker-1.example:9092,broker-2.example:9092"))
+
+    assert options == {
+        "bootstrap_servers": "broker-1.example:9092,broker-2.example:9092",
+        "security_protocol": "PLAINTEXT",
+        "client_id": "breachwatch",
+    }
+
+
+def test_sasl_ssl_options_carry_credentials_and_files(tmp_path: Path) -> None:
+    settings = load_settings(
+        kafka_bootstrap="kafka.unisen.example:9094",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="breachwatch",
+        kafka_sasl_password=SASL_PASSWORD,
+        kafka_ssl_cafile=tmp_path / "ca.pem",
+        kafka_api_version="4.0",
+    )
+
+    options = client_options(settings)
+
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "breachwatch"
+    assert options["sasl_plain_password"] == SASL_PASSWORD
+    assert options["ssl_cafile"] == str(tmp_path / "ca.pem")
+    assert "ssl_keyfile" not in options
+    assert options["api_version"] == (4, 0)
+
+
+def test_bootstrap_argument_overrides_settings() -> None:
+    options = client_options(load_settings(kafka_bootstrap="far.example:9092"), "127.0.0.1:39092")
+    assert options["bootstrap_servers"] == "127.0.0.1:39092"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({}, "KAFKA_BOOTSTRAP"),
+        ({"kafka_bootstrap": "k.example:9092", "kafka_security_protocol": "SASL_SSL"}, "SASL_MECHANISM"),
+        (
+            {
+                "kafka_bootstrap": "k.example:9092",
+                "kafka_security_protocol": "SASL_PLAINTEXT",
+                "kafka_sasl_mechanism": "PLAIN",
+                "kafka_sasl_password": SASL_PASSWORD,
+            },
+            "SASL_USERNAME",
+        ),
+        ({"kafka_bootstrap": "k.example:9092", "kafka_sasl_mechanism": "PLAIN"}, "SASL_MECHANISM"),
+        ({"kafka_bootstrap": "k.example:9092", "kafka_api_version": "four"}, "KAFKA_API_VERSION"),
+    ],
+)
+def test_misconfiguration_names_the_variable_not_the_secret(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable) as caught:
+        client_options(load_settings(**overrides))
+    assert SASL_PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("4.0", (4, 0)), ("3.9.1", (3, 9, 1)), (" 4.1 ", (4, 1))])
+def test_parse_api_version(text: str, expected: tuple[int, ...]) -> None:
+    assert parse_api_version(text) == expected
+
+
+def test_topic_specs_cover_every_topic_and_its_dead_letters() -> None:
+    specs = topic_specs(load_settings(topic_prefix="prod.", partitions=6))
+
+    assert len(specs) == 2 * len(ALL_TOPICS)
+    assert specs["prod.erp.tenants"]["configs"] == {"cleanup.policy": "compact"}
+    assert specs["prod.erp.staff"]["num_partitions"] == 6
+    assert "configs" not in specs["prod.erp.access"]
+    assert "configs" not in specs[dlq_topic("prod.erp.tenants")]
+    assert dlq_topic(Settings(topic_prefix="prod.").topic(ACCESS)) == "prod.erp.access.dlq"
+    assert {TENANTS, STAFF} <= {name.removeprefix("prod.") for name in specs}
+
+
+def test_configured_bootstrap_wins_over_the_local_broker(tmp_path: Path) -> None:
+    local = LocalKafka(tmp_path)  # never started: a configured address needs no local broker
+    assert resolve_bootstrap(load_settings(kafka_bootstrap="kafka.unisen.example:9092"), local) == (
+        "kafka.unisen.example:9092"
+    )
+    assert not local.running
+    with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP"):
+        resolve_bootstrap(load_settings(), None)
