@@ -10,10 +10,10 @@ that distinction possible without a per-event Python validator).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 # Topic names exactly as the contract spells them; a deployment may put a prefix in front.
 ACCESS = "erp.access"
@@ -26,6 +26,15 @@ EVENT_TOPICS: tuple[str, ...] = (ACCESS, AUTH, LOGS)
 REFERENCE_TOPICS: tuple[str, ...] = (TENANTS, STAFF, TICKETS)
 ALL_TOPICS: tuple[str, ...] = EVENT_TOPICS + REFERENCE_TOPICS
 
+
+def _to_utc(value: datetime) -> datetime:
+    # pydantic's own tzinfo makes every later comparison and timestamp() call go through
+    # Python code; the stdlib UTC object keeps them in C (about 15x faster on the hot path).
+    return value.astimezone(UTC)
+
+
+# RFC 3339 with an offset, held in UTC: the same instant, whatever offset the ERP wrote.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Id128 = Annotated[str, Field(min_length=1, max_length=128)]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 # The schema's "format": "email" is an annotation in draft 2020-12; notices are sent to these
@@ -44,7 +53,7 @@ class AccessEvent(_Contract):
     """One access by one actor to records of one tenant (``erp.access``)."""
 
     event_id: Id128
-    ts: AwareDatetime
+    ts: Timestamp
     actor_id: Id128
     actor_type: ActorType
     actor_tenant: str | None = None
@@ -67,7 +76,7 @@ class AuthEvent(_Contract):
     """Logins, failures, MFA, password resets, role changes (``erp.auth``)."""
 
     event_id: Id128
-    ts: AwareDatetime
+    ts: Timestamp
     actor_id: Id128
     actor_type: ActorType
     actor_tenant: str | None = None
@@ -85,7 +94,7 @@ class LogRecord(_Contract):
     """One application log record (``erp.logs``)."""
 
     event_id: Id128
-    ts: AwareDatetime
+    ts: Timestamp
     service: Annotated[str, Field(min_length=1, max_length=64)]
     host: Annotated[str, Field(max_length=128)] = None  # type: ignore[assignment]
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -133,8 +142,8 @@ class Ticket(_Contract):
     tenant_id: str
     kind: Literal["support", "maintenance", "security", "fraud"]
     staff_ids: tuple[str, ...]
-    opened_at: AwareDatetime
-    closed_at: AwareDatetime | None = None
+    opened_at: Timestamp
+    closed_at: Timestamp | None = None
 
 
 Event = AccessEvent | AuthEvent | LogRecord
