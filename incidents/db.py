@@ -90,6 +90,8 @@ class FindingRow(Base):
     severity: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
     ts: Mapped[datetime]
+    # Event time of the latest evidence event: when the detector could first have fired.
+    detected_at: Mapped[datetime | None] = mapped_column(nullable=True)
     title: Mapped[str] = mapped_column(Text)
     reasons: Mapped[list[str]] = mapped_column(default=list)
     playbook: Mapped[str] = mapped_column(Text, default="")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -147,6 +147,7 @@ class IncidentStore:
             row = FindingRow(
                 finding_id=fid,
                 incident_id=incident.incident_id,
+                detected_at=max(e.ts for e in f.events) if f.events else f.ts,
                 detector=f.detector,
                 kind=f.kind,
                 severity=f.severity,
@@ -283,6 +284,21 @@ class IncidentStore:
             if row is None:
                 return None
             return Checkpoint(group_id, partition, dict(row.offsets), decode_state(row.state))
+
+    def detected_at(self) -> dict[str, datetime]:
+        """Per incident, the event time at which its first finding could have fired."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(FindingRow.incident_id, func.min(func.coalesce(FindingRow.detected_at, FindingRow.ts))).group_by(
+                    FindingRow.incident_id
+                )
+            ).all()
+        out: dict[str, datetime] = {}
+        for incident_id, when in rows:
+            if isinstance(when, str):  # SQLite returns aggregates of datetimes as text
+                when = datetime.fromisoformat(when)
+            out[incident_id] = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return out
 
     def incidents(self) -> list[IncidentOut]:
         """Every incident in opening order, in the public JSON shape."""

@@ -1,0 +1,85 @@
+"""Shared pieces of the benchmarks: a cached simulated dump, a broker, settings for a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from breachwatch.settings import Settings, load_settings
+
+BENCH_DIR = Path(os.environ.get("BREACHWATCH_BENCH_DIR", Path.home() / ".cache" / "breachwatch" / "bench"))
+
+
+def dump_for(tenants: int, days: int, seed: int = 7) -> Path:
+    """A simulated dump, generated once per (tenants, days, seed) and kept for later runs."""
+    from streams.simulate import simulate
+
+    out = BENCH_DIR / f"dump-t{tenants}-d{days}-s{seed}"
+    if not (out / "labels.json").exists():
+        t0 = time.perf_counter()
+        simulate(out, seed=seed, days=days, tenants=tenants)
+        print(f"simulated {out} in {time.perf_counter() - t0:.1f}s", flush=True)
+    return out
+
+
+def count_events(dump: Path) -> int:
+    n = 0
+    for topic in ("erp.access", "erp.auth", "erp.logs"):
+        path = dump / f"{topic}.jsonl"
+        if path.exists():
+            with path.open("rb") as fh:
+                n += sum(1 for _ in fh)
+    return n
+
+
+def count_actors(dump: Path) -> int:
+    actors: set[str] = set()
+    for topic in ("erp.access", "erp.auth"):
+        with (dump / f"{topic}.jsonl").open("rb") as fh:
+            for line in fh:
+                actors.add(json.loads(line)["actor_id"])
+    return len(actors)
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    """``KAFKA_BOOTSTRAP`` if set, else a local broker for the duration of the benchmark."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    from streams.local_kafka import LocalKafka
+
+    settings = load_settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        local = LocalKafka(settings.cache_dir, settings.kafka_version, work_dir=Path(tmp) / "kafka", heap="1g")
+        local.fetch()
+        bootstrap = local.start()
+        try:
+            yield bootstrap
+        finally:
+            local.stop()
+
+
+def run_settings(bootstrap: str, workdir: Path, partitions: int, **extra: Any) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return load_settings(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"bench{tag}.",
+        group_id=f"bench-{tag}",
+        partitions=partitions,
+        db_url=f"sqlite:///{workdir / f'bench-{tag}.db'}",
+        outbox_dir=workdir / "outbox",
+        **extra,
+    )
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's one machine-readable line, printed last."""
+    print(json.dumps(result), flush=True)

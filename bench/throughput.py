@@ -1,0 +1,108 @@
+"""Events/s of the bare kafka-python consumer, of ``run`` and of ``replay`` on the same dump.
+
+    python -m bench.throughput [--tenants 60] [--days 21] [--partitions 4] [--model PATH]
+
+Starts the local broker (or uses ``KAFKA_BOOTSTRAP``), produces a simulated dump into fresh
+topics, then measures in one run: the bare consume rate (poll, no decoding: the ceiling), the
+service with every detector from first poll until caught up, and a replay of the dump.
+Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from kafka import KafkaConsumer
+
+from bench.common import broker, count_actors, count_events, dump_for, emit, run_settings
+from breachwatch import app
+from streams.consumer import Service
+from streams.dump import replay
+from streams.kafka_client import client_options, ensure_topics
+from streams.models import EVENT_TOPICS
+from streams.produce import produce_dump
+
+
+def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore[no-untyped-def]
+    consumer = KafkaConsumer(
+        **client_options(settings, bootstrap),
+        group_id=settings.group_id + "-bare",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.poll_max_records,
+    )
+    consumer.subscribe([settings.topic(t) for t in EVENT_TOPICS])
+    seen = 0
+    started = None
+    while seen < total:
+        polled = consumer.poll(timeout_ms=1000)
+        if polled and started is None:
+            started = time.perf_counter()
+        seen += sum(len(v) for v in polled.values())
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return seen / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tenants", type=int, default=60)
+    ap.add_argument("--days", type=int, default=21)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--model", type=Path, default=None)
+    args = ap.parse_args()
+
+    dump = dump_for(args.tenants, args.days)
+    total = count_events(dump)
+    actors = count_actors(dump)
+    print(f"dump: {total:,} events, {actors:,} actors", flush=True)
+    with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
+        work = Path(tmp)
+        settings = run_settings(bootstrap, work, args.partitions, model_path=args.model)
+        ensure_topics(settings, bootstrap)
+        t0 = time.perf_counter()
+        produce_dump(settings, bootstrap, dump)
+        produce_eps = total / (time.perf_counter() - t0)
+        print(f"produced at {produce_eps:,.0f} events/s", flush=True)
+
+        bare_eps = bare_consume(settings, bootstrap, total)
+        print(f"bare consume: {bare_eps:,.0f} events/s", flush=True)
+
+        model = app.load_model(args.model)
+        engine = app.database(settings)
+        pipeline = app.build_pipeline(settings, engine, model)
+        service = Service(settings, bootstrap, pipeline)
+        t0 = time.perf_counter()
+        stats = service.run(until_caught_up=True)
+        run_s = time.perf_counter() - t0
+        consumed = sum(stats["consumed"].values())
+        run_eps = consumed / run_s
+        print(f"run: {consumed:,} events in {run_s:.1f}s = {run_eps:,.0f} events/s", flush=True)
+
+        r_engine = app.database(settings, f"sqlite:///{work / 'replay.db'}")
+        r_pipeline = app.build_pipeline(settings, r_engine, model, notify=False)
+        report = replay(dump, r_pipeline, partitions=args.partitions, max_bytes=settings.max_message_bytes)
+        print(f"replay: {report.events:,} events = {report.events_per_second:,.0f} events/s", flush=True)
+
+    emit(
+        {
+            "bench": "throughput",
+            "events": total,
+            "actors": actors,
+            "partitions": args.partitions,
+            "produce_eps": round(produce_eps),
+            "bare_eps": round(bare_eps),
+            "run_eps": round(run_eps),
+            "replay_eps": round(report.events_per_second),
+            "ratio": round(run_eps / bare_eps, 3),
+            "incidents_run": stats["incidents_opened"],
+            "model": str(args.model) if args.model else None,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
