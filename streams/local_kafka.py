@@ -234,6 +234,8 @@ class LocalKafka:
             # Move into place only when complete, so a killed fetch never leaves a half classpath.
             shutil.rmtree(libs, ignore_errors=True)
             partial.rename(libs)
+            for archive in self.home.glob("classes-*.jsa"):
+                archive.unlink()  # made for the classpath just replaced
             marker.write_text(f"fetched in {time.monotonic() - started:.1f} s\n", encoding="utf-8")
             log.info("fetched Kafka %s in %.1f s", self.version, time.monotonic() - started)
         return libs

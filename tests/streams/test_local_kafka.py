@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -69,8 +70,10 @@ def test_kafka_python_round_trip(kafka_bootstrap: str, topic_prefix: str) -> Non
         assert [v for k, v in got if k == actor] == [v for k, v in sent if k == actor]
 
 
-@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
 def test_message_from_kcat_is_read_by_kafka_python(kafka_bootstrap: str, topic_prefix: str) -> None:
+    if shutil.which("kcat") is None:
+        # CI must run the foreign-client check; a developer without kcat can skip it.
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("kcat (Debian package) is not installed")
     topic = f"{topic_prefix}foreign"
     _create_topic(kafka_bootstrap, topic)
     value = '{"event_id":"ev-1","tenant_id":"tenant-fjord.example"}'
