@@ -39,9 +39,9 @@ def main() -> None:
 @main.command()
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="dump folder to write")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--days", type=click.IntRange(1, 400), default=21, show_default=True)
-@click.option("--tenants", type=click.IntRange(1, 100_000), default=25, show_default=True)
-@click.option("--attack-days", type=click.IntRange(0, 400), default=None, help="scenarios only in the last N days")
+@click.option("--days", type=click.IntRange(2, 400), default=21, show_default=True)
+@click.option("--tenants", type=click.IntRange(2, 100_000), default=25, show_default=True)
+@click.option("--attack-days", type=click.IntRange(1, 399), default=None, help="scenarios only in the last N days")
 def simulate(out: Path, seed: int, days: int, tenants: int, attack_days: int | None) -> None:
     """Write realistic multi-tenant ERP traffic with labelled attacks (labels.json)."""
     from streams.simulate import simulate as run_sim

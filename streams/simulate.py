@@ -141,6 +141,7 @@ def simulate(
 
 
 def _load_world() -> dict[str, Any]:
+    """The bundled fictional world: jurisdictions, names, address blocks."""
     text = resources.files("streams.simdata").joinpath("world.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -153,11 +154,13 @@ def _rfc3339(when: datetime) -> str:
 
 
 def _slug(text: str) -> str:
+    """Lower-case ASCII words joined by hyphens, for ids and domains."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return "-".join(w for w in re.split(r"[^a-z0-9]+", ascii_text.lower()) if w)
 
 
 def _ms(when: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
     return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1))
 
 
@@ -176,6 +179,7 @@ def _poisson(rng: Random, lam: float) -> int:
 
 
 def _cum(weights: Iterable[float]) -> list[float]:
+    """Cumulative weights, for choosing with ``bisect`` on one random draw."""
     total, out = 0.0, []
     for w in weights:
         total += w
@@ -188,6 +192,8 @@ def _cum(weights: Iterable[float]) -> list[float]:
 
 @dataclass(frozen=True, slots=True)
 class _Resource:
+    """A kind of record in the ERP, its sensitivity, route and typical size."""
+
     name: str
     sensitivity: str
     path: str  # API route prefix, or the report's name for reports
@@ -199,7 +205,7 @@ _RESOURCES: dict[str, _Resource] = {
     r.name: r
     for r in (
         _Resource("customer", "personal", "/api/v2/customers", 620, "customers"),
-        _Resource("lead", "personal", "/api/v2/crm/leads", 480, "leads"),
+        _Resource("prospect", "personal", "/api/v2/crm/prospects", 480, "prospects"),
         _Resource("employee", "personal", "/api/v2/hr/employees", 900, "employees"),
         _Resource("leave_request", "personal", "/api/v2/hr/leave-requests", 300, "employees"),
         _Resource("payroll", "financial", "/api/v2/hr/payroll", 750, "employees"),
@@ -253,6 +259,7 @@ class _Act:
 
 
 def _act(action: str, res: _Resource, size: str) -> _Act:
+    """The request a user makes for ``action`` on ``res``, with its API route."""
     path = res.path
     if res.name == "report":
         return _Act(action, res, "report", path, "GET", "/api/v2/reports/run")
@@ -269,6 +276,7 @@ def _act(action: str, res: _Resource, size: str) -> _Act:
 
 
 def _acts(spec: Sequence[tuple[float, str, str, str]]) -> tuple[list[_Act], list[float]]:
+    """A role's weighted request mix, ready for weighted choice."""
     items = []
     for _, action, res, size in spec:
         r = _REPORTS[res[7:]] if res.startswith("report:") else _RESOURCES[res]
@@ -279,49 +287,98 @@ def _acts(spec: Sequence[tuple[float, str, str, str]]) -> tuple[list[_Act], list
 # What each role does in a working day, by weight: (weight, action, resource, size).
 _ROLE_SPEC: dict[str, list[tuple[float, str, str, str]]] = {
     "clerk": [
-        (20, "read", "inventory", "page"), (15, "read", "product", "page"), (8, "search", "product", "search"),
-        (5, "search", "inventory", "search"), (12, "read", "sales_order", "one"),
-        (10, "create", "sales_order", "one"), (8, "update", "inventory", "one"),
-        (6, "read", "purchase_order", "page"), (5, "create", "purchase_order", "one"),
-        (5, "read", "customer", "one"), (4, "search", "customer", "search"), (3, "read", "invoice", "one"),
-        (2, "read", "document", "one"), (1, "delete", "sales_order", "one"),
+        (20, "read", "inventory", "page"),
+        (15, "read", "product", "page"),
+        (8, "search", "product", "search"),
+        (5, "search", "inventory", "search"),
+        (12, "read", "sales_order", "one"),
+        (10, "create", "sales_order", "one"),
+        (8, "update", "inventory", "one"),
+        (6, "read", "purchase_order", "page"),
+        (5, "create", "purchase_order", "one"),
+        (5, "read", "customer", "one"),
+        (4, "search", "customer", "search"),
+        (3, "read", "invoice", "one"),
+        (2, "read", "document", "one"),
+        (1, "delete", "sales_order", "one"),
         (1, "read", "report:stock valuation", "report"),
     ],
     "accountant": [
-        (15, "read", "invoice", "page"), (10, "read", "invoice", "one"), (10, "read", "ledger", "page"),
-        (8, "read", "journal_entry", "page"), (6, "create", "journal_entry", "one"), (6, "read", "payment", "page"),
-        (5, "read", "bank_statement", "page"), (5, "search", "invoice", "search"), (4, "update", "invoice", "one"),
-        (4, "read", "vendor", "one"), (3, "read", "vendor_bank_account", "one"),
-        (3, "read", "report:aged receivables", "report"), (2, "read", "report:trial balance", "report"),
-        (1.5, "export", "invoice", "export"), (1, "export", "ledger", "export"), (1, "read", "tax_return", "one"),
-        (2, "read", "customer", "one"), (2, "create", "payment", "one"),
+        (15, "read", "invoice", "page"),
+        (10, "read", "invoice", "one"),
+        (10, "read", "ledger", "page"),
+        (8, "read", "journal_entry", "page"),
+        (6, "create", "journal_entry", "one"),
+        (6, "read", "payment", "page"),
+        (5, "read", "bank_statement", "page"),
+        (5, "search", "invoice", "search"),
+        (4, "update", "invoice", "one"),
+        (4, "read", "vendor", "one"),
+        (3, "read", "vendor_bank_account", "one"),
+        (3, "read", "report:aged receivables", "report"),
+        (2, "read", "report:trial balance", "report"),
+        (1.5, "export", "invoice", "export"),
+        (1, "export", "ledger", "export"),
+        (1, "read", "tax_return", "one"),
+        (2, "read", "customer", "one"),
+        (2, "create", "payment", "one"),
     ],
     "hr": [
-        (15, "read", "employee", "one"), (12, "read", "employee", "page"), (8, "search", "employee", "search"),
-        (8, "read", "leave_request", "page"), (6, "update", "leave_request", "one"), (5, "update", "employee", "one"),
-        (4, "read", "payroll", "page"), (2, "create", "employee", "one"), (0.7, "export", "employee", "export"),
-        (3, "read", "report:headcount", "report"), (3, "read", "document", "one"),
+        (15, "read", "employee", "one"),
+        (12, "read", "employee", "page"),
+        (8, "search", "employee", "search"),
+        (8, "read", "leave_request", "page"),
+        (6, "update", "leave_request", "one"),
+        (5, "update", "employee", "one"),
+        (4, "read", "payroll", "page"),
+        (2, "create", "employee", "one"),
+        (0.7, "export", "employee", "export"),
+        (3, "read", "report:headcount", "report"),
+        (3, "read", "document", "one"),
     ],
     "sales": [
-        (18, "read", "customer", "one"), (12, "search", "customer", "search"), (10, "read", "customer", "page"),
-        (10, "read", "lead", "page"), (8, "update", "lead", "one"), (6, "create", "lead", "one"),
-        (8, "read", "quote", "one"), (6, "create", "quote", "one"), (6, "read", "sales_order", "page"),
-        (4, "update", "customer", "one"), (1, "export", "customer", "export"), (3, "read", "product", "page"),
-        (2, "read", "invoice", "one"), (1.5, "read", "report:sales by region", "report"),
+        (18, "read", "customer", "one"),
+        (12, "search", "customer", "search"),
+        (10, "read", "customer", "page"),
+        (10, "read", "prospect", "page"),
+        (8, "update", "prospect", "one"),
+        (6, "create", "prospect", "one"),
+        (8, "read", "quote", "one"),
+        (6, "create", "quote", "one"),
+        (6, "read", "sales_order", "page"),
+        (4, "update", "customer", "one"),
+        (1, "export", "customer", "export"),
+        (3, "read", "product", "page"),
+        (2, "read", "invoice", "one"),
+        (1.5, "read", "report:sales by region", "report"),
     ],
     "admin": [
-        (10, "read", "user_account", "page"), (8, "read", "audit_log", "page"), (6, "read", "settings", "one"),
-        (4, "update", "settings", "one"), (4, "update", "user_account", "one"), (2, "create", "user_account", "one"),
-        (2, "read", "api_key", "page"), (0.6, "read", "integration_credential", "one"),
-        (0.4, "read", "sso_config", "one"), (3, "read", "report:user activity", "report"),
-        (5, "read", "invoice", "page"), (5, "read", "customer", "page"), (3, "read", "employee", "page"),
+        (10, "read", "user_account", "page"),
+        (8, "read", "audit_log", "page"),
+        (6, "read", "settings", "one"),
+        (4, "update", "settings", "one"),
+        (4, "update", "user_account", "one"),
+        (2, "create", "user_account", "one"),
+        (2, "read", "api_key", "page"),
+        (0.6, "read", "integration_credential", "one"),
+        (0.4, "read", "sso_config", "one"),
+        (3, "read", "report:user activity", "report"),
+        (5, "read", "invoice", "page"),
+        (5, "read", "customer", "page"),
+        (3, "read", "employee", "page"),
         (2, "read", "sales_order", "page"),
     ],
     "auditor": [
-        (15, "read", "ledger", "page"), (12, "read", "journal_entry", "page"), (10, "read", "invoice", "page"),
-        (6, "read", "payment", "page"), (3, "export", "ledger", "export"), (3, "export", "journal_entry", "export"),
-        (5, "read", "bank_statement", "page"), (3, "read", "audit_log", "page"),
-        (3, "read", "vendor_bank_account", "page"), (2, "read", "report:trial balance", "report"),
+        (15, "read", "ledger", "page"),
+        (12, "read", "journal_entry", "page"),
+        (10, "read", "invoice", "page"),
+        (6, "read", "payment", "page"),
+        (3, "export", "ledger", "export"),
+        (3, "export", "journal_entry", "export"),
+        (5, "read", "bank_statement", "page"),
+        (3, "read", "audit_log", "page"),
+        (3, "read", "vendor_bank_account", "page"),
+        (2, "read", "report:trial balance", "report"),
     ],
 }
 _ROLE_ACTS = {role: _acts(spec) for role, spec in _ROLE_SPEC.items()}
@@ -329,12 +386,14 @@ _ROLE_VOLUME = {"clerk": 1.3, "accountant": 1.0, "hr": 0.7, "sales": 1.0, "admin
 _ROLE_MIX = (("clerk", 35.0), ("sales", 25.0), ("accountant", 20.0), ("hr", 10.0))
 _WEEKDAY_VOLUME = (1.12, 1.05, 1.0, 0.98, 0.85, 0.5, 0.5)
 
+_CHROME_WIN = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"
 _BROWSERS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36 Edg/{v}.0.0.0",
+    _CHROME_WIN + " Chrome/{v}.0.0.0 Safari/537.36",
+    _CHROME_WIN + " Chrome/{v}.0.0.0 Safari/537.36 Edg/{v}.0.0.0",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{f}.0) Gecko/20100101 Firefox/{f}.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    _MAC + " AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
+    _MAC + " AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
 )
 _BROWSER_CUM = _cum((45, 20, 10, 15, 10))
 _MOBILE_UA = (
@@ -354,27 +413,41 @@ _INTEGRATIONS: dict[str, dict[str, Any]] = {
     "bank-feed": {
         "ua": "BankLink-Connector/3.2 (+https://banklink.example/connector)",
         "cadence": "nightly",
-        "steps": [("read", "bank_statement", "page", 2, 6), ("create", "payment", "one", 3, 20),
-                  ("update", "invoice", "one", 2, 12)],
+        "steps": [
+            ("read", "bank_statement", "page", 2, 6),
+            ("create", "payment", "one", 3, 20),
+            ("update", "invoice", "one", 2, 12),
+        ],
     },
     "bi-warehouse": {
         "ua": "WarehouseLoader/1.9 python-requests/2.31.0",
         "cadence": "nightly",
-        "steps": [("export", "ledger", "delta", 1, 1), ("export", "invoice", "delta", 1, 1),
-                  ("export", "sales_order", "delta", 1, 1), ("export", "customer", "delta", 1, 1),
-                  ("read", "product", "page", 2, 8)],
+        "steps": [
+            ("export", "ledger", "delta", 1, 1),
+            ("export", "invoice", "delta", 1, 1),
+            ("export", "sales_order", "delta", 1, 1),
+            ("export", "customer", "delta", 1, 1),
+            ("read", "product", "page", 2, 8),
+        ],
     },
     "ecommerce": {
         "ua": "ShopBridge/5.1 (+https://shopbridge.example)",
         "cadence": "hourly",
-        "steps": [("read", "product", "page", 1, 2), ("update", "inventory", "one", 0, 6),
-                  ("create", "sales_order", "one", 0, 4), ("create", "customer", "one", 0, 2)],
+        "steps": [
+            ("read", "product", "page", 1, 2),
+            ("update", "inventory", "one", 0, 6),
+            ("create", "sales_order", "one", 0, 4),
+            ("create", "customer", "one", 0, 2),
+        ],
     },
     "payroll": {
         "ua": "PayRun-Sync/2.4",
         "cadence": "nightly",
-        "steps": [("read", "payroll", "page", 1, 4), ("read", "employee", "page", 1, 3),
-                  ("update", "payroll", "one", 0, 5)],
+        "steps": [
+            ("read", "payroll", "page", 1, 4),
+            ("read", "employee", "page", 1, 3),
+            ("update", "payroll", "one", 0, 5),
+        ],
     },
     "tax-filing": {
         "ua": "TaxBridge/7.0.2 (Java/17.0.9)",
@@ -384,8 +457,11 @@ _INTEGRATIONS: dict[str, dict[str, Any]] = {
     "crm-sync": {
         "ua": "CRM-Connector/2.8 okhttp/4.12.0",
         "cadence": "two-hourly",
-        "steps": [("search", "customer", "search", 1, 3), ("update", "customer", "one", 0, 5),
-                  ("read", "lead", "page", 1, 1)],
+        "steps": [
+            ("search", "customer", "search", 1, 3),
+            ("update", "customer", "one", 0, 5),
+            ("read", "prospect", "page", 1, 1),
+        ],
     },
 }
 _INTEGRATION_CUM = _cum((3, 2.5, 1, 1.5, 1.2, 1.2))
@@ -440,8 +516,19 @@ class _Clock:
 class _Label:
     """One labelled scenario or hard negative, collecting the ids of its events as they are written."""
 
-    __slots__ = ("actors", "description", "drop_before", "event_ids", "first", "ips", "kind", "last", "min_ts",
-                 "records", "tenants")
+    __slots__ = (
+        "actors",
+        "description",
+        "drop_before",
+        "event_ids",
+        "first",
+        "ips",
+        "kind",
+        "last",
+        "min_ts",
+        "records",
+        "tenants",
+    )
 
     def __init__(self, kind: str, description: str, min_ts: int = 0, drop_before: int = 0) -> None:
         self.kind = kind
@@ -457,8 +544,9 @@ class _Label:
         self.last = 0
         self.records = 0
 
-    def add(self, eid: str, ts: int, actor: str | None, tenants: Sequence[str | None], ip: str | None,
-            records: int = 0) -> None:
+    def add(
+        self, eid: str, ts: int, actor: str | None, tenants: Sequence[str | None], ip: str | None, records: int = 0
+    ) -> None:
         if ts < self.min_ts:
             return
         if not self.event_ids or ts < self.first:
@@ -481,6 +569,8 @@ class _Label:
 
 @dataclass(slots=True, eq=False)
 class _Trip:
+    """A business trip: local days abroad, worked from a hotel or partner network."""
+
     start: int
     days: int
     country: str
@@ -491,6 +581,8 @@ class _Trip:
 
 @dataclass(slots=True, eq=False)
 class _Tenant:
+    """One customer of the ERP, its directory record and the people and keys that use it."""
+
     tenant_id: str
     name: str
     jurisdiction: str
@@ -510,6 +602,8 @@ class _Tenant:
 
 @dataclass(slots=True, eq=False)
 class _User:
+    """A customer user with a role, working habits, networks and planned life events."""
+
     actor_id: str
     tenant: _Tenant
     role: str
@@ -550,6 +644,8 @@ class _User:
 
 @dataclass(slots=True, eq=False)
 class _Service:
+    """An integration key of a tenant, run on a schedule from fixed cloud addresses."""
+
     actor_id: str
     tenant: _Tenant
     kind: str
@@ -566,6 +662,8 @@ class _Service:
 
 @dataclass(slots=True, eq=False)
 class _StaffMember:
+    """One of the vendor's personnel, working from the vendor's office or VPN."""
+
     staff_id: str
     name: str
     email: str
@@ -577,12 +675,16 @@ class _StaffMember:
 
 @dataclass(slots=True, eq=False)
 class _TicketVersion:
+    """One published version of a ticket record and when it was published."""
+
     at: int
     record: dict[str, Any]
 
 
 @dataclass(slots=True, eq=False)
 class _Ticket:
+    """A support or maintenance ticket: which tenant, which staff, when open."""
+
     ticket_id: str
     tenant: _Tenant
     kind: str
@@ -653,8 +755,16 @@ class _DumpWriter:
 class _Simulation:
     """Holds the population, the plan of scenarios and the writer for one run."""
 
-    def __init__(self, out: Path, seed: int, days: int, n_tenants: int, attack_days: int, start: datetime,
-                 events_per_user_day: float) -> None:
+    def __init__(
+        self,
+        out: Path,
+        seed: int,
+        days: int,
+        n_tenants: int,
+        attack_days: int,
+        start: datetime,
+        events_per_user_day: float,
+    ) -> None:
         self.out = out
         self.seed = seed
         self.days = days
@@ -682,12 +792,18 @@ class _Simulation:
         self._midnight: dict[tuple[str, int], int] = {}
         self._hosts: dict[str, list[str]] = {}
         n_api = 2 + n_tenants // 20
-        for svc, n in (("api", n_api), ("auth", max(2, n_api // 3)), ("export-worker", max(1, n_api // 4)),
-                       ("scheduler", 1), ("integration-gw", max(1, n_api // 4)), ("db-proxy", max(1, n_api // 3)),
-                       ("web", max(1, n_api // 2))):
+        for svc, n in (
+            ("api", n_api),
+            ("auth", max(2, n_api // 3)),
+            ("export-worker", max(1, n_api // 4)),
+            ("scheduler", 1),
+            ("integration-gw", max(1, n_api // 4)),
+            ("db-proxy", max(1, n_api // 3)),
+            ("web", max(1, n_api // 2)),
+        ):
             self._hosts[svc] = [f"{svc}-{i + 1}" for i in range(n)]
 
-    # ------------------------------------------------------------------ calendar helpers
+    # ------------------------------------------------------------------ calendar
 
     def tz(self, name: str) -> ZoneInfo:
         z = self._tz_cache.get(name)
@@ -740,21 +856,51 @@ class _Simulation:
 
     # ------------------------------------------------------------------ emitters
 
-    def access(self, ts: int, actor: str, atype: str, atenant: str | None, tenant_id: str, act: _Act,
-               records: int, ip: str, country: str, ua: str, sid: str | None, *, rng: Random,
-               ticket: Any = _ABSENT, outcome: str = "success", endpoint: str | None = None,
-               label: _Label | None = None, logs: bool = True, nbytes: int | None = None) -> str | None:
+    def access(
+        self,
+        ts: int,
+        actor: str,
+        atype: str,
+        atenant: str | None,
+        tenant_id: str,
+        act: _Act,
+        records: int,
+        ip: str,
+        country: str,
+        ua: str,
+        sid: str | None,
+        *,
+        rng: Random,
+        ticket: Any = _ABSENT,
+        outcome: str = "success",
+        endpoint: str | None = None,
+        label: _Label | None = None,
+        logs: bool = True,
+        nbytes: int | None = None,
+    ) -> str | None:
         """Write one ``erp.access`` event and the application logs its request leaves."""
         if not self.writer.keeps(ts) or (label is not None and ts < label.drop_before):
             return None
         eid = self.ids.event()
         res = act.res
         if nbytes is None:
-            nbytes = 0 if outcome == "denied" else int(max(records, 1) * res.row_bytes * (0.75 + rng.random() * 0.5)) + 280
+            nbytes = (
+                0 if outcome == "denied" else int(max(records, 1) * res.row_bytes * (0.75 + rng.random() * 0.5)) + 280
+            )
         ev: dict[str, Any] = {
-            "event_id": eid, "ts": self.clock.fmt(ts), "actor_id": actor, "actor_type": atype,
-            "actor_tenant": atenant, "tenant_id": tenant_id, "action": act.action, "resource_type": res.name,
-            "sensitivity": res.sensitivity, "records": records, "bytes": nbytes, "ip": ip, "country": country,
+            "event_id": eid,
+            "ts": self.clock.fmt(ts),
+            "actor_id": actor,
+            "actor_type": atype,
+            "actor_tenant": atenant,
+            "tenant_id": tenant_id,
+            "action": act.action,
+            "resource_type": res.name,
+            "sensitivity": res.sensitivity,
+            "records": records,
+            "bytes": nbytes,
+            "ip": ip,
+            "country": country,
             "user_agent": ua,
         }
         if sid is not None:
@@ -771,16 +917,38 @@ class _Simulation:
             self.request_logs(ts, actor, tenant_id, sid, act, records, outcome, rng, label)
         return eid
 
-    def auth(self, ts: int, actor: str, atype: str, atenant: str | None, action: str, outcome: str, ip: str,
-             country: str, ua: str, sid: str | None, *, rng: Random, roles: Sequence[str] | None = None,
-             detail: str | None = None, label: _Label | None = None) -> str | None:
+    def auth(
+        self,
+        ts: int,
+        actor: str,
+        atype: str,
+        atenant: str | None,
+        action: str,
+        outcome: str,
+        ip: str,
+        country: str,
+        ua: str,
+        sid: str | None,
+        *,
+        rng: Random,
+        roles: Sequence[str] | None = None,
+        detail: str | None = None,
+        label: _Label | None = None,
+    ) -> str | None:
         """Write one ``erp.auth`` event and the auth service's log line for it."""
         if not self.writer.keeps(ts) or (label is not None and ts < label.drop_before):
             return None
         eid = self.ids.event()
         ev: dict[str, Any] = {
-            "event_id": eid, "ts": self.clock.fmt(ts), "actor_id": actor, "actor_type": atype,
-            "actor_tenant": atenant, "action": action, "outcome": outcome, "ip": ip, "country": country,
+            "event_id": eid,
+            "ts": self.clock.fmt(ts),
+            "actor_id": actor,
+            "actor_type": atype,
+            "actor_tenant": atenant,
+            "action": action,
+            "outcome": outcome,
+            "ip": ip,
+            "country": country,
             "user_agent": ua,
         }
         if sid is not None and outcome == "success":
@@ -799,8 +967,11 @@ class _Simulation:
                 reason = "unknown_user" if detail == "unknown user" else "bad_password"
                 msg, level = f"login failed user={actor} reason={reason} ip={ip}", "INFO"
         elif action == "mfa":
-            msg = (f"mfa verified user={actor} factor=totp" if outcome == "success"
-                   else f"mfa challenge failed user={actor} factor=push")
+            msg = (
+                f"mfa verified user={actor} factor=totp"
+                if outcome == "success"
+                else f"mfa challenge failed user={actor} factor=push"
+            )
             level = "INFO" if outcome == "success" else "WARNING"
         elif action == "logout":
             msg, level = f"session closed user={actor} session={sid}", "INFO"
@@ -810,21 +981,46 @@ class _Simulation:
             msg, level = f"password reset completed user={actor}", "INFO"
         else:
             msg, level = f"api key created key={actor}", "INFO"
-        self.log(ts + rng.randint(2, 40), "auth", level, msg, actor=actor, tenant=atenant,
-                 sid=sid if outcome == "success" else None, rng=rng, label=label)
+        self.log(
+            ts + rng.randint(2, 40),
+            "auth",
+            level,
+            msg,
+            actor=actor,
+            tenant=atenant,
+            sid=sid if outcome == "success" else None,
+            rng=rng,
+            label=label,
+        )
         return eid
 
-    def log(self, ts: int, service: str, level: str, message: str, *, rng: Random, actor: str | None = None,
-            tenant: str | None = None, sid: str | None = None, trace: str | None = None,
-            attrs: dict[str, Any] | None = None, label: _Label | None = None) -> None:
+    def log(
+        self,
+        ts: int,
+        service: str,
+        level: str,
+        message: str,
+        *,
+        rng: Random,
+        actor: str | None = None,
+        tenant: str | None = None,
+        sid: str | None = None,
+        trace: str | None = None,
+        attrs: dict[str, Any] | None = None,
+        label: _Label | None = None,
+    ) -> None:
         """Write one ``erp.logs`` record."""
         if not self.writer.keeps(ts) or (label is not None and ts < label.drop_before):
             return
         eid = self.ids.event()
         hosts = self._hosts[service]
         ev: dict[str, Any] = {
-            "event_id": eid, "ts": self.clock.fmt(ts), "service": service,
-            "host": hosts[int(rng.random() * len(hosts))], "level": level, "message": message,
+            "event_id": eid,
+            "ts": self.clock.fmt(ts),
+            "service": service,
+            "host": hosts[int(rng.random() * len(hosts))],
+            "level": level,
+            "message": message,
         }
         if actor is not None:
             ev["actor_id"] = actor
@@ -840,26 +1036,65 @@ class _Simulation:
         if label is not None:
             label.add(eid, ts, None, (), None)
 
-    def request_logs(self, ts: int, actor: str, tenant: str, sid: str | None, act: _Act, records: int,
-                     outcome: str, rng: Random, label: _Label | None) -> None:
+    def request_logs(
+        self,
+        ts: int,
+        actor: str,
+        tenant: str,
+        sid: str | None,
+        act: _Act,
+        records: int,
+        outcome: str,
+        rng: Random,
+        label: _Label | None,
+    ) -> None:
         """The records one API request leaves in the application logs, tied by a trace id."""
         r = rng.random()
         if outcome == "denied":
             trace = self.ids.trace()
-            self.log(ts + 3, "api", "WARNING",
-                     f"authorization denied actor={actor} tenant={tenant} route={act.route}",
-                     actor=actor, tenant=tenant, sid=sid, trace=trace, rng=rng, label=label,
-                     attrs={"http.method": act.method, "http.route": act.route, "http.status_code": 403})
+            self.log(
+                ts + 3,
+                "api",
+                "WARNING",
+                f"authorization denied actor={actor} tenant={tenant} route={act.route}",
+                actor=actor,
+                tenant=tenant,
+                sid=sid,
+                trace=trace,
+                rng=rng,
+                label=label,
+                attrs={"http.method": act.method, "http.route": act.route, "http.status_code": 403},
+            )
             return
         if act.action == "export":
             trace = self.ids.trace()
             fmt = "csv" if r < 0.8 else "xlsx"
             dur = int(40 + records * (0.02 + rng.random() * 0.05))
-            self.log(ts + 2, "export-worker", "INFO", f"export started resource={act.res.name} format={fmt}",
-                     actor=actor, tenant=tenant, sid=sid, trace=trace, rng=rng, label=label)
-            self.log(ts + dur, "export-worker", "INFO", f"export finished rows={records} format={fmt}",
-                     actor=actor, tenant=tenant, sid=sid, trace=trace, rng=rng, label=label,
-                     attrs={"rows": records, "duration_ms": dur})
+            self.log(
+                ts + 2,
+                "export-worker",
+                "INFO",
+                f"export started resource={act.res.name} format={fmt}",
+                actor=actor,
+                tenant=tenant,
+                sid=sid,
+                trace=trace,
+                rng=rng,
+                label=label,
+            )
+            self.log(
+                ts + dur,
+                "export-worker",
+                "INFO",
+                f"export finished rows={records} format={fmt}",
+                actor=actor,
+                tenant=tenant,
+                sid=sid,
+                trace=trace,
+                rng=rng,
+                label=label,
+                attrs={"rows": records, "duration_ms": dur},
+            )
             return
         if r > 0.85:  # not every request is logged at INFO (sampling)
             return
@@ -867,23 +1102,59 @@ class _Simulation:
         dur = int(8 + rng.expovariate(1 / 45) + records * 0.4)
         status = 201 if act.action == "create" else 200
         if dur > 1500:
-            self.log(ts + dur, "api", "WARNING", f"slow request route={act.route} duration_ms={dur}",
-                     actor=actor, tenant=tenant, sid=sid, trace=trace, rng=rng, label=label)
-        self.log(ts + dur, "api", "INFO",
-                 f"request handled method={act.method} route={act.route} status={status} duration_ms={dur}",
-                 actor=actor, tenant=tenant, sid=sid, trace=trace, rng=rng, label=label,
-                 attrs={"http.method": act.method, "http.route": act.route, "http.status_code": status,
-                        "duration_ms": dur})
+            self.log(
+                ts + dur,
+                "api",
+                "WARNING",
+                f"slow request route={act.route} duration_ms={dur}",
+                actor=actor,
+                tenant=tenant,
+                sid=sid,
+                trace=trace,
+                rng=rng,
+                label=label,
+            )
+        self.log(
+            ts + dur,
+            "api",
+            "INFO",
+            f"request handled method={act.method} route={act.route} status={status} duration_ms={dur}",
+            actor=actor,
+            tenant=tenant,
+            sid=sid,
+            trace=trace,
+            rng=rng,
+            label=label,
+            attrs={"http.method": act.method, "http.route": act.route, "http.status_code": status, "duration_ms": dur},
+        )
         if r < 0.22:
             q = max(1, int(dur * 0.6))
             table = act.res.name + "s"
-            self.log(ts + q, "db-proxy", "DEBUG", f"query ms={q} table={table} rows={records}",
-                     tenant=tenant, trace=trace, rng=rng, label=label)
+            self.log(
+                ts + q,
+                "db-proxy",
+                "DEBUG",
+                f"query ms={q} table={table} rows={records}",
+                tenant=tenant,
+                trace=trace,
+                rng=rng,
+                label=label,
+            )
         elif r < 0.26:
-            self.log(ts + 1, "api", "DEBUG", f"cache miss key=tenant:{tenant}:{act.res.name}",
-                     tenant=tenant, sid=sid, trace=trace, rng=rng, label=label)
+            self.log(
+                ts + 1,
+                "api",
+                "DEBUG",
+                f"cache miss key=tenant:{tenant}:{act.res.name}",
+                tenant=tenant,
+                sid=sid,
+                trace=trace,
+                rng=rng,
+                label=label,
+            )
 
     def records_for(self, act: _Act, t: _Tenant, rng: Random) -> int:
+        """How many records one such request touches in this tenant."""
         table = t.tables[act.res.table]
         size = act.size
         if size == "one":
@@ -899,6 +1170,7 @@ class _Simulation:
     # ------------------------------------------------------------------ population
 
     def build_population(self) -> None:
+        """Tenants with their users and integration keys, then the vendor's staff."""
         rng = self.rng
         world = self.world
         jur = world["jurisdictions"]
@@ -921,8 +1193,10 @@ class _Simulation:
             self._add_service(t, rng, active_from=d)
         self._make_staff(rng)
 
-    def _make_tenant(self, code: str, j: dict[str, Any], rng: Random, used_names: set[str],
-                     used_ids: set[str]) -> _Tenant:
+    def _make_tenant(
+        self, code: str, j: dict[str, Any], rng: Random, used_names: set[str], used_ids: set[str]
+    ) -> _Tenant:
+        """One customer: directory entry, table sizes, office networks, users and integrations."""
         world = self.world
         country = j["country"]
         cinfo = world["countries"][country]
@@ -945,15 +1219,15 @@ class _Simulation:
         n_users = int(min(150, max(2, rng.lognormvariate(math.log(8), 0.75))))
         employees = int(n_users * rng.uniform(2.5, 12))
         customers = int(rng.lognormvariate(math.log(2500), 1.0)) + 50
-        leads = int(customers * rng.uniform(0.2, 1.5))
+        prospects = int(customers * rng.uniform(0.2, 1.5))
         txn = int((customers + 200) * rng.uniform(1.5, 6))
         people = world["people"][j["people"]]
         owner_first, owner_last = rng.choice(people["first"]), rng.choice(people["last"])
         owner_email = f"{_slug(owner_first).replace('-', '')}.{_slug(owner_last).replace('-', '')}@{domain}"
-        contacts: list[dict[str, Any]] = [{"name": f"{owner_first} {owner_last}", "email": owner_email,
-                                           "role": "owner"}]
-        security: dict[str, Any] = {"email": f"{rng.choice(['security', 'it', 'itsec'])}@{domain}",
-                                    "role": "security"}
+        contacts: list[dict[str, Any]] = [
+            {"name": f"{owner_first} {owner_last}", "email": owner_email, "role": "owner"}
+        ]
+        security: dict[str, Any] = {"email": f"{rng.choice(['security', 'it', 'itsec'])}@{domain}", "role": "security"}
         if rng.random() < 0.5:
             security["locale"] = rng.choice(j["contact_locales"])
         contacts.append(security)
@@ -964,22 +1238,40 @@ class _Simulation:
             contacts.append({"email": f"accounts@{domain}", "role": "billing"})
         eu = country in ("DE", "FR", "NL")
         record = {
-            "tenant_id": tid, "name": name, "jurisdiction": code, "locale": j["locale"], "contacts": contacts,
+            "tenant_id": tid,
+            "name": name,
+            "jurisdiction": code,
+            "locale": j["locale"],
+            "contacts": contacts,
             "ai_training_opt_out": rng.random() < (0.4 if eu else 0.15),
-            "data_subjects": customers + employees + leads,
+            "data_subjects": customers + employees + prospects,
         }
         offices = []
         for _ in range(1 + (n_users > 25) + (n_users > 60)):
             prefix = f"{rng.choice(cinfo['office'])}.{rng.randint(0, 255)}"
             offices.append(f"{prefix}.{rng.randint(2, 250)}")
         t = _Tenant(
-            tenant_id=tid, name=name, jurisdiction=code, country=country, tz=self.tz(tzname),
-            locale=j["locale"], domain=domain, weekend=(4, 5) if country == "SA" else (5, 6),
-            mfa=rng.random() < 0.55, record=record,
-            tables={"customers": customers, "employees": employees, "leads": leads, "txn": txn,
-                    "catalog": int(rng.lognormvariate(math.log(800), 0.8)) + 20,
-                    "vendors": int(rng.uniform(20, 400)), "config": 60},
-            offices=offices, ticket_rate=rng.lognormvariate(math.log(0.12), 0.6),
+            tenant_id=tid,
+            name=name,
+            jurisdiction=code,
+            country=country,
+            tz=self.tz(tzname),
+            locale=j["locale"],
+            domain=domain,
+            weekend=(4, 5) if country == "SA" else (5, 6),
+            mfa=rng.random() < 0.55,
+            record=record,
+            tables={
+                "customers": customers,
+                "employees": employees,
+                "prospects": prospects,
+                "txn": txn,
+                "catalog": int(rng.lognormvariate(math.log(800), 0.8)) + 20,
+                "vendors": int(rng.uniform(20, 400)),
+                "config": 60,
+            },
+            offices=offices,
+            ticket_rate=rng.lognormvariate(math.log(0.12), 0.6),
         )
         self._make_users(t, n_users, people, cinfo, rng)
         n_services = bisect_right((0.22, 0.62, 0.88), rng.random())
@@ -988,6 +1280,7 @@ class _Simulation:
         return t
 
     def _new_actor_id(self, base: str) -> str:
+        """A globally unique actor id, numbered when the base is taken."""
         aid, n = base, 2
         while aid in self._actor_ids:
             aid = f"{base}{n}"
@@ -996,11 +1289,14 @@ class _Simulation:
         return aid
 
     def _browser(self, rng: Random) -> str:
+        """A current desktop browser user agent."""
         tpl = _BROWSERS[bisect_right(_BROWSER_CUM, rng.random() * _BROWSER_CUM[-1])]
         return tpl.format(v=rng.choice((129, 130, 131, 131, 131)), f=rng.choice((131, 132, 133)))
 
-    def _make_users(self, t: _Tenant, n_users: int, people: dict[str, list[str]], cinfo: dict[str, Any],
-                    rng: Random) -> None:
+    def _make_users(
+        self, t: _Tenant, n_users: int, people: dict[str, list[str]], cinfo: dict[str, Any], rng: Random
+    ) -> None:
+        """The tenant's users with roles, habits and networks, and their life events."""
         roles = ["admin"] + (["admin"] if n_users > 30 else [])
         mix_cum = _cum(w for _, w in _ROLE_MIX)
         while len(roles) < n_users:
@@ -1010,11 +1306,16 @@ class _Simulation:
             aid = self._new_actor_id(f"u-{_slug(first).replace('-', '')}.{_slug(last).replace('-', '')}")
             late = 30.0 if role == "sales" else 0.0
             u = _User(
-                actor_id=aid, tenant=t, role=role, name=f"{first} {last}",
+                actor_id=aid,
+                tenant=t,
+                role=role,
+                name=f"{first} {last}",
                 volume=rng.lognormvariate(-0.18, 0.6),
                 start_min=min(11 * 60, max(6.5 * 60, rng.gauss(8.6 * 60 + late, 40))),
-                work_min=rng.gauss(8.6 * 60, 35), lunch_min=rng.gauss(12.6 * 60, 20),
-                lunch_len=rng.uniform(25, 70), ua=self._browser(rng),
+                work_min=rng.gauss(8.6 * 60, 35),
+                lunch_min=rng.gauss(12.6 * 60, 20),
+                lunch_len=rng.uniform(25, 70),
+                ua=self._browser(rng),
                 mobile_ua=rng.choice(_MOBILE_UA) if role == "sales" and rng.random() < 0.5 else None,
                 office_ip=rng.choice(t.offices),
                 home_ip=f"{rng.choice(cinfo['residential'])}.{rng.randint(0, 255)}.{rng.randint(2, 250)}",
@@ -1036,15 +1337,19 @@ class _Simulation:
             if r < 0.07:
                 # A leaver: seen in the first days of the window, then never again. With 30 or
                 # more clean days, the last day lies at least 30 days before the attack window.
-                self._retire(u, rng.randint(0, clean - 30) if clean >= 30 else rng.randint(0, max(0, min(2, clean - 2))))
+                self._retire(
+                    u, rng.randint(0, clean - 30) if clean >= 30 else rng.randint(0, max(0, min(2, clean - 2)))
+                )
             elif r < 0.10:
                 u.active_from = rng.randint(1, days - 1)
                 while self.weekday(u.active_from) in t.weekend:
                     u.active_from += 1
                 if u.active_from >= clean:
                     u.day_labels[u.active_from] = self._hard_negative(
-                        "new_employee", f"{u.actor_id} joined {t.tenant_id} as {u.role}: account set up, first "
-                        f"login and a light first day from the office")
+                        "new_employee",
+                        f"{u.actor_id} joined {t.tenant_id} as {u.role}: account set up, first "
+                        f"login and a light first day from the office",
+                    )
             elif r < 0.25:
                 length = rng.randint(5, 14)
                 begin = rng.randint(-length + 2, days - 2)
@@ -1052,8 +1357,10 @@ class _Simulation:
                 back = begin + length
                 if clean <= back < days:
                     u.day_labels[back] = self._hard_negative(
-                        "holiday_return", f"{u.actor_id} of {t.tenant_id} back from {length} days of leave; "
-                        "normal work from the usual network")
+                        "holiday_return",
+                        f"{u.actor_id} of {t.tenant_id} back from {length} days of leave; "
+                        "normal work from the usual network",
+                    )
             elif r < 0.30 and u.role in ("sales", "accountant", "clerk", "hr"):
                 dests = self.world["trip_destinations"].get(t.country, ["GB", "AE", "US"])
                 dest = rng.choice(dests)
@@ -1064,8 +1371,11 @@ class _Simulation:
                 trip = _Trip(begin, length, dest, self.tz(cinfo["tz"]), ip)
                 if begin + length > clean:
                     trip.label = self._hard_negative(
-                        "business_trip", f"{u.actor_id} of {t.tenant_id} travelling in {dest} for {length} days; "
-                        "logs in through the normal flow and works normal hours and volumes", min_ts=self.clean_ms)
+                        "business_trip",
+                        f"{u.actor_id} of {t.tenant_id} travelling in {dest} for {length} days; "
+                        "logs in through the normal flow and works normal hours and volumes",
+                        min_ts=self.clean_ms,
+                    )
                 u.trip = trip
 
     def _retire(self, u: _User, last: int) -> None:
@@ -1081,27 +1391,45 @@ class _Simulation:
         u.active_until = day + 1
 
     def _add_auditor(self, t: _Tenant, people: dict[str, list[str]], rng: Random) -> None:
+        """An external auditor who reviews the books for a few days of the window."""
         first, last = rng.choice(people["first"]), rng.choice(people["last"])
         aid = self._new_actor_id(f"u-{_slug(first).replace('-', '')}.{_slug(last).replace('-', '')}.audit")
         begin = rng.randint(0, self.days - 3)
         length = rng.randint(3, 6)
         cinfo = self.world["countries"][t.country]
         u = _User(
-            actor_id=aid, tenant=t, role="auditor", name=f"{first} {last}", volume=rng.uniform(1.0, 2.0),
-            start_min=rng.gauss(9 * 60, 20), work_min=rng.gauss(8 * 60, 30), lunch_min=12.5 * 60,
-            lunch_len=45, ua=self._browser(rng), mobile_ua=None, office_ip=rng.choice(t.offices),
+            actor_id=aid,
+            tenant=t,
+            role="auditor",
+            name=f"{first} {last}",
+            volume=rng.uniform(1.0, 2.0),
+            start_min=rng.gauss(9 * 60, 20),
+            work_min=rng.gauss(8 * 60, 30),
+            lunch_min=12.5 * 60,
+            lunch_len=45,
+            ua=self._browser(rng),
+            mobile_ua=None,
+            office_ip=rng.choice(t.offices),
             home_ip=f"{rng.choice(cinfo['residential'])}.{rng.randint(0, 255)}.{rng.randint(2, 250)}",
-            wfh=(), weekend_worker=False, active_from=begin, active_until=begin + length, reserved=True,
+            wfh=(),
+            weekend_worker=False,
+            active_from=begin,
+            active_until=begin + length,
+            reserved=True,
         )
         t.users.append(u)
         if begin + length > self.clean_days:
             lab = self._hard_negative(
-                "audit_fieldwork", f"external auditor {aid} reviews {t.tenant_id}'s books for {length} days: "
-                "heavy reads and exports of ledgers and journals", min_ts=self.clean_ms)
+                "audit_fieldwork",
+                f"external auditor {aid} reviews {t.tenant_id}'s books for {length} days: "
+                "heavy reads and exports of ledgers and journals",
+                min_ts=self.clean_ms,
+            )
             for d in range(begin, begin + length):
                 u.day_labels[d] = lab
 
     def _add_service(self, t: _Tenant, rng: Random, active_from: int = -100) -> _Service:
+        """An integration key with a fixed schedule and fixed cloud addresses."""
         kinds = list(_INTEGRATIONS)
         taken = {s.kind for s in t.services}
         kind = kinds[bisect_right(_INTEGRATION_CUM, rng.random() * _INTEGRATION_CUM[-1])]
@@ -1112,22 +1440,36 @@ class _Simulation:
         regions = {r["region"]: r for r in self.world["cloud"]}
         home = self.world["home_region"].get(t.country, "us-east-1")
         region = regions[home] if rng.random() < 0.7 else rng.choice(self.world["cloud"])
-        ips = [f"{rng.choice(region['prefixes'])}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-               for _ in range(rng.randint(1, 3))]
+        ips = [
+            f"{rng.choice(region['prefixes'])}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+            for _ in range(rng.randint(1, 3))
+        ]
         aid = self._new_actor_id(f"svc-{kind}-{rng.getrandbits(16):04x}")
-        s = _Service(actor_id=aid, tenant=t, kind=kind, ua=spec["ua"], ips=ips, country=region["country"],
-                     hour=rng.randint(1, 4) if kind != "tax-filing" else 5, minute=rng.choice((0, 0, 15, 30, 45)),
-                     cadence=spec["cadence"], active_from=active_from)
+        s = _Service(
+            actor_id=aid,
+            tenant=t,
+            kind=kind,
+            ua=spec["ua"],
+            ips=ips,
+            country=region["country"],
+            hour=rng.randint(1, 4) if kind != "tax-filing" else 5,
+            minute=rng.choice((0, 0, 15, 30, 45)),
+            cadence=spec["cadence"],
+            active_from=active_from,
+        )
         if active_from > -100:
             s.reserved = True
             if active_from >= self.clean_days:
                 s.label = self._hard_negative(
-                    "new_integration", f"{t.tenant_id} set up a new {kind} integration ({aid}): key created by an "
-                    "admin, then its first scheduled syncs from a cloud network")
+                    "new_integration",
+                    f"{t.tenant_id} set up a new {kind} integration ({aid}): key created by an "
+                    "admin, then its first scheduled syncs from a cloud network",
+                )
         t.services.append(s)
         return s
 
     def _make_staff(self, rng: Random) -> None:
+        """The vendor's personnel; support, engineering and operations work on tenants' data."""
         vendor = self.world["vendor"]
         people = self.world["people"]["PK"]
         n = max(8, 5 + self.n_tenants // 5)
@@ -1144,9 +1486,17 @@ class _Simulation:
             used.add(sid)
             prefix = rng.choice(vendor["office_prefixes"] if rng.random() < 0.8 else vendor["vpn_prefixes"])
             local = f"{_slug(first).replace('-', '.')}.{_slug(last).replace('-', '')}"
-            email = f"{local}@{vendor['domain']}" if sid == base else f"{local}.{sid[len(base):]}@{vendor['domain']}"
-            self.staff.append(_StaffMember(staff_id=sid, name=f"{first} {last}", email=email, team=team,
-                                           ip=f"{prefix}.{rng.randint(5, 250)}", ua=self._browser(rng)))
+            email = f"{local}@{vendor['domain']}" if sid == base else f"{local}.{sid[len(base) :]}@{vendor['domain']}"
+            self.staff.append(
+                _StaffMember(
+                    staff_id=sid,
+                    name=f"{first} {last}",
+                    email=email,
+                    team=team,
+                    ip=f"{prefix}.{rng.randint(5, 250)}",
+                    ua=self._browser(rng),
+                )
+            )
         # People who left the vendor keep a directory entry marked inactive.
         for m in self.staff[-2:]:
             m.active = False
@@ -1166,6 +1516,7 @@ class _Simulation:
     # ------------------------------------------------------------------ the run
 
     def run(self, progress: Callable[[int], None] | None) -> SimulationSummary:
+        """Plan everything, play the days in order, write the topics and the labels."""
         self.build_population()
         self.write_reference()
         self.plan_tickets()
@@ -1195,15 +1546,21 @@ class _Simulation:
         return self.write_labels()
 
     def write_reference(self) -> None:
+        """The compacted tenant and staff topics, one record per key."""
         with (self.out / f"{TENANTS}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for t in self.tenants:
                 f.write(_ENCODE(t.record) + "\n")
         with (self.out / f"{STAFF}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for m in self.staff:
-                f.write(_ENCODE({"staff_id": m.staff_id, "name": m.name, "email": m.email, "team": m.team,
-                                 "active": m.active}) + "\n")
+                f.write(
+                    _ENCODE(
+                        {"staff_id": m.staff_id, "name": m.name, "email": m.email, "team": m.team, "active": m.active}
+                    )
+                    + "\n"
+                )
 
     def write_tickets(self) -> None:
+        """Every version of every ticket, in the order the ERP would publish them."""
         rows: list[tuple[int, str]] = []
         for tk in self.tickets:
             for v in tk.versions:
@@ -1214,12 +1571,19 @@ class _Simulation:
                 f.write(line + "\n")
 
     def write_labels(self) -> SimulationSummary:
+        """``labels.json`` and the summary of what was written."""
+
         def entry(i: int, prefix: str, lab: _Label) -> dict[str, Any]:
             return {
-                "scenario_id": f"{prefix}-{i:03d}", "kind": lab.kind,
-                "start": self.clock.fmt(lab.first), "end": self.clock.fmt(lab.last),
-                "actor_ids": list(lab.actors), "tenant_ids": list(lab.tenants), "source_ips": list(lab.ips),
-                "event_ids": lab.event_ids, "description": lab.description.replace("{records}", f"{lab.records:,}"),
+                "scenario_id": f"{prefix}-{i:03d}",
+                "kind": lab.kind,
+                "start": self.clock.fmt(lab.first),
+                "end": self.clock.fmt(lab.last),
+                "actor_ids": list(lab.actors),
+                "tenant_ids": list(lab.tenants),
+                "source_ips": list(lab.ips),
+                "event_ids": lab.event_ids,
+                "description": lab.description.replace("{records}", f"{lab.records:,}"),
             }
 
         scenarios = [lab for lab in self.scenarios if lab.event_ids]
@@ -1229,8 +1593,13 @@ class _Simulation:
         clean_until = self.start + timedelta(days=self.clean_days)
         end = self.start + timedelta(days=self.days)
         doc = {
-            "seed": self.seed, "days": self.days, "tenants": self.n_tenants, "attack_days": self.attack_days,
-            "start": _rfc3339(self.start), "end": _rfc3339(end), "clean_until": _rfc3339(clean_until),
+            "seed": self.seed,
+            "days": self.days,
+            "tenants": self.n_tenants,
+            "attack_days": self.attack_days,
+            "start": _rfc3339(self.start),
+            "end": _rfc3339(end),
+            "clean_until": _rfc3339(clean_until),
             "scenarios": [entry(i + 1, "sc", lab) for i, lab in enumerate(scenarios)],
             "hard_negatives": [entry(i + 1, "hn", lab) for i, lab in enumerate(negatives)],
         }
@@ -1245,16 +1614,26 @@ class _Simulation:
         for lab in negatives:
             hn[lab.kind] = hn.get(lab.kind, 0) + 1
         return SimulationSummary(
-            out=self.out, seed=self.seed, counts=counts,
-            actors={"customer_user": sum(len(t.users) for t in self.tenants),
-                    "service": sum(len(t.services) for t in self.tenants), "staff": len(self.staff)},
-            tenants=len(self.tenants), scenarios=by_kind, hard_negatives=hn, start=self.start, end=end,
+            out=self.out,
+            seed=self.seed,
+            counts=counts,
+            actors={
+                "customer_user": sum(len(t.users) for t in self.tenants),
+                "service": sum(len(t.services) for t in self.tenants),
+                "staff": len(self.staff),
+            },
+            tenants=len(self.tenants),
+            scenarios=by_kind,
+            hard_negatives=hn,
+            start=self.start,
+            end=end,
             clean_until=clean_until,
         )
 
     # ------------------------------------------------------------------ customer users
 
     def user_day(self, u: _User, t: _Tenant, d: int, weekday: int, rng: Random) -> None:
+        """One local day of a customer user: sessions, the day's attacks, month-end duties."""
         inj = u.injections.get(d)
         if not u.scheduled(d, weekday) and not inj:
             return
@@ -1311,24 +1690,49 @@ class _Simulation:
                 ip = f"{rng.choice(cinfo['mobile'])}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
                 ua = u.mobile_ua
             sens += self.user_session(
-                u, t, d, rng, midnight + int(a * MIN_MS) + rng.randint(0, 59_999), midnight + int(b * MIN_MS), k,
-                ip, country, ua, hn, inj if i == primary else None, opened)
+                u,
+                t,
+                d,
+                rng,
+                midnight + int(a * MIN_MS) + rng.randint(0, 59_999),
+                midnight + int(b * MIN_MS),
+                k,
+                ip,
+                country,
+                ua,
+                hn,
+                inj if i == primary else None,
+                opened,
+            )
         for kind, label, params in inj or ():
             if kind == "slow_exfiltration":
                 self.exfiltrate(u, t, label, params["factor"], sens, opened, rng)
         if self.month_end_duty(u, t, d):
             self.month_end_exports(u, t, d, rng, midnight, hn)
-        if d < self.clean_days:
+        if 0 <= d < self.clean_days:  # the baseline a detector could learn from the dump's clean days
             u.sens_sum += sens
             u.sens_days += 1
 
     def month_end_duty(self, u: _User, t: _Tenant, d: int) -> bool:
+        """Whether the user closes the month on local day ``d``."""
         return u.role in ("accountant", "hr") and self.month_close(d, t.weekend)
 
-    def user_session(self, u: _User, t: _Tenant, d: int, rng: Random, login: int, logout: int, n: int, ip: str,
-                     country: str, ua: str, hn: _Label | None,
-                     inj: list[tuple[str, _Label, dict[str, Any]]] | None,
-                     opened: list[tuple[str, int, int, str, str, str]]) -> int:
+    def user_session(
+        self,
+        u: _User,
+        t: _Tenant,
+        d: int,
+        rng: Random,
+        login: int,
+        logout: int,
+        n: int,
+        ip: str,
+        country: str,
+        ua: str,
+        hn: _Label | None,
+        inj: list[tuple[str, _Label, dict[str, Any]]] | None,
+        opened: list[tuple[str, int, int, str, str, str]],
+    ) -> int:
         """One login-to-logout session: returns the sensitive records it read (for baselines).
 
         ``inj`` are attacks that happen inside this session; the session is appended to ``opened``
@@ -1339,24 +1743,80 @@ class _Simulation:
         first_day = d == u.active_from and d > 0
         if first_day:
             # First day of a new account: the invitation sets the password, then MFA enrolment.
-            self.auth(login - rng.randint(60_000, 600_000), actor, "customer_user", tid, "password_reset",
-                      "success", ip, country, ua, None, rng=rng, detail="initial password set from invitation",
-                      label=hn)
+            self.auth(
+                login - rng.randint(60_000, 600_000),
+                actor,
+                "customer_user",
+                tid,
+                "password_reset",
+                "success",
+                ip,
+                country,
+                ua,
+                None,
+                rng=rng,
+                detail="initial password set from invitation",
+                label=hn,
+            )
         lab = hn
         if rng.random() < 0.03:
             if lab is None and self.in_attack_window(login):
-                lab = self._hard_negative("password_typo", f"{actor} of {tid} mistyped the password, then logged in "
-                                          "from the usual network")
+                lab = self._hard_negative(
+                    "password_typo", f"{actor} of {tid} mistyped the password, then logged in from the usual network"
+                )
             k = 1 if rng.random() < 0.75 else 2
             for j in range(k, 0, -1):
-                self.auth(login - j * rng.randint(6_000, 30_000), actor, "customer_user", tid, "login", "failure",
-                          ip, country, ua, None, rng=rng, detail="bad password", label=lab)
+                self.auth(
+                    login - j * rng.randint(6_000, 30_000),
+                    actor,
+                    "customer_user",
+                    tid,
+                    "login",
+                    "failure",
+                    ip,
+                    country,
+                    ua,
+                    None,
+                    rng=rng,
+                    detail="bad password",
+                    label=lab,
+                )
         self.auth(login, actor, "customer_user", tid, "login", "success", ip, country, ua, sid, rng=rng, label=lab)
         ts = login
         if t.mfa:
             ts += rng.randint(4_000, 35_000)
-            self.auth(ts, actor, "customer_user", tid, "mfa", "success", ip, country, ua, sid, rng=rng,
-                      detail="enrolled totp" if first_day else "totp", label=lab)
+            if rng.random() < 0.01:  # an expired or mistyped one-time code
+                self.auth(
+                    ts,
+                    actor,
+                    "customer_user",
+                    tid,
+                    "mfa",
+                    "failure",
+                    ip,
+                    country,
+                    ua,
+                    None,
+                    rng=rng,
+                    detail="invalid code",
+                    label=lab,
+                )
+                ts += rng.randint(10_000, 40_000)
+            self.auth(
+                ts,
+                actor,
+                "customer_user",
+                tid,
+                "mfa",
+                "success",
+                ip,
+                country,
+                ua,
+                sid,
+                rng=rng,
+                detail="enrolled totp" if first_day else "totp",
+                label=lab,
+            )
         lab = hn
         span = max(logout - ts - 4_000, 1_000)
         times = sorted(ts + 2_000 + int(rng.random() * span) for _ in range(n))
@@ -1371,64 +1831,158 @@ class _Simulation:
                 rec = 0
             elif act.res.sensitivity in SENSITIVE and act.action in ("read", "search"):
                 sens += rec
-            self.access(when, actor, "customer_user", tid, tid, act, rec, ip, country, ua, sid, rng=rng,
-                        outcome=outcome, label=lab)
+            self.access(
+                when,
+                actor,
+                "customer_user",
+                tid,
+                tid,
+                act,
+                rec,
+                ip,
+                country,
+                ua,
+                sid,
+                rng=rng,
+                outcome=outcome,
+                label=lab,
+            )
             if rng.random() < 0.004:
                 trace = self.ids.trace()
-                self.log(when + rng.randint(5000, 30000), "api", "ERROR",
-                         f"unhandled exception in {act.route}: {rng.choice(_ERRORS)}", actor=actor, tenant=tid,
-                         sid=sid, trace=trace, rng=rng, attrs={"http.status_code": rng.choice((500, 502, 504))})
+                self.log(
+                    when + rng.randint(5000, 30000),
+                    "api",
+                    "ERROR",
+                    f"unhandled exception in {act.route}: {rng.choice(_ERRORS)}",
+                    actor=actor,
+                    tenant=tid,
+                    sid=sid,
+                    trace=trace,
+                    rng=rng,
+                    attrs={"http.status_code": rng.choice((500, 502, 504))},
+                )
         end = times[-1] if times else ts
         for kind, slab, params in inj or ():
             if kind != "slow_exfiltration":
                 end = max(end, self.inject(kind, slab, params, u, t, sid, ts, logout, ip, country, ua, rng))
         opened.append((sid, ts, max(logout, end), ip, country, ua))
         if rng.random() < 0.7:
-            self.auth(max(logout, end + 5_000), actor, "customer_user", tid, "logout", "success", ip, country, ua,
-                      sid, rng=rng, label=lab)
+            self.auth(
+                max(logout, end + 5_000),
+                actor,
+                "customer_user",
+                tid,
+                "logout",
+                "success",
+                ip,
+                country,
+                ua,
+                sid,
+                rng=rng,
+                label=lab,
+            )
         else:
-            self.log(end + 30 * MIN_MS + rng.randint(0, 60_000), "auth", "INFO", f"session expired session={sid}",
-                     actor=actor, tenant=tid, sid=sid, rng=rng, label=lab)
+            self.log(
+                end + 30 * MIN_MS + rng.randint(0, 60_000),
+                "auth",
+                "INFO",
+                f"session expired session={sid}",
+                actor=actor,
+                tenant=tid,
+                sid=sid,
+                rng=rng,
+                label=lab,
+            )
         return sens
 
-    def month_end_exports(self, u: _User, t: _Tenant, d: int, rng: Random, midnight: int,
-                          hn: _Label | None) -> None:
+    def month_end_exports(self, u: _User, t: _Tenant, d: int, rng: Random, midnight: int, hn: _Label | None) -> None:
         """Month-end close: finance exports whole ledgers and invoice runs, HR the payroll."""
         if rng.random() < 0.35:
             return
         when = midnight + int((u.start_min + rng.uniform(60, 420)) * MIN_MS)
         lab = hn
         if lab is None and self.in_attack_window(when):
-            lab = self._hard_negative("month_end_export", f"{u.actor_id} ({u.role}) of {t.tenant_id} exports "
-                                      "{records} records at month-end close")
+            lab = self._hard_negative(
+                "month_end_export",
+                f"{u.actor_id} ({u.role}) of {t.tenant_id} exports {{records}} records at month-end close",
+            )
         sid = self.ids.session()
         ip = u.home_ip if self.weekday(d) in u.wfh else u.office_ip
-        self.auth(when - rng.randint(20_000, 90_000), u.actor_id, "customer_user", t.tenant_id, "login",
-                  "success", ip, t.country, u.ua, sid, rng=rng, label=lab)
-        picks = (("ledger", "journal_entry", "invoice", "payment") if u.role == "accountant"
-                 else ("payroll", "employee"))
+        self.auth(
+            when - rng.randint(20_000, 90_000),
+            u.actor_id,
+            "customer_user",
+            t.tenant_id,
+            "login",
+            "success",
+            ip,
+            t.country,
+            u.ua,
+            sid,
+            rng=rng,
+            label=lab,
+        )
+        picks = ("ledger", "journal_entry", "invoice", "payment") if u.role == "accountant" else ("payroll", "employee")
         for name in rng.sample(picks, rng.randint(1, len(picks))):
             act = _act("export", _RESOURCES[name], "export")
             table = t.tables[act.res.table]
             rec = max(1, int(table * rng.uniform(0.15, 0.6))) if act.res.table == "txn" else table
-            self.access(when, u.actor_id, "customer_user", t.tenant_id, t.tenant_id, act, rec, ip, t.country,
-                        u.ua, sid, rng=rng, label=lab)
+            self.access(
+                when,
+                u.actor_id,
+                "customer_user",
+                t.tenant_id,
+                t.tenant_id,
+                act,
+                rec,
+                ip,
+                t.country,
+                u.ua,
+                sid,
+                rng=rng,
+                label=lab,
+            )
             when += rng.randint(40_000, 600_000)
-        self.auth(when + rng.randint(60_000, 900_000), u.actor_id, "customer_user", t.tenant_id, "logout",
-                  "success", ip, t.country, u.ua, sid, rng=rng, label=lab)
+        self.auth(
+            when + rng.randint(60_000, 900_000),
+            u.actor_id,
+            "customer_user",
+            t.tenant_id,
+            "logout",
+            "success",
+            ip,
+            t.country,
+            u.ua,
+            sid,
+            rng=rng,
+            label=lab,
+        )
 
     # ------------------------------------------------------------------ services and jobs
 
     def service_day(self, s: _Service, t: _Tenant, d: int, weekday: int, rng: Random) -> None:
+        """The scheduled sync runs of an integration key on one local day."""
         if d < s.active_from:
             return
         midnight = self.midnight(t.tz, d)
         if d == s.active_from:
             admin = next((u for u in t.users if u.role == "admin"), t.users[0])
             when = midnight + int((admin.start_min + rng.uniform(30, 300)) * MIN_MS)
-            self.auth(when, s.actor_id, "service", t.tenant_id, "api_key_created", "success", admin.office_ip,
-                      t.country, admin.ua, None, rng=rng, detail=f"created by {admin.actor_id} for {s.kind}",
-                      label=s.label)
+            self.auth(
+                when,
+                s.actor_id,
+                "service",
+                t.tenant_id,
+                "api_key_created",
+                "success",
+                admin.office_ip,
+                t.country,
+                admin.ua,
+                None,
+                rng=rng,
+                detail=f"created by {admin.actor_id} for {s.kind}",
+                label=s.label,
+            )
             return  # the key is created during the day; its first run is the night after
         if s.cadence == "nightly":
             runs = [s.hour * 60 + s.minute]
@@ -1443,14 +1997,38 @@ class _Simulation:
             self.service_run(s, t, midnight + int(m * MIN_MS) + rng.randint(0, 150_000), rng, label)
 
     def service_run(self, s: _Service, t: _Tenant, start: int, rng: Random, label: _Label | None) -> None:
+        """One sync run: token, the integration's usual steps, gateway logs."""
         ip = s.ips[int(rng.random() * len(s.ips))]
         sid = self.ids.session()
         ts = start
-        self.auth(ts, s.actor_id, "service", t.tenant_id, "login", "success", ip, s.country, s.ua, sid, rng=rng,
-                  detail="client_credentials", label=label)
+        self.auth(
+            ts,
+            s.actor_id,
+            "service",
+            t.tenant_id,
+            "login",
+            "success",
+            ip,
+            s.country,
+            s.ua,
+            sid,
+            rng=rng,
+            detail="client_credentials",
+            label=label,
+        )
         gw = rng.choice(self._hosts["integration-gw"])
-        self.log(ts + 5, "integration-gw", "INFO", f"sync run started integration={s.kind} key={s.actor_id}",
-                 actor=s.actor_id, tenant=t.tenant_id, sid=sid, rng=rng, attrs={"gateway": gw}, label=label)
+        self.log(
+            ts + 5,
+            "integration-gw",
+            "INFO",
+            f"sync run started integration={s.kind} key={s.actor_id}",
+            actor=s.actor_id,
+            tenant=t.tenant_id,
+            sid=sid,
+            rng=rng,
+            attrs={"gateway": gw},
+            label=label,
+        )
         total = 0
         for action, res, size, lo, hi in _INTEGRATIONS[s.kind]["steps"]:
             act = _act(action, _RESOURCES[res], "export" if size == "delta" else size)
@@ -1461,33 +2039,83 @@ class _Simulation:
                 else:
                     rec = self.records_for(act, t, rng)
                 total += rec
-                self.access(ts, s.actor_id, "service", t.tenant_id, t.tenant_id, act, rec, ip, s.country, s.ua, sid,
-                            rng=rng, label=label)
+                self.access(
+                    ts,
+                    s.actor_id,
+                    "service",
+                    t.tenant_id,
+                    t.tenant_id,
+                    act,
+                    rec,
+                    ip,
+                    s.country,
+                    s.ua,
+                    sid,
+                    rng=rng,
+                    label=label,
+                )
         if rng.random() < 0.01:
-            self.log(ts + 100, "integration-gw", "WARNING",
-                     f"rate limit exceeded for key {s.actor_id} on {act.route}", actor=s.actor_id,
-                     tenant=t.tenant_id, rng=rng, label=label)
-        self.log(ts + rng.randint(200, 2_000), "integration-gw", "INFO",
-                 f"sync run finished integration={s.kind} key={s.actor_id} records={total}", actor=s.actor_id,
-                 tenant=t.tenant_id, sid=sid, rng=rng, attrs={"records": total, "gateway": gw}, label=label)
+            self.log(
+                ts + 100,
+                "integration-gw",
+                "WARNING",
+                f"rate limit exceeded for key {s.actor_id} on {act.route}",
+                actor=s.actor_id,
+                tenant=t.tenant_id,
+                rng=rng,
+                label=label,
+            )
+        self.log(
+            ts + rng.randint(200, 2_000),
+            "integration-gw",
+            "INFO",
+            f"sync run finished integration={s.kind} key={s.actor_id} records={total}",
+            actor=s.actor_id,
+            tenant=t.tenant_id,
+            sid=sid,
+            rng=rng,
+            attrs={"records": total, "gateway": gw},
+            label=label,
+        )
 
     def tenant_jobs(self, t: _Tenant, d: int, rng: Random) -> None:
+        """The tenant's nightly scheduler jobs, as application logs."""
         midnight = self.midnight(t.tz, d)
         for job, hour in (("recurring-invoices", 0), ("nightly-aging-report", 1), ("search-reindex", 3)):
             if job == "search-reindex" and rng.random() < 0.7:
                 continue
             ts = midnight + hour * HOUR_MS + rng.randint(0, 20 * MIN_MS)
             trace = self.ids.trace()
-            self.log(ts, "scheduler", "INFO", f"job started name={job} tenant={t.tenant_id}", tenant=t.tenant_id,
-                     trace=trace, rng=rng)
+            self.log(
+                ts,
+                "scheduler",
+                "INFO",
+                f"job started name={job} tenant={t.tenant_id}",
+                tenant=t.tenant_id,
+                trace=trace,
+                rng=rng,
+            )
             if rng.random() < 0.02:
-                self.log(ts + rng.randint(1_000, 30_000), "scheduler", "WARNING",
-                         f"job retry name={job} tenant={t.tenant_id} attempt=2 reason=lock timeout",
-                         tenant=t.tenant_id, trace=trace, rng=rng)
+                self.log(
+                    ts + rng.randint(1_000, 30_000),
+                    "scheduler",
+                    "WARNING",
+                    f"job retry name={job} tenant={t.tenant_id} attempt=2 reason=lock timeout",
+                    tenant=t.tenant_id,
+                    trace=trace,
+                    rng=rng,
+                )
             dur = int(rng.lognormvariate(math.log(4_000), 0.8))
-            self.log(ts + dur, "scheduler", "INFO",
-                     f"job finished name={job} tenant={t.tenant_id} duration_ms={dur} status=ok",
-                     tenant=t.tenant_id, trace=trace, rng=rng, attrs={"duration_ms": dur})
+            self.log(
+                ts + dur,
+                "scheduler",
+                "INFO",
+                f"job finished name={job} tenant={t.tenant_id} duration_ms={dur} status=ok",
+                tenant=t.tenant_id,
+                trace=trace,
+                rng=rng,
+                attrs={"duration_ms": dur},
+            )
 
     def background_logs(self, d: int, rng: Random) -> None:
         """Health checks, pool statistics and the odd infrastructure warning, per UTC day."""
@@ -1497,32 +2125,58 @@ class _Simulation:
                 for k in range(0, DAY_MS, 10 * MIN_MS):
                     ts = day0 + k + rng.randint(0, 30_000)
                     if self.writer.keeps(ts):
-                        self._host_log(ts, service, host, "DEBUG",
-                                       f"health check ok status=200 latency_ms={rng.randint(1, 9)}")
+                        self._host_log(
+                            ts, service, host, "DEBUG", f"health check ok status=200 latency_ms={rng.randint(1, 9)}"
+                        )
                 for h in range(24):
                     active = rng.randint(1, 30)
-                    self._host_log(day0 + h * HOUR_MS + rng.randint(0, 60_000), service, host, "INFO",
-                                   f"db pool stats active={active} idle={rng.randint(0, 20)} "
-                                   f"waiting={0 if active < 25 else rng.randint(0, 6)}")
+                    self._host_log(
+                        day0 + h * HOUR_MS + rng.randint(0, 60_000),
+                        service,
+                        host,
+                        "INFO",
+                        f"db pool stats active={active} idle={rng.randint(0, 20)} "
+                        f"waiting={0 if active < 25 else rng.randint(0, 6)}",
+                    )
         for _ in range(_poisson(rng, 3 + len(self._hosts["api"]))):
             ts = day0 + rng.randint(0, DAY_MS - 1)
             service = rng.choice(("api", "auth", "db-proxy", "export-worker", "web"))
             level, msg = rng.choice(_INFRA_MESSAGES)
-            self._host_log(ts, service, rng.choice(self._hosts[service]), level,
-                           msg.format(n=rng.randint(2, 9), ms=rng.randint(120, 9000),
-                                      ip=f"{rng.randint(20, 220)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"))
+            self._host_log(
+                ts,
+                service,
+                rng.choice(self._hosts[service]),
+                level,
+                msg.format(
+                    n=rng.randint(2, 9),
+                    ms=rng.randint(120, 9000),
+                    ip=f"{rng.randint(20, 220)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                ),
+            )
         if rng.random() < 0.25:
             ts = day0 + rng.choice((10, 11, 14)) * HOUR_MS + rng.randint(0, HOUR_MS)
             version = f"2026.{self.local_date(d).month}.{d + 5}"
             self._host_log(ts, "web", "web-1", "INFO", f"deployment started version={version}")
-            self._host_log(ts + rng.randint(120_000, 900_000), "web", "web-1", "INFO",
-                           f"deployment finished version={version} status=ok")
+            self._host_log(
+                ts + rng.randint(120_000, 900_000),
+                "web",
+                "web-1",
+                "INFO",
+                f"deployment finished version={version} status=ok",
+            )
 
     def _host_log(self, ts: int, service: str, host: str, level: str, message: str) -> None:
+        """A log record that belongs to no request (health, pools, deployments)."""
         if not self.writer.keeps(ts):
             return
-        ev = {"event_id": self.ids.event(), "ts": self.clock.fmt(ts), "service": service, "host": host,
-              "level": level, "message": message}
+        ev = {
+            "event_id": self.ids.event(),
+            "ts": self.clock.fmt(ts),
+            "service": service,
+            "host": host,
+            "level": level,
+            "message": message,
+        }
         self.writer.put(2, ts, _ENCODE(ev))
 
     # ------------------------------------------------------------------ staff and tickets
@@ -1547,33 +2201,57 @@ class _Simulation:
                     number += rng.randint(1, 4)
                     self._ticket(t, kind, number, d, rng, by_team, vendor_tz)
 
-    def _ticket(self, t: _Tenant, kind: str, number: int, d: int, rng: Random,
-                by_team: dict[str, list[_StaffMember]], vendor_tz: ZoneInfo) -> None:
+    def _ticket(
+        self,
+        t: _Tenant,
+        kind: str,
+        number: int,
+        d: int,
+        rng: Random,
+        by_team: dict[str, list[_StaffMember]],
+        vendor_tz: ZoneInfo,
+    ) -> None:
+        """One ticket with its work sessions, its versions and the staff accesses under it."""
         prefix = {"support": "SUP", "maintenance": "MNT", "security": "SEC", "fraud": "FRD"}[kind]
-        team = {"support": "support", "maintenance": rng.choice(("engineering", "operations")),
-                "security": "security", "fraud": "security"}[kind]
+        team = {
+            "support": "support",
+            "maintenance": rng.choice(("engineering", "operations")),
+            "security": "security",
+            "fraud": "security",
+        }[kind]
         pool = by_team.get(team) or by_team["support"]
-        lead = rng.choice(pool)
+        owner = rng.choice(pool)
         opened = self.midnight(t.tz, d) + int(rng.uniform(8.5, 17.5) * HOUR_MS)
-        topic = {"support": rng.choice(("billing", "inventory", "hr", "access", "reports")),
-                 "maintenance": "maintenance", "security": "security", "fraud": "fraud"}[kind]
-        tk = _Ticket(ticket_id=f"{prefix}-{number}", tenant=t, kind=kind, topic=topic, staff=[lead.staff_id],
-                     opened=opened, closed=None)
-        tk.added[lead.staff_id] = opened
+        topic = {
+            "support": rng.choice(("billing", "inventory", "hr", "access", "reports")),
+            "maintenance": "maintenance",
+            "security": "security",
+            "fraud": "fraud",
+        }[kind]
+        tk = _Ticket(
+            ticket_id=f"{prefix}-{number}",
+            tenant=t,
+            kind=kind,
+            topic=topic,
+            staff=[owner.staff_id],
+            opened=opened,
+            closed=None,
+        )
+        tk.added[owner.staff_id] = opened
         # Work sessions in the vendor's office hours (maintenance runs in a night window).
         sessions: list[tuple[int, _StaffMember]] = []
         n_sessions = 0 if rng.random() < 0.2 else min(4, 1 + _poisson(rng, 0.8))
         cursor = opened + rng.randint(5, 150) * MIN_MS
-        helper: _StaffMember | None = None
+        second: _StaffMember | None = None
         for i in range(n_sessions):
             cursor = self._vendor_hours(cursor, vendor_tz, night=kind == "maintenance", rng=rng)
-            who = lead
-            if i >= 1 and helper is None and rng.random() < 0.3 and len(pool) > 1:
-                helper = rng.choice([m for m in pool if m is not lead])
-                tk.staff.append(helper.staff_id)
-                tk.added[helper.staff_id] = cursor - rng.randint(2, 30) * MIN_MS
-            if helper is not None and rng.random() < 0.5:
-                who = helper
+            who = owner
+            if i >= 1 and second is None and rng.random() < 0.3 and len(pool) > 1:
+                second = rng.choice([m for m in pool if m is not owner])
+                tk.staff.append(second.staff_id)
+                tk.added[second.staff_id] = cursor - rng.randint(2, 30) * MIN_MS
+            if second is not None and rng.random() < 0.5:
+                who = second
             sessions.append((cursor, who))
             cursor += rng.randint(2, 30) * HOUR_MS
         early = bool(sessions) and rng.random() < 0.06
@@ -1582,7 +2260,7 @@ class _Simulation:
             first, who = sessions[0]
             sessions[0] = (first, who)
             tk.opened = first + rng.randint(1, 10) * MIN_MS
-            tk.added[lead.staff_id] = tk.opened
+            tk.added[owner.staff_id] = tk.opened
         last_end = 0
         session_ranges: list[tuple[int, int, _StaffMember]] = []
         for begin, who in sessions:
@@ -1598,15 +2276,21 @@ class _Simulation:
         self._ticket_versions(tk)
         self.tickets.append(tk)
         for begin, end, who in session_ranges:
-            self.staff_session(tk, who, begin, end, rng)
+            self.staff_session(t, topic, who, begin, end, rng, ticket=tk)
 
     def _ticket_versions(self, tk: _Ticket) -> None:
+        """The records the ERP publishes for a ticket: opened, staff added, closed."""
         first_staff = [s for s in tk.staff if tk.added[s] <= tk.opened] or tk.staff[:1]
 
         def rec(staff: list[str], closed: int | None) -> dict[str, Any]:
-            return {"ticket_id": tk.ticket_id, "tenant_id": tk.tenant.tenant_id, "kind": tk.kind,
-                    "staff_ids": list(staff), "opened_at": self.clock.fmt(tk.opened),
-                    "closed_at": None if closed is None else self.clock.fmt(closed)}
+            return {
+                "ticket_id": tk.ticket_id,
+                "tenant_id": tk.tenant.tenant_id,
+                "kind": tk.kind,
+                "staff_ids": list(staff),
+                "opened_at": self.clock.fmt(tk.opened),
+                "closed_at": None if closed is None else self.clock.fmt(closed),
+            }
 
         tk.versions.append(_TicketVersion(tk.opened, rec(first_staff, None)))
         for s in tk.staff:
@@ -1631,37 +2315,92 @@ class _Simulation:
                     return ts
             d += 1
 
-    def staff_session(self, tk: _Ticket, m: _StaffMember, begin: int, end: int, rng: Random,
-                      label: _Label | None = None, ticket_field: Any = None, snoop: bool = False) -> None:
-        t = tk.tenant
+    def staff_session(
+        self,
+        t: _Tenant,
+        topic: str,
+        m: _StaffMember,
+        begin: int,
+        end: int,
+        rng: Random,
+        *,
+        ticket: _Ticket | None = None,
+        label: _Label | None = None,
+        ticket_field: Any = _ABSENT,
+    ) -> None:
+        """A staff member's admin-console session on a tenant's data: work on ``ticket``, or
+        (``ticket`` None) access that no ticket justifies, citing ``ticket_field`` if anything."""
         sid = self.ids.session()
-        self.auth(begin - rng.randint(10_000, 120_000), m.staff_id, "staff", None, "login", "success", m.ip, "PK",
-                  m.ua, sid, rng=rng, label=label)
-        acts = _STAFF_WORK[tk.topic]
+        self.auth(
+            begin - rng.randint(10_000, 120_000),
+            m.staff_id,
+            "staff",
+            None,
+            "login",
+            "success",
+            m.ip,
+            "PK",
+            m.ua,
+            sid,
+            rng=rng,
+            label=label,
+        )
+        acts = _STAFF_WORK[topic]
         endpoint = rng.choice(_STAFF_TOOLS)
-        if snoop:
-            ticket_value = ticket_field
-            missing = ticket_field is _ABSENT
-        else:
-            missing = rng.random() < 0.4
-            ticket_value = (None if endpoint in ("admin: tenant inspector", "admin: impersonate user") else _ABSENT) \
-                if missing else tk.ticket_id
         hn = None
-        if not snoop and missing and self.in_attack_window(end):
-            hn = self._hard_negative("staff_ticket_without_id", f"{m.staff_id} works ticket {tk.ticket_id} for "
-                                     f"{t.tenant_id} through '{endpoint}', which does not record the ticket id")
-        n = rng.randint(3, 25)
+        if ticket is None:
+            ticket_value = ticket_field
+        elif rng.random() < 0.4:
+            # Some admin tools do not record the ticket at all: the access is covered, the field is not.
+            ticket_value = None if endpoint in ("admin: tenant inspector", "admin: impersonate user") else _ABSENT
+            if self.in_attack_window(end):
+                hn = self._hard_negative(
+                    "staff_ticket_without_id",
+                    f"{m.staff_id} works ticket {ticket.ticket_id} for "
+                    f"{t.tenant_id} through '{endpoint}', which does not record the ticket id",
+                )
+        else:
+            ticket_value = ticket.ticket_id
+        n = rng.randint(3, 25) if ticket is not None else rng.randint(6, 30)
         times = sorted(begin + int(rng.random() * (end - begin)) for _ in range(n))
-        for when in times:
-            action, res_name, size = acts[int(rng.random() * len(acts))]
+        for i, when in enumerate(times):
+            # Browsing without a reason starts by looking someone up.
+            action, res_name, size = acts[0] if ticket is None and i == 0 else acts[int(rng.random() * len(acts))]
             act = _act(action, _RESOURCES[res_name], size)
             rec = self.records_for(act, t, rng)
-            if tk.topic == "maintenance" and action == "update":
+            if topic == "maintenance" and action == "update":
                 rec = rng.randint(50, 5000)
-            self.access(when, m.staff_id, "staff", None, t.tenant_id, act, rec, m.ip, "PK", m.ua, sid, rng=rng,
-                        ticket=ticket_value, endpoint=endpoint, label=label or hn)
-        self.auth(end + rng.randint(5_000, 60_000), m.staff_id, "staff", None, "logout", "success", m.ip, "PK",
-                  m.ua, sid, rng=rng, label=label)
+            self.access(
+                when,
+                m.staff_id,
+                "staff",
+                None,
+                t.tenant_id,
+                act,
+                rec,
+                m.ip,
+                "PK",
+                m.ua,
+                sid,
+                rng=rng,
+                ticket=ticket_value,
+                endpoint=endpoint,
+                label=label or hn,
+            )
+        self.auth(
+            end + rng.randint(5_000, 60_000),
+            m.staff_id,
+            "staff",
+            None,
+            "logout",
+            "success",
+            m.ip,
+            "PK",
+            m.ua,
+            sid,
+            rng=rng,
+            label=label,
+        )
 
     def covered(self, staff_id: str, tenant_id: str, lo: int, hi: int) -> bool:
         """Whether any ticket for the tenant names the staff member near [lo, hi] (with slack)."""
@@ -1676,6 +2415,7 @@ class _Simulation:
     # ------------------------------------------------------------------ scenario planning
 
     def plan_scenarios(self) -> None:
+        """Place the labelled attacks (about 2-3 of each kind per 25 tenants) and role changes."""
         rng = Random(f"{self.seed}:scenarios")
         # Dormant accounts are chosen first, so that no other scenario touches them while they sleep.
         order = ["dormant_account", *(k for k in SCENARIO_KINDS if k != "dormant_account")]
@@ -1688,6 +2428,115 @@ class _Simulation:
                     break
                 if planner(rng):
                     made += 1
+        for _ in range(max(2, self.n_tenants // 10)):
+            self.plan_role_change(rng)
+
+    def plan_role_change(self, rng: Random) -> None:
+        """An admin legitimately changes a colleague's roles (sometimes making them an admin too),
+        and the colleague then looks around the admin pages: a hard negative for privilege escalation."""
+        tenants = [t for t in self.tenants if any(u.role == "admin" for u in t.users) and len(t.users) > 2]
+        if not tenants:
+            return
+        t = tenants[int(rng.random() * len(tenants))]
+        admin = next(u for u in t.users if u.role == "admin")
+        pool = [
+            u
+            for u in t.users
+            if u.role not in ("admin", "auditor") and not u.reserved and u.active_from < 0 and u.active_until is None
+        ]
+        if not pool:
+            return
+        u = pool[int(rng.random() * len(pool))]
+        u.reserved = True
+        d = rng.randint(0, self.days - 1)
+        while d < self.days - 1 and self.weekday(d) in t.weekend:
+            d += 1
+        when = self.midnight(t.tz, d) + int((admin.start_min + rng.uniform(60, 360)) * MIN_MS)
+        promote = rng.random() < 0.4
+        extra = rng.choice([r for r in ("accountant", "sales", "hr", "clerk") if r != u.role])
+        roles = ("admin",) if promote else (u.role, extra)
+        lab = (
+            self._hard_negative(
+                "legit_role_change",
+                f"{admin.actor_id} gave {u.actor_id} of {t.tenant_id} the "
+                f"roles {', '.join(roles)} from the office during working hours",
+            )
+            if self.in_attack_window(when)
+            else None
+        )
+        self.auth(
+            when,
+            u.actor_id,
+            "customer_user",
+            t.tenant_id,
+            "role_change",
+            "success",
+            admin.office_ip,
+            t.country,
+            admin.ua,
+            None,
+            rng=rng,
+            roles=roles,
+            detail=f"changed_by={admin.actor_id} via PATCH /api/v2/admin/users/{{id}}/roles",
+            label=lab,
+        )
+        if promote:
+            start = when + rng.randint(10, 90) * MIN_MS
+            steps = [
+                ("read", "user_account", "page", rng.randint(1, 3)),
+                ("read", "settings", "one", rng.randint(1, 4)),
+                ("read", "audit_log", "page", rng.randint(0, 2)),
+                ("read", "api_key", "page", rng.randint(0, 1)),
+            ]
+            sid = self.ids.session()
+            self.auth(
+                start,
+                u.actor_id,
+                "customer_user",
+                t.tenant_id,
+                "login",
+                "success",
+                u.office_ip,
+                t.country,
+                u.ua,
+                sid,
+                rng=rng,
+                label=lab,
+            )
+            ts = start
+            for action, res, size, count in steps:
+                act = _act(action, _RESOURCES[res], size)
+                for _ in range(count):
+                    ts += rng.randint(20_000, 300_000)
+                    self.access(
+                        ts,
+                        u.actor_id,
+                        "customer_user",
+                        t.tenant_id,
+                        t.tenant_id,
+                        act,
+                        self.records_for(act, t, rng),
+                        u.office_ip,
+                        t.country,
+                        u.ua,
+                        sid,
+                        rng=rng,
+                        label=lab,
+                    )
+            self.auth(
+                ts + rng.randint(30_000, 600_000),
+                u.actor_id,
+                "customer_user",
+                t.tenant_id,
+                "logout",
+                "success",
+                u.office_ip,
+                t.country,
+                u.ua,
+                sid,
+                rng=rng,
+                label=lab,
+            )
 
     def _attack_day(self, rng: Random, span: int = 1, tz: ZoneInfo | None = None) -> int:
         """A local day in the attack window; ``tz`` keeps the local day's hours inside the window."""
@@ -1711,10 +2560,22 @@ class _Simulation:
             start -= DAY_MS
         return start
 
-    def _pick_user(self, rng: Random, roles: Sequence[str], pred: Callable[[_User], bool] | None = None) -> _User | None:
-        pool = [u for t in self.tenants for u in t.users
-                if u.role in roles and not u.reserved and u.active_from < 0 and u.active_until is None
-                and u.holiday is None and u.trip is None and (pred is None or pred(u))]
+    def _pick_user(
+        self, rng: Random, roles: Sequence[str], pred: Callable[[_User], bool] | None = None
+    ) -> _User | None:
+        """Reserve an ordinary, always-present user of one of ``roles`` for a scenario."""
+        pool = [
+            u
+            for t in self.tenants
+            for u in t.users
+            if u.role in roles
+            and not u.reserved
+            and u.active_from < 0
+            and u.active_until is None
+            and u.holiday is None
+            and u.trip is None
+            and (pred is None or pred(u))
+        ]
         if not pool:
             return None
         u = pool[int(rng.random() * len(pool))]
@@ -1733,28 +2594,95 @@ class _Simulation:
             prefix = rng.choice(countries[country]["residential"])
         return f"{prefix}.{rng.randint(0, 255)}.{rng.randint(2, 250)}", country
 
-    def _attacker_session(self, label: _Label, rng: Random, actor: str, atype: str, t: _Tenant, ip: str,
-                          country: str, ua: str, start: int, steps: Sequence[tuple[str, str, str, int]],
-                          *, failures: int = 0, mfa_fatigue: int = 0, gap: tuple[int, int] = (4_000, 90_000),
-                          logout: bool = True, records: Callable[[_Act], int] | None = None) -> int:
+    def _attacker_session(
+        self,
+        label: _Label,
+        rng: Random,
+        actor: str,
+        atype: str,
+        t: _Tenant,
+        ip: str,
+        country: str,
+        ua: str,
+        start: int,
+        steps: Sequence[tuple[str, str, str, int]],
+        *,
+        failures: int = 0,
+        mfa_fatigue: int = 0,
+        gap: tuple[int, int] = (4_000, 90_000),
+        logout: bool = True,
+        records: Callable[[_Act], int] | None = None,
+    ) -> int:
         """Login (after failures), optional MFA, then ``steps`` of (action, resource, size, count)."""
         tid = t.tenant_id
         ts = start
         for _ in range(failures):
-            self.auth(ts, actor, atype, tid, "login", "failure", ip, country, ua, None, rng=rng,
-                      detail="bad password", label=label)
+            self.auth(
+                ts,
+                actor,
+                atype,
+                tid,
+                "login",
+                "failure",
+                ip,
+                country,
+                ua,
+                None,
+                rng=rng,
+                detail="bad password",
+                label=label,
+            )
             ts += rng.randint(3_000, 40_000)
         sid = self.ids.session()
-        self.auth(ts, actor, atype, tid, "login", "success", ip, country, ua, sid, rng=rng,
-                  detail="client_credentials" if atype == "service" else None, label=label)
+        self.auth(
+            ts,
+            actor,
+            atype,
+            tid,
+            "login",
+            "success",
+            ip,
+            country,
+            ua,
+            sid,
+            rng=rng,
+            detail="client_credentials" if atype == "service" else None,
+            label=label,
+        )
         if t.mfa and atype == "customer_user":
             for _ in range(mfa_fatigue):
                 ts += rng.randint(15_000, 120_000)
-                self.auth(ts, actor, atype, tid, "mfa", "failure", ip, country, ua, None, rng=rng,
-                          detail="push denied", label=label)
+                self.auth(
+                    ts,
+                    actor,
+                    atype,
+                    tid,
+                    "mfa",
+                    "failure",
+                    ip,
+                    country,
+                    ua,
+                    None,
+                    rng=rng,
+                    detail="push denied",
+                    label=label,
+                )
             ts += rng.randint(5_000, 60_000)
-            self.auth(ts, actor, atype, tid, "mfa", "success", ip, country, ua, sid, rng=rng,
-                      detail="push approved" if mfa_fatigue else "totp", label=label)
+            self.auth(
+                ts,
+                actor,
+                atype,
+                tid,
+                "mfa",
+                "success",
+                ip,
+                country,
+                ua,
+                sid,
+                rng=rng,
+                detail="push approved" if mfa_fatigue else "totp",
+                label=label,
+            )
         for action, res, size, count in steps:
             act = _act(action, _RESOURCES[res], size)
             for _ in range(count):
@@ -1770,7 +2698,7 @@ class _Simulation:
     def _usual_personal_export(t: _Tenant) -> int:
         """The largest personal or payment export the tenant's normal traffic can produce."""
         tables = t.tables
-        return max(tables["employees"], int(tables["customers"] * 0.05), int(tables["leads"] * 0.05))
+        return max(tables["employees"], int(tables["customers"] * 0.05), int(tables["prospects"] * 0.05))
 
     def _bulk(self, t: _Tenant, rng: Random, lo: float, hi: float) -> Callable[[_Act], int]:
         """Record counts for an attacker: pages of 100, exports of a large share of the table."""
@@ -1786,16 +2714,21 @@ class _Simulation:
         return records
 
     def plan_account_takeover(self, rng: Random) -> bool:
+        """Night sign-in from a new country and network, then bulk reads and exports."""
         u = self._pick_user(rng, ("sales", "hr", "accountant", "clerk", "admin"))
         if u is None:
             return False
         t = u.tenant
         ip, country = self._attacker_network(rng, [t.country])
-        ua = rng.choice(_ATTACK_BROWSER_UA)
+        # Half the intruders use an up-to-date mainstream browser, half an older or headless one.
+        ua = self._browser(rng) if rng.random() < 0.5 else rng.choice(_ATTACK_BROWSER_UA)
         d = self._attack_day(rng, 2, t.tz)
         start = self._inside(self.midnight(t.tz, d) + int(rng.uniform(0.5, 4.8) * HOUR_MS))
-        steps_pool = [("search", "customer", "search", rng.randint(1, 4)), ("read", "customer", "page", rng.randint(3, 12)),
-                      ("export", "customer", "export", 1)]
+        steps_pool = [
+            ("search", "customer", "search", rng.randint(1, 4)),
+            ("read", "customer", "page", rng.randint(3, 12)),
+            ("export", "customer", "export", 1),
+        ]
         if rng.random() < 0.5:
             steps_pool.append(("read", "employee", "page", rng.randint(2, 8)))
             steps_pool.append(("export", "employee", "export", 1))
@@ -1803,23 +2736,48 @@ class _Simulation:
             steps_pool.append(("read", "payment_card", "page", rng.randint(1, 5)))
         if rng.random() < 0.3:
             steps_pool.append(("update", "user_account", "one", 1))  # a mail forwarding rule
-        label = self._scenario("account_takeover", f"{u.actor_id} ({u.role}) of {t.tenant_id} signed in at night "
-                               f"local time from {country} ({ip}), a country and network never used before, and "
-                               "read or exported {records} personal records")
+        label = self._scenario(
+            "account_takeover",
+            f"{u.actor_id} ({u.role}) of {t.tenant_id} signed in at night "
+            f"local time from {country} ({ip}), a country and network never used before, and "
+            "read or exported {records} personal records",
+        )
         fatigue = rng.randint(2, 5) if t.mfa and rng.random() < 0.4 else 0
-        end = self._attacker_session(label, rng, u.actor_id, "customer_user", t, ip, country, ua, start, steps_pool,
-                                     failures=rng.randint(0, 2) if rng.random() < 0.3 else 0, mfa_fatigue=fatigue,
-                                     logout=rng.random() < 0.4, records=self._bulk(t, rng, 0.3, 1.0))
+        end = self._attacker_session(
+            label,
+            rng,
+            u.actor_id,
+            "customer_user",
+            t,
+            ip,
+            country,
+            ua,
+            start,
+            steps_pool,
+            failures=rng.randint(0, 2) if rng.random() < 0.3 else 0,
+            mfa_fatigue=fatigue,
+            logout=rng.random() < 0.4,
+            records=self._bulk(t, rng, 0.3, 1.0),
+        )
         again = start + DAY_MS + rng.randint(-HOUR_MS, HOUR_MS)
-        if rng.random() < 0.4 and again + 2 * HOUR_MS < self.end_ms:
-            if again > end:
-                self._attacker_session(label, rng, u.actor_id, "customer_user", t, ip, country, ua, again,
-                                       [("read", "customer", "page", rng.randint(2, 6)),
-                                        ("read", "invoice", "page", rng.randint(1, 4))],
-                                       records=self._bulk(t, rng, 0.3, 1.0))
+        if rng.random() < 0.4 and end < again < self.end_ms - 2 * HOUR_MS:
+            self._attacker_session(
+                label,
+                rng,
+                u.actor_id,
+                "customer_user",
+                t,
+                ip,
+                country,
+                ua,
+                again,
+                [("read", "customer", "page", rng.randint(2, 6)), ("read", "invoice", "page", rng.randint(1, 4))],
+                records=self._bulk(t, rng, 0.3, 1.0),
+            )
         return True
 
     def plan_credential_stuffing(self, rng: Random) -> bool:
+        """Many logins over many tenants' accounts from a few hosting addresses."""
         hosting = self.world["hosting"]
         country = rng.choice(list(hosting))
         prefix = f"{rng.choice(hosting[country])}.{rng.randint(0, 255)}"
@@ -1836,13 +2794,17 @@ class _Simulation:
         for u in winners:
             u.reserved = True
         n_attempts = rng.randint(60, 400)
-        label = self._scenario("credential_stuffing", f"{len(ips)} address(es) in {prefix}.0/24 ({country}) tried "
-                               f"{n_attempts} logins against accounts of {len(targets)} tenants; {len(winners)} "
-                               "succeeded and the attacker read data with them ({records} records)")
+        label = self._scenario(
+            "credential_stuffing",
+            f"{len(ips)} address(es) in {prefix}.0/24 ({country}) tried "
+            f"{n_attempts} logins against accounts of {len(targets)} tenants; {len(winners)} "
+            "succeeded and the attacker read data with them ({records} records)",
+        )
         d = self._attack_day(rng)
         ts = self.start_ms + d * DAY_MS + rng.randint(0, 20 * HOUR_MS)
         pace = rng.randint(1_500, 9_000)
         first = True
+        compromised = [u.actor_id for u in winners]
         win_at = sorted(rng.sample(range(n_attempts // 3, n_attempts), len(winners)))
         failures_by_ip: dict[str, int] = {}
         for i in range(n_attempts):
@@ -1862,39 +2824,111 @@ class _Simulation:
                 tgt = targets[int(rng.random() * len(targets))]
                 actor = f"u-{rng.choice(_COMMON_LOGINS)}"
                 tid, detail = tgt.tenant_id, "unknown user"
-            self.auth(ts, actor, "customer_user", tid, "login", "failure", ip, country, ua, None, rng=rng,
-                      detail=detail, label=label)
+            self.auth(
+                ts,
+                actor,
+                "customer_user",
+                tid,
+                "login",
+                "failure",
+                ip,
+                country,
+                ua,
+                None,
+                rng=rng,
+                detail=detail,
+                label=label,
+            )
             failures_by_ip[ip] = failures_by_ip.get(ip, 0) + 1
             if failures_by_ip[ip] % 50 == 0:
-                self.log(ts + 50, "auth", "WARNING", f"throttling login attempts ip={ip} failures={failures_by_ip[ip]} "
-                         "window=600s", rng=rng, label=label)
+                self.log(
+                    ts + 50,
+                    "auth",
+                    "WARNING",
+                    f"throttling login attempts ip={ip} failures={failures_by_ip[ip]} window=600s",
+                    rng=rng,
+                    label=label,
+                )
+        # The accounts the attacker got into; the many names merely tried stay in the events.
+        label.actors = dict.fromkeys(compromised)
         return True
 
-    def _stuffing_success(self, label: _Label, u: _User, ip: str, country: str, ua: str, ts: int,
-                          rng: Random, *, blockable: bool) -> None:
+    def _stuffing_success(
+        self, label: _Label, u: _User, ip: str, country: str, ua: str, ts: int, rng: Random, *, blockable: bool
+    ) -> None:
+        """A tried password that works: MFA may stop it, otherwise data is read."""
         t = u.tenant
         sid = self.ids.session()
-        self.auth(ts, u.actor_id, "customer_user", t.tenant_id, "login", "success", ip, country, ua, sid, rng=rng,
-                  label=label)
+        self.auth(
+            ts, u.actor_id, "customer_user", t.tenant_id, "login", "success", ip, country, ua, sid, rng=rng, label=label
+        )
         if t.mfa and blockable and rng.random() < 0.6:
             # MFA stops the attacker: the password worked, the second factor did not.
-            self.auth(ts + rng.randint(20_000, 90_000), u.actor_id, "customer_user", t.tenant_id, "mfa", "failure",
-                      ip, country, ua, None, rng=rng, detail="invalid code", label=label)
+            self.auth(
+                ts + rng.randint(20_000, 90_000),
+                u.actor_id,
+                "customer_user",
+                t.tenant_id,
+                "mfa",
+                "failure",
+                ip,
+                country,
+                ua,
+                None,
+                rng=rng,
+                detail="invalid code",
+                label=label,
+            )
             return
         if t.mfa:
             ts += rng.randint(20_000, 60_000)
-            self.auth(ts, u.actor_id, "customer_user", t.tenant_id, "mfa", "success", ip, country, ua, sid, rng=rng,
-                      detail="sms", label=label)
-        for res, size in rng.sample([("customer", "page"), ("invoice", "page"), ("payment", "page"),
-                                     ("employee", "page"), ("customer", "export")], rng.randint(2, 4)):
+            self.auth(
+                ts,
+                u.actor_id,
+                "customer_user",
+                t.tenant_id,
+                "mfa",
+                "success",
+                ip,
+                country,
+                ua,
+                sid,
+                rng=rng,
+                detail="sms",
+                label=label,
+            )
+        for res, size in rng.sample(
+            [
+                ("customer", "page"),
+                ("invoice", "page"),
+                ("payment", "page"),
+                ("employee", "page"),
+                ("customer", "export"),
+            ],
+            rng.randint(2, 4),
+        ):
             act = _act("export" if size == "export" else "read", _RESOURCES[res], size)
             for _ in range(rng.randint(1, 5)):
                 ts += rng.randint(2_000, 30_000)
                 rec = self._bulk(t, rng, 0.2, 0.8)(act)
-                self.access(ts, u.actor_id, "customer_user", t.tenant_id, t.tenant_id, act, rec, ip, country, ua, sid,
-                            rng=rng, label=label)
+                self.access(
+                    ts,
+                    u.actor_id,
+                    "customer_user",
+                    t.tenant_id,
+                    t.tenant_id,
+                    act,
+                    rec,
+                    ip,
+                    country,
+                    ua,
+                    sid,
+                    rng=rng,
+                    label=label,
+                )
 
     def plan_slow_exfiltration(self, rng: Random) -> bool:
+        """An insider reads several times their usual volume over a few working days."""
         u = self._pick_user(rng, ("sales", "hr", "accountant"), lambda u: u.volume > 0.5)
         if u is None:
             return False
@@ -1905,16 +2939,24 @@ class _Simulation:
         days = [d for d in range(d0, min(self.days, d0 + span + 2)) if self.weekday(d) not in t.weekend][:span]
         if not days:
             days = [d0]
-        label = self._scenario("slow_exfiltration", f"{u.actor_id} ({u.role}) of {t.tenant_id} read about "
-                               f"{factor:.1f}x their usual volume of personal and financial records over {len(days)} "
-                               "working days in ordinary sessions from the usual network ({records} records)")
+        label = self._scenario(
+            "slow_exfiltration",
+            f"{u.actor_id} ({u.role}) of {t.tenant_id} read about "
+            f"{factor:.1f}x their usual volume of personal and financial records over {len(days)} "
+            "working days in ordinary sessions from the usual network ({records} records)",
+        )
         for d in days:
             u.injections.setdefault(d, []).append(("slow_exfiltration", label, {"factor": factor}))
         return True
 
     def plan_dormant_account(self, rng: Random) -> bool:
-        leavers = [u for t in self.tenants for u in t.users
-                   if u.active_until is not None and not u.reserved and u.active_until <= self.clean_days]
+        """A long-unused (former employee's) account signs in again and reads sensitive data."""
+        leavers = [
+            u
+            for t in self.tenants
+            for u in t.users
+            if u.active_until is not None and not u.reserved and u.active_until <= self.clean_days
+        ]
         if leavers:
             # Prefer an account whose last use lies at least 30 days before the wake-up day.
             u = leavers[int(rng.random() * len(leavers))]
@@ -1941,18 +2983,40 @@ class _Simulation:
             ip, country = f"{rng.choice(cinfo['residential'])}.{rng.randint(0, 255)}.{rng.randint(2, 250)}", t.country
         hour = rng.choice((rng.uniform(19.5, 23.5), rng.uniform(6.0, 7.5), rng.uniform(10, 16)))
         start = self._inside(self.midnight(t.tz, d) + int(hour * HOUR_MS))
-        label = self._scenario("dormant_account", f"{u.actor_id} ({u.role}) of {t.tenant_id}, unused for {idle} days "
-                               f"in this window (a former employee's account), signed in again from {country} "
-                               f"({ip}) and read {{records}} sensitive records")
+        label = self._scenario(
+            "dormant_account",
+            f"{u.actor_id} ({u.role}) of {t.tenant_id}, unused for {idle} days "
+            f"in this window (a former employee's account), signed in again from {country} "
+            f"({ip}) and read {{records}} sensitive records",
+        )
         steps = [("search", "customer", "search", rng.randint(1, 3)), ("read", "customer", "page", rng.randint(2, 8))]
-        steps += rng.sample([("export", "customer", "export", 1), ("read", "employee", "page", rng.randint(1, 5)),
-                             ("read", "payroll", "page", rng.randint(1, 3)), ("read", "invoice", "page", 3)], 2)
-        self._attacker_session(label, rng, u.actor_id, "customer_user", t, ip, country,
-                               self._browser(rng) if not abroad else rng.choice(_ATTACK_BROWSER_UA), start, steps,
-                               failures=rng.randint(0, 2), records=self._bulk(t, rng, 0.2, 0.9))
+        steps += rng.sample(
+            [
+                ("export", "customer", "export", 1),
+                ("read", "employee", "page", rng.randint(1, 5)),
+                ("read", "payroll", "page", rng.randint(1, 3)),
+                ("read", "invoice", "page", 3),
+            ],
+            2,
+        )
+        self._attacker_session(
+            label,
+            rng,
+            u.actor_id,
+            "customer_user",
+            t,
+            ip,
+            country,
+            self._browser(rng) if not abroad else rng.choice(_ATTACK_BROWSER_UA),
+            start,
+            steps,
+            failures=rng.randint(0, 2),
+            records=self._bulk(t, rng, 0.2, 0.9),
+        )
         return True
 
     def plan_service_key_misuse(self, rng: Random) -> bool:
+        """An integration key used from a new network at an odd hour for odd resources."""
         pool = [s for t in self.tenants for s in t.services if not s.reserved]
         if not pool:
             t = rng.choice(self.tenants)
@@ -1970,39 +3034,64 @@ class _Simulation:
             hour = rng.uniform(0.5, 5.5)  # daytime syncs never run at night
             usual = "its daytime syncs"
         start = self._inside(self.midnight(t.tz, d) + int(hour * HOUR_MS))
-        unusual = [("read", "customer", "page", rng.randint(4, 20)), ("export", "customer", "export", 1),
-                   ("read", "employee", "page", rng.randint(2, 8)), ("export", "employee", "export", 1),
-                   ("read", "payment_card", "page", rng.randint(2, 6)), ("read", "api_key", "page", 1),
-                   ("read", "integration_credential", "one", rng.randint(1, 3)),
-                   ("read", "vendor_bank_account", "page", rng.randint(1, 4))]
+        unusual = [
+            ("read", "customer", "page", rng.randint(4, 20)),
+            ("export", "customer", "export", 1),
+            ("read", "employee", "page", rng.randint(2, 8)),
+            ("export", "employee", "export", 1),
+            ("read", "payment_card", "page", rng.randint(2, 6)),
+            ("read", "api_key", "page", 1),
+            ("read", "integration_credential", "one", rng.randint(1, 3)),
+            ("read", "vendor_bank_account", "page", rng.randint(1, 4)),
+        ]
         steps = rng.sample(unusual, rng.randint(3, 5))
-        label = self._scenario("service_key_misuse", f"integration key {s.actor_id} ({s.kind}) of {t.tenant_id} used "
-                               f"from {country} ({ip}) at {int(hour):02d}h local instead of {usual} from {s.country}, "
-                               "reading resources it never reads "
-                               "({records} records)")
-        self._attacker_session(label, rng, s.actor_id, "service", t, ip, country, rng.choice(_TOOL_UA), start, steps,
-                               gap=(300, 8_000), logout=False, records=self._bulk(t, rng, 0.5, 1.0))
+        label = self._scenario(
+            "service_key_misuse",
+            f"integration key {s.actor_id} ({s.kind}) of {t.tenant_id} used "
+            f"from {country} ({ip}) at {int(hour):02d}h local instead of {usual} from {s.country}, "
+            "reading resources it never reads "
+            "({records} records)",
+        )
+        self._attacker_session(
+            label,
+            rng,
+            s.actor_id,
+            "service",
+            t,
+            ip,
+            country,
+            rng.choice(_TOOL_UA),
+            start,
+            steps,
+            gap=(300, 8_000),
+            logout=False,
+            records=self._bulk(t, rng, 0.5, 1.0),
+        )
         return True
 
     def plan_privilege_escalation(self, rng: Random) -> bool:
+        """A clerk gains the admin role and goes for credentials and payment data."""
         u = self._pick_user(rng, ("clerk",))
         if u is None:
             u = self._pick_user(rng, ("sales",))
             if u is None:
                 return False
         t = u.tenant
-        d = next((x for x in range(self._attack_day(rng, 1, t.tz), self.days)
-                  if u.scheduled(x, self.weekday(x))), None)
+        d = next((x for x in range(self._attack_day(rng, 1, t.tz), self.days) if u.scheduled(x, self.weekday(x))), None)
         if d is None:
             u.reserved = False
             return False
-        label = self._scenario("privilege_escalation", f"{u.actor_id} ({u.role}) of {t.tenant_id} was given the "
-                               "admin role and right after read API keys, integration credentials and payment data "
-                               "({records} records)")
+        label = self._scenario(
+            "privilege_escalation",
+            f"{u.actor_id} ({u.role}) of {t.tenant_id} was given the "
+            "admin role and right after read API keys, integration credentials and payment data "
+            "({records} records)",
+        )
         u.injections.setdefault(d, []).append(("privilege_escalation", label, {}))
         return True
 
     def plan_staff_snooping(self, rng: Random) -> bool:
+        """Vendor staff browse a tenant's personal data that no ticket lets them see."""
         staff = [m for m in self.staff if m.active and m.team in ("support", "engineering", "operations")]
         m = rng.choice(staff)
         vendor_tz = self.tz(self.world["vendor"]["tz"])
@@ -2010,8 +3099,9 @@ class _Simulation:
             t = rng.choice(self.tenants)
             d = self._attack_day(rng)
             evening = rng.random() < 0.4
-            local = self.midnight(vendor_tz, d) + int((rng.uniform(19, 23) if evening else rng.uniform(10, 17.5))
-                                                      * HOUR_MS)
+            local = self.midnight(vendor_tz, d) + int(
+                (rng.uniform(19, 23) if evening else rng.uniform(10, 17.5)) * HOUR_MS
+            )
             begin, end = local, local + rng.randint(8, 60) * MIN_MS
             if end >= self.end_ms or self.covered(m.staff_id, t.tenant_id, begin, end):
                 continue
@@ -2023,14 +3113,17 @@ class _Simulation:
             else:
                 ticket_field = rng.choice(own).ticket_id
                 why = f"citing {ticket_field}, a ticket of another tenant"
-            label = self._scenario("staff_snooping", f"vendor staff {m.staff_id} browsed {t.tenant_id}'s personal "
-                                   f"data {why}; no ticket for {t.tenant_id} names them ({{records}} records)")
-            tk = _Ticket(ticket_id="", tenant=t, kind="support", topic="snoop", staff=[], opened=begin, closed=end)
-            self.staff_session(tk, m, begin, end, rng, label=label, ticket_field=ticket_field, snoop=True)
+            label = self._scenario(
+                "staff_snooping",
+                f"vendor staff {m.staff_id} browsed {t.tenant_id}'s personal "
+                f"data {why}; no ticket for {t.tenant_id} names them ({{records}} records)",
+            )
+            self.staff_session(t, "snoop", m, begin, end, rng, label=label, ticket_field=ticket_field)
             return True
         return False
 
     def plan_cross_tenant_access(self, rng: Random) -> bool:
+        """A user reads another tenant's records after probing record ids."""
         u = self._pick_user(rng, ("sales", "accountant", "clerk", "admin"))
         if u is None:
             return False
@@ -2038,18 +3131,21 @@ class _Simulation:
         others = [x for x in self.tenants if x is not t]
         same = [x for x in others if x.country == t.country]
         victim = rng.choice(same if same and rng.random() < 0.6 else others)
-        d = next((x for x in range(self._attack_day(rng, 1, t.tz), self.days)
-                  if u.scheduled(x, self.weekday(x))), None)
+        d = next((x for x in range(self._attack_day(rng, 1, t.tz), self.days) if u.scheduled(x, self.weekday(x))), None)
         if d is None:
             u.reserved = False
             return False
-        label = self._scenario("cross_tenant_access", f"{u.actor_id} of {t.tenant_id} read records of "
-                               f"{victim.tenant_id} from an ordinary session, after denied attempts while guessing "
-                               "record ids ({records} records)")
+        label = self._scenario(
+            "cross_tenant_access",
+            f"{u.actor_id} of {t.tenant_id} read records of "
+            f"{victim.tenant_id} from an ordinary session, after denied attempts while guessing "
+            "record ids ({records} records)",
+        )
         u.injections.setdefault(d, []).append(("cross_tenant_access", label, {"victim": victim}))
         return True
 
     def plan_bulk_export(self, rng: Random) -> bool:
+        """A one-shot export of a tenant's customers and cards, far above its usual exports."""
         # Only where a full customer export is far above anything the tenant exports in
         # normal business (HR's full staff list, sales' segments, the warehouse's deltas).
         roomy = [t for t in self.tenants if t.tables["customers"] * 0.85 > 6 * self._usual_personal_export(t)]
@@ -2057,35 +3153,61 @@ class _Simulation:
         if u is None:
             return False
         t = u.tenant
-        d = next((x for x in range(self._attack_day(rng, 1, t.tz), self.days)
-                  if u.scheduled(x, self.weekday(x))), None)
+        d = next((x for x in range(self._attack_day(rng, 1, t.tz), self.days) if u.scheduled(x, self.weekday(x))), None)
         if d is None:
             u.reserved = False
             return False
         after_hours = rng.random() < 0.5
-        label = self._scenario("bulk_export", f"{u.actor_id} ({u.role}) of {t.tenant_id} exported {{records}} "
-                               "records of personal and payment data in one go"
-                               + (" from home after hours" if after_hours else " during the working day"))
+        label = self._scenario(
+            "bulk_export",
+            f"{u.actor_id} ({u.role}) of {t.tenant_id} exported {{records}} "
+            "records of personal and payment data in one go"
+            + (" from home after hours" if after_hours else " during the working day"),
+        )
         if after_hours:
             start = self._inside(self.midnight(t.tz, d) + int(rng.uniform(18.5, 22.5) * HOUR_MS))
-            steps = [("search", "customer", "search", rng.randint(0, 2)), ("export", "customer", "export", 1),
-                     ("export", "payment_card", "export", rng.randint(0, 1)), ("export", "lead", "export", rng.randint(0, 1))]
-            self._attacker_session(label, rng, u.actor_id, "customer_user", t, u.home_ip, t.country, u.ua, start,
-                                   steps, records=self._bulk(t, rng, 0.85, 1.0))
+            steps = [
+                ("search", "customer", "search", rng.randint(0, 2)),
+                ("export", "customer", "export", 1),
+                ("export", "payment_card", "export", rng.randint(0, 1)),
+                ("export", "prospect", "export", rng.randint(0, 1)),
+            ]
+            self._attacker_session(
+                label,
+                rng,
+                u.actor_id,
+                "customer_user",
+                t,
+                u.home_ip,
+                t.country,
+                u.ua,
+                start,
+                steps,
+                records=self._bulk(t, rng, 0.85, 1.0),
+            )
         else:
             u.injections.setdefault(d, []).append(("bulk_export", label, {}))
         return True
 
     # ------------------------------------------------------------------ injected behaviour
 
-    def exfiltrate(self, u: _User, t: _Tenant, label: _Label, factor: float, today: int,
-                   sessions: Sequence[tuple[str, int, int, str, str, str]], rng: Random) -> None:
+    def exfiltrate(
+        self,
+        u: _User,
+        t: _Tenant,
+        label: _Label,
+        factor: float,
+        today: int,
+        sessions: Sequence[tuple[str, int, int, str, str, str]],
+        rng: Random,
+    ) -> None:
         """Top the day's sensitive reads up to ``factor`` times the user's clean-period daily mean,
         spread over the day's ordinary sessions."""
         baseline = u.sens_sum / u.sens_days if u.sens_days else 600.0
-        target = int(baseline * factor) - today
+        # On a day that was busy anyway, still take at least (factor - 1) baselines more.
+        target = max(int(baseline * factor) - today, int(baseline * (factor - 1)), 50)
         total = sum(hi - lo for _, lo, hi, *_ in sessions)
-        if target <= 0 or total <= 0:
+        if total <= 0:
             return
         pool = _EXFIL_ACTS[u.role]
         for sid, lo, hi, ip, country, ua in sessions:
@@ -2094,12 +3216,38 @@ class _Simulation:
                 act = pool[int(rng.random() * len(pool))]
                 table = t.tables[act.res.table]
                 rec = min(table, rng.choice((50, 100, 100, 200)))
-                self.access(lo + int(rng.random() * (hi - lo)), u.actor_id, "customer_user", t.tenant_id,
-                            t.tenant_id, act, rec, ip, country, ua, sid, rng=rng, label=label)
+                self.access(
+                    lo + int(rng.random() * (hi - lo)),
+                    u.actor_id,
+                    "customer_user",
+                    t.tenant_id,
+                    t.tenant_id,
+                    act,
+                    rec,
+                    ip,
+                    country,
+                    ua,
+                    sid,
+                    rng=rng,
+                    label=label,
+                )
                 got += rec
 
-    def inject(self, kind: str, label: _Label, params: dict[str, Any], u: _User, t: _Tenant, sid: str, lo: int,
-               hi: int, ip: str, country: str, ua: str, rng: Random) -> int:
+    def inject(
+        self,
+        kind: str,
+        label: _Label,
+        params: dict[str, Any],
+        u: _User,
+        t: _Tenant,
+        sid: str,
+        lo: int,
+        hi: int,
+        ip: str,
+        country: str,
+        ua: str,
+        rng: Random,
+    ) -> int:
         """Malicious requests inside a user's ordinary session; returns the time of the last one."""
         actor, tid = u.actor_id, t.tenant_id
         span = max(hi - lo, 60_000)
@@ -2107,93 +3255,232 @@ class _Simulation:
         if kind == "privilege_escalation":
             admin = next((x for x in t.users if x.role == "admin"), None)
             by = actor if admin is None or rng.random() < 0.6 else admin.actor_id
-            self.auth(ts, actor, "customer_user", tid, "role_change", "success", ip, country, ua, sid, rng=rng,
-                      roles=(u.role, "admin"), detail=f"changed_by={by} via PATCH /api/v2/admin/users/{{id}}/roles",
-                      label=label)
-            steps = [("read", "user_account", "page", rng.randint(1, 3)), ("read", "api_key", "page", rng.randint(1, 2)),
-                     ("read", "integration_credential", "one", rng.randint(1, 4)), ("read", "sso_config", "one", 1),
-                     ("read", "payment_card", "page", rng.randint(1, 4)),
-                     ("read", "vendor_bank_account", "page", rng.randint(1, 3)),
-                     ("update", "vendor_bank_account", "one", rng.randint(0, 2))]
+            self.auth(
+                ts,
+                actor,
+                "customer_user",
+                tid,
+                "role_change",
+                "success",
+                ip,
+                country,
+                ua,
+                sid,
+                rng=rng,
+                roles=(u.role, "admin"),
+                detail=f"changed_by={by} via PATCH /api/v2/admin/users/{{id}}/roles",
+                label=label,
+            )
+            steps = [
+                ("read", "user_account", "page", rng.randint(1, 3)),
+                ("read", "api_key", "page", rng.randint(1, 2)),
+                ("read", "integration_credential", "one", rng.randint(1, 4)),
+                ("read", "sso_config", "one", 1),
+                ("read", "payment_card", "page", rng.randint(1, 4)),
+                ("read", "vendor_bank_account", "page", rng.randint(1, 3)),
+                ("update", "vendor_bank_account", "one", rng.randint(0, 2)),
+            ]
             for action, res, size, count in rng.sample(steps, rng.randint(4, len(steps))):
                 act = _act(action, _RESOURCES[res], size)
                 for _ in range(count):
                     ts += rng.randint(10_000, 240_000)
                     rec = self.records_for(act, t, rng) if size != "one" else 1
-                    self.access(ts, actor, "customer_user", tid, tid, act, rec, ip, country, ua, sid, rng=rng,
-                                label=label)
+                    self.access(
+                        ts, actor, "customer_user", tid, tid, act, rec, ip, country, ua, sid, rng=rng, label=label
+                    )
             if rng.random() < 0.4:
                 ts += rng.randint(30_000, 300_000)
-                self.auth(ts, actor, "customer_user", tid, "api_key_created", "success", ip, country, ua, sid,
-                          rng=rng, detail=f"personal access token created by {actor}", label=label)
+                self.auth(
+                    ts,
+                    actor,
+                    "customer_user",
+                    tid,
+                    "api_key_created",
+                    "success",
+                    ip,
+                    country,
+                    ua,
+                    sid,
+                    rng=rng,
+                    detail=f"personal access token created by {actor}",
+                    label=label,
+                )
             if rng.random() < 0.3:
                 ts += rng.randint(60_000, 600_000)
-                self.auth(ts, actor, "customer_user", tid, "role_change", "success", ip, country, ua, sid, rng=rng,
-                          roles=(u.role,), detail=f"changed_by={actor} via PATCH /api/v2/admin/users/{{id}}/roles",
-                          label=label)
+                self.auth(
+                    ts,
+                    actor,
+                    "customer_user",
+                    tid,
+                    "role_change",
+                    "success",
+                    ip,
+                    country,
+                    ua,
+                    sid,
+                    rng=rng,
+                    roles=(u.role,),
+                    detail=f"changed_by={actor} via PATCH /api/v2/admin/users/{{id}}/roles",
+                    label=label,
+                )
             return ts
         if kind == "cross_tenant_access":
             victim: _Tenant = params["victim"]
             probes = rng.randint(2, 10)
             reads = rng.randint(3, 25)
-            pool = [_act("read", _RESOURCES["customer"], "one"), _act("read", _RESOURCES["invoice"], "one"),
-                    _act("read", _RESOURCES["customer"], "page"), _act("read", _RESOURCES["employee"], "one"),
-                    _act("read", _RESOURCES["payment"], "one")]
+            pool = [
+                _act("read", _RESOURCES["customer"], "one"),
+                _act("read", _RESOURCES["invoice"], "one"),
+                _act("read", _RESOURCES["customer"], "page"),
+                _act("read", _RESOURCES["employee"], "one"),
+                _act("read", _RESOURCES["payment"], "one"),
+            ]
             for i in range(probes + reads):
                 ts += rng.randint(2_000, 45_000)
                 act = pool[int(rng.random() * len(pool))]
                 denied = i < probes and rng.random() < 0.85
                 rec = 0 if denied else (1 if act.size == "one" else rng.choice((25, 50, 100)))
-                self.access(ts, actor, "customer_user", tid, victim.tenant_id, act, rec, ip, country, ua, sid,
-                            rng=rng, outcome="denied" if denied else "success", label=label)
+                self.access(
+                    ts,
+                    actor,
+                    "customer_user",
+                    tid,
+                    victim.tenant_id,
+                    act,
+                    rec,
+                    ip,
+                    country,
+                    ua,
+                    sid,
+                    rng=rng,
+                    outcome="denied" if denied else "success",
+                    label=label,
+                )
             return ts
         if kind == "bulk_export":
-            for action, res, size in (("search", "customer", "search"), ("read", "customer", "page"),
-                                      ("export", "customer", "export"), ("export", "payment_card", "export")):
+            for action, res, size in (
+                ("search", "customer", "search"),
+                ("read", "customer", "page"),
+                ("export", "customer", "export"),
+                ("export", "payment_card", "export"),
+            ):
                 if res == "payment_card" and rng.random() < 0.4:
                     act = _act("export", _RESOURCES["employee"], "export")
                 else:
                     act = _act(action, _RESOURCES[res], size)
                 ts += rng.randint(5_000, 120_000)
-                self.access(ts, actor, "customer_user", tid, tid, act, self._bulk(t, rng, 0.85, 1.0)(act), ip,
-                            country, ua, sid, rng=rng, label=label)
+                self.access(
+                    ts,
+                    actor,
+                    "customer_user",
+                    tid,
+                    tid,
+                    act,
+                    self._bulk(t, rng, 0.85, 1.0)(act),
+                    ip,
+                    country,
+                    ua,
+                    sid,
+                    rng=rng,
+                    label=label,
+                )
             return ts
         raise ValueError(f"unknown injected behaviour: {kind}")
 
 
 # Reads an insider uses to pull more than usual without standing out: ordinary list pages and searches.
 _EXFIL_ACTS: dict[str, list[_Act]] = {
-    "sales": [_act("read", _RESOURCES["customer"], "page"), _act("read", _RESOURCES["lead"], "page"),
-              _act("search", _RESOURCES["customer"], "search"), _act("read", _RESOURCES["invoice"], "page")],
-    "hr": [_act("read", _RESOURCES["employee"], "page"), _act("read", _RESOURCES["payroll"], "page"),
-           _act("search", _RESOURCES["employee"], "search")],
-    "accountant": [_act("read", _RESOURCES["invoice"], "page"), _act("read", _RESOURCES["payment"], "page"),
-                   _act("read", _RESOURCES["customer"], "page"), _act("read", _RESOURCES["ledger"], "page")],
+    "sales": [
+        _act("read", _RESOURCES["customer"], "page"),
+        _act("read", _RESOURCES["prospect"], "page"),
+        _act("search", _RESOURCES["customer"], "search"),
+        _act("read", _RESOURCES["invoice"], "page"),
+    ],
+    "hr": [
+        _act("read", _RESOURCES["employee"], "page"),
+        _act("read", _RESOURCES["payroll"], "page"),
+        _act("search", _RESOURCES["employee"], "search"),
+    ],
+    "accountant": [
+        _act("read", _RESOURCES["invoice"], "page"),
+        _act("read", _RESOURCES["payment"], "page"),
+        _act("read", _RESOURCES["customer"], "page"),
+        _act("read", _RESOURCES["ledger"], "page"),
+    ],
 }
 
-_STAFF_TOOLS = ("admin: tenant inspector", "admin: tenant inspector", "admin: impersonate user", "admin: data repair",
-                "admin: sql console")
+_STAFF_TOOLS = (
+    "admin: tenant inspector",
+    "admin: tenant inspector",
+    "admin: impersonate user",
+    "admin: data repair",
+    "admin: sql console",
+)
 _STAFF_WORK: dict[str, list[tuple[str, str, str]]] = {
-    "billing": [("read", "invoice", "one"), ("read", "invoice", "page"), ("read", "payment", "one"),
-                ("read", "customer", "one"), ("update", "invoice", "one")],
-    "inventory": [("read", "inventory", "page"), ("read", "product", "one"), ("read", "sales_order", "one"),
-                  ("update", "inventory", "one")],
+    "billing": [
+        ("read", "invoice", "one"),
+        ("read", "invoice", "page"),
+        ("read", "payment", "one"),
+        ("read", "customer", "one"),
+        ("update", "invoice", "one"),
+    ],
+    "inventory": [
+        ("read", "inventory", "page"),
+        ("read", "product", "one"),
+        ("read", "sales_order", "one"),
+        ("update", "inventory", "one"),
+    ],
     "hr": [("read", "employee", "one"), ("read", "payroll", "page"), ("read", "leave_request", "page")],
-    "access": [("read", "user_account", "page"), ("read", "settings", "one"), ("read", "audit_log", "page"),
-               ("update", "user_account", "one")],
+    "access": [
+        ("read", "user_account", "page"),
+        ("read", "settings", "one"),
+        ("read", "audit_log", "page"),
+        ("update", "user_account", "one"),
+    ],
     "reports": [("read", "report", "report"), ("read", "ledger", "page"), ("read", "settings", "one")],
-    "maintenance": [("update", "invoice", "one"), ("update", "inventory", "one"), ("read", "settings", "one"),
-                    ("read", "audit_log", "page")],
+    "maintenance": [
+        ("update", "invoice", "one"),
+        ("update", "inventory", "one"),
+        ("read", "settings", "one"),
+        ("read", "audit_log", "page"),
+    ],
     "security": [("read", "audit_log", "page"), ("read", "user_account", "page"), ("read", "api_key", "page")],
-    "fraud": [("read", "payment", "page"), ("read", "invoice", "page"), ("read", "vendor_bank_account", "page"),
-              ("read", "audit_log", "page")],
-    "snoop": [("search", "customer", "search"), ("read", "customer", "one"), ("read", "customer", "one"),
-              ("read", "employee", "one"), ("read", "employee", "page"), ("read", "payment_card", "one"),
-              ("read", "payroll", "page")],
+    "fraud": [
+        ("read", "payment", "page"),
+        ("read", "invoice", "page"),
+        ("read", "vendor_bank_account", "page"),
+        ("read", "audit_log", "page"),
+    ],
+    "snoop": [
+        ("search", "customer", "search"),
+        ("read", "customer", "one"),
+        ("read", "customer", "one"),
+        ("read", "employee", "one"),
+        ("read", "employee", "page"),
+        ("read", "payment_card", "one"),
+        ("read", "payroll", "page"),
+    ],
 }
 
-_COMMON_LOGINS = ("admin", "administrator", "test", "info", "john.smith", "j.doe", "accounts", "finance", "sales",
-                  "office", "manager", "support", "maria.garcia", "david.jones", "hr", "user1", "demo")
+_COMMON_LOGINS = (
+    "admin",
+    "administrator",
+    "test",
+    "info",
+    "john.smith",
+    "j.doe",
+    "accounts",
+    "finance",
+    "sales",
+    "office",
+    "manager",
+    "support",
+    "maria.garcia",
+    "david.jones",
+    "hr",
+    "user1",
+    "demo",
+)
 
 _ERRORS = (
     "TimeoutError: upstream tax-service did not answer within 5000 ms",
