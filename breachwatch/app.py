@@ -49,7 +49,7 @@ def setup_logging(settings: Settings) -> None:
 
 
 def database(settings: Settings, url: str | None = None) -> Engine:
-    engine = make_engine(url or settings.db_url)
+    engine = make_engine(url or settings.db_url, settings.db_lock_timeout_s)
     init_db(engine)
     return engine
 

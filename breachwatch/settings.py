@@ -71,6 +71,7 @@ class Settings(BaseSettings):
 
     # --- storage ---------------------------------------------------------------------------
     db_url: str = Field(default="sqlite:///breachwatch.db", description="SQLAlchemy URL")
+    db_lock_timeout_s: float = Field(default=30.0, gt=0, description="SQLite: wait this long for a lock, then retry")
     evidence_retention_days: int = Field(default=365, ge=1)
 
     # --- detection -------------------------------------------------------------------------

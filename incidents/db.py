@@ -125,11 +125,11 @@ class CheckpointRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, lock_timeout_s: float = 30.0) -> Engine:
     """An engine tuned for this workload: WAL and a busy timeout on SQLite, so a reader
     (the console) never blocks the consumer and a brief lock is waited out, not an error."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": lock_timeout_s})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:

@@ -115,7 +115,21 @@ class Service:
             signal.signal(sig, lambda *_: self.stop())
 
     def _db_waiting(self, delay: float, exc: BaseException) -> None:
+        """While the database is away: report degraded, fetch nothing, stay in the group.
+
+        Nothing of the failed batch is committed, so whatever happens next (recovery, a
+        rebalance, a stop) resumes from durable state.
+        """
         self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(*assigned)
+            self.consumer.poll(timeout_ms=0)  # keeps the membership alive; paused partitions return nothing
+
+    def _recovered(self) -> None:
+        if self.health.status == "degraded":
+            log.info("database available again; resuming consumption")
+            self.consumer.resume(*(self.consumer.assignment() - self._pending))
 
     # --- reference tables ---------------------------------------------------------------
 
@@ -293,6 +307,7 @@ class Service:
             return
         cp = self._checkpoint_offsets({tp.partition for tp in self._processed}) if due else None
         self.pipeline.process(released, cp)
+        self._recovered()
         if due:
             self._last_checkpoint = time.monotonic()
         self.producer.flush()  # dead letters durable before their offsets are committed
