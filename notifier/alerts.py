@@ -22,8 +22,11 @@ from detectors.base import stable_id, unique
 from incidents.db import EvidenceRow, FindingRow, IncidentRow
 from notifier.channels.base import Channel
 from notifier.channels.file import FileChannel
+from notifier.channels.pagerduty import PagerDutyChannel
 from notifier.channels.sendgrid_api import SendGridChannel
+from notifier.channels.slack import SlackChannel
 from notifier.channels.smtp import SmtpChannel
+from notifier.channels.webhook import WebhookChannel
 from notifier.message import OutboxMessage, header_text
 from notifier.outbox import enqueue
 from notifier.render import Rendered, render
@@ -235,4 +238,21 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         )
     else:  # pragma: no cover - Settings only admits the values above
         raise ConfigError(f"BREACHWATCH_MAIL_CHANNEL: unknown channel {settings.mail_channel!r}")
-    return {EMAIL: mail}
+    return {EMAIL: mail, **oncall_channels(settings)}
+
+
+def oncall_channels(settings: Settings) -> dict[str, Channel]:
+    """The paging channels configured besides email: Slack, PagerDuty, a signed webhook."""
+    channels: dict[str, Channel] = {}
+    slack_url = settings.secret("slack_webhook_url")
+    if slack_url:
+        channels["slack"] = SlackChannel(slack_url)
+    routing_key = settings.secret("pagerduty_routing_key")
+    if routing_key:
+        channels["pagerduty"] = PagerDutyChannel(routing_key, url=settings.pagerduty_url)
+    if settings.webhook_url:
+        secret = settings.secret("webhook_secret")
+        if not secret:
+            raise ConfigError("BREACHWATCH_WEBHOOK_SECRET: required when BREACHWATCH_WEBHOOK_URL is set")
+        channels["webhook"] = WebhookChannel(settings.webhook_url, secret)
+    return channels

@@ -215,12 +215,9 @@ class Service:
             for tp in tps:
                 self._committed_at_assign[tp] = self.consumer.committed(tp) or 0
                 base = self._topic_base[tp.topic]
-                if cp is not None and base in cp.offsets:
-                    offset = max(cp.offsets[base], begin[tp])
-                else:
-                    # No checkpoint yet means no state worth keeping was derived: rebuild it
-                    # from the start of the topic (findings already stored are deduplicated).
-                    offset = begin[tp]
+                # No checkpoint yet means no state worth keeping was derived: rebuild it from
+                # the start of the topic (findings already stored are deduplicated).
+                offset = max(cp.offsets[base], begin[tp]) if cp is not None and base in cp.offsets else begin[tp]
                 self.consumer.seek(tp, offset)
                 self._processed[tp] = offset
             self.consumer.resume(*tps)

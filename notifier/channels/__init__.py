@@ -13,8 +13,11 @@ from notifier.channels.base import (
     Unknown,
 )
 from notifier.channels.file import FileChannel
+from notifier.channels.pagerduty import PagerDutyChannel
 from notifier.channels.sendgrid_api import SendGridChannel
+from notifier.channels.slack import SlackChannel
 from notifier.channels.smtp import SmtpChannel
+from notifier.channels.webhook import WebhookChannel
 
 __all__ = [
     "Channel",
@@ -24,9 +27,12 @@ __all__ = [
     "LookupChannel",
     "LookupResult",
     "NotFound",
+    "PagerDutyChannel",
     "PermanentError",
     "RetryableError",
     "SendGridChannel",
+    "SlackChannel",
     "SmtpChannel",
     "Unknown",
+    "WebhookChannel",
 ]
