@@ -1,0 +1,151 @@
+"""Event-to-incident latency of ``breachwatch run`` at a fixed produce rate.
+
+    python -m bench.latency [--rate 2000] [--seconds 60] [--attacks-per-second 1]
+
+Starts the local broker, runs ``breachwatch run`` as a separate process, and produces the
+simulated dump as live traffic (event times rewritten to the moment of sending) at ``--rate``
+events/s, interleaving a cross-tenant read by a fresh actor every ``1/attacks`` seconds. Each
+attack's latency is from its send to its incident's row being committed (the incident's
+``created_at``). Prints p50/p95/p99 as one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kafka import KafkaProducer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bench.common import broker, dump_for, emit, run_settings
+from breachwatch import app
+from incidents.db import IncidentRow
+from streams.dump import dump_file, message_key, read_lines
+from streams.kafka_client import client_options, ensure_topics
+from streams.models import EVENT_TOPICS, REFERENCE_TOPICS
+
+
+def _live(raw: bytes, now: datetime) -> bytes:
+    doc = json.loads(raw)
+    doc["ts"] = now.isoformat().replace("+00:00", "Z")
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _attack(n: int, now: datetime, tenants: list[str]) -> tuple[bytes, bytes]:
+    actor = f"u-bench-intruder-{n}"
+    doc = {
+        "event_id": f"bench-attack-{n}",
+        "ts": now.isoformat().replace("+00:00", "Z"),
+        "actor_id": actor,
+        "actor_type": "customer_user",
+        "actor_tenant": tenants[0],
+        "tenant_id": tenants[1 % len(tenants)],
+        "action": "read",
+        "resource_type": "customer",
+        "sensitivity": "personal",
+        "records": 25,
+        "ip": "198.51.100.99",
+        "country": "NL",
+    }
+    return actor.encode(), json.dumps(doc).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=2000.0, help="events per second to produce")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--attacks-per-second", type=float, default=1.0)
+    ap.add_argument("--tenants", type=int, default=60)
+    ap.add_argument("--partitions", type=int, default=4)
+    args = ap.parse_args()
+
+    dump = dump_for(args.tenants, 21)
+    tenant_ids = [json.loads(line)["tenant_id"] for _, line in read_lines(dump_file(dump, "erp.tenants"))]
+    with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
+        work = Path(tmp)
+        settings = run_settings(bootstrap, work, args.partitions)
+        ensure_topics(settings, bootstrap)
+        producer = KafkaProducer(**client_options(settings, bootstrap), acks="all", linger_ms=2)
+        for topic in REFERENCE_TOPICS:
+            for _, raw in read_lines(dump_file(dump, topic)):
+                producer.send(settings.topic(topic), key=message_key(topic, raw), value=raw)
+        producer.flush()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "BREACHWATCH_TOPIC_PREFIX": settings.topic_prefix,
+            "BREACHWATCH_GROUP_ID": settings.group_id,
+            "BREACHWATCH_DB_URL": settings.db_url,
+            "BREACHWATCH_OUTBOX_DIR": str(settings.outbox_dir),
+            "BREACHWATCH_POLL_TIMEOUT_MS": "50",
+        }
+        service = subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
+        time.sleep(8)  # let it join the group and load the reference tables
+
+        lines = ((topic, raw) for topic in EVENT_TOPICS for _, raw in read_lines(dump_file(dump, topic)))
+        sent_attacks: dict[str, float] = {}
+        started = time.perf_counter()
+        next_attack = started
+        produced = 0
+        while time.perf_counter() - started < args.seconds:
+            now = time.perf_counter()
+            due = int((now - started) * args.rate) - produced
+            for _ in range(max(due, 0)):
+                topic, raw = next(lines)
+                producer.send(settings.topic(topic), key=message_key(topic, raw), value=_live(raw, datetime.now(UTC)))
+                produced += 1
+            if now >= next_attack:
+                key, value = _attack(len(sent_attacks), datetime.now(UTC), tenant_ids)
+                producer.send(settings.topic("erp.access"), key=key, value=value)
+                producer.flush()
+                sent_attacks[key.decode()] = time.time()
+                next_attack += 1.0 / args.attacks_per_second
+            time.sleep(0.002)
+        producer.flush()
+        time.sleep(10)  # let the last attacks land
+        service.send_signal(signal.SIGTERM)
+        service.wait(60)
+
+        engine = app.database(settings)
+        latencies: list[float] = []
+        with Session(engine) as session:
+            for row in session.scalars(select(IncidentRow)):
+                for actor in row.actor_ids:
+                    if actor in sent_attacks:
+                        latencies.append(row.created_at.timestamp() - sent_attacks[actor])
+        missing = len(sent_attacks) - len(latencies)
+    if not latencies:
+        emit({"bench": "latency", "error": "no attack produced an incident"})
+        return
+    emit(
+        {
+            "bench": "latency",
+            "rate_eps": args.rate,
+            "produced": produced,
+            "attacks": len(sent_attacks),
+            "missing": missing,
+            "p50_s": round(statistics.median(latencies), 3),
+            "p95_s": round(percentile(latencies, 0.95), 3),
+            "p99_s": round(percentile(latencies, 0.99), 3),
+            "max_s": round(max(latencies), 3),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""One consumer against two (separate processes, one group) on the same partitioned topics.
+
+    python -m bench.scaleout [--tenants 60] [--days 21] [--partitions 4]
+
+For each consumer count the dump is produced into fresh topics, the consumers are started as
+``breachwatch run`` processes, and the time is taken from their start until the group's
+committed offsets reach the end of every partition. The incidents of both runs are compared:
+per-actor state moves with its partition, so a rebalance must not change what is found.
+Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+from bench.common import broker, count_events, dump_for, emit, run_settings
+from breachwatch import app
+from breachwatch.settings import Settings
+from incidents.store import IncidentStore
+from streams.kafka_client import client_options, ensure_topics
+from streams.models import EVENT_TOPICS
+from streams.produce import produce_dump
+
+
+def _lag(settings: Settings, bootstrap: str) -> int:
+    consumer = KafkaConsumer(**client_options(settings, bootstrap), group_id=settings.group_id)
+    tps = [
+        TopicPartition(settings.topic(t), p)
+        for t in EVENT_TOPICS
+        for p in consumer.partitions_for_topic(settings.topic(t))
+    ]
+    end = consumer.end_offsets(tps)
+    lag = sum(end[tp] - (consumer.committed(tp) or 0) for tp in tps)
+    consumer.close()
+    return lag
+
+
+def run_group(bootstrap: str, work: Path, dump: Path, consumers: int, partitions: int) -> tuple[float, list]:
+    settings = run_settings(bootstrap, work, partitions)
+    ensure_topics(settings, bootstrap)
+    produce_dump(settings, bootstrap, dump)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "BREACHWATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "BREACHWATCH_GROUP_ID": settings.group_id,
+        "BREACHWATCH_DB_URL": settings.db_url,
+        "BREACHWATCH_OUTBOX_DIR": str(settings.outbox_dir),
+    }
+    app.database(settings)  # create the schema once, before the consumers race to
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
+        for _ in range(consumers)
+    ]
+    try:
+        while _lag(settings, bootstrap) > 0:
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+    return elapsed, IncidentStore(app.database(settings)).incidents()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tenants", type=int, default=60)
+    ap.add_argument("--days", type=int, default=21)
+    ap.add_argument("--partitions", type=int, default=4)
+    args = ap.parse_args()
+    dump = dump_for(args.tenants, args.days)
+    total = count_events(dump)
+    with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
+        one_s, one = run_group(bootstrap, Path(tmp), dump, 1, args.partitions)
+        print(f"1 consumer: {total / one_s:,.0f} events/s", flush=True)
+        two_s, two = run_group(bootstrap, Path(tmp), dump, 2, args.partitions)
+        print(f"2 consumers: {total / two_s:,.0f} events/s", flush=True)
+
+    def sig(incidents: list) -> set:
+        return {
+            (i.kind, tuple(sorted(i.actor_ids)), tuple(sorted(i.evidence_event_ids))) for i in incidents if i.actor_ids
+        }
+
+    emit(
+        {
+            "bench": "scaleout",
+            "events": total,
+            "partitions": args.partitions,
+            "one_eps": round(total / one_s),
+            "two_eps": round(total / two_s),
+            "speedup": round(one_s / two_s, 2),
+            "incidents_one": len(one),
+            "incidents_two": len(two),
+            "actor_incidents_identical": sig(one) == sig(two),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
