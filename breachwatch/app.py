@@ -77,12 +77,15 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
 
 
 def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
+    """Run in the batch transaction for each new incident: keep the directory entries of
+    its tenants (a breach notice needs them later, maybe in another process), page the on-call."""
     from notifier.alerts import enqueue_incident_alert
+    from notifier.notices import remember_incident_tenants
 
     def page(session: Any, incident: Any, findings: Any, evidence: Any, tenants: Any) -> None:
         enqueue_incident_alert(session, incident, findings, evidence, tenants, settings)
 
-    return [page]
+    return [remember_incident_tenants, page]
 
 
 def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
@@ -117,11 +120,17 @@ class OutboxPump:
     """Delivers due outbox messages from a background thread, so a slow or failing mail
     provider never stalls consumption; the consumer only nudges it after each batch."""
 
-    def __init__(self, settings: Settings, engine: Engine, interval_s: float = 1.0) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, interval_s: float = 1.0, deadline_every_s: float = 60.0
+    ) -> None:
         from notifier.alerts import build_channels
         from notifier.outbox import Dispatcher
 
+        self.settings = settings
+        self.engine = engine
         self.dispatcher = Dispatcher(engine, build_channels(settings))
+        self.deadline_every_s = deadline_every_s
+        self._last_deadline_check = 0.0
         self.interval_s = interval_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -130,11 +139,26 @@ class OutboxPump:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self.check_deadlines()
                 self.dispatcher.dispatch_due(limit=100)
             except Exception:
                 logging.getLogger(__name__).exception("outbox dispatch failed; will retry")
             self._wake.wait(self.interval_s)
             self._wake.clear()
+
+    def check_deadlines(self) -> None:
+        """Page the on-call as a notification deadline nears or passes (once per threshold)."""
+        if time.monotonic() - self._last_deadline_check < self.deadline_every_s:
+            return
+        self._last_deadline_check = time.monotonic()
+        from datetime import UTC, datetime
+
+        from sqlalchemy.orm import Session
+
+        from notifier.notices import check_deadlines
+
+        with Session(self.engine) as session, session.begin():
+            check_deadlines(session, self.settings, datetime.now(UTC))
 
     def tick(self) -> None:
         if self._thread is None:

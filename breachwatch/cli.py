@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import SecretStr
 
 from breachwatch import app
 from breachwatch.settings import ConfigError, Settings, load_settings
@@ -186,6 +187,140 @@ def replay(dump: Path, out: Path, model: Path | None, db_url: str | None, partit
     click.echo(json.dumps(summary))
 
 
+# --- train / backtest -----------------------------------------------------------------------
+
+
+def _parse_ts(text: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-24T00:00:00Z)") from None
+    if ts.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no offset; write e.g. 2026-11-24T00:00:00Z")
+    return ts
+
+
+def _pseudonym_key(settings: Settings) -> bytes:
+    key = settings.secret("pseudonym_key")
+    if not key:
+        raise click.ClickException(
+            "BREACHWATCH_PSEUDONYM_KEY is not set: training needs it to pseudonymise identities in the model file"
+        )
+    return key.encode()
+
+
+def _false_positive_windows(db_url: str | None) -> list[tuple[str, datetime, datetime]]:
+    """(actor, start, end) of incidents marked false positive: left out of training."""
+    if not db_url:
+        return []
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from incidents.db import IncidentRow, make_engine
+
+    with Session(make_engine(db_url)) as session:
+        rows = session.scalars(select(IncidentRow).where(IncidentRow.status == "false_positive")).all()
+        return [(a, r.opened_at, r.updated_at) for r in rows for a in r.actor_ids]
+
+
+def _train_from_dump(settings: Settings, dump: Path, until: datetime, db_url: str | None) -> Any:
+    from detectors.learned import train as fit
+    from streams.dump import iter_events, load_reference_tables
+
+    pipeline = app.build_pipeline(settings, app.database(settings, "sqlite://"), notify=False)
+    load_reference_tables(pipeline, dump, lambda _d: None, settings.max_message_bytes)
+    events = iter_events(dump, lambda _d: None, settings.max_message_bytes)
+    return fit(
+        events,
+        pipeline.tables,
+        until=until,
+        pseudonym_key=_pseudonym_key(settings),
+        max_alerts_per_day=settings.max_alerts_per_day,
+        progress=_echo,
+        exclude=_false_positive_windows(db_url),
+    )
+
+
+@main.command()
+@click.argument("dump", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
+@click.option("--until", "until", required=True, help="train on events before this time (RFC 3339)")
+@click.option(
+    "--model", "model", type=click.Path(dir_okay=False, path_type=Path), required=True, help="model file to write"
+)
+@click.option("--kafka", "from_kafka", is_flag=True, help="train from the topics instead of a dump")
+@click.option("--max-alerts-per-day", type=float, default=None, help="alert budget the threshold is calibrated to")
+@click.option("--db", "db_url", default=None, help="incident database: its false positives are left out")
+def train(
+    dump: Path | None, until: str, model: Path, from_kafka: bool, max_alerts_per_day: float | None, db_url: str | None
+) -> None:
+    """Fit the learned detectors on events before --until; opted-out tenants are excluded."""
+    from detectors.learned import save_model
+    from detectors.learned import train as fit
+
+    settings = _settings(max_alerts_per_day=max_alerts_per_day)
+    app.setup_logging(settings)
+    when = _parse_ts(until)
+    if from_kafka == (dump is not None):
+        raise click.UsageError("give a DUMP folder or --kafka (not both)")
+    if dump is not None:
+        trained = _train_from_dump(settings, dump, when, db_url)
+    else:
+        from streams import history
+
+        with app.kafka_bootstrap(settings, _echo) as boot:
+            tables = history.reference_tables(settings, boot)
+            trained = fit(
+                history.events(settings, boot),
+                tables,
+                until=when,
+                pseudonym_key=_pseudonym_key(settings),
+                max_alerts_per_day=settings.max_alerts_per_day,
+                progress=_echo,
+                exclude=_false_positive_windows(db_url),
+            )
+    save_model(trained, model)
+    for line in trained.report.lines():
+        click.echo(line)
+    click.echo(f"model written to {model}")
+
+
+@main.command()
+@click.argument("dump", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="labels.json (default: the dump's own)",
+)
+@click.option(
+    "--until", "until", default=None, help="train before this time; judge after it (default: labels' clean_until)"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+def backtest(dump: Path, labels: Path | None, until: str | None, as_json: bool) -> None:
+    """Train, replay, and score against labels: recall per kind, precision, false incidents/day, time to detect."""
+    from detectors.backtest import evaluate
+    from streams.dump import replay as run_replay
+
+    labels = labels or dump / "labels.json"
+    truth = json.loads(labels.read_text(encoding="utf-8"))
+    when = _parse_ts(until or truth["clean_until"])
+    settings = _settings()
+    app.setup_logging(settings)
+    if not settings.secret("pseudonym_key"):
+        # A backtest's model is thrown away; a random key keeps it pseudonymised all the same.
+        import secrets
+
+        settings = settings.model_copy(update={"pseudonym_key": SecretStr(secrets.token_hex(16))})
+    trained = _train_from_dump(settings, dump, when, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = app.database(settings, f"sqlite:///{tmp}/backtest.db")
+        pipeline = app.build_pipeline(settings, engine, trained, notify=False)
+        run_replay(dump, pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes)
+        result = evaluate(pipeline.store.incidents(), truth, since=when, detected_at=pipeline.store.detected_at())
+        engine.dispose()
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.table())
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -237,6 +372,21 @@ def demo(tenants: int, days: int, seed: int, workdir: Path) -> None:
     n = len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
     click.echo(f"\non-call alert emails: {n} in {outbox}")
     click.echo(f"incident database: {db_path}")
+
+
+def _register_domain_commands() -> None:
+    """Commands that live with their domain (incidents, notices) join the one CLI here."""
+    from notifier.cli_notices import register as register_notices
+
+    register_notices(main)
+    try:
+        from breachwatch.cli_incidents import register as register_incidents
+    except ImportError:  # pragma: no cover - the console package is optional at import time
+        return
+    register_incidents(main)
+
+
+_register_domain_commands()
 
 
 def entrypoint() -> None:
