@@ -1,0 +1,1020 @@
+"""The learned detector: per-actor profiles, window features and trained models, streaming.
+
+``LearnedDetector`` folds each batch into per-actor profiles (``detectors.profiles``) and
+builds window feature rows for the actors worth judging: at an actor's first notable event
+of an hour (new place, failed login, role change...), at the end of each of its hours that
+closed inside the batch, and at its last event in the batch. All rows of a batch are scored
+at once (the pattern scorer and one IsolationForest call, vectorised), and an actor whose
+score crosses the calibrated threshold gets a finding. Without a model it still runs:
+profiles are learned online and the pattern scorer uses its default scales.
+
+``train`` builds a ``TrainedModel`` from history: it replays events before ``until`` through
+the same profile code, fits the estimators on the window rows, calibrates the alert
+threshold to an alert budget, and keeps pseudonymised per-actor and peer baselines so a
+fresh deployment does not start blind. Privacy policy 6.2: only tenants that have not opted
+out of AI training contribute; actor ids, network prefixes, user agents and tenant ids in the
+model are keyed hashes (HMAC-SHA256). Opted-out tenants are still scored: their profiles are
+learned online by the running detector. ``save_model`` / ``load_model`` use skops, never
+pickle, and refuse files holding anything but the types ``save_model`` writes.
+
+Restart and rebalance: by checkpoint. ``state()`` returns the profiles, peer groups, open
+episodes, suppressions and the evidence carried between batches as plain JSON (bounded:
+capped tables, 24 hourly buckets, idle actors evicted to a last-seen register), the pipeline
+stores it with the offsets it reflects, and ``load_state()`` restores it exactly: the same
+batches then give the same findings as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors import explain
+from detectors.base import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity, unique
+from detectors.features import (
+    DAY,
+    FEATURE_NAMES,
+    HOUR,
+    local_hour,
+    provider_prefix,
+    window_row,
+    zone_for_jurisdiction,
+)
+from detectors.models import ANOMALOUS, KINDS, PatternScorer, PopulationModel, calibrate_threshold
+from detectors.profiles import NOVEL_FOR, SENSITIVE, ActorProfile, PeerProfile
+from streams.models import AccessEvent, AuthEvent, Event
+from streams.tables import ReferenceTables
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "breachwatch.learned"
+MODEL_VERSION = 1
+
+# The lowest score the product raises an incident for: roughly two clearly unusual signals at
+# once (each ingredient adds ~30 points at its learned scale). Calibration may raise the
+# threshold above this when the training history is noisy, never lower it.
+ALERT_FLOOR = 60.0
+# Points the population model can add on top of a kind's score (at anomaly score 100).
+POPULATION_WEIGHT = 15.0
+# Findings of one actor and kind less than this far apart belong to one episode (one finding):
+# hours for most kinds, days for exfiltration that runs over days.
+EPISODE_GAP = 6 * HOUR
+EPISODE_GAPS: dict[str, float] = {"slow_exfiltration": 3 * DAY, "dormant_account": DAY}
+# Idle actors are evicted from the profiles after this many days, remembered only by their
+# last-seen time (so a dormant account waking up is still recognised) for REGISTER_DAYS.
+IDLE_DAYS = 120
+REGISTER_DAYS = 400
+REGISTER_CAP = 200_000
+# Evidence kept per finding; the incident keeps accumulating it across batches.
+EVIDENCE_PER_FINDING = min(200, MAX_EVIDENCE)
+TRAIN_BATCH = 2000
+# Events kept from one batch to the next per notable actor, as evidence.
+CARRY_CAP = 50
+# Names with failed logins but no profile, remembered for an hour (bounded).
+FAILURES_CAP = 20_000
+
+# Per-event evidence flags.
+F_NOVEL = 1
+F_NEW_RESOURCE = 2
+F_SENSITIVE = 4
+F_EXPORT = 8
+F_FAILED = 16
+F_ROLE = 32
+F_LOGIN = 64
+
+
+class ModelFileError(Exception):
+    """A model file that cannot be trusted or read: wrong format, unknown types, tampered."""
+
+
+class _Keyed:
+    """Keyed hashes (HMAC-SHA256) of identities and network attributes, with a small cache:
+    the same few thousand addresses and agents recur millions of times in a stream."""
+
+    def __init__(self, key: bytes | None) -> None:
+        # Without a key the digests still make profiles compact and stable, but they are not
+        # pseudonyms (anyone can recompute them), so no model is trained or matched with them.
+        self.key = key or b"breachwatch:unkeyed"
+        self.keyed = key is not None
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, kind: str, value: str, length: int = 16) -> str:
+        k = kind + ":" + value
+        d = self._cache.get(k)
+        if d is None:
+            if len(self._cache) > 500_000:
+                self._cache.clear()
+            d = hmac.new(self.key, k.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
+            self._cache[k] = d
+        return d
+
+    def check(self) -> str:
+        """A fingerprint that tells whether two parties hold the same key, revealing nothing."""
+        return hmac.new(self.key, b"breachwatch:key-check", hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass
+class TrainReport:
+    """What training used and left out, for the operator (and ``train``'s printout)."""
+
+    window_start: str | None = None
+    window_end: str | None = None
+    events_seen: int = 0
+    events_used: int = 0
+    events_after_until: int = 0
+    events_opted_out: int = 0
+    events_feedback_excluded: int = 0
+    logs_ignored: int = 0
+    tenants_used: list[str] = field(default_factory=list)
+    tenants_excluded: list[str] = field(default_factory=list)
+    actors: int = 0
+    rows: int = 0
+    rows_fit: int = 0
+    threshold: float = ALERT_FLOOR
+    alerts_per_day_at_threshold: float = 0.0
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one fact per line."""
+        return [
+            f"training window: {self.window_start} .. {self.window_end}",
+            f"events: {self.events_seen:,} read, {self.events_used:,} used, "
+            f"{self.events_opted_out:,} excluded (tenant opted out of AI training), "
+            f"{self.events_feedback_excluded:,} excluded (marked false positive), "
+            f"{self.events_after_until:,} at or after --until, {self.logs_ignored:,} log records ignored",
+            f"tenants used ({len(self.tenants_used)}): {', '.join(self.tenants_used) or '-'}",
+            f"tenants excluded, opted out ({len(self.tenants_excluded)}): {', '.join(self.tenants_excluded) or '-'}",
+            f"actors profiled: {self.actors:,}; feature rows: {self.rows:,} ({self.rows_fit:,} after warm-up)",
+            f"alert threshold: {self.threshold:.1f} "
+            f"({self.alerts_per_day_at_threshold:.2f} alerts/day on the training history)",
+        ]
+
+
+@dataclass
+class TrainedModel:
+    """Everything ``LearnedDetector`` needs from training; ``baselines`` hold no raw identities."""
+
+    patterns: PatternScorer
+    population: PopulationModel | None
+    threshold: float
+    anomaly_threshold: float
+    metadata: dict[str, Any]
+    baselines: dict[str, Any]
+    report: TrainReport | None = None
+
+    @property
+    def key_check(self) -> str:
+        return str(self.metadata.get("key_check", ""))
+
+
+# ---- the detector ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One batch folded into the profiles: a row per actor at each of its hours that ended in
+    the batch and at its last event, plus the batch indices of each actor's events."""
+
+    actors: list[str]
+    rows: list[list[float]]
+    nows: list[float]
+    indices: dict[str, list[int]]
+
+
+class LearnedDetector(Detector):
+    """Per-actor baselines plus trained models, scoring each batch in one vectorised pass.
+
+    Parameters: ``model`` from ``train``/``load_model`` or None (profiles learned online,
+    default scales, threshold at the floor); ``pseudonym_key`` to match the model's
+    pseudonymised baselines (the same key ``train`` used).
+    """
+
+    name = "learned"
+
+    def __init__(
+        self,
+        model: TrainedModel | None,
+        pseudonym_key: bytes | None = None,
+        *,
+        idle_days: int = IDLE_DAYS,
+        episode_gap: float = EPISODE_GAP,
+    ) -> None:
+        self.model = model
+        self.idle_days = idle_days
+        self.episode_gap = episode_gap
+        self._keyed = _Keyed(pseudonym_key)
+        if model is not None:
+            self._patterns = model.patterns
+            self._population = model.population
+            self.threshold = model.threshold
+            self.anomaly_threshold = model.anomaly_threshold
+            self._baselines = self._usable_baselines(model)
+        else:
+            self._patterns = PatternScorer().fit(np.zeros((0, len(FEATURE_NAMES))))
+            self._population = None
+            self.threshold = ALERT_FLOOR
+            self.anomaly_threshold = 101.0
+            self._baselines = {"actors": {}, "peers": {}}
+        self._profiles: dict[str, ActorProfile] = {}
+        self._peers: dict[str, PeerProfile] = {}
+        self._register: dict[str, float] = {}
+        self._episodes: dict[str, list[float]] = {}
+        self._suppressed: dict[str, float] = {}
+        self._failures: dict[str, list[float]] = {}
+        self._carry: dict[str, list[Event]] = {}
+        self._clock_day = -1
+
+    def _usable_baselines(self, model: TrainedModel) -> dict[str, Any]:
+        empty: dict[str, Any] = {"actors": {}, "peers": {}}
+        if not model.baselines.get("actors") and not model.baselines.get("peers"):
+            return empty
+        if not self._keyed.keyed:
+            log.warning("model has pseudonymised baselines but no pseudonym key was given; learning online only")
+            return empty
+        if model.key_check and model.key_check != self._keyed.check():
+            raise ValueError(
+                "the pseudonym key differs from the one the model was trained with; "
+                "use the same key or retrain the model"
+            )
+        return model.baselines
+
+    # ---- feedback -------------------------------------------------------------------------
+
+    def suppress(self, actor_id: str, kind: str | None, until: datetime) -> None:
+        """Raise no finding of ``kind`` (any kind if None) for ``actor_id`` before ``until``
+        (event time): what an on-call's "false positive" verdict turns into."""
+        self._suppressed[f"{actor_id}\x1f{kind or '*'}"] = until.timestamp()
+
+    def _is_suppressed(self, actor_id: str, kind: str, now: float) -> bool:
+        for k in (f"{actor_id}\x1f{kind}", f"{actor_id}\x1f*"):
+            until = self._suppressed.get(k)
+            if until is not None and now < until:
+                return True
+        return False
+
+    # ---- profile bookkeeping ----------------------------------------------------------------
+
+    def _zone(self, tenant_id: str | None, tables: ReferenceTables) -> str:
+        t = tables.tenants.get(tenant_id) if tenant_id else None
+        return zone_for_jurisdiction(t.jurisdiction) if t is not None else "UTC"
+
+    def _known(self, actor_id: str) -> bool:
+        """Whether an actor without a profile is still known: from the model's baselines or
+        the register of evicted actors (its failed logins then belong to its profile)."""
+        if actor_id in self._register:
+            return True
+        return bool(self._baselines["actors"]) and self._keyed("actor", actor_id, 24) in self._baselines["actors"]
+
+    def _new_profile(self, actor_id: str, actor_type: str, home: str, ts: float, zone: str) -> ActorProfile:
+        seed = self._baselines["actors"].get(self._keyed("actor", actor_id, 24)) if self._baselines else None
+        if seed is not None and seed["last"] <= ts:
+            prof = ActorProfile.from_dict(seed)
+            prof.home = home
+            prof.zone = zone
+            return prof
+        prof = ActorProfile(actor_type, home, zone, ts)
+        last = self._register.pop(actor_id, None)
+        if last is not None and last < ts:
+            # Evicted for idleness: start afresh but remember how long it was away.
+            prof.last_seen = last
+            prof.n_events = 1
+            prof.active_days = 1
+        return prof
+
+    def _note_failure(self, name: str, ts: float) -> None:
+        entry = self._failures.get(name)
+        if entry is not None:
+            entry[0] += 1.0
+            entry[1] = max(entry[1], ts)
+            return
+        if len(self._failures) >= FAILURES_CAP:
+            # Oldest first: dicts keep insertion order, and stale names are worthless.
+            for k in list(self._failures)[: FAILURES_CAP // 4]:
+                del self._failures[k]
+        self._failures[name] = [1.0, ts]
+
+    def _peer(self, key: str) -> PeerProfile:
+        peer = self._peers.get(key)
+        if peer is None:
+            home, _, kind = key.rpartition("|")
+            seed = self._baselines["peers"].get(self._keyed("tenant", home) + "|" + kind) if self._baselines else None
+            peer = PeerProfile.from_dict(seed) if seed is not None else PeerProfile()
+            self._peers[key] = peer
+        return peer
+
+    def _evict(self, now: float) -> None:
+        """Move actors idle for ``idle_days`` to the last-seen register; trim the register."""
+        day = int(now // DAY)
+        if day <= self._clock_day:
+            return
+        self._clock_day = day
+        horizon = now - self.idle_days * DAY
+        for aid in [a for a, p in self._profiles.items() if p.last_seen < horizon]:
+            self._register[aid] = self._profiles.pop(aid).last_seen
+        old = now - REGISTER_DAYS * DAY
+        if len(self._register) > REGISTER_CAP or any(v < old for v in self._register.values()):
+            keep = sorted(((v, a) for a, v in self._register.items() if v >= old), reverse=True)[:REGISTER_CAP]
+            self._register = {a: v for v, a in keep}
+        for k in [k for k, e in self._episodes.items() if now - e[1] > 4 * DAY]:
+            del self._episodes[k]
+        for k in [k for k, until in self._suppressed.items() if until < now]:
+            del self._suppressed[k]
+        for k in [k for k, e in self._failures.items() if now - e[1] > HOUR]:
+            del self._failures[k]
+
+    # ---- the hot loop ---------------------------------------------------------------------
+
+    def _fold(self, events: Sequence[Event], tables: ReferenceTables, every_row: bool = False) -> _Batch:
+        """Fold a batch into the profiles, collecting the actors' feature rows (see ``_Batch``).
+
+        Rows that cannot alert (``ActorProfile.worth_scoring``) are skipped unless
+        ``every_row`` (training needs the ordinary rows: they define normal).
+        """
+        profiles = self._profiles
+        keyed = self._keyed
+        indices: dict[str, list[int]] = {}
+        unprofiled: dict[str, list[int]] = {}
+        last_ts: dict[str, float] = {}
+        actors: list[str] = []
+        nows: list[float] = []
+        rows: list[list[float]] = []
+        max_ts = -1.0
+        for i, ev in enumerate(events):
+            cls = ev.__class__
+            if cls is AccessEvent:
+                is_access = True
+            elif cls is AuthEvent:
+                is_access = False
+            else:
+                continue
+            ts = ev.ts.timestamp()
+            aid = ev.actor_id
+            prof = profiles.get(aid)
+            if prof is None:
+                if not is_access and ev.outcome != "success" and not self._known(aid):
+                    # A name never seen: no profile for it (profiling every guessed name would
+                    # let attackers grow the state); its recent failures are kept, bounded, in
+                    # case the name logs in and turns out to be a real, long-idle account.
+                    self._note_failure(aid, ts)
+                    unprofiled.setdefault(aid, []).append(i)
+                    continue
+                home = ev.actor_tenant or (ev.tenant_id if is_access and ev.actor_type != "staff" else None)
+                home = home or "vendor"
+                prof = self._new_profile(aid, ev.actor_type, home, ts, self._zone(home, tables))
+                prof._peer = self._peer(home + "|" + prof.actor_type)
+                profiles[aid] = prof
+                failed = self._failures.pop(aid, None)
+                if failed is not None and ts - failed[1] <= HOUR:
+                    prof.add_failures(ts, failed[0])
+                    # Its failures in this batch become evidence like its other events.
+                    indices[aid] = unprofiled.pop(aid, [])
+            h = int(ts // HOUR)
+            if h != prof.cur_hour:
+                self._hour_turn(prof, aid, last_ts, actors, nows, rows, every_row)
+            if ts >= prof.notable_until:
+                prof.notable_bits = 0
+            noted = prof.notable_bits
+            if is_access:
+                prof.observe_access(
+                    ts,
+                    h,
+                    ev.action,
+                    ev.resource_type,
+                    ev.sensitivity,
+                    ev.records,
+                    ev.ip,
+                    ev.country,
+                    ev.user_agent,
+                    ev.session_id,
+                    ev.outcome == "denied",
+                    keyed,
+                )
+            else:
+                success = ev.outcome == "success"
+                prof.observe_auth(ts, h, ev.action, success, ev.ip, ev.country, ev.user_agent, ev.roles, keyed)
+            idx = indices.get(aid)
+            if idx is None:
+                indices[aid] = [i]
+            else:
+                idx.append(i)
+            if prof.notable_bits != noted:
+                # A new kind of notable thing (new place, data grabbed from there, failed
+                # login, role change, secrets read after it, odd hour, return from idleness):
+                # judge the actor right there, not at the end of a batch that may span hours.
+                prof.flush()
+                actors.append(aid)
+                nows.append(ts)
+                rows.append(window_row(prof, prof._peer, ts))
+            if ts > last_ts.get(aid, -1.0):
+                last_ts[aid] = ts
+            if ts > max_ts:
+                max_ts = ts
+        for a in indices:
+            prof = profiles[a]
+            now = last_ts[a]
+            prof.flush()
+            if every_row or prof.worth_scoring(now):
+                actors.append(a)
+                nows.append(now)
+                rows.append(window_row(prof, prof._peer, now))
+        if max_ts > 0:
+            self._evict(max_ts)
+        return _Batch(actors, rows, nows, indices)
+
+    def _hour_turn(
+        self,
+        prof: ActorProfile,
+        aid: str,
+        last_ts: dict[str, float],
+        actors: list[str],
+        nows: list[float],
+        rows: list[list[float]],
+        every_row: bool,
+    ) -> None:
+        """An actor's event opens a new hour. If the closing hour had events in this batch,
+        judge it as it stood at its last event, so a batch spanning hours of event time does
+        not hide an earlier hour's anomaly."""
+        prev = last_ts.get(aid)
+        if prev is None:
+            return
+        prof.flush()
+        if every_row or prof.worth_scoring(prev):
+            actors.append(aid)
+            nows.append(prev)
+            rows.append(window_row(prof, prof._peer, prev))
+
+    # ---- scoring --------------------------------------------------------------------------
+
+    def _score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Best kind (index into KINDS, -1 for the population model alone), its score, and the
+        population score of each row; plus each kind's scores."""
+        kinds = self._patterns.score_kinds(X)
+        pop = self._population.score_samples(X) if self._population is not None else np.zeros(len(X))
+        bonus = POPULATION_WEIGHT * pop / 100.0
+        stacked = np.vstack([np.where(kinds[k] > 0, np.minimum(kinds[k] + bonus, 100.0), 0.0) for k in KINDS])
+        best = np.argmax(stacked, axis=0)
+        best_score = stacked[best, np.arange(len(X))]
+        lone = (best_score < self.threshold) & (pop >= self.anomaly_threshold)
+        best = np.where(lone, -1, best)
+        best_score = np.where(lone, pop, best_score)
+        return best, best_score, pop, kinds
+
+    def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
+        batch = self._fold(events, ctx.tables)
+        findings: list[Finding] = []
+        if batch.rows:
+            X = np.asarray(batch.rows, dtype=float)
+            best, score, pop, _ = self._score(X)
+            hits = np.nonzero((score >= self.threshold) | (best == -1))[0]
+            reported: set[str] = set()
+            for r in sorted(hits.tolist(), key=lambda i: batch.nows[i]):
+                aid = batch.actors[r]
+                if aid in reported:
+                    # Later rows of this batch were built before the first finding marked its
+                    # data as reported; they would count the same records again. The next
+                    # batch judges the actor afresh.
+                    continue
+                reported.add(aid)
+                kind = ANOMALOUS if best[r] < 0 else KINDS[int(best[r])]
+                pop_r = float(pop[r]) if self._population else None
+                f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X)
+                if f is not None:
+                    findings.append(f)
+        self._carry_over(events, batch)
+        return findings
+
+    def _carry_over(self, events: Sequence[Event], batch: _Batch) -> None:
+        """Keep the last hour of events of actors that are up to something notable, so a
+        finding raised in the next batch still shows how it started (the failed logins
+        before a takeover). Bounded, and part of the state."""
+        latest = -1.0
+        for aid, idx in batch.indices.items():
+            prof = self._profiles.get(aid)
+            last = events[idx[-1]].ts.timestamp()
+            latest = max(latest, last)
+            if prof is None or last >= prof.notable_until:
+                self._carry.pop(aid, None)
+                continue
+            kept = [e for e in self._carry.get(aid, ()) if last - e.ts.timestamp() <= HOUR]
+            kept.extend(events[i] for i in idx if last - events[i].ts.timestamp() <= HOUR)
+            self._carry[aid] = kept[-CARRY_CAP:]
+        if latest > 0:
+            for aid in [a for a, es in self._carry.items() if latest - es[-1].ts.timestamp() > HOUR]:
+                del self._carry[aid]
+
+    def _finding(
+        self,
+        events: Sequence[Event],
+        batch: _Batch,
+        r: int,
+        kind: str,
+        score: float,
+        pop: float | None,
+        X: np.ndarray,
+    ) -> Finding | None:
+        aid = batch.actors[r]
+        now = batch.nows[r]
+        prof = self._profiles[aid]
+        if self._is_suppressed(aid, kind, now):
+            prof.mark_reported(now)
+            return None
+        peer = prof._peer
+        evidence = self._evidence(events, batch, aid, now, kind)
+        if not evidence:
+            return None
+        start = evidence[0].ts.timestamp()
+        ekey = f"{aid}\x1f{kind}"
+        ep = self._episodes.get(ekey)
+        if ep is None or start - ep[1] > EPISODE_GAPS.get(kind, self.episode_gap):
+            ep = [start, now]
+            self._episodes[ekey] = ep
+        else:
+            ep[1] = max(ep[1], now)
+        if kind == ANOMALOUS:
+            contrib: dict[str, float] = {}
+        else:
+            contrib = {k: float(v[0]) for k, v in self._patterns.contributions(X[r : r + 1], kind).items()}
+        row = {n: float(X[r, i]) for i, n in enumerate(FEATURE_NAMES) if X[r, i]}
+        reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row)
+        w1 = prof.window_1h(now)
+        w24 = prof.window_24h(now)
+        prof.mark_reported(now)
+        facts: dict[str, Any] = {
+            "score": round(score, 1),
+            "threshold": round(self.threshold, 1),
+            "population_score": None if pop is None else round(pop, 1),
+            "score_components": {k: round(v, 1) for k, v in contrib.items() if v > 0},
+            "features": {n: round(v, 3) for n, v in row.items()},
+            "records_last_hour": round(w1[1]),
+            "records_last_24h": round(w24[1]),
+            "baseline_hour_p95": round(prof.hour_p95),
+            "baseline_day_p95": round(prof.day_p95),
+            "new_countries": sorted(prof.new_countries(now)),
+            "usual_countries": prof.usual_countries(now),
+            "local_hour": local_hour(now, prof.zone),
+            "time_zone": prof.zone,
+            "history_days": round(prof.history_days(now), 1),
+            # The event time at which the actor's window was judged (time to detect).
+            "detected_at": datetime.fromtimestamp(now, tz=UTC).isoformat(),
+        }
+        tenants = unique(e.tenant_id if isinstance(e, AccessEvent) else e.actor_tenant for e in evidence)
+        return Finding(
+            detector=self.name,
+            kind=kind,
+            severity=_severity(score),
+            score=round(min(max(score, 0.0), 100.0), 1),
+            ts=evidence[0].ts,
+            title=f"{explain.TITLES.get(kind, kind)}: {aid}",
+            reasons=reasons,
+            playbook=explain.PLAYBOOKS.get(kind, explain.PLAYBOOKS[ANOMALOUS]),
+            events=tuple(evidence),
+            actor_id=aid,
+            tenant_ids=tenants,
+            source_ips=unique(getattr(e, "ip", None) for e in evidence),
+            facts=facts,
+            dedup_key=f"{kind}|{int(ep[0])}",
+        )
+
+    def _flags(self, ev: Event, prof: ActorProfile) -> int:
+        """Why an event may be evidence, worked out only for actors with a finding."""
+        f = 0
+        ts = ev.ts.timestamp()
+        country = getattr(ev, "country", None)
+        if country:
+            e = prof.countries.get(country)
+            if e is not None and ts - e[1] < NOVEL_FOR:
+                f |= F_NOVEL
+        ip = getattr(ev, "ip", None)
+        prov = provider_prefix(ip) if ip else None
+        if prov:
+            e = prof.providers.get(self._keyed("prov", prov))
+            if e is not None and ts - e[1] < NOVEL_FOR:
+                f |= F_NOVEL
+        if isinstance(ev, AccessEvent):
+            for table, key in ((prof.resources, ev.resource_type), (prof.sensitivities, ev.sensitivity)):
+                e = table.get(key)
+                if e is not None and ts - e[1] < NOVEL_FOR and prof.mature(e[1]):
+                    f |= F_NEW_RESOURCE
+            if ev.sensitivity in SENSITIVE:
+                f |= F_SENSITIVE
+            if ev.action == "export":
+                f |= F_EXPORT
+        elif isinstance(ev, AuthEvent):
+            if ev.outcome != "success":
+                f |= F_FAILED
+            elif ev.action == "role_change":
+                f |= F_ROLE
+            elif ev.action == "login":
+                f |= F_LOGIN
+        return f
+
+    def _evidence(self, events: Sequence[Event], batch: _Batch, aid: str, now: float, kind: str) -> list[Event]:
+        """The actor's events of this batch in the last hour that carry the anomaly: the
+        flagged ones (new location, new data type, sensitive, export, failed login, role
+        change) when there are any, else all of them; first and last ones if too many."""
+        prof = self._profiles[aid]
+        # From an hour before the judged moment to the actor's last event in the batch (the
+        # rest of an ongoing session belongs to the same finding), including what was carried
+        # over from the previous batch.
+        pool = [e for e in self._carry.get(aid, ()) if now - e.ts.timestamp() <= HOUR]
+        pool.extend(events[i] for i in batch.indices[aid] if now - events[i].ts.timestamp() <= HOUR)
+        if kind in ("account_takeover", "service_key_misuse"):
+            want = F_NOVEL | F_FAILED | F_ROLE
+        elif kind == "privilege_escalation":
+            want = F_ROLE | F_NEW_RESOURCE | F_SENSITIVE
+        else:
+            want = F_SENSITIVE | F_EXPORT | F_NEW_RESOURCE | F_NOVEL | F_ROLE | F_FAILED
+        chosen = [e for e in pool if self._flags(e, prof) & want] or pool
+        if len(chosen) > EVIDENCE_PER_FINDING:
+            half = EVIDENCE_PER_FINDING // 2
+            chosen = chosen[:half] + chosen[-half:]
+        return sorted(chosen, key=lambda e: e.ts)
+
+    # ---- checkpoint -----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Profiles, peers, episodes, suppressions and the idle register, as plain JSON."""
+        return {
+            "version": 1,
+            "profiles": {a: p.to_dict() for a, p in self._profiles.items()},
+            "peers": {k: p.to_dict() for k, p in self._peers.items()},
+            "register": dict(self._register),
+            "episodes": {k: list(v) for k, v in self._episodes.items()},
+            "suppressed": dict(self._suppressed),
+            "failures": {k: list(v) for k, v in self._failures.items()},
+            "carry": {a: [_event_json(e) for e in es] for a, es in self._carry.items()},
+            "clock_day": self._clock_day,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if state.get("version") != 1:
+            raise ValueError(f"unsupported learned-detector state version: {state.get('version')!r}")
+        self._peers = {k: PeerProfile.from_dict(d) for k, d in state["peers"].items()}
+        self._profiles = {}
+        for a, d in state["profiles"].items():
+            prof = ActorProfile.from_dict(d)
+            prof._peer = self._peer(prof.home + "|" + prof.actor_type)
+            self._profiles[a] = prof
+        self._register = {a: float(v) for a, v in state["register"].items()}
+        self._episodes = {k: [float(x) for x in v] for k, v in state["episodes"].items()}
+        self._suppressed = {k: float(v) for k, v in state["suppressed"].items()}
+        self._failures = {k: [float(x) for x in v] for k, v in state["failures"].items()}
+        self._carry = {a: [_event_from_json(x) for x in es] for a, es in state["carry"].items()}
+        self._clock_day = int(state["clock_day"])
+
+
+def _event_json(e: Event) -> list[str]:
+    return ["auth" if isinstance(e, AuthEvent) else "access", e.model_dump_json(exclude_none=True)]
+
+
+def _event_from_json(item: list[str]) -> Event:
+    model = AuthEvent if item[0] == "auth" else AccessEvent
+    return model.model_validate_json(item[1])
+
+
+def _severity(score: float) -> Severity:
+    if score >= 90:
+        return "critical"
+    if score >= 75:
+        return "high"
+    return "medium"
+
+
+# ---- training ---------------------------------------------------------------------------------
+
+
+def _event_tenants(ev: AccessEvent | AuthEvent) -> tuple[str | None, ...]:
+    if isinstance(ev, AccessEvent):
+        return (ev.tenant_id, ev.actor_tenant)
+    return (ev.actor_tenant,)
+
+
+def train(
+    events: Iterable[Event],
+    tables: ReferenceTables,
+    *,
+    until: datetime,
+    pseudonym_key: bytes,
+    max_alerts_per_day: float = 4.0,
+    progress: Callable[[str], None] | None = None,
+    exclude: Iterable[tuple[str, datetime, datetime]] = (),
+    warmup_days: float | None = None,
+    random_state: int = 0,
+) -> TrainedModel:
+    """Fit the learned detector on events before ``until`` from tenants that allow AI training.
+
+    ``exclude`` lists (actor_id, start, end) windows an on-call marked false positive: their
+    events are left out so a wrong pattern is not learned as normal. ``warmup_days`` (default:
+    a quarter of the history, at least 4 days) is the history profiles need before their rows
+    count for fitting and calibration.
+    """
+    if not pseudonym_key:
+        raise ValueError("a pseudonym key is required to train: the model may only hold keyed pseudonyms")
+    say = progress or (lambda _msg: None)
+    report = TrainReport()
+    cutoff = until.timestamp()
+    excluded = [(a, s.timestamp(), e.timestamp()) for a, s, e in exclude]
+    excl_by_actor: dict[str, list[tuple[float, float]]] = {}
+    for a, s, e in excluded:
+        excl_by_actor.setdefault(a, []).append((s, e))
+    used: list[AccessEvent | AuthEvent] = []
+    tenants_used: set[str] = set()
+    tenants_out: set[str] = set()
+    for ev in events:
+        report.events_seen += 1
+        if report.events_seen % 500_000 == 0:
+            say(f"read {report.events_seen:,} events")
+        if not isinstance(ev, AccessEvent | AuthEvent):
+            report.logs_ignored += 1
+            continue
+        ts = ev.ts.timestamp()
+        if ts >= cutoff:
+            report.events_after_until += 1
+            continue
+        tenants = [t for t in _event_tenants(ev) if t]
+        out = [t for t in tenants if tables.tenant_opted_out(t)]
+        if out:
+            report.events_opted_out += 1
+            tenants_out.update(out)
+            continue
+        spans = excl_by_actor.get(ev.actor_id)
+        if spans and any(s <= ts <= e for s, e in spans):
+            report.events_feedback_excluded += 1
+            continue
+        tenants_used.update(tenants)
+        used.append(ev)
+    if not used:
+        raise ValueError("no training events before --until from tenants that allow AI training")
+    used.sort(key=lambda e: e.ts)
+    report.events_used = len(used)
+    report.tenants_used = sorted(tenants_used)
+    report.tenants_excluded = sorted(tenants_out | {t for t, v in tables.tenants.items() if v.ai_training_opt_out})
+    start = used[0].ts.timestamp()
+    end = used[-1].ts.timestamp()
+    report.window_start = used[0].ts.isoformat()
+    report.window_end = until.isoformat()
+    span_days = max((end - start) / DAY, 0.0)
+    warm = warmup_days if warmup_days is not None else max(4.0, span_days / 4.0)
+    fit_from = start + warm * DAY
+    if fit_from >= end:
+        raise ValueError(f"training history spans {span_days:.1f} days; at least {warm + 1:.0f} days are needed")
+
+    say(f"profiling {len(used):,} events")
+    collector = LearnedDetector(None, pseudonym_key)
+    ctx = DetectionContext(tables=tables)
+    rows: list[list[float]] = []
+    row_actor: list[str] = []
+    row_day: list[int] = []
+    for b in range(0, len(used), TRAIN_BATCH):
+        batch = collector._fold(used[b : b + TRAIN_BATCH], ctx.tables, every_row=True)
+        for a, now, row in zip(batch.actors, batch.nows, batch.rows, strict=True):
+            if now >= fit_from:
+                rows.append(row)
+                row_actor.append(a)
+                row_day.append(int(now // DAY))
+        report.rows += len(batch.rows)
+    if len(rows) < 50:
+        raise ValueError(f"only {len(rows)} feature rows after warm-up; more history is needed")
+    X = np.asarray(rows, dtype=float)
+    report.rows_fit = len(X)
+    report.actors = len(collector._profiles)
+
+    say(f"fitting models on {len(X):,} rows")
+    patterns = PatternScorer().fit(X)
+    population = PopulationModel(random_state=random_state).fit(X)
+    scorer = LearnedDetector(None, pseudonym_key)
+    scorer._patterns = patterns
+    scorer._population = population
+    scorer.anomaly_threshold = 101.0
+    _, _, pop, kinds = scorer._score(X)
+    fit_days = (end - fit_from) / DAY
+    # One candidate alert per actor, kind and day: the unit a real alert would dedup to.
+    bonus = POPULATION_WEIGHT * pop / 100.0
+    windows: dict[tuple[str, str, int], float] = {}
+    for kind in KINDS:
+        s = np.where(kinds[kind] > 0, np.minimum(kinds[kind] + bonus, 100.0), 0.0)
+        for r in np.nonzero(s > 0)[0]:
+            key = (row_actor[r], kind, row_day[r])
+            windows[key] = max(windows.get(key, 0.0), float(s[r]))
+    calibration = calibrate_threshold(
+        np.fromiter(windows.values(), dtype=float, count=len(windows)), fit_days, max_alerts_per_day, ALERT_FLOOR
+    )
+    # The population model alone alerts only beyond every hour of the training history.
+    lone: dict[tuple[str, int], float] = {}
+    for r in range(len(X)):
+        key2 = (row_actor[r], row_day[r])
+        lone[key2] = max(lone.get(key2, 0.0), float(pop[r]))
+    lone_cal = calibrate_threshold(
+        np.fromiter(lone.values(), dtype=float, count=len(lone)), fit_days, max_alerts_per_day / 4.0, 90.0
+    )
+    anomaly_threshold = max(lone_cal.threshold, float(pop.max()) + 1e-6)
+    report.threshold = calibration.threshold
+    report.alerts_per_day_at_threshold = calibration.alerts_per_day_at_threshold
+
+    keyed = collector._keyed
+    baselines = _pseudonymised_baselines(collector, keyed, until.timestamp())
+    metadata = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "features": list(FEATURE_NAMES),
+        "kinds": list(KINDS),
+        "training_window": {"start": report.window_start, "until": report.window_end, "warmup_days": warm},
+        "counts": {
+            "events_used": report.events_used,
+            "events_opted_out": report.events_opted_out,
+            "events_feedback_excluded": report.events_feedback_excluded,
+            "tenants_used": len(report.tenants_used),
+            "tenants_excluded": len(report.tenants_excluded),
+            "actors": report.actors,
+            "rows_fit": report.rows_fit,
+        },
+        "threshold": calibration.threshold,
+        "calibration": calibration.to_dict(),
+        "anomaly_threshold": anomaly_threshold,
+        "anomaly_calibration": lone_cal.to_dict(),
+        "scales": patterns.scales_,
+        "population_weight": POPULATION_WEIGHT,
+        "key_check": keyed.check(),
+        "trained_at_event_time": until.astimezone(UTC).isoformat(),
+    }
+    say(f"threshold {calibration.threshold:.1f}: {calibration.alerts_per_day_at_threshold:.2f} alerts/day in training")
+    return TrainedModel(
+        patterns=patterns,
+        population=population,
+        threshold=calibration.threshold,
+        anomaly_threshold=anomaly_threshold,
+        metadata=metadata,
+        baselines=baselines,
+        report=report,
+    )
+
+
+def _pseudonymised_baselines(collector: LearnedDetector, keyed: _Keyed, until: float) -> dict[str, Any]:
+    """Profiles keyed by HMAC of the actor id; tenant ids hashed; session ids dropped."""
+    actors: dict[str, Any] = {}
+    horizon = until - collector.idle_days * DAY
+    for aid, prof in collector._profiles.items():
+        if prof.last_seen < horizon:
+            continue
+        d = prof.to_dict()
+        d["home"] = keyed("tenant", prof.home)
+        d["session"] = ["", 0.0]
+        actors[keyed("actor", aid, 24)] = d
+    peers: dict[str, Any] = {}
+    for key, peer in collector._peers.items():
+        home, _, kind = key.rpartition("|")
+        peers[keyed("tenant", home) + "|" + kind] = peer.to_dict()
+    return {"actors": actors, "peers": peers}
+
+
+# ---- model files ------------------------------------------------------------------------------
+
+
+def _digest(metadata_json: str, baselines_json: str) -> str:
+    h = hashlib.sha256()
+    h.update(metadata_json.encode("utf-8"))
+    h.update(b"\x00")
+    h.update(baselines_json.encode("utf-8"))
+    return h.hexdigest()
+
+
+def save_model(model: TrainedModel, path: Path) -> None:
+    """Write the model with skops (no pickle): estimators, metadata and baselines."""
+    import skops.io as sio
+
+    metadata_json = json.dumps(model.metadata, sort_keys=True, separators=(",", ":"))
+    baselines_json = json.dumps(model.baselines, sort_keys=True, separators=(",", ":"))
+    payload = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "patterns": model.patterns,
+        "population": model.population,
+        "threshold": float(model.threshold),
+        "anomaly_threshold": float(model.anomaly_threshold),
+        "metadata": metadata_json,
+        "baselines": baselines_json,
+        "digest": _digest(metadata_json, baselines_json),
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    sio.dump(payload, tmp)
+    tmp.replace(path)
+
+
+# Exactly the types a model file written by ``save_model`` contains; anything else means the
+# file was not written by this code, and is refused before it is loaded.
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {
+        "builtins.dict",
+        "builtins.list",
+        "builtins.str",
+        "builtins.float",
+        "builtins.int",
+        "builtins.tuple",
+        "builtins.NoneType",
+        "detectors.models.PatternScorer",
+        "detectors.models.PopulationModel",
+        "sklearn.ensemble._iforest.IsolationForest",
+        "sklearn.tree._classes.ExtraTreeRegressor",
+        "sklearn.tree._tree.Tree",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.float64",
+        "numpy.int64",
+        "numpy.random.mtrand.RandomState",
+        "numpy.random._mt19937.MT19937",
+        "numpy.random.RandomState",
+    }
+)
+
+
+def _types_in(path: Path) -> set[str]:
+    """Every ``module.class`` named in a skops file's schema."""
+    with zipfile.ZipFile(path) as z:
+        schema = json.loads(z.read("schema.json"))
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__module__" in node and "__class__" in node:
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def load_model(path: Path) -> TrainedModel:
+    """Read a model written by ``save_model``; refuse unknown types and tampered content."""
+    import skops.io as sio
+
+    path = Path(path)
+    try:
+        present = _types_in(path)
+        untrusted = set(sio.get_untrusted_types(file=path))
+    except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError, OSError) as exc:
+        raise ModelFileError(f"{path}: not a BreachWatch model file ({type(exc).__name__})") from exc
+    # Every type in the file must be one this code writes, including those skops would
+    # trust by default: a file holding anything else was not written by ``save_model``.
+    unknown = sorted((present | untrusted) - TRUSTED_TYPES)
+    if unknown:
+        raise ModelFileError(
+            f"{path}: refusing to load, the file contains types this version does not trust: {unknown}"
+        )
+    try:
+        payload = sio.load(path, trusted=sorted(untrusted))
+    except Exception as exc:  # skops raises many kinds on a damaged file; all mean "cannot trust it"
+        raise ModelFileError(f"{path}: model file is damaged or not readable ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path}: not a BreachWatch learned-detector model")
+    if payload.get("version") != MODEL_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {payload.get('version')!r}; this version reads {MODEL_VERSION}"
+        )
+    metadata_json, baselines_json = payload.get("metadata"), payload.get("baselines")
+    if not isinstance(metadata_json, str) or not isinstance(baselines_json, str):
+        raise ModelFileError(f"{path}: model metadata missing")
+    if not hmac.compare_digest(str(payload.get("digest", "")), _digest(metadata_json, baselines_json)):
+        raise ModelFileError(f"{path}: model content does not match its digest (modified after it was written)")
+    patterns, population = payload.get("patterns"), payload.get("population")
+    if not isinstance(patterns, PatternScorer) or not (population is None or isinstance(population, PopulationModel)):
+        raise ModelFileError(f"{path}: model estimators missing or of the wrong type")
+    metadata = json.loads(metadata_json)
+    if metadata.get("features") != list(FEATURE_NAMES):
+        raise ModelFileError(f"{path}: model was trained on different features; retrain it with this version")
+    threshold = float(payload["threshold"])
+    if not math.isfinite(threshold) or threshold != metadata.get("threshold"):
+        raise ModelFileError(f"{path}: threshold does not match its calibration metadata")
+    return TrainedModel(
+        patterns=patterns,
+        population=population,
+        threshold=threshold,
+        anomaly_threshold=float(payload["anomaly_threshold"]),
+        metadata=metadata,
+        baselines=json.loads(baselines_json),
+    )
+
+
+__all__ = [
+    "ALERT_FLOOR",
+    "LearnedDetector",
+    "ModelFileError",
+    "TrainReport",
+    "TrainedModel",
+    "load_model",
+    "save_model",
+    "train",
+]

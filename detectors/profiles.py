@@ -1,0 +1,898 @@
+"""Per-actor and per-peer-group behaviour profiles, learned from history and updated online.
+
+An ``ActorProfile`` holds what is normal for one actor: local hours of activity (in the time
+zone of the actor's tenant), countries, network prefixes and user agents with when each was
+first and last seen, resource types and sensitivities, records per hour / day / session,
+hourly exports, the daily background of sensitive reads, roles, idle gaps, and hourly window
+counters for the last 24 hours. A ``PeerProfile`` holds the habits of a peer group (tenant
+and actor type): countries, provider blocks, local hours, hourly and daily volumes.
+
+Everything is bounded (capped tables, rings, a halving hour histogram) and round-trips
+exactly through plain JSON (``to_dict`` / ``from_dict``), which is how profiles survive a
+restart or a rebalance: the detector's ``state()`` carries them with the checkpointed
+offsets. Network prefixes and user agents are stored as keyed digests, never raw, so a
+profile can also travel inside a model file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from detectors.features import (
+    DAY,
+    HOUR,
+    MATURE_DAYS,
+    MIN_SLACK_RECORDS,
+    W_AFTER_ROLE,
+    W_ATTEMPTS,
+    W_CROWN_AFTER_ROLE,
+    W_EVENTS,
+    W_EXPORT,
+    W_FAILED,
+    W_NEW_RESOURCE,
+    W_NOVEL_SENSITIVE,
+    W_OFFHOUR,
+    W_OFFHOUR_NOVEL,
+    W_RECORDS,
+    W_SENSITIVE,
+    W_SENSITIVE_READ,
+    W_SIZE,
+    hour_surprises,
+    local_hour,
+    network_prefix,
+    provider_prefix,
+    quantile,
+    zone_for_jurisdiction,
+)
+
+# A keyed hash: (what, value) -> digest. Profiles hold digests of networks and user agents.
+Keyed = Callable[[str, str], str]
+
+SENSITIVE = frozenset({"personal", "financial", "payment", "credentials"})
+# What an escalated account goes for first: secrets and payment data.
+CROWN_JEWELS = frozenset({"payment", "credentials"})
+
+# Caps that keep one actor's profile small whatever it does.
+CAP_COUNTRIES = 16
+CAP_NETWORKS = 32
+CAP_PROVIDERS = 16
+CAP_AGENTS = 12
+CAP_RESOURCES = 48
+CAP_RING_HOURS = 96
+CAP_RING_DAYS = 35
+CAP_RING_SMALL = 32
+CAP_PEER_COUNTRIES = 64
+CAP_PEER_PROVIDERS = 256
+CAP_PEER_RING = 512
+HOURS_HALVE_AT = 2000.0
+
+# Kinds of notable things (bits of ``ActorProfile.notable_bits``).
+N_PLACE = 1  # activity from a country or provider block new for the actor
+N_PLACE_DATA = 2  # sensitive or exported data read from there
+N_FAILED = 4  # failed logins
+N_ROLE = 8  # roles gained
+N_NEW_DATA = 16  # a data type new for the actor
+N_CROWN = 32  # payment or credentials data new for the actor after a role change
+N_ODD_HOUR = 64  # activity at an hour the actor does not keep
+N_IDLE = 128  # back after an unusually long idle stretch
+
+# A location, agent or resource first seen this recently still counts as new.
+NOVEL_FOR = DAY
+
+
+def _push(ring: list[float], value: float, cap: int) -> None:
+    """Append to a ring that keeps the last ``cap`` values."""
+    ring.append(value)
+    if len(ring) > cap:
+        del ring[0]
+
+
+class ActorProfile:
+    """What is normal for one actor, plus its last 24 hours of window counters.
+
+    The per-event path is kept to a handful of comparisons: an event from the same place
+    and of the same data type as the actor's previous one reuses the table entries resolved
+    then (their counts are settled by ``flush``), and per-hour work (hour histogram, hourly
+    and daily baselines, off-hours surprise) happens once, when an hour closes.
+    """
+
+    __slots__ = (
+        # Underscored slots are transient caches, rebuilt on demand and never persisted.
+        "_cur",
+        "_loc",
+        "_loc_key",
+        "_loc_last",
+        "_loc_n",
+        "_loc_novel_until",
+        "_mature_from",
+        "_next_day",
+        "_peer",
+        "active_days",
+        "actor_type",
+        "after_role_seen",
+        "agents",
+        "burst_gap",
+        "burst_level",
+        "burst_start",
+        "countries",
+        "cur_day",
+        "cur_day_reads",
+        "cur_day_records",
+        "cur_hour",
+        "cur_lh",
+        "cur_session",
+        "cur_session_records",
+        "day_p95",
+        "day_peak",
+        "day_ring",
+        "export_p95",
+        "export_ring",
+        "first_seen",
+        "gap_ring",
+        "home",
+        "hour_p95",
+        "hour_ring",
+        "hour_surp",
+        "hours",
+        "hours_mark",
+        "last_seen",
+        "n_events",
+        "networks",
+        "notable_bits",
+        "notable_until",
+        "providers",
+        "rep_hour",
+        "rep_vec",
+        "resources",
+        "role_change_ts",
+        "role_self",
+        "roles",
+        "sens_p95",
+        "sens_ring",
+        "sensitivities",
+        "session_ring",
+        "spread_p50",
+        "spread_ring",
+        "wb",
+        "wv",
+        "zone",
+    )
+
+    def __init__(self, actor_type: str, home: str, zone: str, ts: float) -> None:
+        self.actor_type = actor_type
+        self.home = home
+        self.zone = zone
+        self.first_seen = ts
+        self.last_seen = ts
+        self.n_events = 0
+        self.active_days = 0
+        self.hours: list[float] = [0.0] * 24
+        self.hour_surp: list[float] = [0.0] * 24
+        self.hours_mark = 0.0
+        self.countries: dict[str, list[float]] = {}
+        self.networks: dict[str, list[float]] = {}
+        self.providers: dict[str, list[float]] = {}
+        self.agents: dict[str, list[float]] = {}
+        self.resources: dict[str, list[float]] = {}
+        self.sensitivities: dict[str, list[float]] = {}
+        self.hour_ring: list[float] = []
+        self.sens_ring: list[float] = []
+        self.day_ring: list[float] = []
+        # Sensitive records read (not exported) per day without the day's busiest hour: the
+        # background volume. Exports (month-end close, and bulk theft, which the rules catch)
+        # and a one-off big report barely move it; reading a few times more personal or
+        # financial data than usual, day after day, does.
+        self.spread_ring: list[float] = []
+        self.spread_p50 = 0.0
+        self.day_peak = 0.0
+        self.export_ring: list[float] = []
+        self.session_ring: list[float] = []
+        self.gap_ring: list[float] = []
+        self.hour_p95 = 0.0
+        self.sens_p95 = 0.0
+        self.day_p95 = 0.0
+        self.export_p95 = 0.0
+        self.cur_hour = int(ts // HOUR)
+        self.cur_day = int(ts // DAY)
+        self.cur_lh = local_hour(ts, zone)
+        self.cur_day_records = 0.0
+        self.cur_day_reads = 0.0
+        self.cur_session = ""
+        self.cur_session_records = 0.0
+        self.burst_start = -1.0
+        self.burst_gap = 0.0
+        self.burst_level = 0.0
+        self.role_change_ts = -1.0
+        self.role_self = False
+        self.roles: list[str] = []
+        self.after_role_seen: list[str] = []
+        # Until when something notable (new place, new data type, failed login, role change,
+        # odd hour) keeps the actor worth scoring even if its volumes are ordinary.
+        self.notable_until = -1.0
+        # Which kinds of notable thing happened in the current notable stretch (N_* bits): the
+        # detector judges the actor again each time a new kind shows up.
+        self.notable_bits = 0
+        # What a finding already reported: the 24-hour sums leave it out afterwards, so one
+        # burst does not raise a second finding the next morning (see ``mark_reported``).
+        self.rep_hour = -1
+        self.rep_vec: list[float] = [0.0] * W_SIZE
+        # 24 hourly buckets: wb[i] is the epoch hour bucket i holds, wv[i] its counters.
+        self.wb: list[int] = [-1] * 24
+        self.wv: list[list[float]] = [[0.0] * W_SIZE for _ in range(24)]
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        self._loc_key: tuple[str | None, str | None, str | None] | None = None
+        self._loc: list[list[float] | None] = []
+        self._loc_n = 0
+        self._loc_last = 0.0
+        self._loc_novel_until = -1.0
+        self._mature_from = self.first_seen + MATURE_DAYS * DAY
+        self._next_day = (int(self.last_seen // DAY) + 1) * DAY if self.n_events else -1.0
+        i = self.cur_hour % 24
+        self._cur: list[float] | None = self.wv[i] if self.wb[i] == self.cur_hour else None
+        # The peer group this actor teaches; set by the detector that owns both.
+        self._peer: PeerProfile | None = getattr(self, "_peer", None)
+
+    # ---- online update -------------------------------------------------------------------
+
+    def _roll(self, ts: float, h: int) -> list[float]:
+        """Start hour ``h``'s bucket, closing the day if it is a new one; return the bucket.
+
+        Per-hour work is kept to a few additions: the hourly and daily baselines and the
+        peer group learn from the buckets once per day, when the actor's day closes.
+        """
+        if h < self.cur_hour:
+            # A late event: count it in its hour if that bucket is still held, else drop its
+            # window counts (it is older than every window) rather than clobber a live bucket.
+            i = h % 24
+            return self.wv[i] if self.wb[i] == h else [0.0] * W_SIZE
+        v = self._cur
+        if v is not None and v[W_EVENTS] > 0:
+            self.cur_day_records += v[W_RECORDS]
+            reads = v[W_SENSITIVE_READ]
+            self.cur_day_reads += reads
+            if reads > self.day_peak:
+                self.day_peak = reads
+            self.hours[self.cur_lh] += v[W_EVENTS]
+        d = h // 24
+        if d > self.cur_day:
+            self._close_day()
+            self.cur_day = d
+        elif self.n_events < 50:
+            # A new actor's hours settle quickly; refresh hourly until they have.
+            self._refresh_hours()
+        self.cur_hour = h
+        self.cur_lh = local_hour(h * HOUR, self.zone)
+        i = h % 24
+        v = [0.0] * W_SIZE
+        if self.n_events >= 20:
+            v[W_OFFHOUR] = self.hour_surp[self.cur_lh]
+            if v[W_OFFHOUR] >= 2.0:
+                self._note(N_ODD_HOUR, (h + 2) * HOUR)
+        self.wb[i] = h
+        self.wv[i] = v
+        self._cur = v
+        return v
+
+    def _close_day(self) -> None:
+        """Fold the finished day (all its hourly buckets are still held) into the baselines."""
+        day = self.cur_day
+        held = sorted((b, v) for b, v in zip(self.wb, self.wv, strict=True) if b // 24 == day and v[W_EVENTS] > 0)
+        if held:
+            self.hour_ring.extend(v[W_RECORDS] for _, v in held)
+            self.sens_ring.extend(v[W_SENSITIVE] for _, v in held)
+            del self.hour_ring[:-CAP_RING_HOURS]
+            del self.sens_ring[:-CAP_RING_HOURS]
+            self.hour_p95 = quantile(self.hour_ring, 0.95)
+            self.sens_p95 = quantile(self.sens_ring, 0.95)
+            exports = [v[W_EXPORT] for _, v in held if v[W_EXPORT] > 0]
+            if exports:
+                self.export_ring.extend(exports)
+                del self.export_ring[:-CAP_RING_SMALL]
+                self.export_p95 = quantile(self.export_ring, 0.95)
+        background = self.cur_day_reads - self.day_peak
+        if self.cur_day_records > 0:
+            _push(self.day_ring, self.cur_day_records, CAP_RING_DAYS)
+            self.day_p95 = quantile(self.day_ring, 0.95)
+            _push(self.spread_ring, background, CAP_RING_DAYS)
+            self.spread_p50 = quantile(self.spread_ring, 0.5)
+        if self._peer is not None and held:
+            self._peer.observe_day(self, day, held, background if self.cur_day_records > 0 else None)
+        self.cur_day_records = 0.0
+        self.cur_day_reads = 0.0
+        self.day_peak = 0.0
+        self._refresh_hours()
+
+    def _refresh_hours(self) -> None:
+        """Recompute the per-hour surprise once the hour histogram has grown by a quarter since
+        the last time (habits move slowly, and it costs a pass of logarithms)."""
+        total = sum(self.hours)
+        if total > HOURS_HALVE_AT:
+            self.hours = [c / 2.0 for c in self.hours]
+            total /= 2.0
+            self.hours_mark = total
+        elif self.hours_mark > 0 and total < 1.25 * self.hours_mark:
+            return
+        self.hours_mark = total
+        self.hour_surp = hour_surprises(self.hours)
+
+    def _new_day_activity(self, ts: float) -> None:
+        """First successful event of a UTC day: active days, and the idle gap it ends."""
+        last = self.last_seen
+        if self.n_events > 0 and ts - last >= DAY:
+            usual = self.usual_gap_days()
+            self.burst_start = ts
+            self.burst_gap = ts - last
+            self.burst_level = math.log2(1.0 + (self.burst_gap / DAY) / usual)
+            if self.burst_level >= 1.5:
+                self._note(N_IDLE, ts + HOUR)
+            _push(self.gap_ring, ts - last, CAP_RING_SMALL)
+        self.active_days += 1
+        self._next_day = (int(ts // DAY) + 1) * DAY
+
+    def _flush_loc(self) -> None:
+        if self._loc_n:
+            for e in self._loc:
+                if e is not None:
+                    e[0] += self._loc_n
+                    if self._loc_last > e[2]:
+                        e[2] = self._loc_last
+            self._loc_n = 0
+
+    def flush(self) -> None:
+        """Settle the counts and last-seen times of the cached entries (before any read)."""
+        self._flush_loc()
+
+    def _locate(self, ts: float, key: tuple[str | None, str | None, str | None], keyed: Keyed) -> None:
+        """Resolve where an event came from into table entries (a new place for this actor
+        is a new country or a new provider block; a new /24 inside a known block is how
+        mobile and office addresses normally move)."""
+        self._flush_loc()
+        ip, country, ua = key
+        entries: list[list[float] | None] = [None, None, None, None]
+        if country:
+            entries[0] = self._entry(self.countries, country, ts, CAP_COUNTRIES)
+            if self._peer is not None:
+                self._peer.observe_country(country, ts)
+        if ip:
+            net = network_prefix(ip)
+            if net:
+                entries[1] = self._entry(self.networks, keyed("net", net), ts, CAP_NETWORKS)
+                prov = provider_prefix(ip)
+                if prov:
+                    entries[2] = self._entry(self.providers, keyed("prov", prov), ts, CAP_PROVIDERS)
+        if ua:
+            entries[3] = self._entry(self.agents, keyed("ua", ua), ts, CAP_AGENTS)
+        self._loc_key = key
+        self._loc = entries
+        self._loc_last = ts
+        firsts = [e[1] for e in (entries[0], entries[2]) if e is not None]
+        self._loc_novel_until = max(firsts) + NOVEL_FOR if firsts else -1.0
+
+    @staticmethod
+    def _entry(table: dict[str, list[float]], key: str, ts: float, cap: int) -> list[float]:
+        """Count ``key`` at ``ts`` in a capped [count, first_seen, last_seen] table and return
+        its entry. When full, the entry seen longest ago makes room (old habits go first)."""
+        entry = table.get(key)
+        if entry is not None:
+            entry[0] += 1.0
+            if ts > entry[2]:
+                entry[2] = ts
+            return entry
+        if len(table) >= cap:
+            del table[min(table, key=lambda k: table[k][2])]
+        entry = [1.0, ts, ts]
+        table[key] = entry
+        return entry
+
+    def observe_access(
+        self,
+        ts: float,
+        h: int,
+        action: str,
+        resource_type: str,
+        sensitivity: str,
+        records: int,
+        ip: str | None,
+        country: str | None,
+        ua: str | None,
+        session: str | None,
+        denied: bool,
+        keyed: Keyed,
+    ) -> None:
+        """Fold one access event (epoch seconds ``ts``, epoch hour ``h``) in."""
+        v = self._cur if h == self.cur_hour and self._cur is not None else self._roll(ts, h)
+        mature = self.active_days >= MATURE_DAYS and ts >= self._mature_from
+        loc = (ip, country, ua)
+        if loc == self._loc_key:
+            self._loc_n += 1
+            self._loc_last = ts
+        else:
+            self._locate(ts, loc, keyed)
+        re = self.resources.get(resource_type)
+        if re is None:
+            re = self._entry(self.resources, resource_type, ts, CAP_RESOURCES)
+        else:
+            re[0] += 1.0
+            if ts > re[2]:
+                re[2] = ts
+        se = self.sensitivities.get(sensitivity)
+        if se is None:
+            se = self._entry(self.sensitivities, sensitivity, ts, 8)
+        else:
+            se[0] += 1.0
+            if ts > se[2]:
+                se[2] = ts
+        recs = 0.0 if denied else float(records)
+        v[W_EVENTS] += 1.0
+        v[W_RECORDS] += recs
+        sens = sensitivity in SENSITIVE
+        export = action == "export"
+        if sens:
+            v[W_SENSITIVE] += recs
+            if not export:
+                v[W_SENSITIVE_READ] += recs
+        if export:
+            v[W_EXPORT] += recs
+        if mature:
+            if ts < self._loc_novel_until:
+                self._note(N_PLACE, ts + HOUR)
+                if sens or export:
+                    v[W_NOVEL_SENSITIVE] += recs
+                    self.notable_bits |= N_PLACE_DATA
+                if self.n_events >= 20:
+                    self._novel_hour(ts, country, v)
+            if ts - re[1] < NOVEL_FOR or ts - se[1] < NOVEL_FOR:
+                self._note(N_NEW_DATA, ts + HOUR)
+                v[W_NEW_RESOURCE] += recs
+                if self.role_change_ts >= 0 and ts - self.role_change_ts <= DAY:
+                    v[W_AFTER_ROLE] += recs
+                    if sensitivity in CROWN_JEWELS:
+                        v[W_CROWN_AFTER_ROLE] += recs
+                        self.notable_bits |= N_CROWN
+        if session:
+            if session != self.cur_session:
+                if self.cur_session_records > 0:
+                    _push(self.session_ring, self.cur_session_records, CAP_RING_SMALL)
+                self.cur_session = session
+                self.cur_session_records = 0.0
+            self.cur_session_records += recs
+        if not denied:
+            if ts >= self._next_day:
+                self._new_day_activity(ts)
+            if ts > self.last_seen:
+                self.last_seen = ts
+            self.n_events += 1
+
+    def observe_auth(
+        self,
+        ts: float,
+        h: int,
+        action: str,
+        success: bool,
+        ip: str | None,
+        country: str | None,
+        ua: str | None,
+        roles: tuple[str, ...] | None,
+        keyed: Keyed,
+    ) -> None:
+        """Fold one auth event in; failures count in the window but teach nothing."""
+        v = self._cur if h == self.cur_hour and self._cur is not None else self._roll(ts, h)
+        if action == "login":
+            v[W_ATTEMPTS] += 1.0
+            if not success:
+                v[W_FAILED] += 1.0
+                self._note(N_FAILED, ts + HOUR)
+        if not success:
+            # A failure may be someone else trying this name: it is not the actor's habit.
+            return
+        if action == "role_change":
+            self._role_change(ts, ip, ua, roles, keyed)
+            return
+        loc = (ip, country, ua)
+        if loc == self._loc_key:
+            self._loc_n += 1
+            self._loc_last = ts
+        else:
+            self._locate(ts, loc, keyed)
+        if ts < self._loc_novel_until and self.mature(ts):
+            self._note(N_PLACE, ts + HOUR)
+            if self.n_events >= 20:
+                self._novel_hour(ts, country, v)
+        v[W_EVENTS] += 1.0
+        if ts >= self._next_day:
+            self._new_day_activity(ts)
+        if ts > self.last_seen:
+            self.last_seen = ts
+        self.n_events += 1
+
+    def _role_change(
+        self, ts: float, ip: str | None, ua: str | None, roles: tuple[str, ...] | None, keyed: Keyed
+    ) -> None:
+        """A change of the actor's roles. It is recorded against the account but is often
+        made by someone else (an administrator), so where it came from is not learned as the
+        actor's habit; whether it came from the actor's own device and network is kept:
+        a self-granted role is what separation of duties forbids."""
+        new_roles = list(roles or ())
+        if not self.roles or set(new_roles) - set(self.roles):
+            net = network_prefix(ip)
+            self.role_change_ts = ts
+            self.role_self = bool(ua and net and keyed("ua", ua) in self.agents and keyed("net", net) in self.networks)
+            self.after_role_seen = sorted(set(new_roles) - set(self.roles))[:8]
+            self._note(N_ROLE, ts + HOUR)
+        self.roles = new_roles[:16]
+
+    def _note(self, reason: int, until: float) -> None:
+        """Something notable happened: keep the actor worth scoring until ``until``."""
+        if until > self.notable_until:
+            self.notable_until = until
+        self.notable_bits |= reason
+
+    def add_failures(self, ts: float, n: float) -> None:
+        """Failed logins under this name from before it had a profile (its first hour)."""
+        v = self._cur if int(ts // HOUR) == self.cur_hour and self._cur is not None else self._roll(ts, int(ts // HOUR))
+        v[W_FAILED] += n
+        v[W_ATTEMPTS] += n
+        self._note(N_FAILED, ts + HOUR)
+
+    def _novel_hour(self, ts: float, country: str | None, v: list[float]) -> None:
+        """Book the hour surprise of an event from a new location (see ``W_OFFHOUR_NOVEL``)."""
+        home = self.hour_surp[self.cur_lh] if int(ts // HOUR) == self.cur_hour else 0.0
+        there = self.hour_surp[local_hour(ts, zone_for_jurisdiction(country))] if country else home
+        s = min(home, there)
+        if s > v[W_OFFHOUR_NOVEL]:
+            v[W_OFFHOUR_NOVEL] = s
+
+    # ---- reads (pure, after ``flush``) ---------------------------------------------------
+
+    def worth_scoring(self, now: float) -> bool:
+        """False only when no finding's gate can be open, so a busy stream can skip building
+        feature rows that cannot alert: nothing notable in the last hour (new place, device or
+        data type, failed login, odd hour), no young idle burst or role change, not a first
+        day, and today's background volume not yet elevated."""
+        if now < self.notable_until:
+            return True
+        if self.first_seen > now - DAY and not self.mature(now):
+            return True
+        if self.role_change_ts >= 0 and now - self.role_change_ts <= DAY:
+            return True
+        if self.burst_level >= 1.5 and self.burst_start >= 0 and now - self.burst_start <= DAY:
+            return True
+        v = self._cur
+        if v is None:
+            return False
+        # Slow exfiltration needs today's background well above usual (see ``elevated_days``).
+        cur = v[W_SENSITIVE_READ]
+        today = self.cur_day_reads + cur - max(self.day_peak, cur)
+        return today > 2.0 * self.spread_p50 + 0.5 * max(self.hour_p95, MIN_SLACK_RECORDS)
+
+    def mature(self, now: float) -> bool:
+        """Enough history that "new for this actor" is meaningful."""
+        return self.active_days >= MATURE_DAYS and now - self.first_seen >= MATURE_DAYS * DAY
+
+    def history_days(self, now: float) -> float:
+        return max(0.0, (now - self.first_seen) / DAY)
+
+    def window_1h(self, now: float) -> list[float]:
+        """Counters of the last hour: this hour plus the previous one pro rata (max for hours)."""
+        h = int(now // HOUR)
+        out = [0.0] * W_SIZE
+        i = h % 24
+        if self.wb[i] == h:
+            out = list(self.wv[i])
+        j = (h - 1) % 24
+        if self.wb[j] == h - 1:
+            frac = 1.0 - (now - h * HOUR) / HOUR
+            prev = self.wv[j]
+            for k in range(W_SIZE):
+                if k in (W_OFFHOUR, W_OFFHOUR_NOVEL):
+                    out[k] = max(out[k], prev[k])
+                else:
+                    out[k] += prev[k] * frac
+        return out
+
+    def window_24h(self, now: float) -> list[float]:
+        """Counters summed over the last 24 hourly buckets (max for the hour surprises),
+        leaving out what was already reported, plus one extra entry: the sensitive reads of
+        the busiest of those hours (to tell a one-off spike from volume spread over days)."""
+        h = int(now // HOUR)
+        lo = max(h - 24, self.rep_hour - 1)
+        rep = self.rep_hour
+        held = [
+            v if b != rep else [max(0.0, x - y) for x, y in zip(v, self.rep_vec, strict=True)]
+            for b, v in zip(self.wb, self.wv, strict=True)
+            if lo < b <= h
+        ]
+        if not held:
+            return [0.0] * (W_SIZE + 1)
+        cols = list(zip(*held, strict=True))
+        out = [sum(c) for c in cols]
+        out[W_OFFHOUR] = max(cols[W_OFFHOUR])
+        out[W_OFFHOUR_NOVEL] = max(cols[W_OFFHOUR_NOVEL])
+        out.append(max(cols[W_SENSITIVE_READ]))
+        return out
+
+    def background_volume(self, now: float, days: int, w24: list[float]) -> float:
+        """Sensitive records read (not exported) today so far plus on the ``days - 1`` previous
+        active days, each without its busiest hour. After a finding, only what came since."""
+        if self.rep_hour >= 0 and self.cur_day - self.rep_hour // 24 < days:
+            return max(0.0, w24[W_SENSITIVE_READ] - w24[W_SIZE])
+        v = self._cur
+        cur = v[W_SENSITIVE_READ] if v is not None else 0.0
+        today = self.cur_day_reads + cur - max(self.day_peak, cur)
+        past = self.spread_ring[-(days - 1) :] if days > 1 else []
+        return today + sum(past)
+
+    def elevated_days(self, now: float, w24: list[float], slack: float) -> int:
+        """Consecutive active days, ending today, whose background volume was well above
+        usual (over twice the median plus half the slack): slow exfiltration lasts days."""
+        limit = 2.0 * self.spread_p50 + 0.5 * slack
+        n = 1 if self.background_volume(now, 1, w24) > limit else 0
+        if n == 0:
+            return 0
+        for x in reversed(self.spread_ring[-6:]):
+            if x <= limit:
+                break
+            n += 1
+        return n
+
+    def providers_used(self, now: float) -> list[str]:
+        """Provider blocks (digests) used in the last hour."""
+        return [k for k, e in self.providers.items() if now - e[2] <= HOUR]
+
+    def mark_reported(self, now: float) -> None:
+        """Everything up to ``now`` has been reported: keep it out of later 24-hour sums."""
+        h = int(now // HOUR)
+        i = h % 24
+        self.rep_hour = h
+        self.rep_vec = list(self.wv[i]) if self.wb[i] == h else [0.0] * W_SIZE
+
+    def _novel_in_window(self, table: dict[str, list[float]], now: float) -> list[str]:
+        return [k for k, e in table.items() if now - e[1] < NOVEL_FOR and now - e[2] <= HOUR]
+
+    def new_countries(self, now: float) -> list[str]:
+        """Countries first seen in the last day and used in the last hour."""
+        return self._novel_in_window(self.countries, now)
+
+    def countries_used(self, now: float) -> list[str]:
+        """Countries used in the last hour."""
+        return [k for k, e in self.countries.items() if now - e[2] <= HOUR]
+
+    def network_novelty(self, now: float) -> float:
+        """0: known networks only in the last hour; 1: a new /24; 2: a new provider block too."""
+        if self._novel_in_window(self.providers, now):
+            return 2.0
+        return 1.0 if self._novel_in_window(self.networks, now) else 0.0
+
+    def new_agent(self, now: float) -> bool:
+        return bool(self._novel_in_window(self.agents, now))
+
+    def usual_countries(self, now: float, limit: int = 3) -> list[str]:
+        """The actor's most used countries, excluding those new in the last day."""
+        old = [(e[0], k) for k, e in self.countries.items() if now - e[1] >= NOVEL_FOR]
+        return [k for _, k in sorted(old, reverse=True)[:limit]]
+
+    def countries_in_window(self, now: float) -> int:
+        return sum(1 for e in self.countries.values() if now - e[2] <= HOUR)
+
+    def distinct_resources_1h(self, now: float) -> int:
+        return sum(1 for e in self.resources.values() if now - e[2] <= HOUR)
+
+    def role_changed_within(self, now: float, span: float) -> bool:
+        return self.role_change_ts >= 0 and 0 <= now - self.role_change_ts <= span
+
+    def usual_gap_days(self) -> float:
+        """The actor's usual longest idle stretch in days (weekends and holidays included),
+        from the gaps before the current one."""
+        return max(1.0, quantile(self.gap_ring, 0.9) / DAY) if self.gap_ring else 1.0
+
+    def dormancy(self, now: float) -> float:
+        """log2(1 + idle days before the current burst / usual gap), while the burst is young."""
+        if self.burst_start < 0 or now - self.burst_start > DAY:
+            return 0.0
+        return self.burst_level
+
+    # ---- persistence ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (serialise it before the profile changes again); only the
+        window buckets of the last 24 hours are kept."""
+        self.flush()
+        buckets = [[b, v] for b, v in zip(self.wb, self.wv, strict=True) if b >= 0 and self.cur_hour - b < 24]
+        return {
+            "t": self.actor_type,
+            "home": self.home,
+            "zone": self.zone,
+            "first": self.first_seen,
+            "last": self.last_seen,
+            "n": self.n_events,
+            "days": self.active_days,
+            "hours": self.hours,
+            "hsurp": [self.hour_surp, self.hours_mark],
+            "countries": self.countries,
+            "networks": self.networks,
+            "providers": self.providers,
+            "agents": self.agents,
+            "resources": self.resources,
+            "sens": self.sensitivities,
+            "rings": [
+                self.hour_ring,
+                self.sens_ring,
+                self.day_ring,
+                self.export_ring,
+                self.session_ring,
+                self.gap_ring,
+            ],
+            "p95": [self.hour_p95, self.sens_p95, self.day_p95, self.export_p95],
+            "cur": [self.cur_hour, self.cur_day, self.cur_day_records, self.cur_lh, self.day_peak, self.cur_day_reads],
+            "spread": [self.spread_ring, self.spread_p50],
+            "notable": [self.notable_until, self.notable_bits],
+            "session": [self.cur_session, self.cur_session_records],
+            "burst": [self.burst_start, self.burst_gap, self.burst_level],
+            "role": [self.role_change_ts, self.roles, self.after_role_seen, self.role_self],
+            "buckets": buckets,
+            "reported": [self.rep_hour, self.rep_vec],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActorProfile:
+        p = cls(d["t"], d["home"], d["zone"], d["first"])
+        p.last_seen = d["last"]
+        p.n_events = d["n"]
+        p.active_days = d["days"]
+        p.hours = [float(x) for x in d["hours"]]
+        p.hour_surp = [float(x) for x in d["hsurp"][0]]
+        p.hours_mark = float(d["hsurp"][1])
+        p.countries = {k: list(v) for k, v in d["countries"].items()}
+        p.networks = {k: list(v) for k, v in d["networks"].items()}
+        p.providers = {k: list(v) for k, v in d["providers"].items()}
+        p.agents = {k: list(v) for k, v in d["agents"].items()}
+        p.resources = {k: list(v) for k, v in d["resources"].items()}
+        p.sensitivities = {k: list(v) for k, v in d["sens"].items()}
+        rings = d["rings"]
+        p.hour_ring, p.sens_ring, p.day_ring, p.export_ring, p.session_ring, p.gap_ring = (
+            [float(x) for x in r] for r in rings
+        )
+        p.hour_p95, p.sens_p95, p.day_p95, p.export_p95 = (float(x) for x in d["p95"])
+        p.cur_hour, p.cur_day, p.cur_day_records = int(d["cur"][0]), int(d["cur"][1]), float(d["cur"][2])
+        p.cur_lh = int(d["cur"][3])
+        p.day_peak = float(d["cur"][4])
+        p.cur_day_reads = float(d["cur"][5])
+        p.spread_ring = [float(x) for x in d["spread"][0]]
+        p.spread_p50 = float(d["spread"][1])
+        p.notable_until = float(d["notable"][0])
+        p.notable_bits = int(d["notable"][1])
+        p.cur_session, p.cur_session_records = str(d["session"][0]), float(d["session"][1])
+        p.burst_start, p.burst_gap, p.burst_level = (float(x) for x in d["burst"])
+        p.role_change_ts = float(d["role"][0])
+        p.role_self = bool(d["role"][3])
+        p.roles = list(d["role"][1])
+        p.after_role_seen = list(d["role"][2])
+        p.rep_hour = int(d["reported"][0])
+        p.rep_vec = [float(x) for x in d["reported"][1]]
+        for b, v in d["buckets"]:
+            i = int(b) % 24
+            p.wb[i] = int(b)
+            p.wv[i] = [float(x) for x in v]
+        p._reset_caches()
+        return p
+
+
+class PeerProfile:
+    """Habits of a peer group (same tenant and actor type): countries, provider blocks, local
+    hours and hourly volumes of its members, and since when the group has been watched."""
+
+    __slots__ = (
+        "countries",
+        "hour_p99",
+        "hour_ring",
+        "hour_surp",
+        "hours",
+        "providers",
+        "pushes",
+        "since",
+        "spread_p50",
+        "spread_ring",
+    )
+
+    def __init__(self, since: float = -1.0) -> None:
+        self.countries: dict[str, list[float]] = {}
+        self.providers: dict[str, list[float]] = {}
+        self.hours: list[float] = [0.0] * 24
+        self.hour_surp: list[float] = [0.0] * 24
+        self.hour_ring: list[float] = []
+        self.hour_p99 = 0.0
+        self.pushes = 0
+        self.since = since
+        self.spread_ring: list[float] = []
+        self.spread_p50 = 0.0
+
+    @staticmethod
+    def _count(table: dict[str, list[float]], key: str, ts: float, weight: float, cap: int) -> None:
+        entry = table.get(key)
+        if entry is not None:
+            entry[0] += weight
+            if ts > entry[2]:
+                entry[2] = ts
+            return
+        if len(table) >= cap:
+            del table[min(table, key=lambda k: table[k][2])]
+        table[key] = [weight, ts, ts]
+
+    def observe_country(self, country: str, ts: float) -> None:
+        """A member used ``country``. Only when the group first saw it matters (and a member
+        reports a country once per change of place), so later sightings change nothing."""
+        if country not in self.countries:
+            if len(self.countries) >= CAP_PEER_COUNTRIES:
+                del self.countries[min(self.countries, key=lambda k: self.countries[k][1])]
+            self.countries[country] = [1.0, ts, ts]
+
+    def country_new(self, country: str, now: float) -> bool:
+        """True if no one in the group used ``country`` before the last day."""
+        e = self.countries.get(country)
+        return e is None or now - e[1] < NOVEL_FOR
+
+    def provider_new(self, provider: str, now: float) -> bool:
+        """True if no one in the group used the provider block before the last day."""
+        e = self.providers.get(provider)
+        return e is None or now - e[1] < NOVEL_FOR
+
+    def observe_day(
+        self, member: ActorProfile, day: int, hours: list[tuple[int, list[float]]], background: float | None
+    ) -> None:
+        """Learn from a member's finished day: hourly volumes, local hours, networks used, and
+        its background volume."""
+        start = day * DAY
+        if self.since < 0:
+            self.since = start
+        self.hour_ring.extend(v[W_RECORDS] for _, v in hours)
+        del self.hour_ring[:-CAP_PEER_RING]
+        for b, v in hours:
+            self.hours[local_hour(b * HOUR, member.zone)] += v[W_EVENTS]
+        for k, e in member.providers.items():
+            if e[2] >= start:
+                self._count(self.providers, k, e[2], 1.0, CAP_PEER_PROVIDERS)
+        if background is not None:
+            _push(self.spread_ring, background, CAP_PEER_RING)
+        self.pushes += 1
+        # Percentiles and the hour profile move slowly: refresh them every few member-days.
+        if self.pushes % 8 == 1:
+            self.hour_p99 = quantile(self.hour_ring, 0.99)
+            self.spread_p50 = quantile(self.spread_ring, 0.5)
+            total = sum(self.hours)
+            if total > 50 * HOURS_HALVE_AT:
+                self.hours = [c / 2.0 for c in self.hours]
+            self.hour_surp = hour_surprises(self.hours)
+
+    def watched_days(self, now: float) -> float:
+        return max(0.0, (now - self.since) / DAY) if self.since >= 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "countries": self.countries,
+            "providers": self.providers,
+            "hours": self.hours,
+            "hsurp": self.hour_surp,
+            "ring": self.hour_ring,
+            "p99": self.hour_p99,
+            "pushes": self.pushes,
+            "since": self.since,
+            "spread": [self.spread_ring, self.spread_p50],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PeerProfile:
+        p = cls(float(d["since"]))
+        p.countries = {k: list(v) for k, v in d["countries"].items()}
+        p.providers = {k: list(v) for k, v in d["providers"].items()}
+        p.hours = [float(x) for x in d["hours"]]
+        p.hour_surp = [float(x) for x in d["hsurp"]]
+        p.hour_ring = [float(x) for x in d["ring"]]
+        p.hour_p99 = float(d["p99"])
+        p.pushes = int(d["pushes"])
+        p.spread_ring = [float(x) for x in d["spread"][0]]
+        p.spread_p50 = float(d["spread"][1])
+        return p
