@@ -89,10 +89,13 @@ def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
 
 
 def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
+    from incidents.lifecycle import ClosedIncidentPolicy
+
     store = IncidentStore(
         engine,
         window=timedelta(minutes=settings.incident_window_minutes),
         on_new_incident=incident_hooks(settings) if notify else (),
+        closed_policy=ClosedIncidentPolicy(),
     )
     return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id)
 

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=16)
     group_id: str = Field(default="breachwatch", min_length=1)
+    # Static membership (KIP-345): a restarted consumer with the same instance id gets its
+    # partitions back at once instead of waiting out the session timeout and a rebalance.
+    group_instance_id: str | None = Field(default=None, min_length=1, max_length=249)
+    session_timeout_ms: int = Field(default=45_000, ge=6_000, le=1_800_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     poll_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)

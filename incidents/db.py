@@ -146,7 +146,7 @@ def make_engine(url: str, lock_timeout_s: float = 30.0) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create any missing table (import every module that declares tables first)."""
-    import notifier.outbox  # noqa: F401  (declares the outbox table on Base)
+    """Bring the database to the current schema (Alembic migrations; adopts older databases)."""
+    from incidents.migrate import upgrade
 
-    Base.metadata.create_all(engine)
+    upgrade(engine)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
 from incidents.db import CheckpointRow, EvidenceRow, FindingRow, IncidentRow
+from incidents.lifecycle import ClosedIncidentPolicy
 from incidents.model import CLOSED_STATUSES, IncidentOut
 from streams.models import AccessEvent, AuthEvent, Event, LogRecord, Tenant
 
@@ -84,10 +85,13 @@ class IncidentStore:
         *,
         window: timedelta = timedelta(hours=6),
         on_new_incident: Sequence[NewIncidentHook] = (),
+        closed_policy: ClosedIncidentPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.window = window
         self.on_new_incident = list(on_new_incident)
+        # What new evidence does to a closed incident (reopen it, or open a linked one).
+        self.closed_policy = closed_policy
 
     # --- writing ------------------------------------------------------------------------
 
@@ -133,11 +137,15 @@ class IncidentStore:
                 incident = session.get(IncidentRow, known[fid])
                 if incident is not None:
                     self._fold(incident, f)
-                    self._add_evidence(session, incident, fid, f.events)
+                    added = self._add_evidence(session, incident, fid, f.events)
+                    if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
+                        self.closed_policy.evidence_added(session, incident, len(added))
                 continue
             incident = self._match(session, f)
             if incident is None:
                 incident = self._open(session, f)
+                if self.closed_policy is not None:
+                    self.closed_policy.opened(session, incident, self._candidate_keys(f))
                 opened[incident.incident_id] = (incident, [], [])
                 result.opened.append(incident.incident_id)
             else:
@@ -192,7 +200,10 @@ class IncidentStore:
             .order_by(IncidentRow.opened_at, IncidentRow.incident_id)
         )
         # autoflush makes incidents opened earlier in this batch visible to the query.
-        return session.scalars(stmt).first()
+        found = session.scalars(stmt).first()
+        if found is None and self.closed_policy is not None:
+            found = self.closed_policy.match(session, keys, f.ts)
+        return found
 
     def _open(self, session: Session, f: Finding) -> IncidentRow:
         group_key = (

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from breachwatch.settings import ConfigError, Settings
@@ -185,7 +186,15 @@ def enqueue_incident_alert(
     console_url: str | None = None,
 ) -> int:
     """Queue the on-call alert for a newly opened incident to every ``settings.oncall_emails``
-    address, in the caller's transaction; returns how many were newly queued."""
+    address, in the caller's transaction; returns how many were newly queued.
+
+    A matching silence holds the page (the incident is still recorded, the suppression
+    audited); a queued page starts the escalation clock."""
+    from incidents.escalation import first_page_queued
+    from incidents.silences import suppress_page
+
+    if sa_inspect(incident).persistent and suppress_page(session, incident) is not None:
+        return 0
     try:
         context = alert_context(incident, findings, evidence, tenants, console_url=console_url)
         rendered = render(MESSAGE_TYPE, ALERT_LOCALE, context)
@@ -193,6 +202,7 @@ def enqueue_incident_alert(
         log.error("oncall alert for %s rendered with the fallback: %s", incident.incident_id, type(exc).__name__)
         rendered = _fallback(incident, console_link(console_url, incident.incident_id))
     queued = 0
+    queued_to: list[str] = []
     for recipient in unique(settings.oncall_emails):
         message = OutboxMessage(
             message_id=stable_id(MESSAGE_TYPE, incident.incident_id, recipient),
@@ -215,6 +225,10 @@ def enqueue_incident_alert(
             log.error("oncall alert for %s not queued for one address: %s", incident.incident_id, exc)
             continue
         queued += int(added)
+        if added:
+            queued_to.append(recipient)
+    if queued_to and sa_inspect(incident).persistent:  # escalation tracks stored incidents only
+        first_page_queued(session, incident, queued_to)
     return queued
 
 

@@ -86,6 +86,8 @@ class Service:
         self.consumer = KafkaConsumer(
             **opts,
             group_id=settings.group_id,
+            group_instance_id=settings.group_instance_id,
+            session_timeout_ms=settings.session_timeout_ms,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.poll_max_records,

@@ -1,0 +1,638 @@
+"""The server-rendered pages: sign-in, the incident list, the incident page with its
+actions, silences, notices and the audit log. Thin: parse the form, call one domain
+function, redirect or render."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console.chart import activity_svg
+from console.context import Caller, ConsoleContext, Forbidden, SignInRequired, ctx_of
+from console.security import SESSION_LIFETIME, security_headers
+from incidents import audit, lifecycle, queries, silences, timeline, users
+from incidents.activity import actor_activity
+from incidents.db import IncidentRow, utcnow
+from incidents.lifecycle import ACTIONS, TRANSITIONS, IncidentNotFound, LifecycleError, optional_notices
+from incidents.model import CLOSED_STATUSES, STATUSES
+from incidents.silences import SilenceError
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+
+ACTION_LABELS: dict[str, str] = {
+    "acknowledge": "Acknowledge",
+    "investigate": "Start investigating",
+    "contain": "Mark contained",
+    "resolve": "Resolve",
+    "false_positive": "False positive",
+    "reopen": "Reopen",
+}
+# Messages shown after a redirect; the query string only ever names one of these keys, so
+# nothing a link carries is shown to the user as text.
+DONE: dict[str, str] = {
+    "acknowledge": "Acknowledged: you are handling this incident.",
+    "investigate": "Marked as under investigation.",
+    "contain": "Marked contained.",
+    "resolve": "Resolved.",
+    "false_positive": "Marked a false positive.",
+    "reopen": "Reopened.",
+    "breach": "Breach confirmed. The awareness time is recorded.",
+    "merged": "Incidents merged into this one.",
+    "split": "Findings split off into a new incident.",
+    "silenced": "Silence added. Matching incidents are recorded but not paged until it ends.",
+    "expired": "Silence ended.",
+    "approved": "Notice approved.",
+}
+
+
+def _caller(request: Request) -> Caller:
+    caller = ctx_of(request).caller(request)
+    if caller is None:
+        raise SignInRequired()
+    return caller
+
+
+def page_user(role: str = "viewer") -> Any:
+    """A dependency: the signed-in caller, who must hold at least ``role``."""
+
+    def dependency(request: Request) -> Caller:
+        caller = _caller(request)
+        if not caller.can(role):
+            raise Forbidden(role)
+        return caller
+
+    return Depends(dependency)
+
+
+Viewer = Annotated[Caller, page_user("viewer")]
+Responder = Annotated[Caller, page_user("responder")]
+Approver = Annotated[Caller, page_user("approver")]
+Admin = Annotated[Caller, page_user("admin")]
+
+
+def _see(path: str, done: str | None = None, **params: str) -> RedirectResponse:
+    query = {**({"done": done} if done else {}), **params}
+    return RedirectResponse(path + (f"?{urlencode(query)}" if query else ""), status_code=303)
+
+
+def _incident_url(incident_id: str) -> str:
+    return f"/incidents/{quote(incident_id, safe='')}"
+
+
+def _safe_next(value: str | None) -> str:
+    # Only a path on this site: "//evil.example" or "https://..." would leave it.
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/incidents"
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# --- sign-in ------------------------------------------------------------------------------------
+
+
+def _signin_page(request: Request, ctx: ConsoleContext, *, error: str = "", status: int = 200, **extra: str) -> Any:
+    token, cookie = ctx.signer.signin_token(request.cookies.get(ctx.cookies.signin))
+    response = ctx.page(
+        request,
+        "signin.html",
+        None,
+        status=status,
+        signin_token=token,
+        error=error,
+        next=_safe_next(request.query_params.get("next") or extra.get("next")),
+        username=extra.get("username", ""),
+    )
+    response.set_cookie(
+        ctx.cookies.signin,
+        cookie,
+        max_age=1800,
+        httponly=True,
+        secure=ctx.secure,
+        samesite="strict",
+        path="/",
+    )
+    if "retry_after" in extra:
+        response.headers["Retry-After"] = extra["retry_after"]
+    return response
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_form(request: Request) -> Any:
+    ctx = ctx_of(request)
+    if ctx.caller(request) is not None:
+        return _see(_safe_next(request.query_params.get("next")))
+    return _signin_page(request, ctx)
+
+
+@router.post("/signin", response_class=HTMLResponse)
+def signin(
+    request: Request,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    signin_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/incidents",
+) -> Any:
+    ctx = ctx_of(request)
+    username = username.strip().lower()
+    address = _client(request)
+    if not ctx.signer.signin_token_ok(request.cookies.get(ctx.cookies.signin), signin_token):
+        return _signin_page(
+            request, ctx, error="The sign-in form expired. Please try again.", status=400, next=next, username=username
+        )
+    wait = ctx.throttle.retry_after(username, address)
+    if wait is not None:
+        with ctx.session() as session, session.begin():
+            audit.serialize_writes(session)
+            audit.record(session, username or "(blank)", "signin.throttled", f"user:{username}", {"address": address})
+        return _signin_page(
+            request,
+            ctx,
+            error=f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s).",
+            status=429,
+            next=next,
+            username=username,
+            retry_after=str(wait),
+        )
+    with ctx.session() as session, session.begin():
+        audit.serialize_writes(session)
+        user = users.authenticate(session, username, password, hasher=ctx.hasher)
+        if user is None:
+            audit.record(session, username or "(blank)", "signin.failed", f"user:{username}", {"address": address})
+            sid = None
+        else:
+            sid, _ = users.start_session(session, user.username, lifetime=SESSION_LIFETIME)
+            audit.record(session, user.username, "signin", f"user:{user.username}", {"address": address})
+    if sid is None:
+        ctx.throttle.failed(username, address)
+        return _signin_page(
+            request, ctx, error="Wrong user name or password.", status=401, next=next, username=username
+        )
+    ctx.throttle.succeeded(username)
+    response = _see(_safe_next(next))
+    response.set_cookie(
+        ctx.cookies.session,
+        ctx.signer.session_cookie(sid),
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        secure=ctx.secure,
+        samesite="strict",
+        path="/",
+    )
+    response.delete_cookie(ctx.cookies.signin, path="/", secure=ctx.secure, httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/signout")
+def signout(request: Request, caller: Viewer, csrf: Annotated[str, Form(max_length=200)] = "") -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    sid = ctx.signer.session_id(request.cookies.get(ctx.cookies.session))
+    with ctx.session() as session, session.begin():
+        audit.serialize_writes(session)
+        if sid:
+            users.end_session(session, sid)
+        audit.record(session, caller.actor, "signout", f"user:{caller.principal.username}", {})
+    response = _see("/signin")
+    response.delete_cookie(ctx.cookies.session, path="/", secure=ctx.secure, httponly=True, samesite="strict")
+    return response
+
+
+# --- incidents ----------------------------------------------------------------------------------
+
+
+@router.get("/", include_in_schema=False)
+def home(caller: Viewer) -> Any:
+    return _see("/incidents")
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+def incident_list(
+    request: Request,
+    caller: Viewer,
+    status: str = queries.ACTIVE,
+    severity: str = "",
+    kind: str = "",
+    tenant: str = "",
+    q: str = "",
+    page: int = 1,
+) -> Any:
+    ctx = ctx_of(request)
+    per_page = 50
+    flt = queries.IncidentFilter(
+        status=status,
+        severity=severity,
+        kind=kind,
+        tenant=tenant,
+        q=q,
+        limit=per_page,
+        offset=(max(page, 1) - 1) * per_page,
+    ).normalised()
+    with ctx.session() as session:
+        result = queries.list_incidents(session, flt)
+    pages = max(1, -(-result.total // per_page))
+    base = {"status": flt.status, "severity": flt.severity, "kind": flt.kind, "tenant": flt.tenant, "q": flt.q}
+
+    def query(**changes: Any) -> str:
+        merged = {**base, **changes}
+        return "?" + urlencode({k: v for k, v in merged.items() if v not in ("", None)})
+
+    return ctx.page(
+        request,
+        "incidents.html",
+        caller,
+        result=result,
+        flt=flt,
+        statuses=STATUSES,
+        closed=CLOSED_STATUSES,
+        page=min(max(page, 1), pages),
+        pages=pages,
+        query=query,
+        active_count=sum(n for s, n in result.by_status.items() if s not in CLOSED_STATUSES),
+    )
+
+
+def _incident_or_404(session: Session, incident_id: str) -> IncidentRow:
+    row = session.get(IncidentRow, incident_id)
+    if row is None:
+        raise IncidentNotFound(incident_id)
+    return row
+
+
+def _incident_values(
+    session: Session, incident: IncidentRow, evidence: list[queries.EvidenceLine] | None = None
+) -> dict[str, Any]:
+    findings = queries.findings(session, incident.incident_id)
+    if evidence is None:
+        evidence = queries.evidence_lines(session, incident.incident_id)
+    activity = actor_activity(session, incident)
+    notices_mod = optional_notices("list_notices")
+    notices = notices_mod.list_notices(session, incident.incident_id) if notices_mod else None
+    return {
+        "incident": incident,
+        "findings": findings,
+        "playbooks": queries.playbooks(findings),
+        "evidence": evidence,
+        "activity": activity,
+        "chart": activity_svg(activity, incident.severity),
+        "timeline": timeline.build(session, incident),
+        "actions": [a for a in ACTIONS if incident.status in TRANSITIONS[a][1]],
+        "action_labels": ACTION_LABELS,
+        "handled_by": lifecycle.handled_by(session, incident.incident_id),
+        "breach": lifecycle.breach(session, incident.incident_id),
+        "links": lifecycle.links(session, incident.incident_id),
+        "related": lifecycle.related_by_address(session, incident),
+        "silence": silences.is_silenced(session, incident),
+        "notices": notices,
+        "notices_installed": notices_mod is not None,
+        "notices_approvable": optional_notices("approve_notice") is not None,
+        "notices_previewable": optional_notices("preview_notice") is not None,
+        "closed": incident.status in CLOSED_STATUSES,
+    }
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+def incident_page(request: Request, incident_id: str, caller: Viewer, done: str = "", error: str = "") -> Any:
+    ctx = ctx_of(request)
+    with ctx.session() as session, session.begin():
+        incident = session.get(IncidentRow, incident_id)
+        if incident is None:
+            return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
+        evidence = queries.evidence_lines(session, incident_id)
+        # Opening the page shows the evidence: who saw it is part of the record (policy 6.1),
+        # and the page's own timeline already shows this view.
+        audit.serialize_writes(session)
+        audit.record(
+            session,
+            caller.actor,
+            "evidence.view",
+            lifecycle.subject(incident_id),
+            {"events": len(evidence), "via": "console"},
+        )
+        values = _incident_values(session, incident, evidence)
+    return ctx.page(request, "incident.html", caller, done=DONE.get(done, ""), error=error, **values)
+
+
+def _render_incident_error(request: Request, caller: Caller, incident_id: str, message: str, status: int) -> Any:
+    ctx = ctx_of(request)
+    with ctx.session() as session:
+        incident = session.get(IncidentRow, incident_id)
+        if incident is None:
+            return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
+        values = _incident_values(session, incident)
+    return ctx.page(request, "incident.html", caller, status=status, done="", error=message, **values)
+
+
+@router.post("/incidents/{incident_id}/actions/{action}")
+def incident_action(
+    request: Request,
+    incident_id: str,
+    action: str,
+    caller: Responder,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    if action not in TRANSITIONS:
+        return ctx.page(request, "error.html", caller, status=404, title="No such action", message="")
+    try:
+        with ctx.session() as session, session.begin():
+            lifecycle.transition(session, incident_id, action, caller.actor, reason)
+    except IncidentNotFound:
+        return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
+    except LifecycleError as exc:
+        return _render_incident_error(request, caller, incident_id, str(exc), 409)
+    return _see(_incident_url(incident_id), action)
+
+
+@router.post("/incidents/{incident_id}/breach")
+def confirm_breach(
+    request: Request,
+    incident_id: str,
+    caller: Approver,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    try:
+        with ctx.session() as session, session.begin():
+            lifecycle.confirm_breach(session, incident_id, caller.actor, reason, settings=ctx.settings)
+    except IncidentNotFound:
+        return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
+    except LifecycleError as exc:
+        return _render_incident_error(request, caller, incident_id, str(exc), 409)
+    return _see(_incident_url(incident_id), "breach")
+
+
+@router.post("/incidents/{incident_id}/merge")
+def merge(
+    request: Request,
+    incident_id: str,
+    caller: Responder,
+    source_ids: Annotated[str, Form(max_length=2000)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    ids = [s.strip() for s in source_ids.replace(",", " ").split() if s.strip()]
+    try:
+        with ctx.session() as session, session.begin():
+            lifecycle.merge(session, incident_id, ids, caller.actor, reason)
+    except IncidentNotFound as exc:
+        return _render_incident_error(request, caller, incident_id, f"No incident {str(exc)[:64]}.", 404)
+    except LifecycleError as exc:
+        return _render_incident_error(request, caller, incident_id, str(exc), 409)
+    return _see(_incident_url(incident_id), "merged")
+
+
+@router.post("/incidents/{incident_id}/split")
+async def split(request: Request, incident_id: str, caller: Responder) -> Any:
+    ctx = ctx_of(request)
+    form = await request.form()
+    ctx.check_csrf(caller, str(form.get("csrf") or ""))
+    finding_ids = [str(v) for v in form.getlist("finding_id")][:1000]
+    reason = str(form.get("reason") or "")[:2000]
+    return _split(request, ctx, caller, incident_id, finding_ids, reason)
+
+
+def _split(
+    request: Request, ctx: ConsoleContext, caller: Caller, incident_id: str, finding_ids: list[str], reason: str
+) -> Any:
+    try:
+        with ctx.session() as session, session.begin():
+            new = lifecycle.split(session, incident_id, finding_ids, caller.actor, reason)
+            new_id = new.incident_id
+    except IncidentNotFound:
+        return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
+    except LifecycleError as exc:
+        return _render_incident_error(request, caller, incident_id, str(exc), 409)
+    return _see(_incident_url(new_id), "split")
+
+
+@router.post("/incidents/{incident_id}/silence")
+def silence_incident(
+    request: Request,
+    incident_id: str,
+    caller: Responder,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    hours: Annotated[float, Form(gt=0, le=24 * 90)] = 24,
+    match_actor: Annotated[str, Form(max_length=10)] = "",
+    match_tenant: Annotated[str, Form(max_length=10)] = "",
+    match_kind: Annotated[str, Form(max_length=10)] = "",
+    match_ip: Annotated[str, Form(max_length=10)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    try:
+        with ctx.session() as session, session.begin():
+            incident = _incident_or_404(session, incident_id)
+            silences.add(
+                session,
+                caller.actor,
+                reason,
+                utcnow() + timedelta(hours=hours),
+                actor_id=incident.actor_ids[0] if match_actor and incident.actor_ids else None,
+                tenant_id=incident.tenant_ids[0] if match_tenant and incident.tenant_ids else None,
+                kind=incident.kind if match_kind else None,
+                ip=incident.source_ips[0] if match_ip and incident.source_ips else None,
+            )
+    except IncidentNotFound:
+        return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
+    except SilenceError as exc:
+        return _render_incident_error(request, caller, incident_id, str(exc), 422)
+    return _see(_incident_url(incident_id), "silenced")
+
+
+# --- silences -----------------------------------------------------------------------------------
+
+
+@router.get("/silences", response_class=HTMLResponse)
+def silence_list(request: Request, caller: Viewer, done: str = "", include_ended: bool = False) -> Any:
+    ctx = ctx_of(request)
+    with ctx.session() as session:
+        rows = silences.list_silences(session, include_ended=include_ended)
+    return ctx.page(
+        request,
+        "silences.html",
+        caller,
+        silences=rows,
+        done=DONE.get(done, ""),
+        error="",
+        include_ended=include_ended,
+        now=utcnow(),
+    )
+
+
+@router.post("/silences")
+def silence_add(
+    request: Request,
+    caller: Responder,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    hours: Annotated[float, Form(gt=0, le=24 * 90)] = 24,
+    actor_id: Annotated[str, Form(max_length=128)] = "",
+    tenant_id: Annotated[str, Form(max_length=128)] = "",
+    kind: Annotated[str, Form(max_length=64)] = "",
+    ip: Annotated[str, Form(max_length=64)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    try:
+        with ctx.session() as session, session.begin():
+            silences.add(
+                session,
+                caller.actor,
+                reason,
+                utcnow() + timedelta(hours=hours),
+                actor_id=actor_id,
+                tenant_id=tenant_id,
+                kind=kind,
+                ip=ip,
+            )
+    except SilenceError as exc:
+        with ctx.session() as session:
+            rows = silences.list_silences(session)
+        return ctx.page(
+            request,
+            "silences.html",
+            caller,
+            status=422,
+            silences=rows,
+            done="",
+            error=str(exc),
+            include_ended=False,
+            now=utcnow(),
+        )
+    return _see("/silences", "silenced")
+
+
+@router.post("/silences/{silence_id}/expire")
+def silence_expire(
+    request: Request, silence_id: str, caller: Responder, csrf: Annotated[str, Form(max_length=200)] = ""
+) -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    try:
+        with ctx.session() as session, session.begin():
+            silences.expire(session, silence_id, caller.actor)
+    except SilenceError as exc:
+        with ctx.session() as session:
+            rows = silences.list_silences(session)
+        return ctx.page(
+            request,
+            "silences.html",
+            caller,
+            status=409,
+            silences=rows,
+            done="",
+            error=str(exc),
+            include_ended=False,
+            now=utcnow(),
+        )
+    return _see("/silences", "expired")
+
+
+# --- notices ------------------------------------------------------------------------------------
+
+
+@router.get("/notices/{notice_id}/preview", response_class=HTMLResponse)
+def notice_preview(request: Request, notice_id: str, caller: Responder, incident: str = "") -> Any:
+    ctx = ctx_of(request)
+    notices_mod = optional_notices("preview_notice")
+    if notices_mod is None:
+        return ctx.page(
+            request, "error.html", caller, status=404, title="Customer notices are not installed", message=""
+        )
+    with ctx.session() as session, session.begin():
+        try:
+            preview = notices_mod.preview_notice(session, notice_id)
+        except LookupError:
+            return ctx.page(request, "error.html", caller, status=404, title="No such notice", message="")
+        audit.serialize_writes(session)
+        audit.record(session, caller.actor, "notice.preview", f"notice:{notice_id}", {"via": "console"})
+    back = _incident_url(incident) if incident else "/incidents"
+    return ctx.page(
+        request,
+        "notice_preview.html",
+        caller,
+        notice_id=notice_id,
+        subject=str(preview.get("subject", "")),
+        text=str(preview.get("text", "")),
+        has_html=bool(preview.get("html")),
+        back=back,
+        incident_id=incident,
+    )
+
+
+@router.get("/notices/{notice_id}/preview.html")
+def notice_preview_html(request: Request, notice_id: str, caller: Responder) -> Any:
+    ctx = ctx_of(request)
+    notices_mod = optional_notices("preview_notice")
+    if notices_mod is None:
+        return Response(status_code=404)
+    with ctx.session() as session:
+        try:
+            preview = notices_mod.preview_notice(session, notice_id)
+        except LookupError:
+            return Response(status_code=404)
+    html = preview.get("html") or ""
+    # Served sandboxed with its own policy: the notice's own HTML, never able to run script.
+    return HTMLResponse(str(html), headers=security_headers(preview=True))
+
+
+@router.post("/notices/{notice_id}/approve")
+def notice_approve(
+    request: Request,
+    notice_id: str,
+    caller: Approver,
+    incident_id: Annotated[str, Form(max_length=64)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    notices_mod = optional_notices("approve_notice")
+    if notices_mod is None:
+        return ctx.page(
+            request, "error.html", caller, status=404, title="Customer notices are not installed", message=""
+        )
+    refused = getattr(notices_mod, "NoticeError", ValueError)
+    try:
+        with ctx.session() as session, session.begin():
+            # The notices module records the approval in the audit trail itself.
+            audit.serialize_writes(session)
+            notices_mod.approve_notice(session, notice_id, caller.actor)
+    except LookupError:
+        return ctx.page(request, "error.html", caller, status=404, title="No such notice", message="")
+    except (refused, ValueError) as exc:
+        if incident_id:
+            return _render_incident_error(request, caller, incident_id, str(exc)[:300], 409)
+        return ctx.page(request, "error.html", caller, status=409, title="Not approved", message=str(exc)[:300])
+    return _see(_incident_url(incident_id) if incident_id else "/incidents", "approved")
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, caller: Admin, action: str = "", verify: bool = False) -> Any:
+    ctx = ctx_of(request)
+    with ctx.session() as session:
+        rows = audit.recent(session, limit=300, action=action or None)
+        # Verifying reads the whole chain: done when asked, not on every visit.
+        check = audit.verify(session) if verify else None
+        actions = sorted(set(session.scalars(select(audit.AuditRow.action).distinct())))
+    return ctx.page(request, "audit.html", caller, rows=rows, check=check, action=action, actions=actions)

@@ -1,0 +1,688 @@
+"""What people do to incidents: acknowledge, investigate, contain, resolve, mark false
+positive, reopen, merge, split and confirm a breach, with who, when and why for each.
+
+Every change writes a timeline entry (``incident_events``) and an audit row in the same
+transaction as the change itself, so neither can exist without the other. The closed-incident
+policy decides what new evidence does to a closed incident: reopen it, or open a new one that
+links back to it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, stable_id, unique
+from incidents import audit
+from incidents.db import Base, EvidenceRow, FindingRow, IncidentRow, utcnow
+from incidents.model import CLOSED_STATUSES, STATUSES
+
+log = logging.getLogger(__name__)
+
+MAX_REASON = 2000
+MAX_REASONS = 40
+
+# action -> (status it leads to, statuses it may start from)
+TRANSITIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "acknowledge": ("acknowledged", frozenset({"open"})),
+    "investigate": ("investigating", frozenset({"open", "acknowledged"})),
+    "contain": ("contained", frozenset({"open", "acknowledged", "investigating"})),
+    "resolve": ("resolved", frozenset({"open", "acknowledged", "investigating", "contained"})),
+    "false_positive": ("false_positive", frozenset({"open", "acknowledged", "investigating", "contained"})),
+    "reopen": ("open", frozenset(CLOSED_STATUSES)),
+}
+ACTIONS: tuple[str, ...] = tuple(TRANSITIONS)
+# Taking a page needs no explanation; every other change does.
+DEFAULT_REASONS: dict[str, str] = {"acknowledge": "page acknowledged"}
+SYSTEM = audit.SYSTEM_ACTOR
+
+
+class LifecycleError(ValueError):
+    """A change that is not allowed (wrong state, missing reason, bad arguments)."""
+
+
+class IncidentNotFound(LookupError):
+    """No incident with that id."""
+
+
+class IncidentEventRow(Base):
+    """One entry of an incident's timeline: a status change, merge, split, link or note."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class IncidentLinkRow(Base):
+    """A relation between two incidents: ``follows`` (opened after a closed one),
+    ``merged_into`` and ``split_from``."""
+
+    __tablename__ = "incident_links"
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), primary_key=True)
+    related_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class BreachRow(Base):
+    """The moment the vendor became aware of a breach (the start of regulatory clocks)."""
+
+    __tablename__ = "incident_breach"
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), primary_key=True)
+    confirmed_by: Mapped[str] = mapped_column(String(200))
+    confirmed_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _reason(action: str, reason: str | None) -> str:
+    text = (reason or "").strip() or DEFAULT_REASONS.get(action, "")
+    if not text:
+        raise LifecycleError(f"{action.replace('_', ' ')} needs a reason")
+    if len(text) > MAX_REASON:
+        raise LifecycleError(f"a reason may have at most {MAX_REASON} characters")
+    return text
+
+
+def _lock(session: Session, incident_id: str) -> IncidentRow:
+    row = session.get(IncidentRow, incident_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise IncidentNotFound(incident_id)
+    return row
+
+
+def subject(incident_id: str) -> str:
+    return f"incident:{incident_id}"
+
+
+def note(
+    session: Session,
+    incident: IncidentRow,
+    actor: str,
+    action: str,
+    reason: str = "",
+    *,
+    at: datetime,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    detail: dict[str, Any] | None = None,
+    audit_at_commit: bool = False,
+) -> IncidentEventRow:
+    """Add a timeline entry and its audit row (appended at commit when ``audit_at_commit``,
+    for callers inside the incident store's batch, which must take the audit lock last)."""
+    event = IncidentEventRow(
+        incident_id=incident.incident_id,
+        at=at,
+        actor=actor[:200],
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+        detail=detail or {},
+    )
+    session.add(event)
+    append = audit.record_at_commit if audit_at_commit else audit.record
+    append(
+        session,
+        actor,
+        f"incident.{action}",
+        subject(incident.incident_id),
+        {"from": from_status, "to": to_status, "reason": reason, **(detail or {})},
+        at=at,
+    )
+    return event
+
+
+# --- status changes --------------------------------------------------------------------------
+
+
+def transition(
+    session: Session,
+    incident_id: str,
+    action: str,
+    actor: str,
+    reason: str | None = None,
+    *,
+    at: datetime | None = None,
+) -> IncidentRow:
+    """Apply one lifecycle action in the caller's transaction; raises ``LifecycleError`` if
+    the incident's status does not allow it, ``IncidentNotFound`` if there is no such incident."""
+    if action not in TRANSITIONS:
+        raise LifecycleError(f"unknown action {action[:40]!r}")
+    why = _reason(action, reason)
+    at = at or utcnow()
+    audit.serialize_writes(session)
+    incident = _lock(session, incident_id)
+    target, allowed = TRANSITIONS[action]
+    if incident.status not in allowed:
+        raise LifecycleError(
+            f"cannot {action.replace('_', ' ')} an incident that is {incident.status.replace('_', ' ')}"
+        )
+    before = incident.status
+    incident.status = target
+    note(session, incident, actor, action, why, at=at, from_status=before, to_status=target)
+    session.flush()
+    return incident
+
+
+def history(session: Session, incident_id: str) -> list[IncidentEventRow]:
+    """The incident's timeline entries, oldest first."""
+    return list(
+        session.scalars(
+            select(IncidentEventRow)
+            .where(IncidentEventRow.incident_id == incident_id)
+            .order_by(IncidentEventRow.at, IncidentEventRow.id)
+        )
+    )
+
+
+def handled_by(session: Session, incident_id: str) -> tuple[str, datetime] | None:
+    """Who took the incident (the last acknowledge or investigate), and when."""
+    row = session.execute(
+        select(IncidentEventRow.actor, IncidentEventRow.at)
+        .where(
+            IncidentEventRow.incident_id == incident_id,
+            IncidentEventRow.action.in_(("acknowledge", "investigate", "contain")),
+        )
+        .order_by(IncidentEventRow.at.desc(), IncidentEventRow.id.desc())
+        .limit(1)
+    ).first()
+    return (row.actor, row.at) if row else None
+
+
+def links(session: Session, incident_id: str) -> list[IncidentLinkRow]:
+    """Links from or to an incident."""
+    return list(
+        session.scalars(
+            select(IncidentLinkRow)
+            .where(or_(IncidentLinkRow.incident_id == incident_id, IncidentLinkRow.related_id == incident_id))
+            .order_by(IncidentLinkRow.created_at)
+        )
+    )
+
+
+def link(session: Session, incident_id: str, related_id: str, kind: str, actor: str, *, at: datetime) -> bool:
+    """Record a link once; returns False if it was already there."""
+    if session.get(IncidentLinkRow, (incident_id, related_id, kind)) is not None:
+        return False
+    session.add(
+        IncidentLinkRow(incident_id=incident_id, related_id=related_id, kind=kind, created_at=at, created_by=actor)
+    )
+    return True
+
+
+def related_by_address(
+    session: Session, incident: IncidentRow, *, within: timedelta = timedelta(days=7), limit: int = 20
+) -> list[IncidentRow]:
+    """Other incidents that share an attacking address with this one, near it in time."""
+    ips = set(incident.source_ips or [])
+    if not ips:
+        return []
+    candidates = session.scalars(
+        select(IncidentRow)
+        .where(
+            IncidentRow.incident_id != incident.incident_id,
+            IncidentRow.opened_at <= incident.updated_at + within,
+            IncidentRow.updated_at >= incident.opened_at - within,
+        )
+        .order_by(IncidentRow.opened_at)
+        .limit(5000)
+    )
+    return [c for c in candidates if ips & set(c.source_ips or [])][:limit]
+
+
+# --- breach ------------------------------------------------------------------------------------
+
+
+def confirm_breach(
+    session: Session,
+    incident_id: str,
+    actor: str,
+    reason: str,
+    at: datetime | None = None,
+    *,
+    settings: Any = None,
+) -> BreachRow:
+    """Record that ``actor`` became aware of a breach at ``at`` (now by default), then let the
+    notices module start the customer notices, when it is installed.
+
+    A false positive cannot be a breach, and a breach is confirmed once: confirming again
+    raises ``LifecycleError`` rather than moving the awareness time regulators measure from.
+    """
+    why = _reason("confirm_breach", reason)
+    at = at or utcnow()
+    audit.serialize_writes(session)
+    incident = _lock(session, incident_id)
+    if incident.status == "false_positive":
+        raise LifecycleError("a false positive cannot be confirmed as a breach; reopen it first")
+    existing = session.get(BreachRow, incident_id)
+    if existing is not None:
+        raise LifecycleError(
+            f"breach already confirmed by {existing.confirmed_by} at {existing.confirmed_at:%Y-%m-%d %H:%M} UTC"
+        )
+    row = BreachRow(
+        incident_id=incident_id, confirmed_by=actor[:200], confirmed_at=at, reason=why, recorded_at=utcnow()
+    )
+    session.add(row)
+    note(session, incident, actor, "confirm_breach", why, at=at, detail={"confirmed_at": at.isoformat()})
+    session.flush()
+    notices = optional_notices("on_breach_confirmed")
+    if notices is None:
+        log.info("breach on %s confirmed; customer notices are not installed, none started", incident_id)
+    else:
+        if settings is None:
+            from breachwatch.settings import load_settings
+
+            settings = load_settings()
+        notices.on_breach_confirmed(session, incident_id, confirmed_by=actor, confirmed_at=at, settings=settings)
+    return row
+
+
+def breach(session: Session, incident_id: str) -> BreachRow | None:
+    return session.get(BreachRow, incident_id)
+
+
+def optional_notices(*functions: str) -> Any:
+    """The ``notifier.notices`` module if it is installed and has every named function, else None."""
+    try:
+        module = importlib.import_module("notifier.notices")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("notifier.notices", "notifier"):
+            raise  # the module exists but something it imports is missing: a real error
+        return None
+    if all(callable(getattr(module, name, None)) for name in functions):
+        return module
+    return None
+
+
+# --- merge and split -----------------------------------------------------------------------------
+
+
+def _event_fields(row: EvidenceRow) -> dict[str, Any]:
+    try:
+        doc = json.loads(row.event_json)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def recompute(session: Session, incident: IncidentRow) -> None:
+    """Derive an incident's summary (severity, score, actors, tenants, addresses, reasons,
+    times, counts) from the findings and evidence it now holds."""
+    findings = list(
+        session.scalars(
+            select(FindingRow)
+            .where(FindingRow.incident_id == incident.incident_id)
+            .order_by(FindingRow.ts, FindingRow.finding_id)
+        )
+    )
+    evidence = list(
+        session.scalars(
+            select(EvidenceRow)
+            .where(EvidenceRow.incident_id == incident.incident_id)
+            .order_by(EvidenceRow.ts, EvidenceRow.event_id)
+        )
+    )
+    if not findings:
+        return
+    first = findings[0]
+    docs = [_event_fields(e) for e in evidence]
+    incident.kind, incident.title = first.kind, first.title
+    incident.severity = max((f.severity for f in findings), key=lambda s: SEVERITY_RANK.get(s, 0))
+    incident.score = round(max(f.score for f in findings), 1)
+    incident.opened_at = min(f.ts for f in findings)
+    incident.updated_at = max([f.ts for f in findings] + [e.ts for e in evidence])
+    incident.actor_ids = list(unique(f.actor_id for f in findings))
+    tenants = unique(
+        (d.get("tenant_id") if e.topic.endswith("access") else d.get("actor_tenant") or d.get("tenant_id"))
+        for e, d in zip(evidence, docs, strict=True)
+    )
+    incident.tenant_ids = [str(t) for t in tenants]
+    incident.source_ips = [str(ip) for ip in unique(d.get("ip") for d in docs)]
+    incident.detectors = list(unique(f.detector for f in findings))
+    incident.reasons = list(unique(r for f in findings for r in f.reasons))[:MAX_REASONS]
+    incident.evidence_count = len(evidence)
+    facts: dict[str, Any] = {}
+    for f in findings:
+        facts.update(f.facts or {})
+    incident.facts = facts
+
+
+def merge(
+    session: Session,
+    target_id: str,
+    source_ids: Sequence[str],
+    actor: str,
+    reason: str,
+    *,
+    at: datetime | None = None,
+) -> IncidentRow:
+    """Fold ``source_ids`` into ``target_id``: their findings and evidence move over, each
+    source is closed as resolved with a ``merged_into`` link, and the target is re-derived."""
+    why = _reason("merge", reason)
+    at = at or utcnow()
+    sources = list(dict.fromkeys(s for s in source_ids if s))
+    if not sources:
+        raise LifecycleError("name at least one incident to merge in")
+    if target_id in sources:
+        raise LifecycleError("an incident cannot be merged into itself")
+    audit.serialize_writes(session)
+    # Lock in id order, whatever order the request named them in, so two merges cannot deadlock.
+    locked = {i: _lock(session, i) for i in sorted([target_id, *sources])}
+    target = locked[target_id]
+    for sid in sources:
+        source = locked[sid]
+        have = set(session.scalars(select(EvidenceRow.event_id).where(EvidenceRow.incident_id == target_id)))
+        moving = list(session.scalars(select(EvidenceRow).where(EvidenceRow.incident_id == sid)))
+        room = MAX_EVIDENCE - len(have)
+        for ev in moving:
+            if ev.event_id not in have and room > 0:
+                session.add(
+                    EvidenceRow(
+                        incident_id=target_id,
+                        event_id=ev.event_id,
+                        finding_id=ev.finding_id,
+                        topic=ev.topic,
+                        ts=ev.ts,
+                        event_json=ev.event_json,
+                    )
+                )
+                have.add(ev.event_id)
+                room -= 1
+        session.execute(delete(EvidenceRow).where(EvidenceRow.incident_id == sid))
+        moved = session.execute(
+            update(FindingRow)
+            .where(FindingRow.incident_id == sid)
+            .values(incident_id=target_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        before = source.status
+        source.status = "resolved"
+        source.evidence_count = 0
+        link(session, sid, target_id, "merged_into", actor, at=at)
+        note(
+            session,
+            source,
+            actor,
+            "merged_into",
+            why,
+            at=at,
+            from_status=before,
+            to_status="resolved",
+            detail={"target": target_id, "findings": int(moved or 0)},
+        )
+    session.flush()
+    session.expire_all()
+    target = _lock(session, target_id)
+    recompute(session, target)
+    note(session, target, actor, "merge", why, at=at, detail={"merged": sources})
+    session.flush()
+    return target
+
+
+def split(
+    session: Session,
+    incident_id: str,
+    finding_ids: Sequence[str],
+    actor: str,
+    reason: str,
+    *,
+    at: datetime | None = None,
+) -> IncidentRow:
+    """Move the named findings (and the evidence they brought) out into a new incident that
+    keeps the original's status and links back to it; both are re-derived. Returns the new one."""
+    why = _reason("split", reason)
+    at = at or utcnow()
+    wanted = sorted(set(f for f in finding_ids if f))
+    audit.serialize_writes(session)
+    original = _lock(session, incident_id)
+    held = set(session.scalars(select(FindingRow.finding_id).where(FindingRow.incident_id == incident_id)))
+    if not wanted:
+        raise LifecycleError("name the findings to split off")
+    if not set(wanted) <= held:
+        raise LifecycleError("only findings of this incident can be split off")
+    if set(wanted) == held:
+        raise LifecycleError("at least one finding must stay with the original incident")
+    new_id = stable_id("split", incident_id, *wanted)
+    if session.get(IncidentRow, new_id) is not None:
+        raise LifecycleError("these findings were already split off once")
+    moving = list(session.scalars(select(FindingRow).where(FindingRow.finding_id.in_(wanted))))
+    first = min(moving, key=lambda f: (f.ts, f.finding_id))
+    actors = list(unique(f.actor_id for f in moving))
+    new = IncidentRow(
+        incident_id=new_id,
+        kind=first.kind,
+        title=first.title,
+        severity=first.severity,
+        score=first.score,
+        status=original.status,
+        opened_at=first.ts,
+        updated_at=first.ts,
+        actor_ids=actors,
+        tenant_ids=[],
+        source_ips=[],
+        detectors=[],
+        reasons=[],
+        evidence_count=0,
+        group_key=f"actor:{actors[0]}" if len(actors) == 1 else f"split:{new_id}",
+        facts={},
+    )
+    session.add(new)
+    session.flush()
+    session.execute(
+        update(FindingRow)
+        .where(FindingRow.finding_id.in_(wanted))
+        .values(incident_id=new_id)
+        .execution_options(synchronize_session=False)
+    )
+    for ev in list(
+        session.scalars(
+            select(EvidenceRow).where(EvidenceRow.incident_id == incident_id, EvidenceRow.finding_id.in_(wanted))
+        )
+    ):
+        session.add(
+            EvidenceRow(
+                incident_id=new_id,
+                event_id=ev.event_id,
+                finding_id=ev.finding_id,
+                topic=ev.topic,
+                ts=ev.ts,
+                event_json=ev.event_json,
+            )
+        )
+        session.delete(ev)
+    session.flush()
+    session.expire_all()
+    original = _lock(session, incident_id)
+    new = _lock(session, new_id)
+    recompute(session, original)
+    recompute(session, new)
+    link(session, new_id, incident_id, "split_from", actor, at=at)
+    note(session, original, actor, "split", why, at=at, detail={"new_incident": new_id, "findings": wanted})
+    note(
+        session,
+        new,
+        actor,
+        "split_from",
+        why,
+        at=at,
+        to_status=new.status,
+        detail={"original": incident_id, "findings": wanted},
+    )
+    session.flush()
+    return new
+
+
+# --- new evidence on closed incidents ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedIncidentPolicy:
+    """What new evidence does to a closed incident of the same actor or address.
+
+    An incident resolved less than ``reopen_within`` ago is reopened (the threat came back);
+    a false positive, or one resolved longer ago, stays closed and the evidence opens a new
+    incident that links back to it (``follows``), so the earlier judgement stays on record.
+    The incident store calls ``match`` when no open incident matches a finding, ``opened``
+    after it opens one, and ``evidence_added`` when a known finding adds evidence to a closed one.
+    """
+
+    reopen_within: timedelta = timedelta(days=7)
+    lookback: timedelta = timedelta(days=90)
+
+    def _closed(self, session: Session, keys: Sequence[str], ts: datetime) -> list[IncidentRow]:
+        if not keys:
+            return []
+        return list(
+            session.scalars(
+                select(IncidentRow)
+                .where(
+                    IncidentRow.group_key.in_(list(keys)),
+                    IncidentRow.status.in_(sorted(CLOSED_STATUSES)),
+                    IncidentRow.updated_at >= ts - self.lookback,
+                    IncidentRow.opened_at <= ts,
+                )
+                .order_by(IncidentRow.updated_at.desc(), IncidentRow.incident_id)
+                .limit(20)
+            )
+        )
+
+    def _closed_at(self, session: Session, incident: IncidentRow) -> datetime:
+        at = session.scalar(
+            select(func.max(IncidentEventRow.at)).where(
+                IncidentEventRow.incident_id == incident.incident_id,
+                IncidentEventRow.to_status == incident.status,
+            )
+        )
+        return at or incident.modified_at
+
+    def _reopens(self, session: Session, incident: IncidentRow, now: datetime) -> bool:
+        if incident.status != "resolved":
+            return False
+        merged = session.scalar(
+            select(func.count())
+            .select_from(IncidentLinkRow)
+            .where(IncidentLinkRow.incident_id == incident.incident_id, IncidentLinkRow.kind == "merged_into")
+        )
+        if merged:
+            return False  # an emptied merge source: its findings live on in the target
+        return now - self._closed_at(session, incident) <= self.reopen_within
+
+    def _reopen(self, session: Session, incident: IncidentRow, why: str, now: datetime) -> None:
+        before = incident.status
+        incident.status = "open"
+        note(
+            session, incident, SYSTEM, "reopen", why, at=now, from_status=before, to_status="open", audit_at_commit=True
+        )
+
+    def match(
+        self, session: Session, keys: Sequence[str], ts: datetime, *, now: datetime | None = None
+    ) -> IncidentRow | None:
+        """The closed incident a new finding should join, reopened now; None to open a new one."""
+        now = now or utcnow()
+        for incident in self._closed(session, keys, ts):
+            if self._reopens(session, incident, now):
+                self._reopen(
+                    session,
+                    incident,
+                    f"new evidence within {_days(self.reopen_within)} of resolution",
+                    now,
+                )
+                return incident
+            return None  # the latest closed one decides; it becomes a link when the new incident opens
+        return None
+
+    def opened(
+        self, session: Session, incident: IncidentRow, keys: Sequence[str], *, now: datetime | None = None
+    ) -> None:
+        """Link a newly opened incident to the latest closed incident of the same actor or address."""
+        now = now or utcnow()
+        for closed in self._closed(session, keys, incident.opened_at):
+            if closed.incident_id == incident.incident_id:
+                continue
+            if link(session, incident.incident_id, closed.incident_id, "follows", SYSTEM, at=now):
+                why = (
+                    "new evidence after the earlier incident was judged a false positive"
+                    if closed.status == "false_positive"
+                    else "new evidence after the earlier incident was resolved"
+                )
+                note(
+                    session,
+                    incident,
+                    SYSTEM,
+                    "follows",
+                    why,
+                    at=now,
+                    detail={"earlier": closed.incident_id},
+                    audit_at_commit=True,
+                )
+                note(
+                    session,
+                    closed,
+                    SYSTEM,
+                    "followed_by",
+                    why,
+                    at=now,
+                    detail={"later": incident.incident_id},
+                    audit_at_commit=True,
+                )
+            return
+
+    def evidence_added(
+        self, session: Session, incident: IncidentRow, count: int, *, now: datetime | None = None
+    ) -> None:
+        """A finding already on a closed incident brought ``count`` new events: reopen or note it."""
+        if count <= 0 or incident.status not in CLOSED_STATUSES:
+            return
+        now = now or utcnow()
+        if self._reopens(session, incident, now):
+            self._reopen(
+                session,
+                incident,
+                f"{count} new evidence event(s) within {_days(self.reopen_within)} of resolution",
+                now,
+            )
+        else:
+            note(
+                session,
+                incident,
+                SYSTEM,
+                "evidence_after_close",
+                f"{count} new evidence event(s) arrived after the incident was closed",
+                at=now,
+                detail={"events": count},
+                audit_at_commit=True,
+            )
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:g} day{'s' if days != 1 else ''}"
+
+
+def check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise LifecycleError(f"unknown status {status[:30]!r}")
+    return status

@@ -1,0 +1,117 @@
+"""Schema migrations, applied programmatically: ``upgrade(engine)`` brings any database
+(new, older, or made by ``create_all`` before migrations existed) to the current schema.
+
+Developers add a revision after changing a table with
+``python -m incidents.migrate revision "what changed" --db sqlite:///scratch.db``
+(the scratch database is upgraded to head first, then compared with the code's tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+from incidents.db import Base
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Every module that declares tables on Base; the migration environment compares all of them.
+TABLE_MODULES: tuple[str, ...] = (
+    "incidents.db",
+    "incidents.audit",
+    "incidents.users",
+    "incidents.lifecycle",
+    "incidents.silences",
+    "incidents.escalation",
+    "notifier.outbox",
+)
+OPTIONAL_TABLE_MODULES: tuple[str, ...] = ("notifier.notices",)
+# PostgreSQL: one migrating process at a time (a console and a consumer may start together).
+_LOCK_KEY = 0x6277_6D69  # "bwmi"
+
+
+def import_table_modules() -> None:
+    """Import every module that declares tables, so ``Base.metadata`` is complete."""
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    for name in OPTIONAL_TABLE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None if it was never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (default: the newest).
+
+    A database whose tables were made by ``create_all`` before migrations existed has no
+    version: its missing tables are created and it is marked as current, then migrated.
+    """
+    import_table_modules()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        cfg = alembic_config(conn)
+        tables = set(inspect(conn).get_table_names())
+        if "alembic_version" not in tables and tables & set(Base.metadata.tables):
+            log.warning("database has tables but no migration version; creating missing tables and marking it current")
+            Base.metadata.create_all(conn)
+            command.stamp(cfg, "head")
+        if revision == "head":
+            head = ScriptDirectory.from_config(cfg).get_current_head()
+            if head is not None and MigrationContext.configure(conn).get_current_revision() == head:
+                return  # the usual case at start-up: nothing to do, nothing to log
+        command.upgrade(cfg, revision)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m incidents.migrate {upgrade,revision,current}``: the developer's entry point."""
+    from incidents.db import make_engine
+
+    parser = argparse.ArgumentParser(prog="python -m incidents.migrate")
+    parser.add_argument("action", choices=("upgrade", "revision", "current"))
+    parser.add_argument("message", nargs="?", default="schema change")
+    parser.add_argument("--db", required=True, help="SQLAlchemy URL of a scratch database")
+    parser.add_argument("--rev-id", default=None)
+    args = parser.parse_args(argv)
+    engine = make_engine(args.db)
+    try:
+        if args.action == "current":
+            print(current_revision(engine) or "(none)")
+            return
+        upgrade(engine)
+        if args.action == "revision":
+            import_table_modules()
+            with engine.begin() as conn:
+                command.revision(alembic_config(conn), message=args.message, autogenerate=True, rev_id=args.rev_id)
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the BreachWatch database (applied by ``incidents.migrate.upgrade``)."""

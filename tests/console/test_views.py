@@ -1,0 +1,225 @@
+"""The pages: sign-in with secure cookies, a CSRF-protected sign-in form and a throttle;
+CSRF on every form post; role checks; what the incident page shows (and records); and
+untrusted event text staying text."""
+
+from __future__ import annotations
+
+import re
+from http.cookies import SimpleCookie
+from types import SimpleNamespace
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from incidents import audit
+from incidents.db import IncidentRow
+from incidents.store import IncidentStore
+
+
+def _cookie_header(response: Any, name: str) -> str:
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith(name + "="):
+            return header
+    raise AssertionError(f"no {name} cookie set")
+
+
+def test_sign_in_sets_a_secure_session_cookie_and_goes_where_asked(
+    client: TestClient, engine: Engine, seeded: Any, h: SimpleNamespace
+) -> None:
+    first = client.get(f"/incidents/{seeded.bulk}")
+    assert first.status_code == 303 and first.headers["location"] == f"/signin?next=%2Fincidents%2F{seeded.bulk}"
+    response = h.sign_in(client, "viewer", next_=f"/incidents/{seeded.bulk}")
+    assert response.status_code == 303 and response.headers["location"] == f"/incidents/{seeded.bulk}"
+    header = _cookie_header(response, "__Host-bw_session")
+    morsel = SimpleCookie(header)["__Host-bw_session"]
+    assert morsel["httponly"] and morsel["secure"] and morsel["samesite"] == "strict" and morsel["path"] == "/"
+    assert "domain=" not in header.lower()
+    assert client.get(f"/incidents/{seeded.bulk}").status_code == 200
+    with Session(engine) as session:
+        [row] = audit.recent(session, action="signin")
+        assert row.actor == "viewer" and row.detail["address"]
+
+
+def test_sign_in_never_redirects_off_site(client: TestClient, h: SimpleNamespace) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        assert h.sign_in(client, "viewer", next_=target).headers["location"] == "/incidents"
+        client.cookies.clear()
+
+
+def test_wrong_passwords_are_refused_recorded_and_throttled(
+    client: TestClient, engine: Engine, h: SimpleNamespace
+) -> None:
+    for _ in range(5):
+        wrong = h.sign_in(client, "responder", password="not the password at all")
+        assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+    blocked = h.sign_in(client, "responder")  # right password, but the name is under attack
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert "__Host-bw_session" not in blocked.headers.get("set-cookie", "")
+    assert h.sign_in(client, "viewer").status_code == 303  # other users are not locked out
+    with Session(engine) as session:
+        assert len(audit.recent(session, action="signin.failed")) == 5
+        assert len(audit.recent(session, action="signin.throttled")) == 1
+
+
+def test_the_sign_in_form_needs_its_own_token(client: TestClient) -> None:
+    response = client.post("/signin", data={"username": "admin", "password": "correct horse battery staple"})
+    assert response.status_code == 400 and "expired" in response.text
+    client.get("/signin")  # a cookie, but a token from elsewhere
+    forged = client.post(
+        "/signin",
+        data={"username": "admin", "password": "correct horse battery staple", "signin_token": "made-up"},
+    )
+    assert forged.status_code == 400
+
+
+def test_form_posts_need_the_sessions_csrf_token(client: TestClient, seeded: Any, signed_in: Any) -> None:
+    csrf = signed_in("responder")
+    url = f"/incidents/{seeded.bulk}/actions/acknowledge"
+    assert client.post(url, data={}).status_code == 403
+    assert client.post(url, data={"csrf": "forged"}).status_code == 403
+    done = client.post(url, data={"csrf": csrf})
+    assert done.status_code == 303 and done.headers["location"] == f"/incidents/{seeded.bulk}?done=acknowledge"
+    page = client.get(done.headers["location"]).text
+    assert "Acknowledged: you are handling this incident." in page and "status-acknowledged" in page
+    assert client.post("/signout", data={}).status_code == 403
+    assert client.post("/signout", data={"csrf": csrf}).status_code == 303
+    assert client.get("/incidents").status_code == 303  # signed out
+
+
+def test_a_viewer_sees_the_incident_but_cannot_act(
+    client: TestClient, seeded: Any, signed_in: Any, engine: Engine
+) -> None:
+    csrf = signed_in("viewer")
+    page = client.get(f"/incidents/{seeded.bulk}").text
+    assert "You can look but not act" in page and "/actions/acknowledge" not in page
+    refused = client.post(f"/incidents/{seeded.bulk}/actions/acknowledge", data={"csrf": csrf})
+    assert refused.status_code == 403 and "needs the responder role" in refused.text
+    assert client.get("/audit").status_code == 403
+    with Session(engine) as session:
+        incident = session.get(IncidentRow, seeded.bulk)
+        assert incident is not None and incident.status == "open"
+
+
+def test_the_incident_page_explains_charts_and_records_the_view(
+    client: TestClient, seeded: Any, signed_in: Any, engine: Engine
+) -> None:
+    signed_in("responder")
+    page = client.get(f"/incidents/{seeded.bulk}")
+    assert page.status_code == 200
+    html = page.text
+    assert "Why BreachWatch flagged this" in html and "exported 2 times in one hour" in html
+    assert "Ask the tenant&#39;s admin whether the export was expected." in html
+    svg = re.search(r"<svg class=\"chart\".*?</svg>", html, re.S)
+    assert svg is not None and 'data-peak="9600"' in svg.group(0) and "export limit" in svg.group(0)
+    assert 'data-value="9600"' in svg.group(0)
+    evidence = html[html.index('id="evidence"') :]
+    assert evidence.count('<td class="nowrap mono small">2026-11-24') == 3
+    assert "198.51.100.7" in evidence and "4,800" in evidence and "203.0.113.50" in evidence
+    assert "opened the incident" in html and "found: u-hans logged in from BR" in html
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+    with Session(engine) as session:
+        [view] = audit.recent(session, action="evidence.view")
+        assert (view.actor, view.subject, view.detail) == (
+            "responder",
+            f"incident:{seeded.bulk}",
+            {"events": 3, "via": "console"},
+        )
+    assert "viewed the evidence (3 events, 2 times)" in client.get(f"/incidents/{seeded.bulk}").text
+
+
+def test_event_text_is_shown_as_text(client: TestClient, engine: Engine, signed_in: Any, h: SimpleNamespace) -> None:
+    nasty = '<img src=x onerror="alert(1)">'
+    event = h.access(7, actor="u-mallory", resource_type=nasty)
+    [iid] = IncidentStore(engine).record([h.finding([event], actor="u-mallory", title=f"export of {nasty}")]).opened
+    signed_in("viewer")
+    html = client.get(f"/incidents/{iid}").text
+    assert nasty not in html
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
+
+
+def test_lists_filters_silences_and_the_audit_page(
+    client: TestClient, seeded: Any, signed_in: Any, engine: Engine
+) -> None:
+    csrf = signed_in("admin")
+    listing = client.get("/incidents").text
+    assert listing.index(seeded.bulk) < listing.index(seeded.other)  # high before medium
+    assert seeded.bulk not in client.get("/incidents?severity=medium").text
+    assert seeded.other in client.get("/incidents?q=u-ines").text
+    assert "No incidents match" in client.get("/incidents?status=resolved").text
+
+    added = client.post(
+        f"/incidents/{seeded.other}/silence",
+        data={"csrf": csrf, "reason": "agreed pentest of u-ines", "hours": "2", "match_actor": "1"},
+    )
+    assert added.status_code == 303
+    page = client.get(f"/incidents/{seeded.other}").text
+    assert "held back by a silence owned by <strong>admin</strong>" in page
+    silences_page = client.get("/silences").text
+    assert "agreed pentest of u-ines" in silences_page
+    silence_id = re.search(r"/silences/([0-9a-f]+)/expire", silences_page).group(1)  # type: ignore[union-attr]
+    assert client.post(f"/silences/{silence_id}/expire", data={"csrf": csrf}).status_code == 303
+    bad = client.post("/silences", data={"csrf": csrf, "reason": "nothing matched"})
+    assert bad.status_code == 422 and "at least one of" in bad.text
+
+    audit_page = client.get("/audit?verify=true").text
+    assert "The chain is intact" in audit_page and "silence.add" in audit_page
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'nobody' WHERE action = 'silence.add'"))
+    assert "The audit chain is broken" in client.get("/audit?verify=true").text
+
+
+def test_merge_and_split_from_the_page(client: TestClient, seeded: Any, signed_in: Any, engine: Engine) -> None:
+    csrf = signed_in("responder")
+    page = client.get(f"/incidents/{seeded.bulk}").text
+    finding_ids = re.findall(r'name="finding_id" value="([0-9a-f]+)"', page)
+    assert len(finding_ids) == 2
+    no_reason = client.post(f"/incidents/{seeded.bulk}/split", data={"csrf": csrf, "finding_id": finding_ids[1]})
+    assert no_reason.status_code == 409 and "split needs a reason" in no_reason.text
+    split = client.post(
+        f"/incidents/{seeded.bulk}/split",
+        data={"csrf": csrf, "finding_id": finding_ids[1], "reason": "separate login"},
+    )
+    new_id = split.headers["location"].split("/")[2].split("?")[0]
+    assert split.status_code == 303 and new_id != seeded.bulk
+    merged = client.post(
+        f"/incidents/{seeded.bulk}/merge",
+        data={"csrf": csrf, "source_ids": f"{new_id}, {seeded.other}", "reason": "one attacker"},
+    )
+    assert merged.status_code == 303
+    with Session(engine) as session:
+        statuses = {i: session.get(IncidentRow, i).status for i in (seeded.bulk, new_id, seeded.other)}  # type: ignore[union-attr]
+    assert statuses == {seeded.bulk: "open", new_id: "resolved", seeded.other: "resolved"}
+
+
+def test_confirming_a_breach_and_the_customer_notices(
+    client: TestClient, seeded: Any, signed_in: Any, engine: Engine
+) -> None:
+    from incidents.lifecycle import optional_notices
+
+    csrf = signed_in("approver")
+    no_reason = client.post(f"/incidents/{seeded.bulk}/breach", data={"csrf": csrf, "reason": ""})
+    assert no_reason.status_code == 409 and "confirm breach needs a reason" in no_reason.text
+    done = client.post(
+        f"/incidents/{seeded.bulk}/breach", data={"csrf": csrf, "reason": "records reached a paste site"}
+    )
+    assert done.status_code == 303
+    page = client.get(done.headers["location"]).text
+    assert (
+        "Breach confirmed. The awareness time is recorded." in page and "<strong>Confirmed</strong> by approver" in page
+    )
+    if optional_notices("list_notices", "preview_notice", "approve_notice") is None:
+        assert 'id="notices"' not in page
+        return
+    notice_id = re.search(r"/notices/([^/]+)/preview\?incident=", page).group(1)  # type: ignore[union-attr]
+    preview = client.get(f"/notices/{notice_id}/preview?incident={seeded.bulk}")
+    assert preview.status_code == 200 and "Notice preview" in preview.text
+    framed = client.get(f"/notices/{notice_id}/preview.html")
+    assert framed.status_code == 200 and "sandbox" in framed.headers["content-security-policy"]
+    approve = client.post(f"/notices/{notice_id}/approve", data={"csrf": csrf, "incident_id": seeded.bulk})
+    assert approve.status_code in (303, 409)  # 409 when the directory has no recipient for the tenant
+    with Session(engine) as session:
+        assert [r.action for r in audit.recent(session, action="notice.preview")] == ["notice.preview"]
