@@ -75,7 +75,7 @@ def _jsonable(obj: Any) -> Any:
 @click.option("--partitions", type=click.IntRange(1, 1024), default=None, help="partitions of new event topics")
 def produce(dump: Path, partitions: int | None) -> None:
     """Load a dump folder into the topics (KAFKA_BOOTSTRAP, or the local broker)."""
-    from streams.kafka_client import ensure_topics
+    from streams.kafka_client import check_connection, ensure_topics
     from streams.produce import Rate, produce_dump
 
     settings = _settings(partitions=partitions)
@@ -83,6 +83,7 @@ def produce(dump: Path, partitions: int | None) -> None:
         raise click.ClickException(
             "KAFKA_BOOTSTRAP is not set: produce needs a running cluster (the demo starts its own)"
         )
+    check_connection(settings, settings.kafka_bootstrap)  # a wrong password fails here, in seconds, by name
     ensure_topics(settings, settings.kafka_bootstrap)
     counts = produce_dump(settings, settings.kafka_bootstrap, dump, progress=Rate("produce", echo=_echo))
     click.echo(json.dumps(counts))
@@ -105,13 +106,15 @@ def run(model: Path | None, db_url: str | None, until_caught_up: bool) -> None:
 
 def _run_service(settings: Settings, *, until_caught_up: bool, bootstrap: str | None = None) -> dict[str, Any]:
     from streams.consumer import Service
-    from streams.kafka_client import ensure_topics
+    from streams.kafka_client import check_connection, ensure_topics
 
     engine = app.database(settings)
     model = app.load_model(settings.model_path)
     pipeline = app.build_pipeline(settings, engine, model)
     dispatcher = app.dispatcher(settings, engine)
     with app.kafka_bootstrap(settings, _echo) if bootstrap is None else _given(bootstrap) as boot:
+        checked = check_connection(settings, boot)
+        _echo(f"Kafka at {checked.bootstrap}: {checked.security_protocol}, {checked.brokers} broker(s)")
         ensure_topics(settings, boot)
         service = Service(settings, boot, pipeline, after_batch=dispatcher.tick)
         service.install_signal_handlers()

@@ -2,19 +2,26 @@
 
 Every producer, consumer and admin client is built from ``client_options(settings)``, so
 TLS, SASL and the API-version pin are configured in one place. Secrets are read from the
-settings only here and are never put into an error message.
+settings only here and are never put into an error message. ``check_connection`` is the
+start-up probe: a wrong password or an untrusted certificate fails in seconds, named.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import kafka.errors as kafka_errors
 from kafka.admin import KafkaAdminClient
 
-from breachwatch.settings import ConfigError, Settings
+from breachwatch.settings import SECRET_FIELDS, ConfigError, Settings
 from streams.models import ALL_TOPICS, EVENT_TOPICS, REFERENCE_TOPICS
 
 if TYPE_CHECKING:
@@ -25,6 +32,19 @@ log = logging.getLogger(__name__)
 CLIENT_ID = "breachwatch"
 DLQ_SUFFIX = ".dlq"
 _API_VERSION_RE = re.compile(r"^\d+(\.\d+){1,2}$")
+
+
+class RedactedStr(str):
+    """A secret kafka-python can use as a plain string, but whose ``repr`` is asterisks.
+
+    kafka-python's admin client logs its whole configuration at DEBUG (the dict's values go
+    through ``repr``), which would otherwise print the SASL password into the service's log.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'**********'"
 
 
 def dlq_topic(topic: str) -> str:
@@ -65,7 +85,7 @@ def client_options(settings: Settings, bootstrap: str | None = None) -> dict[str
             )
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = password
+        options["sasl_plain_password"] = RedactedStr(password)
     elif settings.kafka_sasl_mechanism is not None:
         # Refuse rather than silently connect unauthenticated to a broker the operator
         # believes is using SASL.
@@ -140,3 +160,205 @@ def resolve_bootstrap(settings: Settings, local: LocalKafka | None) -> str:
     if local is None:
         raise ConfigError("KAFKA_BOOTSTRAP: not set, and no local broker was given to fall back on")
     return local.start()
+
+
+# --- start-up check ------------------------------------------------------------------------
+
+_FIRST_ATTEMPT_S = 3.0
+_CHECK_LOCK = threading.Lock()
+
+
+class BrokerCheckError(ConfigError):
+    """``check_connection`` could not use the broker; the message names the setting to look at.
+
+    A ``ConfigError``, so the command line reports it like any other bad setting and exits.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCheck:
+    """What a successful ``check_connection`` saw, for the start-up log line."""
+
+    bootstrap: str
+    security_protocol: str
+    cluster_id: str | None
+    brokers: int
+
+
+class _FailureCapture(logging.Filter):
+    """Keeps the exceptions kafka-python logs from one client's I/O thread.
+
+    kafka-python retries a refused login or a failed TLS handshake until its bootstrap
+    timeout and then raises only "Unable to bootstrap"; the cause is only in its log records.
+    As a logger filter it sees records before any handler, and it passes on exactly those the
+    logger's configured level would have let through, so the service's log is unchanged.
+    """
+
+    def __init__(self, thread_name: str, passes_level: int) -> None:
+        super().__init__()
+        self.thread_name = thread_name
+        self.passes_level = passes_level
+        self.causes: list[BaseException] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.threadName == self.thread_name and isinstance(record.args, tuple):
+            self.causes.extend(arg for arg in record.args if isinstance(arg, BaseException))
+        return record.levelno >= self.passes_level
+
+
+@contextmanager
+def _connection_failures(thread_name: str) -> Iterator[list[BaseException]]:
+    """The exceptions kafka-python's connection manager reports while the block runs."""
+    # The bootstrap loop logs each failed attempt, with its exception, at WARNING here. One
+    # check at a time, so two never save and restore each other's temporary level.
+    logger = logging.getLogger("kafka.net.manager")
+    with _CHECK_LOCK:
+        saved_level = logger.level
+        capture = _FailureCapture(thread_name, logger.getEffectiveLevel())
+        logger.addFilter(capture)
+        if logger.getEffectiveLevel() > logging.WARNING:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield capture.causes
+        finally:
+            logger.setLevel(saved_level)
+            logger.removeFilter(capture)
+
+
+def _scrub(text: str, settings: Settings) -> str:
+    """``text`` with every configured secret cut out (a broker message could echo one)."""
+    for name in SECRET_FIELDS:
+        value = settings.secret(name)
+        if value:
+            text = text.replace(value, "**********")
+    return text
+
+
+def _diagnose(settings: Settings, servers: str, causes: list[BaseException]) -> tuple[str, bool] | None:
+    """The setting most likely wrong, from what the connection attempts ran into.
+
+    Returns the message and whether the cause is definite (retrying cannot help), or None when
+    nothing telling was seen.
+    """
+    protocol = settings.kafka_security_protocol
+    mechanism, user = settings.kafka_sasl_mechanism, settings.kafka_sasl_username
+    login_refused = (
+        "BREACHWATCH_KAFKA_SASL_USERNAME / BREACHWATCH_KAFKA_SASL_PASSWORD: the broker at "
+        f"{servers} refused the {mechanism} login of user {user!r} "
+        "(authentication failed: wrong user name or password)"
+    )
+    texts = [_scrub(f"{type(cause).__name__}: {cause}", settings) for cause in causes]
+    for cause, text in zip(causes, texts, strict=True):
+        if isinstance(cause, kafka_errors.SaslAuthenticationFailedError):
+            return login_refused, True
+        if isinstance(cause, kafka_errors.UnsupportedSaslMechanismError):
+            return f"BREACHWATCH_KAFKA_SASL_MECHANISM: the broker at {servers} does not offer {mechanism}", True
+        if isinstance(cause, kafka_errors.IllegalSaslStateError):
+            return (
+                f"BREACHWATCH_KAFKA_SECURITY_PROTOCOL: {protocol} logs in with SASL, but the listener at "
+                f"{servers} does not use SASL (use {protocol.removeprefix('SASL_')} there)",
+                True,
+            )
+        if "CERTIFICATE_VERIFY_FAILED" in text or "Hostname mismatch" in text:
+            return (
+                f"BREACHWATCH_KAFKA_SSL_CAFILE: the certificate of the broker at {servers} is not trusted "
+                f"(TLS verification failed: {text})",
+                True,
+            )
+        if "CERTIFICATE_REQUIRED" in text.upper() or "BAD_CERTIFICATE" in text.upper():
+            return (
+                f"BREACHWATCH_KAFKA_SSL_CERTFILE / BREACHWATCH_KAFKA_SSL_KEYFILE: the broker at {servers} "
+                f"wants a client certificate it accepts ({text})",
+                True,
+            )
+        if "Handshake failed" in text:
+            return (
+                f"BREACHWATCH_KAFKA_SECURITY_PROTOCOL: the TLS handshake with {servers} failed; is it a TLS "
+                f"listener? ({text})",
+                True,
+            )
+        if isinstance(cause, kafka_errors.InvalidReceiveError) and protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            # A TLS listener answers unencrypted bytes with a TLS alert, which reads as a huge frame.
+            return (
+                f"BREACHWATCH_KAFKA_SECURITY_PROTOCOL: the broker at {servers} answers with TLS; use "
+                f"{'SASL_SSL' if protocol == 'SASL_PLAINTEXT' else 'SSL or SASL_SSL'}",
+                True,
+            )
+    # Timeouts only say an attempt ran out of time; what happened inside it is in the rest.
+    telling = [
+        text
+        for cause, text in zip(causes, texts, strict=True)
+        if not isinstance(cause, kafka_errors.KafkaTimeoutError | kafka_errors.RequestTimedOutError)
+    ]
+    if protocol.startswith("SASL_") and telling and all("socket disconnected" in text for text in telling):
+        # Every connection was dropped while being set up (after any TLS handshake succeeded):
+        # how a broker ends a refused login. kafka-python drops the broker's error reply when
+        # the close arrives in the same read, so this is the usual form a wrong password takes.
+        return (
+            "BREACHWATCH_KAFKA_SASL_USERNAME / BREACHWATCH_KAFKA_SASL_PASSWORD: the broker at "
+            f"{servers} closed every connection during the {mechanism} login of user {user!r}: most "
+            f"likely authentication failed (wrong user name or password), or that address is not a "
+            f"{protocol} listener",
+            True,
+        )
+    if texts:
+        return (
+            f"KAFKA_BOOTSTRAP / BREACHWATCH_KAFKA_SECURITY_PROTOCOL: no usable answer from {servers} with "
+            f"security protocol {protocol} ({'; '.join(sorted(set(telling or texts))[:3])})",
+            False,
+        )
+    return None
+
+
+def check_connection(settings: Settings, bootstrap: str | None = None, timeout: float = 15.0) -> BrokerCheck:
+    """Connect with the configured security and read the cluster's description, or fail saying why.
+
+    For ``run`` and ``produce`` to call at start-up: kafka-python would retry a wrong password
+    or an untrusted certificate quietly for 30 s and then report only "Unable to bootstrap".
+    Here a definite cause (login refused, TLS verification failed, protocol mismatch) ends the
+    check after one short attempt; anything else (say, a broker still starting) is retried
+    until ``timeout`` seconds. Raises ``BrokerCheckError`` naming the setting to fix; no
+    secret is ever part of its message.
+    """
+    options = client_options(settings, bootstrap)
+    servers = str(options["bootstrap_servers"])
+    # A client id of its own names kafka-python's I/O thread, so only this check's records count.
+    options["client_id"] = f"{CLIENT_ID}-check-{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + timeout
+    attempt_s = _FIRST_ATTEMPT_S
+    with _connection_failures(f"kafka-io-{options['client_id']}") as causes:
+        while True:
+            budget = max(0.5, min(attempt_s, deadline - time.monotonic()))
+            try:
+                admin = KafkaAdminClient(
+                    **options, bootstrap_timeout_ms=int(budget * 1000), request_timeout_ms=int(budget * 1000)
+                )
+            except kafka_errors.KafkaError as exc:
+                found = _diagnose(settings, servers, causes)
+                out_of_time = time.monotonic() + 0.5 >= deadline
+                if found is not None and (found[1] or out_of_time):
+                    raise BrokerCheckError(found[0]) from None
+                if out_of_time:
+                    raise BrokerCheckError(
+                        f"KAFKA_BOOTSTRAP: no answer from {servers} in {timeout:.0f} s "
+                        f"({_scrub(f'{type(exc).__name__}: {exc}', settings)})"
+                    ) from None
+                causes.clear()
+                attempt_s *= 2  # a slow network gets longer attempts, not just more of them
+                continue
+            break
+    try:
+        cluster = admin.describe_cluster()
+    except kafka_errors.KafkaError as exc:
+        # Connected and logged in; a principal without the right to describe the cluster can
+        # still read and write its topics, so this is not a failed check.
+        log.info("connected to Kafka at %s, but cannot describe the cluster: %s", servers, type(exc).__name__)
+        cluster = {}
+    finally:
+        admin.close()
+    return BrokerCheck(
+        bootstrap=servers,
+        security_protocol=settings.kafka_security_protocol,
+        cluster_id=cluster.get("cluster_id"),
+        brokers=len(cluster.get("brokers", ())),
+    )

@@ -5,10 +5,18 @@ configured. ``fetch`` resolves the broker's runtime classpath once into a cache;
 formats a data directory (first time only) and runs ``kafka.Kafka`` until ``stop``. Stopping
 and starting again keeps the port and the data, which is what broker-restart tests need.
 
+With a ``BrokerSecurity`` the client listeners are TLS (``SSL``) and/or ``SASL_SSL`` with
+SCRAM-SHA-512 users instead of PLAINTEXT; ``make_test_certificates`` writes the throwaway CA and
+certificates such a broker needs. The controller listener stays PLAINTEXT on the loopback address.
+
 Command line (CI pre-fetches the jars with the first)::
 
     python -m streams.local_kafka fetch [--kafka-version 4.1.1] [--cache-dir DIR]
     python -m streams.local_kafka run   [--kafka-version 4.1.1] [--cache-dir DIR] [--port N] [--work-dir DIR]
+                                        [--secure DIR]
+
+``run --secure DIR`` writes a CA, certificates and a SCRAM user's password into DIR and starts
+a broker with SASL_SSL and SSL listeners, printing the BREACHWATCH_* settings that reach it.
 
 The defaults come from the settings (BREACHWATCH_KAFKA_VERSION, BREACHWATCH_CACHE_DIR).
 """
@@ -23,6 +31,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -32,11 +41,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +110,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _two_free_ports() -> tuple[int, int]:
-    # Both sockets are held open together so the kernel cannot hand out the same port twice.
-    with socket.socket() as a, socket.socket() as b:
-        a.bind((HOST, 0))
-        b.bind((HOST, 0))
-        return int(a.getsockname()[1]), int(b.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    # All sockets are held open together so the kernel cannot hand out the same port twice.
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def _cluster_id() -> str:
@@ -141,12 +154,197 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# --- TLS and SCRAM ------------------------------------------------------------------------
+
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SECURE_PROTOCOLS = ("SASL_SSL", "SSL")
+# StorageTool parses `--add-scram 'SCRAM-SHA-512=[name=...,password=...]'` itself: a ',', ']',
+# '=' or quote inside a name or password would cut the entry short, and the same text goes
+# into a JAAS line, so only characters that are safe in both are accepted.
+_SCRAM_TEXT_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
+_BROKER_USER = "breachwatch-broker"
+_BROKER_SECRET = "broker-scram.secret"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a throwaway certificate authority and the certificates it signed.
+
+    ``broker_keystore`` holds the broker's private key followed by its certificate chain, the
+    layout Kafka's ``ssl.keystore.type=PEM`` reads from ``ssl.keystore.location``.
+    """
+
+    ca_cert: Path
+    broker_keystore: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _pem_key(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    # Unencrypted PKCS#8 is the one private-key form both Kafka's PEM keystore (with no
+    # ssl.key.password) and Python's ssl module read.
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def make_test_certificates(
+    directory: Path, hosts: Sequence[str] = (HOST, "localhost"), valid_days: int = 7
+) -> TlsFiles:
+    """Write a new CA, a broker certificate for ``hosts`` and a client certificate into ``directory``.
+
+    For test and local brokers only: the CA's key is discarded once it has signed, so nothing
+    else can ever be issued under it. Hosts that parse as IP addresses become IP SANs (what
+    hostname checks against ``127.0.0.1`` need), the rest DNS SANs.
+    """
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    except ImportError:  # pragma: no cover - a dependency of sendgrid, so normally present
+        raise LocalKafkaError("the `cryptography` package is needed to generate test certificates") from None
+    if not hosts:
+        raise ValueError("a broker certificate needs at least one host name or address")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC) - timedelta(minutes=5)  # tolerate a little clock skew
+    until = now + timedelta(days=valid_days)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "BreachWatch test CA (throwaway)"),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            ]
+        )
+
+    # P-256 keys: generated in microseconds where RSA takes a noticeable share of a test's
+    # time, and accepted by Java's TLS stack and Python's ssl module alike.
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("breachwatch-test-ca")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def issue(common_name: str, usages: list[x509.ObjectIdentifier], sans: list[x509.GeneralName]) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(common_name))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(until)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return key, builder.sign(ca_key, hashes.SHA256())
+
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    # The broker's certificate also serves as its client identity towards itself on the
+    # inter-broker listener, hence clientAuth beside serverAuth.
+    broker_key, broker_cert = issue(
+        "breachwatch-test-broker", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], sans
+    )
+    client_key, client_cert = issue("breachwatch-test-client", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+
+    pem = serialization.Encoding.PEM
+    files = TlsFiles(
+        ca_cert=directory / "ca.pem",
+        broker_keystore=directory / "broker-keystore.pem",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client-key.pem",
+    )
+    files.ca_cert.write_bytes(ca_cert.public_bytes(pem))
+    _write_private(
+        files.broker_keystore, _pem_key(broker_key) + broker_cert.public_bytes(pem) + ca_cert.public_bytes(pem)
+    )
+    files.client_cert.write_bytes(client_cert.public_bytes(pem))
+    _write_private(files.client_key, _pem_key(client_key))
+    return files
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """How a local broker's client listeners are locked down.
+
+    Each protocol in ``protocols`` (``SASL_SSL`` and/or ``SSL``) gets a listener of its own and
+    the PLAINTEXT client listener is dropped; the first is the broker's main address and its
+    inter-broker listener. ``scram_users`` (name -> password) are SCRAM-SHA-512 credentials
+    written when the storage is formatted, so they exist before the broker first serves.
+    ``client_auth`` makes the ``SSL`` listener demand a client certificate (mutual TLS).
+    """
+
+    tls: TlsFiles
+    scram_users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    protocols: tuple[str, ...] = SECURE_PROTOCOLS
+    client_auth: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.protocols or len(set(self.protocols)) != len(self.protocols):
+            raise ValueError("protocols must name SASL_SSL and/or SSL, each once")
+        unknown = set(self.protocols) - set(SECURE_PROTOCOLS)
+        if unknown:
+            raise ValueError(f"unsupported listener protocol(s) {sorted(unknown)}; use SASL_SSL and/or SSL")
+        if "SASL_SSL" in self.protocols and not self.scram_users:
+            raise ValueError("a SASL_SSL listener needs at least one SCRAM user to be of any use")
+        for user, password in self.scram_users.items():
+            if not _SCRAM_TEXT_RE.match(user) or user == _BROKER_USER:
+                raise ValueError(f"SCRAM user name {user!r:.40} must be 1-128 of A-Z a-z 0-9 . _ @ + - (not reserved)")
+            if not _SCRAM_TEXT_RE.match(password):
+                # The password itself is never echoed, not even here.
+                raise ValueError(f"the password of SCRAM user {user!r} must be 1-128 of A-Z a-z 0-9 . _ @ + -")
+
+
 class LocalKafka:
     """One Kafka broker + controller process on 127.0.0.1 with its own data directory.
 
     ``port`` and the controller port are chosen once (free ports, unless ``port`` is given) and
     kept for the life of this object, so ``stop()`` then ``start()`` brings the same broker
-    back at the same address with its data.
+    back at the same address with its data. With ``security`` the client listeners are the
+    TLS / SASL_SSL ones it names (``port`` is then the first one's) instead of PLAINTEXT.
     """
 
     def __init__(
@@ -157,6 +355,7 @@ class LocalKafka:
         port: int | None = None,
         heap: str = "512m",
         extra_properties: dict[str, str] | None = None,
+        security: BrokerSecurity | None = None,
     ) -> None:
         if not _VERSION_RE.match(version):
             raise ValueError(f"Kafka version must look like 4.1.1, got {version!r}")
@@ -169,10 +368,12 @@ class LocalKafka:
         self.version = version
         self.heap = heap
         self.extra_properties = dict(extra_properties or {})
+        self.security = security
         self._work_dir = Path(work_dir) if work_dir is not None else None
         self._owns_work_dir = work_dir is None
         self._port = port
         self._controller_port: int | None = None
+        self._secure_ports: dict[str, int] = {}  # protocol -> port, with ``security`` only
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_handle: IO[bytes] | None = None
         self._atexit_registered = False
@@ -272,9 +473,33 @@ class LocalKafka:
             raise LocalKafkaError("the local broker has not been started, so it has no address yet")
         return f"{HOST}:{self._port}"
 
+    @property
+    def protocol(self) -> str:
+        """The security protocol of ``bootstrap``: PLAINTEXT, or the first of ``security.protocols``."""
+        return self.security.protocols[0] if self.security is not None else "PLAINTEXT"
+
+    def bootstrap_for(self, protocol: str) -> str:
+        """``127.0.0.1:<port>`` of the listener speaking ``protocol`` (PLAINTEXT, SSL or SASL_SSL)."""
+        if self._port is None:
+            raise LocalKafkaError("the local broker has not been started, so it has no address yet")
+        if protocol == self.protocol:
+            return self.bootstrap
+        if protocol not in self._secure_ports:
+            raise LocalKafkaError(
+                f"this broker has no {protocol} listener (it has {', '.join(self.listener_protocols)})"
+            )
+        return f"{HOST}:{self._secure_ports[protocol]}"
+
+    @property
+    def listener_protocols(self) -> tuple[str, ...]:
+        """The security protocols clients can connect with, the main one first."""
+        return self.security.protocols if self.security is not None else ("PLAINTEXT",)
+
     def properties(self) -> dict[str, str]:
         """The broker's ``server.properties`` (ports must have been chosen)."""
         assert self._port is not None and self._controller_port is not None
+        if self.security is not None:
+            return self._secure_properties(self.security)
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -290,11 +515,86 @@ class LocalKafka:
         props.update(self.extra_properties)
         return props
 
+    def _secure_properties(self, security: BrokerSecurity) -> dict[str, str]:
+        """``server.properties`` with TLS / SASL_SSL client listeners and a PLAINTEXT controller."""
+        assert self._controller_port is not None
+        client = [f"{protocol}://{HOST}:{self._secure_ports[protocol]}" for protocol in security.protocols]
+        controller = f"CONTROLLER://{HOST}:{self._controller_port}"
+        inter_broker = security.protocols[0]
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "listeners": ",".join([*client, controller]),
+            "advertised.listeners": ",".join(client),
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": inter_broker,
+            "listener.security.protocol.map": ",".join(
+                [*(f"{protocol}:{protocol}" for protocol in security.protocols), "CONTROLLER:PLAINTEXT"]
+            ),
+            "controller.quorum.bootstrap.servers": f"{HOST}:{self._controller_port}",
+            "log.dirs": str(self.work_dir / "data"),
+            # PEM files directly: no keytool step, and the same files the Python client reads.
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(security.tls.broker_keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(security.tls.ca_cert),
+            **_TEST_PROPERTIES,
+        }
+        if security.client_auth and "SSL" in security.protocols:
+            props["listener.name.ssl.ssl.client.auth"] = "required"
+        if "SASL_SSL" in security.protocols:
+            props["sasl.enabled.mechanisms"] = SCRAM_MECHANISM
+            if inter_broker == "SASL_SSL":
+                props["sasl.mechanism.inter.broker.protocol"] = SCRAM_MECHANISM
+                password = self._broker_password()
+                props[f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                    f'username="{_BROKER_USER}" password="{password}";'
+                )
+        props.update(self.extra_properties)
+        return props
+
+    def _broker_password(self) -> str:
+        """The broker's own SCRAM password, kept beside its data so a restart finds it again."""
+        path = self.work_dir / _BROKER_SECRET
+        if not path.exists():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            _write_private(path, secrets.token_urlsafe(24).encode("ascii"))
+        return path.read_text(encoding="ascii").strip()
+
+    def _probe_options(self) -> dict[str, Any]:
+        """kafka-python options with which the readiness probe connects to ``bootstrap``."""
+        if self.security is None:
+            return {}
+        options: dict[str, Any] = {
+            "security_protocol": self.protocol,
+            "ssl_cafile": str(self.security.tls.ca_cert),
+        }
+        if self.protocol == "SSL" and self.security.client_auth:
+            options["ssl_certfile"] = str(self.security.tls.client_cert)
+            options["ssl_keyfile"] = str(self.security.tls.client_key)
+        if self.protocol == "SASL_SSL":
+            from streams.kafka_client import RedactedStr  # kafka-python logs its options at DEBUG
+
+            options["sasl_mechanism"] = SCRAM_MECHANISM
+            options["sasl_plain_username"] = _BROKER_USER
+            options["sasl_plain_password"] = RedactedStr(self._broker_password())
+        return options
+
     def _choose_ports(self) -> None:
         if self._controller_port is not None:
             return
+        if self.security is not None:
+            # One port per listener plus the controller's; a given port is never handed out twice.
+            spare = [p for p in _free_ports(len(self.security.protocols) + 1) if p != self._port]
+            if self._port is None:
+                self._port = spare.pop(0)
+            self._controller_port = spare.pop(0)
+            self._secure_ports = {self.protocol: self._port}
+            self._secure_ports.update(zip(self.security.protocols[1:], spare, strict=False))
+            return
         if self._port is None:
-            self._port, self._controller_port = _two_free_ports()
+            self._port, self._controller_port = _free_ports(2)
         else:
             self._controller_port = free_port()
             while self._controller_port == self._port:
@@ -338,6 +638,18 @@ class LocalKafka:
         key = hashlib.sha256(f"{binary}:{info.st_mtime_ns}:{info.st_size}".encode()).hexdigest()[:12]
         return self.home / f"classes-{key}.jsa"
 
+    def _scram_arguments(self) -> list[str]:
+        """StorageTool ``--add-scram`` arguments: the users exist from the first start, no admin step."""
+        if self.security is None or "SASL_SSL" not in self.security.protocols:
+            return []
+        users = dict(self.security.scram_users)
+        if self.protocol == "SASL_SSL":
+            users[_BROKER_USER] = self._broker_password()
+        arguments = []
+        for user, password in users.items():
+            arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
+        return arguments
+
     def _format(self, java: str, libs: Path, server: Path, log4j: Path) -> None:
         """Format the data directory once; a directory already formatted keeps its data."""
         if (self.work_dir / "data" / "meta.properties").exists():
@@ -352,6 +664,7 @@ class LocalKafka:
             _cluster_id(),
             "--config",
             str(server),
+            *self._scram_arguments(),
         ]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -486,6 +799,7 @@ class LocalKafka:
                 # Short timeouts: a ready broker answers in milliseconds, and a port held by
                 # some other program must not keep this loop from seeing the broker's log.
                 admin = KafkaAdminClient(
+                    **self._probe_options(),
                     bootstrap_servers=self.bootstrap,
                     client_id="breachwatch-local-kafka-probe",
                     bootstrap_timeout_ms=int(max(0.5, min(remaining, 2.0)) * 1000),
@@ -547,6 +861,7 @@ class LocalKafka:
             self._work_dir = None
             self._port = None
             self._controller_port = None
+            self._secure_ports = {}
 
     def _at_exit(self) -> None:
         with suppress(Exception):
@@ -568,6 +883,21 @@ class LocalKafka:
         return f"LocalKafka(version={self.version!r}, port={self._port}, {state})"
 
 
+_LOCAL_USER = "breachwatch"
+_LOCAL_PASSWORD_FILE = "kafka-password"
+
+
+def _local_security(directory: Path) -> BrokerSecurity:
+    """``run --secure``: fresh certificates in ``directory``, and one SCRAM user whose password
+    is kept in a file there (reused, so a broker restarted on the same data still accepts it)."""
+    tls = make_test_certificates(directory)
+    password_file = directory / _LOCAL_PASSWORD_FILE
+    if not password_file.exists():
+        _write_private(password_file, secrets.token_urlsafe(24).encode("ascii"))
+    password = password_file.read_text(encoding="ascii").strip()
+    return BrokerSecurity(tls=tls, scram_users={_LOCAL_USER: password})
+
+
 def _main(argv: list[str] | None = None) -> int:
     from breachwatch.settings import ConfigError, load_settings
 
@@ -585,12 +915,25 @@ def _main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", parents=[common], help="start a broker and keep it running until Ctrl-C")
     run.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
     run.add_argument("--work-dir", type=Path, default=None, help="data directory (default: a temporary one)")
+    run.add_argument(
+        "--secure",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="SASL_SSL (SCRAM-SHA-512) and SSL listeners only; a CA, certificates and the password go into DIR",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the client library's chatter
 
+    secure_dir: Path | None = getattr(args, "secure", None)
+    security = _local_security(secure_dir) if secure_dir is not None else None
     broker = LocalKafka(
-        args.cache_dir, args.kafka_version, work_dir=getattr(args, "work_dir", None), port=getattr(args, "port", None)
+        args.cache_dir,
+        args.kafka_version,
+        work_dir=getattr(args, "work_dir", None),
+        port=getattr(args, "port", None),
+        security=security,
     )
     try:
         if args.command == "fetch":
@@ -602,6 +945,17 @@ def _main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         with broker:
             print(f"KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
+            if security is not None and secure_dir is not None:
+                # The settings that reach the SASL_SSL listener; the password stays in its file.
+                print(
+                    f"BREACHWATCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
+                    f"BREACHWATCH_KAFKA_SASL_MECHANISM={SCRAM_MECHANISM}\n"
+                    f"BREACHWATCH_KAFKA_SASL_USERNAME={_LOCAL_USER}\n"
+                    f"BREACHWATCH_KAFKA_SASL_PASSWORD_FILE={secure_dir / _LOCAL_PASSWORD_FILE}\n"
+                    f"BREACHWATCH_KAFKA_SSL_CAFILE={security.tls.ca_cert}\n"
+                    f"# TLS without SASL (SSL): {broker.bootstrap_for('SSL')}",
+                    flush=True,
+                )
             print(f"log: {broker.log_path}  (Ctrl-C to stop)", flush=True)
             with suppress(KeyboardInterrupt):
                 while broker.running:
