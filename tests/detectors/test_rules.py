@@ -663,7 +663,8 @@ _actors = st.sampled_from(["u-ayesha", "u-m", "st-bilal", "st-old", "st-ghost", 
 _tenants = st.sampled_from(["t-indus", "t-rhein"]) | _ids
 _zones = st.sampled_from([UTC, timezone(timedelta(hours=5)), timezone(timedelta(hours=-9, minutes=-30))])
 _times = st.one_of(
-    st.datetimes(timezones=_zones),
+    # A day's margin at both ends: a time that has no UTC equivalent is not a valid event time.
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_zones),
     st.datetimes(datetime(2026, 11, 24), datetime(2026, 11, 25), timezones=st.just(UTC)),
 )
 _ips = st.sampled_from(["203.0.113.9", "192.0.2.1", "2001:db8::1"]) | _ids

@@ -118,3 +118,8 @@ def test_wrong_types_are_schema_failures(doc: dict) -> None:
         decode("erp.access", json.dumps({**GOOD, **doc}).encode(), 10_000)
     except DecodeFailure as failure:
         assert failure.kind == "schema"
+
+
+def test_a_time_before_year_one_in_utc_is_a_schema_failure() -> None:
+    failure = _fail("erp.access", json.dumps({**GOOD, "ts": "0001-01-01T00:00:00+05:00"}).encode())
+    assert failure.kind == "schema" and "ts" in failure.reason
