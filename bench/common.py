@@ -80,6 +80,11 @@ def run_settings(bootstrap: str, workdir: Path, partitions: int, **extra: Any) -
     )
 
 
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment for a ``breachwatch run`` process that joins this benchmark's topics and group."""
+    return settings.as_env("kafka_bootstrap", "topic_prefix", "group_id", "db_url", "outbox_dir")
+
+
 def emit(result: dict[str, Any]) -> None:
     """The benchmark's one machine-readable line, printed last."""
     print(json.dumps(result), flush=True)

@@ -27,7 +27,7 @@ from kafka import KafkaProducer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bench.common import broker, dump_for, emit, run_settings
+from bench.common import broker, dump_for, emit, run_settings, service_env
 from breachwatch import app
 from incidents.db import IncidentRow
 from streams.dump import dump_file, message_key, read_lines
@@ -85,15 +85,7 @@ def main() -> None:
             for _, raw in read_lines(dump_file(dump, topic)):
                 producer.send(settings.topic(topic), key=message_key(topic, raw), value=raw)
         producer.flush()
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP": bootstrap,
-            "BREACHWATCH_TOPIC_PREFIX": settings.topic_prefix,
-            "BREACHWATCH_GROUP_ID": settings.group_id,
-            "BREACHWATCH_DB_URL": settings.db_url,
-            "BREACHWATCH_OUTBOX_DIR": str(settings.outbox_dir),
-            "BREACHWATCH_POLL_TIMEOUT_MS": "50",
-        }
+        env = {**os.environ, **service_env(settings), "BREACHWATCH_POLL_TIMEOUT_MS": "50"}
         service = subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
         time.sleep(8)  # let it join the group and load the reference tables
 

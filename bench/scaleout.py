@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from bench.common import broker, count_events, dump_for, emit, run_settings
+from bench.common import broker, count_events, dump_for, emit, run_settings, service_env
 from breachwatch import app
 from breachwatch.settings import Settings
 from incidents.store import IncidentStore
@@ -48,14 +48,7 @@ def run_group(bootstrap: str, work: Path, dump: Path, consumers: int, partitions
     settings = run_settings(bootstrap, work, partitions)
     ensure_topics(settings, bootstrap)
     produce_dump(settings, bootstrap, dump)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "BREACHWATCH_TOPIC_PREFIX": settings.topic_prefix,
-        "BREACHWATCH_GROUP_ID": settings.group_id,
-        "BREACHWATCH_DB_URL": settings.db_url,
-        "BREACHWATCH_OUTBOX_DIR": str(settings.outbox_dir),
-    }
+    env = {**os.environ, **service_env(settings)}
     app.database(settings)  # create the schema once, before the consumers race to
     started = time.perf_counter()
     procs = [

@@ -6,6 +6,7 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ def _run_service(settings: Settings, *, until_caught_up: bool, bootstrap: str | 
     model = app.load_model(settings.model_path)
     pipeline = app.build_pipeline(settings, engine, model)
     dispatcher = app.dispatcher(settings, engine)
-    with app.kafka_bootstrap(settings, _echo) if bootstrap is None else _given(bootstrap) as boot:
+    with app.kafka_bootstrap(settings, _echo) if bootstrap is None else nullcontext(bootstrap) as boot:
         checked = check_connection(settings, boot)
         _echo(f"Kafka at {checked.bootstrap}: {checked.security_protocol}, {checked.brokers} broker(s)")
         ensure_topics(settings, boot)
@@ -122,17 +123,6 @@ def _run_service(settings: Settings, *, until_caught_up: bool, bootstrap: str | 
             stats = service.run(until_caught_up=until_caught_up)
     dispatcher.drain()
     return stats
-
-
-class _given:
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __enter__(self) -> str:
-        return self.value
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 # --- replay ---------------------------------------------------------------------------------

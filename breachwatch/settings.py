@@ -147,6 +147,19 @@ class Settings(BaseSettings):
         value = getattr(self, name)
         return value.get_secret_value() if isinstance(value, SecretStr) else None
 
+    def as_env(self, *names: str) -> dict[str, str]:
+        """These settings as the environment variables that reproduce them, for starting
+        another BreachWatch process (a consumer, a benchmark's service). Unset ones are left out;
+        secrets are refused: they reach a child process only through the operator's environment."""
+        env: dict[str, str] = {}
+        for name in names:
+            if name in SECRET_FIELDS:
+                raise ValueError(f"{name} is a secret and is not copied into an environment")
+            value = getattr(self, name)
+            if value is not None:
+                env["KAFKA_BOOTSTRAP" if name == "kafka_bootstrap" else _env_name(name)] = str(value)
+        return env
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 

@@ -5,6 +5,7 @@ domain function it calls."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -358,64 +359,69 @@ def get_activity(request: Request, incident_id: str, caller: Viewer) -> Activity
     )
 
 
-@router.post("/incidents/{incident_id}/confirm-breach", response_model=IncidentDetail)
-def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Approver) -> IncidentDetail:
-    """Record that the caller became aware of a breach now; starts customer notices if installed."""
+def _lifecycle_action(
+    request: Request,
+    incident_id: str,
+    write: Callable[[Session], Any],
+    not_found: str = "no such incident",
+    shows_new: bool = False,
+) -> IncidentDetail:
+    """Run one lifecycle change in its own transaction and answer with the incident, or with
+    the new incident ``write`` returns when ``shows_new`` (a split)."""
     ctx = ctx_of(request)
     try:
         with ctx.session() as session, session.begin():
-            lifecycle.confirm_breach(session, incident_id, caller.actor, body.reason or "", settings=ctx.settings)
-    except IncidentNotFound:
-        raise HTTPException(status_code=404, detail="no such incident") from None
+            result = write(session)
+            shown = result.incident_id if shows_new else incident_id
+    except IncidentNotFound as exc:
+        raise HTTPException(status_code=404, detail=not_found.format(exc=str(exc)[:64])) from None
     except LifecycleError as exc:
         raise _conflict(exc) from None
     with ctx.session() as session:
-        return _detail(session, _get(session, incident_id))
+        return _detail(session, _get(session, shown))
+
+
+@router.post("/incidents/{incident_id}/confirm-breach", response_model=IncidentDetail)
+def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Approver) -> IncidentDetail:
+    """Record that the caller became aware of a breach now; starts customer notices if installed."""
+    settings = ctx_of(request).settings
+    return _lifecycle_action(
+        request,
+        incident_id,
+        lambda s: lifecycle.confirm_breach(s, incident_id, caller.actor, body.reason or "", settings=settings),
+    )
 
 
 @router.post("/incidents/{incident_id}/merge", response_model=IncidentDetail)
 def merge(request: Request, incident_id: str, body: MergeIn, caller: Responder) -> IncidentDetail:
     """Fold other incidents into this one."""
-    ctx = ctx_of(request)
-    try:
-        with ctx.session() as session, session.begin():
-            lifecycle.merge(session, incident_id, body.source_ids, caller.actor, body.reason)
-    except IncidentNotFound as exc:
-        raise HTTPException(status_code=404, detail=f"no incident {str(exc)[:64]}") from None
-    except LifecycleError as exc:
-        raise _conflict(exc) from None
-    with ctx.session() as session:
-        return _detail(session, _get(session, incident_id))
+    return _lifecycle_action(
+        request,
+        incident_id,
+        lambda s: lifecycle.merge(s, incident_id, body.source_ids, caller.actor, body.reason),
+        not_found="no incident {exc}",
+    )
 
 
 @router.post("/incidents/{incident_id}/split", response_model=IncidentDetail, status_code=201)
 def split(request: Request, incident_id: str, body: SplitIn, caller: Responder) -> IncidentDetail:
     """Move findings out into a new incident; returns the new incident."""
-    ctx = ctx_of(request)
-    try:
-        with ctx.session() as session, session.begin():
-            new_id = lifecycle.split(session, incident_id, body.finding_ids, caller.actor, body.reason).incident_id
-    except IncidentNotFound:
-        raise HTTPException(status_code=404, detail="no such incident") from None
-    except LifecycleError as exc:
-        raise _conflict(exc) from None
-    with ctx.session() as session:
-        return _detail(session, _get(session, new_id))
+    return _lifecycle_action(
+        request,
+        incident_id,
+        lambda s: lifecycle.split(s, incident_id, body.finding_ids, caller.actor, body.reason),
+        shows_new=True,
+    )
 
 
 @router.post("/incidents/{incident_id}/{action}", response_model=IncidentDetail)
 def act(request: Request, incident_id: str, action: Action, body: ReasonIn, caller: Responder) -> IncidentDetail:
     """Acknowledge, investigate, contain, resolve, mark false positive, or reopen."""
-    ctx = ctx_of(request)
-    try:
-        with ctx.session() as session, session.begin():
-            lifecycle.transition(session, incident_id, action, caller.actor, body.reason)
-    except IncidentNotFound:
-        raise HTTPException(status_code=404, detail="no such incident") from None
-    except LifecycleError as exc:
-        raise _conflict(exc) from None
-    with ctx.session() as session:
-        return _detail(session, _get(session, incident_id))
+    return _lifecycle_action(
+        request,
+        incident_id,
+        lambda s: lifecycle.transition(s, incident_id, action, caller.actor, body.reason),
+    )
 
 
 @router.get("/silences", response_model=list[SilenceOut], tags=["silences"])

@@ -504,20 +504,25 @@ def silence_add(
                 ip=ip,
             )
     except SilenceError as exc:
-        with ctx.session() as session:
-            rows = silences.list_silences(session)
-        return ctx.page(
-            request,
-            "silences.html",
-            caller,
-            status=422,
-            silences=rows,
-            done="",
-            error=str(exc),
-            include_ended=False,
-            now=utcnow(),
-        )
+        return _silences_refused(request, ctx, caller, exc, status=422)
     return _see("/silences", "silenced")
+
+
+def _silences_refused(request: Request, ctx: Any, caller: Any, exc: Exception, *, status: int) -> Any:
+    """The silences page again, saying why the change was refused."""
+    with ctx.session() as session:
+        rows = silences.list_silences(session)
+    return ctx.page(
+        request,
+        "silences.html",
+        caller,
+        status=status,
+        silences=rows,
+        done="",
+        error=str(exc),
+        include_ended=False,
+        now=utcnow(),
+    )
 
 
 @router.post("/silences/{silence_id}/expire")
@@ -530,19 +535,7 @@ def silence_expire(
         with ctx.session() as session, session.begin():
             silences.expire(session, silence_id, caller.actor)
     except SilenceError as exc:
-        with ctx.session() as session:
-            rows = silences.list_silences(session)
-        return ctx.page(
-            request,
-            "silences.html",
-            caller,
-            status=409,
-            silences=rows,
-            done="",
-            error=str(exc),
-            include_ended=False,
-            now=utcnow(),
-        )
+        return _silences_refused(request, ctx, caller, exc, status=409)
     return _see("/silences", "expired")
 
 

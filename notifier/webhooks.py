@@ -19,7 +19,6 @@ import base64
 import binascii
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from detectors.base import stable_id
 from incidents.db import utcnow
 from notifier.channels.sendgrid_api import CUSTOM_ARG
+from notifier.channels.webhook import fresh_timestamp
 from notifier.message import MESSAGE_ID, one_line
 from notifier.notices.models import NoticeDeliveryRow, NoticeReceiptRow
 from notifier.outbox import OutboxRow
@@ -132,11 +132,7 @@ def verify_signature(
     tolerance_s: int = TOLERANCE_S,
 ) -> bool:
     """Whether SendGrid signed ``body`` at ``timestamp`` (ECDSA P-256, SHA-256) recently enough."""
-    try:
-        sent = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - sent) > tolerance_s:
+    if fresh_timestamp(timestamp, now=now, tolerance_s=tolerance_s) is None:
         return False
     try:
         key = load_der_public_key(base64.b64decode(public_key, validate=True))

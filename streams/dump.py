@@ -56,29 +56,22 @@ def message_key(topic: str, raw: bytes) -> bytes | None:
     return value.encode("utf-8") if isinstance(value, str) else None
 
 
+def _decoded(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[Any]:
+    """Each line of a topic file decoded; a line that cannot be is handed to ``sink``."""
+    for lineno, raw in read_lines(dump_file(dump, topic)):
+        try:
+            yield decode(topic, raw, max_bytes)
+        except DecodeFailure as failure:
+            sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
+
+
 def load_reference_tables(pipeline: Pipeline, dump: Path, sink: DeadLetterSink, max_bytes: int) -> int:
     n = 0
     for topic in REFERENCE_TOPICS:
-        for lineno, raw in read_lines(dump_file(dump, topic)):
-            try:
-                value = decode(topic, raw, max_bytes)
-            except DecodeFailure as failure:
-                sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
-                continue
-            if value is not None:
-                pipeline.apply_reference(topic, getattr(value, KEY_FIELD[topic]), value)
-                n += 1
+        for value in _decoded(dump, topic, sink, max_bytes):
+            pipeline.apply_reference(topic, getattr(value, KEY_FIELD[topic]), value)
+            n += 1
     return n
-
-
-def _decoded(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[Event]:
-    for lineno, raw in read_lines(dump_file(dump, topic)):
-        try:
-            event = decode(topic, raw, max_bytes)
-        except DecodeFailure as failure:
-            sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
-            continue
-        yield event  # type: ignore[misc]
 
 
 def iter_events(dump: Path, sink: DeadLetterSink, max_bytes: int) -> Iterator[Event]:

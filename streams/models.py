@@ -181,8 +181,3 @@ SCHEMA_FILE: dict[str, str] = {
     STAFF: "staff.schema.json",
     TICKETS: "ticket.schema.json",
 }
-
-
-def event_time(event: Event) -> datetime:
-    """The event's own time, the clock every window and deadline is measured on."""
-    return event.ts

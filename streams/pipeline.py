@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,11 +216,6 @@ class Backoff:
                     self.on_wait(delay, exc)
                 time.sleep(delay)
                 delay = min(self.cap, delay * 2)
-
-
-def batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 class EventTimeBuffer:

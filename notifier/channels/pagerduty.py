@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr
 
 from notifier.channels.base import LookupResult, NotFound, PermanentError
-from notifier.channels.webhook import post_json
+from notifier.channels.webhook import HttpClientMixin, post_json
 from notifier.message import OutboxMessage, one_line, truncate
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -33,7 +33,7 @@ SEVERITIES = {
 }
 
 
-class PagerDutyChannel:
+class PagerDutyChannel(HttpClientMixin):
     """Triggers PagerDuty alerts through the Events API v2."""
 
     def __init__(
@@ -93,14 +93,3 @@ class PagerDutyChannel:
     def lookup(self, message_id: str) -> LookupResult:
         # Not a claim that PagerDuty lacks it: a resend under the same dedup_key is a no-op there.
         return NotFound()
-
-    def _http(self) -> httpx.Client:
-        # Made on first use: building the channel (e.g. to list what is configured) stays free.
-        if self._client is None:
-            self._client = httpx.Client(timeout=self._timeout, transport=self._transport, follow_redirects=False)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None

@@ -14,7 +14,7 @@ import json
 import httpx
 from pydantic import SecretStr
 
-from notifier.channels.webhook import post_json
+from notifier.channels.webhook import HttpClientMixin, post_json
 from notifier.message import OutboxMessage, truncate
 
 MAX_TEXT = 3500  # Slack truncates long messages; the console has the full text
@@ -25,7 +25,7 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class SlackChannel:
+class SlackChannel(HttpClientMixin):
     """Posts each message to one Slack incoming webhook."""
 
     def __init__(
@@ -49,14 +49,3 @@ class SlackChannel:
     def send(self, message: OutboxMessage) -> None:
         body = json.dumps(self.payload(message), ensure_ascii=False).encode()
         post_json(self._http(), self._url, body, what="Slack webhook", secrets=(self._url,))
-
-    def _http(self) -> httpx.Client:
-        # Made on first use: building the channel (e.g. to list what is configured) stays free.
-        if self._client is None:
-            self._client = httpx.Client(timeout=self._timeout, transport=self._transport, follow_redirects=False)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None

@@ -97,6 +97,15 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
 
 
+def fresh_timestamp(timestamp: str, *, now: float | None, tolerance_s: int) -> int | None:
+    """The signed request's Unix time, or None when it is malformed or too far from now (a replay)."""
+    try:
+        sent = int(timestamp)
+    except (TypeError, ValueError):
+        return None
+    return sent if abs((time.time() if now is None else now) - sent) <= tolerance_s else None
+
+
 def verify(
     secret: SecretStr | str,
     body: bytes,
@@ -107,17 +116,33 @@ def verify(
     tolerance_s: int = DEFAULT_TOLERANCE_S,
 ) -> bool:
     """What a receiver does: the signature matches and the timestamp is recent."""
-    try:
-        sent = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - sent) > tolerance_s:
+    sent = fresh_timestamp(timestamp, now=now, tolerance_s=tolerance_s)
+    if sent is None:
         return False
     expected = sign(_secret(secret), str(sent), body)
     return hmac.compare_digest(expected.encode(), (signature or "").encode())
 
 
-class WebhookChannel:
+class HttpClientMixin:
+    """The one HTTP client of an HTTP channel, made on first use (building the channel, e.g.
+    to list what is configured, stays free); channels set ``_timeout``, ``_transport``, ``_client``."""
+
+    _timeout: float
+    _transport: httpx.BaseTransport | None
+    _client: httpx.Client | None
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self._timeout, transport=self._transport, follow_redirects=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class WebhookChannel(HttpClientMixin):
     """POSTs each message as signed JSON to one URL."""
 
     def __init__(
@@ -172,14 +197,3 @@ class WebhookChannel:
             secrets=(self._secret,),
         )
         return message.message_id
-
-    def _http(self) -> httpx.Client:
-        # Made on first use: building the channel (e.g. to list what is configured) stays free.
-        if self._client is None:
-            self._client = httpx.Client(timeout=self._timeout, transport=self._transport, follow_redirects=False)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None

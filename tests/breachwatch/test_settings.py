@@ -83,3 +83,25 @@ def test_oncall_addresses_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BREACHWATCH_ONCALL_EMAILS", "not an address")
     with pytest.raises(ConfigError, match="BREACHWATCH_ONCALL_EMAILS"):
         load_settings()
+
+
+def test_as_env_reproduces_settings_in_another_process_but_never_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(kafka_bootstrap="k.example:9092", topic_prefix="p.", partitions=6, outbox_dir=Path("/srv/out"))
+    env = s.as_env("kafka_bootstrap", "topic_prefix", "partitions", "outbox_dir", "model_path")
+    assert env == {
+        "KAFKA_BOOTSTRAP": "k.example:9092",
+        "BREACHWATCH_TOPIC_PREFIX": "p.",
+        "BREACHWATCH_PARTITIONS": "6",
+        "BREACHWATCH_OUTBOX_DIR": "/srv/out",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    again = load_settings()
+    assert (again.kafka_bootstrap, again.topic_prefix, again.partitions, again.outbox_dir) == (
+        s.kafka_bootstrap,
+        s.topic_prefix,
+        s.partitions,
+        s.outbox_dir,
+    )
+    with pytest.raises(ValueError, match="secret"):
+        s.as_env("sendgrid_api_key")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from traffic import TENANTS, cross_tenant
 
 from breachwatch import app
 from breachwatch.settings import Settings, load_settings
@@ -19,39 +20,11 @@ from streams.consumer import Service
 from streams.kafka_client import client_options, ensure_topics
 from streams.local_kafka import LocalKafka
 
-TENANTS = [
-    {
-        "tenant_id": "t-indus",
-        "name": "Indus Textiles",
-        "jurisdiction": "PK",
-        "contacts": [{"email": "sec@indus.example", "role": "security"}],
-    },
-    {
-        "tenant_id": "t-rhein",
-        "name": "Rhein Logistik",
-        "jurisdiction": "DE",
-        "contacts": [{"email": "dpo@rhein.example", "role": "dpo"}],
-    },
-]
 
-
-def cross_tenant(n: int) -> tuple[bytes, bytes]:
+def intruder(n: int) -> tuple[bytes, bytes]:
+    """Key and value of a cross-tenant read by the n-th intruder (one incident each)."""
     actor = f"u-intruder-{n}"
-    doc = {
-        "event_id": f"x-{n}",
-        "ts": f"2026-11-24T10:{n % 60:02d}:00Z",
-        "actor_id": actor,
-        "actor_type": "customer_user",
-        "actor_tenant": "t-indus",
-        "tenant_id": "t-rhein",
-        "action": "read",
-        "resource_type": "customer",
-        "sensitivity": "personal",
-        "records": 12,
-        "ip": "198.51.100.23",
-        "country": "PK",
-    }
-    return actor.encode(), json.dumps(doc).encode()
+    return actor.encode(), json.dumps(cross_tenant(n, actor, records=12)).encode()
 
 
 def produce(settings: Settings, bootstrap: str, numbers: range, tenants: bool = False) -> None:
@@ -60,7 +33,7 @@ def produce(settings: Settings, bootstrap: str, numbers: range, tenants: bool = 
         for t in TENANTS:
             producer.send(settings.topic("erp.tenants"), key=t["tenant_id"].encode(), value=json.dumps(t).encode())
     for n in numbers:
-        key, value = cross_tenant(n)
+        key, value = intruder(n)
         producer.send(settings.topic("erp.access"), key=key, value=value)
     producer.flush()
     producer.close()

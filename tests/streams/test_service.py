@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from traffic import TENANTS, cross_tenant
 
 from breachwatch import app
 from breachwatch.settings import Settings
@@ -26,40 +27,6 @@ from streams.produce import produce_dump
 from streams.simulate import simulate
 
 pytestmark = pytest.mark.kafka
-
-
-def cross_tenant(n: int, actor: str = "u-mallory") -> dict:
-    return {
-        "event_id": f"x-{actor}-{n}",
-        "ts": f"2026-11-24T10:{n:02d}:00Z",
-        "actor_id": actor,
-        "actor_type": "customer_user",
-        "actor_tenant": "t-indus",
-        "tenant_id": "t-rhein",
-        "action": "read",
-        "resource_type": "customer",
-        "sensitivity": "personal",
-        "records": 40,
-        "ip": "198.51.100.23",
-        "country": "PK",
-    }
-
-
-TENANTS = [
-    {
-        "tenant_id": "t-indus",
-        "name": "Indus Textiles",
-        "jurisdiction": "PK",
-        "contacts": [{"email": "sec@indus.example", "role": "security"}],
-    },
-    {
-        "tenant_id": "t-rhein",
-        "name": "Rhein Logistik",
-        "jurisdiction": "DE",
-        "locale": "de",
-        "contacts": [{"email": "dpo@rhein.example", "role": "dpo"}],
-    },
-]
 
 
 def run_service(settings: Settings, bootstrap: str) -> tuple[dict, list]:
@@ -88,7 +55,7 @@ def test_foreign_client_events_and_a_malformed_message(bw_settings: Settings, ka
     )
     bad = '{"event_id": "broken", "ts": "yesterday"'
     lines = [
-        f"u-mallory\t{json.dumps(cross_tenant(1))}",
+        f"u-mallory\t{json.dumps(cross_tenant(1, 'u-mallory'))}",
         f"u-mallory\t{bad}",
         f"u-eve\t{json.dumps(cross_tenant(2, 'u-eve'))}",
     ]
@@ -232,9 +199,7 @@ def test_repeated_sigkill_loses_nothing_and_sends_nothing_twice(
     with SendGridServer(api_key="SG.crash-test-key") as sendgrid:
         env = {
             **os.environ,
-            "KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "BREACHWATCH_TOPIC_PREFIX": bw_settings.topic_prefix,
-            "BREACHWATCH_DB_URL": bw_settings.db_url,
+            **bw_settings.as_env("kafka_bootstrap", "topic_prefix", "db_url"),
             "BREACHWATCH_CHECKPOINT_INTERVAL_S": "1",
             "BREACHWATCH_POLL_MAX_RECORDS": "2000",
             "BREACHWATCH_GROUP_INSTANCE_ID": "crash-test-1",
@@ -306,16 +271,10 @@ def test_sigterm_drains_and_commits(bw_settings: Settings, kafka_bootstrap: str)
     producer = KafkaProducer(**client_options(bw_settings, kafka_bootstrap))
     for n in range(50):
         producer.send(
-            bw_settings.topic("erp.access"), key=b"u-mallory", value=json.dumps(cross_tenant(n % 60)).encode()
+            bw_settings.topic("erp.access"), key=b"u-mallory", value=json.dumps(cross_tenant(n, "u-mallory")).encode()
         )
     producer.flush()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "BREACHWATCH_TOPIC_PREFIX": bw_settings.topic_prefix,
-        "BREACHWATCH_DB_URL": bw_settings.db_url,
-        "BREACHWATCH_OUTBOX_DIR": str(bw_settings.outbox_dir),
-    }
+    env = {**os.environ, **bw_settings.as_env("kafka_bootstrap", "topic_prefix", "db_url", "outbox_dir")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "breachwatch", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
