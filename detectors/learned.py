@@ -494,17 +494,16 @@ class LearnedDetector(Detector):
         return findings
 
     def _carry_over(self, events: Sequence[Event], batch: _Batch) -> None:
-        """Keep the last hour of events of actors that are up to something notable, so a
-        finding raised in the next batch still shows how it started (the failed logins
-        before a takeover). Bounded, and part of the state."""
+        """Keep each active actor's last hour of events, so a finding raised in a later batch
+        still shows how it started (the failed logins before a takeover) and starts at the
+        same event however the stream was cut into batches. Bounded, and part of the state."""
         latest = -1.0
         for aid, idx in batch.indices.items():
-            prof = self._profiles.get(aid)
-            last = events[idx[-1]].ts.timestamp()
-            latest = max(latest, last)
-            if prof is None or last >= prof.notable_until:
+            if aid not in self._profiles:
                 self._carry.pop(aid, None)
                 continue
+            last = events[idx[-1]].ts.timestamp()
+            latest = max(latest, last)
             kept = [e for e in self._carry.get(aid, ()) if last - e.ts.timestamp() <= HOUR]
             kept.extend(events[i] for i in idx if last - events[i].ts.timestamp() <= HOUR)
             self._carry[aid] = kept[-CARRY_CAP:]

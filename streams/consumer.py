@@ -102,7 +102,7 @@ class Service:
         self.producer = KafkaProducer(
             **opts, acks="all", linger_ms=5, max_request_size=max(settings.max_message_bytes * 2, 1_048_576)
         )
-        self.pipeline._db_retry = Backoff(
+        self.pipeline.db_retry = Backoff(
             (OperationalError, DBAPIError), should_stop=self._stop.is_set, on_wait=self._db_waiting
         )
 

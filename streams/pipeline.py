@@ -130,7 +130,9 @@ class Pipeline:
         self.tables = tables or ReferenceTables()
         self.workers: dict[int, PartitionWorker] = {}
         self.stats = Stats()
-        self._db_retry = db_retry or (lambda fn: fn())
+        # How the database write of a batch is retried; the service installs a backoff that
+        # keeps the consumer in its group while the database is away.
+        self.db_retry = db_retry or (lambda fn: fn())
 
     def worker(self, partition: int) -> PartitionWorker:
         w = self.workers.get(partition)
@@ -169,7 +171,7 @@ class Pipeline:
             Checkpoint(self.group_id, p, offsets, self.worker(p).state())
             for p, offsets in sorted((checkpoint_offsets or {}).items())
         ]
-        result = self._db_retry(lambda: self.store.record(findings, self.tables.tenants, checkpoints))
+        result = self.db_retry(lambda: self.store.record(findings, self.tables.tenants, checkpoints))
         self.stats.batches += 1
         self.stats.findings += result.new_findings
         self.stats.duplicate_findings += result.duplicate_findings

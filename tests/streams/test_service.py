@@ -178,11 +178,6 @@ def crash_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dump
 
 
-@pytest.mark.xfail(
-    reason="known bug found by this harness: after restarts the learned detector can open a privilege-escalation "
-    "episode at a different time than an uninterrupted run (issue 7 note); offsets, duplicates and delivery hold",
-    strict=False,
-)
 def test_repeated_sigkill_loses_nothing_and_sends_nothing_twice(
     bw_settings: Settings, kafka_bootstrap: str, crash_dump: Path, tmp_path: Path
 ) -> None:
