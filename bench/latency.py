@@ -12,6 +12,7 @@ attack's latency is from its send to its incident's row being committed (the inc
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +35,11 @@ from incidents.db import IncidentRow
 from streams.dump import dump_file, message_key, read_lines
 from streams.kafka_client import client_options, ensure_topics
 from streams.models import EVENT_TOPICS, REFERENCE_TOPICS
+
+
+def _topic_lines(dump: Path, topic: str) -> Iterator[tuple[str, bytes]]:
+    for _, raw in read_lines(dump_file(dump, topic)):
+        yield topic, raw
 
 
 def _live(raw: bytes, now: datetime) -> bytes:
@@ -89,7 +96,8 @@ def main() -> None:
         service = subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
         time.sleep(8)  # let it join the group and load the reference tables
 
-        lines = ((topic, raw) for topic in EVENT_TOPICS for _, raw in read_lines(dump_file(dump, topic)))
+        # The three event topics interleaved in event-time order, as the ERP emits them.
+        lines = heapq.merge(*(_topic_lines(dump, t) for t in EVENT_TOPICS), key=lambda item: json.loads(item[1])["ts"])
         sent_attacks: dict[str, float] = {}
         started = time.perf_counter()
         next_attack = started
