@@ -730,8 +730,9 @@ class LogDetector(Detector):
     def _close(self, sess: _Session, closed: list[_Assessment]) -> None:
         """Assess a closed session against what was learned before it, decide, then learn.
 
-        Done here, record by record, so that what is learned does not depend on how the
-        stream was cut into batches; only the forest's opinion waits for the batch's end."""
+        Done here, session by session, so that neither what is learned nor the forest's
+        opinion (asked with the forest as it stands at this session's close) depends on how
+        the stream was cut into batches."""
         self._held -= len(sess.events)
         svc = self._services[sess.service]
         a = _Assessment(sess, self._warm(svc), svc.learned)
@@ -743,6 +744,8 @@ class LogDetector(Detector):
             a.threshold = svc.threshold(self) if a.raw >= 1.0 - _MIX_WEIGHT else 1.0
             a.flagged = a.raw >= a.threshold
             svc.recent_scores.append(a.raw)
+            if a.raw >= a.threshold - _MIX_WEIGHT:
+                self._consult_forest(svc, a)
         svc.learn(sess, self, flagged=a.flagged)
         if not a.flagged:
             svc.sample_session(sess, self)
@@ -818,37 +821,38 @@ class LogDetector(Detector):
             )
 
     def _finish(self, closed: list[_Assessment], findings: list[Finding]) -> None:
-        """Score the batch's closed sessions, grouped by service so the forest runs once each."""
+        """Turn the batch's closed sessions that reached their threshold into findings."""
         by_service: dict[str, list[_Assessment]] = {}
         for a in closed:
             by_service.setdefault(a.session.service, []).append(a)
         for name, items in by_service.items():
             self._score(self._services[name], items, findings)
 
+    def _consult_forest(self, svc: _ServiceModel, a: _Assessment) -> None:
+        """Add the forest's term to a session it can tip over or whose score it adds to.
+
+        Such sessions are rare, so one call per session costs little, and it keeps the verdict
+        independent of which other sessions happened to close in the same batch."""
+        model = svc.mix_model(self, {_identity(a.session)})
+        if model is None:
+            return
+        s = float(model.score_samples([_features(a.session)])[0])
+        worst = model.worst_training_score_
+        if s > worst:
+            a.terms.append(
+                (
+                    _MIX_WEIGHT,
+                    f"session {a.session.key}'s mix of messages is more unusual than any of "
+                    f"the {model.n_training_sessions_:,} learned sessions it was compared with "
+                    f"(isolation score {s:.2f}; learned worst {worst:.2f})",
+                )
+            )
+            a.facts["isolation_score"] = round(s, 4)
+
     def _score(self, svc: _ServiceModel, items: list[_Assessment], findings: list[Finding]) -> None:
-        # The forest's term alone cannot reach the threshold, so it is consulted only for
-        # sessions it can tip over or whose score it adds to; all of them in one call.
-        candidates = [a for a in items if a.warm and a.raw >= a.threshold - _MIX_WEIGHT]
-        if candidates:
-            exclude = {_identity(a.session) for a in candidates}
-            model = svc.mix_model(self, exclude)
-        else:
-            model = None
-        if model is not None:
-            scores = model.score_samples([_features(a.session) for a in candidates])
-            worst = model.worst_training_score_
-            for a, s in zip(candidates, scores, strict=True):
-                if s > worst:
-                    a.terms.append(
-                        (
-                            _MIX_WEIGHT,
-                            f"session {a.session.key}'s mix of messages is more unusual than any of "
-                            f"the {model.n_training_sessions_:,} learned sessions it was compared with "
-                            f"(isolation score {s:.2f}; learned worst {worst:.2f})",
-                        )
-                    )
-                    a.facts["isolation_score"] = round(float(s), 4)
-        for a in candidates:
+        for a in items:
+            if not a.warm or a.raw < a.threshold - _MIX_WEIGHT:
+                continue
             raw = float(sum(w for w, _ in a.terms))
             if a.flagged or raw >= a.threshold:
                 findings.append(self._session_finding(svc, a, raw, a.threshold))
