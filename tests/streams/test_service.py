@@ -105,7 +105,10 @@ def _signature(incidents: list) -> list[tuple]:
 
 
 def _same_incident(a: Any, b: Any) -> bool:
-    who = set(a.actor_ids) & set(b.actor_ids) or set(a.source_ips) & set(b.source_ips)
+    """Same actors or attacking addresses (or, for incidents naming neither, such as a log
+    session without a user, the same kind), and shared evidence."""
+    nameless = not (a.actor_ids or a.source_ips or b.actor_ids or b.source_ips) and a.kind == b.kind
+    who = set(a.actor_ids) & set(b.actor_ids) or set(a.source_ips) & set(b.source_ips) or nameless
     return bool(who and set(a.evidence_event_ids) & set(b.evidence_event_ids))
 
 
