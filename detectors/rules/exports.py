@@ -1,16 +1,21 @@
 """Bulk export: an export (or a very large read) of sensitive data far above the tenant's norm.
 
-Each tenant's and each actor's export sizes are kept as a log-bucketed histogram (8 buckets per
-doubling, with each bucket's largest value), a few hundred bytes per tenant that give the 99th
-percentile to within one bucket. An export fires when its records exceed
-``max(1,000, 10 x tenant p99)`` once the tenant has 20 exports on record, and 20,000 before
-that, or when it takes half of the personal records the tenant holds; it is let through when
-it is within 3x of what the same actor has exported before (month-end reports by the finance
-team). Only actors who have exported a third of the floor or more are remembered: smaller
-habits could never vouch for an export big enough to fire. Fired exports do not enter the
-tenant's baseline (an attacker must not raise the bar for the next theft); they enter the
-actor's own at most once a day, so a real monthly routine is learned after a few months while
-a burst of thefts is not.
+Baselines are kept per data class (personal, payment, credentials, financial), because an
+accountant's month-end ledger export says nothing about whether exporting the customer list is
+normal. Each tenant's and each actor's export sizes of a class are a log-bucketed histogram (8
+buckets per doubling, with each bucket's largest value), a few hundred bytes that give the 99th
+percentile to within one bucket. An export fires when its records exceed ``max(1,000, 10 x the
+tenant's p99)`` for its class once the tenant has 20 such exports on record, ``20 x the largest``
+with 5 to 19, and 20,000 before that; or when it takes half of the personal records the tenant
+holds. Financial records (ledgers, journals, invoices, payments: the company's own books) are
+exported in bulk at every period close, so they fire only above 100,000 records; a ledger taken
+at an odd hour from a new network is the learned detector's to judge. An export is let through
+when it is within 3x of what the same actor has exported of that class before (month-end
+reports by the finance team). Only actors who have exported a third of the floor or more are
+remembered: smaller habits could never vouch for an export big enough to fire. Fired exports do
+not enter the tenant's baseline (an attacker must not raise the bar for the next theft); they
+enter the actor's own at most once a day, so a real monthly routine is learned after a few
+months while a burst of thefts is not.
 """
 
 from __future__ import annotations
@@ -39,7 +44,14 @@ from streams.models import SENSITIVE, AccessEvent
 FLOOR = 1_000  # an export this small never fires, whatever the baseline
 TENANT_FACTOR = 10.0
 MIN_TENANT_HISTORY = 20
-COLD_LIMIT = 20_000  # the limit while a tenant has too few exports for a baseline
+# With a few exports on record the 99th percentile means little; the largest one, with a wider
+# margin, is the bar until the history is long enough.
+SPARSE_HISTORY = 5
+SPARSE_FACTOR = 20.0
+COLD_LIMIT = 20_000  # the limit while a tenant has too few exports of the class for a baseline
+# The company's own books are exported whole at period close; only a dump far beyond any close
+# fires on size alone.
+FINANCIAL_LIMIT = 100_000
 LARGE_READ = 10_000  # a read or search returning this many sensitive records counts as an export
 SUBJECT_SHARE = 0.5  # share of the tenant's data subjects that fires by itself (personal data)
 ACTOR_FACTOR = 3.0
@@ -112,6 +124,7 @@ class ExportRun:
         "action",
         "actor_id",
         "actor_n",
+        "basis",
         "day",
         "exports",
         "first",
@@ -149,6 +162,7 @@ class ExportRun:
         self.ips: list[str] = []
         self.limit = 0.0
         self.tenant_p99: int | None = None
+        self.basis = "cold"  # what set the limit: "p99", "largest", "cold" or "financial"
         self.tenant_n = 0
         self.own_p99: int | None = None
         self.actor_n = 0
@@ -164,6 +178,7 @@ class ExportRun:
         actor: LogHistogram | None,
         own_p99: int | None,
         subjects: int | None,
+        basis: str,
     ) -> None:
         n = ev.records
         self.exports += 1
@@ -175,8 +190,15 @@ class ExportRun:
             self.largest, self.largest_t = n, t
             self.action, self.resource, self.sensitivity = ev.action, ev.resource_type, ev.sensitivity
             self.limit, self.tenant_p99, self.own_p99, self.subjects = limit, tenant_p99, own_p99, subjects
+            self.basis = basis
             self.tenant_n = tenant.n if tenant else 0
             self.actor_n = actor.n if actor else 0
+
+    def _baseline_fact(self) -> dict[str, int]:
+        """The tenant figure the limit came from, named for what it is; nothing when cold."""
+        if self.tenant_p99 is None or self.basis not in ("p99", "largest"):
+            return {}
+        return {"tenant_p99" if self.basis == "p99" else "tenant_largest": self.tenant_p99}
 
     def share(self) -> float:
         return self.largest / self.subjects if self.subjects else 0.0
@@ -189,14 +211,26 @@ class ExportRun:
             f"{self.actor_id} {verb} {num(n)} {self.resource} records ({self.sensitivity} data) of tenant"
             f" {self.tenant_id}{how} at {when(self.largest_t)}"
         ]
-        if self.tenant_p99 is not None:
+        cls = self.sensitivity
+        if self.basis == "financial":
             reasons.append(
-                f"this tenant's 99th percentile export is {num(self.tenant_p99)} records (over"
-                f" {plural(self.tenant_n, 'past export')}); the rule fires above {num(self.limit)}"
+                f"financial records are exported in bulk at every period close, so only an export above"
+                f" {num(self.limit)} records fires on its size"
+            )
+        elif self.basis == "p99" and self.tenant_p99 is not None:
+            reasons.append(
+                f"this tenant's 99th percentile {cls} export is {num(self.tenant_p99)} records (over"
+                f" {plural(self.tenant_n, f'past {cls} export')}); the rule fires above {num(self.limit)}"
                 f" ({TENANT_FACTOR:g}x that, and never below {num(FLOOR)})"
             )
+        elif self.basis == "largest" and self.tenant_p99 is not None:
+            reasons.append(
+                f"this tenant's largest {cls} export so far is {num(self.tenant_p99)} records (only"
+                f" {plural(self.tenant_n, f'past {cls} export')}); the rule fires above {num(self.limit)}"
+                f" ({SPARSE_FACTOR:g}x that, and never below {num(FLOOR)})"
+            )
         else:
-            few = f"only {plural(self.tenant_n, 'past export')}" if self.tenant_n else "no past exports"
+            few = f"only {plural(self.tenant_n, f'past {cls} export')}" if self.tenant_n else f"no past {cls} exports"
             reasons.append(
                 f"tenant {self.tenant_id} has {few} on record, too few for a baseline, so the fixed limit"
                 f" of {num(self.limit)} records applies"
@@ -213,15 +247,15 @@ class ExportRun:
         if self.own_p99 is None:
             if self.actor_n:
                 reasons.append(
-                    f"{self.actor_id} has only {plural(self.actor_n, 'past export')} of their own, too few"
-                    f" to vouch for this one"
+                    f"{self.actor_id} has only {plural(self.actor_n, f'past {cls} export')} of their own, too"
+                    f" few to vouch for this one"
                 )
             else:
-                reasons.append(f"{self.actor_id} has no export history of their own at this tenant")
+                reasons.append(f"{self.actor_id} has no {cls} export history of their own at this tenant")
         else:
             reasons.append(
-                f"{self.actor_id}'s own 99th percentile export is {num(self.own_p99)} records (over"
-                f" {plural(self.actor_n, 'past export')}), and this is more than {ACTOR_FACTOR:g}x that"
+                f"{self.actor_id}'s own 99th percentile {cls} export is {num(self.own_p99)} records (over"
+                f" {plural(self.actor_n, f'past {cls} export')}), and this is more than {ACTOR_FACTOR:g}x that"
             )
         if self.exports > 1:
             reasons.append(
@@ -255,7 +289,12 @@ class ExportRun:
                 "exports_over_limit": self.exports,
                 "records_over_limit": self.records,
                 # Baselines that do not exist yet are left out rather than set to null.
-                **({"tenant_p99": self.tenant_p99} if self.tenant_p99 is not None else {}),
+                **({"tenant_p99": self.tenant_p99} if self.tenant_p99 is not None and self.basis == "p99" else {}),
+                **(
+                    {"tenant_largest": self.tenant_p99}
+                    if self.tenant_p99 is not None and self.basis == "largest"
+                    else {}
+                ),
                 **({"actor_p99": self.own_p99} if self.own_p99 is not None else {}),
                 **({"data_subjects": self.subjects} if self.subjects else {}),
             },
@@ -326,7 +365,9 @@ class ExportMemory:
         self.tenants = {k: LogHistogram.restore(row) for k, row in state.get("tenants", [])}
         self.actors = {k: LogHistogram.restore(row) for k, row in state.get("actors", [])}
         self.learned_day = dict(state.get("learned_day", {}))
-        self.runs = {k: ExportRun.restore(row) for k, row in state.get("runs", [])}
+        # Runs saved by an older layout (another field count) are dropped: they only join
+        # today's over-the-limit exports into one finding.
+        self.runs = {k: ExportRun.restore(row) for k, row in state.get("runs", []) if len(row) == len(ExportRun.FIELDS)}
 
 
 @rule(
@@ -351,25 +392,34 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
         return None
     t = ev.ts.timestamp()
     tenant_id = ev.tenant_id
-    actor_key = f"{ev.actor_id}|{tenant_id}"
+    cls = ev.sensitivity
+    # Baselines are per data class: exporting ledgers vouches for nothing about the customer list.
+    tenant_key = f"{tenant_id}|{cls}"
+    actor_key = f"{ev.actor_id}|{tenant_id}|{cls}"
     if n <= FLOOR:
         # Cannot fire (every limit is at least the floor): only learn, the common case.
-        mem.tenant(tenant_id).add(n, t)
+        mem.tenant(tenant_key).add(n, t)
         if n >= ACTOR_MEMO_MIN or actor_key in mem.actors:
             mem.actor(actor_key).add(n, t)
         return None
-    th = mem.tenants.get(tenant_id)
+    th = mem.tenants.get(tenant_key)
     ah = mem.actors.get(actor_key)
     tenant_p99: int | None = None
-    if th is not None and th.n >= MIN_TENANT_HISTORY:
+    history = th.n if th is not None else 0
+    if th is not None and history >= MIN_TENANT_HISTORY:
         tenant_p99 = th.quantile(0.99)
-        limit = max(float(FLOOR), TENANT_FACTOR * tenant_p99)
+        limit, basis = max(float(FLOOR), TENANT_FACTOR * tenant_p99), "p99"
+    elif th is not None and history >= SPARSE_HISTORY:
+        tenant_p99 = th.quantile(1.0)
+        limit, basis = max(float(FLOOR), SPARSE_FACTOR * tenant_p99), "largest"
     else:
-        limit = float(COLD_LIMIT)
+        limit, basis = float(COLD_LIMIT), "cold"
+    if cls == "financial" and limit < FINANCIAL_LIMIT:
+        limit, basis = float(FINANCIAL_LIMIT), "financial"
     fire = n > limit
     tenant = ctx.tables.tenants.get(tenant_id)
     subjects = tenant.data_subjects if tenant is not None else None
-    if not fire and subjects and ev.sensitivity == "personal":
+    if not fire and subjects and cls == "personal":
         fire = n >= SUBJECT_SHARE * subjects
     own_p99: int | None = None
     if fire and ah is not None and ah.n >= MIN_ACTOR_HISTORY:
@@ -377,13 +427,13 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
         fire = n > ACTOR_FACTOR * own_p99
 
     if not fire:
-        mem.tenant(tenant_id).add(n, t)
+        mem.tenant(tenant_key).add(n, t)
         mem.actor(actor_key).add(n, t)
         return None
     day = day_of(t)
-    run = mem.run(f"{actor_key}|{day}", ev, t)
-    personal = subjects if subjects and ev.sensitivity == "personal" else None
-    run.add(ev, t, limit, th, tenant_p99, ah, own_p99, personal)
+    run = mem.run(f"{ev.actor_id}|{tenant_id}|{day}", ev, t)
+    personal = subjects if subjects and cls == "personal" else None
+    run.add(ev, t, limit, th, tenant_p99, ah, own_p99, personal, basis)
     if mem.learned_day.get(actor_key) != day:
         mem.actor(actor_key).add(n, t)
         mem.learned_day[actor_key] = day

@@ -437,7 +437,7 @@ def test_bulk_export_reasons_quote_the_baseline(ctx: DetectionContext) -> None:
     found = run([*export_history(), access(5, action="export", records=48211)], ctx)
     [f] = of(found, "bulk_export")
     assert "exported 48,211 customer records" in text(f)
-    assert "this tenant's 99th percentile export is 120 records" in text(f)
+    assert "this tenant's 99th percentile personal export is 120 records" in text(f)
     assert f.facts["limit"] == 1200 and f.facts["records"] == 48211
     assert f.severity == "critical"  # 40x the limit, and most of the tenant's data subjects
 
@@ -445,7 +445,7 @@ def test_bulk_export_reasons_quote_the_baseline(ctx: DetectionContext) -> None:
 def test_bulk_export_cold_start_uses_data_subjects(ctx: DetectionContext) -> None:
     [f] = run([access(action="export", records=4000)], ctx)  # t-indus holds 5,200 people
     assert "77% of the 5,200 data subjects tenant t-indus holds" in text(f)
-    assert "no past exports on record" in text(f)
+    assert "no past personal exports on record" in text(f)
 
 
 def test_month_end_exports_matching_the_actors_own_history_do_not_fire(ctx: DetectionContext) -> None:
@@ -456,19 +456,51 @@ def test_month_end_exports_matching_the_actors_own_history_do_not_fire(ctx: Dete
         for n in range(125)
         for k in range(10)
     ]
+    # HR's payroll-time export of the staff list: personal data, and far above the customer
+    # exports that make the tenant's personal baseline.
     month_ends = [
-        access(m * 30 * day + 30, actor_id="u-fin", action="export", resource_type="invoice",
-               sensitivity="financial", records=15000 + 1000 * m)
+        access(m * 30 * day + 30, actor_id="u-hr", action="export", resource_type="employee", records=2500 + 100 * m)
         for m in range(1, 5)
-    ]  # fmt: skip
+    ]
     history = run(daily + month_ends[:3], ctx, d)
     # The first month-ends are new for this user, and fire; after three, it is their routine.
-    assert [f.actor_id for f in history] == ["u-fin"] * 3
+    assert [f.actor_id for f in history] == ["u-hr"] * 3
     assert not run([month_ends[3]], ctx, d)
-    clerk = access(120 * day + 40, actor_id="u-clerk", action="export", resource_type="invoice",
-                   sensitivity="financial", records=18000)  # fmt: skip
+    clerk = access(120 * day + 40, actor_id="u-clerk", action="export", resource_type="employee", records=2600)
     [f] = run([clerk], ctx, d)
-    assert "u-clerk has no export history of their own" in text(f)
+    assert "u-clerk has no personal export history of their own" in text(f)
+
+
+def test_financial_period_close_exports_fire_only_beyond_any_close(ctx: DetectionContext) -> None:
+    def ledger(minutes: float, records: int, actor_id: str = "u-fin") -> AccessEvent:
+        return access(minutes, actor_id=actor_id, action="export", resource_type="journal_entry",
+                      sensitivity="financial", records=records)  # fmt: skip
+
+    d = RulesDetector()
+    invoices = [ledger(k * 30, 200 + k, actor_id="u-ar") for k in range(30)]  # daily invoice runs
+    assert not run(invoices, ctx, d)
+    [f] = run([ledger(29 * 60 * 24, 120_000, actor_id="u-ar")], ctx, d)
+    assert "only an export above 100,000 records fires" in text(f)
+    assert f.facts["limit"] == 100_000
+    closes = [ledger(30 * 60 * 24 + k, 24_000) for k in range(3)]  # first close: 100x the invoices
+    assert not run(closes, ctx, d)
+    # Once closes are in the baseline, the bar is ten times the largest of them.
+    [f] = run([ledger(40 * 60 * 24, 250_000, actor_id="u-ap")], ctx, d)
+    assert "99th percentile financial export is 24,000 records" in text(f)
+
+
+def test_an_accountants_ledger_habit_does_not_vouch_for_exporting_the_customer_list(ctx: DetectionContext) -> None:
+    d = RulesDetector()
+    ledgers = [
+        access(k * 60 * 24, actor_id="u-fin", action="export", resource_type="ledger", sensitivity="financial",
+               records=9_000 + k)
+        for k in range(10)
+    ]  # fmt: skip
+    customers = [access(k * 60, actor_id=f"u-{k % 4}", action="export", records=100 + k) for k in range(25)]
+    assert not run(ledgers + customers, ctx, d)
+    [f] = run([access(20 * 60 * 24, actor_id="u-fin", action="export", records=4_582)], ctx, d)
+    assert f.kind == "bulk_export" and f.actor_id == "u-fin"
+    assert "u-fin has no personal export history of their own" in text(f)
 
 
 def test_fired_exports_do_not_raise_the_tenant_baseline(ctx: DetectionContext) -> None:
