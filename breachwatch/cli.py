@@ -277,6 +277,27 @@ def train(
     click.echo(f"model written to {model}")
 
 
+def backtest_dump(settings: Settings, dump: Path, truth: dict[str, Any], when: datetime) -> Any:
+    """Train on ``dump`` before ``when``, replay all of it, and score the incidents against
+    ``truth`` (labels.json content): the figures of ``backtest`` and ``bench.quality``."""
+    from detectors.backtest import evaluate
+    from streams.dump import replay as run_replay
+
+    if not settings.secret("pseudonym_key"):
+        # A backtest's model is thrown away; a random key keeps it pseudonymised all the same.
+        import secrets
+
+        settings = settings.model_copy(update={"pseudonym_key": SecretStr(secrets.token_hex(16))})
+    trained = _train_from_dump(settings, dump, when, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = app.database(settings, f"sqlite:///{tmp}/backtest.db")
+        pipeline = app.build_pipeline(settings, engine, trained, notify=False)
+        run_replay(dump, pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes)
+        result = evaluate(pipeline.store.incidents(), truth, since=when, detected_at=pipeline.store.detected_at())
+        engine.dispose()
+    return result
+
+
 @main.command()
 @click.argument("dump", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -291,26 +312,11 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 def backtest(dump: Path, labels: Path | None, until: str | None, as_json: bool) -> None:
     """Train, replay, and score against labels: recall per kind, precision, false incidents/day, time to detect."""
-    from detectors.backtest import evaluate
-    from streams.dump import replay as run_replay
-
     labels = labels or dump / "labels.json"
     truth = json.loads(labels.read_text(encoding="utf-8"))
-    when = _parse_ts(until or truth["clean_until"])
     settings = _settings()
     app.setup_logging(settings)
-    if not settings.secret("pseudonym_key"):
-        # A backtest's model is thrown away; a random key keeps it pseudonymised all the same.
-        import secrets
-
-        settings = settings.model_copy(update={"pseudonym_key": SecretStr(secrets.token_hex(16))})
-    trained = _train_from_dump(settings, dump, when, None)
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = app.database(settings, f"sqlite:///{tmp}/backtest.db")
-        pipeline = app.build_pipeline(settings, engine, trained, notify=False)
-        run_replay(dump, pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes)
-        result = evaluate(pipeline.store.incidents(), truth, since=when, detected_at=pipeline.store.detected_at())
-        engine.dispose()
+    result = backtest_dump(settings, dump, truth, _parse_ts(until or truth["clean_until"]))
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.table())
 
 

@@ -50,6 +50,9 @@ class Finding:
     facts: dict[str, Any] = field(default_factory=dict)
     # What makes two firings "the same finding"; defaults to the first evidence event.
     dedup_key: str = ""
+    # Event time at which the detector judged (the time to detect is measured to it); None
+    # means at the latest evidence event. Evidence may run past it: the rest of the session.
+    detected_at: datetime | None = None
 
     @property
     def finding_id(self) -> str:

@@ -582,6 +582,7 @@ class LearnedDetector(Detector):
             source_ips=unique(getattr(e, "ip", None) for e in evidence),
             facts=facts,
             dedup_key=f"{kind}|{int(ep[0])}",
+            detected_at=datetime.fromtimestamp(now, tz=UTC),
         )
 
     def _flags(self, ev: Event, prof: ActorProfile) -> int:

@@ -84,7 +84,7 @@ class RulesDetector(Detector):
         # Batches come in event-time order: the ends bound the batch's times without reading
         # every event's (the rules read it only for events they care about).
         batch_t = max(events[0].ts.timestamp(), events[-1].ts.timestamp())
-        # (rule name, actor, key) -> [rule, latest hit, evidence events]
+        # (rule name, actor, key) -> [rule, latest hit, evidence events, event that fired first]
         pending: dict[tuple[str, str | None, str], list[Any]] = {}
         for ev in events:
             rules = by_type.get(type(ev))
@@ -103,7 +103,7 @@ class RulesDetector(Detector):
                 for h in (res,) if isinstance(res, Hit) else res:
                     slot = pending.get((r.name, h.actor_id, h.key))
                     if slot is None:
-                        pending[(r.name, h.actor_id, h.key)] = [r, h, list(h.events)]
+                        pending[(r.name, h.actor_id, h.key)] = [r, h, list(h.events), ev]
                     else:
                         slot[1] = h
                         slot[2].extend(h.events)
@@ -135,7 +135,7 @@ class RulesDetector(Detector):
                 n,
             )
 
-    def _report(self, r: Rule, hit: Hit, evidence: list[Event]) -> Finding | None:
+    def _report(self, r: Rule, hit: Hit, evidence: list[Event], fired: Event) -> Finding | None:
         """The finding for one episode's hits in this batch, or None if it adds nothing new."""
         actor = hit.actor_id
         fid = stable_id(r.detector, actor or "", hit.key)
@@ -179,6 +179,7 @@ class RulesDetector(Detector):
             source_ips=tuple(dict.fromkeys(x for x in verdict.source_ips if x)),
             facts=dict(verdict.facts),
             dedup_key=hit.key,
+            detected_at=fired.ts,
         )
 
     def _sweep(self, watermark: float) -> None:

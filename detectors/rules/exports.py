@@ -6,10 +6,14 @@ normal. Each tenant's and each actor's export sizes of a class are a log-buckete
 buckets per doubling, with each bucket's largest value), a few hundred bytes that give the 99th
 percentile to within one bucket. An export fires when its records exceed ``max(1,000, 10 x the
 tenant's p99)`` for its class once the tenant has 20 such exports on record, ``20 x the largest``
-with 5 to 19, and 20,000 before that; or when it takes half of the personal records the tenant
-holds. Financial records (ledgers, journals, invoices, payments: the company's own books) are
-exported in bulk at every period close, so they fire only above 100,000 records; a ledger taken
-at an odd hour from a new network is the learned detector's to judge. An export is let through
+with 5 to 19, and before that 20,000 (1,000 for card, bank and credential data, which ordinary
+business does not export in bulk); or when it reaches a quarter of all the people the tenant
+holds data on (personal or card data). Financial records (ledgers, journals, invoices,
+payments: the company's own books) are exported in bulk at every period close, so they fire
+only above 100,000 records; a ledger taken at an odd hour from a new network is the learned
+detector's to judge. The topics are keyed by actor, so each partition sees a share of a
+tenant's actors and its tenant baselines are drawn from fewer exports; the sparse and cold
+limits are what make that safe. An export is let through
 when it is within 3x of what the same actor has exported of that class before (month-end
 reports by the finance team). Only actors who have exported a third of the floor or more are
 remembered: smaller habits could never vouch for an export big enough to fire. Fired exports do
@@ -49,11 +53,17 @@ MIN_TENANT_HISTORY = 20
 SPARSE_HISTORY = 5
 SPARSE_FACTOR = 20.0
 COLD_LIMIT = 20_000  # the limit while a tenant has too few exports of the class for a baseline
+# Card numbers, bank accounts and secrets are not exported in bulk in the normal run of business:
+# with no such exports on record, anything above the floor fires.
+COLD_LIMITS: dict[str, int] = {"payment": FLOOR, "credentials": FLOOR}
 # The company's own books are exported whole at period close; only a dump far beyond any close
 # fires on size alone.
 FINANCIAL_LIMIT = 100_000
 LARGE_READ = 10_000  # a read or search returning this many sensitive records counts as an export
-SUBJECT_SHARE = 0.5  # share of the tenant's data subjects that fires by itself (personal data)
+# Share of all the people a tenant holds data on that fires by itself in one export of their
+# personal or card data: that many people is a notifiable breach on its own.
+SUBJECT_SHARE = 0.25
+SUBJECT_CLASSES = frozenset({"personal", "payment"})
 ACTOR_FACTOR = 3.0
 MIN_ACTOR_HISTORY = 3
 # An actor whose exports are all below this can never vouch for one that fires (which is above
@@ -413,13 +423,13 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
         tenant_p99 = th.quantile(1.0)
         limit, basis = max(float(FLOOR), SPARSE_FACTOR * tenant_p99), "largest"
     else:
-        limit, basis = float(COLD_LIMIT), "cold"
+        limit, basis = float(COLD_LIMITS.get(cls, COLD_LIMIT)), "cold"
     if cls == "financial" and limit < FINANCIAL_LIMIT:
         limit, basis = float(FINANCIAL_LIMIT), "financial"
     fire = n > limit
     tenant = ctx.tables.tenants.get(tenant_id)
     subjects = tenant.data_subjects if tenant is not None else None
-    if not fire and subjects and cls == "personal":
+    if not fire and subjects and cls in SUBJECT_CLASSES:
         fire = n >= SUBJECT_SHARE * subjects
     own_p99: int | None = None
     if fire and ah is not None and ah.n >= MIN_ACTOR_HISTORY:
@@ -432,7 +442,7 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
         return None
     day = day_of(t)
     run = mem.run(f"{ev.actor_id}|{tenant_id}|{day}", ev, t)
-    personal = subjects if subjects and cls == "personal" else None
+    personal = subjects if subjects and cls in SUBJECT_CLASSES else None
     run.add(ev, t, limit, th, tenant_p99, ah, own_p99, personal, basis)
     if mem.learned_day.get(actor_key) != day:
         mem.actor(actor_key).add(n, t)

@@ -228,8 +228,10 @@ CASES: list[tuple[str, str, bool, Callable[[], list[Event]]]] = [
     ("bulk_export", "huge export of internal data", False,
      lambda: [access(action="export", sensitivity="internal", resource_type="inventory", records=500000)]),
     ("bulk_export", "denied export", False, lambda: [access(action="export", records=60000, outcome="denied")]),
-    ("bulk_export", "2,000 customers with no baseline: under the cold limit and half the tenant", False,
-     lambda: [access(action="export", records=2000)]),
+    ("bulk_export", "1,200 customers with no baseline: under the cold limit and a quarter of the tenant", False,
+     lambda: [access(action="export", records=1200)]),
+    ("bulk_export", "1,500 card numbers with no card exports on record", True,
+     lambda: [access(action="export", resource_type="payment_card", sensitivity="payment", records=1500)]),
 ]  # fmt: skip
 
 
