@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from breachwatch.settings import Settings
 from detectors.base import Detector
 from incidents.db import init_db, make_engine
+from incidents.lifecycle import ClosedIncidentPolicy
 from incidents.store import IncidentStore, NewIncidentHook
 from streams.pipeline import Pipeline
 
@@ -88,15 +89,23 @@ def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
     return [remember_incident_tenants, page]
 
 
-def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
-    from incidents.lifecycle import ClosedIncidentPolicy
+def closed_incident_policy(settings: Settings) -> ClosedIncidentPolicy:
+    """What new findings do to closed incidents, including how long a false positive suppresses."""
+    return ClosedIncidentPolicy(suppress_false_positives=timedelta(days=settings.false_positive_suppress_days))
 
-    store = IncidentStore(
+
+def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -> IncidentStore:
+    """The incident store the pipeline writes to: correlation window, paging hooks, closed-incident policy."""
+    return IncidentStore(
         engine,
         window=timedelta(minutes=settings.incident_window_minutes),
         on_new_incident=incident_hooks(settings) if notify else (),
-        closed_policy=ClosedIncidentPolicy(),
+        closed_policy=closed_incident_policy(settings),
     )
+
+
+def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
+    store = incident_store(settings, engine, notify=notify)
     return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id)
 
 

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     incident_window_minutes: int = Field(default=360, ge=1)
     max_alerts_per_day: float = Field(default=4.0, gt=0)
     pseudonym_key: SecretStr | None = None
+    # Findings of the same actor (or attacking address) and kind as an incident marked false
+    # positive are attached to it instead of opening and paging a new one, for this many days
+    # of event time after the judgement; 0 turns this off.
+    false_positive_suppress_days: int = Field(default=14, ge=0, le=365)
 
     # --- notification ----------------------------------------------------------------------
     outbox_dir: Path = Field(default=Path("outbox"))

@@ -132,6 +132,16 @@ class FindingOut(BaseModel):
     reasons: list[str]
     playbook: str
     actor_id: str | None
+    suppressed: bool = Field(description="attached to this false positive instead of opening and paging an incident")
+
+
+class SuppressionOut(BaseModel):
+    """What marking this incident a false positive holds back: findings of the same actor (or
+    attacking address) and kind join it instead of opening and paging a new incident."""
+
+    suppressed_findings: int = Field(description="findings taken in so far, none of them paged")
+    marked_at: datetime | None = Field(description="when it was marked a false positive (None: not one now)")
+    until: datetime | None = Field(description="event time the suppression ends; None: not suppressing")
 
 
 class TimelineOut(BaseModel):
@@ -166,6 +176,7 @@ class IncidentDetail(BaseModel):
     related_by_address: list[str]
     breach: BreachOut | None
     silenced_by: SilenceOut | None
+    suppression: SuppressionOut
     facts: dict[str, Any]
 
 
@@ -229,10 +240,11 @@ class NoticePreview(BaseModel):
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def _detail(session: Session, incident: IncidentRow) -> IncidentDetail:
+def _detail(session: Session, incident: IncidentRow, suppress_days: int) -> IncidentDetail:
     by = lifecycle.handled_by(session, incident.incident_id)
     br = lifecycle.breach(session, incident.incident_id)
     silence = silences.is_silenced(session, incident)
+    held = lifecycle.suppression_state(session, incident, timedelta(days=suppress_days))
     return IncidentDetail(
         incident=IncidentStore.to_out(session, incident),
         evidence_count=incident.evidence_count,
@@ -249,6 +261,7 @@ def _detail(session: Session, incident: IncidentRow) -> IncidentDetail:
                 reasons=list(f.reasons or []),
                 playbook=f.playbook,
                 actor_id=f.actor_id,
+                suppressed=f.suppressed,
             )
             for f in queries.findings(session, incident.incident_id)
         ],
@@ -269,6 +282,9 @@ def _detail(session: Session, incident: IncidentRow) -> IncidentDetail:
         related_by_address=[r.incident_id for r in lifecycle.related_by_address(session, incident)],
         breach=BreachOut(confirmed_by=br.confirmed_by, confirmed_at=br.confirmed_at, reason=br.reason) if br else None,
         silenced_by=SilenceOut.of(silence) if silence else None,
+        suppression=SuppressionOut(
+            suppressed_findings=held.suppressed_findings, marked_at=held.marked_at, until=held.until
+        ),
         facts=dict(incident.facts or {}),
     )
 
@@ -326,8 +342,9 @@ def list_incidents(
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail)
 def get_incident(request: Request, incident_id: str, caller: Viewer) -> IncidentDetail:
     """One incident with its findings, timeline, links, breach record and silence."""
-    with ctx_of(request).session() as session:
-        return _detail(session, _get(session, incident_id))
+    ctx = ctx_of(request)
+    with ctx.session() as session:
+        return _detail(session, _get(session, incident_id), ctx.settings.false_positive_suppress_days)
 
 
 @router.get("/incidents/{incident_id}/evidence", response_model=list[EvidenceOut])
@@ -378,7 +395,7 @@ def _lifecycle_action(
     except LifecycleError as exc:
         raise _conflict(exc) from None
     with ctx.session() as session:
-        return _detail(session, _get(session, shown))
+        return _detail(session, _get(session, shown), ctx.settings.false_positive_suppress_days)
 
 
 @router.post("/incidents/{incident_id}/confirm-breach", response_model=IncidentDetail)

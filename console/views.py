@@ -270,7 +270,10 @@ def _incident_or_404(session: Session, incident_id: str) -> IncidentRow:
 
 
 def _incident_values(
-    session: Session, incident: IncidentRow, evidence: list[queries.EvidenceLine] | None = None
+    session: Session,
+    incident: IncidentRow,
+    suppress_days: int,
+    evidence: list[queries.EvidenceLine] | None = None,
 ) -> dict[str, Any]:
     findings = queries.findings(session, incident.incident_id)
     if evidence is None:
@@ -293,6 +296,7 @@ def _incident_values(
         "links": lifecycle.links(session, incident.incident_id),
         "related": lifecycle.related_by_address(session, incident),
         "silence": silences.is_silenced(session, incident),
+        "suppression": lifecycle.suppression_state(session, incident, timedelta(days=suppress_days)),
         "notices": notices,
         "notices_installed": notices_mod is not None,
         "notices_approvable": optional_notices("approve_notice") is not None,
@@ -319,7 +323,7 @@ def incident_page(request: Request, incident_id: str, caller: Viewer, done: str 
             lifecycle.subject(incident_id),
             {"events": len(evidence), "via": "console"},
         )
-        values = _incident_values(session, incident, evidence)
+        values = _incident_values(session, incident, ctx.settings.false_positive_suppress_days, evidence)
     return ctx.page(request, "incident.html", caller, done=DONE.get(done, ""), error=error, **values)
 
 
@@ -329,7 +333,7 @@ def _render_incident_error(request: Request, caller: Caller, incident_id: str, m
         incident = session.get(IncidentRow, incident_id)
         if incident is None:
             return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
-        values = _incident_values(session, incident)
+        values = _incident_values(session, incident, ctx.settings.false_positive_suppress_days)
     return ctx.page(request, "incident.html", caller, status=status, done="", error=message, **values)
 
 

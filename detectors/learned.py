@@ -18,7 +18,7 @@ learned online by the running detector. ``save_model`` / ``load_model`` use skop
 pickle, and refuse files holding anything but the types ``save_model`` writes.
 
 Restart and rebalance: by checkpoint. ``state()`` returns the profiles, peer groups, open
-episodes, suppressions and the evidence carried between batches as plain JSON (bounded:
+episodes and the evidence carried between batches as plain JSON (bounded:
 capped tables, 24 hourly buckets, idle actors evicted to a last-seen register), the pipeline
 stores it with the offsets it reflects, and ``load_state()`` restores it exactly: the same
 batches then give the same findings as an uninterrupted run.
@@ -229,7 +229,6 @@ class LearnedDetector(Detector):
         self._peers: dict[str, PeerProfile] = {}
         self._register: dict[str, float] = {}
         self._episodes: dict[str, list[float]] = {}
-        self._suppressed: dict[str, float] = {}
         self._failures: dict[str, list[float]] = {}
         self._carry: dict[str, list[Event]] = {}
         self._clock_day = -1
@@ -247,20 +246,6 @@ class LearnedDetector(Detector):
                 "use the same key or retrain the model"
             )
         return model.baselines
-
-    # ---- feedback -------------------------------------------------------------------------
-
-    def suppress(self, actor_id: str, kind: str | None, until: datetime) -> None:
-        """Raise no finding of ``kind`` (any kind if None) for ``actor_id`` before ``until``
-        (event time): what an on-call's "false positive" verdict turns into."""
-        self._suppressed[f"{actor_id}\x1f{kind or '*'}"] = until.timestamp()
-
-    def _is_suppressed(self, actor_id: str, kind: str, now: float) -> bool:
-        for k in (f"{actor_id}\x1f{kind}", f"{actor_id}\x1f*"):
-            until = self._suppressed.get(k)
-            if until is not None and now < until:
-                return True
-        return False
 
     # ---- profile bookkeeping ----------------------------------------------------------------
 
@@ -327,8 +312,6 @@ class LearnedDetector(Detector):
             self._register = {a: v for v, a in keep}
         for k in [k for k, e in self._episodes.items() if now - e[1] > 4 * DAY]:
             del self._episodes[k]
-        for k in [k for k, until in self._suppressed.items() if until < now]:
-            del self._suppressed[k]
         for k in [k for k, e in self._failures.items() if now - e[1] > HOUR]:
             del self._failures[k]
 
@@ -524,9 +507,6 @@ class LearnedDetector(Detector):
         aid = batch.actors[r]
         now = batch.nows[r]
         prof = self._profiles[aid]
-        if self._is_suppressed(aid, kind, now):
-            prof.mark_reported(now)
-            return None
         peer = prof._peer
         evidence = self._evidence(events, batch, aid, now, kind)
         if not evidence:
@@ -643,14 +623,13 @@ class LearnedDetector(Detector):
     # ---- checkpoint -----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Profiles, peers, episodes, suppressions and the idle register, as plain JSON."""
+        """Profiles, peers, episodes and the idle register, as plain JSON."""
         return {
             "version": 1,
             "profiles": {a: p.to_dict() for a, p in self._profiles.items()},
             "peers": {k: p.to_dict() for k, p in self._peers.items()},
             "register": dict(self._register),
             "episodes": {k: list(v) for k, v in self._episodes.items()},
-            "suppressed": dict(self._suppressed),
             "failures": {k: list(v) for k, v in self._failures.items()},
             "carry": {a: [_event_json(e) for e in es] for a, es in self._carry.items()},
             "clock_day": self._clock_day,
@@ -669,7 +648,6 @@ class LearnedDetector(Detector):
             self._profiles[a] = prof
         self._register = {a: float(v) for a, v in state["register"].items()}
         self._episodes = {k: [float(x) for x in v] for k, v in state["episodes"].items()}
-        self._suppressed = {k: float(v) for k, v in state["suppressed"].items()}
         self._failures = {k: [float(x) for x in v] for k, v in state["failures"].items()}
         self._carry = {a: [_event_from_json(x) for x in es] for a, es in state["carry"].items()}
         self._clock_day = int(state["clock_day"])

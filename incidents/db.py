@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -90,14 +92,17 @@ class FindingRow(Base):
     severity: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
     ts: Mapped[datetime]
-    # Event time of the latest evidence event: when the detector could first have fired.
+    # Event time at which the detector judged (else of the latest evidence event): the time to detect.
     detected_at: Mapped[datetime | None] = mapped_column(nullable=True)
     title: Mapped[str] = mapped_column(Text)
     reasons: Mapped[list[str]] = mapped_column(default=list)
     playbook: Mapped[str] = mapped_column(Text, default="")
-    actor_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Indexed for the false-positive look-up, which runs for every batch with findings.
+    actor_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Attached to an incident marked false positive instead of opening (and paging) a new one.
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class EvidenceRow(Base):

@@ -3,8 +3,8 @@ positive, reopen, merge, split and confirm a breach, with who, when and why for 
 
 Every change writes a timeline entry (``incident_events``) and an audit row in the same
 transaction as the change itself, so neither can exist without the other. The closed-incident
-policy decides what new evidence does to a closed incident: reopen it, or open a new one that
-links back to it.
+policy decides what new evidence does to a closed incident: reopen it, open a new one that
+links back to it, or (for a fresh false-positive judgement) take the finding in without paging.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, stable_id, unique
+from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id, unique
 from incidents import audit
 from incidents.db import Base, EvidenceRow, FindingRow, IncidentRow, utcnow
 from incidents.model import CLOSED_STATUSES, STATUSES
@@ -538,6 +538,66 @@ def split(
 # --- new evidence on closed incidents ----------------------------------------------------------
 
 
+def pattern_keys(actor_id: str | None, source_ips: Iterable[str]) -> list[str]:
+    """Whose pattern a finding is, for false-positive suppression: its actor, or, for a finding
+    about an attacking address with no single actor, that address."""
+    return [f"actor:{actor_id}"] if actor_id else [f"ip:{ip}" for ip in source_ips if ip]
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A finding's place under a false-positive judgement: the incident marked false positive
+    that takes it in, when it was marked, and the event time until which it suppresses."""
+
+    incident_id: str
+    marked_at: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionState:
+    """What an incident's false-positive judgement does now, for the console: when it was
+    marked, until when (event time) it suppresses, and how many findings it took in."""
+
+    marked_at: datetime | None
+    until: datetime | None  # None: not a false positive now, or suppression is turned off
+    suppressed_findings: int
+
+
+def false_positive_marks(session: Session, incident_ids: Iterable[str]) -> dict[str, datetime]:
+    """When each incident was last marked false positive by a person (the judgement's time)."""
+    ids = sorted(set(incident_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(IncidentEventRow.incident_id, func.max(IncidentEventRow.at))
+        .where(IncidentEventRow.incident_id.in_(ids), IncidentEventRow.action == "false_positive")
+        .group_by(IncidentEventRow.incident_id)
+    ).all()
+    out: dict[str, datetime] = {}
+    for incident_id, at in rows:
+        if isinstance(at, str):  # SQLite returns aggregates of datetimes as text
+            at = datetime.fromisoformat(at)
+        out[incident_id] = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return out
+
+
+def suppression_state(session: Session, incident: IncidentRow, span: timedelta) -> SuppressionState:
+    """The incident's false-positive suppression, given the configured ``span`` (0: off)."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(FindingRow)
+        .where(FindingRow.incident_id == incident.incident_id, FindingRow.suppressed.is_(True))
+    )
+    marked = false_positive_marks(session, [incident.incident_id]).get(incident.incident_id)
+    active = incident.status == "false_positive" and marked is not None and span > timedelta(0)
+    return SuppressionState(
+        marked_at=marked if incident.status == "false_positive" else None,
+        until=marked + span if active and marked is not None else None,
+        suppressed_findings=int(count or 0),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ClosedIncidentPolicy:
     """What new evidence does to a closed incident of the same actor or address.
@@ -545,12 +605,132 @@ class ClosedIncidentPolicy:
     An incident resolved less than ``reopen_within`` ago is reopened (the threat came back);
     a false positive, or one resolved longer ago, stays closed and the evidence opens a new
     incident that links back to it (``follows``), so the earlier judgement stays on record.
+    A finding of the same actor (or, with no actor, the same attacking address) and the same
+    kind as a finding of an incident marked false positive, with event time less than
+    ``suppress_false_positives`` after the judgement, opens nothing and pages no one: the
+    store attaches it to that incident, marked suppressed (``suppressing``, ``suppressed``).
     The incident store calls ``match`` when no open incident matches a finding, ``opened``
     after it opens one, and ``evidence_added`` when a known finding adds evidence to a closed one.
     """
 
     reopen_within: timedelta = timedelta(days=7)
     lookback: timedelta = timedelta(days=90)
+    # Event time, not the wall clock, so ``replay`` decides as ``run`` did; zero turns it off.
+    suppress_false_positives: timedelta = timedelta(days=14)
+
+    def suppressing(self, session: Session, findings: Sequence[Finding]) -> dict[str, Suppression]:
+        """Per finding id, the false-positive judgement it falls under (findings not named
+        open or join incidents as usual).
+
+        Reads only the database (incidents marked false positive, their findings and the
+        times they were marked) and the findings' event times, in the caller's transaction,
+        so the answer does not depend on when or in which batches the findings are stored.
+        """
+        if self.suppress_false_positives <= timedelta(0) or not findings:
+            return {}
+        actors = sorted({f.actor_id for f in findings if f.actor_id})
+        addresses = sorted({k for f in findings if not f.actor_id for k in pattern_keys(None, f.source_ips)})
+        kinds = sorted({f.kind for f in findings})
+        # Each look-up starts from an index on what the batch names (findings by actor, incidents
+        # by key, then by id) and statuses are checked here: a planner without statistics would
+        # otherwise start from every false positive ever recorded.
+        pairs: list[tuple[str, str, str]] = []  # (incident, pattern key, kind)
+        if actors:
+            pairs += [
+                (iid, f"actor:{actor}", kind)
+                for iid, actor, kind in session.execute(
+                    select(FindingRow.incident_id, FindingRow.actor_id, FindingRow.kind)
+                    .where(FindingRow.actor_id.in_(actors), FindingRow.kind.in_(kinds))
+                    .distinct()
+                ).all()
+            ]
+        if addresses:
+            keyed = dict(
+                session.execute(
+                    select(IncidentRow.incident_id, IncidentRow.group_key).where(IncidentRow.group_key.in_(addresses))
+                ).all()
+            )
+            if keyed:
+                # A finding with no actor joined its incident on the address the incident is keyed on.
+                pairs += [
+                    (iid, keyed[iid], kind)
+                    for iid, kind in session.execute(
+                        select(FindingRow.incident_id, FindingRow.kind)
+                        .where(
+                            FindingRow.incident_id.in_(sorted(keyed)),
+                            FindingRow.actor_id.is_(None),
+                            FindingRow.kind.in_(kinds),
+                        )
+                        .distinct()
+                    ).all()
+                ]
+        candidates = sorted({iid for iid, _, _ in pairs})
+        if not candidates:
+            return {}
+        false_positives = {
+            iid
+            for iid, status in session.execute(
+                select(IncidentRow.incident_id, IncidentRow.status).where(IncidentRow.incident_id.in_(candidates))
+            ).all()
+            if status == "false_positive"
+        }
+        judged: dict[tuple[str, str], set[str]] = {}
+        for iid, key, kind in pairs:
+            if iid in false_positives:
+                judged.setdefault((key, kind), set()).add(iid)
+        marks = false_positive_marks(session, {i for ids in judged.values() for i in ids})
+        out: dict[str, Suppression] = {}
+        for f in findings:
+            best: tuple[datetime, str] | None = None
+            for key in pattern_keys(f.actor_id, f.source_ips):
+                for incident_id in judged.get((key, f.kind), ()):
+                    marked = marks.get(incident_id)
+                    # No recorded judgement (status set outside the lifecycle): nothing to count from.
+                    if marked is None or f.ts >= marked + self.suppress_false_positives:
+                        continue
+                    if best is None or (marked, incident_id) > best:
+                        best = (marked, incident_id)
+            if best is not None:
+                out[f.finding_id] = Suppression(best[1], best[0], best[0] + self.suppress_false_positives)
+        return out
+
+    def suppressed(
+        self,
+        session: Session,
+        incident: IncidentRow,
+        findings: Sequence[FindingRow],
+        until: datetime,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Record on the false positive's timeline (and in the audit trail) the findings a batch
+        attached to it instead of opening and paging a new incident."""
+        if not findings:
+            return
+        now = now or utcnow()
+        kinds = list(unique(f.kind for f in findings))
+        n = len(findings)
+        why = (
+            f"{n} later finding{'s' if n != 1 else ''} of the same "
+            f"{'actor' if any(f.actor_id for f in findings) else 'address'} and kind "
+            f"({', '.join(k.replace('_', ' ') for k in kinds)}) joined this false positive instead of "
+            f"opening a new incident; nobody was paged. Suppressed until {until:%Y-%m-%d %H:%M} UTC (event time)."
+        )
+        note(
+            session,
+            incident,
+            SYSTEM,
+            "suppressed_findings",
+            why,
+            at=now,
+            detail={
+                "findings": [f.finding_id for f in findings[:50]],
+                "count": n,
+                "kinds": kinds,
+                "until": until.isoformat(),
+            },
+            audit_at_commit=True,
+        )
 
     def _closed(self, session: Session, keys: Sequence[str], ts: datetime) -> list[IncidentRow]:
         if not keys:

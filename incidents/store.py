@@ -5,6 +5,8 @@ about an attacking address (no single actor, e.g. credential stuffing) and the o
 from that address, within the correlation window (event time). Everything is keyed by
 deterministic ids, so a batch processed twice (after a crash or a rebalance) changes
 nothing the second time: no second incident, no doubled evidence, no second page.
+With a closed-incident policy, a finding that repeats a pattern lately judged a false
+positive is stored on that incident, marked suppressed, and opens and pages nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
 from incidents.db import CheckpointRow, EvidenceRow, FindingRow, IncidentRow
-from incidents.lifecycle import ClosedIncidentPolicy
+from incidents.lifecycle import ClosedIncidentPolicy, Suppression
 from incidents.model import CLOSED_STATUSES, IncidentOut
 from streams.models import AccessEvent, AuthEvent, Event, LogRecord, Tenant
 
@@ -50,10 +52,14 @@ class Checkpoint:
 
 @dataclass(slots=True)
 class RecordResult:
+    """What one batch did: findings stored (suppressed ones included) and seen before,
+    incidents opened and updated, and the ids of findings suppressed by a false positive."""
+
     new_findings: int = 0
     duplicate_findings: int = 0
     opened: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
@@ -120,11 +126,21 @@ class IncidentStore:
         self, session: Session, findings: Sequence[Finding], tenants: Mapping[str, Tenant], result: RecordResult
     ) -> None:
         ids = [f.finding_id for f in findings]
-        known: dict[str, str] = dict(
-            session.execute(select(FindingRow.finding_id, FindingRow.incident_id).where(FindingRow.finding_id.in_(ids)))
-            .tuples()
-            .all()
+        known: dict[str, str] = {
+            fid: iid
+            for fid, iid in session.execute(
+                select(FindingRow.finding_id, FindingRow.incident_id).where(FindingRow.finding_id.in_(ids))
+            ).all()
+        }
+        # Decided once per batch from what the database held before it (judgements and event
+        # times, not the wall clock): a suppressed finding only adds the same actor and kind to
+        # a false positive, so deciding finding by finding would give the same answer.
+        suppressions: dict[str, Suppression] = (
+            self.closed_policy.suppressing(session, [f for f in findings if f.finding_id not in known])
+            if self.closed_policy is not None
+            else {}
         )
+        suppressed: dict[str, tuple[IncidentRow, list[FindingRow], datetime]] = {}
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
         for f in findings:
             fid = f.finding_id
@@ -141,6 +157,20 @@ class IncidentStore:
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))
                 continue
+            held = suppressions.get(fid)
+            if held is not None:
+                incident = session.get(IncidentRow, held.incident_id)
+                if incident is None:  # read in this same transaction a moment ago
+                    raise LookupError(f"incident {held.incident_id} vanished mid-batch")
+                self._fold(incident, f)
+                row = self._finding_row(f, incident, suppressed=True)
+                session.add(row)
+                known[fid] = incident.incident_id
+                self._add_evidence(session, incident, fid, f.events)
+                suppressed.setdefault(incident.incident_id, (incident, [], held.until))[1].append(row)
+                result.suppressed.append(fid)
+                result.new_findings += 1
+                continue
             incident = self._match(session, f)
             if incident is None:
                 incident = self._open(session, f)
@@ -152,21 +182,7 @@ class IncidentStore:
                 self._fold(incident, f)
                 if incident.incident_id not in opened and incident.incident_id not in result.updated:
                     result.updated.append(incident.incident_id)
-            row = FindingRow(
-                finding_id=fid,
-                incident_id=incident.incident_id,
-                detected_at=max(e.ts for e in f.events) if f.events else f.ts,
-                detector=f.detector,
-                kind=f.kind,
-                severity=f.severity,
-                score=f.score,
-                ts=f.ts,
-                title=f.title,
-                reasons=list(f.reasons),
-                playbook=f.playbook,
-                actor_id=f.actor_id,
-                facts=f.facts,
-            )
+            row = self._finding_row(f, incident)
             session.add(row)
             known[fid] = incident.incident_id
             evidence = self._add_evidence(session, incident, fid, f.events)
@@ -175,9 +191,31 @@ class IncidentStore:
                 opened[incident.incident_id][2].extend(evidence)
             result.new_findings += 1
         session.flush()
+        if self.closed_policy is not None:
+            for incident, rows, until in suppressed.values():
+                self.closed_policy.suppressed(session, incident, rows, until)
         for incident, rows, evidence in opened.values():
             for hook in self.on_new_incident:
                 hook(session, incident, rows, evidence, tenants)
+
+    @staticmethod
+    def _finding_row(f: Finding, incident: IncidentRow, *, suppressed: bool = False) -> FindingRow:
+        return FindingRow(
+            finding_id=f.finding_id,
+            incident_id=incident.incident_id,
+            detected_at=f.detected_at or (max(e.ts for e in f.events) if f.events else f.ts),
+            detector=f.detector,
+            kind=f.kind,
+            severity=f.severity,
+            score=f.score,
+            ts=f.ts,
+            title=f.title,
+            reasons=list(f.reasons),
+            playbook=f.playbook,
+            actor_id=f.actor_id,
+            facts=f.facts,
+            suppressed=suppressed,
+        )
 
     def _candidate_keys(self, f: Finding) -> list[str]:
         keys = [f"actor:{f.actor_id}"] if f.actor_id else []

@@ -16,6 +16,7 @@ from incidents.lifecycle import IncidentEventRow, optional_notices, subject
 
 ACTION_WORDS: dict[str, str] = {
     "acknowledge": "acknowledged",
+    "suppressed_findings": "held back findings of a pattern judged a false positive",
     "investigate": "started investigating",
     "contain": "marked contained",
     "resolve": "resolved",

@@ -5,18 +5,22 @@ schema is served to authenticated callers only."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from starlette.routing import Mount
 
+from breachwatch.app import incident_store
+from breachwatch.settings import Settings
 from incidents import audit, lifecycle, users
+from notifier.outbox import OutboxRow
 
 PUBLIC = {("GET", "/signin"), ("POST", "/signin")}  # the way in; static files are mounted apart
 
@@ -142,6 +146,51 @@ def test_every_action_through_the_api(
         assert actions.count("evidence.view") == 1
         assert {"incident.acknowledge", "incident.split", "incident.merge", "incident.confirm_breach"} <= set(actions)
         assert audit.verify(session).ok
+
+
+@pytest.mark.parametrize("backend", [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_false_positive_shows_what_it_held_back(
+    client: TestClient,
+    tokens: dict[str, str],
+    seeded: Any,
+    engine: Engine,
+    settings: Settings,
+    h: SimpleNamespace,
+    backend: str,
+) -> None:
+    responder = h.bearer(tokens["responder"])
+    url = f"/api/incidents/{seeded.other}"
+    marked = client.post(f"{url}/false_positive", headers=responder, json={"reason": "u-ines's monthly report"})
+    assert marked.status_code == 200, marked.text
+    held = marked.json()["suppression"]
+    assert held["suppressed_findings"] == 0
+    assert datetime.fromisoformat(held["until"]) - datetime.fromisoformat(held["marked_at"]) == timedelta(days=14)
+
+    # The pipeline's own store (paging hook included) meets u-ines's next export three days on.
+    later = h.finding(
+        [h.access(7, actor="u-ines", minutes=3 * 24 * 60), h.access(8, actor="u-ines", minutes=3 * 24 * 60 + 4)],
+        actor="u-ines",
+        detector="learned",
+        score=70.0,
+    )
+    result = incident_store(settings, engine).record([later])
+    assert result.opened == [] and result.suppressed == [later.finding_id]
+
+    detail = client.get(url, headers=h.bearer(tokens["viewer"])).json()
+    assert detail["incident"]["status"] == "false_positive"
+    assert detail["suppression"]["suppressed_findings"] == 1
+    assert [(f["finding_id"], f["suppressed"]) for f in detail["findings"]][-1] == (later.finding_id, True)
+    assert detail["evidence_count"] == 3
+    note = [t for t in detail["timeline"] if t["text"] == "suppressed findings"]
+    assert len(note) == 1 and note[0]["actor"] == "breachwatch" and "nobody was paged" in note[0]["reason"]
+    assert client.get("/api/incidents?status=all", headers=responder).json()["total"] == 2
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+        assert audit.verify(session).ok
+
+    # Reopened: the count stays on record, the suppression ends.
+    reopened = client.post(f"{url}/reopen", headers=responder, json={"reason": "the report is not due yet"}).json()
+    assert reopened["suppression"] == {"suppressed_findings": 1, "marked_at": None, "until": None}
 
 
 ROLE_CASES = [

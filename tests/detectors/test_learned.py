@@ -421,14 +421,6 @@ def test_profiles_survive_a_restart(model: TrainedModel) -> None:
     assert {f.kind for f in steady} >= {"account_takeover", "privilege_escalation"}
 
 
-def test_a_false_positive_verdict_suppresses_the_pattern(model: TrainedModel) -> None:
-    w = World()
-    events = after(history(w, days=1, start=UNTIL - timedelta(days=1)), takeover(w))
-    det = LearnedDetector(model, pseudonym_key=KEY)
-    det.suppress("u-alpha-2", "account_takeover", UNTIL + timedelta(days=1))
-    assert [f for f in run(det, events, tables()) if f.kind == "account_takeover"] == []
-
-
 def test_the_model_needs_the_key_it_was_trained_with(model: TrainedModel) -> None:
     with pytest.raises(ValueError, match="pseudonym key"):
         LearnedDetector(model, pseudonym_key=b"another-key")

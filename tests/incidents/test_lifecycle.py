@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,11 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from breachwatch.app import closed_incident_policy, incident_store
+from breachwatch.settings import ConfigError, Settings, load_settings
 from detectors.base import Finding
 from incidents import audit, lifecycle
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
+from incidents.db import EvidenceRow, FindingRow, IncidentRow, init_db, make_engine
 from incidents.lifecycle import ClosedIncidentPolicy, IncidentLinkRow, IncidentNotFound, LifecycleError
 from incidents.store import IncidentStore
+from notifier.outbox import OutboxRow
 
 NOW = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
 
@@ -197,8 +201,6 @@ def test_confirm_breach_starts_customer_notices_when_installed(
     notices = lifecycle.optional_notices("on_breach_confirmed", "list_notices")
     if notices is None:
         pytest.skip("notifier.notices is not installed")
-    from breachwatch.settings import Settings
-
     [iid] = record(sqlite_engine, ev.finding([ev.access(1), ev.access(2, minutes=1)]))
     settings = Settings(outbox_dir=tmp_path / "outbox")
     with Session(sqlite_engine) as session, session.begin():
@@ -211,24 +213,9 @@ def test_confirm_breach_starts_customer_notices_when_installed(
 # --- new evidence on closed incidents -----------------------------------------------------------
 
 
-class PolicyStore(IncidentStore):
-    """The incident store with the closed-incident hook wired in exactly as proposed for
-    ``incidents/store.py``: consulted when no open incident matches, told of new incidents."""
-
-    def __init__(self, engine: Engine, policy: ClosedIncidentPolicy) -> None:
-        super().__init__(engine, window=timedelta(hours=6))
-        self.closed_policy = policy
-
-    def _match(self, session: Session, f: Finding) -> IncidentRow | None:
-        found = super()._match(session, f)
-        if found is None:
-            found = self.closed_policy.match(session, self._candidate_keys(f), f.ts)
-        return found
-
-    def _open(self, session: Session, f: Finding) -> IncidentRow:
-        incident = super()._open(session, f)
-        self.closed_policy.opened(session, incident, self._candidate_keys(f))
-        return incident
+def _policy_store(engine: Engine, policy: ClosedIncidentPolicy) -> IncidentStore:
+    """The incident store with a closed-incident policy and no paging hook."""
+    return IncidentStore(engine, window=timedelta(hours=6), closed_policy=policy)
 
 
 def _later(ev: SimpleNamespace, n: int, minutes: float) -> Finding:
@@ -236,7 +223,7 @@ def _later(ev: SimpleNamespace, n: int, minutes: float) -> Finding:
 
 
 def test_evidence_soon_after_resolution_reopens_the_incident(engine: Engine, ev: SimpleNamespace) -> None:
-    store = PolicyStore(engine, ClosedIncidentPolicy(reopen_within=timedelta(days=7)))
+    store = _policy_store(engine, ClosedIncidentPolicy(reopen_within=timedelta(days=7)))
     [iid] = store.record([ev.finding([ev.access(1)])]).opened
     _act(engine, iid, "resolve", "ada", "sessions revoked", datetime.now(UTC) - timedelta(days=2))
 
@@ -258,7 +245,7 @@ def test_evidence_soon_after_resolution_reopens_the_incident(engine: Engine, ev:
 
 
 def test_evidence_after_a_false_positive_opens_a_linked_incident(engine: Engine, ev: SimpleNamespace) -> None:
-    store = PolicyStore(engine, ClosedIncidentPolicy())
+    store = _policy_store(engine, ClosedIncidentPolicy())
     [first] = store.record([ev.finding([ev.access(1)])]).opened
     _act(engine, first, "false_positive", "ada", "the tenant's own migration", datetime.now(UTC))
 
@@ -275,7 +262,7 @@ def test_evidence_after_a_false_positive_opens_a_linked_incident(engine: Engine,
 
 
 def test_evidence_long_after_resolution_opens_a_linked_incident(sqlite_engine: Engine, ev: SimpleNamespace) -> None:
-    store = PolicyStore(sqlite_engine, ClosedIncidentPolicy(reopen_within=timedelta(days=7)))
+    store = _policy_store(sqlite_engine, ClosedIncidentPolicy(reopen_within=timedelta(days=7)))
     [first] = store.record([ev.finding([ev.access(1)])]).opened
     _act(sqlite_engine, first, "resolve", "ada", "done", datetime.now(UTC) - timedelta(days=30))
     [second] = store.record([_later(ev, 2, minutes=180)]).opened
@@ -316,3 +303,217 @@ def test_incidents_sharing_an_attacking_address_are_related(
         incident = session.get(IncidentRow, ids[0])
         assert incident is not None
         assert [r.incident_id for r in lifecycle.related_by_address(session, incident)] == [ids[1]]
+
+
+# --- a false positive suppresses the same pattern -------------------------------------------------
+
+DAY = 24 * 60  # minutes
+MARKED_MIN = int((NOW - datetime(2026, 11, 24, 2, 0, tzinfo=UTC)).total_seconds() // 60)  # NOW, as ev minutes
+
+
+def _pages(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(OutboxRow)) or 0
+
+
+def _incident_ids(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return sorted(session.scalars(select(IncidentRow.incident_id)))
+
+
+def _paged_store(engine: Engine, tmp_path: Path, days: int = 14) -> IncidentStore:
+    """The store exactly as ``run`` and ``replay`` build it: real paging hook, real policy."""
+    return incident_store(Settings(outbox_dir=tmp_path / "outbox", false_positive_suppress_days=days), engine)
+
+
+def _judged(engine: Engine, store: IncidentStore, ev: SimpleNamespace) -> str:
+    """An incident opened (and paged) for u-hans's bulk export, then marked a false positive at NOW."""
+    [first] = store.record([ev.finding([ev.access(1)])]).opened
+    assert _pages(engine) == 1
+    _act(engine, first, "false_positive", "ada", "the tenant's nightly export to its own warehouse", NOW)
+    return first
+
+
+def _export(ev: SimpleNamespace, n: int, minutes: float, **kw: Any) -> Finding:
+    """A later bulk export by u-hans (a new finding id), from another detector than the first."""
+    return ev.finding([ev.access(n, minutes=minutes), ev.access(n + 1, minutes=minutes + 2)], detector="learned", **kw)
+
+
+def test_a_false_positive_takes_in_the_same_actor_and_kind_and_nobody_is_paged(
+    engine: Engine, ev: SimpleNamespace, tmp_path: Path
+) -> None:
+    store = _paged_store(engine, tmp_path)
+    first = _judged(engine, store, ev)
+    later = _export(ev, 2, MARKED_MIN + 3 * DAY, score=91)
+
+    result = store.record([later])
+    assert result.opened == [] and result.updated == [] and result.suppressed == [later.finding_id]
+    assert _incident_ids(engine) == [first] and _pages(engine) == 1
+    row = _incident(engine, first)
+    assert row.status == "false_positive" and row.evidence_count == 3 and row.score == 91
+    with Session(engine) as session:
+        kept = session.get(FindingRow, later.finding_id)
+        assert kept is not None and kept.incident_id == first and kept.suppressed
+        state = lifecycle.suppression_state(session, row, timedelta(days=14))
+        assert (state.suppressed_findings, state.marked_at, state.until) == (1, NOW, NOW + timedelta(days=14))
+        last = lifecycle.history(session, first)[-1]
+        assert (last.action, last.actor, last.from_status, last.to_status) == (
+            "suppressed_findings",
+            "breachwatch",
+            None,
+            None,
+        )
+        assert "nobody was paged" in last.reason and "2026-12-09 08:30" in last.reason
+        assert last.detail["findings"] == [later.finding_id] and last.detail["kinds"] == ["bulk_export"]
+        trail = [r.action for r in audit.for_subject(session, f"incident:{first}")]
+        assert trail[-2:] == ["incident.false_positive", "incident.suppressed_findings"]
+        assert audit.verify(session).ok
+        notes = len(lifecycle.history(session, first))
+
+    # The same batch delivered again counts nothing twice.
+    again = store.record([later])
+    assert again.suppressed == [] and again.duplicate_findings == 1 and _pages(engine) == 1
+    with Session(engine) as session:
+        assert lifecycle.suppression_state(session, row, timedelta(days=14)).suppressed_findings == 1
+        assert len(lifecycle.history(session, first)) == notes
+
+
+@pytest.mark.parametrize(("days", "new_pages"), [(14, 0), (0, 1)])
+def test_suppression_is_what_removes_the_page(
+    sqlite_engine: Engine, ev: SimpleNamespace, tmp_path: Path, days: int, new_pages: int
+) -> None:
+    store = _paged_store(sqlite_engine, tmp_path, days=days)
+    _judged(sqlite_engine, store, ev)
+    store.record([_export(ev, 2, MARKED_MIN + DAY)])
+    assert _pages(sqlite_engine) == 1 + new_pages
+    assert len(_incident_ids(sqlite_engine)) == 1 + new_pages
+
+
+def test_another_kind_for_the_same_actor_opens_a_linked_incident_and_pages(
+    engine: Engine, ev: SimpleNamespace, tmp_path: Path
+) -> None:
+    store = _paged_store(engine, tmp_path)
+    first = _judged(engine, store, ev)
+    takeover = ev.finding(
+        [ev.login(1, actor="u-hans", ip="203.0.113.50", outcome="success", minutes=MARKED_MIN + DAY)],
+        detector="rules.login_anomaly",
+        kind="account_takeover",
+    )
+    result = store.record([takeover])
+    assert result.suppressed == [] and len(result.opened) == 1
+    assert _pages(engine) == 2
+    with Session(engine) as session:
+        assert session.get(IncidentLinkRow, (result.opened[0], first, "follows")) is not None
+
+
+def test_once_the_suppression_expires_a_new_incident_follows_the_false_positive(
+    engine: Engine, ev: SimpleNamespace, tmp_path: Path
+) -> None:
+    store = _paged_store(engine, tmp_path)
+    first = _judged(engine, store, ev)
+    end = MARKED_MIN + 14 * DAY  # event time at which the judgement stops suppressing
+    assert store.record([_export(ev, 2, end - 3)]).suppressed != []
+    result = store.record([_export(ev, 4, end)])
+    assert result.suppressed == [] and len(result.opened) == 1 and _pages(engine) == 2
+    with Session(engine) as session:
+        assert [(x.incident_id, x.related_id, x.kind) for x in lifecycle.links(session, result.opened[0])] == [
+            (result.opened[0], first, "follows")
+        ]
+    assert _incident(engine, first).status == "false_positive"
+
+
+def test_reopening_ends_the_suppression_and_marking_again_restarts_it(
+    engine: Engine, ev: SimpleNamespace, tmp_path: Path
+) -> None:
+    store = _paged_store(engine, tmp_path)
+    first = _judged(engine, store, ev)
+    assert store.record([_export(ev, 2, MARKED_MIN + 60)]).suppressed != []
+    _act(engine, first, "reopen", "grace", "the warehouse export never runs at 2am", NOW + timedelta(hours=2))
+
+    result = store.record([_export(ev, 4, MARKED_MIN + 2 * DAY)])
+    assert result.suppressed == [] and len(result.opened) == 1 and _pages(engine) == 2
+    with Session(engine) as session:
+        state = lifecycle.suppression_state(session, _incident(engine, first), timedelta(days=14))
+        assert (state.until, state.suppressed_findings) == (None, 1)  # what it took in stays on record
+
+    # Judged a false positive again: the 14 days count from the new judgement.
+    _act(engine, first, "false_positive", "grace", "it was the warehouse after all", NOW + timedelta(days=10))
+    assert store.record([_export(ev, 6, MARKED_MIN + 20 * DAY)]).suppressed != []
+    assert _pages(engine) == 2
+
+
+def test_an_attacking_address_judged_harmless_is_suppressed_by_address(
+    engine: Engine, ev: SimpleNamespace, tmp_path: Path
+) -> None:
+    judged, other = "203.0.113.9", "192.0.2.44"
+
+    def stuffing(ip: str, minutes: float, first_n: int) -> Finding:
+        fails = [ev.login(first_n + i, actor=f"u-{first_n + i}", ip=ip, minutes=minutes + i / 10) for i in range(12)]
+        return ev.finding(fails, detector="rules.credential_stuffing", actor=None, kind="credential_stuffing")
+
+    store = _paged_store(engine, tmp_path)
+    [first] = store.record([stuffing(judged, 0, 0)]).opened
+    _act(engine, first, "false_positive", "ada", "the tenant's own load test from its office", NOW)
+
+    again = stuffing(judged, MARKED_MIN + DAY, 100)
+    elsewhere = stuffing(other, MARKED_MIN + DAY, 200)
+    result = store.record([again, elsewhere])
+    assert result.suppressed == [again.finding_id] and len(result.opened) == 1
+    assert _pages(engine) == 2
+    assert _incident(engine, first).evidence_count == 24
+
+
+def test_batching_and_arrival_order_do_not_change_what_is_suppressed(ev: SimpleNamespace, tmp_path: Path) -> None:
+    """``replay`` stores a day in a few large batches, ``run`` in many small ones: same outcome."""
+    later = [
+        _export(ev, 2, MARKED_MIN + DAY),
+        ev.finding(
+            [ev.login(1, actor="u-hans", ip="203.0.113.50", outcome="success", minutes=MARKED_MIN + DAY + 30)],
+            detector="rules.login_anomaly",
+            kind="account_takeover",
+        ),
+        _export(ev, 4, MARKED_MIN + 3 * DAY),
+        _export(ev, 6, MARKED_MIN + 15 * DAY),
+    ]
+    outcomes = []
+    for name, batches in (("one", [later]), ("each", [[f] for f in reversed(later)])):
+        (tmp_path / name).mkdir()
+        engine = make_engine(f"sqlite:///{tmp_path / name / 'bw.db'}")
+        init_db(engine)
+        store = _paged_store(engine, tmp_path / name)
+        _judged(engine, store, ev)
+        for batch in batches:
+            store.record(batch)
+        with Session(engine) as session:
+            outcomes.append(
+                (
+                    sorted(
+                        session.execute(select(FindingRow.finding_id, FindingRow.incident_id, FindingRow.suppressed))
+                    ),
+                    sorted(session.execute(select(IncidentRow.incident_id, IncidentRow.status))),
+                    sorted(
+                        session.execute(
+                            select(IncidentLinkRow.incident_id, IncidentLinkRow.related_id, IncidentLinkRow.kind)
+                        )
+                    ),
+                    _pages(engine),
+                )
+            )
+        engine.dispose()
+    assert outcomes[0] == outcomes[1]
+    findings, incidents, _, pages = outcomes[0]
+    assert sum(1 for *_, suppressed in findings if suppressed) == 2
+    assert len(incidents) == 3 and pages == 3
+
+
+def test_the_suppression_span_is_a_validated_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert closed_incident_policy(Settings(false_positive_suppress_days=3)).suppress_false_positives == timedelta(
+        days=3
+    )
+    assert load_settings().false_positive_suppress_days == 14
+    monkeypatch.setenv("BREACHWATCH_FALSE_POSITIVE_SUPPRESS_DAYS", "-1")
+    with pytest.raises(ConfigError, match="BREACHWATCH_FALSE_POSITIVE_SUPPRESS_DAYS"):
+        load_settings()
+    monkeypatch.setenv("BREACHWATCH_FALSE_POSITIVE_SUPPRESS_DAYS", "two weeks")
+    with pytest.raises(ConfigError, match="BREACHWATCH_FALSE_POSITIVE_SUPPRESS_DAYS"):
+        load_settings()
