@@ -1,9 +1,11 @@
 """The learned detector: per-actor profiles, window features and trained models, streaming.
 
 ``LearnedDetector`` folds each batch into per-actor profiles (``detectors.profiles``) and
-builds window feature rows for the actors worth judging: at an actor's first notable event
-of an hour (new place, failed login, role change...), at the end of each of its hours that
-closed inside the batch, and at its last event in the batch. All rows of a batch are scored
+builds window feature rows for the actors worth judging: at each new kind of notable event
+in an actor's notable stretch (new place, failed login, role change...), and once event time
+passes the end of each two-minute slot the actor was active in (as it stood at its last
+event there). Those points depend on the events alone, not on how the stream was cut into
+batches, so a restart judges the same moments as one pass. All rows of a batch are scored
 at once (the pattern scorer and one IsolationForest call, vectorised), and an actor whose
 score crosses the calibrated threshold gets a finding. Without a model it still runs:
 profiles are learned online and the pattern scorer uses its default scales.
@@ -27,6 +29,7 @@ batches then give the same findings as an uninterrupted run.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import json
 import logging
@@ -76,6 +79,10 @@ EPISODE_GAPS: dict[str, float] = {"slow_exfiltration": 3 * DAY, "dormant_account
 IDLE_DAYS = 120
 REGISTER_DAYS = 400
 REGISTER_CAP = 200_000
+# An actor is judged when the stream's event time passes the end of each slot it was active in
+# (as it stood at its last event in the slot), besides right at each new kind of notable
+# event: the judgement points depend on the events alone, never on how they were batched.
+JUDGE_SLOT = 120.0
 # Evidence kept per finding; the incident keeps accumulating it across batches.
 EVIDENCE_PER_FINDING = min(200, MAX_EVIDENCE)
 TRAIN_BATCH = 2000
@@ -232,6 +239,10 @@ class LearnedDetector(Detector):
         self._failures: dict[str, list[float]] = {}
         self._carry: dict[str, list[Event]] = {}
         self._clock_day = -1
+        # Actors waiting for their slot's judgement: actor -> [slot end, its last event time in
+        # the slot], and a heap of (slot end, actor) over them.
+        self._pending: dict[str, list[float]] = {}
+        self._due: list[tuple[float, str]] = []
 
     def _usable_baselines(self, model: TrainedModel) -> dict[str, Any]:
         empty: dict[str, Any] = {"actors": {}, "peers": {}}
@@ -327,7 +338,8 @@ class LearnedDetector(Detector):
         keyed = self._keyed
         indices: dict[str, list[int]] = {}
         unprofiled: dict[str, list[int]] = {}
-        last_ts: dict[str, float] = {}
+        pending = self._pending
+        due = self._due
         actors: list[str] = []
         nows: list[float] = []
         rows: list[list[float]] = []
@@ -341,6 +353,8 @@ class LearnedDetector(Detector):
             else:
                 continue
             ts = ev.ts.timestamp()
+            if due and due[0][0] <= ts:
+                self._judge_due(ts, actors, nows, rows, every_row)
             aid = ev.actor_id
             prof = profiles.get(aid)
             if prof is None:
@@ -362,8 +376,6 @@ class LearnedDetector(Detector):
                     # Its failures in this batch become evidence like its other events.
                     indices[aid] = unprofiled.pop(aid, [])
             h = int(ts // HOUR)
-            if h != prof.cur_hour:
-                self._hour_turn(prof, aid, last_ts, actors, nows, rows, every_row)
             if ts >= prof.notable_until:
                 prof.notable_bits = 0
             noted = prof.notable_bits
@@ -398,43 +410,41 @@ class LearnedDetector(Detector):
                 actors.append(aid)
                 nows.append(ts)
                 rows.append(window_row(prof, prof._peer, ts))
-            if ts > last_ts.get(aid, -1.0):
-                last_ts[aid] = ts
+            end = (ts // JUDGE_SLOT + 1.0) * JUDGE_SLOT
+            slot = pending.get(aid)
+            if slot is None or slot[0] != end:
+                pending[aid] = [end, ts]
+                heapq.heappush(due, (end, aid))
+            elif ts > slot[1]:
+                slot[1] = ts
             if ts > max_ts:
                 max_ts = ts
-        for a in indices:
-            prof = profiles[a]
-            now = last_ts[a]
-            prof.flush()
-            if every_row or prof.worth_scoring(now):
-                actors.append(a)
-                nows.append(now)
-                rows.append(window_row(prof, prof._peer, now))
         if max_ts > 0:
             self._evict(max_ts)
         return _Batch(actors, rows, nows, indices)
 
-    def _hour_turn(
-        self,
-        prof: ActorProfile,
-        aid: str,
-        last_ts: dict[str, float],
-        actors: list[str],
-        nows: list[float],
-        rows: list[list[float]],
-        every_row: bool,
+    def _judge_due(
+        self, ts: float, actors: list[str], nows: list[float], rows: list[list[float]], every_row: bool
     ) -> None:
-        """An actor's event opens a new hour. If the closing hour had events in this batch,
-        judge it as it stood at its last event, so a batch spanning hours of event time does
-        not hide an earlier hour's anomaly."""
-        prev = last_ts.get(aid)
-        if prev is None:
-            return
-        prof.flush()
-        if every_row or prof.worth_scoring(prev):
-            actors.append(aid)
-            nows.append(prev)
-            rows.append(window_row(prof, prof._peer, prev))
+        """Event time reached ``ts``: judge every actor whose slot ended by then, as it stood at
+        its last event (so a slot's anomaly is judged even if the actor goes quiet after it)."""
+        due = self._due
+        pending = self._pending
+        while due and due[0][0] <= ts:
+            end, aid = heapq.heappop(due)
+            slot = pending.get(aid)
+            if slot is None or slot[0] != end:
+                continue  # superseded by a later slot
+            del pending[aid]
+            prof = self._profiles.get(aid)
+            if prof is None:
+                continue
+            last = slot[1]
+            prof.flush()
+            if every_row or prof.worth_scoring(last):
+                actors.append(aid)
+                nows.append(last)
+                rows.append(window_row(prof, prof._peer, last))
 
     # ---- scoring --------------------------------------------------------------------------
 
@@ -633,6 +643,7 @@ class LearnedDetector(Detector):
             "failures": {k: list(v) for k, v in self._failures.items()},
             "carry": {a: [_event_json(e) for e in es] for a, es in self._carry.items()},
             "clock_day": self._clock_day,
+            "pending": {a: list(v) for a, v in self._pending.items()},
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -651,6 +662,10 @@ class LearnedDetector(Detector):
         self._failures = {k: [float(x) for x in v] for k, v in state["failures"].items()}
         self._carry = {a: [_event_from_json(x) for x in es] for a, es in state["carry"].items()}
         self._clock_day = int(state["clock_day"])
+        # Checkpoints written before slot judgements simply have none waiting.
+        self._pending = {a: [float(v[0]), float(v[1])] for a, v in state.get("pending", {}).items()}
+        self._due = [(v[0], a) for a, v in self._pending.items()]
+        heapq.heapify(self._due)
 
 
 def _event_json(e: Event) -> list[str]:
@@ -943,7 +958,7 @@ def load_model(path: Path) -> TrainedModel:
     try:
         present = _types_in(path)
         untrusted = set(sio.get_untrusted_types(file=path))
-    except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError, OSError) as exc:
+    except Exception as exc:  # zipfile, json and skops raise many kinds on foreign bytes
         raise ModelFileError(f"{path}: not a BreachWatch model file ({type(exc).__name__})") from exc
     # Every type in the file must be one this code writes, including those skops would
     # trust by default: a file holding anything else was not written by ``save_model``.

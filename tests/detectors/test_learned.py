@@ -438,3 +438,24 @@ def test_state_is_bounded_by_evicting_idle_actors() -> None:
     state = det.state()
     assert list(state["profiles"]) == ["u-newcomer"]
     assert "u-alpha-0" in state["register"]  # remembered, so waking up later counts as dormancy
+
+
+def test_judgements_do_not_depend_on_how_the_stream_is_batched(model: TrainedModel) -> None:
+    """A restart or a rebalance cuts the stream elsewhere: the same events in batches of 7
+    and of 5,000 raise the same findings (one per episode; small batches may repeat one as
+    its evidence grows), first judged at the same event times."""
+    w = World()
+    events = after(history(w), [*takeover(w), *escalation(w), *business_trip(w)])
+    tb = tables()
+
+    def judged(batch: int) -> dict[str, tuple[str, datetime]]:
+        first: dict[str, tuple[str, datetime]] = {}
+        for f in run(LearnedDetector(model, pseudonym_key=KEY), events, tb, batch=batch):
+            assert f.detected_at is not None
+            if f.finding_id not in first or f.detected_at < first[f.finding_id][1]:
+                first[f.finding_id] = (f.kind, f.detected_at)
+        return first
+
+    small = judged(7)
+    assert {k for k, _ in small.values()} >= {"account_takeover", "privilege_escalation"}
+    assert small == judged(5_000)
