@@ -10,16 +10,16 @@ with 5 to 19, and before that 20,000 (1,000 for card, bank and credential data, 
 business does not export in bulk); or when it reaches a quarter of all the people the tenant
 holds data on (personal or card data). Financial records (ledgers, journals, invoices,
 payments: the company's own books) are exported in bulk at every period close, so they fire
-only above 100,000 records; a ledger taken at an odd hour from a new network is the learned
-detector's to judge. The topics are keyed by actor, so each partition sees a share of a
-tenant's actors and its tenant baselines are drawn from fewer exports; the sparse and cold
-limits are what make that safe. An export is let through
-when it is within 3x of what the same actor has exported of that class before (month-end
-reports by the finance team). Only actors who have exported a third of the floor or more are
-remembered: smaller habits could never vouch for an export big enough to fire. Fired exports do
-not enter the tenant's baseline (an attacker must not raise the bar for the next theft); they
-enter the actor's own at most once a day, so a real monthly routine is learned after a few
-months while a burst of thefts is not.
+only above 100,000 records (1,000,000 while the tenant has fewer than 5 on record); a ledger
+taken at an odd hour from a new network is the learned detector's to judge. The topics are
+keyed by actor, so each partition sees a share of a tenant's actors and its tenant baselines
+are drawn from fewer exports; the sparse and cold limits are what make that safe. An export is
+let through when it is within 3x of what the same actor has exported of that class before
+(month-end reports by the finance team). Only actors who have exported a third of the floor or
+more are remembered: smaller habits could never vouch for an export big enough to fire. Fired
+exports do not enter the tenant's baseline (an attacker must not raise the bar for the next
+theft); they enter the actor's own at most once a day, so a real monthly routine is learned
+after a few months while a burst of thefts is not.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ COLD_LIMITS: dict[str, int] = {"payment": FLOOR, "credentials": FLOOR}
 # The company's own books are exported whole at period close; only a dump far beyond any close
 # fires on size alone.
 FINANCIAL_LIMIT = 100_000
+# ...and with no financial exports of the tenant on record, only a dump of the books of a large
+# company fires (a mid-size ledger at period close is a few hundred thousand lines).
+FINANCIAL_COLD = 1_000_000
 LARGE_READ = 10_000  # a read or search returning this many sensitive records counts as an export
 # Share of all the people a tenant holds data on that fires by itself in one export of their
 # personal or card data: that many people is a notifiable breach on its own.
@@ -424,8 +427,10 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
         limit, basis = max(float(FLOOR), SPARSE_FACTOR * tenant_p99), "largest"
     else:
         limit, basis = float(COLD_LIMITS.get(cls, COLD_LIMIT)), "cold"
-    if cls == "financial" and limit < FINANCIAL_LIMIT:
-        limit, basis = float(FINANCIAL_LIMIT), "financial"
+    if cls == "financial":
+        least = FINANCIAL_COLD if basis == "cold" else FINANCIAL_LIMIT
+        if limit < least:
+            limit, basis = float(least), "financial"
     fire = n > limit
     tenant = ctx.tables.tenants.get(tenant_id)
     subjects = tenant.data_subjects if tenant is not None else None

@@ -480,6 +480,8 @@ def test_financial_period_close_exports_fire_only_beyond_any_close(ctx: Detectio
 
     d = RulesDetector()
     invoices = [ledger(k * 30, 200 + k, actor_id="u-ar") for k in range(30)]  # daily invoice runs
+    # With no financial exports on record, a large company's whole ledger does not fire.
+    assert not run([ledger(-60, 600_000, actor_id="u-gl")], ctx, RulesDetector())
     assert not run(invoices, ctx, d)
     [f] = run([ledger(29 * 60 * 24, 120_000, actor_id="u-ar")], ctx, d)
     assert "only an export above 100,000 records fires" in text(f)
