@@ -89,6 +89,10 @@ def _push(ring: list[float], value: float, cap: int) -> None:
         del ring[0]
 
 
+# The shared bucket of unused hour slots (see ``ActorProfile.wv``); it must stay all zeros.
+_NO_BUCKET: list[float] = [0.0] * W_SIZE
+
+
 class ActorProfile:
     """What is normal for one actor, plus its last 24 hours of window counters.
 
@@ -220,7 +224,10 @@ class ActorProfile:
         self.rep_vec: list[float] = [0.0] * W_SIZE
         # 24 hourly buckets: wb[i] is the epoch hour bucket i holds, wv[i] its counters.
         self.wb: list[int] = [-1] * 24
-        self.wv: list[list[float]] = [[0.0] * W_SIZE for _ in range(24)]
+        # Slots not yet used share one all-zero bucket (never written: every reader checks wb
+        # first, and a slot gets its own list when its hour starts), so an actor costs the
+        # hours it was active in, not 24 buckets.
+        self.wv: list[list[float]] = [_NO_BUCKET] * 24
         self._reset_caches()
 
     def _reset_caches(self) -> None:

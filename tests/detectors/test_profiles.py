@@ -162,3 +162,16 @@ def test_window_counters_have_the_documented_size() -> None:
     assert len(p.window_1h(T0)) == W_SIZE
     assert len(p.window_24h(T0)) == W_SIZE + 1
     assert p.window_1h(T0)[W_EVENTS] == 1.0
+
+
+def test_unused_hour_slots_cost_nothing_and_share_a_bucket_no_one_writes() -> None:
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    q = ActorProfile("customer_user", "t-b", "UTC", T0)
+    read(p, T0 + 3 * HOUR + 60, 5)
+    read(p, T0 + HOUR + 60, 9)  # late, into an hour slot never used: must not land anywhere shared
+    read(p, T0 + 5 * HOUR, 3)
+    p.mark_reported(T0 + 5 * HOUR + 1)
+    p.flush()
+    assert len({id(v) for v in p.wv}) == 3  # two hours of its own, one shared empty bucket
+    assert all(v == [0.0] * W_SIZE for v, b in zip(q.wv, q.wb, strict=True) if b < 0)
+    assert q.window_24h(T0 + 5 * HOUR)[W_RECORDS] == 0.0
