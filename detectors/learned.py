@@ -237,7 +237,9 @@ class LearnedDetector(Detector):
         self._register: dict[str, float] = {}
         self._episodes: dict[str, list[float]] = {}
         self._failures: dict[str, list[float]] = {}
-        self._carry: dict[str, list[Event]] = {}
+        # Each active actor's last hour of events, packed (see ``_pack``): a validated model
+        # costs several times its field values, and most carried events are never evidence.
+        self._carry: dict[str, list[_Carried]] = {}
         self._clock_day = -1
         # Actors waiting for their slot's judgement: actor -> [slot end, its last event time in
         # the slot], and a heap of (slot end, actor) over them.
@@ -497,11 +499,14 @@ class LearnedDetector(Detector):
                 continue
             last = events[idx[-1]].ts.timestamp()
             latest = max(latest, last)
-            kept = [e for e in self._carry.get(aid, ()) if last - e.ts.timestamp() <= HOUR]
-            kept.extend(events[i] for i in idx if last - events[i].ts.timestamp() <= HOUR)
+            kept = [c for c in self._carry.get(aid, ()) if last - c[0] <= HOUR]
+            for i in idx:
+                packed = _pack(events[i])
+                if last - packed[0] <= HOUR:
+                    kept.append(packed)
             self._carry[aid] = kept[-CARRY_CAP:]
         if latest > 0:
-            for aid in [a for a, es in self._carry.items() if latest - es[-1].ts.timestamp() > HOUR]:
+            for aid in [a for a, cs in self._carry.items() if latest - cs[-1][0] > HOUR]:
                 del self._carry[aid]
 
     def _finding(
@@ -616,7 +621,7 @@ class LearnedDetector(Detector):
         # From an hour before the judged moment to the actor's last event in the batch (the
         # rest of an ongoing session belongs to the same finding), including what was carried
         # over from the previous batch.
-        pool = [e for e in self._carry.get(aid, ()) if now - e.ts.timestamp() <= HOUR]
+        pool = [_unpack(c) for c in self._carry.get(aid, ()) if now - c[0] <= HOUR]
         pool.extend(events[i] for i in batch.indices[aid] if now - events[i].ts.timestamp() <= HOUR)
         if kind in ("account_takeover", "service_key_misuse"):
             want = F_NOVEL | F_FAILED | F_ROLE
@@ -641,7 +646,7 @@ class LearnedDetector(Detector):
             "register": dict(self._register),
             "episodes": {k: list(v) for k, v in self._episodes.items()},
             "failures": {k: list(v) for k, v in self._failures.items()},
-            "carry": {a: [_event_json(e) for e in es] for a, es in self._carry.items()},
+            "carry": {a: [_event_json(_unpack(c)) for c in cs] for a, cs in self._carry.items()},
             "clock_day": self._clock_day,
             "pending": {a: list(v) for a, v in self._pending.items()},
         }
@@ -660,12 +665,28 @@ class LearnedDetector(Detector):
         self._register = {a: float(v) for a, v in state["register"].items()}
         self._episodes = {k: [float(x) for x in v] for k, v in state["episodes"].items()}
         self._failures = {k: [float(x) for x in v] for k, v in state["failures"].items()}
-        self._carry = {a: [_event_from_json(x) for x in es] for a, es in state["carry"].items()}
+        self._carry = {a: [_pack(_event_from_json(x)) for x in es] for a, es in state["carry"].items()}
         self._clock_day = int(state["clock_day"])
         # Checkpoints written before slot judgements simply have none waiting.
         self._pending = {a: [float(v[0]), float(v[1])] for a, v in state.get("pending", {}).items()}
         self._due = [(v[0], a) for a, v in self._pending.items()]
         heapq.heapify(self._due)
+
+
+# A carried event: its time, whether it is an auth event, and its field values in model order.
+_Carried = tuple[float, bool, tuple[Any, ...]]
+_FIELDS: dict[bool, tuple[str, ...]] = {True: tuple(AuthEvent.model_fields), False: tuple(AccessEvent.model_fields)}
+
+
+def _pack(e: Event) -> _Carried:
+    # A validated model's __dict__ holds exactly its fields, in declaration order.
+    return (e.ts.timestamp(), e.__class__ is AuthEvent, tuple(e.__dict__.values()))
+
+
+def _unpack(c: _Carried) -> AccessEvent | AuthEvent:
+    """The event again, without validating what was validated when it arrived."""
+    model = AuthEvent if c[1] else AccessEvent
+    return model.model_construct(**dict(zip(_FIELDS[c[1]], c[2], strict=True)))
 
 
 def _event_json(e: Event) -> list[str]:
