@@ -1,16 +1,18 @@
 """Events/s of the bare kafka-python consumer, of ``run`` and of ``replay`` on the same dump.
 
-    python -m bench.throughput [--tenants 60] [--days 21] [--partitions 4] [--model PATH]
+    python -m bench.throughput [--tenants 60] [--days 21] [--partitions 4] [--model PATH] [--jobs N]
 
 Starts the local broker (or uses ``KAFKA_BOOTSTRAP``), produces a simulated dump into fresh
-topics, then measures in one run: the bare consume rate (poll, no decoding: the ceiling), the
-service with every detector from first poll until caught up, and a replay of the dump.
-Prints one JSON line last.
+topics, then measures in one run: the bare consume rate (poll, no decoding: the ceiling, with
+the service's own fetch sizes), the service with every detector from first poll until caught
+up, and a replay of the dump in one process and with detection in ``--jobs`` worker processes
+(default: one per CPU). Prints one JSON line last.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ from bench.common import broker, count_actors, count_events, dump_for, emit, run
 from breachwatch import app
 from streams.consumer import Service
 from streams.dump import replay
-from streams.kafka_client import client_options, ensure_topics
+from streams.kafka_client import client_options, ensure_topics, fetch_options
 from streams.models import EVENT_TOPICS
 from streams.produce import produce_dump
 
@@ -32,7 +34,7 @@ def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore
         group_id=settings.group_id + "-bare",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=settings.poll_max_records,
+        **fetch_options(settings),
     )
     consumer.subscribe([settings.topic(t) for t in EVENT_TOPICS])
     seen = 0
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=21)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="replay worker processes")
     args = ap.parse_args()
 
     dump = dump_for(args.tenants, args.days)
@@ -82,10 +85,15 @@ def main() -> None:
         run_eps = consumed / run_s
         print(f"run: {consumed:,} events in {run_s:.1f}s = {run_eps:,.0f} events/s", flush=True)
 
-        r_engine = app.database(settings, f"sqlite:///{work / 'replay.db'}")
-        r_pipeline = app.build_pipeline(settings, r_engine, model, notify=False)
-        report = replay(dump, r_pipeline, partitions=args.partitions, max_bytes=settings.max_message_bytes)
-        print(f"replay: {report.events:,} events = {report.events_per_second:,.0f} events/s", flush=True)
+        replay_eps: dict[int, float] = {}
+        for jobs in sorted({1, args.jobs}):
+            r_engine = app.database(settings, f"sqlite:///{work / f'replay-{jobs}.db'}")
+            r_pipeline = app.build_pipeline(settings, r_engine, model, notify=False)
+            report = replay(
+                dump, r_pipeline, partitions=args.partitions, max_bytes=settings.max_message_bytes, jobs=jobs
+            )
+            replay_eps[jobs] = report.events_per_second
+            print(f"replay (jobs={jobs}): {report.events:,} events = {replay_eps[jobs]:,.0f} events/s", flush=True)
 
     emit(
         {
@@ -96,7 +104,9 @@ def main() -> None:
             "produce_eps": round(produce_eps),
             "bare_eps": round(bare_eps),
             "run_eps": round(run_eps),
-            "replay_eps": round(report.events_per_second),
+            "replay_eps": round(replay_eps[args.jobs]),
+            "replay_jobs": args.jobs,
+            "replay_eps_one_process": round(replay_eps[1]),
             "ratio": round(run_eps / bare_eps, 3),
             "incidents_run": stats["incidents_opened"],
             "model": str(args.model) if args.model else None,

@@ -85,6 +85,78 @@ def _identity(sess: _Session) -> str:
     return "\x1f".join((sess.service, sess.key, sess.first_event_id))
 
 
+def _average_path_length(n: np.ndarray) -> np.ndarray:
+    """Expected depth at which a point is isolated among ``n`` (Liu et al. 2008), computed with
+    the same operations as scikit-learn's isolation forest so that scores agree to the bit."""
+    n = np.asarray(n, dtype=float)
+    out = np.zeros(n.shape)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+class _IsolationPaths:
+    """A fitted isolation forest flattened into arrays, scored for all trees at once.
+
+    scikit-learn scores a forest tree by tree, a few hundred microseconds of overhead each,
+    which makes scoring one session cost milliseconds. Walking every tree one level per step
+    with numpy gives the same leaves and, summed in the same order, the same scores."""
+
+    def __init__(self, forest: IsolationForest) -> None:
+        left, right, feature, threshold, value, roots = [], [], [], [], [], []
+        offset = 0
+        depth = 0
+        for est, feats in zip(forest.estimators_, forest.estimators_features_, strict=True):
+            tree = est.tree_
+            n = tree.node_count
+            lt = tree.children_left.astype(np.intp)
+            rt = tree.children_right.astype(np.intp)
+            leaf = lt < 0
+            own = np.arange(n, dtype=np.intp)
+            # A leaf points at itself, so walking further than its depth stays put.
+            left.append(np.where(leaf, own, lt) + offset)
+            right.append(np.where(leaf, own, rt) + offset)
+            feature.append(np.where(leaf, 0, np.asarray(feats, dtype=np.intp)[np.where(leaf, 0, tree.feature)]))
+            threshold.append(np.where(leaf, np.inf, tree.threshold))
+            node_depth = np.zeros(n)
+            node_depth[0] = 1.0
+            frontier = np.array([0], dtype=np.intp)
+            levels = -1  # steps from the root to the deepest leaf
+            while frontier.size:
+                inner = frontier[~leaf[frontier]]
+                kids = np.concatenate([lt[inner], rt[inner]])
+                node_depth[kids] = np.concatenate([node_depth[inner], node_depth[inner]]) + 1.0
+                frontier = kids
+                levels += 1
+            depth = max(depth, levels)
+            # What scikit-learn adds per tree for a point ending in each node.
+            value.append(node_depth + _average_path_length(tree.n_node_samples) - 1.0)
+            roots.append(offset)
+            offset += n
+        self.left = np.concatenate(left)
+        self.right = np.concatenate(right)
+        self.feature = np.concatenate(feature)
+        self.threshold = np.concatenate(threshold)
+        self.value = np.concatenate(value)
+        self.roots = np.asarray(roots, dtype=np.intp)
+        self.steps = depth
+        self.denominator = len(forest.estimators_) * _average_path_length(np.array([forest.max_samples_]))
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Anomaly scores in (0, 1] of the rows of ``X``, higher is more unusual."""
+        # scikit-learn grows and walks its trees on float32 copies of the data.
+        data = np.asarray(X, dtype=np.float32)
+        rows = np.arange(len(data))[None, :]
+        node = np.repeat(self.roots[:, None], len(data), axis=1)
+        for _ in range(self.steps):
+            go_left = data[rows, self.feature[node]] <= self.threshold[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        # Trees are added one after another, as scikit-learn does: the same rounding.
+        depths = np.cumsum(self.value[node], axis=0)[-1]
+        return 2 ** (-np.divide(depths, self.denominator, out=np.ones_like(depths), where=self.denominator != 0))
+
+
 class SessionMixModel(BaseEstimator):
     """Isolation forest over session feature vectors; scores are higher for odder sessions.
 
@@ -111,14 +183,19 @@ class SessionMixModel(BaseEstimator):
             max_samples=min(self.max_samples, len(data)),
             random_state=self.random_state,
         ).fit(data)
+        self.paths_ = _IsolationPaths(self.forest_)
         self.n_training_sessions_ = len(data)
         self.worst_training_score_ = float(self.score_samples(data).max())
         return self
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Anomaly score in (0, 1], higher is more unusual (the sign flip of scikit-learn's)."""
-        check_is_fitted(self, "forest_")
-        return -self.forest_.score_samples(np.asarray(X, dtype=float))
+        check_is_fitted(self, "paths_")
+        data = np.asarray(X, dtype=float)
+        if data.ndim != 2 or data.shape[1] != self.forest_.n_features_in_ or not np.isfinite(data).all():
+            # Shapes and values the fast path was not made for get scikit-learn's own checks.
+            return -self.forest_.score_samples(data)
+        return self.paths_.score(data)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Positive where a session is more unusual than every training session."""
@@ -342,6 +419,7 @@ class _ServiceModel:
         self.mix_sample: list[tuple[int, str, list[float]]] = []  # a heap on -hash
         self.mix_changes = 0  # sample entries replaced since the forest was fitted
         self.mix_fitted: list[list[float]] = []  # the rows the current forest was fitted on
+        self.mix_fitted_at: float | None = None  # event time of that fit
         self.mix: SessionMixModel | None = None
         # Error bursts: creations of new error templates in the window, the decayed count of
         # such creations since warm-up and the decayed hours of exposure they happened in.
@@ -364,6 +442,7 @@ class _ServiceModel:
             "mix_sample": [[-neg, key, row] for neg, key, row in self.mix_sample],
             "mix_changes": self.mix_changes,
             "mix_fitted": self.mix_fitted,
+            "mix_fitted_at": self.mix_fitted_at,
             "miner": self.miner.state(),
             "new_errors": [[t, _record_state(r), tid] for t, r, tid in self.new_errors],
             "new_error_count": self.new_error_count,
@@ -384,6 +463,10 @@ class _ServiceModel:
         m.mix_sample = [(-int(h), str(key), [float(x) for x in row]) for h, key, row in s["mix_sample"]]
         m.mix_changes = int(s["mix_changes"])
         m.mix_fitted = [[float(x) for x in row] for row in s["mix_fitted"]]
+        # Checkpoints written before refits were scheduled in event time do not hold it: such a
+        # forest may be refitted as soon as enough of its sample has changed.
+        fitted_at = s.get("mix_fitted_at")
+        m.mix_fitted_at = float(fitted_at) if fitted_at is not None else None
         m.miner.load_state(s["miner"])
         m.new_errors.extend((float(t), _record_load(r), int(tid)) for t, r, tid in s["new_errors"])
         m.new_error_count = float(s["new_error_count"])
@@ -458,20 +541,30 @@ class _ServiceModel:
             heapq.heapreplace(heap, (-h, ident, _features(sess)))
             self.mix_changes += 1
 
-    def mix_model(self, det: LogDetector, exclude: set[str]) -> SessionMixModel | None:
-        """The isolation forest, refitted first if a good part of its sample has changed.
+    def mix_model(self, det: LogDetector, exclude: set[str], now: float) -> SessionMixModel | None:
+        """The isolation forest, refitted first if a good part of its sample has changed and
+        it is at least ``mix_refit_interval`` old in event time (``now``).
 
         Fitted lazily, when a session needs it: sessions that need it are rare, and a fit
-        costs a fifth of a second. Sessions in ``exclude`` (those about to be scored) are
-        left out of a refit, so that no session is compared with a forest grown on itself."""
+        costs a tenth of a second or more. Sessions in ``exclude`` (those about to be scored)
+        are left out of a refit, so that no session is compared with a forest grown on itself."""
         n = len(self.mix_sample)
-        if n >= det.mix_min_sessions and (self.mix is None or self.mix_changes >= det.mix_refit_share * n):
-            ordered = sorted(self.mix_sample, key=lambda e: e[0])
-            rows = [row for _, ident, row in ordered if ident not in exclude]
-            if len(rows) >= det.mix_min_sessions:
-                self.mix_fitted = rows
-                self.mix = SessionMixModel(random_state=det.random_state).fit(rows)
-                self.mix_changes = 0
+        if n < det.mix_min_sessions:
+            return self.mix
+        if self.mix is not None:
+            if self.mix_changes < det.mix_refit_share * n:
+                return self.mix
+            # The sample changes fastest while a service is new; a day's worth of sessions is
+            # what a refit must reflect, not the last few hours'.
+            if self.mix_fitted_at is not None and now - self.mix_fitted_at < det.mix_refit_interval_s:
+                return self.mix
+        ordered = sorted(self.mix_sample, key=lambda e: e[0])
+        rows = [row for _, ident, row in ordered if ident not in exclude]
+        if len(rows) >= det.mix_min_sessions:
+            self.mix_fitted = rows
+            self.mix_fitted_at = now
+            self.mix = SessionMixModel(random_state=det.random_state).fit(rows)
+            self.mix_changes = 0
         return self.mix
 
     def threshold(self, det: LogDetector) -> float:
@@ -536,6 +629,8 @@ class LogDetector(Detector):
     mix_reservoir, mix_min_sessions, mix_refit_share : int, int, float
         Sessions the isolation forest is fitted on (a uniform sample of all closed sessions),
         the fewest it needs, and the share of them that must have changed for a refit.
+    mix_refit_interval : timedelta
+        Event time that must pass between refits of a service's isolation forest.
     random_state : int
         Seed of the isolation forest.
     """
@@ -566,6 +661,7 @@ class LogDetector(Detector):
         mix_reservoir: int = 512,
         mix_min_sessions: int = 128,
         mix_refit_share: float = 0.25,
+        mix_refit_interval: timedelta = timedelta(hours=24),
         random_state: int = 0,
     ) -> None:
         self.idle_gap = idle_gap
@@ -589,6 +685,7 @@ class LogDetector(Detector):
         self.mix_reservoir = mix_reservoir
         self.mix_min_sessions = mix_min_sessions
         self.mix_refit_share = mix_refit_share
+        self.mix_refit_interval = mix_refit_interval
         self.random_state = random_state
         # Derived settings, in seconds, for the per-record path.
         self.close_after_s = (idle_gap + lateness).total_seconds()
@@ -596,6 +693,7 @@ class LogDetector(Detector):
         self.warmup_s = warmup.total_seconds()
         self.window_s = burst_window.total_seconds()
         self.half_life_s = rate_half_life.total_seconds()
+        self.mix_refit_interval_s = mix_refit_interval.total_seconds()
         self.score_memory = 1000
         self.score_memory_min = 200
         self.min_support_for_counts = 50
@@ -749,7 +847,8 @@ class LogDetector(Detector):
         svc.learn(sess, self, flagged=a.flagged)
         if not a.flagged:
             svc.sample_session(sess, self)
-        closed.append(a)
+        if a.warm and a.raw >= a.threshold - _MIX_WEIGHT:
+            closed.append(a)  # the rest can become no finding (see ``_score``)
 
     def _assess(self, svc: _ServiceModel, a: _Assessment) -> None:
         sess = a.session
@@ -833,7 +932,8 @@ class LogDetector(Detector):
 
         Such sessions are rare, so one call per session costs little, and it keeps the verdict
         independent of which other sessions happened to close in the same batch."""
-        model = svc.mix_model(self, {_identity(a.session)})
+        now = self._watermark if self._watermark is not None else a.session.last_ts
+        model = svc.mix_model(self, {_identity(a.session)}, now)
         if model is None:
             return
         s = float(model.score_samples([_features(a.session)])[0])

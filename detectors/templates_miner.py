@@ -42,6 +42,13 @@ _HEX_NUM = re.compile(
     r"|(?P<NUM>[-+\d](?<![\w.][-+\d])(?:(?<=\d)|\d)\d*(?:[.,]\d+)*)"
 )
 _DIGIT = re.compile(r"\d")
+# A timestamp whose date and time are separated by a space: the one non-quoted variable that
+# spans two whitespace-separated tokens.
+_SPACED_TS = re.compile(r"-\d\d \d\d:\d\d")
+# Lines and tokens longer than these are masked afresh each time: they rarely repeat, and
+# remembering them would let a few huge lines fill the memory meant for thousands.
+_CACHED_LINE_CHARS = 512
+_CACHED_TOKEN_CHARS = 128
 
 
 def _hex_or_num(m: re.Match[str]) -> str:
@@ -66,6 +73,11 @@ def mask(line: str) -> str:
         if "::" in line:
             line = _IP6.sub("<IP>", line)
         return line
+    return _mask_numeric(line)
+
+
+def _mask_numeric(line: str) -> str:
+    """The masks that need a digit somewhere in the line, after quoted strings and emails."""
     if "-" in line:
         line = _UUID.sub("<UUID>", line)
         line = _TS.sub("<TS>", line)
@@ -74,6 +86,24 @@ def mask(line: str) -> str:
     if "." in line:
         line = _IP4.sub("<IP>", line)
     return _HEX_NUM.sub(_hex_or_num, line)
+
+
+def _masks_per_token(line: str) -> bool:
+    """Whether ``line`` can be masked token by token (``_token_masks``) with the result of
+    ``mask(line)``: true unless a variable may span whitespace (a quoted string; a date and a
+    time separated by a space) or the IPv6 guard counts colons across tokens (seven in the
+    line). No other pattern matches whitespace, and every look-around sees whitespace and a
+    token's edge alike."""
+    return '"' not in line and "'" not in line and line.count(":") < 7 and _SPACED_TS.search(line) is None
+
+
+def _token_masks(token: str) -> tuple[str, str, bool]:
+    """One token of a line ``_masks_per_token`` accepts: its mask if the line (emails masked)
+    holds a digit, its mask if it does not, and whether this token (emails masked) holds one."""
+    if "@" in token:
+        token = _EMAIL.sub("<EMAIL>", token)
+    digitless = _IP6.sub("<IP>", token) if "::" in token else token
+    return _mask_numeric(token), digitless, _DIGIT.search(token) is not None
 
 
 def _wildcard_for(old: str, new: str) -> str:
@@ -126,7 +156,8 @@ class TemplateMiner:
     max_chars : int
         Characters of a line's first line that are mined.
     cache_size : int
-        Masked lines whose match is remembered (a speed-up with no effect on results).
+        Lines, masked lines and tokens whose masking or match is remembered (a speed-up with
+        no effect on results).
     """
 
     def __init__(
@@ -152,16 +183,46 @@ class TemplateMiner:
         self._second: dict[tuple[int, str], set[str]] = {}
         self._routing_epoch = 0
         self._cache: dict[str, tuple[_Template, _Leaf, int, int]] = {}
+        # Log lines repeat heavily, and their tokens more so: masking is a pure function of
+        # the text, so its results are remembered, per line and per token.
+        self._masked_lines: dict[str, str] = {}
+        self._masked_tokens: dict[str, tuple[str, str, bool]] = {}
 
     # ----------------------------------------------------------------- mining
 
     def preprocess(self, message: str) -> str:
-        """The masked first line of ``message``, cut to ``max_chars`` (what is mined)."""
+        """What is mined of ``message``: its first line, cut to ``max_chars``, masked, with runs
+        of whitespace made one space. Remembered per line and per token, so a line or a token
+        seen before is not masked again."""
         line = message[: self.max_chars]
         cut = line.find("\n")
         if cut >= 0:
             line = line[:cut]
-        return mask(line)
+        masked = self._masked_lines.get(line)
+        if masked is not None:
+            return masked
+        if _masks_per_token(line):
+            known = self._masked_tokens
+            parts = []
+            digits = False
+            for tok in line.split():
+                m = known.get(tok)
+                if m is None:
+                    m = _token_masks(tok)
+                    if len(tok) <= _CACHED_TOKEN_CHARS:
+                        if len(known) >= self.cache_size:
+                            known.clear()
+                        known[tok] = m
+                parts.append(m)
+                digits = digits or m[2]
+            masked = " ".join([m[0] if digits else m[1] for m in parts])
+        else:
+            masked = " ".join(mask(line).split())
+        if len(line) <= _CACHED_LINE_CHARS:
+            if len(self._masked_lines) >= self.cache_size:
+                self._masked_lines.clear()
+            self._masked_lines[line] = masked
+        return masked
 
     def add(self, message: str) -> tuple[int, bool]:
         """Mine one message; return its template id and whether the template is new."""
@@ -340,6 +401,8 @@ class TemplateMiner:
         self._first = {}
         self._second = {}
         self._cache = {}
+        self._masked_lines = {}
+        self._masked_tokens = {}
         self._routing_epoch = 0
         by_id: dict[int, _Template] = {}
         for raw_key, templates in state["leaves"]:

@@ -3,21 +3,36 @@
 The dump is read as the broker would deliver it: reference tables first (they are compacted
 topics a consumer reads to the end before it starts), then the event topics merged in event
 time and cut into batches, each assigned to partition numbers by Kafka's partitioner.
+
+Detector state belongs to a partition number, so a replay can run partitions' detectors in
+worker processes (``jobs``): this process still reads, orders and batches the events and
+records every batch's findings in the same order, so the incidents are those of a replay in
+one process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
+import logging
+import multiprocessing
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from detectors.base import Finding
 from streams.decode import DeadLetter, DecodeFailure, dead_letter, decode
-from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
-from streams.pipeline import Partitioner, Pipeline, group_by_partition
+from streams.models import EVENT_TOPICS, KEY_FIELD, MODEL_BY_TOPIC, REFERENCE_TOPICS, Event, LogRecord
+from streams.pipeline import Partitioner, Pipeline, fewer_collections, group_by_partition
+
+log = logging.getLogger(__name__)
 
 DeadLetterSink = Callable[[DeadLetter], None]
 Progress = Callable[[int], None]
@@ -65,6 +80,20 @@ def _decoded(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> It
             sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
 
 
+def _decoded_raw(dump: Path, rank: int, sink: DeadLetterSink, max_bytes: int) -> Iterator[tuple[Event, int, bytes]]:
+    """``_decoded`` of event topic ``EVENT_TOPICS[rank]`` with that rank and each event's
+    original bytes, which are cheaper to hand to another process than the event (decoding
+    them again costs less than pickling a model)."""
+    topic = EVENT_TOPICS[rank]
+    for lineno, raw in read_lines(dump_file(dump, topic)):
+        try:
+            event = decode(topic, raw, max_bytes)
+        except DecodeFailure as failure:
+            sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
+            continue
+        yield event, rank, raw  # type: ignore[misc]
+
+
 def load_reference_tables(pipeline: Pipeline, dump: Path, sink: DeadLetterSink, max_bytes: int) -> int:
     n = 0
     for topic in REFERENCE_TOPICS:
@@ -77,7 +106,11 @@ def load_reference_tables(pipeline: Pipeline, dump: Path, sink: DeadLetterSink, 
 def iter_events(dump: Path, sink: DeadLetterSink, max_bytes: int) -> Iterator[Event]:
     """All event topics merged by event time (ties keep topic order, so output is deterministic)."""
     streams = [_decoded(dump, t, sink, max_bytes) for t in EVENT_TOPICS]
-    return heapq.merge(*streams, key=lambda e: e.ts)
+    return heapq.merge(*streams, key=attrgetter("ts"))
+
+
+def _event_ts(item: tuple[Event, int, bytes]) -> datetime:
+    return item[0].ts
 
 
 @dataclass(slots=True)
@@ -102,8 +135,15 @@ def replay(
     batch_size: int = 5000,
     sink: DeadLetterSink | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> ReplayReport:
-    """Run the pipeline over a dump, deterministically, in event-time order."""
+    """Run the pipeline over a dump, deterministically, in event-time order.
+
+    With ``jobs`` above one, partitions' detectors run in that many worker processes (forked,
+    so they share the pipeline's detector factory and reference tables); the incidents are
+    the same as with one. Worker processes keep the detector state: afterwards
+    ``pipeline.workers`` holds none of it.
+    """
     check_dump(dump)
     dead = 0
 
@@ -116,10 +156,31 @@ def replay(
 
     started = time.perf_counter()
     refs = load_reference_tables(pipeline, dump, _sink, max_bytes)
+    jobs = min(jobs, partitions)
+    if jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        log.warning("replay: worker processes need the fork start method; using one process")
+        jobs = 1
+    with fewer_collections():
+        if jobs > 1:
+            total = _replay_in_workers(dump, pipeline, partitions, max_bytes, batch_size, _sink, progress, jobs)
+        else:
+            total = _replay_here(dump, pipeline, partitions, max_bytes, batch_size, _sink, progress)
+    return ReplayReport(total, refs, dead, time.perf_counter() - started, pipeline.stats.as_dict())
+
+
+def _replay_here(
+    dump: Path,
+    pipeline: Pipeline,
+    partitions: int,
+    max_bytes: int,
+    batch_size: int,
+    sink: DeadLetterSink,
+    progress: Progress | None,
+) -> int:
     partitioner = Partitioner(partitions)
     total = 0
     batch: list[Event] = []
-    for event in iter_events(dump, _sink, max_bytes):
+    for event in iter_events(dump, sink, max_bytes):
         batch.append(event)
         if len(batch) >= batch_size:
             pipeline.process(group_by_partition(batch, partitioner))
@@ -132,7 +193,162 @@ def replay(
         total += len(batch)
         if progress:
             progress(total)
-    return ReplayReport(total, refs, dead, time.perf_counter() - started, pipeline.stats.as_dict())
+    return total
+
+
+# --------------------------------------------------------------------- worker processes
+
+# One batch's events for a worker: per partition, (topic index, original bytes) in order.
+_Work = dict[int, list[tuple[int, bytes]]]
+# What a worker sends back per batch: per partition its findings, and detector errors counted.
+_Result = tuple[dict[int, list[Finding]], dict[str, int]]
+
+
+def _detect_in_worker(pipeline: Pipeline, conn: Connection, siblings: list[Connection]) -> None:
+    """A worker process: decode each batch it is sent and run its partitions' detectors."""
+    for other in siblings:
+        # The parent's ends of the workers started before this one: held here, they would
+        # keep those workers from seeing the parent go away.
+        other.close()
+    models = [MODEL_BY_TOPIC[t] for t in EVENT_TOPICS]
+    errors = pipeline.stats.detector_errors
+    errors.clear()  # counted before the fork belongs to the parent
+    while True:
+        work: _Work | None = conn.recv()
+        if work is None:
+            break
+        found: dict[int, list[Finding]] = {}
+        for p in sorted(work):
+            # These bytes decoded in the parent already: they are valid, and decode alike here.
+            events: list[Event] = [models[rank].model_validate_json(raw) for rank, raw in work[p]]  # type: ignore[misc]
+            found[p] = pipeline.worker(p).detect(events)
+        result: _Result = (found, dict(errors))
+        errors.clear()
+        conn.send(result)
+    conn.close()
+
+
+class _Workers:
+    """Worker processes, each owning some partition numbers for the whole replay.
+
+    A partition goes to the least-loaded worker the first time it has events (the busiest
+    partitions of the first batch first), which balances the work without changing results:
+    detection of one partition never depends on another's."""
+
+    def __init__(self, pipeline: Pipeline, jobs: int) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for i in range(jobs):
+            parent_end, child_end = ctx.Pipe()
+            proc = ctx.Process(
+                target=_detect_in_worker,
+                args=(pipeline, child_end, list(self.conns)),
+                name=f"replay-worker-{i}",
+                daemon=True,
+            )
+            proc.start()
+            child_end.close()
+            self.conns.append(parent_end)
+            self.procs.append(proc)
+        self.owner: dict[int, int] = {}
+        self.load = [0] * jobs
+
+    def send(self, batch: _Work) -> None:
+        for p in sorted((p for p in batch if p not in self.owner), key=lambda p: (-len(batch[p]), p)):
+            self.owner[p] = min(range(len(self.load)), key=lambda j: (self.load[j], j))
+            self.load[self.owner[p]] += len(batch[p])
+        work: list[_Work] = [{} for _ in self.conns]
+        for p, items in batch.items():
+            work[self.owner[p]][p] = items
+        for conn, proc, w in zip(self.conns, self.procs, work, strict=True):
+            try:
+                conn.send(w)
+            except OSError:  # a broken pipe: the worker is gone
+                self._fail(proc)
+
+    def _fail(self, proc: Any) -> NoReturn:
+        proc.join(timeout=10)
+        raise RuntimeError(f"replay worker {proc.name} exited with code {proc.exitcode}")
+
+    def receive(self) -> tuple[dict[int, list[Finding]], Counter[str]]:
+        found: dict[int, list[Finding]] = {}
+        errors: Counter[str] = Counter()
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            try:
+                part, errs = conn.recv()
+            except (EOFError, OSError):
+                # The worker is gone (its end of the pipe closed with it): fail, do not hang.
+                self._fail(proc)
+            found.update(part)
+            errors.update(errs)
+        return found, errors
+
+    def close(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(None)  # a worker that died has nobody listening
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        for conn in self.conns:
+            conn.close()
+
+
+def _replay_in_workers(
+    dump: Path,
+    pipeline: Pipeline,
+    partitions: int,
+    max_bytes: int,
+    batch_size: int,
+    sink: DeadLetterSink,
+    progress: Progress | None,
+    jobs: int,
+) -> int:
+    """``_replay_here`` with detection in ``jobs`` processes. The next batch is read while the
+    workers detect on one; batches are recorded in order, with findings in partition order."""
+    partitioner = Partitioner(partitions)
+    streams = [_decoded_raw(dump, rank, sink, max_bytes) for rank in range(len(EVENT_TOPICS))]
+    merged = heapq.merge(*streams, key=_event_ts)
+    workers = _Workers(pipeline, jobs)
+    total = 0
+    sent = 0  # events of the batch the workers have, not recorded yet
+
+    def hand_over(batch: _Work, size: int) -> None:
+        """Collect the workers' findings of the batch they have, give them the next one,
+        then record those findings while they work (in that order: a worker answering
+        while it is being sent a batch would wait on a full pipe, and so would we)."""
+        nonlocal total, sent
+        found: dict[int, list[Finding]] = {}
+        if sent:
+            found, errors = workers.receive()
+            pipeline.stats.detector_errors.update(errors)
+        if size:
+            workers.send(batch)
+        if sent:
+            pipeline.record([f for p in sorted(found) for f in found[p]])
+            total += sent
+            if progress:
+                progress(total)
+        sent = size
+
+    try:
+        batch: _Work = {}
+        size = 0
+        for event, rank, raw in merged:
+            key = event.service if isinstance(event, LogRecord) else event.actor_id
+            batch.setdefault(partitioner(key), []).append((rank, raw))
+            size += 1
+            if size >= batch_size:
+                hand_over(batch, size)
+                batch, size = {}, 0
+        hand_over(batch, size)
+        hand_over({}, 0)
+    finally:
+        workers.close()
+    return total
 
 
 class DeadLetterFile:

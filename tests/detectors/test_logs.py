@@ -159,6 +159,58 @@ def test_mask_leaves_words_and_apostrophes_alone() -> None:
     assert mask('{"user": "bob"}') == '{"user": <STR>}'
 
 
+# Pieces that make lines where masking a token alone could differ from masking the whole line:
+# variables next to each other, emails holding the line's only digits, a UUID of letters only,
+# dates and times split by a space, colons for IPv6, odd whitespace.
+LINE_PIECES = st.sampled_from(
+    [
+        "a",
+        "f",
+        "7",
+        "٣",
+        "0x",
+        "=",
+        "-",
+        ".",
+        ":",
+        "::",
+        "'",
+        '"',
+        "@",
+        " ",
+        "  ",
+        "\t",
+        "\x1c",
+        "\n",
+        "T",
+        "Z",
+        "+05:00",
+        "2026-11-24",
+        " 10:15",
+        "T10:15:00Z",
+        "abcdefab-abcd-abcd-abcd-abcdefabcdef",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "fe80::1",
+        "a:b:c:d:e:f:a:b",
+        "10.0.0.12",
+        ":443",
+        "deadbeef",
+        "ab.cd@shop.example",
+        "u7@x.example",
+        "rows=48211",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.one_of(st.lists(LINE_PIECES, max_size=30).map("".join), st.text(max_size=80)), max_size=12))
+def test_preprocess_masks_as_the_whole_line_would(lines: list[str]) -> None:
+    # A tiny cache, so that entries are dropped and masked again along the way.
+    miner = TemplateMiner(cache_size=5)
+    for line in lines * 2:
+        assert miner.preprocess(line).split() == mask(line.split("\n")[0]).split()
+
+
 def test_miner_merges_lines_that_differ_in_variables_only() -> None:
     miner = TemplateMiner()
     tid, new = miner.add("export finished rows=48211 format=csv")
@@ -454,6 +506,41 @@ def test_session_mix_model_scores_odd_sessions_above_every_training_session() ->
     odd, typical = model.decision_function([[4.0, -1.0, 1.0], [1.0, 2.0, 0.0]])
     assert odd > 0 >= typical
     assert model.score_samples([[4.0, -1.0, 1.0]])[0] > model.score_samples([[1.0, 2.0, 0.0]])[0]
+
+
+def test_session_mix_model_scores_exactly_as_scikit_learn() -> None:
+    rnd = random.Random(2)
+    for rows, cols in ((300, 36), (40, 5), (3, 4)):
+        usual = [[round(rnd.expovariate(1.0), 3) for _ in range(cols - 1)] + [1.0] for _ in range(rows)]
+        model = SessionMixModel(random_state=rows).fit(usual)
+        probes = usual[:20] + [[round(rnd.uniform(-2.0, 9.0), 3) for _ in range(cols)] for _ in range(200)]
+        assert model.score_samples(probes).tolist() == (-model.forest_.score_samples(probes)).tolist()
+
+
+def service_state(det: LogDetector) -> dict[str, object]:
+    return next(s for name, s in det.state()["services"] if name == SERVICE)
+
+
+def test_forest_is_refitted_at_most_once_per_interval_of_event_time() -> None:
+    verbs = ("rotated", "purged", "replayed", "mirrored", "sealed")
+    fitted_at: dict[timedelta, list[object]] = {}
+    for interval in (timedelta(0), timedelta(hours=6)):
+        # A loose alert budget keeps every odd session flagged, and so asking the forest.
+        det = small_detector(mix_min_sessions=40, mix_reservoir=64, mix_refit_interval=interval, max_flag_rate=0.5)
+        stream = Stream(seed=3)
+        run(det, [*stream.normal_sessions(90), stream.idle(40)])
+        times = []
+        for k, verb in enumerate(verbs):
+            # Ordinary sessions change the forest's sample; an odd one then asks the forest.
+            records = stream.normal_sessions(60, prefix=f"n{k}")
+            records += [stream.record(f"{verb} {w} unexpectedly", session=f"s-odd-{k}") for w in "xyz"]
+            records.append(stream.idle(10))
+            assert [f.facts["session"] for f in run(det, records)] == [f"s-odd-{k}"]
+            times.append(service_state(det)["mix_fitted_at"])
+        fitted_at[interval] = times
+    # An hour of event time: refitted as its sample changed, or not at all within six hours.
+    assert len(set(fitted_at[timedelta(0)])) > 2
+    assert len(set(fitted_at[timedelta(hours=6)])) == 1
 
 
 def test_load_state_rejects_an_unknown_version() -> None:

@@ -1,0 +1,93 @@
+"""Replaying a dump: in worker processes, the same incidents as in one process."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from breachwatch import app
+from breachwatch.settings import Settings, load_settings
+from detectors.base import DetectionContext, Detector, Finding
+from streams.dump import ReplayReport, replay
+from streams.models import Event
+from streams.pipeline import Pipeline
+from streams.simulate import simulate
+
+TORN = b'{"event_id": "torn-1", "ts": '
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four days of four tenants with attacks, and one line that cannot be decoded."""
+    out = tmp_path_factory.mktemp("dump")
+    simulate(out, seed=11, days=4, tenants=4, attack_days=2)
+    access = out / "erp.access.jsonl"
+    lines = access.read_bytes().splitlines(keepends=True)
+    lines.insert(len(lines) // 2, TORN + b"\n")
+    access.write_bytes(b"".join(lines))
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(outbox_dir=tmp_path / "outbox")
+
+
+def pipeline_for(settings: Settings, db: Path) -> Pipeline:
+    return app.build_pipeline(settings, app.database(settings, f"sqlite:///{db}"), notify=False)
+
+
+def replayed(settings: Settings, dump: Path, db: Path, **options: Any) -> tuple[list[str], ReplayReport]:
+    pipeline = pipeline_for(settings, db)
+    report = replay(dump, pipeline, partitions=4, max_bytes=settings.max_message_bytes, **options)
+    return [i.to_json_line() for i in pipeline.store.incidents()], report
+
+
+def test_worker_processes_give_the_incidents_of_one_process(settings: Settings, dump: Path, tmp_path: Path) -> None:
+    # Small batches, so that many of them go back and forth between the processes.
+    one, alone = replayed(settings, dump, tmp_path / "one.db", batch_size=700, jobs=1)
+    two, split = replayed(settings, dump, tmp_path / "two.db", batch_size=700, jobs=2)
+    assert len(one) >= 5, "the simulated attacks must produce incidents"
+    assert two == one
+    assert split.events == alone.events > 9000
+    assert split.dead_letters == alone.dead_letters == 1
+    assert split.stats == alone.stats
+    assert split.stats["dead_lettered"] == {"erp.access": 1}
+
+
+def test_more_jobs_than_partitions_use_one_worker_per_partition(settings: Settings, dump: Path, tmp_path: Path) -> None:
+    pipeline = pipeline_for(settings, tmp_path / "r.db")
+    report = replay(dump, pipeline, partitions=2, max_bytes=settings.max_message_bytes, jobs=8)
+    reference = pipeline_for(settings, tmp_path / "ref.db")
+    replay(dump, reference, partitions=2, max_bytes=settings.max_message_bytes)
+    assert report.events > 9000
+    assert pipeline.store.incidents() == reference.store.incidents()
+
+
+class _Vanishing(Detector):
+    """A detector whose process dies on its first batch, as one killed by the OOM killer would."""
+
+    name = "vanishing"
+
+    def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
+        os._exit(3)
+
+
+def test_a_worker_that_dies_fails_the_replay(settings: Settings, dump: Path, tmp_path: Path) -> None:
+    pipeline = pipeline_for(settings, tmp_path / "r.db")
+    pipeline.detector_factory = lambda: [_Vanishing()]
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        replay(dump, pipeline, partitions=4, max_bytes=settings.max_message_bytes, jobs=2)
+    assert pipeline.store.incidents() == []
+
+
+def test_replay_leaves_the_garbage_collector_as_it_found_it(settings: Settings, dump: Path, tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    replay(dump, pipeline_for(settings, tmp_path / "r.db"), partitions=4, max_bytes=settings.max_message_bytes)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
