@@ -137,7 +137,21 @@ def _run_service(settings: Settings, *, until_caught_up: bool, bootstrap: str | 
     "--partitions", type=click.IntRange(1, 1024), default=None, help="as the live topics have (default: setting)"
 )
 @click.option("--notify/--no-notify", default=False, help="also deliver on-call alerts (default: only write incidents)")
-def replay(dump: Path, out: Path, model: Path | None, db_url: str | None, partitions: int | None, notify: bool) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="worker processes for the detectors (default: one per CPU); the incidents are the same",
+)
+def replay(
+    dump: Path,
+    out: Path,
+    model: Path | None,
+    db_url: str | None,
+    partitions: int | None,
+    notify: bool,
+    jobs: int | None,
+) -> None:
     """Run the identical pipeline over a dump, in event-time order, deterministically."""
     from streams.dump import DeadLetterFile
     from streams.dump import replay as run_replay
@@ -157,6 +171,7 @@ def replay(dump: Path, out: Path, model: Path | None, db_url: str | None, partit
                 max_bytes=settings.max_message_bytes,
                 sink=dlq,
                 progress=Rate("replay", echo=_echo),
+                jobs=jobs or _cpus(),
             )
         finally:
             dlq.close()
@@ -277,6 +292,13 @@ def train(
     click.echo(f"model written to {model}")
 
 
+def _cpus() -> int:
+    """CPUs this process may use (a container's limit, not the host's count)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def backtest_dump(settings: Settings, dump: Path, truth: dict[str, Any], when: datetime) -> Any:
     """Train on ``dump`` before ``when``, replay all of it, and score the incidents against
     ``truth`` (labels.json content): the figures of ``backtest`` and ``bench.quality``."""
@@ -292,7 +314,7 @@ def backtest_dump(settings: Settings, dump: Path, truth: dict[str, Any], when: d
     with tempfile.TemporaryDirectory() as tmp:
         engine = app.database(settings, f"sqlite:///{tmp}/backtest.db")
         pipeline = app.build_pipeline(settings, engine, trained, notify=False)
-        run_replay(dump, pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes)
+        run_replay(dump, pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes, jobs=_cpus())
         result = evaluate(pipeline.store.incidents(), truth, since=when, detected_at=pipeline.store.detected_at())
         engine.dispose()
     return result
