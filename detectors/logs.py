@@ -4,7 +4,9 @@ Messages are mined online into templates (``templates_miner``); records sharing 
 (or trace id) form a session, which is scored once it has been idle for a while: templates
 or template-to-template steps never seen in the sessions learned so far, counts far above
 anything learned, and a mix of templates that an isolation forest finds more unusual than
-every learned session. Separately, a burst of new ERROR/CRITICAL templates in a short window,
+every learned session. A session is flagged when those signals add up to more than one's
+worth: a single never-seen template on an otherwise ordinary session is learned, not paged.
+Separately, a burst of new ERROR/CRITICAL templates in a short window,
 judged against the service's usual rate of new error templates, is flagged. The detector
 knows nothing about what the services do: every signal is relative to what it has learned.
 
@@ -22,7 +24,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -340,6 +342,7 @@ class _Assessment:
     raw: float = 0.0  # the sum of the explainable terms' weights
     threshold: float = 1.0
     flagged: bool = False
+    closed_at: float = 0.0  # event time at which the session was judged
     terms: list[tuple[float, str]] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -568,9 +571,9 @@ class _ServiceModel:
         return self.mix
 
     def threshold(self, det: LogDetector) -> float:
-        """The raw score a session needs: one unseen template's worth at least, more if this
+        """The raw score a session needs: ``min_session_score`` at least, more if this
         service's recent sessions are so varied that the alert budget would be overspent."""
-        floor = 1.0
+        floor = det.min_session_score
         scores = self.recent_scores
         if len(scores) < det.score_memory_min:
             return floor
@@ -662,6 +665,7 @@ class LogDetector(Detector):
         mix_min_sessions: int = 128,
         mix_refit_share: float = 0.25,
         mix_refit_interval: timedelta = timedelta(hours=24),
+        min_session_score: float = 1.5,
         random_state: int = 0,
     ) -> None:
         self.idle_gap = idle_gap
@@ -686,6 +690,10 @@ class LogDetector(Detector):
         self.mix_min_sessions = mix_min_sessions
         self.mix_refit_share = mix_refit_share
         self.mix_refit_interval = mix_refit_interval
+        # More than one signal's worth: one never-seen template alone is what a new release or
+        # a rare but harmless path (a user denied a page once) looks like, and paging on it is
+        # noise; with it, another signal (an unseen order of steps, odd counts) is needed.
+        self.min_session_score = min_session_score
         self.random_state = random_state
         # Derived settings, in seconds, for the per-record path.
         self.close_after_s = (idle_gap + lateness).total_seconds()
@@ -834,12 +842,15 @@ class LogDetector(Detector):
         self._held -= len(sess.events)
         svc = self._services[sess.service]
         a = _Assessment(sess, self._warm(svc), svc.learned)
+        # The moment the session was judged: when event time showed it idle (or it was cut).
+        a.closed_at = max(sess.last_ts, self._watermark if self._watermark is not None else sess.last_ts)
         if a.warm:
             self._assess(svc, a)
             a.raw = float(sum(w for w, _ in a.terms))
-            # Below one unseen template's worth nothing is flagged, so the quantile (a sort
-            # of the recent scores) is only needed above it.
-            a.threshold = svc.threshold(self) if a.raw >= 1.0 - _MIX_WEIGHT else 1.0
+            # Below the floor nothing is flagged, so the quantile (a sort of the recent
+            # scores) is only needed above it.
+            floor = self.min_session_score
+            a.threshold = svc.threshold(self) if a.raw >= floor - _MIX_WEIGHT else floor
             a.flagged = a.raw >= a.threshold
             svc.recent_scores.append(a.raw)
             if a.raw >= a.threshold - _MIX_WEIGHT:
@@ -986,6 +997,7 @@ class LogDetector(Detector):
             tenant_ids=unique(r.tenant_id for r in sess.events),
             facts=facts,
             dedup_key="\x1f".join((svc.name, KIND_SESSION, sess.key, sess.first_event_id)),
+            detected_at=datetime.fromtimestamp(a.closed_at, tz=UTC),
         )
 
     # --------------------------------------------------------------- error bursts
