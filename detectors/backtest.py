@@ -3,7 +3,8 @@ day, time to detect. Used by ``breachwatch backtest`` and ``bench/quality.py`` s
 model change is measured the same way before it ships.
 
 An incident *detects* a scenario when it shares an evidence event with it, or names one of
-its actors or attacking addresses while the scenario runs (or within a day after). Incidents
+its actors or attacking addresses while the scenario runs (from ten minutes before its first
+event to a day after its last). Incidents
 matching no scenario are false; those matching a labelled hard negative are counted apart,
 since they say which benign pattern fooled the detectors.
 """
@@ -19,6 +20,10 @@ from typing import Any
 from incidents.model import IncidentOut
 
 GRACE = timedelta(days=1)
+# Evidence may start a little before the labelled first event (the attacker's own failed
+# logins, events up to five minutes late in the stream): an incident opened this much earlier
+# still names the attack.
+LEAD = timedelta(minutes=10)
 
 
 def _ts(text: str) -> datetime:
@@ -50,7 +55,9 @@ class Scenario:
     def matches(self, inc: IncidentOut) -> bool:
         if self.events.intersection(inc.evidence_event_ids):
             return True
-        if not (self.start - GRACE <= inc.opened_at <= self.end + GRACE):
+        # By name only while the attack runs (or a day after): an earlier incident about the
+        # same actor was about something else, and must not count as catching this one early.
+        if not (self.start - LEAD <= inc.opened_at <= self.end + GRACE):
             return False
         return bool(self.actors.intersection(inc.actor_ids) or self.ips.intersection(inc.source_ips))
 
@@ -127,7 +134,9 @@ def evaluate(
     end = _ts(labels["end"])
     scenarios = [Scenario.from_label(s) for s in labels.get("scenarios", ()) if _ts(s["end"]) >= since]
     negatives = [Scenario.from_label(s) for s in labels.get("hard_negatives", ()) if _ts(s["end"]) >= since]
-    judged = [i for i in incidents if i.opened_at >= since - GRACE or any(s.matches(i) for s in scenarios)]
+    # False incidents are counted over the judged window only (the days the rate is per);
+    # an incident matching a scenario counts whenever it opened (it may precede its start).
+    judged = [i for i in incidents if i.opened_at >= since or any(s.matches(i) for s in scenarios)]
     ev = Evaluation(days=max((end - since).total_seconds() / 86400, 0.0), tenants=int(labels.get("tenants", 0)))
     per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     detected_at = detected_at or {}
@@ -142,8 +151,6 @@ def evaluate(
             ev.missed.append(f"{s.kind} {s.scenario_id} ({', '.join(sorted(s.actors)[:3])})")
     ev.recall = {k: (v[0], v[1]) for k, v in per_kind.items()}
     for inc in judged:
-        if inc.opened_at < since - GRACE and not any(s.matches(inc) for s in scenarios):
-            continue
         ev.incidents += 1
         if any(s.matches(inc) for s in scenarios):
             ev.true_incidents += 1

@@ -5,8 +5,9 @@ accountant's month-end ledger export says nothing about whether exporting the cu
 normal. Each tenant's and each actor's export sizes of a class are a log-bucketed histogram (8
 buckets per doubling, with each bucket's largest value), a few hundred bytes that give the 99th
 percentile to within one bucket. An export fires when its records exceed ``max(1,000, 10 x the
-tenant's p99)`` for its class once the tenant has 20 such exports on record, ``20 x the largest``
-with 5 to 19, and before that 20,000 (1,000 for card, bank and credential data, which ordinary
+tenant's p99)`` (the floor is lower at a small tenant: a quarter of the people it holds data on,
+at least 100) for its class once the tenant has 20 such exports on record, ``20 x the largest``
+with 5 to 19, and before that 20,000 (just the floor for card, bank and credential data, which ordinary
 business does not export in bulk); or when it reaches a quarter of all the people the tenant
 holds data on (personal or card data). Financial records (ledgers, journals, invoices,
 payments: the company's own books) are exported in bulk at every period close, so they fire
@@ -45,7 +46,10 @@ from detectors.rules.core import (
 )
 from streams.models import SENSITIVE, AccessEvent
 
-FLOOR = 1_000  # an export this small never fires, whatever the baseline
+FLOOR = 1_000  # an export this small never fires, whatever the baseline...
+# ...except of personal or card data at a small tenant, where a quarter of everyone it holds
+# data on is less than that; never below this, though.
+MIN_FLOOR = 100
 TENANT_FACTOR = 10.0
 MIN_TENANT_HISTORY = 20
 # With a few exports on record the 99th percentile means little; the largest one, with a wider
@@ -55,7 +59,7 @@ SPARSE_FACTOR = 20.0
 COLD_LIMIT = 20_000  # the limit while a tenant has too few exports of the class for a baseline
 # Card numbers, bank accounts and secrets are not exported in bulk in the normal run of business:
 # with no such exports on record, anything above the floor fires.
-COLD_LIMITS: dict[str, int] = {"payment": FLOOR, "credentials": FLOOR}
+COLD_AT_FLOOR = frozenset({"payment", "credentials"})
 # The company's own books are exported whole at period close; only a dump far beyond any close
 # fires on size alone.
 FINANCIAL_LIMIT = 100_000
@@ -141,6 +145,7 @@ class ExportRun:
         "day",
         "exports",
         "first",
+        "floor",
         "ips",
         "largest",
         "largest_t",
@@ -174,6 +179,7 @@ class ExportRun:
         self.sensitivities: list[str] = []
         self.ips: list[str] = []
         self.limit = 0.0
+        self.floor = FLOOR
         self.tenant_p99: int | None = None
         self.basis = "cold"  # what set the limit: "p99", "largest", "cold" or "financial"
         self.tenant_n = 0
@@ -192,6 +198,7 @@ class ExportRun:
         own_p99: int | None,
         subjects: int | None,
         basis: str,
+        floor: int,
     ) -> None:
         n = ev.records
         self.exports += 1
@@ -204,6 +211,7 @@ class ExportRun:
             self.action, self.resource, self.sensitivity = ev.action, ev.resource_type, ev.sensitivity
             self.limit, self.tenant_p99, self.own_p99, self.subjects = limit, tenant_p99, own_p99, subjects
             self.basis = basis
+            self.floor = floor
             self.tenant_n = tenant.n if tenant else 0
             self.actor_n = actor.n if actor else 0
 
@@ -234,13 +242,13 @@ class ExportRun:
             reasons.append(
                 f"this tenant's 99th percentile {cls} export is {num(self.tenant_p99)} records (over"
                 f" {plural(self.tenant_n, f'past {cls} export')}); the rule fires above {num(self.limit)}"
-                f" ({TENANT_FACTOR:g}x that, and never below {num(FLOOR)})"
+                f" ({TENANT_FACTOR:g}x that, and never below {num(self.floor)})"
             )
         elif self.basis == "largest" and self.tenant_p99 is not None:
             reasons.append(
                 f"this tenant's largest {cls} export so far is {num(self.tenant_p99)} records (only"
                 f" {plural(self.tenant_n, f'past {cls} export')}); the rule fires above {num(self.limit)}"
-                f" ({SPARSE_FACTOR:g}x that, and never below {num(FLOOR)})"
+                f" ({SPARSE_FACTOR:g}x that, and never below {num(self.floor)})"
             )
         else:
             few = f"only {plural(self.tenant_n, f'past {cls} export')}" if self.tenant_n else f"no past {cls} exports"
@@ -409,7 +417,10 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
     # Baselines are per data class: exporting ledgers vouches for nothing about the customer list.
     tenant_key = f"{tenant_id}|{cls}"
     actor_key = f"{ev.actor_id}|{tenant_id}|{cls}"
-    if n <= FLOOR:
+    tenant = ctx.tables.tenants.get(tenant_id)
+    subjects = tenant.data_subjects if tenant is not None and cls in SUBJECT_CLASSES else None
+    floor = max(MIN_FLOOR, min(FLOOR, int(SUBJECT_SHARE * subjects))) if subjects else FLOOR
+    if n <= floor:
         # Cannot fire (every limit is at least the floor): only learn, the common case.
         mem.tenant(tenant_key).add(n, t)
         if n >= ACTOR_MEMO_MIN or actor_key in mem.actors:
@@ -421,20 +432,18 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
     history = th.n if th is not None else 0
     if th is not None and history >= MIN_TENANT_HISTORY:
         tenant_p99 = th.quantile(0.99)
-        limit, basis = max(float(FLOOR), TENANT_FACTOR * tenant_p99), "p99"
+        limit, basis = max(float(floor), TENANT_FACTOR * tenant_p99), "p99"
     elif th is not None and history >= SPARSE_HISTORY:
         tenant_p99 = th.quantile(1.0)
-        limit, basis = max(float(FLOOR), SPARSE_FACTOR * tenant_p99), "largest"
+        limit, basis = max(float(floor), SPARSE_FACTOR * tenant_p99), "largest"
     else:
-        limit, basis = float(COLD_LIMITS.get(cls, COLD_LIMIT)), "cold"
+        limit, basis = float(floor if cls in COLD_AT_FLOOR else COLD_LIMIT), "cold"
     if cls == "financial":
         least = FINANCIAL_COLD if basis == "cold" else FINANCIAL_LIMIT
         if limit < least:
             limit, basis = float(least), "financial"
     fire = n > limit
-    tenant = ctx.tables.tenants.get(tenant_id)
-    subjects = tenant.data_subjects if tenant is not None else None
-    if not fire and subjects and cls in SUBJECT_CLASSES:
+    if not fire and subjects:
         fire = n >= SUBJECT_SHARE * subjects
     own_p99: int | None = None
     if fire and ah is not None and ah.n >= MIN_ACTOR_HISTORY:
@@ -447,8 +456,7 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
         return None
     day = day_of(t)
     run = mem.run(f"{ev.actor_id}|{tenant_id}|{day}", ev, t)
-    personal = subjects if subjects and cls in SUBJECT_CLASSES else None
-    run.add(ev, t, limit, th, tenant_p99, ah, own_p99, personal, basis)
+    run.add(ev, t, limit, th, tenant_p99, ah, own_p99, subjects, basis, floor)
     if mem.learned_day.get(actor_key) != day:
         mem.actor(actor_key).add(n, t)
         mem.learned_day[actor_key] = day

@@ -106,6 +106,13 @@ def make_tables() -> ReferenceTables:
             "contacts": [{"email": "dpo@rhein.example", "role": "dpo"}],
             "data_subjects": 61000,
         },
+        {
+            "tenant_id": "t-kiso",
+            "name": "Kiso Woodworks",
+            "jurisdiction": "JP",
+            "contacts": [{"email": "owner@kiso.example", "role": "owner"}],
+            "data_subjects": 532,
+        },
     ):
         v = Tenant.model_validate_json(json.dumps(t))
         tables.apply(TENANTS, v.tenant_id, v)
@@ -471,6 +478,21 @@ def test_month_end_exports_matching_the_actors_own_history_do_not_fire(ctx: Dete
     clerk = access(120 * day + 40, actor_id="u-clerk", action="export", resource_type="employee", records=2600)
     [f] = run([clerk], ctx, d)
     assert "u-clerk has no personal export history of their own" in text(f)
+
+
+def test_at_a_small_tenant_a_quarter_of_its_people_is_a_bulk_export(ctx: DetectionContext) -> None:
+    def export(minutes: float, records: int, **kw: Any) -> AccessEvent:
+        fields = {"actor_id": "u-kenji", "actor_tenant": "t-kiso", "tenant_id": "t-kiso", "action": "export"}
+        return access(minutes, records=records, **{**fields, **kw})
+
+    d = RulesDetector()
+    usual = [export(k * 60, 3 + k % 2, actor_id=f"u-{k % 3}") for k in range(19)]
+    assert not run([*usual, export(2_000, 90)], ctx, d)  # under the 100-record floor
+    [f] = run([export(2_100, 213)], ctx, d)
+    assert "that is 40% of the 532 data subjects tenant t-kiso holds" in text(f)
+    assert "never below 133" in text(f)
+    [cards] = run([export(3 * 60 * 24, 204, resource_type="payment_card", sensitivity="payment")], ctx, d)
+    assert cards.severity == "critical" and "no past payment exports on record" in text(cards)
 
 
 def test_financial_period_close_exports_fire_only_beyond_any_close(ctx: DetectionContext) -> None:
