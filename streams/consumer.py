@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from breachwatch.settings import Settings
 from streams.decode import DecodeFailure, dead_letter, decode
-from streams.kafka_client import client_options
+from streams.kafka_client import client_options, fetch_options
 from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
 from streams.pipeline import Backoff, EventTimeBuffer, Pipeline
 
@@ -80,6 +80,8 @@ class Service:
         self._committed_at_assign: dict[TopicPartition, int] = {}
         self._pending: set[TopicPartition] = set()  # assigned, not yet restored
         self._buffer = EventTimeBuffer()
+        self._ends: dict[TopicPartition, int] = {}  # end offsets asked for while the fetcher knows none
+        self._ends_asked_at = 0.0
         self._last_checkpoint = time.monotonic()
         opts = client_options(settings, bootstrap)
         self._opts = opts
@@ -90,9 +92,7 @@ class Service:
             session_timeout_ms=settings.session_timeout_ms,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=settings.poll_max_records,
-            max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 1_048_576),
-            fetch_max_bytes=max(settings.max_message_bytes * 4, 52_428_800),
+            **fetch_options(settings),
             # Range keeps partition p of every event topic on the same consumer, which is
             # what lets one worker hold all of an actor's state.
             partition_assignment_strategy=[RangePartitionAssignor],
@@ -181,7 +181,9 @@ class Service:
             cps = self._checkpoint_offsets(parts)
             try:
                 if cps:
-                    self.pipeline.process({}, cps)
+                    # One attempt: this runs on the client's network thread, where the retry
+                    # loop's poll() is not allowed and a long wait would stall the rebalance.
+                    self.pipeline.process({}, cps, retry=False)
             except (OperationalError, DBAPIError) as exc:
                 log.warning("checkpoint on revocation failed (%s); the next owner resumes from the last one", exc)
         for tp in revoked:
@@ -208,11 +210,19 @@ class Service:
             by_part[tp.partition].append(tp)
         for p, tps in sorted(by_part.items()):
             owned = [tp for tp in self._processed if tp.partition == p]
-            cp = (
-                self.pipeline.restore(p)
-                if not owned
-                else self.pipeline.store.load_checkpoint(self.settings.group_id, p)
-            )
+            try:
+                cp = (
+                    self.pipeline.restore(p)
+                    if not owned
+                    else self.pipeline.store.load_checkpoint(self.settings.group_id, p)
+                )
+            except (OperationalError, DBAPIError) as exc:
+                # The database is away: the partition stays paused and the restore is tried
+                # again after the next poll, which keeps this consumer in its group meanwhile.
+                self._pending.update(tps)
+                self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
+                log.warning("restoring partition %d failed (%s); will retry", p, type(exc).__name__)
+                continue
             begin = self.consumer.beginning_offsets(tps)
             for tp in tps:
                 self._committed_at_assign[tp] = self.consumer.committed(tp) or 0
@@ -222,8 +232,12 @@ class Service:
                 offset = max(cp.offsets[base], begin[tp]) if cp is not None and base in cp.offsets else begin[tp]
                 self.consumer.seek(tp, offset)
                 self._processed[tp] = offset
+                self._ends.pop(tp, None)  # an end asked for in an earlier assignment may be stale
             self.consumer.resume(*tps)
             log.info("partition %d assigned (checkpoint: %s)", p, "yes" if cp else "none")
+        if not self._pending and self.health.status == "degraded":
+            self._recovered()
+            self.health.status, self.health.detail = "ok", ""
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -279,7 +293,26 @@ class Service:
     def _busy(self, tp: TopicPartition) -> bool:
         """More to read on ``tp`` than we have seen (unknown counts as busy)."""
         high = self.consumer.highwater(tp)
+        if high is None:
+            high = self._ends.get(tp)
         return high is None or self._processed.get(tp, 0) < high
+
+    def _ask_ends(self) -> None:
+        """End offsets, from the broker, of partitions whose end the fetcher does not know.
+
+        The fetcher learns an end only from a fetch response that includes the partition, and
+        an incremental fetch session can leave an idle one out of every response (seen after
+        partitions stayed paused across rebalances while the database was away); events held
+        for such a partition would wait forever. Asked at most once a second.
+        """
+        unknown = [tp for tp in self._processed if self.consumer.highwater(tp) is None]
+        if not unknown or time.monotonic() - self._ends_asked_at < 1.0:
+            return
+        self._ends_asked_at = time.monotonic()
+        try:
+            self._ends.update(self.consumer.end_offsets(unknown))
+        except KafkaError as exc:
+            log.debug("end offsets unavailable (%s); holding events meanwhile", exc)
 
     def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
         max_bytes = self.settings.max_message_bytes
@@ -296,6 +329,8 @@ class Service:
             self._processed[tp] = msgs[-1].offset + 1
             self.pipeline.stats.consumed[base] += len(msgs)
         released: dict[int, list[Event]] = {}
+        if len(self._buffer):
+            self._ask_ends()
         for p in self._buffer.partitions():
             busy = [tp for tp in self._processed if tp.partition == p and self._busy(tp)]
             ready = self._buffer.release(p, busy)

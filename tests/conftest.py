@@ -1,7 +1,7 @@
 """Shared fixtures: the real local services (Kafka broker, PostgreSQL) and per-test settings.
 
 Tests that request ``kafka_bootstrap`` (or a broker fixture) are marked ``kafka``, and tests
-that request ``postgres_url`` are marked ``postgres``, so ``pytest -m "not kafka"`` runs
+that request ``postgres_url`` (or ``make_postgres``) are marked ``postgres``, so ``pytest -m "not kafka"`` runs
 without starting a broker. ``bw_settings`` points at the broker only for tests marked ``kafka``.
 """
 
@@ -25,6 +25,7 @@ from breachwatch.settings import Settings, load_settings
 from streams.local_kafka import LocalKafka, free_port
 
 KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "local_kafka", "make_local_kafka"})
+POSTGRES_FIXTURES = frozenset({"postgres_url", "make_postgres"})
 PG_DATABASE = "breachwatch_test"
 
 
@@ -33,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = set(getattr(item, "fixturenames", ()))
         if names & KAFKA_FIXTURES:
             item.add_marker(pytest.mark.kafka)
-        if "postgres_url" in names:
+        if names & POSTGRES_FIXTURES:
             item.add_marker(pytest.mark.postgres)
 
 
@@ -193,3 +194,79 @@ def postgres_url() -> Iterator[str]:
                 check=False,
             )
         shutil.rmtree(root, ignore_errors=True)
+
+
+class PostgresCluster:
+    """A private PostgreSQL server a test may stop and start; its data survives a stop."""
+
+    def __init__(self, bindir: Path, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = free_port()
+        self._pg_ctl = str(bindir / "pg_ctl")
+        initdb = [str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"]
+        _run(_as_postgres_user([*initdb, "-E", "UTF8", "--locale=C", "--no-sync"]), "initdb")
+        self.start()
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/{PG_DATABASE}"
+
+    @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections (same port, same data)."""
+        # Durability settings off: nothing here must survive a crash of the machine, only a
+        # clean stop, which flushes everything anyway.
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        log = str(self.root / "server.log")
+        _run(
+            _as_postgres_user(
+                [self._pg_ctl, "-D", str(self.data), "-l", log, "-w", "-t", "60", "-o", options, "start"]
+            ),
+            "starting PostgreSQL",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m <mode>``: ``fast`` ends every session at once, as an outage does."""
+        _run(
+            _as_postgres_user([self._pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"]),
+            "stopping PostgreSQL",
+        )
+
+
+@pytest.fixture
+def make_postgres() -> Iterator[Callable[[], PostgresCluster]]:
+    """Private PostgreSQL servers (started) for tests that stop and restart one; all removed after the test."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        _missing_service("PostgreSQL server binaries (initdb, pg_ctl) are not installed; apt-get install postgresql")
+    assert bindir is not None
+    owner = None
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            _missing_service("running as root needs a `postgres` OS account to run PostgreSQL under")
+    roots: list[Path] = []
+
+    def make() -> PostgresCluster:
+        root = Path(tempfile.mkdtemp(prefix="breachwatch-pg-"))
+        roots.append(root)
+        if owner is not None:
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+        return PostgresCluster(bindir, root)
+
+    try:
+        yield make
+    finally:
+        for root in roots:
+            # Also reached when a cluster failed half-way through being made.
+            if (root / "data" / "postmaster.pid").exists():
+                stop = [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"]
+                subprocess.run(_as_postgres_user(stop), capture_output=True, timeout=60, check=False)
+            shutil.rmtree(root, ignore_errors=True)
