@@ -173,10 +173,15 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"BREACHWATCH_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"BREACHWATCH_CONFIG: {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"BREACHWATCH_CONFIG: {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}") from None
+    except RecursionError:
+        # Both parsers recurse per nesting level; thousands of levels is not a settings file.
+        raise ConfigError(f"BREACHWATCH_CONFIG: {path} is nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"BREACHWATCH_CONFIG: {path} must hold a table of settings")
     return data

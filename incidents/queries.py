@@ -38,9 +38,11 @@ class IncidentFilter:
         return IncidentFilter(
             status=status,
             severity=self.severity if self.severity in SEVERITIES else "",
-            kind=self.kind.strip()[:64],
-            tenant=self.tenant.strip()[:128],
-            q=self.q.strip()[:200],
+            # Strip again after the cut: it may end in whitespace, and normalising twice must not
+            # change the filter (its links carry the normalised values back in).
+            kind=self.kind.strip()[:64].strip(),
+            tenant=self.tenant.strip()[:128].strip(),
+            q=self.q.strip()[:200].strip(),
             limit=max(1, min(self.limit, 500)),
             offset=max(0, self.offset),
         )

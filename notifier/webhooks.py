@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from fastapi import APIRouter, Request, Response
+from pydantic_core import from_json
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -77,7 +77,12 @@ def record_sendgrid_events(session: Session, events: Sequence[Any], *, now: date
     report = ReceiptReport(received=len(events))
     seen: set[str] = set()
     for event in events[:MAX_EVENTS]:
-        if not isinstance(event, dict) or event.get("event") not in RECEIPT_EVENTS:
+        # isinstance first: a list or an object as "event" is not hashable, so not a set member.
+        if (
+            not isinstance(event, dict)
+            or not isinstance(event.get("event"), str)
+            or event["event"] not in RECEIPT_EVENTS
+        ):
             report.ignored += 1
             continue
         message_id = event.get(CUSTOM_ARG)
@@ -137,7 +142,7 @@ def verify_signature(
     try:
         key = load_der_public_key(base64.b64decode(public_key, validate=True))
         raw = base64.b64decode(signature, validate=True)
-    except (ValueError, binascii.Error, TypeError):
+    except (ValueError, binascii.Error, TypeError, UnsupportedAlgorithm):  # a key of another kind
         return False
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return False
@@ -187,7 +192,9 @@ async def sendgrid_events(request: Request) -> Response:
     if not verify_signature(key, body, signature, timestamp):
         return Response("signature missing, invalid or stale", status_code=401, media_type="text/plain")
     try:
-        events = json.loads(body)
+        # pydantic's parser rather than json's: it refuses lone surrogates ("\\ud800", which no
+        # database can store) and nesting beyond a limit (json recurses into a RecursionError).
+        events = from_json(body)
     except ValueError:
         return Response("body is not JSON", status_code=400, media_type="text/plain")
     if not isinstance(events, list):

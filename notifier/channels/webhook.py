@@ -52,7 +52,7 @@ def retry_after(value: str | None) -> float | None:
         pass
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a year past 9999
         return None
 
 
@@ -101,9 +101,10 @@ def fresh_timestamp(timestamp: str, *, now: float | None, tolerance_s: int) -> i
     """The signed request's Unix time, or None when it is malformed or too far from now (a replay)."""
     try:
         sent = int(timestamp)
-    except (TypeError, ValueError):
+        age = abs((time.time() if now is None else now) - sent)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: too many digits for a float
         return None
-    return sent if abs((time.time() if now is None else now) - sent) <= tolerance_s else None
+    return sent if age <= tolerance_s else None
 
 
 def verify(

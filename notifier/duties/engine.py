@@ -185,6 +185,12 @@ DutyId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$
 JurisdictionPattern = Annotated[str, Field(pattern=r"^(\*|[A-Z]{2}(-[A-Z0-9]{1,3})?)$")]
 
 
+# No notification deadline runs for decades; larger values would only overflow the date
+# arithmetic when a breach is assessed, long after the rule file was accepted.
+MAX_AMOUNT = 10_000  # of any fixed unit: at most about 40 years of business days
+MAX_TARGET_HOURS = 10 * 366 * 24.0
+
+
 class RuleFileError(ValueError):
     """A rule file is unreadable or invalid; the message names the file and the field."""
 
@@ -216,9 +222,9 @@ class Deadline(_RuleModel):
     """
 
     unit: Unit
-    amount: Annotated[int, Field(ge=1)] | None = None
+    amount: Annotated[int, Field(ge=1, le=MAX_AMOUNT)] | None = None
     text: Text
-    target_hours: Annotated[float, Field(gt=0)] | None = None
+    target_hours: Annotated[float, Field(gt=0, le=MAX_TARGET_HOURS)] | None = None
 
     @property
     def fixed(self) -> bool:
@@ -379,7 +385,7 @@ class Policy(_RuleModel):
 
     day_convention: Literal["elapsed_utc"]
     business_day_convention: Literal["same_local_time"]
-    target_hours: Mapping[str, Annotated[float, Field(gt=0)]]
+    target_hours: Mapping[str, Annotated[float, Field(gt=0, le=MAX_TARGET_HOURS)]]
 
     @model_validator(mode="after")
     def _targets_cover_standards(self) -> Policy:
@@ -401,7 +407,7 @@ class ContractualOverride(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reference: Text  # where the term is, e.g. "DPA clause 7.2"
-    amount: Annotated[int, Field(ge=1)]
+    amount: Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
     unit: FixedUnit = "hours"
     clock_start: Anchor = "awareness"
     recipient: Text = "The customer (controller): its security and privacy contacts"
@@ -674,6 +680,10 @@ def _parse(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise RuleFileError(f"{path.name}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RuleFileError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise RuleFileError(f"{path.name}: nested too deeply") from None
     except OSError as exc:
         raise RuleFileError(f"{path.name}: cannot be read: {exc.strerror}") from exc
 

@@ -72,6 +72,10 @@ def _read_toml(path: Path, variable: str) -> dict[str, Any]:
         raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{variable}: {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{variable}: {path} is not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"{variable}: {path} is nested too deeply") from None
 
 
 def parse_contracts(data: Mapping[str, Any], variable: str = CONTRACTS_ENV) -> dict[str, ContractualOverride]:
