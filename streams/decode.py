@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from streams.models import MODEL_BY_TOPIC, REFERENCE_TOPICS, Event, Reference
 
-FailureKind = Literal["too_large", "not_utf8", "not_json", "schema", "tombstone", "unknown_topic"]
+FailureKind = Literal["too_large", "not_utf8", "not_json", "schema", "nul_text", "tombstone", "unknown_topic"]
 
 # Header names on a dead-lettered record; the value is the original bytes, untouched.
 H_ERROR = "bw.error"
@@ -66,9 +66,24 @@ def decode(topic: str, value: bytes | None, max_bytes: int) -> Event | Reference
     if len(value) > max_bytes:
         raise DecodeFailure("too_large", f"{len(value)} bytes exceeds the limit of {max_bytes}")
     try:
-        return model.model_validate_json(value)  # type: ignore[return-value]
+        decoded = model.model_validate_json(value)
     except ValidationError as exc:
         raise _classify(value, exc) from None
+    # JSON may carry U+0000 in a string (only as an escape), and the schemas allow it, but
+    # PostgreSQL text cannot hold it: stored, it would fail every retry and stop the stream.
+    if b"\\u0000" in value and _holds_nul(decoded.model_dump()):
+        raise DecodeFailure("nul_text", "a text field holds U+0000 (NUL), which the incident store cannot keep")
+    return decoded  # type: ignore[return-value]
+
+
+def _holds_nul(obj: object) -> bool:
+    if isinstance(obj, str):
+        return "\x00" in obj
+    if isinstance(obj, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return any(_holds_nul(v) for v in obj)
+    return False
 
 
 def _classify(value: bytes, exc: ValidationError) -> DecodeFailure:

@@ -65,7 +65,7 @@ def message_key(topic: str, raw: bytes) -> bytes | None:
     """The contract's key of a raw message, or None when the value cannot be read."""
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested past the parser's depth is unreadable too
         return None
     value = obj.get(KEY_FIELD[topic]) if isinstance(obj, dict) else None
     return value.encode("utf-8") if isinstance(value, str) else None

@@ -181,7 +181,7 @@ def test_a_false_positive_shows_what_it_held_back(
     assert detail["suppression"]["suppressed_findings"] == 1
     assert [(f["finding_id"], f["suppressed"]) for f in detail["findings"]][-1] == (later.finding_id, True)
     assert detail["evidence_count"] == 3
-    note = [t for t in detail["timeline"] if t["text"] == "suppressed findings"]
+    note = [t for t in detail["timeline"] if t["text"] == "held back findings of a pattern judged a false positive"]
     assert len(note) == 1 and note[0]["actor"] == "breachwatch" and "nobody was paged" in note[0]["reason"]
     assert client.get("/api/incidents?status=all", headers=responder).json()["total"] == 2
     with Session(engine) as session:

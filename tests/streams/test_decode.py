@@ -55,12 +55,19 @@ def test_good_event_decodes_with_defaults() -> None:
         (json.dumps({**GOOD, "ts": "2026-11-24T09:12:03"}).encode(), "schema", "ts"),
         (json.dumps({**GOOD, "action": "teleport"}).encode(), "schema", "action"),
         (b"[" * 5000 + b"]" * 5000, "not_json", "not valid JSON"),
+        # Valid JSON and within the schema, but no PostgreSQL text column can hold it.
+        (json.dumps({**GOOD, "actor_id": "u-mal\u0000lory"}).encode(), "nul_text", "U+0000"),
     ],
 )
 def test_each_kind_of_bad_message_names_its_problem(value: bytes, kind: str, words: str) -> None:
     failure = _fail("erp.access", value)
     assert failure.kind == kind
     assert words in failure.reason
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:
+    e = decode("erp.access", json.dumps({**GOOD, "actor_id": "u-back\\u0000slash"}).encode(), 10_000)
+    assert isinstance(e, AccessEvent) and e.actor_id == "u-back\\u0000slash"
 
 
 def test_oversized_message_is_refused_before_parsing() -> None:
