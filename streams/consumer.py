@@ -82,7 +82,10 @@ class Service:
         self._buffer = EventTimeBuffer()
         self._ends: dict[TopicPartition, int] = {}  # end offsets asked for while the fetcher knows none
         self._ends_asked_at = 0.0
-        self._last_checkpoint = time.monotonic()
+        # When each partition's detector state is next written. A checkpoint serialises all of
+        # a partition's state (profiles, open sessions with their records), which takes a
+        # moment; partitions are spread over the interval so one batch never writes them all.
+        self._next_checkpoint: dict[int, float] = {}
         opts = client_options(settings, bootstrap)
         self._opts = opts
         self.consumer = KafkaConsumer(
@@ -336,19 +339,34 @@ class Service:
             ready = self._buffer.release(p, busy)
             if ready:
                 released[p] = ready
-        due = time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
+        due = self._due_checkpoints()
         if not released and not polled and not due:
             return
-        cp = self._checkpoint_offsets({tp.partition for tp in self._processed}) if due else None
+        cp = self._checkpoint_offsets(due) if due else None
         self.pipeline.process(released, cp)
         self._recovered()
         if due:
-            self._last_checkpoint = time.monotonic()
+            now = time.monotonic()
+            for p in due:
+                self._next_checkpoint[p] = now + self.settings.checkpoint_interval_s
         self.producer.flush()  # dead letters durable before their offsets are committed
         self._commit()
         self.health.status, self.health.detail, self.health.last_batch_at = "ok", "", time.time()
         if self.after_batch:
             self.after_batch()
+
+    def _due_checkpoints(self) -> set[int]:
+        now = time.monotonic()
+        interval = self.settings.checkpoint_interval_s
+        spread = max(1, self.settings.partitions)
+        due: set[int] = set()
+        for p in {tp.partition for tp in self._processed}:
+            at = self._next_checkpoint.get(p)
+            if at is None:
+                at = self._next_checkpoint[p] = now + interval * (1 + (p % spread) / spread)
+            if now >= at:
+                due.add(p)
+        return due
 
     def _safe_offsets(self) -> dict[TopicPartition, int]:
         """Per assigned partition, the offset before which everything is durably processed."""

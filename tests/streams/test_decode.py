@@ -124,7 +124,9 @@ def test_wrong_types_are_schema_failures(doc: dict) -> None:
     try:
         decode("erp.access", json.dumps({**GOOD, **doc}).encode(), 10_000)
     except DecodeFailure as failure:
-        assert failure.kind == "schema"
+        # Text of the right type may still hold U+0000, which has its own reason.
+        nul = any(isinstance(v, str) and "\x00" in v for v in doc.values())
+        assert failure.kind == ("nul_text" if nul else "schema") or (nul and failure.kind == "schema")
 
 
 def test_a_time_before_year_one_in_utc_is_a_schema_failure() -> None:
