@@ -149,12 +149,8 @@ def _run(command: list[str], what: str) -> None:
         raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database for this session: ``BREACHWATCH_TEST_PG_URL``, or a throwaway server."""
-    if os.environ.get("BREACHWATCH_TEST_PG_URL"):
-        yield os.environ["BREACHWATCH_TEST_PG_URL"]
-        return
+def _postgres_install() -> tuple[Path, pwd.struct_passwd | None]:
+    """The server binaries, and the OS account to run them under when running as root."""
     bindir = _postgres_bindir()
     if bindir is None:
         _missing_service("PostgreSQL server binaries (initdb, pg_ctl) are not installed; apt-get install postgresql")
@@ -165,6 +161,16 @@ def postgres_url() -> Iterator[str]:
             owner = pwd.getpwnam("postgres")
         except KeyError:
             _missing_service("running as root needs a `postgres` OS account to run PostgreSQL under")
+    return bindir, owner
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database for this session: ``BREACHWATCH_TEST_PG_URL``, or a throwaway server."""
+    if os.environ.get("BREACHWATCH_TEST_PG_URL"):
+        yield os.environ["BREACHWATCH_TEST_PG_URL"]
+        return
+    bindir, owner = _postgres_install()
 
     root = Path(tempfile.mkdtemp(prefix="breachwatch-pg-"))
     if owner is not None:
@@ -242,16 +248,7 @@ class PostgresCluster:
 @pytest.fixture
 def make_postgres() -> Iterator[Callable[[], PostgresCluster]]:
     """Private PostgreSQL servers (started) for tests that stop and restart one; all removed after the test."""
-    bindir = _postgres_bindir()
-    if bindir is None:
-        _missing_service("PostgreSQL server binaries (initdb, pg_ctl) are not installed; apt-get install postgresql")
-    assert bindir is not None
-    owner = None
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            _missing_service("running as root needs a `postgres` OS account to run PostgreSQL under")
+    bindir, owner = _postgres_install()
     roots: list[Path] = []
 
     def make() -> PostgresCluster:
