@@ -21,6 +21,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, or_, sel
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id, unique
+from detectors.features import network_prefix
 from incidents import audit
 from incidents.db import Base, EvidenceRow, FindingRow, IncidentRow, utcnow
 from incidents.model import CLOSED_STATUSES, STATUSES
@@ -540,8 +541,12 @@ def split(
 
 def pattern_keys(actor_id: str | None, source_ips: Iterable[str]) -> list[str]:
     """Whose pattern a finding is, for false-positive suppression: its actor, or, for a finding
-    about an attacking address with no single actor, that address."""
-    return [f"actor:{actor_id}"] if actor_id else [f"ip:{ip}" for ip in source_ips if ip]
+    about an attacking address with no single actor, that address and its network."""
+    if actor_id:
+        return [f"actor:{actor_id}"]
+    ips = [ip for ip in source_ips if ip]
+    # Address-centric incidents are keyed on the attacking network (see the incident store).
+    return [f"ip:{ip}" for ip in ips] + [f"net:{n}" for ip in ips if (n := network_prefix(ip))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Findings are grouped into an incident when they share the actor, or when one of them is
 about an attacking address (no single actor, e.g. credential stuffing) and the other came
-from that address, within the correlation window (event time). Everything is keyed by
+from that address's network (/24, IPv6 /48: a campaign rotates addresses within one), within
+the correlation window (event time). Everything is keyed by
 deterministic ids, so a batch processed twice (after a crash or a rebalance) changes
 nothing the second time: no second incident, no doubled evidence, no second page.
 With a closed-incident policy, a finding that repeats a pattern lately judged a false
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
+from detectors.features import network_prefix
 from incidents.db import CheckpointRow, EvidenceRow, FindingRow, IncidentRow
 from incidents.lifecycle import ClosedIncidentPolicy, Suppression
 from incidents.model import CLOSED_STATUSES, IncidentOut
@@ -80,6 +82,11 @@ def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> l
             out.append(v)
             seen.add(v)
     return out
+
+
+def network_keys(ips: Sequence[str]) -> list[str]:
+    """Grouping keys of the networks (/24, IPv6 /48) the addresses are in."""
+    return list(dict.fromkeys(f"net:{n}" for ip in ips if (n := network_prefix(ip))))
 
 
 class IncidentStore:
@@ -219,9 +226,11 @@ class IncidentStore:
 
     def _candidate_keys(self, f: Finding) -> list[str]:
         keys = [f"actor:{f.actor_id}"] if f.actor_id else []
-        # An address-centric incident (no single actor) absorbs what later came from it;
-        # ordinary findings never merge on a shared address (offices share NAT addresses).
+        # An address-centric incident (no single actor) absorbs what later came from its
+        # network (a campaign rotates addresses inside one /24); ordinary findings never merge
+        # with each other on a shared address (offices share NAT addresses).
         keys += [f"ip:{ip}" for ip in f.source_ips]
+        keys += network_keys(f.source_ips)
         return keys
 
     def _match(self, session: Session, f: Finding) -> IncidentRow | None:
@@ -244,10 +253,11 @@ class IncidentStore:
         return found
 
     def _open(self, session: Session, f: Finding) -> IncidentRow:
+        nets = network_keys(f.source_ips[:1])
         group_key = (
             f"actor:{f.actor_id}"
             if f.actor_id
-            else (f"ip:{f.source_ips[0]}" if f.source_ips else f"finding:{f.finding_id}")
+            else (nets[0] if nets else f"ip:{f.source_ips[0]}" if f.source_ips else f"finding:{f.finding_id}")
         )
         incident = IncidentRow(
             incident_id=stable_id("incident", group_key, f.finding_id),

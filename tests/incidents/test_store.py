@@ -141,6 +141,18 @@ def test_takeover_from_a_stuffing_address_joins_the_stuffing_incident(store: Inc
     assert len(inc.evidence_event_ids) == 13
 
 
+def test_a_campaign_rotating_addresses_in_one_network_is_one_incident(store: IncidentStore) -> None:
+    def spray(ip: str, first: int, minutes: float) -> Finding:
+        fails = [failed_login(first + i, f"u-{i}", ip, minutes + i * 0.1) for i in range(12)]
+        return finding(fails, detector="rules.credential_stuffing", actor=None, kind="credential_stuffing", ips=(ip,))
+
+    store.record([spray("194.165.19.110", 0, 0), spray("194.165.19.184", 100, 1)])
+    store.record([spray("194.165.19.43", 200, 2)])
+    store.record([spray("198.51.100.20", 300, 2)])  # another network: another campaign
+    by_ips = sorted(sorted(i.source_ips) for i in store.incidents())
+    assert by_ips == [["194.165.19.110", "194.165.19.184", "194.165.19.43"], ["198.51.100.20"]]
+
+
 def test_closed_incident_is_not_reopened_silently(store: IncidentStore) -> None:
     store.record([finding([access(1)])])
     with Session(store.engine) as s, s.begin():
