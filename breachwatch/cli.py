@@ -41,7 +41,7 @@ def main() -> None:
 @main.command()
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="dump folder to write")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--days", type=click.IntRange(2, 400), default=21, show_default=True)
+@click.option("--days", type=click.IntRange(3, 400), default=21, show_default=True)
 @click.option("--tenants", type=click.IntRange(2, 100_000), default=25, show_default=True)
 @click.option("--attack-days", type=click.IntRange(1, 399), default=None, help="scenarios only in the last N days")
 def simulate(out: Path, seed: int, days: int, tenants: int, attack_days: int | None) -> None:
@@ -350,7 +350,7 @@ def backtest(dump: Path, labels: Path | None, until: str | None, as_json: bool) 
 
 @main.command()
 @click.option("--tenants", type=click.IntRange(1, 10_000), default=12, show_default=True)
-@click.option("--days", type=click.IntRange(1, 60), default=7, show_default=True)
+@click.option("--days", type=click.IntRange(3, 60), default=7, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
 def demo(tenants: int, days: int, seed: int, workdir: Path) -> None:

@@ -116,8 +116,9 @@ def simulate(
     working day. ``progress`` is called after each day is written with the number of event
     messages written so far.
     """
-    if days < 2:
-        raise ValueError("days must be at least 2 (one clean day and one attack day)")
+    if days < 3:
+        # Trips, leave and new integrations are placed strictly inside the window.
+        raise ValueError("days must be at least 3 (clean days, attack days and a day between for ordinary life)")
     if tenants < 2:
         raise ValueError("tenants must be at least 2 (cross-tenant scenarios need two)")
     if attack_days is None:

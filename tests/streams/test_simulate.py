@@ -381,9 +381,15 @@ def test_start_and_attack_days_are_honoured(tmp_path: Path) -> None:
     assert all(_ts(s["start"]) >= _ts(labels["clean_until"]) for s in labels["scenarios"])
 
 
+def test_the_shortest_window_allowed_simulates(tmp_path: Path) -> None:
+    summary = simulate(tmp_path, seed=2, days=3, tenants=2)
+    labels = json.loads((tmp_path / LABELS_FILE).read_text(encoding="utf-8"))
+    assert summary.events > 0 and _ts(labels["end"]) - _ts(labels["start"]) == timedelta(days=3)
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"days": 1}, {"tenants": 1}, {"attack_days": 6}, {"attack_days": 0}, {"events_per_user_day": 0}],
+    [{"days": 2}, {"tenants": 1}, {"attack_days": 6}, {"attack_days": 0}, {"events_per_user_day": 0}],
 )
 def test_rejects_impossible_arguments(tmp_path: Path, kwargs: dict[str, Any]) -> None:
     args = {"days": 6, "tenants": 3, **kwargs}
