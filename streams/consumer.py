@@ -412,3 +412,7 @@ class Service:
         except CommitFailedError as exc:
             # The group rebalanced under us; the new owner resumes from the checkpoint.
             log.warning("offset commit failed after a rebalance: %s", exc)
+        except KafkaError as exc:
+            # The broker is away (restarting, network). What was processed is already durable
+            # in the database; the offsets go with the next batch's commit once it is back.
+            log.warning("offset commit failed (%s); retried with the next batch", type(exc).__name__)

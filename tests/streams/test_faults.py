@@ -119,6 +119,9 @@ def test_broker_restart_mid_stream_loses_nothing(
         topic_prefix=topic_prefix,
         db_url=f"sqlite:///{tmp_path / 'bw.db'}",
         outbox_dir=tmp_path / "outbox",
+        # Checkpoints (and their offset commits) keep coming while the broker is down: a commit
+        # that cannot reach it must be retried later, not end the service.
+        checkpoint_interval_s=0.3,
     )
     ensure_topics(settings, bootstrap)
     engine = app.database(settings)
