@@ -34,6 +34,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aggregate_time(value: datetime | str) -> datetime:
+    """A min()/max() of a datetime column as an aware UTC datetime: SQLite returns such
+    aggregates as naive text, bypassing the column type."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware datetimes on every backend (SQLite stores none, so normalise to UTC)."""
 

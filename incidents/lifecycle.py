@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, or_, select, update
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id, unique
 from detectors.features import network_prefix
 from incidents import audit
-from incidents.db import Base, EvidenceRow, FindingRow, IncidentRow, utcnow
+from incidents.db import Base, EvidenceRow, FindingRow, IncidentRow, aggregate_time, utcnow
 from incidents.model import CLOSED_STATUSES, STATUSES
 
 log = logging.getLogger(__name__)
@@ -579,12 +579,7 @@ def false_positive_marks(session: Session, incident_ids: Iterable[str]) -> dict[
         .where(IncidentEventRow.incident_id.in_(ids), IncidentEventRow.action == "false_positive")
         .group_by(IncidentEventRow.incident_id)
     ).all()
-    out: dict[str, datetime] = {}
-    for incident_id, at in rows:
-        if isinstance(at, str):  # SQLite returns aggregates of datetimes as text
-            at = datetime.fromisoformat(at)
-        out[incident_id] = at if at.tzinfo else at.replace(tzinfo=UTC)
-    return out
+    return {incident_id: aggregate_time(at) for incident_id, at in rows}
 
 
 def suppression_state(session: Session, incident: IncidentRow, span: timedelta) -> SuppressionState:

@@ -17,7 +17,7 @@ import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
 from detectors.features import network_prefix
-from incidents.db import CheckpointRow, EvidenceRow, FindingRow, IncidentRow
+from incidents.db import CheckpointRow, EvidenceRow, FindingRow, IncidentRow, aggregate_time
 from incidents.lifecycle import ClosedIncidentPolicy, Suppression
 from incidents.model import CLOSED_STATUSES, IncidentOut
 from streams.models import AccessEvent, AuthEvent, Event, LogRecord, Tenant
@@ -352,12 +352,7 @@ class IncidentStore:
                     FindingRow.incident_id
                 )
             ).all()
-        out: dict[str, datetime] = {}
-        for incident_id, when in rows:
-            if isinstance(when, str):  # SQLite returns aggregates of datetimes as text
-                when = datetime.fromisoformat(when)
-            out[incident_id] = when if when.tzinfo else when.replace(tzinfo=UTC)
-        return out
+        return {incident_id: aggregate_time(when) for incident_id, when in rows}
 
     def incidents(self) -> list[IncidentOut]:
         """Every incident in opening order, in the public JSON shape."""
