@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from bench.common import emit
 from breachwatch import app
 from breachwatch.settings import load_settings
+from detectors.learned import LearnedDetector
 from streams.models import AccessEvent, AuthEvent, Event
 from streams.pipeline import PartitionWorker, Stats
 from streams.tables import ReferenceTables
@@ -89,10 +90,15 @@ def measure(actors: int, per_actor: int) -> dict[str, float]:
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     state_bytes = len(json.dumps(worker.state(), separators=(",", ":")))
+    learned = next(d for d in worker.detectors if isinstance(d, LearnedDetector))
     return {
         "actors": actors,
         "bytes_per_actor": round(held / actors),
         "checkpoint_bytes_per_actor": round(state_bytes / actors),
+        # Profiles of actors idle for ``PACK_AFTER`` are packed; the rest are live objects.
+        "live_profiles": len(learned._profiles),
+        "packed_profiles": len(learned._packed),
+        "packed_bytes_per_profile": round(sum(map(len, learned._packed.values())) / max(1, len(learned._packed))),
     }
 
 
@@ -106,7 +112,9 @@ def main() -> None:
         r = measure(n, args.events_per_actor)
         print(
             f"{n:,} actors: {r['bytes_per_actor']:,} B heap per actor, "
-            f"{r['checkpoint_bytes_per_actor']:,} B checkpoint",
+            f"{r['checkpoint_bytes_per_actor']:,} B checkpoint; "
+            f"{r['live_profiles']:,} profiles live, {r['packed_profiles']:,} packed "
+            f"({r['packed_bytes_per_profile']:,} B each)",
             flush=True,
         )
         results.append(r)

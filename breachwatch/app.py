@@ -72,7 +72,13 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
     key = (settings.secret("pseudonym_key") or "").encode() or None
 
     def make() -> list[Detector]:
-        return [RulesDetector(), LearnedDetector(model, pseudonym_key=key), LogDetector()]
+        learned = LearnedDetector(
+            model,
+            pseudonym_key=key,
+            pack_after=settings.profile_pack_after_s,
+            live_max=settings.profile_live_max,
+        )
+        return [RulesDetector(), learned, LogDetector()]
 
     return make
 

@@ -459,3 +459,84 @@ def test_judgements_do_not_depend_on_how_the_stream_is_batched(model: TrainedMod
     small = judged(7)
     assert {k for k, _ in small.values()} >= {"account_takeover", "privilege_escalation"}
     assert small == judged(5_000)
+
+
+def test_packing_idle_profiles_changes_no_verdict(model: TrainedModel) -> None:
+    """Idle actors' profiles are kept packed (compressed) until their next event; the
+    findings and the checkpointed state are those of a detector that keeps every profile live,
+    also across a restart (a checkpoint restores profiles packed)."""
+    w = World()
+    events = after(history(w), [*takeover(w), *escalation(w), *business_trip(w)])
+    tb = tables()
+    live = LearnedDetector(model, pseudonym_key=KEY, pack_after=0)
+    steady = run(live, events, tb, batch=100)
+    assert not live._packed
+
+    cut = (len(events) - 700) // 100 * 100
+    packing = LearnedDetector(model, pseudonym_key=KEY, pack_after=120, live_max=0)
+    found = run(packing, events[:cut], tb, batch=100)
+    assert packing._packed, "some actors were idle for two minutes and should be packed"
+    resumed = LearnedDetector(model, pseudonym_key=KEY, pack_after=120, live_max=0)
+    resumed.load_state(json.loads(json.dumps(packing.state())))
+    found += run(resumed, events[cut:], tb, batch=100)
+
+    def key(fs: list[Finding]) -> list[tuple[str, str, float, tuple[str, ...], tuple[str, ...]]]:
+        return [(f.finding_id, f.kind, f.score, f.reasons, f.event_ids) for f in fs]
+
+    assert key(found) == key(steady)
+    assert {f.kind for f in steady} >= {"account_takeover", "privilege_escalation"}
+    assert resumed.state() == live.state()
+    assert resumed.actor_count == len(live._profiles)
+
+
+def test_a_packed_actor_keeps_its_carried_evidence(model: TrainedModel) -> None:
+    """Failed logins, a pause long enough for the profile to be packed while others work,
+    then the takeover: the finding still starts at the failed logins."""
+    w = World()
+    uid = user_id("t-alpha", 2)
+    at = UNTIL + timedelta(hours=1, minutes=10)
+    ip, ua = "185.220.101.5", "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/119"
+    fails = [w.login(at + timedelta(seconds=s), uid, "t-alpha", ip, "NL", ua, ok=False) for s in (0, 9)]
+    other, other_ip = user_id("t-bravo", 0), user_ip("t-bravo", 0)
+    others = [
+        w.access(at + timedelta(minutes=m), other, "t-bravo", other_ip, "GB", "Firefox/120", records=3)
+        for m in (2, 3, 4, 5)
+    ]
+    grab = takeover(w, at=at + timedelta(minutes=6))[2:]  # the login and the grab, not its failures
+    past = history(w)
+    tb = tables()
+
+    def findings(pack_after: float) -> list[Finding]:
+        det = LearnedDetector(model, pseudonym_key=KEY, pack_after=pack_after, live_max=0)
+        run(det, past, tb)
+        out = run(det, sorted([*fails, *others], key=lambda e: e.ts), tb, batch=1)
+        assert (uid in det._packed) == (pack_after > 0)
+        return out + run(det, grab, tb, batch=1)
+
+    live = findings(0)
+    packed = findings(120)
+    takeovers = [f for f in packed if f.kind == "account_takeover"]
+    assert takeovers and {e.event_id for e in fails} <= set(takeovers[0].event_ids)
+    assert [(f.finding_id, f.event_ids) for f in packed] == [(f.finding_id, f.event_ids) for f in live]
+
+
+def test_profiles_are_packed_only_when_there_are_many() -> None:
+    w = World()
+    events = history(w, days=3)
+    few = LearnedDetector(None, pack_after=120)  # the default live_max: far more than 21 actors
+    run(few, events, tables(), batch=100)
+    assert not few._packed and few.actor_count == 21
+    many = LearnedDetector(None, pack_after=120, live_max=10)
+    run(many, events, tables(), batch=100)
+    assert many._packed and many.actor_count == 21
+
+
+def test_packing_is_configured_from_settings() -> None:
+    from breachwatch.app import detector_factory
+    from breachwatch.settings import load_settings
+
+    learned = [
+        d for d in detector_factory(load_settings(profile_live_max=5, profile_pack_after_s=60))() if d.name == "learned"
+    ]
+    assert isinstance(learned[0], LearnedDetector)
+    assert (learned[0].live_max, learned[0].pack_after) == (5, 60)
