@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator
 
 # Topic names exactly as the contract spells them; a deployment may put a prefix in front.
 ACCESS = "erp.access"
@@ -27,18 +27,28 @@ REFERENCE_TOPICS: tuple[str, ...] = (TENANTS, STAFF, TICKETS)
 ALL_TOPICS: tuple[str, ...] = EVENT_TOPICS + REFERENCE_TOPICS
 
 
-def _to_utc(value: datetime) -> datetime:
+def _rfc3339_utc(value: object, handler: ValidatorFunctionWrapHandler) -> datetime:
+    # pydantic also reads a string of digits as Unix time ("0" is 1970-01-01T00:00:00Z); the
+    # contract's "date-time" is RFC 3339 only, which always starts YYYY-MM-DD.
+    # The check is ours, so the parse below may be pydantic's lax one (strict mode refuses
+    # the Python string a wrap validator hands on); only strings and datetimes get to it.
+    if isinstance(value, str):
+        if len(value) < 20 or value[4] != "-" or value[7] != "-":
+            raise ValueError("not an RFC 3339 date-time with an offset")
+    elif not isinstance(value, datetime):
+        raise ValueError("a date-time must be an RFC 3339 string")
+    parsed: datetime = handler(value)
     # pydantic's own tzinfo makes every later comparison and timestamp() call go through
     # Python code; the stdlib UTC object keeps them in C (about 15x faster on the hot path).
     try:
-        return value.astimezone(UTC)
+        return parsed.astimezone(UTC)
     except OverflowError:
         # e.g. 0001-01-01T00:00:00+05:00 lies before year 1 in UTC: not a usable event time.
         raise ValueError("time is out of the representable range once converted to UTC") from None
 
 
 # RFC 3339 with an offset, held in UTC: the same instant, whatever offset the ERP wrote.
-Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Timestamp = Annotated[AwareDatetime, Field(strict=False), WrapValidator(_rfc3339_utc)]
 Id128 = Annotated[str, Field(min_length=1, max_length=128)]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 # The schema's "format": "email" is an annotation in draft 2020-12; notices are sent to these

@@ -132,3 +132,15 @@ def test_wrong_types_are_schema_failures(doc: dict) -> None:
 def test_a_time_before_year_one_in_utc_is_a_schema_failure() -> None:
     failure = _fail("erp.access", json.dumps({**GOOD, "ts": "0001-01-01T00:00:00+05:00"}).encode())
     assert failure.kind == "schema" and "ts" in failure.reason
+
+
+@pytest.mark.parametrize("ts", ["0", "1700000000", "1700000000.5", "-86400", "2026-11-24", 0, 1700000000, 1.5e9, True])
+def test_a_time_that_is_not_rfc_3339_is_a_schema_failure(ts: object) -> None:
+    """pydantic alone would read a string of digits as Unix time (an event in 1970)."""
+    failure = _fail("erp.access", json.dumps({**GOOD, "ts": ts}).encode())
+    assert failure.kind == "schema" and "ts" in failure.reason
+
+
+def test_rfc_3339_offsets_are_held_in_utc() -> None:
+    event = decode("erp.access", json.dumps({**GOOD, "ts": "2026-11-24T14:12:03.250+05:00"}).encode(), 10_000)
+    assert event is not None and event.ts.isoformat() == "2026-11-24T09:12:03.250000+00:00"
