@@ -322,13 +322,15 @@ class Service:
         for tp, msgs in polled.items():
             base = self._topic_base[tp.topic]
             rank = EVENT_TOPICS.index(base)
+            held: list[tuple[float, int, int, Any, Event]] = []
             for m in msgs:
                 try:
-                    event = decode(base, m.value, max_bytes)
+                    event: Event = decode(base, m.value, max_bytes)  # type: ignore[assignment]
                 except DecodeFailure as failure:
                     self._send_dead_letter(tp, m, failure)
                     continue
-                self._buffer.add(tp, tp.partition, rank, m.offset, event)  # type: ignore[arg-type]
+                held.append((event.ts.timestamp(), rank, m.offset, tp, event))
+            self._buffer.extend(tp, tp.partition, held)
             self._processed[tp] = msgs[-1].offset + 1
             self.pipeline.stats.consumed[base] += len(msgs)
         released: dict[int, list[Event]] = {}

@@ -275,45 +275,64 @@ class EventTimeBuffer:
     slowest busy stream's latest time hands the detectors the same time-ordered sequence a
     replay does, whatever the batching. A stream with nothing more to read does not hold the
     others back, so a quiet topic adds no latency.
+
+    Items are held per source in offset order (sources are read in order, and releasing keeps
+    the order of what stays), so the lowest held offset of a source is its first item: commits
+    ask for it every batch without a pass over everything held.
     """
 
     def __init__(self) -> None:
-        self._items: dict[int, list[tuple[float, int, int, Any, Event]]] = defaultdict(list)
+        # partition -> source -> [(time, topic rank, offset, source, event)] in offset order
+        self._items: dict[int, dict[Any, list[tuple[float, int, int, Any, Event]]]] = defaultdict(dict)
         self._max_ts: dict[Any, float] = {}
 
-    def add(self, source: Any, partition: int, topic_rank: int, offset: int, event: Event) -> None:
-        ts = event.ts.timestamp()
-        self._items[partition].append((ts, topic_rank, offset, source, event))
+    def extend(self, source: Any, partition: int, items: list[tuple[float, int, int, Any, Event]]) -> None:
+        """Hold ``items`` of ``source``, (time, topic rank, offset, source, event) in offset order."""
+        if not items:
+            return
+        held = self._items[partition].get(source)
+        if held is None:
+            self._items[partition][source] = items
+        else:
+            held.extend(items)
+        # Tuples compare by time first; offsets are unique within a source, so events are never
+        # compared.
+        ts = max(items)[0]
         if ts > self._max_ts.get(source, float("-inf")):
             self._max_ts[source] = ts
 
+    def add(self, source: Any, partition: int, topic_rank: int, offset: int, event: Event) -> None:
+        self.extend(source, partition, [(event.ts.timestamp(), topic_rank, offset, source, event)])
+
     def release(self, partition: int, busy: Iterable[Any]) -> list[Event]:
         """Events of ``partition`` no busy source can still precede, in (time, topic, offset) order."""
-        items = self._items.get(partition)
-        if not items:
+        sources = self._items.get(partition)
+        if not sources:
             return []
         watermark = min((self._max_ts.get(s, float("-inf")) for s in busy), default=float("inf"))
-        if watermark == float("inf"):
-            ready, self._items[partition] = items, []
-        else:
-            ready = [it for it in items if it[0] <= watermark]
-            if not ready:
-                return []
-            self._items[partition] = [it for it in items if it[0] > watermark]
+        ready: list[tuple[float, int, int, Any, Event]] = []
+        for source, items in sources.items():
+            if not items:
+                continue
+            if watermark == float("inf"):
+                ready.extend(items)
+                sources[source] = []
+            else:
+                out = [it for it in items if it[0] <= watermark]
+                if out:
+                    ready.extend(out)
+                    sources[source] = [it for it in items if it[0] > watermark]
+        if not ready:
+            return []
         ready.sort(key=_time_topic_offset)
         return [it[4] for it in ready]
 
     def lowest_offsets(self) -> dict[Any, int]:
         """The first still-held offset per source: commits and checkpoints must not pass it."""
-        low: dict[Any, int] = {}
-        for items in self._items.values():
-            for _, _, offset, source, _ in items:
-                if offset < low.get(source, offset + 1):
-                    low[source] = offset
-        return low
+        return {s: items[0][2] for sources in self._items.values() for s, items in sources.items() if items}
 
     def partitions(self) -> list[int]:
-        return [p for p, items in self._items.items() if items]
+        return [p for p, sources in self._items.items() if any(sources.values())]
 
     def drop(self, partition: int) -> None:
         self._items.pop(partition, None)
@@ -321,4 +340,4 @@ class EventTimeBuffer:
             del self._max_ts[source]
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._items.values())
+        return sum(len(items) for sources in self._items.values() for items in sources.values())
