@@ -85,6 +85,24 @@ def service_env(settings: Settings) -> dict[str, str]:
     return settings.as_env("kafka_bootstrap", "topic_prefix", "group_id", "db_url", "outbox_dir")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat: the
+    difference over a run says how many cores were busy (consumers, broker and all)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        # Fields after the command name (which may hold spaces) start at state.
+        rest = fh.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def emit(result: dict[str, Any]) -> None:
     """The benchmark's one machine-readable line, printed last."""
     print(json.dumps(result), flush=True)

@@ -22,7 +22,16 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from bench.common import broker, count_events, dump_for, emit, run_settings, service_env
+from bench.common import (
+    broker,
+    count_events,
+    dump_for,
+    emit,
+    machine_cpu,
+    process_cpu,
+    run_settings,
+    service_env,
+)
 from bench.crash import duplicates, unmatched
 from breachwatch import app
 from breachwatch.settings import Settings
@@ -45,27 +54,39 @@ def _lag(settings: Settings, bootstrap: str) -> int:
     return lag
 
 
-def run_group(bootstrap: str, work: Path, dump: Path, consumers: int, partitions: int) -> tuple[float, list]:
+def run_group(
+    bootstrap: str, work: Path, dump: Path, consumers: int, partitions: int
+) -> tuple[float, list, dict[str, float]]:
     settings = run_settings(bootstrap, work, partitions)
     ensure_topics(settings, bootstrap)
     produce_dump(settings, bootstrap, dump)
     env = {**os.environ, **service_env(settings)}
     app.database(settings)  # create the schema once, before the consumers race to
+    busy0, total0 = machine_cpu()
     started = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
         for _ in range(consumers)
     ]
     try:
+        consumer_cpu = 0.0
         while _lag(settings, bootstrap) > 0:
+            consumer_cpu = sum(process_cpu(p.pid) for p in procs)
             time.sleep(0.5)
         elapsed = time.perf_counter() - started
+        busy1, total1 = machine_cpu()
+        consumer_cpu = max(consumer_cpu, sum(process_cpu(p.pid) for p in procs))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(60)
-    return elapsed, IncidentStore(app.database(settings)).incidents()
+    cpu = {
+        # Cores kept busy over the run, by everything on the machine (the broker included).
+        "machine_cores_busy": round((busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1), 2),
+        "consumer_cores": round(consumer_cpu / elapsed, 2),
+    }
+    return elapsed, IncidentStore(app.database(settings)).incidents(), cpu
 
 
 def main() -> None:
@@ -77,10 +98,10 @@ def main() -> None:
     dump = dump_for(args.tenants, args.days)
     total = count_events(dump)
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
-        one_s, one = run_group(bootstrap, Path(tmp), dump, 1, args.partitions)
-        print(f"1 consumer: {total / one_s:,.0f} events/s", flush=True)
-        two_s, two = run_group(bootstrap, Path(tmp), dump, 2, args.partitions)
-        print(f"2 consumers: {total / two_s:,.0f} events/s", flush=True)
+        one_s, one, cpu_one = run_group(bootstrap, Path(tmp), dump, 1, args.partitions)
+        print(f"1 consumer: {total / one_s:,.0f} events/s; cores busy {cpu_one}", flush=True)
+        two_s, two, cpu_two = run_group(bootstrap, Path(tmp), dump, 2, args.partitions)
+        print(f"2 consumers: {total / two_s:,.0f} events/s; cores busy {cpu_two}", flush=True)
 
     # The two runs cut the stream into different batches, so an incident's evidence set may
     # differ at its edges; what must hold is that each has a counterpart in the other run
@@ -95,6 +116,9 @@ def main() -> None:
             "one_eps": round(total / one_s),
             "two_eps": round(total / two_s),
             "speedup": round(one_s / two_s, 2),
+            "cpu_one": cpu_one,
+            "cpu_two": cpu_two,
+            "cores": os.cpu_count(),
             "incidents_one": len(one),
             "incidents_two": len(two),
             "unmatched_one": len(only_one),

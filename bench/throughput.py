@@ -19,13 +19,34 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from bench.common import broker, count_actors, count_events, dump_for, emit, run_settings
+from bench.common import broker, count_actors, count_events, dump_for, emit, machine_cpu, run_settings
 from breachwatch import app
 from streams.consumer import Service
 from streams.dump import replay
 from streams.kafka_client import client_options, ensure_topics, fetch_options
 from streams.models import EVENT_TOPICS
+from streams.pipeline import fewer_collections
 from streams.produce import produce_dump
+
+
+class CpuUse:
+    """Cores this process and the whole machine (broker included) kept busy over a block."""
+
+    def __enter__(self) -> CpuUse:
+        self._wall, self._own, self._machine = time.perf_counter(), time.process_time(), machine_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._wall
+        busy, total = machine_cpu()
+        self.own = (time.process_time() - self._own) / wall
+        self.machine = (busy - self._machine[0]) / (total - self._machine[1]) * (os.cpu_count() or 1)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"process_cores": round(self.own, 2), "machine_cores_busy": round(self.machine, 2)}
+
+    def __str__(self) -> str:
+        return f"this process {self.own:.2f} cores, machine {self.machine:.2f} of {os.cpu_count()} busy"
 
 
 def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore[no-untyped-def]
@@ -71,19 +92,22 @@ def main() -> None:
         produce_eps = total / (time.perf_counter() - t0)
         print(f"produced at {produce_eps:,.0f} events/s", flush=True)
 
-        bare_eps = bare_consume(settings, bootstrap, total)
-        print(f"bare consume: {bare_eps:,.0f} events/s", flush=True)
+        with CpuUse() as bare_cpu:
+            bare_eps = bare_consume(settings, bootstrap, total)
+        print(f"bare consume: {bare_eps:,.0f} events/s; {bare_cpu}", flush=True)
 
         model = app.load_model(args.model)
         engine = app.database(settings)
         pipeline = app.build_pipeline(settings, engine, model)
         service = Service(settings, bootstrap, pipeline)
         t0 = time.perf_counter()
-        stats = service.run(until_caught_up=True)
+        # As ``breachwatch run`` does (see ``breachwatch.cli._run_service``).
+        with fewer_collections(), CpuUse() as run_cpu:
+            stats = service.run(until_caught_up=True)
         run_s = time.perf_counter() - t0
         consumed = sum(stats["consumed"].values())
         run_eps = consumed / run_s
-        print(f"run: {consumed:,} events in {run_s:.1f}s = {run_eps:,.0f} events/s", flush=True)
+        print(f"run: {consumed:,} events in {run_s:.1f}s = {run_eps:,.0f} events/s; {run_cpu}", flush=True)
 
         replay_eps: dict[int, float] = {}
         for jobs in sorted({1, args.jobs}):
@@ -108,6 +132,8 @@ def main() -> None:
             "replay_jobs": args.jobs,
             "replay_eps_one_process": round(replay_eps[1]),
             "ratio": round(run_eps / bare_eps, 3),
+            "cpu_bare": bare_cpu.as_dict(),
+            "cpu_run": run_cpu.as_dict(),
             "incidents_run": stats["incidents_opened"],
             "model": str(args.model) if args.model else None,
         }
