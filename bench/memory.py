@@ -75,8 +75,8 @@ def events_for(actors: range, per_actor: int) -> list[Event]:
     return out
 
 
-def measure(actors: int, per_actor: int) -> dict[str, float]:
-    settings = load_settings()
+def measure(actors: int, per_actor: int, live_max: int | None = None) -> dict[str, float]:
+    settings = load_settings(**({} if live_max is None else {"profile_live_max": live_max}))
     worker = PartitionWorker(0, app.detector_factory(settings)(), ReferenceTables(), Stats())
     gc.collect()
     tracemalloc.start()
@@ -106,10 +106,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--actors", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--events-per-actor", type=int, default=4)
+    ap.add_argument(
+        "--live-max", type=int, default=None, help="BREACHWATCH_PROFILE_LIVE_MAX for the run (default: the setting's)"
+    )
     args = ap.parse_args()
     results = []
     for n in args.actors:
-        r = measure(n, args.events_per_actor)
+        r = measure(n, args.events_per_actor, args.live_max)
         print(
             f"{n:,} actors: {r['bytes_per_actor']:,} B heap per actor, "
             f"{r['checkpoint_bytes_per_actor']:,} B checkpoint; "
