@@ -714,7 +714,8 @@ class LearnedDetector(Detector):
         # rest of an ongoing session belongs to the same finding), including what was carried
         # over from the previous batch.
         pool = [_unpack(c) for c in self._carry.get(aid, ()) if now - c[0] <= HOUR]
-        pool.extend(events[i] for i in batch.indices[aid] if now - events[i].ts.timestamp() <= HOUR)
+        # An actor judged when its slot ended may have no events in this batch at all.
+        pool.extend(events[i] for i in batch.indices.get(aid, ()) if now - events[i].ts.timestamp() <= HOUR)
         if kind in ("account_takeover", "service_key_misuse"):
             want = F_NOVEL | F_FAILED | F_ROLE
         elif kind == "privilege_escalation":

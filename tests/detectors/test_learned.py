@@ -540,3 +540,20 @@ def test_packing_is_configured_from_settings() -> None:
     ]
     assert isinstance(learned[0], LearnedDetector)
     assert (learned[0].live_max, learned[0].pack_after) == (5, 60)
+
+
+def test_a_slot_judged_in_a_batch_without_the_actor_still_reports(model: TrainedModel) -> None:
+    """The export that makes the takeover is judged when its two-minute slot ends, in a batch
+    holding only someone else's event: the finding is raised there, with the carried evidence."""
+    w = World()
+    grab = takeover(w)
+    other, other_ip = user_id("t-bravo", 0), user_ip("t-bravo", 0)
+    later = w.access(grab[-1].ts + timedelta(minutes=10), other, "t-bravo", other_ip, "GB", "Firefox/120", records=3)
+    det = LearnedDetector(model, pseudonym_key=KEY)
+    tb = tables()
+    run(det, history(w), tb)
+    run(det, grab, tb, batch=len(grab))
+    found = run(det, [later], tb)
+    assert [f.kind for f in found] == ["account_takeover"]
+    assert found[0].actor_id == grab[0].actor_id
+    assert grab[-1].event_id in found[0].event_ids
