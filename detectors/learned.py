@@ -206,6 +206,9 @@ class _Batch:
     rows: list[list[float]]
     nows: list[float]
     indices: dict[str, list[int]]
+    # Each row's hour counters as they stood when it was built: a finding marks them reported
+    # (a batch folds on past the row before findings are made, and must not mark more).
+    hours: list[list[float] | None]
 
 
 class LearnedDetector(Detector):
@@ -426,6 +429,7 @@ class LearnedDetector(Detector):
         actors: list[str] = []
         nows: list[float] = []
         rows: list[list[float]] = []
+        hours: list[list[float] | None] = []
         max_ts = -1.0
         for i, ev in enumerate(events):
             cls = ev.__class__
@@ -437,7 +441,7 @@ class LearnedDetector(Detector):
                 continue
             ts = ev.ts.timestamp()
             if due and due[0][0] <= ts:
-                self._judge_due(ts, actors, nows, rows, every_row)
+                self._judge_due(ts, actors, nows, rows, hours, every_row)
             aid = ev.actor_id
             prof = profiles.get(aid)
             if prof is None and self._packed:
@@ -495,6 +499,7 @@ class LearnedDetector(Detector):
                 actors.append(aid)
                 nows.append(ts)
                 rows.append(window_row(prof, prof._peer, ts))
+                hours.append(prof.hour_so_far(ts))
             end = (ts // JUDGE_SLOT + 1.0) * JUDGE_SLOT
             slot = pending.get(aid)
             if slot is None or slot[0] != end:
@@ -511,10 +516,16 @@ class LearnedDetector(Detector):
             if max_ts > self._clock:
                 self._clock = max_ts
             self._evict(max_ts)
-        return _Batch(actors, rows, nows, indices)
+        return _Batch(actors, rows, nows, indices, hours)
 
     def _judge_due(
-        self, ts: float, actors: list[str], nows: list[float], rows: list[list[float]], every_row: bool
+        self,
+        ts: float,
+        actors: list[str],
+        nows: list[float],
+        rows: list[list[float]],
+        hours: list[list[float] | None],
+        every_row: bool,
     ) -> None:
         """Event time reached ``ts``: judge every actor whose slot ended by then, as it stood at
         its last event (so a slot's anomaly is judged even if the actor goes quiet after it)."""
@@ -536,6 +547,7 @@ class LearnedDetector(Detector):
                 actors.append(aid)
                 nows.append(last)
                 rows.append(window_row(prof, prof._peer, last))
+                hours.append(prof.hour_so_far(last))
 
     # ---- scoring --------------------------------------------------------------------------
 
@@ -634,7 +646,7 @@ class LearnedDetector(Detector):
         reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row)
         w1 = prof.window_1h(now)
         w24 = prof.window_24h(now)
-        prof.mark_reported(now)
+        prof.mark_reported(now, batch.hours[r])
         facts: dict[str, Any] = {
             "score": round(score, 1),
             "threshold": round(self.threshold, 1),

@@ -652,12 +652,24 @@ class ActorProfile:
         """Provider blocks (digests) used in the last hour."""
         return [k for k, e in self.providers.items() if now - e[2] <= HOUR]
 
-    def mark_reported(self, now: float) -> None:
-        """Everything up to ``now`` has been reported: keep it out of later 24-hour sums."""
+    def hour_so_far(self, now: float) -> list[float] | None:
+        """A copy of the counters of ``now``'s hour as they stand (None if it has none)."""
+        h = int(now // HOUR)
+        i = h % 24
+        return list(self.wv[i]) if self.wb[i] == h else None
+
+    def mark_reported(self, now: float, hour_so_far: list[float] | None = None) -> None:
+        """Everything up to ``now`` has been reported: keep it out of later 24-hour sums.
+
+        ``hour_so_far`` is ``hour_so_far(now)`` taken at the moment judged; without it the
+        hour's counters are read as they stand now, which includes any events since.
+        """
         h = int(now // HOUR)
         i = h % 24
         self.rep_hour = h
-        self.rep_vec = list(self.wv[i]) if self.wb[i] == h else [0.0] * W_SIZE
+        if hour_so_far is None:
+            hour_so_far = list(self.wv[i]) if self.wb[i] == h else None
+        self.rep_vec = hour_so_far if hour_so_far is not None else [0.0] * W_SIZE
 
     def _novel_in_window(self, table: dict[str, list[float]], now: float) -> list[str]:
         return [k for k, e in table.items() if now - e[1] < NOVEL_FOR and now - e[2] <= HOUR]

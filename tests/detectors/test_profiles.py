@@ -175,3 +175,24 @@ def test_unused_hour_slots_cost_nothing_and_share_a_bucket_no_one_writes() -> No
     assert len({id(v) for v in p.wv}) == 3  # two hours of its own, one shared empty bucket
     assert all(v == [0.0] * W_SIZE for v, b in zip(q.wv, q.wb, strict=True) if b < 0)
     assert q.window_24h(T0 + 5 * HOUR)[W_RECORDS] == 0.0
+
+
+def test_a_report_marks_the_hour_as_it_stood_when_judged() -> None:
+    """A batch folds on past the judged moment before its findings are made: marking what was
+    reported must not take in events of the same hour that came after."""
+    judged_then = ActorProfile("customer_user", "t-1", "UTC", T0)
+    later = ActorProfile("customer_user", "t-1", "UTC", T0)
+    for p in (judged_then, later):
+        p.observe_access(
+            T0 + 60, int((T0 + 60) // HOUR), "read", "invoice", "financial", 40, None, None, None, None, False, keyed
+        )
+    snapshot = judged_then.hour_so_far(T0 + 60)
+    for p in (judged_then, later):
+        p.observe_access(
+            T0 + 600, int((T0 + 600) // HOUR), "read", "invoice", "financial", 500, None, None, None, None, False, keyed
+        )
+    judged_then.mark_reported(T0 + 60, snapshot)
+    later.mark_reported(T0 + 60)
+    # The 500 records read after the judgement still count in the 24-hour window.
+    assert judged_then.window_24h(T0 + 700)[W_RECORDS] == 500
+    assert later.window_24h(T0 + 700)[W_RECORDS] == 0
