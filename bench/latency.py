@@ -106,7 +106,14 @@ def main() -> None:
             now = time.perf_counter()
             due = int((now - started) * args.rate) - produced
             for _ in range(max(due, 0)):
-                topic, raw = next(lines)
+                item = next(lines, None)
+                if item is None:
+                    service.send_signal(signal.SIGTERM)
+                    service.wait(60)
+                    raise SystemExit(
+                        f"the dump ran out after {produced:,} events: lower --rate or --seconds, or raise --tenants"
+                    )
+                topic, raw = item
                 producer.send(settings.topic(topic), key=message_key(topic, raw), value=_live(raw, datetime.now(UTC)))
                 produced += 1
             if now >= next_attack:
