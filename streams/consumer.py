@@ -249,6 +249,11 @@ class Service:
         self.health.status = "starting"
         refs = self.load_reference_tables()
         log.info("reference tables loaded: %d records", refs)
+        # Know the topics' partitions before joining the group: a group leader without them
+        # assigns nobody anything and the start then waits on a second rebalance once the
+        # metadata arrives (one suite run after repeated SIGKILLs sat unassigned for minutes).
+        for t in topics:
+            self.consumer.partitions_for_topic(t)
         self.consumer.subscribe(topics, listener=_Rebalance(self))
         end_offsets: dict[TopicPartition, int] | None = None
         idle_since = time.monotonic()
