@@ -336,6 +336,10 @@ class LearnedDetector(Detector):
             self._peers[key] = peer
         return peer
 
+    def _peer_of(self, prof: ActorProfile) -> PeerProfile:
+        """The peer group a profile teaches and is compared with: its home tenant and type."""
+        return self._peer(prof.home + "|" + prof.actor_type)
+
     def _evict(self, now: float) -> None:
         """Move actors idle for ``idle_days`` to the last-seen register; trim the register."""
         day = int(now // DAY)
@@ -362,8 +366,9 @@ class LearnedDetector(Detector):
         ``live_max`` are live.
 
         Runs between batches, never during one (a finding of the batch reads its actor's live
-        profile), and leaves actors whose slot judgement is pending alone. A profile packs
-        exactly as a checkpoint stores it, so packing changes no verdict.
+        profile), and leaves actors whose slot judgement is pending alone. A packed profile
+        unpacks with every persisted field as it was (``ActorProfile.pack``) and its caches
+        rebuilt, as after a checkpoint restore, so packing changes no verdict.
         """
         now = self._clock
         if self.pack_after <= 0 or now < self._next_pack or len(self._profiles) <= self.live_max:
@@ -387,7 +392,7 @@ class LearnedDetector(Detector):
         if blob is None:
             return None
         prof = _unpack_profile(blob)
-        prof._peer = self._peer(prof.home + "|" + prof.actor_type)
+        prof._peer = self._peer_of(prof)
         self._profiles[aid] = prof
         self._touched[aid] = self._clock
         carried = self._packed_carry.pop(aid, None)
@@ -457,7 +462,7 @@ class LearnedDetector(Detector):
                 home = ev.actor_tenant or (ev.tenant_id if is_access and ev.actor_type != "staff" else None)
                 home = home or "vendor"
                 prof = self._new_profile(aid, ev.actor_type, home, ts, self._zone(home, tables))
-                prof._peer = self._peer(home + "|" + prof.actor_type)
+                prof._peer = self._peer_of(prof)
                 profiles[aid] = prof
                 failed = self._failures.pop(aid, None)
                 if failed is not None and ts - failed[1] <= HOUR:

@@ -664,11 +664,9 @@ class ActorProfile:
         ``hour_so_far`` is ``hour_so_far(now)`` taken at the moment judged; without it the
         hour's counters are read as they stand now, which includes any events since.
         """
-        h = int(now // HOUR)
-        i = h % 24
-        self.rep_hour = h
         if hour_so_far is None:
-            hour_so_far = list(self.wv[i]) if self.wb[i] == h else None
+            hour_so_far = self.hour_so_far(now)
+        self.rep_hour = int(now // HOUR)
         self.rep_vec = hour_so_far if hour_so_far is not None else [0.0] * W_SIZE
 
     def _novel_in_window(self, table: dict[str, list[float]], now: float) -> list[str]:
