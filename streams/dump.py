@@ -71,27 +71,28 @@ def message_key(topic: str, raw: bytes) -> bytes | None:
     return value.encode("utf-8") if isinstance(value, str) else None
 
 
-def _decoded(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[Any]:
-    """Each line of a topic file decoded; a line that cannot be is handed to ``sink``."""
+def _decoded_lines(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[tuple[Any, bytes]]:
+    """Each line of a topic file decoded, with its original bytes; a line that cannot be
+    decoded is handed to ``sink``."""
     for lineno, raw in read_lines(dump_file(dump, topic)):
         try:
-            yield decode(topic, raw, max_bytes)
+            value = decode(topic, raw, max_bytes)
         except DecodeFailure as failure:
             sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
+            continue
+        yield value, raw
+
+
+def _decoded(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[Any]:
+    """Each line of a topic file decoded; a line that cannot be is handed to ``sink``."""
+    return (value for value, _ in _decoded_lines(dump, topic, sink, max_bytes))
 
 
 def _decoded_raw(dump: Path, rank: int, sink: DeadLetterSink, max_bytes: int) -> Iterator[tuple[Event, int, bytes]]:
     """``_decoded`` of event topic ``EVENT_TOPICS[rank]`` with that rank and each event's
     original bytes, which are cheaper to hand to another process than the event (decoding
     them again costs less than pickling a model)."""
-    topic = EVENT_TOPICS[rank]
-    for lineno, raw in read_lines(dump_file(dump, topic)):
-        try:
-            event = decode(topic, raw, max_bytes)
-        except DecodeFailure as failure:
-            sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
-            continue
-        yield event, rank, raw  # type: ignore[misc]
+    return ((event, rank, raw) for event, raw in _decoded_lines(dump, EVENT_TOPICS[rank], sink, max_bytes))
 
 
 def load_reference_tables(pipeline: Pipeline, dump: Path, sink: DeadLetterSink, max_bytes: int) -> int:

@@ -301,9 +301,6 @@ class EventTimeBuffer:
         if ts > self._max_ts.get(source, float("-inf")):
             self._max_ts[source] = ts
 
-    def add(self, source: Any, partition: int, topic_rank: int, offset: int, event: Event) -> None:
-        self.extend(source, partition, [(event.ts.timestamp(), topic_rank, offset, source, event)])
-
     def release(self, partition: int, busy: Iterable[Any]) -> list[Event]:
         """Events of ``partition`` no busy source can still precede, in (time, topic, offset) order."""
         sources = self._items.get(partition)
