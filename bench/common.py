@@ -95,6 +95,26 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
+class CpuUse:
+    """Cores this process and the whole machine (broker included) kept busy over a block."""
+
+    def __enter__(self) -> CpuUse:
+        self._wall, self._own, self._machine = time.perf_counter(), time.process_time(), machine_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._wall
+        busy, total = machine_cpu()
+        self.own = (time.process_time() - self._own) / wall
+        self.machine = (busy - self._machine[0]) / (total - self._machine[1]) * (os.cpu_count() or 1)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"process_cores": round(self.own, 2), "machine_cores_busy": round(self.machine, 2)}
+
+    def __str__(self) -> str:
+        return f"this process {self.own:.2f} cores, machine {self.machine:.2f} of {os.cpu_count()} busy"
+
+
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds a process has used (Linux)."""
     with open(f"/proc/{pid}/stat") as fh:

@@ -23,11 +23,11 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.common import (
+    CpuUse,
     broker,
     count_events,
     dump_for,
     emit,
-    machine_cpu,
     process_cpu,
     run_settings,
     service_env,
@@ -62,7 +62,6 @@ def run_group(
     produce_dump(settings, bootstrap, dump)
     env = {**os.environ, **service_env(settings)}
     app.database(settings)  # create the schema once, before the consumers race to
-    busy0, total0 = machine_cpu()
     started = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
@@ -70,11 +69,11 @@ def run_group(
     ]
     try:
         consumer_cpu = 0.0
-        while _lag(settings, bootstrap) > 0:
-            consumer_cpu = sum(process_cpu(p.pid) for p in procs)
-            time.sleep(0.5)
+        with CpuUse() as machine:
+            while _lag(settings, bootstrap) > 0:
+                consumer_cpu = sum(process_cpu(p.pid) for p in procs)
+                time.sleep(0.5)
         elapsed = time.perf_counter() - started
-        busy1, total1 = machine_cpu()
         consumer_cpu = max(consumer_cpu, sum(process_cpu(p.pid) for p in procs))
     finally:
         for p in procs:
@@ -83,7 +82,7 @@ def run_group(
             p.wait(60)
     cpu = {
         # Cores kept busy over the run, by everything on the machine (the broker included).
-        "machine_cores_busy": round((busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1), 2),
+        "machine_cores_busy": round(machine.machine, 2),
         "consumer_cores": round(consumer_cpu / elapsed, 2),
     }
     return elapsed, IncidentStore(app.database(settings)).incidents(), cpu

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from bench.common import broker, count_actors, count_events, dump_for, emit, machine_cpu, run_settings
+from bench.common import CpuUse, broker, count_actors, count_events, dump_for, emit, run_settings
 from breachwatch import app
 from streams.consumer import Service
 from streams.dump import replay
@@ -27,26 +27,6 @@ from streams.kafka_client import client_options, ensure_topics, fetch_options
 from streams.models import EVENT_TOPICS
 from streams.pipeline import fewer_collections
 from streams.produce import produce_dump
-
-
-class CpuUse:
-    """Cores this process and the whole machine (broker included) kept busy over a block."""
-
-    def __enter__(self) -> CpuUse:
-        self._wall, self._own, self._machine = time.perf_counter(), time.process_time(), machine_cpu()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall = time.perf_counter() - self._wall
-        busy, total = machine_cpu()
-        self.own = (time.process_time() - self._own) / wall
-        self.machine = (busy - self._machine[0]) / (total - self._machine[1]) * (os.cpu_count() or 1)
-
-    def as_dict(self) -> dict[str, float]:
-        return {"process_cores": round(self.own, 2), "machine_cores_busy": round(self.machine, 2)}
-
-    def __str__(self) -> str:
-        return f"this process {self.own:.2f} cores, machine {self.machine:.2f} of {os.cpu_count()} busy"
 
 
 def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore[no-untyped-def]
