@@ -15,6 +15,7 @@ boundary, and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from detectors.features import COL, FEATURE_NAMES, N_FEATURES
+from detectors.forest import IsolationPaths
 
 KINDS: tuple[str, ...] = (
     "account_takeover",
@@ -287,6 +289,22 @@ class PopulationModel(BaseEstimator):
     def decision_function(self, X: np.ndarray, threshold: float = 50.0) -> np.ndarray:
         """Score minus ``threshold``: positive means alert."""
         return self.score_samples(X) - threshold
+
+    def scorer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``score_samples`` for callers that score a few rows at a time: the same scores
+        without scikit-learn's per-tree overhead (about 6 ms a call with 100 trees, whatever
+        the number of rows; this takes well under a tenth of that)."""
+        check_is_fitted(self, "forest_")
+        paths = IsolationPaths(self.forest_)
+        center = self.center_
+        span = max(1.0 - center, 1e-9)
+
+        def score(X: np.ndarray) -> np.ndarray:
+            if len(X) == 0:
+                return np.zeros(0)
+            return np.clip((paths.score(X) - center) / span, 0.0, 1.0) * 100.0
+
+        return score
 
 
 @dataclass(frozen=True)

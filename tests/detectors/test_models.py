@@ -70,6 +70,18 @@ def test_population_model_scores_outliers_higher_on_a_0_100_scale() -> None:
     assert np.array_equal(again.score_samples(X[:50]), model.score_samples(X[:50]))
 
 
+def test_population_scorer_gives_scikit_learns_scores() -> None:
+    """The detector scores an hour's rows at a time with ``scorer()``; it must agree with
+    ``score_samples`` to the bit, on ordinary rows and on outliers alike."""
+    X = normal_rows()
+    model = PopulationModel(random_state=3).fit(X)
+    odd = np.vstack([X[:50], normal_rows(200, seed=9) * 4.0, row(volume_1h_vs_own=9.0, new_country=2.0)])
+    fast = model.scorer()
+    assert np.array_equal(fast(odd), model.score_samples(odd))
+    assert np.array_equal(fast(odd[:1]), model.score_samples(odd[:1]))
+    assert fast(np.zeros((0, N_FEATURES))).shape == (0,)
+
+
 def test_pattern_scales_are_learned_but_never_below_the_floor() -> None:
     X = normal_rows()
     X[:5, COL["volume_1h_vs_own"]] = 9.0  # a noisy history pushes the volume scale up
