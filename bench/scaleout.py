@@ -102,9 +102,11 @@ def main() -> None:
         two_s, two, cpu_two = run_group(bootstrap, Path(tmp), dump, 2, args.partitions)
         print(f"2 consumers: {total / two_s:,.0f} events/s; cores busy {cpu_two}", flush=True)
 
-    # The two runs cut the stream into different batches, so an incident's evidence set may
-    # differ at its edges; what must hold is that each has a counterpart in the other run
-    # (same actors or addresses, shared evidence) and nothing is opened twice.
+    # Findings do not depend on the batches, but with two consumers the partitions' findings
+    # reach the store in another order, and an address-centric incident (several partitions
+    # feed it) may gather its evidence differently; what must hold is that each incident has
+    # a counterpart in the other run (same actors or addresses, shared evidence) and nothing
+    # is opened twice.
     only_one = unmatched(one, two)
     only_two = unmatched(two, one)
     emit(

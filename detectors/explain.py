@@ -23,7 +23,7 @@ from detectors.features import (
     W_SENSITIVE,
     local_hour,
 )
-from detectors.profiles import ActorProfile, PeerProfile
+from detectors.profiles import LIVE, ActorProfile, Live, PeerProfile
 
 TITLES: dict[str, str] = {
     "account_takeover": "Possible account takeover",
@@ -93,17 +93,20 @@ def reasons(
     population_score: float | None,
     limit: int = 4,
     features: Mapping[str, float] | None = None,
+    judged: list[float] | Live | None = LIVE,
 ) -> tuple[str, ...]:
     """The top reasons of a finding, strongest first, each with numbers. ``features`` are the
-    scored row's values, used where the profile has moved on since (a row judged mid-batch)."""
+    scored row's values and ``judged`` the counters of its hour as they stood then
+    (``ActorProfile.hour_so_far``), used where the profile has moved on since (a row judged
+    mid-batch)."""
     who = ACTOR_WORD.get(profile.actor_type, "actor")
-    w1 = profile.window_1h(now)
-    w24 = profile.window_24h(now)
+    w1 = profile.window_1h(now, judged)
+    w24 = profile.window_24h(now, judged)
     out: list[tuple[float, str]] = []
     for name, pts in contributions.items():
         if pts < 2.0:
             continue
-        text = _reason(name, who, profile, peer, now, w1, w24, features or {})
+        text = _reason(name, who, profile, peer, now, w1, w24, features or {}, judged)
         if text:
             out.append((pts, text))
     out.sort(key=lambda t: -t[0])
@@ -127,6 +130,7 @@ def _reason(
     w1: list[float],
     w24: list[float],
     x: Mapping[str, float],
+    judged: list[float] | Live | None,
 ) -> str | None:
     if name == "new_country":
         new = ", ".join(sorted(p.new_countries(now))) or ", ".join(sorted(p.countries_used(now)))
@@ -155,12 +159,13 @@ def _reason(
         )
     if name == "volume_24h_spread_vs_own":
         return (
-            f"read {_n(p.background_volume(now, 1, w24))} sensitive records today outside the busiest hour; "
+            f"read {_n(p.background_volume(now, 1, w24, judged))} sensitive records today outside the busiest hour; "
             f"on a usual day this {who} reads {_n(p.spread_p50)}"
         )
     if name == "volume_3d_spread_vs_own":
+        bg3 = p.background_volume(now, 3, w24, judged)
         return (
-            f"read {_n(p.background_volume(now, 3, w24))} sensitive records over the last 3 active days outside each "
+            f"read {_n(bg3)} sensitive records over the last 3 active days outside each "
             f"day's busiest hour; usual for 3 days: {_n(3 * p.spread_p50)}"
         )
     if name == "elevated_days":

@@ -4,11 +4,14 @@
 builds window feature rows for the actors worth judging: at each new kind of notable event
 in an actor's notable stretch (new place, failed login, role change...), and once event time
 passes the end of each two-minute slot the actor was active in (as it stood at its last
-event there). Those points depend on the events alone, not on how the stream was cut into
-batches, so a restart judges the same moments as one pass. All rows of a batch are scored
-at once (the pattern scorer and one IsolationForest call, vectorised), and an actor whose
-score crosses the calibrated threshold gets a finding. Without a model it still runs:
-profiles are learned online and the pattern scorer uses its default scales.
+event there). Findings are settled an hour of event time at a time (``REPORT_PERIOD``): the
+rows of the hour (or of its part in this batch) are scored at once (the pattern scorer and
+one pass over the IsolationForest, vectorised), each row whose score crosses the calibrated
+threshold is a finding with the evidence and numbers of its judged moment, and what a
+finding reported leaves the actor's 24-hour sums when the hour ends. So the findings depend
+on the events alone, not on how the stream was cut into batches: a restart, a rebalance or a
+replay raises the same ones as one pass. Without a model it still runs: profiles are
+learned online and the pattern scorer uses its default scales.
 
 ``train`` builds a ``TrainedModel`` from history: it replays events before ``until`` through
 the same profile code, fits the estimators on the window rows, calibrates the alert
@@ -23,7 +26,7 @@ Restart and rebalance: by checkpoint. ``state()`` returns the profiles, peer gro
 episodes and the evidence carried between batches as plain JSON (bounded:
 capped tables, 24 hourly buckets, idle actors evicted to a last-seen register), the pipeline
 stores it with the offsets it reflects, and ``load_state()`` restores it exactly: the same
-batches then give the same findings as an uninterrupted run.
+events then give the same findings as an uninterrupted run, wherever the checkpoint fell.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from detectors import explain
-from detectors.base import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity, unique
+from detectors.base import DetectionContext, Detector, Finding, Severity, unique
 from detectors.features import (
     DAY,
     FEATURE_NAMES,
@@ -86,10 +89,14 @@ REGISTER_CAP = 200_000
 # (as it stood at its last event in the slot), besides right at each new kind of notable
 # event: the judgement points depend on the events alone, never on how they were batched.
 JUDGE_SLOT = 120.0
-# Evidence kept per finding; the incident keeps accumulating it across batches.
-EVIDENCE_PER_FINDING = min(200, MAX_EVIDENCE)
+# Findings are settled hour by hour of event time: what a finding reported leaves its actor's
+# 24-hour sums when the hour ends, and no row of the next hour is built before every row of
+# this one is scored. Batches (a poll, a replay chunk) may end anywhere inside an hour; the
+# findings depend on the events alone, not on where a batch happened to end.
+REPORT_PERIOD = HOUR
 TRAIN_BATCH = 2000
-# Events kept from one batch to the next per notable actor, as evidence.
+# An actor's last events of the last hour, kept from one batch to the next, and the most a
+# finding shows (the incident gathers more from the episode's later findings).
 CARRY_CAP = 50
 # Names with failed logins but no profile, remembered for an hour (bounded).
 FAILURES_CAP = 20_000
@@ -209,6 +216,10 @@ class _Batch:
     # Each row's hour counters as they stood when it was built: a finding marks them reported
     # (a batch folds on past the row before findings are made, and must not mark more).
     hours: list[list[float] | None]
+    # The end (exclusive) of the batch's events each row saw: its evidence stops there.
+    upto: list[int]
+    # Where the fold stopped: at the first event of a new report period, or the end.
+    stop: int
 
 
 class LearnedDetector(Detector):
@@ -240,12 +251,16 @@ class LearnedDetector(Detector):
         if model is not None:
             self._patterns = model.patterns
             self._population = model.population
+            # The same scores as ``population.score_samples``, at a fraction of the cost per call:
+            # rows are scored an hour of event time at a time, often a handful at once.
+            self._pop_score = model.population.scorer() if model.population is not None else None
             self.threshold = model.threshold
             self.anomaly_threshold = model.anomaly_threshold
             self._baselines = self._usable_baselines(model)
         else:
             self._patterns = PatternScorer().fit(np.zeros((0, len(FEATURE_NAMES))))
             self._population = None
+            self._pop_score = None
             self.threshold = ALERT_FLOOR
             self.anomaly_threshold = 101.0
             self._baselines = {"actors": {}, "peers": {}}
@@ -271,6 +286,11 @@ class LearnedDetector(Detector):
         # the slot], and a heap of (slot end, actor) over them.
         self._pending: dict[str, list[float]] = {}
         self._due: list[tuple[float, str]] = []
+        # The report period being judged (see REPORT_PERIOD), and its findings' marks (actor,
+        # judged moment, that hour's counters then) to apply when it ends.
+        self._period = -1
+        self._period_end = -math.inf
+        self._marks: list[tuple[str, float, list[float] | None]] = []
 
     def _usable_baselines(self, model: TrainedModel) -> dict[str, Any]:
         empty: dict[str, Any] = {"actors": {}, "peers": {}}
@@ -418,8 +438,11 @@ class LearnedDetector(Detector):
 
     # ---- the hot loop ---------------------------------------------------------------------
 
-    def _fold(self, events: Sequence[Event], tables: ReferenceTables, every_row: bool = False) -> _Batch:
-        """Fold a batch into the profiles, collecting the actors' feature rows (see ``_Batch``).
+    def _fold(
+        self, events: Sequence[Event], tables: ReferenceTables, every_row: bool = False, start: int = 0
+    ) -> _Batch:
+        """Fold ``events[start:]`` into the profiles, up to the end of the report period they
+        start in, collecting the actors' feature rows (see ``_Batch``).
 
         Rows that cannot alert (``ActorProfile.worth_scoring``) are skipped unless
         ``every_row`` (training needs the ordinary rows: they define normal).
@@ -435,8 +458,11 @@ class LearnedDetector(Detector):
         nows: list[float] = []
         rows: list[list[float]] = []
         hours: list[list[float] | None] = []
+        upto: list[int] = []
         max_ts = -1.0
-        for i, ev in enumerate(events):
+        stop = len(events)
+        for i in range(start, stop):
+            ev = events[i]
             cls = ev.__class__
             if cls is AccessEvent:
                 is_access = True
@@ -445,8 +471,15 @@ class LearnedDetector(Detector):
             else:
                 continue
             ts = ev.ts.timestamp()
+            if ts >= self._period_end:
+                if actors or indices or unprofiled:
+                    # This period's rows are scored, and its findings marked, before anything
+                    # of the next is folded.
+                    stop = i
+                    break
+                self._next_period(ts)
             if due and due[0][0] <= ts:
-                self._judge_due(ts, actors, nows, rows, hours, every_row)
+                self._judge_due(ts, i, actors, nows, rows, hours, upto, every_row)
             aid = ev.actor_id
             prof = profiles.get(aid)
             if prof is None and self._packed:
@@ -505,6 +538,7 @@ class LearnedDetector(Detector):
                 nows.append(ts)
                 rows.append(window_row(prof, prof._peer, ts))
                 hours.append(prof.hour_so_far(ts))
+                upto.append(i + 1)
             end = (ts // JUDGE_SLOT + 1.0) * JUDGE_SLOT
             slot = pending.get(aid)
             if slot is None or slot[0] != end:
@@ -521,19 +555,33 @@ class LearnedDetector(Detector):
             if max_ts > self._clock:
                 self._clock = max_ts
             self._evict(max_ts)
-        return _Batch(actors, rows, nows, indices, hours)
+        return _Batch(actors, rows, nows, indices, hours, upto, stop)
+
+    def _next_period(self, ts: float) -> None:
+        """Event time reached ``ts`` in a later report period: what the findings of the one
+        that ended reported leaves the sums of their actors from now on."""
+        for aid, now, hour in self._marks:
+            prof = self._profiles.get(aid) or self._wake(aid)
+            if prof is not None:
+                prof.mark_reported(now, hour)
+        self._marks = []
+        self._period = int(ts // REPORT_PERIOD)
+        self._period_end = (self._period + 1) * REPORT_PERIOD
 
     def _judge_due(
         self,
         ts: float,
+        i: int,
         actors: list[str],
         nows: list[float],
         rows: list[list[float]],
         hours: list[list[float] | None],
+        upto: list[int],
         every_row: bool,
     ) -> None:
-        """Event time reached ``ts``: judge every actor whose slot ended by then, as it stood at
-        its last event (so a slot's anomaly is judged even if the actor goes quiet after it)."""
+        """Event time reached ``ts`` (at event ``i``): judge every actor whose slot ended by
+        then, as it stood at its last event (so a slot's anomaly is judged even if the actor
+        goes quiet after it)."""
         due = self._due
         pending = self._pending
         while due and due[0][0] <= ts:
@@ -553,6 +601,7 @@ class LearnedDetector(Detector):
                 nows.append(last)
                 rows.append(window_row(prof, prof._peer, last))
                 hours.append(prof.hour_so_far(last))
+                upto.append(i)
 
     # ---- scoring --------------------------------------------------------------------------
 
@@ -560,7 +609,7 @@ class LearnedDetector(Detector):
         """Best kind (index into KINDS, -1 for the population model alone), its score, and the
         population score of each row; plus each kind's scores."""
         kinds = self._patterns.score_kinds(X)
-        pop = self._population.score_samples(X) if self._population is not None else np.zeros(len(X))
+        pop = self._pop_score(X) if self._pop_score is not None else np.zeros(len(X))
         bonus = POPULATION_WEIGHT * pop / 100.0
         stacked = np.vstack([np.where(kinds[k] > 0, np.minimum(kinds[k] + bonus, 100.0), 0.0) for k in KINDS])
         best = np.argmax(stacked, axis=0)
@@ -571,29 +620,32 @@ class LearnedDetector(Detector):
         return best, best_score, pop, kinds
 
     def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
-        batch = self._fold(events, ctx.tables)
         findings: list[Finding] = []
-        if batch.rows:
-            X = np.asarray(batch.rows, dtype=float)
-            best, score, pop, _ = self._score(X)
-            hits = np.nonzero((score >= self.threshold) | (best == -1))[0]
-            reported: set[str] = set()
-            for r in sorted(hits.tolist(), key=lambda i: batch.nows[i]):
-                aid = batch.actors[r]
-                if aid in reported:
-                    # Later rows of this batch were built before the first finding marked its
-                    # data as reported; they would count the same records again. The next
-                    # batch judges the actor afresh.
-                    continue
-                reported.add(aid)
-                kind = ANOMALOUS if best[r] < 0 else KINDS[int(best[r])]
-                pop_r = float(pop[r]) if self._population else None
-                f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X)
-                if f is not None:
-                    findings.append(f)
-        self._carry_over(events, batch)
+        start = 0
+        while start < len(events):
+            # One report period (or the part of it in this batch) at a time.
+            batch = self._fold(events, ctx.tables, start=start)
+            if batch.rows:
+                self._report(events, batch, findings)
+            self._carry_over(events, batch)
+            start = batch.stop
         self._pack_idle()
         return findings
+
+    def _report(self, events: Sequence[Event], batch: _Batch, findings: list[Finding]) -> None:
+        """Score the rows of one report period's part and add the findings they raise."""
+        X = np.asarray(batch.rows, dtype=float)
+        best, score, pop, _ = self._score(X)
+        hits = np.nonzero((score >= self.threshold) | (best == -1))[0]
+        # Every hit is a finding. A later one of the same actor in the same period counts what
+        # an earlier one reported again (the mark applies when the period ends): it adds the
+        # events since to the same episode (same kind) or to the actor's incident (another).
+        for r in sorted(hits.tolist(), key=lambda i: batch.nows[i]):
+            kind = ANOMALOUS if best[r] < 0 else KINDS[int(best[r])]
+            pop_r = float(pop[r]) if self._population else None
+            f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X)
+            if f is not None:
+                findings.append(f)
 
     def _carry_over(self, events: Sequence[Event], batch: _Batch) -> None:
         """Keep each active actor's last hour of events, so a finding raised in a later batch
@@ -632,7 +684,7 @@ class LearnedDetector(Detector):
         now = batch.nows[r]
         prof = self._profiles[aid]
         peer = prof._peer
-        evidence = self._evidence(events, batch, aid, now, kind)
+        evidence = self._evidence(events, batch, r, kind)
         if not evidence:
             return None
         start = evidence[0].ts.timestamp()
@@ -648,10 +700,12 @@ class LearnedDetector(Detector):
         else:
             contrib = {k: float(v[0]) for k, v in self._patterns.contributions(X[r : r + 1], kind).items()}
         row = {n: float(X[r, i]) for i, n in enumerate(FEATURE_NAMES) if X[r, i]}
-        reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row)
-        w1 = prof.window_1h(now)
-        w24 = prof.window_24h(now)
-        prof.mark_reported(now, batch.hours[r])
+        # The windows as they stood at the judged moment, not after the rest of the batch.
+        judged = batch.hours[r]
+        w1 = prof.window_1h(now, judged)
+        w24 = prof.window_24h(now, judged)
+        reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row, judged=judged)
+        self._marks.append((aid, now, batch.hours[r]))
         facts: dict[str, Any] = {
             "score": round(score, 1),
             "threshold": round(self.threshold, 1),
@@ -722,17 +776,21 @@ class LearnedDetector(Detector):
                 f |= F_LOGIN
         return f
 
-    def _evidence(self, events: Sequence[Event], batch: _Batch, aid: str, now: float, kind: str) -> list[Event]:
-        """The actor's events of this batch in the last hour that carry the anomaly: the
-        flagged ones (new location, new data type, sensitive, export, failed login, role
-        change) when there are any, else all of them; first and last ones if too many."""
+    def _evidence(self, events: Sequence[Event], batch: _Batch, r: int, kind: str) -> list[Event]:
+        """The actor's last events up to the judged moment, within an hour of it, that carry
+        the anomaly: the flagged ones (new location, new data type, sensitive, export, failed
+        login, role change) when there are any, else all of them."""
+        aid, now, upto = batch.actors[r], batch.nows[r], batch.upto[r]
         prof = self._profiles[aid]
-        # From an hour before the judged moment to the actor's last event in the batch (the
-        # rest of an ongoing session belongs to the same finding), including what was carried
-        # over from the previous batch.
+        # What was carried over from earlier batches, then this batch's events up to the
+        # judged moment (an actor judged when its slot ended may have none here).
         pool = [_unpack(c) for c in self._carry.get(aid, ()) if now - c[0] <= HOUR]
-        # An actor judged when its slot ended may have no events in this batch at all.
-        pool.extend(events[i] for i in batch.indices.get(aid, ()) if now - events[i].ts.timestamp() <= HOUR)
+        pool.extend(
+            events[i] for i in batch.indices.get(aid, ()) if i < upto and now - events[i].ts.timestamp() <= HOUR
+        )
+        # The carried events are the actor's last CARRY_CAP, so the same cap here makes the pool
+        # the same wherever the batches were cut.
+        pool = pool[-CARRY_CAP:]
         if kind in ("account_takeover", "service_key_misuse"):
             want = F_NOVEL | F_FAILED | F_ROLE
         elif kind == "privilege_escalation":
@@ -740,9 +798,6 @@ class LearnedDetector(Detector):
         else:
             want = F_SENSITIVE | F_EXPORT | F_NEW_RESOURCE | F_NOVEL | F_ROLE | F_FAILED
         chosen = [e for e in pool if self._flags(e, prof) & want] or pool
-        if len(chosen) > EVIDENCE_PER_FINDING:
-            half = EVIDENCE_PER_FINDING // 2
-            chosen = chosen[:half] + chosen[-half:]
         return sorted(chosen, key=lambda e: e.ts)
 
     # ---- checkpoint -----------------------------------------------------------------------
@@ -759,6 +814,8 @@ class LearnedDetector(Detector):
             "carry": {a: [_event_json(_unpack(c)) for c in cs] for a, cs in self._all_carried()},
             "clock_day": self._clock_day,
             "pending": {a: list(v) for a, v in self._pending.items()},
+            "period": self._period,
+            "marks": [[a, now, hour] for a, now, hour in self._marks],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -783,6 +840,13 @@ class LearnedDetector(Detector):
         self._pending = {a: [float(v[0]), float(v[1])] for a, v in state.get("pending", {}).items()}
         self._due = [(v[0], a) for a, v in self._pending.items()]
         heapq.heapify(self._due)
+        # Checkpoints written before report periods start a fresh one at the next event.
+        self._period = int(state.get("period", -1))
+        self._period_end = (self._period + 1) * REPORT_PERIOD if self._period >= 0 else -math.inf
+        self._marks = [
+            (str(a), float(now), None if hour is None else [float(x) for x in hour])
+            for a, now, hour in state.get("marks", ())
+        ]
 
 
 # A carried event: its time, whether it is an auth event, and its field values in model order.
@@ -928,13 +992,17 @@ def train(
     row_actor: list[str] = []
     row_day: list[int] = []
     for b in range(0, len(used), TRAIN_BATCH):
-        batch = collector._fold(used[b : b + TRAIN_BATCH], ctx.tables, every_row=True)
-        for a, now, row in zip(batch.actors, batch.nows, batch.rows, strict=True):
-            if now >= fit_from:
-                rows.append(row)
-                row_actor.append(a)
-                row_day.append(int(now // DAY))
-        report.rows += len(batch.rows)
+        part = used[b : b + TRAIN_BATCH]
+        start = 0
+        while start < len(part):  # a report period at a time (see ``_fold``)
+            batch = collector._fold(part, ctx.tables, every_row=True, start=start)
+            for a, now, row in zip(batch.actors, batch.nows, batch.rows, strict=True):
+                if now >= fit_from:
+                    rows.append(row)
+                    row_actor.append(a)
+                    row_day.append(int(now // DAY))
+            report.rows += len(batch.rows)
+            start = batch.stop
     if len(rows) < 50:
         raise ValueError(f"only {len(rows)} feature rows after warm-up; more history is needed")
     X = np.asarray(rows, dtype=float)
@@ -947,6 +1015,7 @@ def train(
     scorer = LearnedDetector(None, pseudonym_key)
     scorer._patterns = patterns
     scorer._population = population
+    scorer._pop_score = population.score_samples  # every row at once: scikit-learn's own batching
     scorer.anomaly_threshold = 101.0
     _, _, pop, kinds = scorer._score(X)
     fit_days = (end - fit_from) / DAY

@@ -56,6 +56,14 @@ SENSITIVE = frozenset({"personal", "financial", "payment", "credentials"})
 # What an escalated account goes for first: secrets and payment data.
 CROWN_JEWELS = frozenset({"payment", "credentials"})
 
+
+class Live:
+    """Read the current hour's counters as they stand (the default of the readers that take a
+    ``judged`` hour: ``window_1h``, ``window_24h``, ``background_volume``)."""
+
+
+LIVE = Live()
+
 # Caps that keep one actor's profile small whatever it does.
 CAP_COUNTRIES = 16
 CAP_NETWORKS = 32
@@ -585,13 +593,16 @@ class ActorProfile:
     def history_days(self, now: float) -> float:
         return max(0.0, (now - self.first_seen) / DAY)
 
-    def window_1h(self, now: float) -> list[float]:
-        """Counters of the last hour: this hour plus the previous one pro rata (max for hours)."""
+    def window_1h(self, now: float, judged: list[float] | Live | None = LIVE) -> list[float]:
+        """Counters of the last hour: this hour plus the previous one pro rata (max for hours).
+
+        ``judged``: ``hour_so_far(now)`` as taken at the moment judged, read instead of the
+        hour's counters as they stand (which may include events after ``now``)."""
         h = int(now // HOUR)
         out = [0.0] * W_SIZE
-        i = h % 24
-        if self.wb[i] == h:
-            out = list(self.wv[i])
+        current = self._current(h, judged)
+        if current is not None:
+            out = list(current)
         j = (h - 1) % 24
         if self.wb[j] == h - 1:
             frac = 1.0 - (now - h * HOUR) / HOUR
@@ -603,18 +614,23 @@ class ActorProfile:
                     out[k] += prev[k] * frac
         return out
 
-    def window_24h(self, now: float) -> list[float]:
+    def window_24h(self, now: float, judged: list[float] | Live | None = LIVE) -> list[float]:
         """Counters summed over the last 24 hourly buckets (max for the hour surprises),
         leaving out what was already reported, plus one extra entry: the sensitive reads of
-        the busiest of those hours (to tell a one-off spike from volume spread over days)."""
+        the busiest of those hours (to tell a one-off spike from volume spread over days).
+        ``judged`` as for ``window_1h``."""
         h = int(now // HOUR)
         lo = max(h - 24, self.rep_hour - 1)
         rep = self.rep_hour
-        held = [
-            v if b != rep else [max(0.0, x - y) for x, y in zip(v, self.rep_vec, strict=True)]
-            for b, v in zip(self.wb, self.wv, strict=True)
-            if lo < b <= h
-        ]
+        current = self._current(h, judged)
+        held = []
+        for b, v in zip(self.wb, self.wv, strict=True):
+            if lo < b <= h:
+                if b == h:
+                    if current is None:
+                        continue
+                    v = current  # in the ring's order: the sums stay the same to the last bit
+                held.append(v if b != rep else [max(0.0, x - y) for x, y in zip(v, self.rep_vec, strict=True)])
         if not held:
             return [0.0] * (W_SIZE + 1)
         cols = list(zip(*held, strict=True))
@@ -624,12 +640,15 @@ class ActorProfile:
         out.append(max(cols[W_SENSITIVE_READ]))
         return out
 
-    def background_volume(self, now: float, days: int, w24: list[float]) -> float:
+    def background_volume(
+        self, now: float, days: int, w24: list[float], judged: list[float] | Live | None = LIVE
+    ) -> float:
         """Sensitive records read (not exported) today so far plus on the ``days - 1`` previous
-        active days, each without its busiest hour. After a finding, only what came since."""
+        active days, each without its busiest hour. After a finding, only what came since.
+        ``judged`` as for ``window_1h``."""
         if self.rep_hour >= 0 and self.cur_day - self.rep_hour // 24 < days:
             return max(0.0, w24[W_SENSITIVE_READ] - w24[W_SIZE])
-        v = self._cur
+        v = self._cur if isinstance(judged, Live) else judged
         cur = v[W_SENSITIVE_READ] if v is not None else 0.0
         today = self.cur_day_reads + cur - max(self.day_peak, cur)
         past = self.spread_ring[-(days - 1) :] if days > 1 else []
@@ -652,6 +671,13 @@ class ActorProfile:
         """Provider blocks (digests) used in the last hour."""
         return [k for k, e in self.providers.items() if now - e[2] <= HOUR]
 
+    def _current(self, h: int, judged: list[float] | Live | None) -> list[float] | None:
+        """The counters of hour ``h``: ``judged`` if given, else as they stand (None if none)."""
+        if not isinstance(judged, Live):
+            return judged
+        i = h % 24
+        return self.wv[i] if self.wb[i] == h else None
+
     def hour_so_far(self, now: float) -> list[float] | None:
         """A copy of the counters of ``now``'s hour as they stand (None if it has none)."""
         h = int(now // HOUR)
@@ -670,7 +696,9 @@ class ActorProfile:
         self.rep_vec = hour_so_far if hour_so_far is not None else [0.0] * W_SIZE
 
     def _novel_in_window(self, table: dict[str, list[float]], now: float) -> list[str]:
-        return [k for k, e in table.items() if now - e[1] < NOVEL_FOR and now - e[2] <= HOUR]
+        # First seen at ``now`` or before: read after later events, a place first used after
+        # the judged moment is not part of it.
+        return [k for k, e in table.items() if 0.0 <= now - e[1] < NOVEL_FOR and now - e[2] <= HOUR]
 
     def new_countries(self, now: float) -> list[str]:
         """Countries first seen in the last day and used in the last hour."""

@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import skops.io as sio
@@ -402,22 +403,23 @@ def test_profiles_survive_a_restart(model: TrainedModel) -> None:
     """A consumer that checkpoints its state, dies and is replaced raises exactly the
     findings an uninterrupted one does (state travels as JSON)."""
     w = World()
-    events = after(history(w), [*takeover(w), *escalation(w), *business_trip(w)])
+    grab = takeover(w)
+    events = after(history(w), [*grab, *escalation(w), *business_trip(w)])
     tb = tables()
     steady = run(LearnedDetector(model, pseudonym_key=KEY), events, tb)
 
-    cut = (len(events) - 700) // 500 * 500  # at a batch boundary of the uninterrupted run
+    # Anywhere, not only at a batch boundary of the uninterrupted run: inside the takeover's
+    # hour, after its first finding, whose mark is still waiting for the hour to end.
+    cut = events.index(grab[2]) + 3
     first = LearnedDetector(model, pseudonym_key=KEY)
     before = run(first, events[:cut], tb)
     checkpoint = json.loads(json.dumps(first.state()))
+    assert checkpoint["marks"], "the cut must fall between a finding and the end of its hour"
     second = LearnedDetector(model, pseudonym_key=KEY)
     second.load_state(checkpoint)
     resumed = before + run(second, events[cut:], tb)
 
-    def key(fs: list[Finding]) -> list[tuple[str, str, float, tuple[str, ...], tuple[str, ...]]]:
-        return [(f.finding_id, f.kind, f.score, f.reasons, f.event_ids) for f in fs]
-
-    assert key(resumed) == key(steady)
+    assert finding_keys(resumed) == finding_keys(steady)
     assert {f.kind for f in steady} >= {"account_takeover", "privilege_escalation"}
 
 
@@ -440,25 +442,46 @@ def test_state_is_bounded_by_evicting_idle_actors() -> None:
     assert "u-alpha-0" in state["register"]  # remembered, so waking up later counts as dormancy
 
 
-def test_judgements_do_not_depend_on_how_the_stream_is_batched(model: TrainedModel) -> None:
-    """A restart or a rebalance cuts the stream elsewhere: the same events in batches of 7
-    and of 5,000 raise the same findings (one per episode; small batches may repeat one as
-    its evidence grows), first judged at the same event times."""
+def finding_keys(fs: list[Finding]) -> list[tuple[Any, ...]]:
+    """What a finding says: identity, kind, score, when it was judged, evidence, reasons, facts."""
+    return [
+        (f.finding_id, f.kind, f.score, f.detected_at, f.event_ids, f.reasons, json.dumps(f.facts, sort_keys=True))
+        for f in fs
+    ]
+
+
+@pytest.mark.parametrize("batch", [1, 7, 333])
+def test_findings_do_not_depend_on_how_the_stream_is_batched(model: TrainedModel, batch: int) -> None:
+    """A poll, a restart or a replay cuts the stream anywhere: the same events in batches of
+    any size raise the same findings, with the same evidence, reasons and facts, as one batch
+    holding everything."""
     w = World()
     events = after(history(w), [*takeover(w), *escalation(w), *business_trip(w)])
     tb = tables()
+    whole = run(LearnedDetector(model, pseudonym_key=KEY), events, tb, batch=len(events))
+    assert {f.kind for f in whole} >= {"account_takeover", "privilege_escalation"}
+    assert finding_keys(run(LearnedDetector(model, pseudonym_key=KEY), events, tb, batch=batch)) == finding_keys(whole)
 
-    def judged(batch: int) -> dict[str, tuple[str, datetime]]:
-        first: dict[str, tuple[str, datetime]] = {}
-        for f in run(LearnedDetector(model, pseudonym_key=KEY), events, tb, batch=batch):
-            assert f.detected_at is not None
-            if f.finding_id not in first or f.detected_at < first[f.finding_id][1]:
-                first[f.finding_id] = (f.kind, f.detected_at)
-        return first
 
-    small = judged(7)
-    assert {k for k, _ in small.values()} >= {"account_takeover", "privilege_escalation"}
-    assert small == judged(5_000)
+def test_a_takeovers_data_grab_joins_its_evidence(model: TrainedModel) -> None:
+    """The login is reported as soon as it is judged; the reads and the export that follow in
+    the same hour are reported too (same episode, so the incident gathers them), even when
+    one batch holds all of it."""
+    w = World()
+    grab = takeover(w)
+    det = LearnedDetector(model, pseudonym_key=KEY)
+    tb = tables()
+    run(det, history(w), tb)
+    tail = grab[-1].ts + timedelta(minutes=5)
+    found = run(
+        det,
+        [*grab, w.access(tail, user_id("t-bravo", 0), "t-bravo", user_ip("t-bravo", 0), "GB", "F/1", records=3)],
+        tb,
+    )
+    takeovers = [f for f in found if f.kind == "account_takeover"]
+    assert len({f.finding_id for f in takeovers}) == 1, "one episode"
+    shown = {e for f in takeovers for e in f.event_ids}
+    assert {grab[0].event_id, grab[-1].event_id} <= shown
 
 
 def test_packing_idle_profiles_changes_no_verdict(model: TrainedModel) -> None:
