@@ -608,7 +608,7 @@ class LearnedDetector(Detector):
     def _score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Best kind (index into KINDS, -1 for the population model alone), its score, and the
         population score of each row; plus each kind's scores."""
-        kinds = self._patterns.score_kinds(X)
+        kinds = self._patterns.score_kinds(X, checked=True)
         pop = self._pop_score(X) if self._pop_score is not None else np.zeros(len(X))
         bonus = POPULATION_WEIGHT * pop / 100.0
         stacked = np.vstack([np.where(kinds[k] > 0, np.minimum(kinds[k] + bonus, 100.0), 0.0) for k in KINDS])

@@ -200,29 +200,35 @@ class PatternScorer(BaseEstimator):
         self.n_features_in_ = N_FEATURES
         return self
 
+    def _unit(self, X: np.ndarray, name: str) -> np.ndarray:
+        """An ingredient's size per row before its weight: a level, a scaled value, or as is."""
+        col = X[:, COL[name]]
+        if name in LEVELS:
+            lv = LEVELS[name]
+            return np.where(col >= 2, lv[1], np.where(col >= 1, lv[0], 0.0))
+        if name in self.scales_:
+            return np.minimum(col / self.scales_[name], 2.0)
+        return col
+
     def contributions(self, X: np.ndarray, kind: str) -> dict[str, np.ndarray]:
         """Points each ingredient of ``kind`` adds per row (for scores and explanations)."""
         check_is_fitted(self, "scales_")
-        out: dict[str, np.ndarray] = {}
-        for name, pts in WEIGHTS[kind].items():
-            col = X[:, COL[name]]
-            if name in LEVELS:
-                lv = LEVELS[name]
-                out[name] = pts * np.where(col >= 2, lv[1], np.where(col >= 1, lv[0], 0.0))
-            elif name in self.scales_:
-                out[name] = pts * np.minimum(col / self.scales_[name], 2.0)
-            else:
-                out[name] = pts * col
-        return out
+        return {name: pts * self._unit(X, name) for name, pts in WEIGHTS[kind].items()}
 
-    def score_kinds(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """Score of every kind for every row: 0 where the kind's gate is closed."""
+    def score_kinds(self, X: np.ndarray, *, checked: bool = False) -> dict[str, np.ndarray]:
+        """Score of every kind for every row: 0 where the kind's gate is closed.
+
+        ``checked``: ``X`` is already a float matrix of feature rows (the detector builds it
+        so); scikit-learn's input check then costs more than scoring a handful of rows."""
         check_is_fitted(self, "scales_")
-        X = check_array(X, dtype=float, ensure_min_samples=0)
+        if not checked:
+            X = check_array(X, dtype=float, ensure_min_samples=0)
         gates = _gates(X)
+        # Each ingredient's size once, whichever kinds weigh it; the sums keep each kind's order.
+        units = {name: self._unit(X, name) for name in {n for w in WEIGHTS.values() for n in w}}
         scores: dict[str, np.ndarray] = {}
         for kind in KINDS:
-            total = sum(self.contributions(X, kind).values())
+            total = sum(pts * units[name] for name, pts in WEIGHTS[kind].items())
             scores[kind] = np.where(gates[kind], np.clip(total, 0.0, 100.0), 0.0)
         return scores
 
