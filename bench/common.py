@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -27,6 +30,28 @@ def dump_for(tenants: int, days: int, seed: int = 7) -> Path:
         simulate(out, seed=seed, days=days, tenants=tenants)
         print(f"simulated {out} in {time.perf_counter() - t0:.1f}s", flush=True)
     return out
+
+
+def model_for(dump: Path) -> tuple[Path, str]:
+    """A model trained on the dump's clean days (``breachwatch train``, kept for later runs) and
+    the pseudonym key it was trained with, generated once for the benchmarks and kept beside
+    their dumps (readable by this user only)."""
+    key_file = BENCH_DIR / "pseudonym.key"
+    if not key_file.exists():
+        BENCH_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.touch(mode=0o600)
+        key_file.write_text(secrets.token_hex(32))
+    key = key_file.read_text().strip()
+    model = dump / "model.skops"
+    if not model.exists():
+        until = json.loads((dump / "labels.json").read_text())["clean_until"]
+        subprocess.run(
+            [sys.executable, "-m", "breachwatch", "train", str(dump), "--until", until, "--model", str(model)],
+            env={**os.environ, "BREACHWATCH_PSEUDONYM_KEY": key},
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+    return model, key
 
 
 def count_events(dump: Path) -> int:

@@ -1,11 +1,12 @@
 """Events/s of the bare kafka-python consumer, of ``run`` and of ``replay`` on the same dump.
 
-    python -m bench.throughput [--tenants 60] [--days 21] [--partitions 4] [--model PATH] [--jobs N]
+    python -m bench.throughput [--tenants 60] [--days 21] [--partitions 4] [--model PATH | --no-model] [--jobs N]
 
 Starts the local broker (or uses ``KAFKA_BOOTSTRAP``), produces a simulated dump into fresh
 topics, then measures in one run: the bare consume rate (poll, no decoding: the ceiling, with
-the service's own fetch sizes), the service with every detector from first poll until caught
-up, and a replay of the dump in one process and with detection in ``--jobs`` worker processes
+the service's own fetch sizes), the service with every detector and a trained model (by
+default one trained on the dump's clean days, see ``bench.common.model_for``) from first poll
+until caught up, and a replay of the dump in one process and with detection in ``--jobs`` worker processes
 (default: one per CPU). Prints one JSON line last.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from bench.common import CpuUse, broker, count_actors, count_events, dump_for, emit, run_settings
+from bench.common import CpuUse, broker, count_actors, count_events, dump_for, emit, model_for, run_settings
 from breachwatch import app
 from streams.consumer import Service
 from streams.dump import replay
@@ -55,7 +56,8 @@ def main() -> None:
     ap.add_argument("--tenants", type=int, default=60)
     ap.add_argument("--days", type=int, default=21)
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--model", type=Path, default=None, help="model file (default: trained on the dump)")
+    ap.add_argument("--no-model", action="store_true", help="learned detectors without a model")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="replay worker processes")
     args = ap.parse_args()
 
@@ -63,9 +65,14 @@ def main() -> None:
     total = count_events(dump)
     actors = count_actors(dump)
     print(f"dump: {total:,} events, {actors:,} actors", flush=True)
+    extra: dict[str, object] = {}
+    if args.model is not None:
+        extra["model_path"] = args.model
+    elif not args.no_model:
+        extra["model_path"], extra["pseudonym_key"] = model_for(dump)
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
         work = Path(tmp)
-        settings = run_settings(bootstrap, work, args.partitions, model_path=args.model)
+        settings = run_settings(bootstrap, work, args.partitions, **extra)
         ensure_topics(settings, bootstrap)
         t0 = time.perf_counter()
         produce_dump(settings, bootstrap, dump)
@@ -76,7 +83,7 @@ def main() -> None:
             bare_eps = bare_consume(settings, bootstrap, total)
         print(f"bare consume: {bare_eps:,.0f} events/s; {bare_cpu}", flush=True)
 
-        model = app.load_model(args.model)
+        model = app.load_model(settings.model_path)
         engine = app.database(settings)
         pipeline = app.build_pipeline(settings, engine, model)
         service = Service(settings, bootstrap, pipeline)
@@ -115,7 +122,7 @@ def main() -> None:
             "cpu_bare": bare_cpu.as_dict(),
             "cpu_run": run_cpu.as_dict(),
             "incidents_run": stats["incidents_opened"],
-            "model": str(args.model) if args.model else None,
+            "model": str(settings.model_path) if settings.model_path else None,
         }
     )
 
