@@ -385,10 +385,11 @@ class LearnedDetector(Detector):
         """Pack the profiles of actors idle for ``pack_after`` of event time, when more than
         ``live_max`` are live.
 
-        Runs between batches, never during one (a finding of the batch reads its actor's live
-        profile), and leaves actors whose slot judgement is pending alone. A packed profile
-        unpacks with every persisted field as it was (``ActorProfile.pack``) and its caches
-        rebuilt, as after a checkpoint restore, so packing changes no verdict.
+        Runs between report periods and batches, never while a part of one is folded and
+        judged (a finding reads its actor's live profile), and leaves actors whose slot
+        judgement is pending alone. A packed profile unpacks with every persisted field as it
+        was (``ActorProfile.pack``) and its caches rebuilt, as after a checkpoint restore, so
+        packing changes no verdict.
         """
         now = self._clock
         if self.pack_after <= 0 or now < self._next_pack or len(self._profiles) <= self.live_max:
@@ -705,7 +706,7 @@ class LearnedDetector(Detector):
         w1 = prof.window_1h(now, judged)
         w24 = prof.window_24h(now, judged)
         reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row, judged=judged)
-        self._marks.append((aid, now, batch.hours[r]))
+        self._marks.append((aid, now, judged))
         facts: dict[str, Any] = {
             "score": round(score, 1),
             "threshold": round(self.threshold, 1),
