@@ -79,6 +79,8 @@ def test_population_scorer_gives_scikit_learns_scores() -> None:
     fast = model.scorer()
     assert np.array_equal(fast(odd), model.score_samples(odd))
     assert np.array_equal(fast(odd[:1]), model.score_samples(odd[:1]))
+    many = normal_rows(1500, seed=5) * 3.0
+    assert np.array_equal(fast(many), model.score_samples(many))
     assert fast(np.zeros((0, N_FEATURES))).shape == (0,)
 
 
