@@ -91,3 +91,46 @@ def test_replay_leaves_the_garbage_collector_as_it_found_it(settings: Settings, 
     replay(dump, pipeline_for(settings, tmp_path / "r.db"), partitions=4, max_bytes=settings.max_message_bytes)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+class _StateProbe(Detector):
+    """A detector that notes whether automatic collection was on while its state was taken."""
+
+    name = "probe"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.collecting: list[bool] = []
+
+    def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
+        return []
+
+    def state(self) -> dict[str, Any]:
+        self.collecting.append(gc.isenabled())
+        if self.fail:
+            raise RuntimeError("state failed")
+        return {"n": 1}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_checkpoints_are_taken_without_cycle_collections(settings: Settings, tmp_path: Path, fail: bool) -> None:
+    """A checkpoint's state is hundreds of thousands of short-lived objects: no collection may
+    walk them while they exist (they made the live service's slowest batches), and collection
+    is back on afterwards, also when taking the state fails."""
+    probe = _StateProbe(fail)
+    store = app.incident_store(settings, app.database(settings, f"sqlite:///{tmp_path / 'cp.db'}"), notify=False)
+    pipeline = Pipeline(store, lambda: [probe])
+    assert gc.isenabled()
+    if fail:
+        with pytest.raises(RuntimeError):
+            pipeline.record([], {0: {"erp.access": 5}})
+    else:
+        pipeline.record([], {0: {"erp.access": 5}})
+        assert store.load_checkpoint(pipeline.group_id, 0) is not None
+    assert probe.collecting == [False]
+    assert gc.isenabled()
+    pipeline.record([], None)  # an ordinary batch leaves collection alone
+    assert probe.collecting == [False] and gc.isenabled()
