@@ -16,10 +16,12 @@ import argparse
 import math
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from bench.common import broker, emit, run_settings
 from bench.crash import count_events, crash_and_recover, make_crash_dump
+from incidents.model import IncidentOut
 
 DAYS = 10
 # Events the simulator writes per tenant over DAYS days (3,555 with seed 23 and 30 tenants).
@@ -59,6 +61,16 @@ def main() -> None:
         for label, incidents in (("missing", report.missing), ("extra", report.extra)):
             for i in incidents:
                 print(f"{label}: {i.kind} {i.detectors} actors={i.actor_ids} ips={i.source_ips}", file=sys.stderr)
+
+        # Matched, yet not alike: e.g. an address-centric incident split in two, or one with
+        # other evidence. Listed so that a difference in the counts can be read off.
+        def alike(i: IncidentOut) -> tuple[str, tuple[str, ...], tuple[str, ...], int]:
+            return (i.kind, tuple(sorted(i.actor_ids)), tuple(sorted(i.source_ips)), len(i.evidence_event_ids))
+
+        live, steady = Counter(map(alike, report.live)), Counter(map(alike, report.replayed))
+        for label, only in (("only after kills", live - steady), ("only uninterrupted", steady - live)):
+            for (kind, actors, ips, n), times in sorted(only.items()):
+                print(f"{label}: {times}x {kind} actors={list(actors)} ips={list(ips)} evidence={n}", file=sys.stderr)
         emit(result)
     ok = (
         report.final_exit_code == 0
