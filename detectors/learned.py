@@ -250,7 +250,6 @@ class LearnedDetector(Detector):
         self._keyed = _Keyed(pseudonym_key)
         if model is not None:
             self._patterns = model.patterns
-            self._population = model.population
             # The same scores as ``population.score_samples``, at a fraction of the cost per call:
             # rows are scored an hour of event time at a time, often a handful at once.
             self._pop_score = model.population.scorer() if model.population is not None else None
@@ -259,7 +258,6 @@ class LearnedDetector(Detector):
             self._baselines = self._usable_baselines(model)
         else:
             self._patterns = PatternScorer().fit(np.zeros((0, len(FEATURE_NAMES))))
-            self._population = None
             self._pop_score = None
             self.threshold = ALERT_FLOOR
             self.anomaly_threshold = 101.0
@@ -643,7 +641,7 @@ class LearnedDetector(Detector):
         # events since to the same episode (same kind) or to the actor's incident (another).
         for r in sorted(hits.tolist(), key=lambda i: batch.nows[i]):
             kind = ANOMALOUS if best[r] < 0 else KINDS[int(best[r])]
-            pop_r = float(pop[r]) if self._population else None
+            pop_r = float(pop[r]) if self._pop_score is not None else None
             f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X)
             if f is not None:
                 findings.append(f)
@@ -1015,7 +1013,6 @@ def train(
     population = PopulationModel(random_state=random_state).fit(X)
     scorer = LearnedDetector(None, pseudonym_key)
     scorer._patterns = patterns
-    scorer._population = population
     scorer._pop_score = population.score_samples  # every row at once: scikit-learn's own batching
     scorer.anomaly_threshold = 101.0
     _, _, pop, kinds = scorer._score(X)

@@ -680,20 +680,19 @@ class ActorProfile:
 
     def hour_so_far(self, now: float) -> list[float] | None:
         """A copy of the counters of ``now``'s hour as they stand (None if it has none)."""
-        h = int(now // HOUR)
-        i = h % 24
-        return list(self.wv[i]) if self.wb[i] == h else None
+        current = self._current(int(now // HOUR), LIVE)
+        return list(current) if current is not None else None
 
-    def mark_reported(self, now: float, hour_so_far: list[float] | None = None) -> None:
+    def mark_reported(self, now: float, judged: list[float] | Live | None = LIVE) -> None:
         """Everything up to ``now`` has been reported: keep it out of later 24-hour sums.
 
-        ``hour_so_far`` is ``hour_so_far(now)`` taken at the moment judged; without it the
-        hour's counters are read as they stand now, which includes any events since.
+        ``judged`` as for ``window_1h``; by default the hour's counters are read as they stand
+        now, which includes any events since ``now``.
         """
-        if hour_so_far is None:
-            hour_so_far = self.hour_so_far(now)
-        self.rep_hour = int(now // HOUR)
-        self.rep_vec = hour_so_far if hour_so_far is not None else [0.0] * W_SIZE
+        h = int(now // HOUR)
+        current = self._current(h, judged)
+        self.rep_hour = h
+        self.rep_vec = list(current) if current is not None else [0.0] * W_SIZE
 
     def _novel_in_window(self, table: dict[str, list[float]], now: float) -> list[str]:
         # First seen at ``now`` or before: read after later events, a place first used after

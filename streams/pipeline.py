@@ -189,7 +189,6 @@ class Pipeline:
         retry: bool = True,
     ) -> RecordResult:
         """Durably record one batch's findings (and, if given, checkpoints); see ``process``."""
-
         checkpoints: list[Checkpoint] = []
 
         def write() -> RecordResult:
