@@ -667,7 +667,7 @@ def _dump(work: Path) -> tuple[OneInput, list[bytes]]:
     from breachwatch import app
     from streams.dump import iter_events, load_reference_tables, read_lines
     from streams.models import ALL_TOPICS, EVENT_TOPICS
-    from streams.pipeline import Partitioner, Pipeline, group_by_partition
+    from streams.pipeline import Partitioner, Pipeline, group_by_unit
 
     folder = work / "dump"
     settings = app_settings()
@@ -692,8 +692,8 @@ def _dump(work: Path) -> tuple[OneInput, list[bytes]]:
         for d in dead:
             assert d.topic.removesuffix(".dlq") in ALL_TOPICS and isinstance(d.value, bytes)
         # The events reach the detectors as a replay batch would: none of them may fail on it.
-        for p, batch in group_by_partition(events, Partitioner(4)).items():
-            pipeline.worker(p).detect(batch)
+        for u, batch in group_by_unit(events, Partitioner(4)).items():
+            pipeline.worker(u).detect(batch)
         assert not pipeline.stats.detector_errors, f"a detector failed on the batch: {pipeline.stats.detector_errors}"
 
     rng = random.Random(5)

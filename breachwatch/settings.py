@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # partitions back at once instead of waiting out the session timeout and a rebalance.
     group_instance_id: str | None = Field(default=None, min_length=1, max_length=249)
     session_timeout_ms: int = Field(default=45_000, ge=6_000, le=1_800_000)
+    # How often a consumer tells the group it is alive, which is also how soon it learns that
+    # the group is rebalancing: a consumer that joins (or leaves) gets its share of the units
+    # within about this long, where Kafka's usual 3 s leaves the others working alone meanwhile.
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=600_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     poll_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)
@@ -122,6 +126,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("heartbeat_interval_ms")
+    @classmethod
+    def _check_heartbeat(cls, value: int, info: ValidationInfo) -> int:
+        session = info.data.get("session_timeout_ms")
+        if session is not None and value * 3 > session:
+            raise ValueError(f"must be at most a third of BREACHWATCH_SESSION_TIMEOUT_MS ({session})")
+        return value
 
     @field_validator("oncall_emails", mode="before")
     @classmethod

@@ -76,6 +76,9 @@ class Detector(ABC):
     """A named source of findings. Rules and learned models both implement this."""
 
     name: str = "detector"
+    # The event topics (the contract's names) whose events it judges: a worker gets only the
+    # detectors of its unit's topics (see ``streams.units``); empty means every topic.
+    topics: tuple[str, ...] = ()
 
     @abstractmethod
     def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:

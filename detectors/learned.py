@@ -64,6 +64,7 @@ from detectors.models import ANOMALOUS, KINDS, PatternScorer, PopulationModel, c
 from detectors.profiles import NOVEL_FOR, SENSITIVE, ActorProfile, PeerProfile
 from streams.models import AccessEvent, AuthEvent, Event
 from streams.tables import ReferenceTables
+from streams.units import ACTOR_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ class LearnedDetector(Detector):
     """
 
     name = "learned"
+    topics = ACTOR_TOPICS
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ from detectors.base import MAX_EVIDENCE, DetectionContext, Detector, Finding, Se
 from detectors.forest import IsolationPaths
 from detectors.templates_miner import TemplateMiner
 from streams.models import Event, LogRecord
+from streams.units import LOG_TOPICS
 
 KIND_SESSION = "anomalous_log_session"
 KIND_BURST = "error_burst"
@@ -568,6 +569,7 @@ class LogDetector(Detector):
     """
 
     name = "logs"
+    topics = LOG_TOPICS
 
     def __init__(
         self,

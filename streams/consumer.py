@@ -5,10 +5,12 @@ outbox messages and (every few seconds) detector checkpoints committed to the da
 one transaction → dead letters flushed → Kafka offsets committed. A crash anywhere in that
 sequence re-delivers the batch, and every write of it is idempotent.
 
-On a partition assignment the worker for that partition number is restored from its
+The group shares units (``streams.units``: actor unit p is partition p of erp.access and
+erp.auth, log unit p partition p of erp.logs), balanced by their backlog and recent volume
+(``streams.assignor``). On an assignment the worker for each new unit is restored from its
 checkpoint and the consumer seeks to the offsets the checkpoint reflects (or to the start of
 the topic when there is none yet), so detector state is never "ahead of" or "behind" the
-events it has seen, whichever consumer had the partition before.
+events it has seen, whichever consumer had the unit before.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from breachwatch.settings import Settings
+from streams.assignor import UnitAssignor
 from streams.decode import DecodeFailure, dead_letter, decode
 from streams.kafka_client import client_options, fetch_options
 from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
 from streams.pipeline import Backoff, EventTimeBuffer, Pipeline
+from streams.units import unit_name, unit_of
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +86,13 @@ class Service:
         self._buffer = EventTimeBuffer()
         self._ends: dict[TopicPartition, int] = {}  # end offsets asked for while the fetcher knows none
         self._ends_asked_at = 0.0
-        # When each partition's detector state is next written. A checkpoint serialises all of
-        # a partition's state (profiles, open sessions with their records), which takes a
-        # moment; partitions are spread over the interval so one batch never writes them all.
+        self._units: dict[TopicPartition, int] = {}
+        # What the group leader balances units by (see ``_refresh_weights``).
+        self._weights: dict[TopicPartition, float] = {}
+        self._weighed_at = 0.0
+        # When each unit's detector state is next written. A checkpoint serialises all of a
+        # unit's state (profiles, open sessions with their records), which takes a moment;
+        # units are spread over the interval so one batch never writes them all.
         self._next_checkpoint: dict[int, float] = {}
         opts = client_options(settings, bootstrap)
         self._opts = opts
@@ -93,12 +101,17 @@ class Service:
             group_id=settings.group_id,
             group_instance_id=settings.group_instance_id,
             session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **fetch_options(settings),
-            # Range keeps partition p of every event topic on the same consumer, which is
-            # what lets one worker hold all of an actor's state.
-            partition_assignment_strategy=[RangePartitionAssignor],
+            # Units stay whole (an actor's access and auth events reach one worker, which holds
+            # all of its state) and are balanced by weight. Range, which also keeps them whole,
+            # is what a group still running an older version agrees on.
+            partition_assignment_strategy=[
+                UnitAssignor(self._assignable_unit, lambda: self._weights),
+                RangePartitionAssignor,
+            ],
             max_poll_interval_ms=600_000,
         )
         self.refs = KafkaConsumer(**opts, group_id=None, enable_auto_commit=False)
@@ -173,15 +186,61 @@ class Service:
                     n += 1
         return n
 
+    # --- units and their weights --------------------------------------------------------
+
+    def _unit(self, tp: TopicPartition) -> int:
+        u = self._units.get(tp)
+        if u is None:
+            u = self._units[tp] = unit_of(self._topic_base[tp.topic], tp.partition)
+        return u
+
+    def _assignable_unit(self, topic: str, partition: int) -> int | None:
+        base = self._topic_base.get(topic)
+        return unit_of(base, partition) if base in EVENT_TOPICS else None
+
+    def _refresh_weights(self, topics: list[str], *, every_s: float = 30.0) -> None:
+        """Measure what each event partition has to do, for when this consumer leads the group.
+
+        A partition's weight is its backlog (end offset less what this consumer processed, or
+        else the group's committed offset) plus what arrived over the last ``every_s`` x 10
+        seconds: the first dominates a catch-up, the second the steady state. Measured in the
+        main thread (the assignor runs where no blocking call is allowed); a failure keeps the
+        last weights.
+        """
+        now = time.monotonic()
+        if now - self._weighed_at < every_s:
+            return
+        self._weighed_at = now
+        # Short timeouts: this runs between batches, and a broker that is away (the first
+        # timeout ends the attempt) must not hold up processing for long.
+        wait = 2000
+        try:
+            tps = [TopicPartition(t, p) for t in topics for p in self.consumer.partitions_for_topic(t) or ()]
+            end = self.consumer.end_offsets(tps, timeout_ms=wait)
+            begin = self.consumer.beginning_offsets(tps, timeout_ms=wait)
+            since_ms = int((time.time() - every_s * 10) * 1000)
+            recent = self.consumer.offsets_for_times({tp: since_ms for tp in tps}, timeout_ms=wait)
+            weights: dict[TopicPartition, float] = {}
+            for tp in tps:
+                done = self._processed.get(tp)
+                if done is None:
+                    done = self.consumer.committed(tp, timeout_ms=wait) or begin[tp]
+                first_recent = recent.get(tp)
+                arrived = end[tp] - first_recent.offset if first_recent is not None else 0
+                weights[tp] = float(max(0, end[tp] - done) + max(0, arrived))
+            self._weights = weights
+        except KafkaError as exc:
+            log.warning("could not measure partition weights (%s); keeping the last ones", type(exc).__name__)
+
     # --- rebalance ----------------------------------------------------------------------
     # kafka-python runs these callbacks on its network thread, where no blocking client call
     # is allowed. Revocation only writes a checkpoint to the database; an assignment pauses
     # the new partitions there and the main thread restores and seeks them after poll().
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        parts = {tp.partition for tp in revoked if tp.topic in self._topic_base}
-        if parts:
-            cps = self._checkpoint_offsets(parts)
+        units = {self._unit(tp) for tp in revoked if tp.topic in self._topic_base}
+        if units:
+            cps = self._checkpoint_offsets(units)
             try:
                 if cps:
                     # One attempt: this runs on the client's network thread, where the retry
@@ -192,9 +251,9 @@ class Service:
         for tp in revoked:
             self._processed.pop(tp, None)
             self._pending.discard(tp)
-        for p in parts:
-            self.pipeline.drop(p)
-            self._buffer.drop(p)
+        for u in units:
+            self.pipeline.drop(u)
+            self._buffer.drop(u)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         new = {tp for tp in assigned if tp not in self._processed}
@@ -204,27 +263,23 @@ class Service:
             self._pending |= new
 
     def _restore_pending(self) -> None:
-        """Restore newly assigned partitions from their checkpoints and seek to match."""
+        """Restore newly assigned units from their checkpoints and seek to match."""
         if not self._pending:
             return
         pending, self._pending = self._pending, set()
-        by_part: dict[int, list[TopicPartition]] = defaultdict(list)
+        by_unit: dict[int, list[TopicPartition]] = defaultdict(list)
         for tp in pending:
-            by_part[tp.partition].append(tp)
-        for p, tps in sorted(by_part.items()):
-            owned = [tp for tp in self._processed if tp.partition == p]
+            by_unit[self._unit(tp)].append(tp)
+        for u, tps in sorted(by_unit.items()):
+            owned = [tp for tp in self._processed if self._unit(tp) == u]
             try:
-                cp = (
-                    self.pipeline.restore(p)
-                    if not owned
-                    else self.pipeline.store.load_checkpoint(self.settings.group_id, p)
-                )
+                cp = self.pipeline.restore(u) if not owned else self.pipeline.load_checkpoint(u)
             except (OperationalError, DBAPIError) as exc:
                 # The database is away: the partition stays paused and the restore is tried
                 # again after the next poll, which keeps this consumer in its group meanwhile.
                 self._pending.update(tps)
                 self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
-                log.warning("restoring partition %d failed (%s); will retry", p, type(exc).__name__)
+                log.warning("restoring %s failed (%s); will retry", unit_name(u), type(exc).__name__)
                 continue
             begin = self.consumer.beginning_offsets(tps)
             for tp in tps:
@@ -237,7 +292,7 @@ class Service:
                 self._processed[tp] = offset
                 self._ends.pop(tp, None)  # an end asked for in an earlier assignment may be stale
             self.consumer.resume(*tps)
-            log.info("partition %d assigned (checkpoint: %s)", p, "yes" if cp else "none")
+            log.info("%s assigned (checkpoint: %s)", unit_name(u), "yes" if cp else "none")
         if not self._pending and self.health.status == "degraded":
             self._recovered()
             self.health.status, self.health.detail = "ok", ""
@@ -254,6 +309,7 @@ class Service:
         # metadata arrives (one suite run after repeated SIGKILLs sat unassigned for minutes).
         for t in topics:
             self.consumer.partitions_for_topic(t)
+        self._refresh_weights(topics)
         self.consumer.subscribe(topics, listener=_Rebalance(self))
         end_offsets: dict[TopicPartition, int] | None = None
         idle_since = time.monotonic()
@@ -284,9 +340,10 @@ class Service:
                         break
                 if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                     break
+                self._refresh_weights(topics)
         finally:
             self.health.status = "stopping"
-            self._checkpoint_and_commit({tp.partition for tp in self._processed})
+            self._checkpoint_and_commit({self._unit(tp) for tp in self._processed})
             self.consumer.close(autocommit=False)
             self.refs.close()
             self.producer.flush()
@@ -335,17 +392,17 @@ class Service:
                     self._send_dead_letter(tp, m, failure)
                     continue
                 held.append((event.ts.timestamp(), rank, m.offset, tp, event))
-            self._buffer.extend(tp, tp.partition, held)
+            self._buffer.extend(tp, self._unit(tp), held)
             self._processed[tp] = msgs[-1].offset + 1
             self.pipeline.stats.consumed[base] += len(msgs)
         released: dict[int, list[Event]] = {}
         if len(self._buffer):
             self._ask_ends()
-        for p in self._buffer.partitions():
-            busy = [tp for tp in self._processed if tp.partition == p and self._busy(tp)]
-            ready = self._buffer.release(p, busy)
+        for u in self._buffer.units():
+            busy = [tp for tp in self._processed if self._unit(tp) == u and self._busy(tp)]
+            ready = self._buffer.release(u, busy)
             if ready:
-                released[p] = ready
+                released[u] = ready
         due = self._due_checkpoints()
         if not released and not polled and not due:
             return
@@ -354,8 +411,8 @@ class Service:
         self._recovered()
         if due:
             now = time.monotonic()
-            for p in due:
-                self._next_checkpoint[p] = now + self.settings.checkpoint_interval_s
+            for u in due:
+                self._next_checkpoint[u] = now + self.settings.checkpoint_interval_s
         self.producer.flush()  # dead letters durable before their offsets are committed
         self._commit()
         self.health.status, self.health.detail, self.health.last_batch_at = "ok", "", time.time()
@@ -365,18 +422,18 @@ class Service:
     def _due_checkpoints(self) -> set[int]:
         now = time.monotonic()
         interval = self.settings.checkpoint_interval_s
-        spread = max(1, self.settings.partitions)
+        spread = 2 * max(1, self.settings.partitions)  # actor and log units
         due: set[int] = set()
-        for p in {tp.partition for tp in self._processed}:
-            at = self._next_checkpoint.get(p)
+        for u in {self._unit(tp) for tp in self._processed}:
+            at = self._next_checkpoint.get(u)
             if at is None:
-                at = self._next_checkpoint[p] = now + interval * (1 + (p % spread) / spread)
+                at = self._next_checkpoint[u] = now + interval * (1 + (u % spread) / spread)
             if now >= at:
-                due.add(p)
+                due.add(u)
         return due
 
     def _safe_offsets(self) -> dict[TopicPartition, int]:
-        """Per assigned partition, the offset before which everything is durably processed."""
+        """Per assigned topic partition, the offset before which everything is durably processed."""
         low = self._buffer.lowest_offsets()
         return {tp: min(off, low.get(tp, off)) for tp, off in self._processed.items()}
 
@@ -391,18 +448,19 @@ class Service:
         self.producer.send(d.topic, key=d.key, value=d.value, headers=d.headers)
         log.warning("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, failure.kind)
 
-    def _checkpoint_offsets(self, parts: set[int]) -> dict[int, dict[str, int]]:
+    def _checkpoint_offsets(self, units: set[int]) -> dict[int, dict[str, int]]:
         out: dict[int, dict[str, int]] = defaultdict(dict)
         for tp, off in self._safe_offsets().items():
-            if tp.partition in parts and off >= 0:
-                out[tp.partition][self._topic_base[tp.topic]] = off
+            u = self._unit(tp)
+            if u in units and off >= 0:
+                out[u][self._topic_base[tp.topic]] = off
         return dict(out)
 
-    def _checkpoint_and_commit(self, parts: set[int]) -> None:
-        if not parts:
+    def _checkpoint_and_commit(self, units: set[int]) -> None:
+        if not units:
             return
         try:
-            cps = self._checkpoint_offsets(parts)
+            cps = self._checkpoint_offsets(units)
             if cps:
                 self.pipeline.process({}, cps)
             self.producer.flush()

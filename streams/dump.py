@@ -2,12 +2,11 @@
 
 The dump is read as the broker would deliver it: reference tables first (they are compacted
 topics a consumer reads to the end before it starts), then the event topics merged in event
-time and cut into batches, each assigned to partition numbers by Kafka's partitioner.
+time and cut into batches, each assigned to units (``streams.units``) by Kafka's partitioner.
 
-Detector state belongs to a partition number, so a replay can run partitions' detectors in
-worker processes (``jobs``): this process still reads, orders and batches the events and
-records every batch's findings in the same order, so the incidents are those of a replay in
-one process.
+Detector state belongs to a unit, so a replay can run units' detectors in worker processes
+(``jobs``): this process still reads, orders and batches the events and records every
+batch's findings in the same order, so the incidents are those of a replay in one process.
 """
 
 from __future__ import annotations
@@ -29,8 +28,9 @@ from typing import Any, NoReturn
 
 from detectors.base import Finding
 from streams.decode import DeadLetter, DecodeFailure, dead_letter, decode
-from streams.models import EVENT_TOPICS, KEY_FIELD, MODEL_BY_TOPIC, REFERENCE_TOPICS, Event, LogRecord
-from streams.pipeline import Partitioner, Pipeline, fewer_collections, group_by_partition
+from streams.models import EVENT_TOPICS, KEY_FIELD, MODEL_BY_TOPIC, REFERENCE_TOPICS, Event
+from streams.pipeline import Partitioner, Pipeline, fewer_collections, group_by_unit, unit_for
+from streams.units import unit_order
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def replay(
 ) -> ReplayReport:
     """Run the pipeline over a dump, deterministically, in event-time order.
 
-    With ``jobs`` above one, partitions' detectors run in that many worker processes (forked,
+    With ``jobs`` above one, units' detectors run in that many worker processes (forked,
     so they share the pipeline's detector factory and reference tables); the incidents are
     the same as with one. Worker processes keep the detector state: afterwards
     ``pipeline.workers`` holds none of it.
@@ -157,7 +157,7 @@ def replay(
 
     started = time.perf_counter()
     refs = load_reference_tables(pipeline, dump, _sink, max_bytes)
-    jobs = min(jobs, partitions)
+    jobs = min(jobs, 2 * partitions)  # an actor and a log unit per partition number
     if jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
         log.warning("replay: worker processes need the fork start method; using one process")
         jobs = 1
@@ -184,13 +184,13 @@ def _replay_here(
     for event in iter_events(dump, sink, max_bytes):
         batch.append(event)
         if len(batch) >= batch_size:
-            pipeline.process(group_by_partition(batch, partitioner))
+            pipeline.process(group_by_unit(batch, partitioner))
             total += len(batch)
             batch = []
             if progress:
                 progress(total)
     if batch:
-        pipeline.process(group_by_partition(batch, partitioner))
+        pipeline.process(group_by_unit(batch, partitioner))
         total += len(batch)
         if progress:
             progress(total)
@@ -199,14 +199,14 @@ def _replay_here(
 
 # --------------------------------------------------------------------- worker processes
 
-# One batch's events for a worker: per partition, (topic index, original bytes) in order.
+# One batch's events for a worker: per unit, (topic index, original bytes) in order.
 _Work = dict[int, list[tuple[int, bytes]]]
-# What a worker sends back per batch: per partition its findings, and detector errors counted.
+# What a worker sends back per batch: per unit its findings, and detector errors counted.
 _Result = tuple[dict[int, list[Finding]], dict[str, int]]
 
 
 def _detect_in_worker(pipeline: Pipeline, conn: Connection, siblings: list[Connection]) -> None:
-    """A worker process: decode each batch it is sent and run its partitions' detectors."""
+    """A worker process: decode each batch it is sent and run its units' detectors."""
     for other in siblings:
         # The parent's ends of the workers started before this one: held here, they would
         # keep those workers from seeing the parent go away.
@@ -230,11 +230,11 @@ def _detect_in_worker(pipeline: Pipeline, conn: Connection, siblings: list[Conne
 
 
 class _Workers:
-    """Worker processes, each owning some partition numbers for the whole replay.
+    """Worker processes, each owning some units for the whole replay.
 
-    A partition goes to the least-loaded worker the first time it has events (the busiest
-    partitions of the first batch first), which balances the work without changing results:
-    detection of one partition never depends on another's."""
+    A unit goes to the least-loaded worker the first time it has events (the busiest units of
+    the first batch first), which balances the work without changing results: detection of
+    one unit never depends on another's."""
 
     def __init__(self, pipeline: Pipeline, jobs: int) -> None:
         ctx = multiprocessing.get_context("fork")
@@ -309,7 +309,7 @@ def _replay_in_workers(
     jobs: int,
 ) -> int:
     """``_replay_here`` with detection in ``jobs`` processes. The next batch is read while the
-    workers detect on one; batches are recorded in order, with findings in partition order."""
+    workers detect on one; batches are recorded in order, with findings in unit order."""
     partitioner = Partitioner(partitions)
     streams = [_decoded_raw(dump, rank, sink, max_bytes) for rank in range(len(EVENT_TOPICS))]
     merged = heapq.merge(*streams, key=_event_ts)
@@ -329,7 +329,7 @@ def _replay_in_workers(
         if size:
             workers.send(batch)
         if sent:
-            pipeline.record([f for p in sorted(found) for f in found[p]])
+            pipeline.record([f for u in sorted(found, key=unit_order) for f in found[u]])
             total += sent
             if progress:
                 progress(total)
@@ -339,8 +339,7 @@ def _replay_in_workers(
         batch: _Work = {}
         size = 0
         for event, rank, raw in merged:
-            key = event.service if isinstance(event, LogRecord) else event.actor_id
-            batch.setdefault(partitioner(key), []).append((rank, raw))
+            batch.setdefault(unit_for(event, partitioner), []).append((rank, raw))
             size += 1
             if size >= batch_size:
                 hand_over(batch, size)

@@ -1,11 +1,12 @@
 """The one processing pipeline both sources feed: Kafka (``run``) and a dump (``replay``).
 
-Detection state is scoped to a *partition number*: partition p of erp.access, erp.auth and
-erp.logs is handled by one ``PartitionWorker`` with its own detectors. Because an actor's
-events always land in the same partition (key = actor_id), each worker sees whole actors,
-its state can be checkpointed with exactly the offsets it reflects, and a rebalance hands a
-partition, with its state, to another consumer. ``replay`` assigns events to partitions with
-Kafka's own partitioner, so a replay and the live service reach the same verdicts.
+Detection state is scoped to a *unit* (``streams.units``): partition p of erp.access and
+erp.auth is actor unit p, partition p of erp.logs log unit p, each handled by one
+``PartitionWorker`` with the detectors of its topics. Because an actor's events always land
+in the same partition (key = actor_id), each actor worker sees whole actors, its state can be
+checkpointed with exactly the offsets it reflects, and a rebalance hands a unit, with its
+state, to another consumer. ``replay`` assigns events to partitions with Kafka's own
+partitioner, so a replay and the live service reach the same verdicts.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from kafka.partitioner.default import murmur2
 
 from detectors.base import DetectionContext, Detector, Finding
 from incidents.store import Checkpoint, IncidentStore, RecordResult
-from streams.models import Event, LogRecord, Reference
+from streams.models import LOGS, Event, LogRecord, Reference
 from streams.tables import ReferenceTables
+from streams.units import ACTOR_TOPICS, is_log_unit, unit_name, unit_of, unit_order, unit_partition, unit_topics
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +86,12 @@ class Stats:
 
 
 class PartitionWorker:
-    """The detectors, and their state, of one partition number."""
+    """The detectors, and their state, of one unit (a partition number of some topics)."""
 
-    def __init__(self, partition: int, detectors: list[Detector], tables: ReferenceTables, stats: Stats) -> None:
-        self.partition = partition
+    def __init__(self, unit: int, detectors: list[Detector], tables: ReferenceTables, stats: Stats) -> None:
+        self.unit = unit
         self.detectors = detectors
-        self.ctx = DetectionContext(tables=tables, partition=partition)
+        self.ctx = DetectionContext(tables=tables, partition=unit_partition(unit))
         self.stats = stats
 
     def detect(self, events: list[Event]) -> list[Finding]:
@@ -104,7 +106,7 @@ class PartitionWorker:
                 # A detector bug must not stop detection for everyone: log, count, carry on.
                 self.stats.detector_errors[d.name] += 1
                 log.exception(
-                    "detector %s failed on a batch of %d events (partition %d)", d.name, len(events), self.partition
+                    "detector %s failed on a batch of %d events (%s)", d.name, len(events), unit_name(self.unit)
                 )
         return findings
 
@@ -133,35 +135,84 @@ class Pipeline:
         self.detector_factory = detector_factory
         self.group_id = group_id
         self.tables = tables or ReferenceTables()
-        self.workers: dict[int, PartitionWorker] = {}
+        self.workers: dict[int, PartitionWorker] = {}  # per unit
+        self._actor_names: set[str] | None = None
         self.stats = Stats()
         # How the database write of a batch is retried; the service installs a backoff that
         # keeps the consumer in its group while the database is away.
         self.db_retry = db_retry or (lambda fn: fn())
 
-    def worker(self, partition: int) -> PartitionWorker:
-        w = self.workers.get(partition)
-        if w is None:
-            w = self.workers[partition] = PartitionWorker(partition, self.detector_factory(), self.tables, self.stats)
+    def _new_worker(self, unit: int) -> PartitionWorker:
+        topics = set(unit_topics(unit))
+        detectors = [d for d in self.detector_factory() if not d.topics or topics & set(d.topics)]
+        w = self.workers[unit] = PartitionWorker(unit, detectors, self.tables, self.stats)
         return w
 
-    def restore(self, partition: int) -> Checkpoint | None:
-        """Start (or restart) a partition's worker from its checkpoint, if it has one."""
-        w = self.workers[partition] = PartitionWorker(partition, self.detector_factory(), self.tables, self.stats)
-        cp = self.store.load_checkpoint(self.group_id, partition)
+    def worker(self, unit: int) -> PartitionWorker:
+        return self.workers.get(unit) or self._new_worker(unit)
+
+    def restore(self, unit: int) -> Checkpoint | None:
+        """Start (or restart) a unit's worker from its checkpoint, if it has one."""
+        w = self._new_worker(unit)
+        cp = self.load_checkpoint(unit)
         if cp is not None:
             w.load_state(cp.state)
         return cp
 
-    def drop(self, partition: int) -> None:
-        self.workers.pop(partition, None)
+    def load_checkpoint(self, unit: int) -> Checkpoint | None:
+        """The unit's checkpoint.
+
+        Before actor and log units were split, one checkpoint per partition number held both
+        (under the actor unit's key, which is the partition number). Whichever of the two
+        units is restored first splits it, in one transaction, so neither loses its state.
+        """
+        cp = self.store.load_checkpoint(self.group_id, unit)
+        if is_log_unit(unit):
+            if cp is not None:
+                return cp
+            combined = self.store.load_checkpoint(self.group_id, unit_partition(unit))
+        else:
+            combined = cp
+        if combined is None or (
+            set(combined.offsets) <= set(ACTOR_TOPICS) and combined.state.keys() <= self._actor_states
+        ):
+            return cp
+        actor = Checkpoint(
+            self.group_id,
+            combined.partition,
+            {t: o for t, o in combined.offsets.items() if t in ACTOR_TOPICS},
+            {n: s for n, s in combined.state.items() if n in self._actor_states},
+        )
+        logs = Checkpoint(
+            self.group_id,
+            unit_of(LOGS, combined.partition),
+            {t: o for t, o in combined.offsets.items() if t == LOGS},
+            {n: s for n, s in combined.state.items() if n not in self._actor_states},
+        )
+        # A log checkpoint written meanwhile (by another consumer) is newer than the combined one.
+        parts = [actor] if self.store.load_checkpoint(self.group_id, logs.partition) else [actor, logs]
+        self.store.record([], checkpoints=parts)
+        log.info("split the checkpoint of partition %d into its actor and log units", combined.partition)
+        return actor if unit == actor.partition else self.store.load_checkpoint(self.group_id, unit)
+
+    @property
+    def _actor_states(self) -> set[str]:
+        """Names of the detectors an actor unit runs (their states are the actor unit's)."""
+        if self._actor_names is None:
+            self._actor_names = {
+                d.name for d in self.detector_factory() if not d.topics or set(ACTOR_TOPICS) & set(d.topics)
+            }
+        return self._actor_names
+
+    def drop(self, unit: int) -> None:
+        self.workers.pop(unit, None)
 
     def apply_reference(self, topic: str, key: str, value: Reference | None) -> None:
         self.tables.apply(topic, key, value)
 
     def process(
         self,
-        events_by_partition: dict[int, list[Event]],
+        events_by_unit: dict[int, list[Event]],
         checkpoint_offsets: dict[int, dict[str, int]] | None = None,
         *,
         retry: bool = True,
@@ -172,13 +223,13 @@ class Pipeline:
         transient database error never applies the same events to detector state twice.
         ``retry=False`` makes one attempt, for callers that must not block (a rebalance).
         """
-        return self.record(self.detect(events_by_partition), checkpoint_offsets, retry=retry)
+        return self.record(self.detect(events_by_unit), checkpoint_offsets, retry=retry)
 
-    def detect(self, events_by_partition: dict[int, list[Event]]) -> list[Finding]:
-        """Run each partition's detectors on its events; findings in partition order."""
+    def detect(self, events_by_unit: dict[int, list[Event]]) -> list[Finding]:
+        """Run each unit's detectors on its events; findings in unit order (``unit_order``)."""
         findings: list[Finding] = []
-        for p in sorted(events_by_partition):
-            findings.extend(self.worker(p).detect(events_by_partition[p]))
+        for u in sorted(events_by_unit, key=unit_order):
+            findings.extend(self.worker(u).detect(events_by_unit[u]))
         return findings
 
     def record(
@@ -194,7 +245,7 @@ class Pipeline:
         def write() -> RecordResult:
             return self.store.record(findings, self.tables.tenants, checkpoints)
 
-        # A checkpoint is a partition's whole state as plain JSON values: hundreds of thousands
+        # A checkpoint is a unit's whole state as plain JSON values: hundreds of thousands
         # of short-lived objects. Counted as allocations, they set off collections that walk
         # them and the detector state behind them (up to half a second each, the live
         # service's slowest batches); reference counting frees them anyway, so none runs
@@ -247,12 +298,19 @@ def fewer_collections(threshold: int = 50_000) -> Iterator[None]:
         gc.unfreeze()
 
 
-def group_by_partition(events: Iterable[Event], partitioner: Partitioner) -> dict[int, list[Event]]:
-    """Assign events to partition numbers the way Kafka would (key = actor_id, or service for logs)."""
+def unit_for(event: Event, partitioner: Partitioner) -> int:
+    """The unit of an event, from the partition Kafka would give it (key = actor_id, or
+    service for logs)."""
+    if isinstance(event, LogRecord):
+        return unit_of(LOGS, partitioner(event.service))
+    return partitioner(event.actor_id)
+
+
+def group_by_unit(events: Iterable[Event], partitioner: Partitioner) -> dict[int, list[Event]]:
+    """Assign events to units the way Kafka would assign them to partitions."""
     out: dict[int, list[Event]] = defaultdict(list)
     for e in events:
-        key = e.service if isinstance(e, LogRecord) else e.actor_id
-        out[partitioner(key)].append(e)
+        out[unit_for(e, partitioner)].append(e)
     return out
 
 
@@ -289,10 +347,10 @@ class Backoff:
 
 
 class EventTimeBuffer:
-    """Holds a partition's events until every busy input has moved past them in event time.
+    """Holds a unit's events until every busy input has moved past them in event time.
 
-    Partition p of erp.access, erp.auth and erp.logs arrive as separate streams, cut into
-    batches wherever the fetcher happened to stop. Releasing only events at or before the
+    Partition p of erp.access and erp.auth arrive as separate streams, cut into batches
+    wherever the fetcher happened to stop. Releasing only events at or before the
     slowest busy stream's latest time hands the detectors the same time-ordered sequence a
     replay does, whatever the batching. A stream with nothing more to read does not hold the
     others back, so a quiet topic adds no latency.
@@ -303,17 +361,17 @@ class EventTimeBuffer:
     """
 
     def __init__(self) -> None:
-        # partition -> source -> [(time, topic rank, offset, source, event)] in offset order
+        # unit -> source -> [(time, topic rank, offset, source, event)] in offset order
         self._items: dict[int, dict[Any, list[tuple[float, int, int, Any, Event]]]] = defaultdict(dict)
         self._max_ts: dict[Any, float] = {}
 
-    def extend(self, source: Any, partition: int, items: list[tuple[float, int, int, Any, Event]]) -> None:
+    def extend(self, source: Any, unit: int, items: list[tuple[float, int, int, Any, Event]]) -> None:
         """Hold ``items`` of ``source``, (time, topic rank, offset, source, event) in offset order."""
         if not items:
             return
-        held = self._items[partition].get(source)
+        held = self._items[unit].get(source)
         if held is None:
-            self._items[partition][source] = items
+            self._items[unit][source] = items
         else:
             held.extend(items)
         # Tuples compare by time first; offsets are unique within a source, so events are never
@@ -322,9 +380,9 @@ class EventTimeBuffer:
         if ts > self._max_ts.get(source, float("-inf")):
             self._max_ts[source] = ts
 
-    def release(self, partition: int, busy: Iterable[Any]) -> list[Event]:
-        """Events of ``partition`` no busy source can still precede, in (time, topic, offset) order."""
-        sources = self._items.get(partition)
+    def release(self, unit: int, busy: Iterable[Any]) -> list[Event]:
+        """Events of ``unit`` no busy source can still precede, in (time, topic, offset) order."""
+        sources = self._items.get(unit)
         if not sources:
             return []
         watermark = min((self._max_ts.get(s, float("-inf")) for s in busy), default=float("inf"))
@@ -349,13 +407,14 @@ class EventTimeBuffer:
         """The first still-held offset per source: commits and checkpoints must not pass it."""
         return {s: items[0][2] for sources in self._items.values() for s, items in sources.items() if items}
 
-    def partitions(self) -> list[int]:
-        return [p for p, sources in self._items.items() if any(sources.values())]
+    def units(self) -> list[int]:
+        """Units holding events."""
+        return [u for u, sources in self._items.items() if any(sources.values())]
 
-    def drop(self, partition: int) -> None:
-        self._items.pop(partition, None)
-        for source in [s for s in self._max_ts if getattr(s, "partition", None) == partition]:
-            del self._max_ts[source]
+    def drop(self, unit: int) -> None:
+        # Every source that ever held items of the unit is still a key of its table.
+        for source in self._items.pop(unit, {}):
+            self._max_ts.pop(source, None)
 
     def __len__(self) -> int:
         return sum(len(items) for sources in self._items.values() for items in sources.values())

@@ -24,6 +24,7 @@ from detectors.rules.core import Hit, MatchFn, Rule, RuleMemory
 from detectors.rules.exports import bulk_export
 from detectors.rules.logins import brute_force, credential_stuffing
 from streams.models import Event
+from streams.units import ACTOR_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class RulesDetector(Detector):
     """The rule catalogue as one detector: ``RulesDetector().process(events, ctx)``."""
 
     name = "rules"
+    topics = ACTOR_TOPICS
 
     def __init__(self, rules: Sequence[Rule] | None = None) -> None:
         self.rules: tuple[Rule, ...] = tuple(RULES if rules is None else rules)

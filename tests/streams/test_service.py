@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from traffic import TENANTS, cross_tenant
 
-from bench.crash import count_events, crash_and_recover, make_crash_dump, replay_incidents
+from bench.common import service_env
+from bench.crash import count_events, crash_and_recover, duplicates, make_crash_dump, replay_incidents, unmatched
+from bench.scaleout import GroupLag
 from breachwatch import app
 from breachwatch.settings import Settings
 from incidents.store import IncidentStore
@@ -129,6 +131,64 @@ def test_run_and_replay_agree(bw_settings: Settings, kafka_bootstrap: str, small
     assert sum(stats["consumed"].values()) == events
     assert live, "the simulated attacks must produce incidents"
     assert _signature(live) == _signature(replayed)
+
+
+def _group_assignment(settings: Settings, bootstrap: str) -> tuple[str, dict[str, set[tuple[str, int]]]]:
+    """The group's assignment protocol and each member's topic partitions, as the broker
+    knows them (contract topic names)."""
+    admin = KafkaAdminClient(**client_options(settings, bootstrap))
+    try:
+        group = admin.describe_groups([settings.group_id])[settings.group_id]
+    finally:
+        admin.close()
+    return group["protocol_data"], {
+        member["member_id"]: {
+            (a["topic"].removeprefix(settings.topic_prefix), p)
+            for a in member["member_assignment"]["assigned_partitions"]
+            for p in a["partitions"]
+        }
+        for member in group["members"]
+    }
+
+
+def test_two_consumers_share_the_units_and_find_what_replay_finds(
+    bw_settings: Settings, kafka_bootstrap: str, small_dump: Path, tmp_path: Path
+) -> None:
+    """Two ``run`` processes in one group: each gets whole units (an actor's access and auth
+    partitions together), together they read everything once, and their incidents are the
+    replay's (the state of a unit that changes hands moves with its checkpoint)."""
+    settings = bw_settings.model_copy(update={"group_id": f"{bw_settings.topic_prefix}pair"})
+    ensure_topics(settings, kafka_bootstrap)
+    produce_dump(settings, kafka_bootstrap, small_dump)
+    env = {**os.environ, **service_env(settings)}
+    app.database(settings)
+    logs = [(tmp_path / f"consumer-{n}.log").open("w") for n in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=f) for f in logs]
+    try:
+        lag = GroupLag(settings, kafka_bootstrap)
+        deadline = time.monotonic() + 180
+        while sum(lag().values()) > 0 and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), "a consumer exited"
+            time.sleep(0.5)
+        lag.close()
+        protocol, members = _group_assignment(settings, kafka_bootstrap)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        codes = [p.wait(60) for p in procs]
+        for f in logs:
+            f.close()
+    assert codes == [0, 0], [f.read_text()[-2000:] for f in (tmp_path / "consumer-0.log", tmp_path / "consumer-1.log")]
+    assert protocol == "breachwatch-units"
+    assert len(members) == 2 and all(members.values()), members
+    every = sorted(tp for tps in members.values() for tp in tps)
+    assert every == sorted((t, p) for t in ("erp.access", "erp.auth", "erp.logs") for p in range(settings.partitions))
+    for tps in members.values():
+        assert {p for t, p in tps if t == "erp.access"} == {p for t, p in tps if t == "erp.auth"}
+    live = IncidentStore(app.database(settings)).incidents()
+    replayed = _replay_incidents(settings, small_dump)
+    assert live and not unmatched(replayed, live) and not unmatched(live, replayed)
+    assert not duplicates(live)
 
 
 @pytest.fixture(scope="module")
