@@ -64,7 +64,8 @@ def load_model(path: Path | None) -> Any:
 
 
 def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list[Detector]]:
-    """A fresh detector set per partition worker: rules, learned models, the log detector."""
+    """A fresh detector set per unit worker: rules, learned models, the log detector (a
+    worker keeps those of its unit's topics, see ``streams.units``)."""
     from detectors.learned import LearnedDetector
     from detectors.logs import LogDetector
     from detectors.rules import RulesDetector

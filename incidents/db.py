@@ -127,7 +127,8 @@ class EvidenceRow(Base):
 
 
 class CheckpointRow(Base):
-    """Detector state of one partition number, with the input offsets it reflects."""
+    """Detector state of one unit (``streams.units``: actor unit p under key p, log unit p
+    under -1-p), with the input offsets it reflects."""
 
     __tablename__ = "checkpoints"
 

@@ -44,7 +44,8 @@ NewIncidentHook = Callable[
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Detector state of one partition number and the next input offset per topic."""
+    """Detector state of one unit (``partition`` holds its key, see ``streams.units``) and
+    the next input offset per topic."""
 
     group_id: str
     partition: int
