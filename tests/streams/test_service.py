@@ -23,6 +23,7 @@ from breachwatch.settings import Settings
 from incidents.store import IncidentStore
 from streams.consumer import Service
 from streams.kafka_client import client_options, ensure_topics
+from streams.pipeline import partition_for
 from streams.produce import produce_dump
 from streams.simulate import simulate
 
@@ -189,6 +190,45 @@ def test_two_consumers_share_the_units_and_find_what_replay_finds(
     replayed = _replay_incidents(settings, small_dump)
     assert live and not unmatched(replayed, live) and not unmatched(live, replayed)
     assert not duplicates(live)
+
+
+def test_units_are_weighed_by_backlog_and_recent_volume(bw_settings: Settings, kafka_bootstrap: str) -> None:
+    """What the group leader balances by: per partition, what is left to read plus what
+    arrived lately; a partition with nothing gets nothing."""
+    ensure_topics(bw_settings, kafka_bootstrap)
+    producer = KafkaProducer(**client_options(bw_settings, kafka_bootstrap))
+    for n in range(10):
+        producer.send(
+            bw_settings.topic("erp.access"), key=b"u-mallory", value=json.dumps(cross_tenant(n, "u-mallory")).encode()
+        )
+    for n in range(30):
+        record = {
+            "event_id": f"g-{n}",
+            "ts": "2026-11-24T02:44:02Z",
+            "service": "api",
+            "host": "api-1",
+            "level": "INFO",
+            "message": f"request {n} served",
+        }
+        producer.send(bw_settings.topic("erp.logs"), key=b"api", value=json.dumps(record).encode())
+    producer.flush()
+    producer.close()
+    service = Service(bw_settings, kafka_bootstrap, app.build_pipeline(bw_settings, app.database(bw_settings)))
+    try:
+        topics = [bw_settings.topic(t) for t in ("erp.access", "erp.auth", "erp.logs")]
+        service._refresh_weights(topics)
+        weights = {
+            (tp.topic.removeprefix(bw_settings.topic_prefix), tp.partition): w for tp, w in service._weights.items()
+        }
+    finally:
+        service.consumer.close()
+        service.refs.close()
+        service.producer.close()
+    access = partition_for(b"u-mallory", bw_settings.partitions)
+    logs = partition_for(b"api", bw_settings.partitions)
+    assert len(weights) == 3 * bw_settings.partitions
+    expected = {("erp.access", access): 20.0, ("erp.logs", logs): 60.0}  # backlog + the same, arrived lately
+    assert weights == {tp: expected.get(tp, 0.0) for tp in weights}
 
 
 @pytest.fixture(scope="module")
