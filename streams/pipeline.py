@@ -143,8 +143,7 @@ class Pipeline:
         self.db_retry = db_retry or (lambda fn: fn())
 
     def _new_worker(self, unit: int) -> PartitionWorker:
-        topics = set(unit_topics(unit))
-        detectors = [d for d in self.detector_factory() if not d.topics or topics & set(d.topics)]
+        detectors = [d for d in self.detector_factory() if _judges(d, unit_topics(unit))]
         w = self.workers[unit] = PartitionWorker(unit, detectors, self.tables, self.stats)
         return w
 
@@ -199,9 +198,7 @@ class Pipeline:
     def _actor_states(self) -> set[str]:
         """Names of the detectors an actor unit runs (their states are the actor unit's)."""
         if self._actor_names is None:
-            self._actor_names = {
-                d.name for d in self.detector_factory() if not d.topics or set(ACTOR_TOPICS) & set(d.topics)
-            }
+            self._actor_names = {d.name for d in self.detector_factory() if _judges(d, ACTOR_TOPICS)}
         return self._actor_names
 
     def drop(self, unit: int) -> None:
@@ -262,6 +259,11 @@ class Pipeline:
         self.stats.duplicate_findings += result.duplicate_findings
         self.stats.incidents_opened += len(result.opened)
         return result
+
+
+def _judges(detector: Detector, topics: tuple[str, ...]) -> bool:
+    """Whether ``detector`` judges events of any of ``topics`` (one that names none judges all)."""
+    return not detector.topics or not set(detector.topics).isdisjoint(topics)
 
 
 @contextmanager
