@@ -3,14 +3,57 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+# Seconds from an event's Kafka timestamp to the end of the batch that took it in: seconds when
+# the service keeps up, up to hours while it catches up on a backlog.
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+# Seconds to decode, judge and durably record one batch.
+BATCH_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Histogram:
+    """Observations counted into fixed buckets, a batch at a time (one numpy call, not one
+    Python call per event), and read by the scrape thread.
+
+    Each update binds new arrays rather than changing them in place, so a scrape sees the
+    counts of some whole number of batches.
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = np.asarray(bounds, dtype=float)
+        self._state: tuple[np.ndarray, float] = (np.zeros(len(bounds) + 1, dtype=np.int64), 0.0)
+
+    def observe(self, values: Sequence[float] | np.ndarray) -> None:
+        v = np.asarray(values, dtype=float)
+        if v.size == 0:
+            return
+        # side="left": a value equal to a bound counts in that bound's bucket (Prometheus' "le").
+        slots = np.bincount(np.searchsorted(self.bounds, v, side="left"), minlength=len(self.bounds) + 1)
+        counts, total = self._state
+        self._state = (counts + slots, total + float(v.sum()))
+
+    def cumulative(self) -> tuple[list[tuple[str, float]], float]:
+        """(le, count) pairs, +Inf last, and the sum of the observations."""
+        counts, total = self._state
+        running = np.cumsum(counts)
+        les = [f"{b:g}" for b in self.bounds] + ["+Inf"]
+        return [(le, float(n)) for le, n in zip(les, running, strict=True)], total
+
+    @property
+    def count(self) -> int:
+        return int(self._state[0].sum())
 
 
 class ServiceCollector(Collector):
@@ -38,6 +81,33 @@ class ServiceCollector(Collector):
         healthy = GaugeMetricFamily("breachwatch_healthy", "1 when the service is ok, 0 when degraded")
         healthy.add_metric([], 1.0 if self.service.health.status == "ok" else 0.0)
         yield healthy
+        lag = GaugeMetricFamily(
+            "breachwatch_consumer_lag",
+            "Messages on an assigned partition this consumer has not taken in yet",
+            labels=["topic", "partition"],
+        )
+        try:
+            for (topic, partition), n in sorted(self.service.lag().items()):
+                lag.add_metric([topic, str(partition)], n)
+        except Exception:  # the consumer is closing or rebalancing: this scrape shows no lag
+            log.debug("consumer lag unavailable", exc_info=True)
+        yield lag
+        for name, doc, hist in (
+            (
+                "breachwatch_event_latency_seconds",
+                "From an event's Kafka timestamp to the end of the batch that took it in",
+                self.service.event_latency,
+            ),
+            (
+                "breachwatch_batch_seconds",
+                "Time to decode, judge and durably record one batch",
+                self.service.batch_time,
+            ),
+        ):
+            buckets, total = hist.cumulative()
+            family = HistogramMetricFamily(name, doc)
+            family.add_metric([], buckets, total)
+            yield family
 
 
 def serve(host: str, port: int, service: Any) -> ThreadingHTTPServer:

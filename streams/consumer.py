@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -31,6 +32,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from breachwatch.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from breachwatch.settings import Settings
 from streams.assignor import UnitAssignor
 from streams.decode import DecodeFailure, dead_letter, decode
@@ -94,6 +96,9 @@ class Service:
         # unit's state (profiles, open sessions with their records), which takes a moment;
         # units are spread over the interval so one batch never writes them all.
         self._next_checkpoint: dict[int, float] = {}
+        # Read by the metrics endpoint's thread.
+        self.event_latency = Histogram(LATENCY_BUCKETS)
+        self.batch_time = Histogram(BATCH_BUCKETS)
         opts = client_options(settings, bootstrap)
         self._opts = opts
         self.consumer = KafkaConsumer(
@@ -379,9 +384,24 @@ class Service:
         except KafkaError as exc:
             log.debug("end offsets unavailable (%s); holding events meanwhile", exc)
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Per assigned topic partition (the contract's topic name), the messages this consumer
+        has not taken in yet. Called from the metrics thread: reads a copy of the offsets."""
+        out: dict[tuple[str, int], int] = {}
+        for tp, offset in list(self._processed.items()):
+            high = self.consumer.highwater(tp)
+            if high is None:
+                high = self._ends.get(tp)
+            if high is not None:
+                out[(self._topic_base[tp.topic], tp.partition)] = max(0, high - offset)
+        return out
+
     def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
         max_bytes = self.settings.max_message_bytes
+        stamps: list[int] = []  # Kafka timestamps (ms) of the messages taken in
         for tp, msgs in polled.items():
+            stamps += [m.timestamp for m in msgs]
             base = self._topic_base[tp.topic]
             rank = EVENT_TOPICS.index(base)
             held: list[tuple[float, int, int, Any, Event]] = []
@@ -415,7 +435,14 @@ class Service:
                 self._next_checkpoint[u] = now + self.settings.checkpoint_interval_s
         self.producer.flush()  # dead letters durable before their offsets are committed
         self._commit()
-        self.health.status, self.health.detail, self.health.last_batch_at = "ok", "", time.time()
+        recorded_at = time.time()
+        self.health.status, self.health.detail, self.health.last_batch_at = "ok", "", recorded_at
+        if stamps:
+            taken = np.asarray(stamps, dtype=float)
+            taken = taken[taken >= 0]  # -1: a message without a timestamp
+            # A producer's clock may run a little ahead of ours: that is no latency at all.
+            self.event_latency.observe(np.maximum(0.0, recorded_at - taken / 1000.0))
+        self.batch_time.observe([time.perf_counter() - started])
         if self.after_batch:
             self.after_batch()
 

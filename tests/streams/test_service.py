@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from traffic import TENANTS, cross_tenant
 
 from bench.common import service_env
 from bench.crash import count_events, crash_and_recover, duplicates, make_crash_dump, replay_incidents, unmatched
 from bench.scaleout import GroupLag
 from breachwatch import app
+from breachwatch.metrics import ServiceCollector
 from breachwatch.settings import Settings
 from incidents.store import IncidentStore
 from streams.consumer import Service
@@ -229,6 +232,51 @@ def test_units_are_weighed_by_backlog_and_recent_volume(bw_settings: Settings, k
     assert len(weights) == 3 * bw_settings.partitions
     expected = {("erp.access", access): 20.0, ("erp.logs", logs): 60.0}  # backlog + the same, arrived lately
     assert weights == {tp: expected.get(tp, 0.0) for tp in weights}
+
+
+def _scrape(service: Service) -> dict[str, dict[tuple, float]]:
+    """The service's metrics page, parsed: per sample name, value by label values."""
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(service))
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_metrics_report_lag_latency_and_batch_time(bw_settings: Settings, kafka_bootstrap: str) -> None:
+    """/metrics while the service works through a backlog: the lag is what is left to take in,
+    every event's latency is counted once, every batch's time too."""
+    settings = bw_settings.model_copy(update={"poll_max_records": 100})
+    ensure_topics(settings, kafka_bootstrap)
+    producer = KafkaProducer(**client_options(settings, kafka_bootstrap))
+    for n in range(1000):
+        producer.send(
+            settings.topic("erp.access"), key=b"u-mallory", value=json.dumps(cross_tenant(n, "u-mallory")).encode()
+        )
+    producer.flush()
+    producer.close()
+    part = ("partition", str(partition_for(b"u-mallory", settings.partitions)))
+    scrapes: list[tuple[int, dict]] = []
+    service = Service(settings, kafka_bootstrap, app.build_pipeline(settings, app.database(settings)))
+    service.after_batch = lambda: scrapes.append((service.pipeline.stats.consumed["erp.access"], _scrape(service)))
+    service.run(until_caught_up=True)
+    taken_in = [(n, m) for n, m in scrapes if 0 < n < 1000]
+    assert taken_in, "the backlog was taken in over several batches"
+    for n, metrics in taken_in:
+        assert metrics["breachwatch_consumer_lag"][(part, ("topic", "erp.access"))] == 1000 - n
+    last = scrapes[-1][1]
+    assert last["breachwatch_consumer_lag"][(part, ("topic", "erp.access"))] == 0
+    assert last["breachwatch_event_latency_seconds_count"][()] == 1000
+    assert 0 < last["breachwatch_event_latency_seconds_sum"][()] < 1000 * 120
+    assert last["breachwatch_event_latency_seconds_bucket"][(("le", "+Inf"),)] == 1000
+    assert last["breachwatch_batch_seconds_count"][()] >= 10
+    buckets = [
+        v
+        for k, v in sorted(last["breachwatch_event_latency_seconds_bucket"].items(), key=lambda kv: float(kv[0][0][1]))
+    ]
+    assert buckets == sorted(buckets), "histogram buckets are cumulative"
 
 
 @pytest.fixture(scope="module")
