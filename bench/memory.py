@@ -88,17 +88,30 @@ def measure(actors: int, per_actor: int, live_max: int | None = None) -> dict[st
         del batch
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
     state_bytes = len(json.dumps(worker.state(), separators=(",", ":")))
     learned = next(d for d in worker.detectors if isinstance(d, LearnedDetector))
+    live, packed = len(learned._profiles), len(learned._packed)
+    packed_bytes = sum(map(len, learned._packed.values()))
+    # What the parts hold, by freeing them one after the other: the last hour's events each
+    # actor carries as evidence, then the live profiles themselves.
+    learned._carry.clear()
+    learned._packed_carry.clear()
+    gc.collect()
+    without_evidence = tracemalloc.get_traced_memory()[0] - base
+    learned._profiles.clear()
+    gc.collect()
+    without_live = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
     return {
         "actors": actors,
         "bytes_per_actor": round(held / actors),
+        "evidence_bytes_per_actor": round((held - without_evidence) / actors),
+        "bytes_per_live_profile": round((without_evidence - without_live) / max(1, live)),
         "checkpoint_bytes_per_actor": round(state_bytes / actors),
         # Profiles of actors idle for ``PACK_AFTER`` are packed; the rest are live objects.
-        "live_profiles": len(learned._profiles),
-        "packed_profiles": len(learned._packed),
-        "packed_bytes_per_profile": round(sum(map(len, learned._packed.values())) / max(1, len(learned._packed))),
+        "live_profiles": live,
+        "packed_profiles": packed,
+        "packed_bytes_per_profile": round(packed_bytes / max(1, packed)),
     }
 
 
@@ -114,7 +127,9 @@ def main() -> None:
     for n in args.actors:
         r = measure(n, args.events_per_actor, args.live_max)
         print(
-            f"{n:,} actors: {r['bytes_per_actor']:,} B heap per actor, "
+            f"{n:,} actors: {r['bytes_per_actor']:,} B heap per actor "
+            f"({r['evidence_bytes_per_actor']:,} B of it carried evidence), "
+            f"{r['bytes_per_live_profile']:,} B per live profile, "
             f"{r['checkpoint_bytes_per_actor']:,} B checkpoint; "
             f"{r['live_profiles']:,} profiles live, {r['packed_profiles']:,} packed "
             f"({r['packed_bytes_per_profile']:,} B each)",
