@@ -4,9 +4,11 @@
 
 For each consumer count the dump is produced into fresh topics, the consumers are started as
 ``breachwatch run`` processes, and the time is taken from their start until the group's
-committed offsets reach the end of every partition. The incidents of both runs are compared:
-per-actor state moves with its partition, so a rebalance must not change what is found.
-Prints one JSON line last.
+committed offsets reach the end of every partition (``speedup``), and from the group's first
+commit, which leaves out the processes' start-up (``speedup_streaming``). The seconds at which
+each partition number caught up show how evenly the consumers shared the work. The incidents
+of both runs are compared: per-actor state moves with its unit, so a rebalance must not
+change what is found. Prints one JSON line last.
 """
 
 from __future__ import annotations
