@@ -15,11 +15,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from traffic import TENANTS, cross_tenant
+from traffic import TENANTS, cross_tenant, send_reads
 
-from bench.common import service_env
+from bench.common import GroupLag, service_env
 from bench.crash import count_events, crash_and_recover, duplicates, make_crash_dump, replay_incidents, unmatched
-from bench.scaleout import GroupLag
 from breachwatch import app
 from breachwatch.metrics import ServiceCollector
 from breachwatch.settings import Settings
@@ -199,11 +198,8 @@ def test_units_are_weighed_by_backlog_and_recent_volume(bw_settings: Settings, k
     """What the group leader balances by: per partition, what is left to read plus what
     arrived lately; a partition with nothing gets nothing."""
     ensure_topics(bw_settings, kafka_bootstrap)
+    send_reads(bw_settings, kafka_bootstrap, 10)
     producer = KafkaProducer(**client_options(bw_settings, kafka_bootstrap))
-    for n in range(10):
-        producer.send(
-            bw_settings.topic("erp.access"), key=b"u-mallory", value=json.dumps(cross_tenant(n, "u-mallory")).encode()
-        )
     for n in range(30):
         record = {
             "event_id": f"g-{n}",
@@ -250,13 +246,7 @@ def test_metrics_report_lag_latency_and_batch_time(bw_settings: Settings, kafka_
     every event's latency is counted once, every batch's time too."""
     settings = bw_settings.model_copy(update={"poll_max_records": 100})
     ensure_topics(settings, kafka_bootstrap)
-    producer = KafkaProducer(**client_options(settings, kafka_bootstrap))
-    for n in range(1000):
-        producer.send(
-            settings.topic("erp.access"), key=b"u-mallory", value=json.dumps(cross_tenant(n, "u-mallory")).encode()
-        )
-    producer.flush()
-    producer.close()
+    send_reads(settings, kafka_bootstrap, 1000)
     part = ("partition", str(partition_for(b"u-mallory", settings.partitions)))
     scrapes: list[tuple[int, dict]] = []
     service = Service(settings, kafka_bootstrap, app.build_pipeline(settings, app.database(settings)))
@@ -319,12 +309,7 @@ def test_repeated_sigkill_loses_nothing_and_sends_nothing_twice(
 
 def test_sigterm_drains_and_commits(bw_settings: Settings, kafka_bootstrap: str) -> None:
     ensure_topics(bw_settings, kafka_bootstrap)
-    producer = KafkaProducer(**client_options(bw_settings, kafka_bootstrap))
-    for n in range(50):
-        producer.send(
-            bw_settings.topic("erp.access"), key=b"u-mallory", value=json.dumps(cross_tenant(n, "u-mallory")).encode()
-        )
-    producer.flush()
+    send_reads(bw_settings, kafka_bootstrap, 50)
     env = {**os.environ, **bw_settings.as_env("kafka_bootstrap", "topic_prefix", "db_url", "outbox_dir")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "breachwatch", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

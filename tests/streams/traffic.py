@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from kafka import KafkaProducer
+
+from breachwatch.settings import Settings
+from streams.kafka_client import client_options
 
 TENANTS: list[dict[str, Any]] = [
     {
@@ -37,3 +43,14 @@ def cross_tenant(n: int, actor: str, records: int = 40) -> dict[str, Any]:
         "ip": "198.51.100.23",
         "country": "PK",
     }
+
+
+def send_reads(settings: Settings, bootstrap: str, count: int, actor: str = "u-mallory") -> None:
+    """``count`` cross-tenant reads by ``actor`` on erp.access (one partition: the actor's)."""
+    producer = KafkaProducer(**client_options(settings, bootstrap))
+    for n in range(count):
+        producer.send(
+            settings.topic("erp.access"), key=actor.encode(), value=json.dumps(cross_tenant(n, actor)).encode()
+        )
+    producer.flush()
+    producer.close()
