@@ -15,7 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
 from breachwatch.settings import Settings, load_settings
+from streams.kafka_client import client_options
+from streams.models import EVENT_TOPICS
 
 BENCH_DIR = Path(os.environ.get("BREACHWATCH_BENCH_DIR", Path.home() / ".cache" / "breachwatch" / "bench"))
 
@@ -151,3 +156,45 @@ def process_cpu(pid: int) -> float:
 def emit(result: dict[str, Any]) -> None:
     """The benchmark's one machine-readable line, printed last."""
     print(json.dumps(result), flush=True)
+
+
+class GroupLag:
+    """The group's lag on the event topics, from one admin client: benchmarks ask it a few times a
+    second, so it must cost the machine (whose cores the consumers need) next to nothing. The
+    topics must hold everything they will (the ends are read once)."""
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        consumer = KafkaConsumer(**client_options(settings, bootstrap))
+        self.tps = [
+            TopicPartition(settings.topic(t), p)
+            for t in EVENT_TOPICS
+            for p in consumer.partitions_for_topic(settings.topic(t)) or ()
+        ]
+        self.end = consumer.end_offsets(self.tps)
+        consumer.close()
+        self.group = settings.group_id
+        self.admin = KafkaAdminClient(**client_options(settings, bootstrap))
+
+    def by_topic_partition(self) -> dict[TopicPartition, int]:
+        """Messages not yet committed by the group, per event topic partition."""
+        try:
+            committed = self.admin.list_group_offsets({self.group: self.tps}).get(self.group, {})
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            committed = {}  # e.g. no group coordinator yet on a fresh broker: nothing committed
+        lag: dict[TopicPartition, int] = {}
+        for tp in self.tps:
+            done = committed.get(tp)
+            lag[tp] = self.end[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lag
+
+    def __call__(self) -> dict[int, int]:
+        """The same, summed per partition number."""
+        lag: dict[int, int] = {}
+        for tp, n in self.by_topic_partition().items():
+            lag[tp.partition] = lag.get(tp.partition, 0) + n
+        return lag
+
+    def close(self) -> None:
+        self.admin.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.common import GroupLag
 from breachwatch import app
 from breachwatch.settings import Settings
 from incidents.model import IncidentOut
@@ -155,17 +156,11 @@ class CrashReport:
 
 
 def _partitions_behind(settings: Settings, bootstrap: str) -> int:
-    consumer = KafkaConsumer(**client_options(settings, bootstrap), group_id=settings.group_id)
+    lag = GroupLag(settings, bootstrap)
     try:
-        tps = [
-            TopicPartition(settings.topic(t), p)
-            for t in EVENT_TOPICS
-            for p in consumer.partitions_for_topic(settings.topic(t)) or ()
-        ]
-        end = consumer.end_offsets(tps)
-        return sum(1 for tp in tps if (consumer.committed(tp) or 0) != end[tp])
+        return sum(1 for n in lag.by_topic_partition().values() if n != 0)
     finally:
-        consumer.close()
+        lag.close()
 
 
 def _dead_lettered_positions(settings: Settings, bootstrap: str) -> set[tuple[bytes, bytes]]:

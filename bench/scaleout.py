@@ -22,11 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-
 from bench.common import (
     CpuUse,
+    GroupLag,
     broker,
     count_events,
     dump_for,
@@ -37,46 +35,9 @@ from bench.common import (
 )
 from bench.crash import duplicates, unmatched
 from breachwatch import app
-from breachwatch.settings import Settings
 from incidents.store import IncidentStore
-from streams.kafka_client import client_options, ensure_topics
-from streams.models import EVENT_TOPICS
+from streams.kafka_client import ensure_topics
 from streams.produce import produce_dump
-
-
-class GroupLag:
-    """The group's lag per partition number, from one admin client: asked a few times a second,
-    so it must cost the machine (whose cores the consumers need) next to nothing."""
-
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
-        consumer = KafkaConsumer(**client_options(settings, bootstrap))
-        self.tps = [
-            TopicPartition(settings.topic(t), p)
-            for t in EVENT_TOPICS
-            for p in consumer.partitions_for_topic(settings.topic(t)) or ()
-        ]
-        self.end = consumer.end_offsets(self.tps)  # the dump is produced: the ends stay put
-        consumer.close()
-        self.group = settings.group_id
-        self.admin = KafkaAdminClient(**client_options(settings, bootstrap))
-
-    def __call__(self) -> dict[int, int]:
-        try:
-            committed = self.admin.list_group_offsets({self.group: self.tps}).get(self.group, {})
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
-            committed = {}  # e.g. no group coordinator yet on a fresh broker: nothing committed
-
-        lag: dict[int, int] = {}
-        for tp in self.tps:
-            done = committed.get(tp)
-            offset = done.offset if done is not None and done.offset >= 0 else 0
-            lag[tp.partition] = lag.get(tp.partition, 0) + self.end[tp] - offset
-        return lag
-
-    def close(self) -> None:
-        self.admin.close()
 
 
 def run_group(
