@@ -19,7 +19,8 @@ from __future__ import annotations
 import marshal
 import math
 import zlib
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from detectors.features import (
@@ -92,15 +93,24 @@ N_IDLE = 128  # back after an unusually long idle stretch
 NOVEL_FOR = DAY
 
 
-def _push(ring: list[float], value: float, cap: int) -> None:
+def _push(ring: array[float], value: float, cap: int) -> None:
     """Append to a ring that keeps the last ``cap`` values."""
     ring.append(value)
     if len(ring) > cap:
         del ring[0]
 
 
+def floats(values: Iterable[float] = ()) -> array[float]:
+    """A packed array of doubles: 8 bytes a value where a list holds a 32-byte float object
+    and a pointer to it, for the same values to the last bit."""
+    return array("d", values)
+
+
+_ZEROS_24 = floats([0.0] * 24)
+_ZEROS_W = floats([0.0] * W_SIZE)
+
 # The shared bucket of unused hour slots (see ``ActorProfile.wv``); it must stay all zeros.
-_NO_BUCKET: list[float] = [0.0] * W_SIZE
+_NO_BUCKET: array[float] = floats(_ZEROS_W)
 
 
 class ActorProfile:
@@ -182,8 +192,9 @@ class ActorProfile:
         self.last_seen = ts
         self.n_events = 0
         self.active_days = 0
-        self.hours: list[float] = [0.0] * 24
-        self.hour_surp: list[float] = [0.0] * 24
+        # Numbers live in packed arrays (``floats``): a mature profile holds several hundred.
+        self.hours = floats(_ZEROS_24)
+        self.hour_surp = floats(_ZEROS_24)
         self.hours_mark = 0.0
         self.countries: dict[str, list[float]] = {}
         self.networks: dict[str, list[float]] = {}
@@ -191,19 +202,19 @@ class ActorProfile:
         self.agents: dict[str, list[float]] = {}
         self.resources: dict[str, list[float]] = {}
         self.sensitivities: dict[str, list[float]] = {}
-        self.hour_ring: list[float] = []
-        self.sens_ring: list[float] = []
-        self.day_ring: list[float] = []
+        self.hour_ring = floats()
+        self.sens_ring = floats()
+        self.day_ring = floats()
         # Sensitive records read (not exported) per day without the day's busiest hour: the
         # background volume. Exports (month-end close, and bulk theft, which the rules catch)
         # and a one-off big report barely move it; reading a few times more personal or
         # financial data than usual, day after day, does.
-        self.spread_ring: list[float] = []
+        self.spread_ring = floats()
         self.spread_p50 = 0.0
         self.day_peak = 0.0
-        self.export_ring: list[float] = []
-        self.session_ring: list[float] = []
-        self.gap_ring: list[float] = []
+        self.export_ring = floats()
+        self.session_ring = floats()
+        self.gap_ring = floats()
         self.hour_p95 = 0.0
         self.sens_p95 = 0.0
         self.day_p95 = 0.0
@@ -231,13 +242,13 @@ class ActorProfile:
         # What a finding already reported: the 24-hour sums leave it out afterwards, so one
         # burst does not raise a second finding the next morning (see ``mark_reported``).
         self.rep_hour = -1
-        self.rep_vec: list[float] = [0.0] * W_SIZE
+        self.rep_vec = floats(_ZEROS_W)
         # 24 hourly buckets: wb[i] is the epoch hour bucket i holds, wv[i] its counters.
-        self.wb: list[int] = [-1] * 24
+        self.wb = array("q", [-1] * 24)
         # Slots not yet used share one all-zero bucket (never written: every reader checks wb
         # first, and a slot gets its own list when its hour starts), so an actor costs the
         # hours it was active in, not 24 buckets.
-        self.wv: list[list[float]] = [_NO_BUCKET] * 24
+        self.wv: list[array[float]] = [_NO_BUCKET] * 24
         self._reset_caches()
 
     def _reset_caches(self) -> None:
@@ -249,13 +260,13 @@ class ActorProfile:
         self._mature_from = self.first_seen + MATURE_DAYS * DAY
         self._next_day = (int(self.last_seen // DAY) + 1) * DAY if self.n_events else -1.0
         i = self.cur_hour % 24
-        self._cur: list[float] | None = self.wv[i] if self.wb[i] == self.cur_hour else None
+        self._cur: array[float] | None = self.wv[i] if self.wb[i] == self.cur_hour else None
         # The peer group this actor teaches; set by the detector that owns both.
         self._peer: PeerProfile | None = getattr(self, "_peer", None)
 
     # ---- online update -------------------------------------------------------------------
 
-    def _roll(self, ts: float, h: int) -> list[float]:
+    def _roll(self, ts: float, h: int) -> array[float]:
         """Start hour ``h``'s bucket, closing the day if it is a new one; return the bucket.
 
         Per-hour work is kept to a few additions: the hourly and daily baselines and the
@@ -265,7 +276,7 @@ class ActorProfile:
             # A late event: count it in its hour if that bucket is still held, else drop its
             # window counts (it is older than every window) rather than clobber a live bucket.
             i = h % 24
-            return self.wv[i] if self.wb[i] == h else [0.0] * W_SIZE
+            return self.wv[i] if self.wb[i] == h else floats(_ZEROS_W)
         v = self._cur
         if v is not None and v[W_EVENTS] > 0:
             self.cur_day_records += v[W_RECORDS]
@@ -284,7 +295,7 @@ class ActorProfile:
         self.cur_hour = h
         self.cur_lh = local_hour(h * HOUR, self.zone)
         i = h % 24
-        v = [0.0] * W_SIZE
+        v = floats(_ZEROS_W)
         if self.n_events >= 20:
             v[W_OFFHOUR] = self.hour_surp[self.cur_lh]
             if v[W_OFFHOUR] >= 2.0:
@@ -328,13 +339,13 @@ class ActorProfile:
         the last time (habits move slowly, and it costs a pass of logarithms)."""
         total = sum(self.hours)
         if total > HOURS_HALVE_AT:
-            self.hours = [c / 2.0 for c in self.hours]
+            self.hours = floats(c / 2.0 for c in self.hours)
             total /= 2.0
             self.hours_mark = total
         elif self.hours_mark > 0 and total < 1.25 * self.hours_mark:
             return
         self.hours_mark = total
-        self.hour_surp = hour_surprises(self.hours)
+        self.hour_surp = floats(hour_surprises(self.hours))
 
     def _new_day_activity(self, ts: float) -> None:
         """First successful event of a UTC day: active days, and the idle gap it ends."""
@@ -555,7 +566,7 @@ class ActorProfile:
         v[W_ATTEMPTS] += n
         self._note(N_FAILED, ts + HOUR)
 
-    def _novel_hour(self, ts: float, country: str | None, v: list[float]) -> None:
+    def _novel_hour(self, ts: float, country: str | None, v: array[float]) -> None:
         """Book the hour surprise of an event from a new location (see ``W_OFFHOUR_NOVEL``)."""
         home = self.hour_surp[self.cur_lh] if int(ts // HOUR) == self.cur_hour else 0.0
         there = self.hour_surp[local_hour(ts, zone_for_jurisdiction(country))] if country else home
@@ -593,7 +604,7 @@ class ActorProfile:
     def history_days(self, now: float) -> float:
         return max(0.0, (now - self.first_seen) / DAY)
 
-    def window_1h(self, now: float, judged: list[float] | Live | None = LIVE) -> list[float]:
+    def window_1h(self, now: float, judged: Sequence[float] | Live | None = LIVE) -> list[float]:
         """Counters of the last hour: this hour plus the previous one pro rata (max for hours).
 
         ``judged``: ``hour_so_far(now)`` as taken at the moment judged, read instead of the
@@ -614,7 +625,7 @@ class ActorProfile:
                     out[k] += prev[k] * frac
         return out
 
-    def window_24h(self, now: float, judged: list[float] | Live | None = LIVE) -> list[float]:
+    def window_24h(self, now: float, judged: Sequence[float] | Live | None = LIVE) -> list[float]:
         """Counters summed over the last 24 hourly buckets (max for the hour surprises),
         leaving out what was already reported, plus one extra entry: the sensitive reads of
         the busiest of those hours (to tell a one-off spike from volume spread over days).
@@ -641,7 +652,7 @@ class ActorProfile:
         return out
 
     def background_volume(
-        self, now: float, days: int, w24: list[float], judged: list[float] | Live | None = LIVE
+        self, now: float, days: int, w24: list[float], judged: Sequence[float] | Live | None = LIVE
     ) -> float:
         """Sensitive records read (not exported) today so far plus on the ``days - 1`` previous
         active days, each without its busiest hour. After a finding, only what came since.
@@ -671,7 +682,7 @@ class ActorProfile:
         """Provider blocks (digests) used in the last hour."""
         return [k for k, e in self.providers.items() if now - e[2] <= HOUR]
 
-    def _current(self, h: int, judged: list[float] | Live | None) -> list[float] | None:
+    def _current(self, h: int, judged: Sequence[float] | Live | None) -> Sequence[float] | None:
         """The counters of hour ``h``: ``judged`` if given, else as they stand (None if none)."""
         if not isinstance(judged, Live):
             return judged
@@ -683,7 +694,7 @@ class ActorProfile:
         current = self._current(int(now // HOUR), LIVE)
         return list(current) if current is not None else None
 
-    def mark_reported(self, now: float, judged: list[float] | Live | None = LIVE) -> None:
+    def mark_reported(self, now: float, judged: Sequence[float] | Live | None = LIVE) -> None:
         """Everything up to ``now`` has been reported: keep it out of later 24-hour sums.
 
         ``judged`` as for ``window_1h``; by default the hour's counters are read as they stand
@@ -692,7 +703,7 @@ class ActorProfile:
         h = int(now // HOUR)
         current = self._current(h, judged)
         self.rep_hour = h
-        self.rep_vec = list(current) if current is not None else [0.0] * W_SIZE
+        self.rep_vec = floats(current) if current is not None else floats(_ZEROS_W)
 
     def _novel_in_window(self, table: dict[str, list[float]], now: float) -> list[str]:
         # First seen at ``now`` or before: read after later events, a place first used after
@@ -752,8 +763,9 @@ class ActorProfile:
         leave the process; checkpoints use ``to_dict``.
         """
         self.flush()
-        values = [getattr(self, name) for name in _PACKED]
-        values[_WV] = [None if v is _NO_BUCKET else v for v in self.wv]
+        # marshal takes no arrays: they travel as their bytes (the same doubles, bit for bit).
+        values = [v.tobytes() if isinstance(v, array) else v for v in map(self.__getattribute__, _PACKED)]
+        values[_WV] = [None if v is _NO_BUCKET else v.tobytes() for v in self.wv]
         return zlib.compress(marshal.dumps(values), 1)
 
     @classmethod
@@ -761,8 +773,8 @@ class ActorProfile:
         """The profile ``pack`` copied, identical in every later verdict (its caches rebuilt)."""
         p = cls.__new__(cls)
         for name, value in zip(_PACKED, marshal.loads(zlib.decompress(blob)), strict=True):
-            setattr(p, name, value)
-        p.wv = [_NO_BUCKET if v is None else v for v in p.wv]
+            setattr(p, name, array(_ARRAYS[name], value) if name in _ARRAYS else value)
+        p.wv = [_NO_BUCKET if v is None else array("d", v) for v in p.wv]
         p._reset_caches()
         return p
 
@@ -772,7 +784,7 @@ class ActorProfile:
         """Plain JSON-able form (serialise it before the profile changes again); only the
         window buckets of the last 24 hours are kept."""
         self.flush()
-        buckets = [[b, v] for b, v in zip(self.wb, self.wv, strict=True) if b >= 0 and self.cur_hour - b < 24]
+        buckets = [[b, v.tolist()] for b, v in zip(self.wb, self.wv, strict=True) if b >= 0 and self.cur_hour - b < 24]
         return {
             "t": self.actor_type,
             "home": self.home,
@@ -781,8 +793,8 @@ class ActorProfile:
             "last": self.last_seen,
             "n": self.n_events,
             "days": self.active_days,
-            "hours": self.hours,
-            "hsurp": [self.hour_surp, self.hours_mark],
+            "hours": self.hours.tolist(),
+            "hsurp": [self.hour_surp.tolist(), self.hours_mark],
             "countries": self.countries,
             "networks": self.networks,
             "providers": self.providers,
@@ -790,22 +802,22 @@ class ActorProfile:
             "resources": self.resources,
             "sens": self.sensitivities,
             "rings": [
-                self.hour_ring,
-                self.sens_ring,
-                self.day_ring,
-                self.export_ring,
-                self.session_ring,
-                self.gap_ring,
+                self.hour_ring.tolist(),
+                self.sens_ring.tolist(),
+                self.day_ring.tolist(),
+                self.export_ring.tolist(),
+                self.session_ring.tolist(),
+                self.gap_ring.tolist(),
             ],
             "p95": [self.hour_p95, self.sens_p95, self.day_p95, self.export_p95],
             "cur": [self.cur_hour, self.cur_day, self.cur_day_records, self.cur_lh, self.day_peak, self.cur_day_reads],
-            "spread": [self.spread_ring, self.spread_p50],
+            "spread": [self.spread_ring.tolist(), self.spread_p50],
             "notable": [self.notable_until, self.notable_bits],
             "session": [self.cur_session, self.cur_session_records],
             "burst": [self.burst_start, self.burst_gap, self.burst_level],
             "role": [self.role_change_ts, self.roles, self.after_role_seen, self.role_self],
             "buckets": buckets,
-            "reported": [self.rep_hour, self.rep_vec],
+            "reported": [self.rep_hour, self.rep_vec.tolist()],
         }
 
     @classmethod
@@ -814,8 +826,8 @@ class ActorProfile:
         p.last_seen = d["last"]
         p.n_events = d["n"]
         p.active_days = d["days"]
-        p.hours = [float(x) for x in d["hours"]]
-        p.hour_surp = [float(x) for x in d["hsurp"][0]]
+        p.hours = floats(map(float, d["hours"]))
+        p.hour_surp = floats(map(float, d["hsurp"][0]))
         p.hours_mark = float(d["hsurp"][1])
         p.countries = {k: list(v) for k, v in d["countries"].items()}
         p.networks = {k: list(v) for k, v in d["networks"].items()}
@@ -825,14 +837,14 @@ class ActorProfile:
         p.sensitivities = {k: list(v) for k, v in d["sens"].items()}
         rings = d["rings"]
         p.hour_ring, p.sens_ring, p.day_ring, p.export_ring, p.session_ring, p.gap_ring = (
-            [float(x) for x in r] for r in rings
+            floats(map(float, r)) for r in rings
         )
         p.hour_p95, p.sens_p95, p.day_p95, p.export_p95 = (float(x) for x in d["p95"])
         p.cur_hour, p.cur_day, p.cur_day_records = int(d["cur"][0]), int(d["cur"][1]), float(d["cur"][2])
         p.cur_lh = int(d["cur"][3])
         p.day_peak = float(d["cur"][4])
         p.cur_day_reads = float(d["cur"][5])
-        p.spread_ring = [float(x) for x in d["spread"][0]]
+        p.spread_ring = floats(map(float, d["spread"][0]))
         p.spread_p50 = float(d["spread"][1])
         p.notable_until = float(d["notable"][0])
         p.notable_bits = int(d["notable"][1])
@@ -843,11 +855,11 @@ class ActorProfile:
         p.roles = list(d["role"][1])
         p.after_role_seen = list(d["role"][2])
         p.rep_hour = int(d["reported"][0])
-        p.rep_vec = [float(x) for x in d["reported"][1]]
+        p.rep_vec = floats(map(float, d["reported"][1]))
         for b, v in d["buckets"]:
             i = int(b) % 24
             p.wb[i] = int(b)
-            p.wv[i] = [float(x) for x in v]
+            p.wv[i] = floats(map(float, v))
         p._reset_caches()
         return p
 
@@ -855,6 +867,12 @@ class ActorProfile:
 # What ``ActorProfile.pack`` keeps: every slot but the underscored caches.
 _PACKED: tuple[str, ...] = tuple(name for name in ActorProfile.__slots__ if not name.startswith("_"))
 _WV = _PACKED.index("wv")
+# The packed slots held as arrays (by their type codes), read off a new profile.
+_ARRAYS: dict[str, str] = {
+    name: value.typecode
+    for name, value in zip(_PACKED, map(ActorProfile("staff", "", "UTC", 0.0).__getattribute__, _PACKED), strict=True)
+    if isinstance(value, array)
+}
 
 
 class PeerProfile:
@@ -877,13 +895,13 @@ class PeerProfile:
     def __init__(self, since: float = -1.0) -> None:
         self.countries: dict[str, list[float]] = {}
         self.providers: dict[str, list[float]] = {}
-        self.hours: list[float] = [0.0] * 24
-        self.hour_surp: list[float] = [0.0] * 24
-        self.hour_ring: list[float] = []
+        self.hours = floats(_ZEROS_24)
+        self.hour_surp = floats(_ZEROS_24)
+        self.hour_ring = floats()
         self.hour_p99 = 0.0
         self.pushes = 0
         self.since = since
-        self.spread_ring: list[float] = []
+        self.spread_ring = floats()
         self.spread_p50 = 0.0
 
     @staticmethod
@@ -917,7 +935,7 @@ class PeerProfile:
         return e is None or now - e[1] < NOVEL_FOR
 
     def observe_day(
-        self, member: ActorProfile, day: int, hours: list[tuple[int, list[float]]], background: float | None
+        self, member: ActorProfile, day: int, hours: list[tuple[int, array[float]]], background: float | None
     ) -> None:
         """Learn from a member's finished day: hourly volumes, local hours, networks used, and
         its background volume."""
@@ -940,8 +958,8 @@ class PeerProfile:
             self.spread_p50 = quantile(self.spread_ring, 0.5)
             total = sum(self.hours)
             if total > 50 * HOURS_HALVE_AT:
-                self.hours = [c / 2.0 for c in self.hours]
-            self.hour_surp = hour_surprises(self.hours)
+                self.hours = floats(c / 2.0 for c in self.hours)
+            self.hour_surp = floats(hour_surprises(self.hours))
 
     def watched_days(self, now: float) -> float:
         return max(0.0, (now - self.since) / DAY) if self.since >= 0 else 0.0
@@ -950,13 +968,13 @@ class PeerProfile:
         return {
             "countries": self.countries,
             "providers": self.providers,
-            "hours": self.hours,
-            "hsurp": self.hour_surp,
-            "ring": self.hour_ring,
+            "hours": self.hours.tolist(),
+            "hsurp": self.hour_surp.tolist(),
+            "ring": self.hour_ring.tolist(),
             "p99": self.hour_p99,
             "pushes": self.pushes,
             "since": self.since,
-            "spread": [self.spread_ring, self.spread_p50],
+            "spread": [self.spread_ring.tolist(), self.spread_p50],
         }
 
     @classmethod
@@ -964,11 +982,11 @@ class PeerProfile:
         p = cls(float(d["since"]))
         p.countries = {k: list(v) for k, v in d["countries"].items()}
         p.providers = {k: list(v) for k, v in d["providers"].items()}
-        p.hours = [float(x) for x in d["hours"]]
-        p.hour_surp = [float(x) for x in d["hsurp"]]
-        p.hour_ring = [float(x) for x in d["ring"]]
+        p.hours = floats(map(float, d["hours"]))
+        p.hour_surp = floats(map(float, d["hsurp"]))
+        p.hour_ring = floats(map(float, d["ring"]))
         p.hour_p99 = float(d["p99"])
         p.pushes = int(d["pushes"])
-        p.spread_ring = [float(x) for x in d["spread"][0]]
+        p.spread_ring = floats(map(float, d["spread"][0]))
         p.spread_p50 = float(d["spread"][1])
         return p

@@ -173,7 +173,7 @@ def test_unused_hour_slots_cost_nothing_and_share_a_bucket_no_one_writes() -> No
     p.mark_reported(T0 + 5 * HOUR + 1)
     p.flush()
     assert len({id(v) for v in p.wv}) == 3  # two hours of its own, one shared empty bucket
-    assert all(v == [0.0] * W_SIZE for v, b in zip(q.wv, q.wb, strict=True) if b < 0)
+    assert all(list(v) == [0.0] * W_SIZE for v, b in zip(q.wv, q.wb, strict=True) if b < 0)
     assert q.window_24h(T0 + 5 * HOUR)[W_RECORDS] == 0.0
 
 
