@@ -1,10 +1,16 @@
 """Resident memory per active actor profile, at 10k and 100k actors.
 
-    python -m bench.memory [--actors 10000 100000] [--events-per-actor 4]
+    python -m bench.memory [--actors 10000 100000] [--events-per-actor 4] [--mature-days 21]
 
 Feeds one partition worker (every detector) with a login and a few reads per actor, in
 event-time order, then measures the Python heap held by the detectors (tracemalloc, after a
-collection, events released) and the size of their checkpoint. Prints one JSON line last.
+collection, events released) and the size of their checkpoint.
+
+Those profiles are young (a few events each). A profile that has watched its actor for weeks
+holds far more (hour histograms, daily and hourly baselines, places, data types), so the
+bench also replays the simulated dump (``--mature-days`` days of 60 tenants, as the other
+benches use) and measures, with every profile live, the heap of a copy of each, restored
+from its checkpoint as after a restart. Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import json
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
-from bench.common import emit
+from bench.common import dump_for, emit, model_for
 from breachwatch import app
 from breachwatch.settings import load_settings
-from detectors.learned import LearnedDetector
+from detectors.learned import LearnedDetector, load_model
+from detectors.profiles import ActorProfile
+from streams.dump import replay
 from streams.models import AccessEvent, AuthEvent, Event
 from streams.pipeline import PartitionWorker, Stats
 from streams.tables import ReferenceTables
@@ -115,12 +123,51 @@ def measure(actors: int, per_actor: int, live_max: int | None = None) -> dict[st
     }
 
 
+def measure_mature(tenants: int, days: int) -> dict[str, float]:
+    """Heap per profile of actors watched for ``days`` days: the dump replayed with every
+    profile kept live, then each profile copied (as a checkpoint restores it) under
+    tracemalloc, and packed for comparison."""
+    dump = dump_for(tenants, days)
+    model, key = model_for(dump)
+    settings = load_settings(profile_live_max=10**9, pseudonym_key=key)
+    pipeline = app.build_pipeline(settings, app.database(settings, "sqlite://"), load_model(model), notify=False)
+    replay(dump, pipeline, partitions=4, max_bytes=settings.max_message_bytes)
+    profiles = [
+        p
+        for w in pipeline.workers.values()
+        for d in w.detectors
+        if isinstance(d, LearnedDetector)
+        for p in d._profiles.values()
+    ]
+    # Through JSON, as a checkpoint travels: copies share no objects with the live profiles.
+    saved = [json.dumps(p.to_dict(), separators=(",", ":")) for p in profiles]
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    # Parsed inside the measurement: what a profile keeps of its parsed checkpoint is its own.
+    copies = [ActorProfile.from_dict(json.loads(s)) for s in saved]
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    packed = sum(len(p.pack()) for p in copies)
+    return {
+        "days": days,
+        "mature_profiles": len(copies),
+        "bytes_per_mature_profile": round(held / max(1, len(copies))),
+        "packed_bytes_per_mature_profile": round(packed / max(1, len(copies))),
+        "checkpoint_bytes_per_mature_profile": round(sum(map(len, saved)) / max(1, len(saved))),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--actors", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--events-per-actor", type=int, default=4)
     ap.add_argument(
         "--live-max", type=int, default=None, help="BREACHWATCH_PROFILE_LIVE_MAX for the run (default: the setting's)"
+    )
+    ap.add_argument(
+        "--mature-days", type=int, default=21, help="days of the replayed dump for mature profiles (0: skip)"
     )
     args = ap.parse_args()
     results = []
@@ -136,7 +183,16 @@ def main() -> None:
             flush=True,
         )
         results.append(r)
-    emit({"bench": "memory", "results": results})
+    mature = measure_mature(60, args.mature_days) if args.mature_days > 0 else None
+    if mature is not None:
+        print(
+            f"{mature['mature_profiles']:,} profiles after {mature['days']} days: "
+            f"{mature['bytes_per_mature_profile']:,} B heap each, "
+            f"{mature['packed_bytes_per_mature_profile']:,} B packed, "
+            f"{mature['checkpoint_bytes_per_mature_profile']:,} B checkpoint",
+            flush=True,
+        )
+    emit({"bench": "memory", "results": results, "mature": mature})
 
 
 if __name__ == "__main__":
