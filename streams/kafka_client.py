@@ -16,10 +16,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import kafka.errors as kafka_errors
 from kafka.admin import KafkaAdminClient
+from kafka.net.compat import KafkaNetClient
 
 from breachwatch.settings import SECRET_FIELDS, ConfigError, Settings
 from streams.models import ALL_TOPICS, EVENT_TOPICS, REFERENCE_TOPICS
@@ -32,6 +34,11 @@ log = logging.getLogger(__name__)
 CLIENT_ID = "breachwatch"
 DLQ_SUFFIX = ".dlq"
 _API_VERSION_RE = re.compile(r"^\d+(\.\d+){1,2}$")
+# kafka-python warns when one step of its network loop takes longer than this (its default is
+# 0.1 s), to catch a coroutine spinning in a loop. Its loop runs on a thread that waits for the
+# interpreter lock while the main thread judges a batch, so under load steps of 0.1-0.5 s are
+# normal here and the default warned every few seconds. A loop stuck for seconds still warns.
+SLOW_NETWORK_STEP_S = 5.0
 
 
 class RedactedStr(str):
@@ -72,6 +79,7 @@ def client_options(settings: Settings, bootstrap: str | None = None) -> dict[str
         "bootstrap_servers": servers,
         "security_protocol": settings.kafka_security_protocol,
         "client_id": CLIENT_ID,
+        "kafka_client": partial(KafkaNetClient, slow_task_threshold_secs=SLOW_NETWORK_STEP_S),
     }
     protocol = settings.kafka_security_protocol
     if protocol.startswith("SASL_"):

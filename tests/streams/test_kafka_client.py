@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import pytest
 
 from breachwatch.settings import ConfigError, Settings, load_settings
-from streams.kafka_client import client_options, dlq_topic, parse_api_version, resolve_bootstrap, topic_specs
+from streams.kafka_client import (
+    SLOW_NETWORK_STEP_S,
+    client_options,
+    dlq_topic,
+    parse_api_version,
+    resolve_bootstrap,
+    topic_specs,
+)
 from streams.local_kafka import LocalKafka
 from streams.models import ACCESS, ALL_TOPICS, STAFF, TENANTS
 
@@ -24,6 +33,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_plaintext_options() -> None:
     options = client_options(load_settings(kafka_bootstrap="broker-1.example:9092,broker-2.example:9092"))
 
+    options.pop("kafka_client")  # see the next test
     assert options == {
         "bootstrap_servers": "broker-1.example:9092,broker-2.example:9092",
         "security_protocol": "PLAINTEXT",
@@ -50,6 +60,22 @@ def test_sasl_ssl_options_carry_credentials_and_files(tmp_path: Path) -> None:
     assert options["ssl_cafile"] == str(tmp_path / "ca.pem")
     assert "ssl_keyfile" not in options
     assert options["api_version"] == (4, 0)
+
+
+def test_a_busy_process_does_not_warn_of_a_blocked_network_loop(caplog: pytest.LogCaptureFixture) -> None:
+    """kafka-python's network loop shares the interpreter with detection: while a batch is
+    judged, one of its steps can take half a second. That must not log a warning (operators
+    saw one every few seconds under load); a loop stuck for seconds still does."""
+    options = client_options(load_settings(kafka_bootstrap="127.0.0.1:9"))
+    client = options.pop("kafka_client")(**options)  # as kafka-python's clients build it
+    try:
+        with caplog.at_level(logging.WARNING, logger="kafka.net.selector"):
+            client._net.run(lambda: time.sleep(0.5))
+            assert caplog.records == []
+            client._net.run(lambda: time.sleep(SLOW_NETWORK_STEP_S + 0.2))
+        assert "blocking the event loop" in caplog.text
+    finally:
+        client.close()
 
 
 def test_bootstrap_argument_overrides_settings() -> None:
