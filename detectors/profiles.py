@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import marshal
 import math
+import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from detectors.features import (
     DAY,
@@ -106,6 +107,35 @@ def floats(values: Iterable[float] = ()) -> array[float]:
     return array("d", values)
 
 
+# A table maps a key (a country, a digest, a data type) to its [count, first seen, last seen].
+Table: TypeAlias = "dict[str, array[float]]"  # array is generic only to type checkers before 3.12
+
+
+def _new_entry(count: float, ts: float) -> array[float]:
+    return array("d", (count, ts, ts))
+
+
+def table_out(table: Table) -> dict[str, list[float]]:
+    """A table as plain JSON-able lists."""
+    return {k: e.tolist() for k, e in table.items()}
+
+
+def table_in(d: dict[str, list[float]]) -> Table:
+    """The table ``table_out`` wrote. Keys are interned: countries and data types repeat in
+    every profile, and a restored profile would otherwise hold its own copy of each."""
+    return {sys.intern(k): array("d", v) for k, v in d.items()}
+
+
+def _table_bytes(table: Table) -> tuple[tuple[str, ...], bytes]:
+    return tuple(table), b"".join(e.tobytes() for e in table.values())
+
+
+def _table_from_bytes(packed: tuple[tuple[str, ...], bytes]) -> Table:
+    keys, data = packed
+    flat = array("d", data)
+    return {k: flat[3 * i : 3 * i + 3] for i, k in enumerate(keys)}
+
+
 _ZEROS_24 = floats([0.0] * 24)
 _ZEROS_W = floats([0.0] * W_SIZE)
 
@@ -185,9 +215,10 @@ class ActorProfile:
     )
 
     def __init__(self, actor_type: str, home: str, zone: str, ts: float) -> None:
-        self.actor_type = actor_type
-        self.home = home
-        self.zone = zone
+        # Shared by many profiles: one copy each, not one per profile.
+        self.actor_type = sys.intern(actor_type)
+        self.home = sys.intern(home)
+        self.zone = sys.intern(zone)
         self.first_seen = ts
         self.last_seen = ts
         self.n_events = 0
@@ -196,12 +227,12 @@ class ActorProfile:
         self.hours = floats(_ZEROS_24)
         self.hour_surp = floats(_ZEROS_24)
         self.hours_mark = 0.0
-        self.countries: dict[str, list[float]] = {}
-        self.networks: dict[str, list[float]] = {}
-        self.providers: dict[str, list[float]] = {}
-        self.agents: dict[str, list[float]] = {}
-        self.resources: dict[str, list[float]] = {}
-        self.sensitivities: dict[str, list[float]] = {}
+        self.countries: Table = {}
+        self.networks: Table = {}
+        self.providers: Table = {}
+        self.agents: Table = {}
+        self.resources: Table = {}
+        self.sensitivities: Table = {}
         self.hour_ring = floats()
         self.sens_ring = floats()
         self.day_ring = floats()
@@ -253,7 +284,7 @@ class ActorProfile:
 
     def _reset_caches(self) -> None:
         self._loc_key: tuple[str | None, str | None, str | None] | None = None
-        self._loc: list[list[float] | None] = []
+        self._loc: list[array[float] | None] = []
         self._loc_n = 0
         self._loc_last = 0.0
         self._loc_novel_until = -1.0
@@ -380,7 +411,7 @@ class ActorProfile:
         mobile and office addresses normally move)."""
         self._flush_loc()
         ip, country, ua = key
-        entries: list[list[float] | None] = [None, None, None, None]
+        entries: list[array[float] | None] = [None, None, None, None]
         if country:
             entries[0] = self._entry(self.countries, country, ts, CAP_COUNTRIES)
             if self._peer is not None:
@@ -401,7 +432,7 @@ class ActorProfile:
         self._loc_novel_until = max(firsts) + NOVEL_FOR if firsts else -1.0
 
     @staticmethod
-    def _entry(table: dict[str, list[float]], key: str, ts: float, cap: int) -> list[float]:
+    def _entry(table: Table, key: str, ts: float, cap: int) -> array[float]:
         """Count ``key`` at ``ts`` in a capped [count, first_seen, last_seen] table and return
         its entry. When full, the entry seen longest ago makes room (old habits go first)."""
         entry = table.get(key)
@@ -412,8 +443,8 @@ class ActorProfile:
             return entry
         if len(table) >= cap:
             del table[min(table, key=lambda k: table[k][2])]
-        entry = [1.0, ts, ts]
-        table[key] = entry
+        entry = _new_entry(1.0, ts)
+        table[sys.intern(key)] = entry  # see ``table_in``
         return entry
 
     def observe_access(
@@ -705,7 +736,7 @@ class ActorProfile:
         self.rep_hour = h
         self.rep_vec = floats(current) if current is not None else floats(_ZEROS_W)
 
-    def _novel_in_window(self, table: dict[str, list[float]], now: float) -> list[str]:
+    def _novel_in_window(self, table: Table, now: float) -> list[str]:
         # First seen at ``now`` or before: read after later events, a place first used after
         # the judged moment is not part of it.
         return [k for k, e in table.items() if 0.0 <= now - e[1] < NOVEL_FOR and now - e[2] <= HOUR]
@@ -766,6 +797,8 @@ class ActorProfile:
         # marshal takes no arrays: they travel as their bytes (the same doubles, bit for bit).
         values = [v.tobytes() if isinstance(v, array) else v for v in map(self.__getattribute__, _PACKED)]
         values[_WV] = [None if v is _NO_BUCKET else v.tobytes() for v in self.wv]
+        for i in _TABLE_AT:
+            values[i] = _table_bytes(values[i])
         return zlib.compress(marshal.dumps(values), 1)
 
     @classmethod
@@ -773,7 +806,11 @@ class ActorProfile:
         """The profile ``pack`` copied, identical in every later verdict (its caches rebuilt)."""
         p = cls.__new__(cls)
         for name, value in zip(_PACKED, marshal.loads(zlib.decompress(blob)), strict=True):
-            setattr(p, name, array(_ARRAYS[name], value) if name in _ARRAYS else value)
+            if name in _ARRAYS:
+                value = array(_ARRAYS[name], value)
+            elif name in _TABLES:
+                value = _table_from_bytes(value)
+            setattr(p, name, value)
         p.wv = [_NO_BUCKET if v is None else array("d", v) for v in p.wv]
         p._reset_caches()
         return p
@@ -795,12 +832,12 @@ class ActorProfile:
             "days": self.active_days,
             "hours": self.hours.tolist(),
             "hsurp": [self.hour_surp.tolist(), self.hours_mark],
-            "countries": self.countries,
-            "networks": self.networks,
-            "providers": self.providers,
-            "agents": self.agents,
-            "resources": self.resources,
-            "sens": self.sensitivities,
+            "countries": table_out(self.countries),
+            "networks": table_out(self.networks),
+            "providers": table_out(self.providers),
+            "agents": table_out(self.agents),
+            "resources": table_out(self.resources),
+            "sens": table_out(self.sensitivities),
             "rings": [
                 self.hour_ring.tolist(),
                 self.sens_ring.tolist(),
@@ -829,12 +866,12 @@ class ActorProfile:
         p.hours = floats(map(float, d["hours"]))
         p.hour_surp = floats(map(float, d["hsurp"][0]))
         p.hours_mark = float(d["hsurp"][1])
-        p.countries = {k: list(v) for k, v in d["countries"].items()}
-        p.networks = {k: list(v) for k, v in d["networks"].items()}
-        p.providers = {k: list(v) for k, v in d["providers"].items()}
-        p.agents = {k: list(v) for k, v in d["agents"].items()}
-        p.resources = {k: list(v) for k, v in d["resources"].items()}
-        p.sensitivities = {k: list(v) for k, v in d["sens"].items()}
+        p.countries = table_in(d["countries"])
+        p.networks = table_in(d["networks"])
+        p.providers = table_in(d["providers"])
+        p.agents = table_in(d["agents"])
+        p.resources = table_in(d["resources"])
+        p.sensitivities = table_in(d["sens"])
         rings = d["rings"]
         p.hour_ring, p.sens_ring, p.day_ring, p.export_ring, p.session_ring, p.gap_ring = (
             floats(map(float, r)) for r in rings
@@ -867,6 +904,9 @@ class ActorProfile:
 # What ``ActorProfile.pack`` keeps: every slot but the underscored caches.
 _PACKED: tuple[str, ...] = tuple(name for name in ActorProfile.__slots__ if not name.startswith("_"))
 _WV = _PACKED.index("wv")
+# The packed slots that are tables, and their places in ``pack``'s list.
+_TABLES = frozenset({"countries", "networks", "providers", "agents", "resources", "sensitivities"})
+_TABLE_AT = tuple(i for i, name in enumerate(_PACKED) if name in _TABLES)
 # The packed slots held as arrays (by their type codes), read off a new profile.
 _ARRAYS: dict[str, str] = {
     name: value.typecode
@@ -893,8 +933,8 @@ class PeerProfile:
     )
 
     def __init__(self, since: float = -1.0) -> None:
-        self.countries: dict[str, list[float]] = {}
-        self.providers: dict[str, list[float]] = {}
+        self.countries: Table = {}
+        self.providers: Table = {}
         self.hours = floats(_ZEROS_24)
         self.hour_surp = floats(_ZEROS_24)
         self.hour_ring = floats()
@@ -905,7 +945,7 @@ class PeerProfile:
         self.spread_p50 = 0.0
 
     @staticmethod
-    def _count(table: dict[str, list[float]], key: str, ts: float, weight: float, cap: int) -> None:
+    def _count(table: Table, key: str, ts: float, weight: float, cap: int) -> None:
         entry = table.get(key)
         if entry is not None:
             entry[0] += weight
@@ -914,7 +954,7 @@ class PeerProfile:
             return
         if len(table) >= cap:
             del table[min(table, key=lambda k: table[k][2])]
-        table[key] = [weight, ts, ts]
+        table[sys.intern(key)] = _new_entry(weight, ts)
 
     def observe_country(self, country: str, ts: float) -> None:
         """A member used ``country``. Only when the group first saw it matters (and a member
@@ -922,7 +962,7 @@ class PeerProfile:
         if country not in self.countries:
             if len(self.countries) >= CAP_PEER_COUNTRIES:
                 del self.countries[min(self.countries, key=lambda k: self.countries[k][1])]
-            self.countries[country] = [1.0, ts, ts]
+            self.countries[sys.intern(country)] = _new_entry(1.0, ts)
 
     def country_new(self, country: str, now: float) -> bool:
         """True if no one in the group used ``country`` before the last day."""
@@ -966,8 +1006,8 @@ class PeerProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "countries": self.countries,
-            "providers": self.providers,
+            "countries": table_out(self.countries),
+            "providers": table_out(self.providers),
             "hours": self.hours.tolist(),
             "hsurp": self.hour_surp.tolist(),
             "ring": self.hour_ring.tolist(),
@@ -980,8 +1020,8 @@ class PeerProfile:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PeerProfile:
         p = cls(float(d["since"]))
-        p.countries = {k: list(v) for k, v in d["countries"].items()}
-        p.providers = {k: list(v) for k, v in d["providers"].items()}
+        p.countries = table_in(d["countries"])
+        p.providers = table_in(d["providers"])
         p.hours = floats(map(float, d["hours"]))
         p.hour_surp = floats(map(float, d["hsurp"]))
         p.hour_ring = floats(map(float, d["ring"]))
