@@ -94,11 +94,18 @@ N_IDLE = 128  # back after an unusually long idle stretch
 NOVEL_FOR = DAY
 
 
-def _push(ring: array[float], value: float, cap: int) -> None:
-    """Append to a ring that keeps the last ``cap`` values."""
-    ring.append(value)
-    if len(ring) > cap:
-        del ring[0]
+def _appended(ring: array[float], values: Iterable[float], cap: int) -> array[float]:
+    """``ring`` with ``values`` appended, keeping its last ``cap`` values; the shared empty
+    ring (``_EMPTY``) is never written: it is replaced by a ring of the profile's own."""
+    if ring is _EMPTY:
+        ring = floats()
+    ring.extend(values)
+    del ring[:-cap]
+    return ring
+
+
+def _ring_in(values: list[float]) -> array[float]:
+    return floats(map(float, values)) if values else _EMPTY
 
 
 def floats(values: Iterable[float] = ()) -> array[float]:
@@ -136,6 +143,10 @@ def _table_from_bytes(packed: tuple[tuple[str, ...], bytes]) -> Table:
     return {k: flat[3 * i : 3 * i + 3] for i, k in enumerate(keys)}
 
 
+# Shared by every new profile until it has values of its own, and never written: a profile
+# that has yet to close a day or be reported costs none of its rings, hour surprises or
+# reported counters (about 1 KB). Code that writes in place checks for them first.
+_EMPTY = floats()
 _ZEROS_24 = floats([0.0] * 24)
 _ZEROS_W = floats([0.0] * W_SIZE)
 
@@ -224,8 +235,8 @@ class ActorProfile:
         self.n_events = 0
         self.active_days = 0
         # Numbers live in packed arrays (``floats``): a mature profile holds several hundred.
-        self.hours = floats(_ZEROS_24)
-        self.hour_surp = floats(_ZEROS_24)
+        self.hours = _ZEROS_24
+        self.hour_surp = _ZEROS_24
         self.hours_mark = 0.0
         self.countries: Table = {}
         self.networks: Table = {}
@@ -233,19 +244,19 @@ class ActorProfile:
         self.agents: Table = {}
         self.resources: Table = {}
         self.sensitivities: Table = {}
-        self.hour_ring = floats()
-        self.sens_ring = floats()
-        self.day_ring = floats()
+        self.hour_ring = _EMPTY
+        self.sens_ring = _EMPTY
+        self.day_ring = _EMPTY
         # Sensitive records read (not exported) per day without the day's busiest hour: the
         # background volume. Exports (month-end close, and bulk theft, which the rules catch)
         # and a one-off big report barely move it; reading a few times more personal or
         # financial data than usual, day after day, does.
-        self.spread_ring = floats()
+        self.spread_ring = _EMPTY
         self.spread_p50 = 0.0
         self.day_peak = 0.0
-        self.export_ring = floats()
-        self.session_ring = floats()
-        self.gap_ring = floats()
+        self.export_ring = _EMPTY
+        self.session_ring = _EMPTY
+        self.gap_ring = _EMPTY
         self.hour_p95 = 0.0
         self.sens_p95 = 0.0
         self.day_p95 = 0.0
@@ -273,7 +284,7 @@ class ActorProfile:
         # What a finding already reported: the 24-hour sums leave it out afterwards, so one
         # burst does not raise a second finding the next morning (see ``mark_reported``).
         self.rep_hour = -1
-        self.rep_vec = floats(_ZEROS_W)
+        self.rep_vec = _ZEROS_W
         # 24 hourly buckets: wb[i] is the epoch hour bucket i holds, wv[i] its counters.
         self.wb = array("q", [-1] * 24)
         # Slots not yet used share one all-zero bucket (never written: every reader checks wb
@@ -315,6 +326,8 @@ class ActorProfile:
             self.cur_day_reads += reads
             if reads > self.day_peak:
                 self.day_peak = reads
+            if self.hours is _ZEROS_24:
+                self.hours = floats(_ZEROS_24)
             self.hours[self.cur_lh] += v[W_EVENTS]
         d = h // 24
         if d > self.cur_day:
@@ -341,22 +354,19 @@ class ActorProfile:
         day = self.cur_day
         held = sorted((b, v) for b, v in zip(self.wb, self.wv, strict=True) if b // 24 == day and v[W_EVENTS] > 0)
         if held:
-            self.hour_ring.extend(v[W_RECORDS] for _, v in held)
-            self.sens_ring.extend(v[W_SENSITIVE] for _, v in held)
-            del self.hour_ring[:-CAP_RING_HOURS]
-            del self.sens_ring[:-CAP_RING_HOURS]
+            self.hour_ring = _appended(self.hour_ring, (v[W_RECORDS] for _, v in held), CAP_RING_HOURS)
+            self.sens_ring = _appended(self.sens_ring, (v[W_SENSITIVE] for _, v in held), CAP_RING_HOURS)
             self.hour_p95 = quantile(self.hour_ring, 0.95)
             self.sens_p95 = quantile(self.sens_ring, 0.95)
             exports = [v[W_EXPORT] for _, v in held if v[W_EXPORT] > 0]
             if exports:
-                self.export_ring.extend(exports)
-                del self.export_ring[:-CAP_RING_SMALL]
+                self.export_ring = _appended(self.export_ring, exports, CAP_RING_SMALL)
                 self.export_p95 = quantile(self.export_ring, 0.95)
         background = self.cur_day_reads - self.day_peak
         if self.cur_day_records > 0:
-            _push(self.day_ring, self.cur_day_records, CAP_RING_DAYS)
+            self.day_ring = _appended(self.day_ring, (self.cur_day_records,), CAP_RING_DAYS)
             self.day_p95 = quantile(self.day_ring, 0.95)
-            _push(self.spread_ring, background, CAP_RING_DAYS)
+            self.spread_ring = _appended(self.spread_ring, (background,), CAP_RING_DAYS)
             self.spread_p50 = quantile(self.spread_ring, 0.5)
         if self._peer is not None and held:
             self._peer.observe_day(self, day, held, background if self.cur_day_records > 0 else None)
@@ -388,7 +398,7 @@ class ActorProfile:
             self.burst_level = math.log2(1.0 + (self.burst_gap / DAY) / usual)
             if self.burst_level >= 1.5:
                 self._note(N_IDLE, ts + HOUR)
-            _push(self.gap_ring, ts - last, CAP_RING_SMALL)
+            self.gap_ring = _appended(self.gap_ring, (ts - last,), CAP_RING_SMALL)
         self.active_days += 1
         self._next_day = (int(ts // DAY) + 1) * DAY
 
@@ -515,7 +525,7 @@ class ActorProfile:
         if session:
             if session != self.cur_session:
                 if self.cur_session_records > 0:
-                    _push(self.session_ring, self.cur_session_records, CAP_RING_SMALL)
+                    self.session_ring = _appended(self.session_ring, (self.cur_session_records,), CAP_RING_SMALL)
                 self.cur_session = session
                 self.cur_session_records = 0.0
             self.cur_session_records += recs
@@ -734,7 +744,7 @@ class ActorProfile:
         h = int(now // HOUR)
         current = self._current(h, judged)
         self.rep_hour = h
-        self.rep_vec = floats(current) if current is not None else floats(_ZEROS_W)
+        self.rep_vec = floats(current) if current is not None else _ZEROS_W
 
     def _novel_in_window(self, table: Table, now: float) -> list[str]:
         # First seen at ``now`` or before: read after later events, a place first used after
@@ -807,7 +817,7 @@ class ActorProfile:
         p = cls.__new__(cls)
         for name, value in zip(_PACKED, marshal.loads(zlib.decompress(blob)), strict=True):
             if name in _ARRAYS:
-                value = array(_ARRAYS[name], value)
+                value = array(_ARRAYS[name], value) if value else _EMPTY  # only rings are ever empty
             elif name in _TABLES:
                 value = _table_from_bytes(value)
             setattr(p, name, value)
@@ -873,15 +883,13 @@ class ActorProfile:
         p.resources = table_in(d["resources"])
         p.sensitivities = table_in(d["sens"])
         rings = d["rings"]
-        p.hour_ring, p.sens_ring, p.day_ring, p.export_ring, p.session_ring, p.gap_ring = (
-            floats(map(float, r)) for r in rings
-        )
+        p.hour_ring, p.sens_ring, p.day_ring, p.export_ring, p.session_ring, p.gap_ring = (_ring_in(r) for r in rings)
         p.hour_p95, p.sens_p95, p.day_p95, p.export_p95 = (float(x) for x in d["p95"])
         p.cur_hour, p.cur_day, p.cur_day_records = int(d["cur"][0]), int(d["cur"][1]), float(d["cur"][2])
         p.cur_lh = int(d["cur"][3])
         p.day_peak = float(d["cur"][4])
         p.cur_day_reads = float(d["cur"][5])
-        p.spread_ring = floats(map(float, d["spread"][0]))
+        p.spread_ring = _ring_in(d["spread"][0])
         p.spread_p50 = float(d["spread"][1])
         p.notable_until = float(d["notable"][0])
         p.notable_bits = int(d["notable"][1])
@@ -982,15 +990,14 @@ class PeerProfile:
         start = day * DAY
         if self.since < 0:
             self.since = start
-        self.hour_ring.extend(v[W_RECORDS] for _, v in hours)
-        del self.hour_ring[:-CAP_PEER_RING]
+        self.hour_ring = _appended(self.hour_ring, (v[W_RECORDS] for _, v in hours), CAP_PEER_RING)
         for b, v in hours:
             self.hours[local_hour(b * HOUR, member.zone)] += v[W_EVENTS]
         for k, e in member.providers.items():
             if e[2] >= start:
                 self._count(self.providers, k, e[2], 1.0, CAP_PEER_PROVIDERS)
         if background is not None:
-            _push(self.spread_ring, background, CAP_PEER_RING)
+            self.spread_ring = _appended(self.spread_ring, (background,), CAP_PEER_RING)
         self.pushes += 1
         # Percentiles and the hour profile move slowly: refresh them every few member-days.
         if self.pushes % 8 == 1:

@@ -177,6 +177,25 @@ def test_unused_hour_slots_cost_nothing_and_share_a_bucket_no_one_writes() -> No
     assert q.window_24h(T0 + 5 * HOUR)[W_RECORDS] == 0.0
 
 
+def test_what_new_profiles_share_until_they_learn_is_never_written() -> None:
+    """A new profile shares its empty rings and zero vectors with every other new one (that is
+    what keeps it small); learning, packing or a report must give it its own first."""
+    fresh = ActorProfile("customer_user", "t-b", "UTC", T0).to_dict()
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    q = ActorProfile.unpack(ActorProfile("customer_user", "t-b", "UTC", T0).pack())
+    working_weeks(p, 21)
+    read(p, T0 + 22 * DAY + 9 * HOUR, 5, session="s2", action="export")
+    p.mark_reported(T0 + 22 * DAY + 9 * HOUR + 1)
+    p = ActorProfile.unpack(p.pack())
+    working_weeks(p, 28)
+    peer = PeerProfile()
+    peer.observe_day(p, 0, [(8, p.wv[0])], 3.0)
+    p.flush()
+    assert all(p.to_dict()["rings"]) and p.to_dict()["spread"][0] and any(p.to_dict()["hours"])
+    assert ActorProfile("customer_user", "t-b", "UTC", T0).to_dict() == fresh
+    assert q.to_dict() == fresh
+
+
 def test_a_report_marks_the_hour_as_it_stood_when_judged() -> None:
     """A batch folds on past the judged moment before its findings are made: marking what was
     reported must not take in events of the same hour that came after."""
