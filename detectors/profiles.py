@@ -109,8 +109,8 @@ def _ring_in(values: list[float]) -> array[float]:
 
 
 def floats(values: Iterable[float] = ()) -> array[float]:
-    """A packed array of doubles: 8 bytes a value where a list holds a 32-byte float object
-    and a pointer to it, for the same values to the last bit."""
+    """A packed array of doubles: 8 bytes a value, where a list holds a pointer to a 24-byte
+    float object (32 bytes), for the same values to the last bit."""
     return array("d", values)
 
 
