@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -92,6 +92,18 @@ class ServiceCollector(Collector):
         except Exception:  # the consumer is closing or rebalancing: this scrape shows no lag
             log.debug("consumer lag unavailable", exc_info=True)
         yield lag
+        # Live profiles cost kilobytes each and packed ones a few hundred bytes: the number to
+        # watch when tuning BREACHWATCH_PROFILE_LIVE_MAX against the process's memory.
+        live = packed = 0
+        for worker in list(self.service.pipeline.workers.values()):  # one C call: safe while units change
+            for d in worker.detectors:
+                counts = getattr(d, "profile_counts", None)  # the learned detector's; no import of it here
+                if counts is not None:
+                    live, packed = live + counts[0], packed + counts[1]
+        profiles = GaugeMetricFamily("breachwatch_actor_profiles", "Actor profiles held, by state", labels=["state"])
+        profiles.add_metric(["live"], live)
+        profiles.add_metric(["packed"], packed)
+        yield profiles
         for name, doc, hist in (
             (
                 "breachwatch_event_latency_seconds",
@@ -113,6 +125,8 @@ class ServiceCollector(Collector):
 def serve(host: str, port: int, service: Any) -> ThreadingHTTPServer:
     registry = CollectorRegistry()
     registry.register(ServiceCollector(service))
+    # process_resident_memory_bytes, process_cpu_seconds_total, open file descriptors.
+    ProcessCollector(registry=registry)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -437,6 +437,11 @@ class LearnedDetector(Detector):
     def actor_count(self) -> int:
         return len(self._profiles) + len(self._packed)
 
+    @property
+    def profile_counts(self) -> tuple[int, int]:
+        """(live, packed) actor profiles: what this detector's memory follows."""
+        return len(self._profiles), len(self._packed)
+
     # ---- the hot loop ---------------------------------------------------------------------
 
     def _fold(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from traffic import TENANTS, cross_tenant, send_reads
 from bench.common import GroupLag, service_env
 from bench.crash import count_events, crash_and_recover, duplicates, make_crash_dump, replay_incidents, unmatched
 from breachwatch import app
-from breachwatch.metrics import ServiceCollector
+from breachwatch.metrics import ServiceCollector, serve
 from breachwatch.settings import Settings
 from incidents.store import IncidentStore
 from streams.consumer import Service
@@ -230,15 +231,20 @@ def test_units_are_weighed_by_backlog_and_recent_volume(bw_settings: Settings, k
     assert weights == {tp: expected.get(tp, 0.0) for tp in weights}
 
 
-def _scrape(service: Service) -> dict[str, dict[tuple, float]]:
-    """The service's metrics page, parsed: per sample name, value by label values."""
-    registry = CollectorRegistry()
-    registry.register(ServiceCollector(service))
+def _parse(page: str) -> dict[str, dict[tuple, float]]:
+    """A metrics page, parsed: per sample name, value by label values."""
     out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+    for family in text_string_to_metric_families(page):
         for sample in family.samples:
             out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return out
+
+
+def _scrape(service: Service) -> dict[str, dict[tuple, float]]:
+    """The service's metrics, parsed."""
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(service))
+    return _parse(generate_latest(registry).decode())
 
 
 def test_metrics_report_lag_latency_and_batch_time(bw_settings: Settings, kafka_bootstrap: str) -> None:
@@ -250,8 +256,22 @@ def test_metrics_report_lag_latency_and_batch_time(bw_settings: Settings, kafka_
     part = ("partition", str(partition_for(b"u-mallory", settings.partitions)))
     scrapes: list[tuple[int, dict]] = []
     service = Service(settings, kafka_bootstrap, app.build_pipeline(settings, app.database(settings)))
-    service.after_batch = lambda: scrapes.append((service.pipeline.stats.consumed["erp.access"], _scrape(service)))
-    service.run(until_caught_up=True)
+    # Also the page as Prometheus reads it over HTTP, while the service runs.
+    server = serve("127.0.0.1", 0, service)
+    pages: list[dict] = []
+
+    def after_batch() -> None:
+        scrapes.append((service.pipeline.stats.consumed["erp.access"], _scrape(service)))
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            pages.append(_parse(response.read().decode()))
+
+    service.after_batch = after_batch
+    try:
+        service.run(until_caught_up=True)
+    finally:
+        server.shutdown()
+        server.server_close()
     taken_in = [(n, m) for n, m in scrapes if 0 < n < 1000]
     assert taken_in, "the backlog was taken in over several batches"
     for n, metrics in taken_in:
@@ -267,6 +287,10 @@ def test_metrics_report_lag_latency_and_batch_time(bw_settings: Settings, kafka_
         for k, v in sorted(last["breachwatch_event_latency_seconds_bucket"].items(), key=lambda kv: float(kv[0][0][1]))
     ]
     assert buckets == sorted(buckets), "histogram buckets are cumulative"
+    # Over HTTP also: the actor profiles held (one actor sent everything) and the process's memory.
+    assert pages[-1]["breachwatch_actor_profiles"] == {(("state", "live"),): 1.0, (("state", "packed"),): 0.0}
+    assert pages[-1]["process_resident_memory_bytes"][()] > 50_000_000  # Python with numpy and sklearn loaded
+    assert pages[-1]["breachwatch_event_latency_seconds_count"][()] == 1000
 
 
 @pytest.fixture(scope="module")
