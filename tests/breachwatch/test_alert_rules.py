@@ -1,13 +1,18 @@
 """The Prometheus alerting rules shipped in ``deploy/prometheus``: every expression is valid
-PromQL and reads only metrics the service serves (a renamed metric would silence an alert)."""
+PromQL and reads only metrics the service serves (a renamed metric would silence an alert), and,
+where Prometheus's promtool is installed, the rules pass their unit tests (which alert fires on
+which series, and when)."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import promql_parser
+import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -69,3 +74,15 @@ def test_a_misspelt_metric_is_caught() -> None:
     assert metrics_read("rate(breachwatch_findings_total[5m]) > 0") <= served
     assert not metrics_read("rate(breachwatch_finding_total[5m]) > 0") <= served
     assert metrics_read("histogram_quantile(0.9, rate(breachwatch_batch_seconds_bucket[5m]))") <= served
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Prometheus) is not installed")
+def test_the_rules_pass_their_promtool_unit_tests() -> None:
+    done = subprocess.run(
+        ["promtool", "test", "rules", RULES.with_name("breachwatch-alerts.test.yml").name],
+        cwd=RULES.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
