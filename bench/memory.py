@@ -98,7 +98,7 @@ def measure(actors: int, per_actor: int, live_max: int | None = None) -> dict[st
     held = tracemalloc.get_traced_memory()[0] - base
     state_bytes = len(json.dumps(worker.state(), separators=(",", ":")))
     learned = next(d for d in worker.detectors if isinstance(d, LearnedDetector))
-    live, packed = len(learned._profiles), len(learned._packed)
+    live, packed = learned.profile_counts
     packed_bytes = sum(map(len, learned._packed.values()))
     # What the parts hold, by freeing them one after the other: the last hour's events each
     # actor carries as evidence, then the live profiles themselves.

@@ -434,13 +434,13 @@ class LearnedDetector(Detector):
             yield aid, _unpack_carry(blob)
 
     @property
-    def actor_count(self) -> int:
-        return len(self._profiles) + len(self._packed)
-
-    @property
     def profile_counts(self) -> tuple[int, int]:
         """(live, packed) actor profiles: what this detector's memory follows."""
         return len(self._profiles), len(self._packed)
+
+    @property
+    def actor_count(self) -> int:
+        return sum(self.profile_counts)
 
     # ---- the hot loop ---------------------------------------------------------------------
 
