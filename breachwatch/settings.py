@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     # the group is rebalancing: a consumer that joins (or leaves) gets its share of the units
     # within about this long, where Kafka's usual 3 s leaves the others working alone meanwhile.
     heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=600_000)
+    # cooperative: a rebalance moves only the units that change hands, and every other unit
+    # keeps being judged through it (KIP-429). eager: every member gives up all its units at
+    # each rebalance, as versions without this setting did; a group that still holds one of
+    # those agrees only with eager, so roll an upgrade with eager first, then with cooperative.
+    rebalance_protocol: Literal["cooperative", "eager"] = "cooperative"
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     poll_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)

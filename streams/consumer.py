@@ -28,13 +28,13 @@ import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, InconsistentGroupProtocolError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from breachwatch.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
-from breachwatch.settings import Settings
-from streams.assignor import UnitAssignor
+from breachwatch.settings import ConfigError, Settings
+from streams.assignor import StickyUnitAssignor, UnitAssignor
 from streams.decode import DecodeFailure, dead_letter, decode
 from streams.kafka_client import client_options, fetch_options
 from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
@@ -96,6 +96,11 @@ class Service:
         # unit's state (profiles, open sessions with their records), which takes a moment;
         # units are spread over the interval so one batch never writes them all.
         self._next_checkpoint: dict[int, float] = {}
+        # Held while a batch is judged and while a revoked unit is checkpointed and dropped:
+        # under cooperative rebalancing the group takes units away on the client's network
+        # thread at any moment, not only inside poll(). Never held across a call that waits on
+        # that thread (poll, commit, offset lookups), which would wait for the lock in turn.
+        self._lock = threading.RLock()
         # Read by the metrics endpoint's thread.
         self.event_latency = Histogram(LATENCY_BUCKETS)
         self.batch_time = Histogram(BATCH_BUCKETS)
@@ -111,12 +116,8 @@ class Service:
             auto_offset_reset="earliest",
             **fetch_options(settings),
             # Units stay whole (an actor's access and auth events reach one worker, which holds
-            # all of its state) and are balanced by weight. Range, which also keeps them whole,
-            # is what a group still running an older version agrees on.
-            partition_assignment_strategy=[
-                UnitAssignor(self._assignable_unit, lambda: self._weights),
-                RangePartitionAssignor,
-            ],
+            # all of its state) and are balanced by weight (see streams.assignor).
+            partition_assignment_strategy=self._assignors(settings),
             max_poll_interval_ms=600_000,
         )
         self.refs = KafkaConsumer(**opts, group_id=None, enable_auto_commit=False)
@@ -126,6 +127,28 @@ class Service:
         self.pipeline.db_retry = Backoff(
             (OperationalError, DBAPIError), should_stop=self._stop.is_set, on_wait=self._db_waiting
         )
+
+    def _assignors(self, settings: Settings) -> list[Any]:
+        weights = lambda: self._weights  # noqa: E731 - read when the group forms, not now
+        if settings.rebalance_protocol == "cooperative":
+            return [StickyUnitAssignor(self._assignable_unit, weights, lambda: self.consumer.assignment())]
+        # Eager: the older versions' assignors as well, which any member of a group that still
+        # holds one agrees on; range keeps units whole too.
+        return [
+            StickyUnitAssignor(self._assignable_unit, weights, None),
+            UnitAssignor(self._assignable_unit, weights),
+            RangePartitionAssignor,
+        ]
+
+    def _no_common_assignor(self) -> str:
+        group = f"consumer group {self.settings.group_id!r}"
+        if self.settings.rebalance_protocol == "cooperative":
+            return (
+                f"the {group} still has members of a version that rebalances eagerly, and a"
+                " cooperative consumer cannot join them: set BREACHWATCH_REBALANCE_PROTOCOL=eager"
+                " until every member runs this version, then roll once more without it"
+            )
+        return f"the {group} has members that share no partition assignor with this version"
 
     # --- control ------------------------------------------------------------------------
 
@@ -239,12 +262,18 @@ class Service:
 
     # --- rebalance ----------------------------------------------------------------------
     # kafka-python runs these callbacks on its network thread, where no blocking client call
-    # is allowed. Revocation only writes a checkpoint to the database; an assignment pauses
-    # the new partitions there and the main thread restores and seeks them after poll().
+    # is allowed. Revocation only writes a checkpoint to the database (after the batch in
+    # hand, under the lock); an assignment pauses the new partitions there and the main
+    # thread restores and seeks them after its next batch.
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        with self._lock:
+            self._release(revoked)
+
+    def _release(self, revoked: set[TopicPartition]) -> None:
         units = {self._unit(tp) for tp in revoked if tp.topic in self._topic_base}
         if units:
+            log.info("releasing %s", ", ".join(unit_name(u) for u in sorted(units)))
             cps = self._checkpoint_offsets(units)
             try:
                 if cps:
@@ -261,42 +290,51 @@ class Service:
             self._buffer.drop(u)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        new = {tp for tp in assigned if tp not in self._processed}
-        log.debug("assigned %s; new %s", sorted(assigned), sorted(new))
-        if new:
-            self.consumer.pause(*new)
-            self._pending |= new
+        with self._lock:
+            new = {tp for tp in assigned if tp not in self._processed}
+            log.debug("assigned %s; new %s", sorted(assigned), sorted(new))
+            if new:
+                self.consumer.pause(*new)
+                self._pending |= new
 
     def _restore_pending(self) -> None:
         """Restore newly assigned units from their checkpoints and seek to match."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, set()
+        with self._lock:
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, set()
         by_unit: dict[int, list[TopicPartition]] = defaultdict(list)
         for tp in pending:
             by_unit[self._unit(tp)].append(tp)
         for u, tps in sorted(by_unit.items()):
-            owned = [tp for tp in self._processed if self._unit(tp) == u]
-            try:
-                cp = self.pipeline.restore(u) if not owned else self.pipeline.load_checkpoint(u)
-            except (OperationalError, DBAPIError) as exc:
-                # The database is away: the partition stays paused and the restore is tried
-                # again after the next poll, which keeps this consumer in its group meanwhile.
-                self._pending.update(tps)
-                self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
-                log.warning("restoring %s failed (%s); will retry", unit_name(u), type(exc).__name__)
-                continue
+            # Asked of the broker outside the lock (the network thread answers them).
             begin = self.consumer.beginning_offsets(tps)
-            for tp in tps:
-                self._committed_at_assign[tp] = self.consumer.committed(tp) or 0
-                base = self._topic_base[tp.topic]
-                # No checkpoint yet means no state worth keeping was derived: rebuild it from
-                # the start of the topic (findings already stored are deduplicated).
-                offset = max(cp.offsets[base], begin[tp]) if cp is not None and base in cp.offsets else begin[tp]
-                self.consumer.seek(tp, offset)
-                self._processed[tp] = offset
-                self._ends.pop(tp, None)  # an end asked for in an earlier assignment may be stale
-            self.consumer.resume(*tps)
+            committed = {tp: self.consumer.committed(tp) or 0 for tp in tps}
+            with self._lock:
+                assigned = self.consumer.assignment()
+                if any(tp not in assigned or tp in self._pending for tp in tps):
+                    # Taken back meanwhile (and perhaps given again: the next pass has it).
+                    continue
+                owned = [tp for tp in self._processed if self._unit(tp) == u]
+                try:
+                    cp = self.pipeline.restore(u) if not owned else self.pipeline.load_checkpoint(u)
+                except (OperationalError, DBAPIError) as exc:
+                    # The database is away: the partition stays paused and the restore is tried
+                    # again after the next poll, which keeps this consumer in its group meanwhile.
+                    self._pending.update(tps)
+                    self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
+                    log.warning("restoring %s failed (%s); will retry", unit_name(u), type(exc).__name__)
+                    continue
+                for tp in tps:
+                    self._committed_at_assign[tp] = committed[tp]
+                    base = self._topic_base[tp.topic]
+                    # No checkpoint yet means no state worth keeping was derived: rebuild it from
+                    # the start of the topic (findings already stored are deduplicated).
+                    offset = max(cp.offsets[base], begin[tp]) if cp is not None and base in cp.offsets else begin[tp]
+                    self.consumer.seek(tp, offset)
+                    self._processed[tp] = offset
+                    self._ends.pop(tp, None)  # an end asked for in an earlier assignment may be stale
+                self.consumer.resume(*tps)
             log.info("%s assigned (checkpoint: %s)", unit_name(u), "yes" if cp else "none")
         if not self._pending and self.health.status == "degraded":
             self._recovered()
@@ -322,19 +360,21 @@ class Service:
         try:
             while not self._stop.is_set():
                 self._poll_reference(0)
-                polled = self.consumer.poll(
-                    timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.poll_max_records
-                )
-                if self._pending:
-                    # Anything fetched for a just-assigned partition predates its seek.
-                    polled = {tp: ms for tp, ms in polled.items() if tp not in self._pending}
-                    self._restore_pending()
+                try:
+                    polled = self.consumer.poll(
+                        timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.poll_max_records
+                    )
+                except InconsistentGroupProtocolError:
+                    raise ConfigError(self._no_common_assignor()) from None
                 if polled or len(self._buffer):
                     self._handle(polled)
                     if polled:
                         idle_since = time.monotonic()
                 elif self.after_batch:
                     self.after_batch()
+                # After the batch, so that what the next poll() returns for a unit restored
+                # here starts where its checkpoint does.
+                self._restore_pending()
                 if until_caught_up and self.consumer.assignment():
                     if end_offsets is None:
                         all_tps = [
@@ -348,7 +388,7 @@ class Service:
                 self._refresh_weights(topics)
         finally:
             self.health.status = "stopping"
-            self._checkpoint_and_commit({self._unit(tp) for tp in self._processed})
+            self._checkpoint_and_commit()
             self.consumer.close(autocommit=False)
             self.refs.close()
             self.producer.flush()
@@ -356,9 +396,10 @@ class Service:
         return self.pipeline.stats.as_dict()
 
     def _caught_up(self, end: dict[TopicPartition, int]) -> bool:
-        if set(end) - set(self._processed) or len(self._buffer):
-            return False  # part of the topic set is assigned elsewhere, or events are still held
-        return all(self._processed.get(tp, 0) >= off for tp, off in end.items())
+        with self._lock:
+            if set(end) - set(self._processed) or len(self._buffer):
+                return False  # part of the topic set is assigned elsewhere, or events are still held
+            return all(self._processed.get(tp, 0) >= off for tp, off in end.items())
 
     def _busy(self, tp: TopicPartition) -> bool:
         """More to read on ``tp`` than we have seen (unknown counts as busy)."""
@@ -367,7 +408,7 @@ class Service:
             high = self._ends.get(tp)
         return high is None or self._processed.get(tp, 0) < high
 
-    def _ask_ends(self) -> None:
+    def _ask_ends(self, tps: list[TopicPartition]) -> None:
         """End offsets, from the broker, of partitions whose end the fetcher does not know.
 
         The fetcher learns an end only from a fetch response that includes the partition, and
@@ -375,7 +416,7 @@ class Service:
         partitions stayed paused across rebalances while the database was away); events held
         for such a partition would wait forever. Asked at most once a second.
         """
-        unknown = [tp for tp in self._processed if self.consumer.highwater(tp) is None]
+        unknown = [tp for tp in tps if self.consumer.highwater(tp) is None]
         if not unknown or time.monotonic() - self._ends_asked_at < 1.0:
             return
         self._ends_asked_at = time.monotonic()
@@ -398,9 +439,38 @@ class Service:
 
     def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
-        max_bytes = self.settings.max_message_bytes
+        if polled or len(self._buffer):
+            # Outside the lock: the broker's answer comes through the network thread.
+            with self._lock:
+                held_for = list(self._processed)
+            self._ask_ends(held_for)
         stamps: list[int] = []  # Kafka timestamps (ms) of the messages taken in
+        with self._lock:
+            offsets = self._judge(polled, stamps)
+        if offsets is None:
+            return
+        self.producer.flush()  # dead letters durable before their offsets are committed
+        self._commit(offsets)
+        recorded_at = time.time()
+        self.health.status, self.health.detail, self.health.last_batch_at = "ok", "", recorded_at
+        if stamps:
+            taken = np.asarray(stamps, dtype=float)
+            taken = taken[taken >= 0]  # -1: a message without a timestamp
+            # A producer's clock may run a little ahead of ours: that is no latency at all.
+            self.event_latency.observe(np.maximum(0.0, recorded_at - taken / 1000.0))
+        self.batch_time.observe([time.perf_counter() - started])
+        if self.after_batch:
+            self.after_batch()
+
+    def _judge(self, polled: dict[TopicPartition, list[Any]], stamps: list[int]) -> dict[TopicPartition, int] | None:
+        """Take in a poll's messages, judge what the reorder buffer releases and write the
+        checkpoints that are due; the offsets to commit, or None if nothing was done."""
+        max_bytes = self.settings.max_message_bytes
         for tp, msgs in polled.items():
+            if tp not in self._processed:
+                # Fetched for a unit not restored yet (that predates its seek), or for one the
+                # group has taken away since poll() returned.
+                continue
             stamps += [m.timestamp for m in msgs]
             base = self._topic_base[tp.topic]
             rank = EVENT_TOPICS.index(base)
@@ -416,16 +486,14 @@ class Service:
             self._processed[tp] = msgs[-1].offset + 1
             self.pipeline.stats.consumed[base] += len(msgs)
         released: dict[int, list[Event]] = {}
-        if len(self._buffer):
-            self._ask_ends()
         for u in self._buffer.units():
             busy = [tp for tp in self._processed if self._unit(tp) == u and self._busy(tp)]
             ready = self._buffer.release(u, busy)
             if ready:
                 released[u] = ready
         due = self._due_checkpoints()
-        if not released and not polled and not due:
-            return
+        if not released and not stamps and not due:
+            return None
         cp = self._checkpoint_offsets(due) if due else None
         self.pipeline.process(released, cp)
         self._recovered()
@@ -433,18 +501,7 @@ class Service:
             now = time.monotonic()
             for u in due:
                 self._next_checkpoint[u] = now + self.settings.checkpoint_interval_s
-        self.producer.flush()  # dead letters durable before their offsets are committed
-        self._commit()
-        recorded_at = time.time()
-        self.health.status, self.health.detail, self.health.last_batch_at = "ok", "", recorded_at
-        if stamps:
-            taken = np.asarray(stamps, dtype=float)
-            taken = taken[taken >= 0]  # -1: a message without a timestamp
-            # A producer's clock may run a little ahead of ours: that is no latency at all.
-            self.event_latency.observe(np.maximum(0.0, recorded_at - taken / 1000.0))
-        self.batch_time.observe([time.perf_counter() - started])
-        if self.after_batch:
-            self.after_batch()
+        return self._commit_offsets()
 
     def _due_checkpoints(self) -> set[int]:
         now = time.monotonic()
@@ -483,20 +540,22 @@ class Service:
                 out[u][self._topic_base[tp.topic]] = off
         return dict(out)
 
-    def _checkpoint_and_commit(self, units: set[int]) -> None:
-        if not units:
-            return
+    def _checkpoint_and_commit(self) -> None:
         try:
-            cps = self._checkpoint_offsets(units)
-            if cps:
-                self.pipeline.process({}, cps)
+            with self._lock:
+                cps = self._checkpoint_offsets({self._unit(tp) for tp in self._processed})
+                if cps:
+                    self.pipeline.process({}, cps)
+                offsets = self._commit_offsets()
             self.producer.flush()
-            self._commit()
+            self._commit(offsets)
         except (KafkaError, OperationalError, DBAPIError) as exc:
             log.warning("final checkpoint/commit failed (%s); the next owner resumes from the last checkpoint", exc)
 
-    def _commit(self) -> None:
-        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._safe_offsets().items() if off >= 0}
+    def _commit_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._safe_offsets().items() if off >= 0}
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         if not offsets:
             return
         try:

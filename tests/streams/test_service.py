@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from traffic import TENANTS, cross_tenant, send_reads
@@ -24,11 +28,14 @@ from breachwatch import app
 from breachwatch.metrics import ServiceCollector, serve
 from breachwatch.settings import Settings
 from incidents.store import IncidentStore
+from streams.assignor import UnitAssignor
 from streams.consumer import Service
 from streams.kafka_client import client_options, ensure_topics
+from streams.models import EVENT_TOPICS
 from streams.pipeline import partition_for
 from streams.produce import produce_dump
 from streams.simulate import simulate
+from streams.units import unit_name, unit_of
 
 pytestmark = pytest.mark.kafka
 
@@ -139,12 +146,18 @@ def test_run_and_replay_agree(bw_settings: Settings, kafka_bootstrap: str, small
 
 def _group_assignment(settings: Settings, bootstrap: str) -> tuple[str, dict[str, set[tuple[str, int]]]]:
     """The group's assignment protocol and each member's topic partitions, as the broker
-    knows them (contract topic names)."""
-    admin = KafkaAdminClient(**client_options(settings, bootstrap))
+    knows them (contract topic names); no members while the group is not stable (forming,
+    rebalancing, or not known to the broker yet)."""
     try:
-        group = admin.describe_groups([settings.group_id])[settings.group_id]
-    finally:
-        admin.close()
+        admin = KafkaAdminClient(**client_options(settings, bootstrap))
+        try:
+            group = admin.describe_groups([settings.group_id])[settings.group_id]
+        finally:
+            admin.close()
+    except KafkaError:  # no coordinator for the group yet
+        return "", {}
+    if group["group_state"] != "Stable":
+        return group["protocol_data"], {}
     return group["protocol_data"], {
         member["member_id"]: {
             (a["topic"].removeprefix(settings.topic_prefix), p)
@@ -155,44 +168,124 @@ def _group_assignment(settings: Settings, bootstrap: str) -> tuple[str, dict[str
     }
 
 
+def _units_named(line_pattern: str, log: str) -> list[str]:
+    """The unit names (``actors/0``, ``logs/2``) on every log line matching the pattern."""
+    return [u for m in re.finditer(line_pattern, log) for u in m.group(1).split(", ")]
+
+
+def _unit_names(tps: set[tuple[str, int]]) -> set[str]:
+    return {unit_name(unit_of(t, p)) for t, p in tps}
+
+
 def test_two_consumers_share_the_units_and_find_what_replay_finds(
     bw_settings: Settings, kafka_bootstrap: str, small_dump: Path, tmp_path: Path
 ) -> None:
     """Two ``run`` processes in one group: each gets whole units (an actor's access and auth
     partitions together), together they read everything once, and their incidents are the
-    replay's (the state of a unit that changes hands moves with its checkpoint)."""
+    replay's (the state of a unit that changes hands moves with its checkpoint). The second
+    joins while the first is at work, and the first gives up only the units that move to it:
+    the rest it keeps judging, never restored again (cooperative rebalancing)."""
     settings = bw_settings.model_copy(update={"group_id": f"{bw_settings.topic_prefix}pair"})
     ensure_topics(settings, kafka_bootstrap)
     produce_dump(settings, kafka_bootstrap, small_dump)
     env = {**os.environ, **service_env(settings)}
     app.database(settings)
-    logs = [(tmp_path / f"consumer-{n}.log").open("w") for n in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=f) for f in logs]
+    paths = [tmp_path / f"consumer-{n}.log" for n in range(2)]
+    logs = [path.open("w") for path in paths]
+    procs = [subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=logs[0])]
     try:
+        deadline = time.monotonic() + 120
+        while sum(map(len, _group_assignment(settings, kafka_bootstrap)[1].values())) < 12:
+            assert procs[0].poll() is None and time.monotonic() < deadline, paths[0].read_text()[-2000:]
+            time.sleep(0.2)
+        procs.append(subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=logs[1]))
         lag = GroupLag(settings, kafka_bootstrap)
         deadline = time.monotonic() + 180
-        while sum(lag().values()) > 0 and time.monotonic() < deadline:
+        while True:
             assert all(p.poll() is None for p in procs), "a consumer exited"
+            assert time.monotonic() < deadline, [path.read_text()[-2000:] for path in paths]
+            members = _group_assignment(settings, kafka_bootstrap)[1]
+            if len(members) == 2 and all(members.values()) and sum(lag().values()) == 0:
+                break
             time.sleep(0.5)
         lag.close()
         protocol, members = _group_assignment(settings, kafka_bootstrap)
+        first_log = paths[0].read_text()  # before the shutdown, which releases everything
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
         codes = [p.wait(60) for p in procs]
         for f in logs:
             f.close()
-    assert codes == [0, 0], [f.read_text()[-2000:] for f in (tmp_path / "consumer-0.log", tmp_path / "consumer-1.log")]
-    assert protocol == "breachwatch-units"
+    assert codes == [0, 0], [path.read_text()[-2000:] for path in paths]
+    assert protocol == "breachwatch-sticky-units"
     assert len(members) == 2 and all(members.values()), members
     every = sorted(tp for tps in members.values() for tp in tps)
     assert every == sorted((t, p) for t in ("erp.access", "erp.auth", "erp.logs") for p in range(settings.partitions))
     for tps in members.values():
         assert {p for t, p in tps if t == "erp.access"} == {p for t, p in tps if t == "erp.auth"}
+    # The first consumer restored every unit once, and released exactly what the second holds.
+    restored = _units_named(r"(\S+) assigned \(checkpoint", first_log)
+    assert sorted(restored) == sorted(set(restored)) and len(restored) == 2 * settings.partitions, restored
+    second = set(_units_named(r"(\S+) assigned \(checkpoint", paths[1].read_text()))
+    assert second in [_unit_names(tps) for tps in members.values()], (second, members)
+    assert sorted(_units_named(r"releasing (.+)", first_log)) == sorted(second)
     live = IncidentStore(app.database(settings)).incidents()
     replayed = _replay_incidents(settings, small_dump)
     assert live and not unmatched(replayed, live) and not unmatched(live, replayed)
     assert not duplicates(live)
+
+
+def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A group that still holds a consumer of an older version (its assignors: the eager unit
+    assignor and range): a cooperative consumer is refused at once with the setting to
+    change, and with BREACHWATCH_REBALANCE_PROTOCOL=eager it joins and takes its share."""
+    settings = bw_settings.model_copy(update={"group_id": f"{bw_settings.topic_prefix}upgrade"})
+    ensure_topics(settings, kafka_bootstrap)
+    older = KafkaConsumer(
+        **client_options(settings, kafka_bootstrap),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        heartbeat_interval_ms=1000,
+        partition_assignment_strategy=[
+            UnitAssignor(lambda t, p: unit_of(t.removeprefix(settings.topic_prefix), p), dict),
+            RangePartitionAssignor,
+        ],
+    )
+    older.subscribe([settings.topic(t) for t in EVENT_TOPICS])
+    stop = threading.Event()
+    member = threading.Thread(target=lambda: [older.poll(200) for _ in iter(stop.is_set, True)])
+    member.start()
+    env = {**os.environ, **service_env(settings)}
+    log = (tmp_path / "eager.log").open("w")
+    eager = None
+    try:
+        deadline = time.monotonic() + 60
+        while not _group_assignment(settings, kafka_bootstrap)[1]:
+            assert time.monotonic() < deadline, "the older member never formed the group"
+            time.sleep(0.2)
+        cmd = [sys.executable, "-m", "breachwatch", "run"]
+        refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert "set BREACHWATCH_REBALANCE_PROTOCOL=eager until every member runs this version" in refused.stderr
+        eager = subprocess.Popen(cmd, env={**env, "BREACHWATCH_REBALANCE_PROTOCOL": "eager"}, stderr=log)
+        deadline = time.monotonic() + 60
+        while True:
+            assert eager.poll() is None, (tmp_path / "eager.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the eager consumer never got its share"
+            protocol, members = _group_assignment(settings, kafka_bootstrap)
+            if len(members) == 2 and all(members.values()):
+                break
+            time.sleep(0.2)
+        assert protocol == "breachwatch-units"  # what the older member lists first
+    finally:
+        if eager is not None:
+            eager.send_signal(signal.SIGTERM)
+            assert eager.wait(60) == 0
+        log.close()
+        stop.set()
+        member.join()
+        older.close()
 
 
 def test_units_are_weighed_by_backlog_and_recent_volume(bw_settings: Settings, kafka_bootstrap: str) -> None:
