@@ -36,7 +36,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "notifier.outbox",
 )
 OPTIONAL_TABLE_MODULES: tuple[str, ...] = ("notifier.notices",)
-# PostgreSQL: one migrating process at a time (a console and a consumer may start together).
+# PostgreSQL: one migrating process at a time (consumers and the console may start together).
 _LOCK_KEY = 0x6277_6D69  # "bwmi"
 
 
@@ -76,6 +76,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        elif conn.dialect.name == "sqlite":
+            # The database's write lock, up front: the driver opens no transaction for DDL, so
+            # two processes that both read "no version" would each create the tables (one
+            # fails: "table ... already exists"). The second waits here (busy timeout) and
+            # then finds the first one's work done.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg = alembic_config(conn)
         tables = set(inspect(conn).get_table_names())
         if "alembic_version" not in tables and tables & set(Base.metadata.tables):

@@ -4,6 +4,9 @@ the code declares (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +60,29 @@ def test_upgrade_creates_every_declared_table_and_matches_the_code(empty: Engine
     assert set(Base.metadata.tables) <= set(inspect(empty).get_table_names())
     # A table or column added to the code without a migration shows here.
     assert _differences(empty) == []
+
+
+MIGRATE_AT = """
+import sys, time
+from incidents.db import make_engine
+from incidents.migrate import upgrade
+engine = make_engine(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all at once, imports done
+upgrade(engine)
+"""
+
+
+def test_processes_that_start_together_migrate_once(empty: Engine) -> None:
+    """A consumer, a second consumer and the console started at once on a new database."""
+    url = empty.url.render_as_string(hide_password=False)
+    at = time.time() + 4
+    procs = [
+        subprocess.Popen([sys.executable, "-c", MIGRATE_AT, url, str(at)], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), [e[-1500:] for e in errors]
+    assert current_revision(empty) == HEAD
 
 
 def test_a_database_made_before_migrations_is_adopted(empty: Engine) -> None:
