@@ -190,9 +190,14 @@ def crash_and_recover(
     seed: int = 20261126,
     alive_s: tuple[float, float] = (1.5, 4.5),
     progress: Any = None,
+    churn: bool = False,
 ) -> CrashReport:
     """Produce ``dump``, kill ``breachwatch run`` with SIGKILL ``kills`` times after a random
-    ``alive_s`` each, run it once more to the end, and compare with an uninterrupted replay."""
+    ``alive_s`` each, run it once more to the end, and compare with an uninterrupted replay.
+
+    With ``churn`` a second consumer runs throughout, and the one started and stopped is a
+    visitor to its group, stopped with SIGKILL or SIGTERM at random: the steady consumer hands
+    units to each visitor and takes them back, in the middle of its batches."""
     from notifier.testing_servers import SendGridServer
 
     started = time.monotonic()
@@ -211,6 +216,16 @@ def crash_and_recover(
             "BREACHWATCH_SENDGRID_API_KEY": SENDGRID_KEY,
         }
         rng = random.Random(seed)
+        steady = None
+        steady_log = workdir / "steady.log"
+        if churn:
+            with steady_log.open("w") as log:
+                steady = subprocess.Popen(
+                    [sys.executable, "-m", "breachwatch", "run"],
+                    env={**env, "BREACHWATCH_GROUP_INSTANCE_ID": "crash-harness-steady"},
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
         for n in range(kills):
             proc = subprocess.Popen(
                 [sys.executable, "-m", "breachwatch", "run"],
@@ -219,10 +234,15 @@ def crash_and_recover(
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(rng.uniform(*alive_s))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            proc.send_signal(signal.SIGTERM if churn and rng.random() < 0.5 else signal.SIGKILL)
+            proc.wait(timeout=60)
             if progress:
                 progress(n + 1)
+        steady_failed = ""
+        if steady is not None:
+            steady.send_signal(signal.SIGTERM)
+            if steady.wait(timeout=120) != 0:
+                steady_failed = f"the steady consumer exited {steady.returncode}: {steady_log.read_text()[-3000:]}"
         done = subprocess.run(
             [sys.executable, "-m", "breachwatch", "run", "--until-caught-up"],
             env=env,
@@ -240,8 +260,8 @@ def crash_and_recover(
         kills=kills,
         events=count_events(dump),
         seconds=time.monotonic() - started,
-        final_exit_code=done.returncode,
-        final_stderr=done.stderr[-3000:],
+        final_exit_code=done.returncode if not steady_failed else 1,
+        final_stderr=steady_failed or done.stderr[-3000:],
         partitions_behind=_partitions_behind(settings, bootstrap),
         dead_lettered=len(_dead_lettered_positions(settings, bootstrap)),
         alerts_delivered=len(ids),

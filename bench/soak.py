@@ -1,6 +1,6 @@
 """Soak: ``breachwatch run`` killed with SIGKILL many times over a large dump, then checked.
 
-    python -m bench.soak [--kills 60] [--events 100000] [--seed 20261126]
+    python -m bench.soak [--kills 60] [--events 100000] [--seed 20261126] [--churn]
 
 Starts the local broker (or uses ``KAFKA_BOOTSTRAP``), simulates a dump of at least
 ``--events`` events with attack scenarios and six malformed messages, and runs the crash
@@ -44,6 +44,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=20261126, help="seed of the kill times")
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument(
+        "--churn",
+        action="store_true",
+        help="a second consumer runs throughout; the one killed (or stopped) and restarted visits its group",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="breachwatch-soak-") as tmp, broker() as bootstrap:
@@ -54,10 +59,12 @@ def main() -> None:
         def progress(n: int) -> None:
             print(f"kill {n}/{args.kills}", file=sys.stderr, flush=True)
 
-        report = crash_and_recover(settings, bootstrap, dump, work, kills=args.kills, seed=args.seed, progress=progress)
+        report = crash_and_recover(
+            settings, bootstrap, dump, work, kills=args.kills, seed=args.seed, progress=progress, churn=args.churn
+        )
         if report.final_exit_code != 0:
             print(report.final_stderr, file=sys.stderr)
-        result = {"bench": "soak", **report.as_dict(), "final_exit_code": report.final_exit_code}
+        result = {"bench": "soak", "churn": args.churn, **report.as_dict(), "final_exit_code": report.final_exit_code}
         for label, incidents in (("missing", report.missing), ("extra", report.extra)):
             for i in incidents:
                 print(f"{label}: {i.kind} {i.detectors} actors={i.actor_ids} ips={i.source_ips}", file=sys.stderr)
