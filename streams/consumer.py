@@ -20,7 +20,8 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,47 @@ class Health:
     status: str = "starting"  # starting | ok | degraded | stopping
     detail: str = ""
     last_batch_at: float = 0.0
+
+
+class StepOutLock:
+    """A lock that its holder can step out of for a while (re-entrant for its holder).
+
+    ``threading.RLock`` cannot be let go of from deep inside a call and taken back after;
+    the consumer needs that while it waits for the database in the middle of a batch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        if self._owner != me:
+            self._lock.acquire()
+            self._owner = me
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+    @contextmanager
+    def stepped_out(self) -> Iterator[None]:
+        """Others may take the lock during the block, if this thread holds it."""
+        me = threading.get_ident()
+        if self._owner != me:
+            yield
+            return
+        depth, self._owner, self._depth = self._depth, None, 0
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+            self._owner, self._depth = me, depth
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -100,7 +142,7 @@ class Service:
         # under cooperative rebalancing the group takes units away on the client's network
         # thread at any moment, not only inside poll(). Never held across a call that waits on
         # that thread (poll, commit, offset lookups), which would wait for the lock in turn.
-        self._lock = threading.RLock()
+        self._lock = StepOutLock()
         # Read by the metrics endpoint's thread.
         self.event_latency = Histogram(LATENCY_BUCKETS)
         self.batch_time = Histogram(BATCH_BUCKETS)
@@ -125,7 +167,10 @@ class Service:
             **opts, acks="all", linger_ms=5, max_request_size=max(settings.max_message_bytes * 2, 1_048_576)
         )
         self.pipeline.db_retry = Backoff(
-            (OperationalError, DBAPIError), should_stop=self._stop.is_set, on_wait=self._db_waiting
+            (OperationalError, DBAPIError),
+            should_stop=self._stop.is_set,
+            on_wait=self._db_waiting,
+            sleep=self._db_sleep,
         )
 
     def _assignors(self, settings: Settings) -> list[Any]:
@@ -170,7 +215,23 @@ class Service:
         assigned = self.consumer.assignment()
         if assigned:
             self.consumer.pause(*assigned)
-            self.consumer.poll(timeout_ms=0)  # keeps the membership alive; paused partitions return nothing
+
+    def _db_sleep(self, delay: float) -> None:
+        """Wait for the database's next try while keeping the membership alive.
+
+        Polls with every partition paused, so nothing is fetched (what a poll still returns,
+        for a partition assigned meanwhile, is sought back to and read again later). A
+        rebalance that poll() runs calls back on the network thread, which takes the lock the
+        batch in hand holds: the wait steps out of it. The batch's findings and checkpoints
+        are computed already, so a unit taken away meanwhile is simply dropped, and its
+        checkpoint, written once the database is back, is still its state with its offsets.
+        """
+        deadline = time.monotonic() + delay
+        with self._lock.stepped_out():
+            while (left := deadline - time.monotonic()) > 0:
+                polled = self.consumer.poll(timeout_ms=max(1, int(min(left, 0.5) * 1000)))
+                for tp, msgs in polled.items():
+                    self.consumer.seek(tp, msgs[0].offset)
 
     def _recovered(self) -> None:
         if self.health.status == "degraded":
@@ -389,6 +450,9 @@ class Service:
         finally:
             self.health.status = "stopping"
             self._checkpoint_and_commit()
+            with self._lock:
+                # Written and committed: the release that close() calls back has nothing to add.
+                self._processed.clear()
             self.consumer.close(autocommit=False)
             self.refs.close()
             self.producer.flush()
@@ -462,7 +526,9 @@ class Service:
         if self.after_batch:
             self.after_batch()
 
-    def _judge(self, polled: dict[TopicPartition, list[Any]], stamps: list[int]) -> dict[TopicPartition, int] | None:
+    def _judge(
+        self, polled: dict[TopicPartition, list[Any]], stamps: list[int]
+    ) -> dict[TopicPartition, OffsetAndMetadata] | None:
         """Take in a poll's messages, judge what the reorder buffer releases and write the
         checkpoints that are due; the offsets to commit, or None if nothing was done."""
         max_bytes = self.settings.max_message_bytes

@@ -327,11 +327,13 @@ class Backoff:
         cap: float = 30.0,
         should_stop: Callable[[], bool] = lambda: False,
         on_wait: Callable[[float, BaseException], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.retry_on = retry_on
         self.first, self.cap = first, cap
         self.should_stop = should_stop
         self.on_wait = on_wait
+        self.sleep = sleep  # how to spend the wait (a consumer stays in its group meanwhile)
 
     def __call__(self, fn: Callable[[], RecordResult]) -> RecordResult:
         delay = self.first
@@ -344,7 +346,7 @@ class Backoff:
                 log.warning("database write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
                 if self.on_wait:
                     self.on_wait(delay, exc)
-                time.sleep(delay)
+                self.sleep(delay)
                 delay = min(self.cap, delay * 2)
 
 

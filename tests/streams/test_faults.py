@@ -187,7 +187,8 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
 ) -> None:
     """PostgreSQL stopped twice. First while the service is idle and a second consumer joins
     and then leaves: the partitions move twice, and each new owner must restore them from the
-    database, which is away. Then in the middle of a batch. Each time /healthz says degraded and
+    database, which is away. Then in the middle of a batch, while another consumer joins and
+    leaves: the service gives up units and takes them back as it waits. Each time /healthz says degraded and
     the committed offsets never pass what the database holds; once it is back, everything is
     processed exactly as one uninterrupted run would, nothing twice."""
     postgres = make_postgres()
@@ -206,6 +207,7 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
     produce(settings, kafka_bootstrap, range(20), tenants=True)
     service = Service(settings, kafka_bootstrap, app.build_pipeline(settings, engine))
     other = Service(settings, kafka_bootstrap, app.build_pipeline(settings, app.database(settings)))
+    visitor = Service(settings, kafka_bootstrap, app.build_pipeline(settings, app.database(settings)))
     outcome: dict[str, BaseException | None] = {}
 
     def run(name: str, s: Service) -> None:
@@ -224,7 +226,10 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
         assert code == 503 and body["status"] == "degraded" and "database unavailable" in body["detail"]
         time.sleep(2)  # the service retries meanwhile; a commit would show up now
 
-    workers = [threading.Thread(target=run, args=(n, s)) for n, s in (("service", service), ("other", other))]
+    workers = [
+        threading.Thread(target=run, args=(n, s))
+        for n, s in (("service", service), ("other", other), ("visitor", visitor))
+    ]
     with app.metrics_server(settings, service):
         workers[0].start()
         try:
@@ -259,11 +264,18 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
             )
             assert len(service.consumer.assignment()) == 3 * settings.partitions
 
-            # Outage 2: the database goes while a batch is being written.
+            # Outage 2: the database goes while a batch is being written, and a consumer joins
+            # and leaves while the first one waits in the middle of that batch.
             stored = stored_evidence(engine)
             postgres.stop()
             produce(settings, kafka_bootstrap, range(40, 60))
             outage_seen()
+            workers[2].start()
+            wait_for(lambda: bool(visitor.consumer.assignment()), 60, "the visitor to hold partitions", state)
+            wait_for(lambda: visitor.health.status == "degraded", 60, "the visitor to report the outage", state)
+            visitor.stop()
+            workers[2].join(60)
+            assert not workers[2].is_alive(), f"the visitor did not stop {state()}"
             assert workers[0].is_alive(), f"the consumer died in the outage: {outcome.get('service')!r}"
             assert committed_event_ids(settings, kafka_bootstrap) <= stored, "committed past what the database holds"
             assert committed_total(settings, kafka_bootstrap) == 40
@@ -275,9 +287,11 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
         finally:
             service.stop()
             other.stop()
+            visitor.stop()
             for w in workers:
-                w.join(60)
-    assert outcome == {"service": None, "other": None}
+                if w.is_alive():
+                    w.join(60)
+    assert outcome == {"service": None, "other": None, "visitor": None}
     assert committed_event_ids(settings, kafka_bootstrap) == stored_evidence(engine)
     incidents = IncidentStore(engine).incidents()
     engine.dispose()

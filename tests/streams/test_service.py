@@ -444,3 +444,29 @@ def test_sigterm_drains_and_commits(bw_settings: Settings, kafka_bootstrap: str)
     committed = sum(consumer.committed(TopicPartition(bw_settings.topic("erp.access"), p)) or 0 for p in parts)
     consumer.close()
     assert committed == 50
+
+
+def test_the_batch_lock_can_be_stepped_out_of_by_its_holder() -> None:
+    """What lets a rebalance through while a batch waits for the database (``_db_sleep``)."""
+    from streams.consumer import StepOutLock
+
+    lock = StepOutLock()
+    taken = threading.Event()
+
+    def other() -> None:
+        with lock:
+            taken.set()
+
+    with lock, lock:  # re-entrant for its holder
+        first = threading.Thread(target=other)
+        first.start()
+        assert not taken.wait(0.2)  # held: the other thread waits
+        with lock.stepped_out():
+            assert taken.wait(5)  # let go of at every depth
+            first.join(5)
+        taken.clear()
+        second = threading.Thread(target=other)
+        second.start()
+        assert not taken.wait(0.2)  # held again after the step out
+    assert taken.wait(5)  # released once the holder leaves both levels
+    second.join(5)
