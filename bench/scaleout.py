@@ -1,6 +1,6 @@
 """One consumer against two (separate processes, one group) on the same partitioned topics.
 
-    python -m bench.scaleout [--tenants 60] [--days 21] [--partitions 4]
+    python -m bench.scaleout [--tenants 60] [--days 21] [--partitions 4] [--logs DIR]
 
 For each consumer count the dump is produced into fresh topics, the consumers are started as
 ``breachwatch run`` processes, and the time is taken from their start until the group's
@@ -41,7 +41,7 @@ from streams.produce import produce_dump
 
 
 def run_group(
-    bootstrap: str, work: Path, dump: Path, consumers: int, partitions: int
+    bootstrap: str, work: Path, dump: Path, consumers: int, partitions: int, logs: Path | None = None
 ) -> tuple[float, list, dict[str, float]]:
     settings = run_settings(bootstrap, work, partitions)
     ensure_topics(settings, bootstrap)
@@ -51,10 +51,11 @@ def run_group(
     measure = GroupLag(settings, bootstrap)
     total = sum(measure().values())
     started = time.perf_counter()
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
-        for _ in range(consumers)
+    outs = [
+        (logs / f"{consumers}-consumers-{n}.log").open("w") if logs is not None else subprocess.DEVNULL
+        for n in range(consumers)
     ]
+    procs = [subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=out) for out in outs]
     try:
         consumer_cpu = 0.0
         done: dict[int, float] = {}
@@ -78,6 +79,9 @@ def run_group(
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(60)
+        for out in outs:
+            if out != subprocess.DEVNULL:
+                out.close()  # type: ignore[union-attr]
     cpu = {
         # Cores kept busy over the run, by everything on the machine (the broker included).
         "machine_cores_busy": round(machine.machine, 2),
@@ -97,13 +101,16 @@ def main() -> None:
     ap.add_argument("--tenants", type=int, default=60)
     ap.add_argument("--days", type=int, default=21)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--logs", type=Path, default=None, help="keep each consumer's log in this folder")
     args = ap.parse_args()
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
     dump = dump_for(args.tenants, args.days)
     total = count_events(dump)
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
-        one_s, one, cpu_one = run_group(bootstrap, Path(tmp), dump, 1, args.partitions)
+        one_s, one, cpu_one = run_group(bootstrap, Path(tmp), dump, 1, args.partitions, args.logs)
         print(f"1 consumer: {total / one_s:,.0f} events/s; cores busy {cpu_one}", flush=True)
-        two_s, two, cpu_two = run_group(bootstrap, Path(tmp), dump, 2, args.partitions)
+        two_s, two, cpu_two = run_group(bootstrap, Path(tmp), dump, 2, args.partitions, args.logs)
         print(f"2 consumers: {total / two_s:,.0f} events/s; cores busy {cpu_two}", flush=True)
 
     # Findings do not depend on the batches, but with two consumers the partitions' findings

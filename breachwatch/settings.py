@@ -65,9 +65,10 @@ class Settings(BaseSettings):
     group_instance_id: str | None = Field(default=None, min_length=1, max_length=249)
     session_timeout_ms: int = Field(default=45_000, ge=6_000, le=1_800_000)
     # How often a consumer tells the group it is alive, which is also how soon it learns that
-    # the group is rebalancing: a consumer that joins (or leaves) gets its share of the units
-    # within about this long, where Kafka's usual 3 s leaves the others working alone meanwhile.
-    heartbeat_interval_ms: int = Field(default=1_000, ge=100, le=600_000)
+    # the group is rebalancing: a unit that changes hands waits for a release and a second
+    # round, about two of these, where Kafka's usual 3 s leaves the others working alone
+    # meanwhile. A heartbeat is one small request to the group coordinator.
+    heartbeat_interval_ms: int = Field(default=300, ge=100, le=600_000)
     # cooperative: a rebalance moves only the units that change hands, and every other unit
     # keeps being judged through it (KIP-429). eager: every member gives up all its units at
     # each rebalance, as versions without this setting did; a group that still holds one of

@@ -90,11 +90,14 @@ class StickyUnitAssignor(UnitAssignor):
         unit_of: UnitOf,
         weights: Callable[[], Mapping[TopicPartition, float]],
         owned: Callable[[], Iterable[TopicPartition]] | None,
+        answered: Callable[[], None] | None = None,
     ) -> None:
         # owned() is what this member holds when it joins; None for an eager consumer, which
-        # has given everything up by then.
+        # has given everything up by then. answered() is called once the group has answered
+        # a join, with this member's assignment in place.
         super().__init__(unit_of, weights)
         self.owned = owned
+        self.answered = answered
 
     def supported_protocols(self) -> list[RebalanceProtocol]:
         # A consumer runs the most capable protocol that all its listed assignors support:
@@ -130,6 +133,10 @@ class StickyUnitAssignor(UnitAssignor):
         return ConsumerProtocolSubscription(
             version=self.version, topics=sorted(topics), user_data=b"", owned_partitions=owned
         )
+
+    def on_assignment(self, assignment: Any, generation: Any) -> None:
+        if self.answered is not None:
+            self.answered()
 
 
 class _Group:

@@ -40,7 +40,7 @@ from streams.decode import DecodeFailure, dead_letter, decode
 from streams.kafka_client import client_options, fetch_options
 from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
 from streams.pipeline import Backoff, EventTimeBuffer, Pipeline
-from streams.units import unit_name, unit_of
+from streams.units import EVENT_COST, unit_name, unit_of
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,11 @@ class Service:
         self._processed: dict[TopicPartition, int] = {}  # next offset to process, per assigned tp
         self._committed_at_assign: dict[TopicPartition, int] = {}
         self._pending: set[TopicPartition] = set()  # assigned, not yet restored
+        # Assigned and not restored when this member last joined, so not claimed: the group
+        # may give them to another member, and they wait for its answer (``_claimed``). Each
+        # assigned partition is offered so once.
+        self._unclaimed: set[TopicPartition] = set()
+        self._offered: set[TopicPartition] = set()
         self._buffer = EventTimeBuffer()
         self._ends: dict[TopicPartition, int] = {}  # end offsets asked for while the fetcher knows none
         self._ends_asked_at = 0.0
@@ -176,7 +181,7 @@ class Service:
     def _assignors(self, settings: Settings) -> list[Any]:
         weights = lambda: self._weights  # noqa: E731 - read when the group forms, not now
         if settings.rebalance_protocol == "cooperative":
-            return [StickyUnitAssignor(self._assignable_unit, weights, lambda: self.consumer.assignment())]
+            return [StickyUnitAssignor(self._assignable_unit, weights, self._claimed, self._answered)]
         # Eager: the older versions' assignors as well, which any member of a group that still
         # holds one agrees on; range keeps units whole too.
         return [
@@ -292,7 +297,8 @@ class Service:
 
         A partition's weight is its backlog (end offset less what this consumer processed, or
         else the group's committed offset) plus what arrived over the last ``every_s`` x 10
-        seconds: the first dominates a catch-up, the second the steady state. Measured in the
+        seconds, times what one of its events costs to judge (``EVENT_COST``): the backlog
+        dominates a catch-up, the arrivals the steady state. Measured in the
         main thread (the assignor runs where no blocking call is allowed); a failure keeps the
         last weights.
         """
@@ -316,7 +322,8 @@ class Service:
                     done = self.consumer.committed(tp, timeout_ms=wait) or begin[tp]
                 first_recent = recent.get(tp)
                 arrived = end[tp] - first_recent.offset if first_recent is not None else 0
-                weights[tp] = float(max(0, end[tp] - done) + max(0, arrived))
+                cost = EVENT_COST.get(self._topic_base[tp.topic], 1.0)
+                weights[tp] = cost * float(max(0, end[tp] - done) + max(0, arrived))
             self._weights = weights
         except KafkaError as exc:
             log.warning("could not measure partition weights (%s); keeping the last ones", type(exc).__name__)
@@ -326,6 +333,22 @@ class Service:
     # is allowed. Revocation only writes a checkpoint to the database (after the batch in
     # hand, under the lock); an assignment pauses the new partitions there and the main
     # thread restores and seeks them after its next batch.
+
+    def _claimed(self) -> set[TopicPartition]:
+        """What this member tells the group it holds when it joins: the partitions it has
+        restored and judges. One assigned but not restored yet has no state here, so the
+        group can give it straight to a member that joined meanwhile (both started together,
+        say) instead of waiting for a release; it is not restored before the group answers,
+        and claimed from then on (a follow-up join does not hold it up again)."""
+        with self._lock:
+            assigned = set(self.consumer.assignment())
+            self._unclaimed = assigned - set(self._processed) - self._offered
+            self._offered |= self._unclaimed
+            return assigned - self._unclaimed
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._unclaimed.clear()
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         with self._lock:
@@ -346,6 +369,7 @@ class Service:
         for tp in revoked:
             self._processed.pop(tp, None)
             self._pending.discard(tp)
+            self._offered.discard(tp)
         for u in units:
             self.pipeline.drop(u)
             self._buffer.drop(u)
@@ -361,9 +385,10 @@ class Service:
     def _restore_pending(self) -> None:
         """Restore newly assigned units from their checkpoints and seek to match."""
         with self._lock:
-            if not self._pending:
+            pending = self._pending - self._unclaimed
+            if not pending:
                 return
-            pending, self._pending = self._pending, set()
+            self._pending -= pending
         by_unit: dict[int, list[TopicPartition]] = defaultdict(list)
         for tp in pending:
             by_unit[self._unit(tp)].append(tp)
@@ -372,6 +397,10 @@ class Service:
             begin = self.consumer.beginning_offsets(tps)
             committed = {tp: self.consumer.committed(tp) or 0 for tp in tps}
             with self._lock:
+                if not self._unclaimed.isdisjoint(tps):
+                    # Left unclaimed in a join meanwhile: wait for the group's answer.
+                    self._pending.update(tps)
+                    continue
                 assigned = self.consumer.assignment()
                 if any(tp not in assigned or tp in self._pending for tp in tps):
                     # Taken back meanwhile (and perhaps given again: the next pass has it).
