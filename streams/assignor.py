@@ -47,9 +47,9 @@ log = logging.getLogger(__name__)
 UnitOf = Callable[[str, int], int | None]
 UnitKey = tuple[str, int]  # ("", unit), or (topic, partition) for a topic outside the contract
 
-# A sticky assignment is evened out only by moves that lower the busier member's weight by
-# more than this share of it: weights are measured from a moving backlog, and a rebalance
-# that chased every small change would move units back and forth for nothing.
+# A sticky assignment is evened out only while the busiest and the idlest member differ by
+# more than this share of an even split: weights are measured from a moving backlog, and a
+# rebalance that chased every small change would move units back and forth for nothing.
 MOVE_GAIN = 0.05
 
 
@@ -171,11 +171,14 @@ class _Group:
         self.count = {m.member_id: 0 for m in self.members}
         self.rank = {m.member_id: i for i, m in enumerate(self.members)}
         self.placed: dict[UnitKey, str] = {}
+        self._eligible = {
+            key: [m.member_id for m in self.members if all(tp.topic in self.subscribed[m.member_id] for tp in tps)]
+            for key, tps in self.units.items()
+        }
 
     def eligible(self, key: UnitKey) -> list[str]:
-        return [
-            m.member_id for m in self.members if all(tp.topic in self.subscribed[m.member_id] for tp in self.units[key])
-        ]
+        """The members subscribed to all of the unit's topics, in the group's order."""
+        return self._eligible[key]
 
     def holders(self) -> dict[UnitKey, set[str]]:
         """Per unit, the members that say they own any of its partitions."""
@@ -204,10 +207,12 @@ class _Group:
             self.place(key, min(eligible, key=lambda mid: (self.load[mid], self.count[mid], self.rank[mid])))
 
     def even_out(self) -> None:
-        """Move units from the busiest member to the idlest while that lowers the busier of
-        the two by more than ``MOVE_GAIN`` (by count while no unit has a weight)."""
+        """Move units from the busiest member to the idlest while the two differ by more
+        than ``MOVE_GAIN`` of an even split and a move lowers the busier of the two (by count
+        while no unit has a weight)."""
         by_count = not any(self.weight.values())
         size = self.count if by_count else self.load
+        slack = 1 if by_count else MOVE_GAIN * sum(self.weight.values()) / max(1, len(self.members))
         for _ in range(len(self.units)):
             busiest = max(self.members, key=lambda m: (size[m.member_id], -self.rank[m.member_id])).member_id
             idlest = min(self.members, key=lambda m: (size[m.member_id], self.rank[m.member_id])).member_id
@@ -221,7 +226,7 @@ class _Group:
             if busiest == idlest or not movable:
                 return
             best = min(movable, key=lambda k: (after(k), k))
-            if top - after(best) <= (0 if by_count else MOVE_GAIN * top):
+            if top - size[idlest] <= slack or after(best) >= top:
                 return
             self.place(best, idlest)
 

@@ -175,6 +175,19 @@ def test_a_stable_group_keeps_its_units_through_a_rebalance() -> None:
         assert cooperative_round(split, jittered) == split
 
 
+def test_a_member_joining_many_small_units_gets_its_share() -> None:
+    partitions = 64
+    every = {TopicPartition(t, p) for t in TOPICS for p in range(partitions)}
+    rng = random.Random(3)
+    weights = {tp: rng.uniform(1_000.0, 9_000.0) for tp in sorted(every)}
+    members = [Member("m-a", owned=every), Member("m-b", owned=set())]
+    first = assign(members, weights, partitions, kind=StickyUnitAssignor)
+    members = [Member("m-a", owned=first["m-a"]), Member("m-b", owned=first["m-b"])]
+    final = assign(members, weights, partitions, kind=StickyUnitAssignor)
+    loads = sorted(load(tps, weights) for tps in final.values())
+    assert loads[1] / sum(loads) < 0.53, loads
+
+
 def test_a_move_that_evens_out_the_split_by_little_is_not_made() -> None:
     """51:49 becomes 50:50 by moving one unit: not worth a unit's checkpoint and restore."""
     weights = dict.fromkeys(ALL, 0.0)
