@@ -226,6 +226,15 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
         assert code == 503 and body["status"] == "degraded" and "database unavailable" in body["detail"]
         time.sleep(2)  # the service retries meanwhile; a commit would show up now
 
+    def visit(n: int, consumer: Service) -> None:
+        """Start a consumer, wait until it holds partitions it cannot restore, stop it."""
+        workers[n].start()
+        wait_for(lambda: bool(consumer.consumer.assignment()), 60, f"consumer {n} to hold partitions", state)
+        wait_for(lambda: consumer.health.status == "degraded", 60, f"consumer {n} to report the outage", state)
+        consumer.stop()
+        workers[n].join(60)
+        assert not workers[n].is_alive(), f"consumer {n} did not stop {state()}"
+
     workers = [
         threading.Thread(target=run, args=(n, s))
         for n, s in (("service", service), ("other", other), ("visitor", visitor))
@@ -241,14 +250,9 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
             # Outage 1: a consumer joins and leaves again; no partition can be restored meanwhile.
             stored = stored_evidence(engine)
             postgres.stop()
-            workers[1].start()
-            wait_for(lambda: bool(other.consumer.assignment()), 60, "the second consumer to hold partitions", state)
             # It cannot restore them; the first keeps the units it still holds, and needs no
             # database for that while nothing arrives.
-            wait_for(lambda: other.health.status == "degraded", 60, "the second consumer to report the outage", state)
-            other.stop()
-            workers[1].join(60)
-            assert not workers[1].is_alive(), f"the leaving consumer did not stop {state()}"
+            visit(1, other)
             outage_seen()  # the first consumer cannot restore what comes back to it
             produce(settings, kafka_bootstrap, range(20, 40))
             time.sleep(2)
@@ -270,12 +274,7 @@ def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
             postgres.stop()
             produce(settings, kafka_bootstrap, range(40, 60))
             outage_seen()
-            workers[2].start()
-            wait_for(lambda: bool(visitor.consumer.assignment()), 60, "the visitor to hold partitions", state)
-            wait_for(lambda: visitor.health.status == "degraded", 60, "the visitor to report the outage", state)
-            visitor.stop()
-            workers[2].join(60)
-            assert not workers[2].is_alive(), f"the visitor did not stop {state()}"
+            visit(2, visitor)
             assert workers[0].is_alive(), f"the consumer died in the outage: {outcome.get('service')!r}"
             assert committed_event_ids(settings, kafka_bootstrap) <= stored, "committed past what the database holds"
             assert committed_total(settings, kafka_bootstrap) == 40
