@@ -20,8 +20,10 @@ by count, busiest-first ties broken by unit, so the assignment is still determin
 from what each member holds, moves a unit only when that evens the split out by more than a
 little, and takes part in Kafka's cooperative rebalancing (KIP-429): a unit that changes hands is
 left unassigned for one round, so its owner checkpoints and releases it first and the next round
-gives it to the new owner, while every other unit is judged without a pause. Without the owners
-(an eager consumer gives up everything before it joins) it is ``UnitAssignor``'s split.
+gives it to the new owner, while every other unit is judged without a pause. (A consumer does
+not claim units it has not restored yet, which have no state to hand over: those go to their new
+owner at once.) Without the owners (an eager consumer gives up everything before it joins) it is
+``UnitAssignor``'s split.
 
 A group picks the first assignor that every member lists. An eager consumer lists the sticky
 assignor, ``UnitAssignor`` and range, so it can join a group of older members (which list the
