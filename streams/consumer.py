@@ -44,6 +44,8 @@ from streams.units import EVENT_COST, unit_name, unit_of
 
 log = logging.getLogger(__name__)
 
+BROKER_AWAY = "Kafka unavailable"  # the health detail while poll() cannot reach the broker
+
 
 @dataclass(slots=True)
 class Health:
@@ -237,6 +239,11 @@ class Service:
                 polled = self.consumer.poll(timeout_ms=max(1, int(min(left, 0.5) * 1000)))
                 for tp, msgs in polled.items():
                     self.consumer.seek(tp, msgs[0].offset)
+
+    def _broker_waiting(self, exc: KafkaError) -> None:
+        self.health.status, self.health.detail = "degraded", f"{BROKER_AWAY}: {type(exc).__name__}"
+        log.warning("Kafka unavailable (%s); retrying", type(exc).__name__)
+        self._stop.wait(1.0)
 
     def _recovered(self) -> None:
         if self.health.status == "degraded":
@@ -456,6 +463,16 @@ class Service:
                     )
                 except InconsistentGroupProtocolError:
                     raise ConfigError(self._no_common_assignor()) from None
+                except KafkaError as exc:
+                    # kafka-python gives up on finding the group coordinator while the broker
+                    # is away for half a minute or so (a connection error while it refreshes
+                    # metadata): wait for it as for the database, in the group, not by exiting.
+                    if not exc.retriable:
+                        raise
+                    self._broker_waiting(exc)
+                    continue
+                if self.health.detail.startswith(BROKER_AWAY):
+                    self.health.status, self.health.detail = "ok", ""
                 if polled or len(self._buffer):
                     self._handle(polled)
                     if polled:

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaConnectionError
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from traffic import TENANTS, cross_tenant
+from traffic import TENANTS, cross_tenant, send_reads
 
 from breachwatch import app
 from breachwatch.settings import Settings, load_settings
@@ -143,6 +144,29 @@ def test_broker_restart_mid_stream_loses_nothing(
     incidents = IncidentStore(engine).incidents()
     assert sorted(i.actor_ids[0] for i in incidents) == sorted(f"u-intruder-{n}" for n in range(20))
     assert service.pipeline.stats.consumed["erp.access"] == 20
+
+
+def test_a_broker_the_client_gives_up_on_is_waited_for(bw_settings: Settings, kafka_bootstrap: str) -> None:
+    """kafka-python raises a connection error from poll() once it gives up finding the group
+    coordinator (seen about 30 s into a broker outage): the service reports it and polls
+    again instead of exiting, and nothing is lost."""
+    ensure_topics(bw_settings, kafka_bootstrap)
+    send_reads(bw_settings, kafka_bootstrap, 12)
+    service = Service(bw_settings, kafka_bootstrap, app.build_pipeline(bw_settings, app.database(bw_settings)))
+    real_poll = service.consumer.poll
+    seen: list[str] = []
+
+    def poll(*args: Any, **kwargs: Any) -> Any:
+        seen.append(service.health.detail)
+        if len(seen) in (2, 3):
+            raise KafkaConnectionError("socket disconnected")
+        return real_poll(*args, **kwargs)
+
+    service.consumer.poll = poll  # type: ignore[method-assign]
+    stats = service.run(until_caught_up=True)
+    assert seen[3].startswith("Kafka unavailable: KafkaConnectionError")  # what /healthz said meanwhile
+    assert stats["consumed"]["erp.access"] == 12
+    assert service.health.detail == ""
 
 
 def healthz(port: int) -> tuple[int, dict]:
