@@ -176,8 +176,7 @@ class Service:
         self.pipeline.db_retry = Backoff(
             (OperationalError, DBAPIError),
             should_stop=self._stop.is_set,
-            on_wait=self._db_waiting,
-            sleep=self._db_sleep,
+            wait=self._db_waiting,
         )
 
     def _assignors(self, settings: Settings) -> list[Any]:
@@ -213,26 +212,22 @@ class Service:
             signal.signal(sig, lambda *_: self.stop())
 
     def _db_waiting(self, delay: float, exc: BaseException) -> None:
-        """While the database is away: report degraded, fetch nothing, stay in the group.
+        """While the database is away, until its next try: report degraded, fetch nothing,
+        stay in the group.
 
         Nothing of the failed batch is committed, so whatever happens next (recovery, a
-        rebalance, a stop) resumes from durable state.
+        rebalance, a stop) resumes from durable state. Polls with every partition paused,
+        so nothing is fetched (what a poll still returns, for a partition assigned meanwhile,
+        is sought back to and read again later). A rebalance that poll() runs calls back on
+        the network thread, which takes the lock the batch in hand holds: the wait steps out
+        of it. The batch's findings and checkpoints are computed already, so a unit taken
+        away meanwhile is simply dropped, and its checkpoint, written once the database is
+        back, is still its state with its offsets.
         """
         self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
         assigned = self.consumer.assignment()
         if assigned:
             self.consumer.pause(*assigned)
-
-    def _db_sleep(self, delay: float) -> None:
-        """Wait for the database's next try while keeping the membership alive.
-
-        Polls with every partition paused, so nothing is fetched (what a poll still returns,
-        for a partition assigned meanwhile, is sought back to and read again later). A
-        rebalance that poll() runs calls back on the network thread, which takes the lock the
-        batch in hand holds: the wait steps out of it. The batch's findings and checkpoints
-        are computed already, so a unit taken away meanwhile is simply dropped, and its
-        checkpoint, written once the database is back, is still its state with its offsets.
-        """
         deadline = time.monotonic() + delay
         with self._lock.stepped_out():
             while (left := deadline - time.monotonic()) > 0:

@@ -326,14 +326,12 @@ class Backoff:
         first: float = 0.5,
         cap: float = 30.0,
         should_stop: Callable[[], bool] = lambda: False,
-        on_wait: Callable[[float, BaseException], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        wait: Callable[[float, BaseException], None] = lambda delay, _exc: time.sleep(delay),
     ) -> None:
         self.retry_on = retry_on
         self.first, self.cap = first, cap
         self.should_stop = should_stop
-        self.on_wait = on_wait
-        self.sleep = sleep  # how to spend the wait (a consumer stays in its group meanwhile)
+        self.wait = wait  # how to spend ``delay`` after ``exc`` (a consumer stays in its group)
 
     def __call__(self, fn: Callable[[], RecordResult]) -> RecordResult:
         delay = self.first
@@ -344,9 +342,7 @@ class Backoff:
                 if self.should_stop():
                     raise
                 log.warning("database write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-                if self.on_wait:
-                    self.on_wait(delay, exc)
-                self.sleep(delay)
+                self.wait(delay, exc)
                 delay = min(self.cap, delay * 2)
 
 

@@ -451,7 +451,7 @@ def test_sigterm_drains_and_commits(bw_settings: Settings, kafka_bootstrap: str)
 
 
 def test_the_batch_lock_can_be_stepped_out_of_by_its_holder() -> None:
-    """What lets a rebalance through while a batch waits for the database (``_db_sleep``)."""
+    """What lets a rebalance through while a batch waits for the database (``_db_waiting``)."""
     from streams.consumer import StepOutLock
 
     lock = StepOutLock()
