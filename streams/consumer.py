@@ -354,27 +354,24 @@ class Service:
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         with self._lock:
-            self._release(revoked)
-
-    def _release(self, revoked: set[TopicPartition]) -> None:
-        units = {self._unit(tp) for tp in revoked if tp.topic in self._topic_base}
-        if units:
-            log.info("releasing %s", ", ".join(unit_name(u) for u in sorted(units)))
-            cps = self._checkpoint_offsets(units)
-            try:
-                if cps:
-                    # One attempt: this runs on the client's network thread, where the retry
-                    # loop's poll() is not allowed and a long wait would stall the rebalance.
-                    self.pipeline.process({}, cps, retry=False)
-            except (OperationalError, DBAPIError) as exc:
-                log.warning("checkpoint on revocation failed (%s); the next owner resumes from the last one", exc)
-        for tp in revoked:
-            self._processed.pop(tp, None)
-            self._pending.discard(tp)
-            self._offered.discard(tp)
-        for u in units:
-            self.pipeline.drop(u)
-            self._buffer.drop(u)
+            units = {self._unit(tp) for tp in revoked if tp.topic in self._topic_base}
+            if units:
+                log.info("releasing %s", ", ".join(unit_name(u) for u in sorted(units)))
+                cps = self._checkpoint_offsets(units)
+                try:
+                    if cps:
+                        # One attempt: this runs on the client's network thread, where the retry
+                        # loop's poll() is not allowed and a long wait would stall the rebalance.
+                        self.pipeline.process({}, cps, retry=False)
+                except (OperationalError, DBAPIError) as exc:
+                    log.warning("checkpoint on revocation failed (%s); the next owner resumes from the last one", exc)
+            for tp in revoked:
+                self._processed.pop(tp, None)
+                self._pending.discard(tp)
+                self._offered.discard(tp)
+            for u in units:
+                self.pipeline.drop(u)
+                self._buffer.drop(u)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         with self._lock:
