@@ -26,7 +26,7 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
@@ -84,7 +84,8 @@ class IncidentRow(Base):
     detectors: Mapped[list[str]] = mapped_column(default=list)
     reasons: Mapped[list[str]] = mapped_column(default=list)
     evidence_count: Mapped[int] = mapped_column(Integer, default=0)
-    # "actor:<id>" or "ip:<addr>": what later findings are correlated on.
+    # "actor:<id>", "net:<prefix>" or "ip:<addr>": who the incident is about (the first
+    # finding's actor or attacking network); later findings correlate on ``correlation_keys``.
     group_key: Mapped[str] = mapped_column(String(200), index=True)
     # Partition-independent facts a finding carried (counts, baselines) for the console.
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -124,6 +125,21 @@ class EvidenceRow(Base):
     event_json: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_evidence_incident_ts", "incident_id", "ts"),)
+
+
+class CorrelationKeyRow(Base):
+    """What a finding can be correlated on, one row per key (see ``incidents.store``).
+
+    Keys belong to findings, not incidents, so they follow a finding that a merge or a split
+    moves, and an incident is findable by the keys of every finding it holds.
+    """
+
+    __tablename__ = "correlation_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    finding_id: Mapped[str] = mapped_column(ForeignKey("findings.finding_id"), primary_key=True, index=True)
+    # Never loaded; it makes a flush insert a new finding before the keys that name it.
+    finding: Mapped[FindingRow] = relationship(lazy="raise")
 
 
 class CheckpointRow(Base):

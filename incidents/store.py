@@ -3,7 +3,9 @@
 Findings are grouped into an incident when they share the actor, or when one of them is
 about an attacking address (no single actor, e.g. credential stuffing) and the other came
 from that address's network (/24, IPv6 /48: a campaign rotates addresses within one), within
-the correlation window (event time). Everything is keyed by
+the correlation window (event time). Whichever of two such findings is stored first, the
+second finds its incident (``correlation_keys``), so consumers that store in a different
+order group the same way. Everything is keyed by
 deterministic ids, so a batch processed twice (after a crash or a rebalance) changes
 nothing the second time: no second incident, no doubled evidence, no second page.
 With a closed-incident policy, a finding that repeats a pattern lately judged a false
@@ -26,14 +28,24 @@ from sqlalchemy.orm import Session
 
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
 from detectors.features import network_prefix
-from incidents.db import CheckpointRow, EvidenceRow, FindingRow, IncidentRow, aggregate_time
-from incidents.lifecycle import ClosedIncidentPolicy, Suppression
+from incidents.db import (
+    CheckpointRow,
+    CorrelationKeyRow,
+    EvidenceRow,
+    FindingRow,
+    IncidentRow,
+    aggregate_time,
+    utcnow,
+)
+from incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
 from incidents.model import CLOSED_STATUSES, IncidentOut
 from streams.models import AccessEvent, AuthEvent, Event, LogRecord, Tenant
 
 log = logging.getLogger(__name__)
 
 MAX_REASONS = 40
+# Open incidents a finding links besides the one it joins (a finding from a busy network).
+MAX_RELATED = 5
 TOPIC_OF: dict[type, str] = {AccessEvent: "erp.access", AuthEvent: "erp.auth", LogRecord: "erp.logs"}
 
 # Called inside the batch transaction for each newly opened incident (the notifier's hook).
@@ -88,6 +100,25 @@ def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> l
 def network_keys(ips: Sequence[str]) -> list[str]:
     """Grouping keys of the networks (/24, IPv6 /48) the addresses are in."""
     return list(dict.fromkeys(f"net:{n}" for ip in ips if (n := network_prefix(ip))))
+
+
+def correlation_keys(f: Finding) -> tuple[list[str], list[str]]:
+    """The keys a finding is stored under, and the keys it looks for in open incidents.
+
+    - ``actor:<id>``: an actor's finding, found by later findings of the same actor.
+    - ``net:<prefix>`` (``ip:<addr>`` for an address with no network): a finding about an
+      attacking network with no single actor, found by any finding from that network.
+    - ``src:<prefix or addr>``: where an actor's finding came from, found only by findings
+      about an attacking network. So a campaign finds the takeover stored before it, while
+      two actors behind one office's addresses never meet.
+    """
+    places = [(ip, network_prefix(ip)) for ip in dict.fromkeys(ip for ip in f.source_ips if ip)]
+    attacking = list(dict.fromkeys(f"net:{n}" if n else f"ip:{ip}" for ip, n in places))
+    sources = list(dict.fromkeys(f"src:{n or ip}" for ip, n in places))
+    if f.actor_id:
+        actor = f"actor:{f.actor_id}"
+        return [actor, *sources], [actor, *attacking]
+    return attacking, [*attacking, *sources]
 
 
 class IncidentStore:
@@ -148,6 +179,18 @@ class IncidentStore:
             if self.closed_policy is not None
             else {}
         )
+        # A finding re-reported with later events may bring new addresses: keys not yet stored.
+        stored_keys: set[tuple[str, str]] = (
+            set(
+                session.execute(
+                    select(CorrelationKeyRow.finding_id, CorrelationKeyRow.key).where(
+                        CorrelationKeyRow.finding_id.in_(list(known))
+                    )
+                ).tuples()
+            )
+            if known
+            else set()
+        )
         suppressed: dict[str, tuple[IncidentRow, list[FindingRow], datetime]] = {}
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
         for f in findings:
@@ -161,6 +204,7 @@ class IncidentStore:
                 incident = session.get(IncidentRow, known[fid])
                 if incident is not None:
                     self._fold(incident, f)
+                    self._add_keys(session, f, stored_keys)
                     added = self._add_evidence(session, incident, fid, f.events)
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))
@@ -173,13 +217,15 @@ class IncidentStore:
                 self._fold(incident, f)
                 row = self._finding_row(f, incident, suppressed=True)
                 session.add(row)
+                self._add_keys(session, f, stored_keys)
                 known[fid] = incident.incident_id
                 self._add_evidence(session, incident, fid, f.events)
                 suppressed.setdefault(incident.incident_id, (incident, [], held.until))[1].append(row)
                 result.suppressed.append(fid)
                 result.new_findings += 1
                 continue
-            incident = self._match(session, f)
+            matches = self._match(session, f)
+            incident = matches[0] if matches else None
             if incident is None:
                 incident = self._open(session, f)
                 if self.closed_policy is not None:
@@ -190,8 +236,11 @@ class IncidentStore:
                 self._fold(incident, f)
                 if incident.incident_id not in opened and incident.incident_id not in result.updated:
                     result.updated.append(incident.incident_id)
+            for other in matches[1:]:
+                self._relate(session, incident, other, f)
             row = self._finding_row(f, incident)
             session.add(row)
+            self._add_keys(session, f, stored_keys)
             known[fid] = incident.incident_id
             evidence = self._add_evidence(session, incident, fid, f.events)
             if incident.incident_id in opened:
@@ -225,33 +274,76 @@ class IncidentStore:
             suppressed=suppressed,
         )
 
-    def _candidate_keys(self, f: Finding) -> list[str]:
+    @staticmethod
+    def _candidate_keys(f: Finding) -> list[str]:
+        """The group keys of closed incidents this finding's pattern continues (the closed policy's)."""
         keys = [f"actor:{f.actor_id}"] if f.actor_id else []
-        # An address-centric incident (no single actor) absorbs what later came from its
-        # network (a campaign rotates addresses inside one /24); ordinary findings never merge
-        # with each other on a shared address (offices share NAT addresses).
         keys += [f"ip:{ip}" for ip in f.source_ips]
         keys += network_keys(f.source_ips)
         return keys
 
-    def _match(self, session: Session, f: Finding) -> IncidentRow | None:
-        keys = self._candidate_keys(f)
-        if not keys:
-            return None
-        lo, hi = f.ts - self.window, f.ts + self.window
-        stmt = (
-            select(IncidentRow)
-            .where(IncidentRow.group_key.in_(keys))
-            .where(IncidentRow.status.not_in(CLOSED_STATUSES))
-            .where(IncidentRow.updated_at >= lo)
-            .where(IncidentRow.opened_at <= hi)
-            .order_by(IncidentRow.opened_at, IncidentRow.incident_id)
-        )
-        # autoflush makes incidents opened earlier in this batch visible to the query.
-        found = session.scalars(stmt).first()
-        if found is None and self.closed_policy is not None:
-            found = self.closed_policy.match(session, keys, f.ts)
-        return found
+    @staticmethod
+    def _add_keys(session: Session, f: Finding, stored: set[tuple[str, str]]) -> None:
+        """Store the finding's correlation keys it does not have yet (call after adding its row)."""
+        for key in correlation_keys(f)[0]:
+            if (f.finding_id, key) not in stored:
+                stored.add((f.finding_id, key))
+                session.add(CorrelationKeyRow(key=key, finding_id=f.finding_id))
+
+    def _match(self, session: Session, f: Finding) -> list[IncidentRow]:
+        """The open incidents holding a finding this one correlates with inside the window,
+        earliest opened first (the one it joins); else the closed incident it reopens, if any."""
+        sought = correlation_keys(f)[1]
+        if sought:
+            lo, hi = f.ts - self.window, f.ts + self.window
+            holding = (
+                select(FindingRow.incident_id)
+                .join(CorrelationKeyRow, CorrelationKeyRow.finding_id == FindingRow.finding_id)
+                .where(CorrelationKeyRow.key.in_(sought))
+            )
+            stmt = (
+                select(IncidentRow)
+                .where(IncidentRow.incident_id.in_(holding))
+                .where(IncidentRow.status.not_in(CLOSED_STATUSES))
+                .where(IncidentRow.updated_at >= lo)
+                .where(IncidentRow.opened_at <= hi)
+                .order_by(IncidentRow.opened_at, IncidentRow.incident_id)
+                .limit(MAX_RELATED + 1)
+            )
+            # autoflush makes incidents opened earlier in this batch visible to the query.
+            found = list(session.scalars(stmt))
+            if found:
+                return found
+        if self.closed_policy is not None and (keys := self._candidate_keys(f)):
+            reopened = self.closed_policy.match(session, keys, f.ts)
+            if reopened is not None:
+                return [reopened]
+        return []
+
+    @staticmethod
+    def _relate(session: Session, joined: IncidentRow, other: IncidentRow, f: Finding) -> None:
+        """Link two open incidents that one finding correlates with (it joined the earlier):
+        they may be one attack, stored as two because their findings arrived before the one
+        that ties them. Merging stays a person's call (the console's merge)."""
+        a, b = joined.incident_id, other.incident_id
+        if session.get(IncidentLinkRow, (b, a, "correlated")) is not None:
+            return
+        now = utcnow()
+        if not link(session, a, b, "correlated", SYSTEM, at=now):
+            return
+        what = f.kind.replace("_", " ")
+        for incident, peer in ((joined, b), (other, a)):
+            note(
+                session,
+                incident,
+                SYSTEM,
+                "correlated",
+                f"a {what} finding ties this incident to {peer}; it joined {a}, the earlier. "
+                "Merge them if they are one attack.",
+                at=now,
+                detail={"incident": peer, "finding": f.finding_id},
+                audit_at_commit=True,
+            )
 
     def _open(self, session: Session, f: Finding) -> IncidentRow:
         nets = network_keys(f.source_ips[:1])

@@ -100,3 +100,95 @@ def test_a_database_made_before_migrations_is_adopted(empty: Engine) -> None:
 def test_the_migrations_folder_is_packaged_with_its_template() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file() and (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert HEAD is not None
+
+
+def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrade(empty: Engine) -> None:
+    """A database at 0002 holds a takeover incident (open) and a closed one; after the upgrade
+    a credential-stuffing finding from the takeover's network joins the open one."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from detectors.base import Finding
+    from incidents.db import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow
+    from incidents.store import IncidentStore
+    from streams.models import AuthEvent
+
+    upgrade(empty, "0002")
+    t0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+    def login(n: int, actor: str, ip: str, minutes: float, outcome: str = "failure") -> AuthEvent:
+        return AuthEvent(
+            event_id=f"l-{n}",
+            ts=t0 + timedelta(minutes=minutes),
+            actor_id=actor,
+            actor_type="customer_user",
+            actor_tenant="t-rhein",
+            action="login",
+            outcome=outcome,
+            ip=ip,
+        )
+
+    with Session(empty) as s, s.begin():
+        for iid, actor, status, ip in (("i-open", "u-3", "open", "203.0.113.77"), ("i-old", "u-5", "resolved", "")):
+            s.add(
+                IncidentRow(
+                    incident_id=iid,
+                    kind="ato",
+                    title="takeover",
+                    severity="high",
+                    score=80,
+                    status=status,
+                    opened_at=t0,
+                    updated_at=t0,
+                    actor_ids=[actor],
+                    group_key=f"actor:{actor}",
+                )
+            )
+            s.flush()
+            s.add(
+                FindingRow(
+                    finding_id=f"f-{iid}",
+                    incident_id=iid,
+                    detector="learned",
+                    kind="ato",
+                    severity="high",
+                    score=80,
+                    ts=t0,
+                    title="takeover",
+                    actor_id=actor,
+                )
+            )
+            if ip:
+                event = login(0, actor, ip, 0, "success")
+                s.flush()
+                s.add(
+                    EvidenceRow(
+                        incident_id=iid,
+                        event_id=event.event_id,
+                        finding_id=f"f-{iid}",
+                        topic="erp.auth",
+                        ts=t0,
+                        event_json=event.model_dump_json(),
+                    )
+                )
+    upgrade(empty)
+    with Session(empty) as s:
+        keys = sorted(s.execute(select(CorrelationKeyRow.finding_id, CorrelationKeyRow.key)).tuples())
+    assert keys == [("f-i-old", "actor:u-5"), ("f-i-open", "actor:u-3"), ("f-i-open", "src:203.0.113.0/24")]
+    fails = tuple(login(i, f"u-{i}", "203.0.113.9", i * 0.1) for i in range(1, 13))
+    stuffing = Finding(
+        detector="rules.credential_stuffing",
+        kind="credential_stuffing",
+        severity="high",
+        score=85,
+        ts=fails[0].ts,
+        title="credential stuffing",
+        reasons=(),
+        playbook="",
+        events=fails,
+        actor_id=None,
+        source_ips=("203.0.113.9",),
+    )
+    assert IncidentStore(empty).record([stuffing]).updated == ["i-open"]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from detectors.base import Finding
 from incidents.db import EvidenceRow, FindingRow, IncidentRow, init_db, make_engine
+from incidents.lifecycle import SYSTEM, IncidentEventRow, IncidentLinkRow
 from incidents.store import Checkpoint, IncidentStore
 from streams.models import AccessEvent, AuthEvent
 
@@ -186,3 +190,74 @@ def test_checkpoint_round_trip(store: IncidentStore) -> None:
     store.record([], checkpoints=[cp2])
     assert store.load_checkpoint("g", 3) == cp2
     assert store.load_checkpoint("g", 4) is None
+
+
+# --- correlation whatever order findings are stored in (SQLite and PostgreSQL) -------------------
+
+CAMPAIGN_NET = "203.0.113"
+
+
+def _stuffing(ev: SimpleNamespace, k: int, minutes: float) -> Finding:
+    ips = (f"{CAMPAIGN_NET}.9", f"{CAMPAIGN_NET}.10")
+    fails = [ev.login(k * 100 + i, actor=f"u-{i}", ip=ips[i % 2], minutes=minutes + i * 0.1) for i in range(12)]
+    return ev.finding(fails, detector="rules.credential_stuffing", actor=None, kind="credential_stuffing", ips=ips)
+
+
+def _actor(ev: SimpleNamespace, k: int, actor: str, ip: str, minutes: float) -> Finding:
+    return ev.finding([ev.access(k, actor=actor, ip=ip, minutes=minutes)], detector="learned", actor=actor, kind="ato")
+
+
+def _groups(engine: Engine) -> list[list[str]]:
+    with Session(engine) as s:
+        by_incident: dict[str, list[str]] = {}
+        for fid, iid in s.execute(select(FindingRow.finding_id, FindingRow.incident_id)).tuples():
+            by_incident.setdefault(iid, []).append(fid)
+    return sorted(sorted(v) for v in by_incident.values())
+
+
+def test_grouping_does_not_depend_on_the_order_findings_are_stored_in(engine: Engine, ev: SimpleNamespace) -> None:
+    """Consumers judging different units store a campaign's findings in any order: a takeover
+    from the campaign's network joins it even when stored first; two actors behind one office
+    network never meet."""
+    store = IncidentStore(engine, window=timedelta(hours=6))
+    outcomes = []
+    for k, order in enumerate(itertools.permutations(range(4))):
+        day = k * 24 * 60  # each ordering a day apart, far outside the window
+        findings = [
+            _stuffing(ev, k, day),
+            _actor(ev, k, "u-3", f"{CAMPAIGN_NET}.77", day + 3),  # another address in the network
+            _actor(ev, k, "u-a", "198.51.100.7", day + 1),
+            _actor(ev, k, "u-b", "198.51.100.8", day + 2),
+        ]
+        for i in order:
+            store.record([findings[i]])
+        ids = [f.finding_id for f in findings]
+        grouping = sorted(sorted(ids.index(fid) for fid in g) for g in _groups(engine) if set(g) <= set(ids))
+        outcomes.append((order, grouping))
+    assert {str(g) for _, g in outcomes} == {"[[0, 1], [2], [3]]"}, outcomes
+
+
+def test_a_finding_that_ties_two_open_incidents_joins_the_earlier_and_links_them(
+    engine: Engine, ev: SimpleNamespace
+) -> None:
+    store = IncidentStore(engine, window=timedelta(hours=6))
+    first = _actor(ev, 1, "u-3", f"{CAMPAIGN_NET}.9", 3)
+    second = _actor(ev, 2, "u-7", f"{CAMPAIGN_NET}.200", 5)
+    store.record([second])
+    store.record([first])  # stored later, but its finding is earlier: its incident opened first
+    store.record([_stuffing(ev, 0, 0)])
+    store.record([_stuffing(ev, 0, 0)])  # re-delivered: nothing more
+    [a, b] = sorted(store.incidents(), key=lambda i: i.opened_at)
+    assert a.actor_ids == ["u-3"] and a.kind == "credential_stuffing" and len(a.evidence_event_ids) == 13
+    assert b.actor_ids == ["u-7"] and len(b.evidence_event_ids) == 1
+    with Session(engine) as s:
+        linked = [(r.incident_id, r.related_id, r.kind) for r in s.scalars(select(IncidentLinkRow))]
+        notes = sorted(
+            (e.incident_id, e.actor)
+            for e in s.scalars(select(IncidentEventRow).where(IncidentEventRow.action == "correlated"))
+        )
+    assert linked == [(a.incident_id, b.incident_id, "correlated")]
+    assert notes == sorted([(a.incident_id, SYSTEM), (b.incident_id, SYSTEM)])
+    # A later takeover from the campaign's network joins the campaign, not the other incident.
+    store.record([_actor(ev, 3, "u-9", f"{CAMPAIGN_NET}.31", 20)])
+    assert sorted(i.actor_ids for i in store.incidents()) == [["u-3", "u-9"], ["u-7"]]
