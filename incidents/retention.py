@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, not_, select
+from sqlalchemy import delete, func, not_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from incidents import audit
-from incidents.db import EvidenceRow, FindingRow, IncidentRow, utcnow
+from incidents.db import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, utcnow
 from incidents.model import CLOSED_STATUSES
 
 Mode = Literal["anonymise", "purge"]
@@ -281,6 +281,15 @@ def _incident_batches(
                 incident.source_ips = [known.get(ip, ip) for ip in incident.source_ips or []]
                 incident.group_key = scrub(incident.group_key)
                 incident.facts = {**_scrub_json(incident.facts or {}, scrub), MARKER: now.date().isoformat()}
+                # Correlation keys name actors and networks, and a closed incident is never
+                # correlated with again: they go rather than being scrubbed.
+                session.execute(
+                    delete(CorrelationKeyRow).where(
+                        CorrelationKeyRow.finding_id.in_(
+                            select(FindingRow.finding_id).where(FindingRow.incident_id == incident.incident_id)
+                        )
+                    )
+                )
                 for f in session.scalars(select(FindingRow).where(FindingRow.incident_id == incident.incident_id)):
                     f.actor_id = known.get(f.actor_id, f.actor_id) if f.actor_id else None
                     f.title = scrub(f.title)

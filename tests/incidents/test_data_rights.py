@@ -17,7 +17,7 @@ from breachwatch.app import incident_hooks
 from breachwatch.settings import Settings
 from incidents import audit, lifecycle
 from incidents.data_rights import erase_tenant, export_tenant
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
+from incidents.db import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow
 from incidents.lifecycle import IncidentEventRow
 from incidents.store import IncidentStore
 from notifier.outbox import OutboxRow
@@ -75,9 +75,14 @@ def test_erasure_removes_the_tenants_data_and_nothing_else(engine: Engine, ev: S
     if notices is not None:
         with Session(engine) as session:
             assert notices.list_notices(session, ids["own"]), "a confirmed breach drafts a notice to erase"
+    with Session(engine) as session:
+        own_findings = list(session.scalars(select(FindingRow.finding_id).where(FindingRow.incident_id == ids["own"])))
+        assert session.scalar(select(func.count()).where(CorrelationKeyRow.finding_id.in_(own_findings)))
     with Session(engine) as session, session.begin():
         result = erase_tenant(session, "t-rhein", "cli:dpo", now=NOW)
     assert (result.incidents_deleted, result.incidents_trimmed) == (1, 1)
+    with Session(engine) as session:  # the actor and networks its findings were keyed on
+        assert session.scalar(select(func.count()).where(CorrelationKeyRow.finding_id.in_(own_findings))) == 0
     assert result.evidence_deleted == 3  # two of its own incident, one of the shared one
 
     with Session(engine) as session:

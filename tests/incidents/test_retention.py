@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from incidents import audit, lifecycle, retention
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
+from incidents.db import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow
 from notifier.message import OutboxMessage
 from notifier.outbox import OutboxRow, enqueue
 
@@ -99,6 +99,15 @@ def test_old_evidence_of_closed_incidents_is_anonymised(engine: Engine, ev: Simp
         assert all(ip.startswith("anon-") for ip in incident.source_ips)
         f = session.scalars(select(FindingRow).where(FindingRow.incident_id == ids["old_closed"])).one()
         assert f.actor_id == incident.actor_ids[0] and "u-hans" not in f.title
+        # Its correlation keys (actor, networks) are gone; the open incident's are kept.
+        keyed = set(
+            session.scalars(
+                select(FindingRow.incident_id).join(
+                    CorrelationKeyRow, CorrelationKeyRow.finding_id == FindingRow.finding_id
+                )
+            )
+        )
+        assert ids["old_closed"] not in keyed and ids["old_open"] in keyed
         page = session.get(OutboxRow, "page-1")
         assert page is not None and "u-hans" not in page.subject + page.body_text
         assert "198.51.100.7" not in page.body_text
