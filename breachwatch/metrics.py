@@ -104,6 +104,14 @@ class ServiceCollector(Collector):
         profiles.add_metric(["live"], live)
         profiles.add_metric(["packed"], packed)
         yield profiles
+        cost = GaugeMetricFamily(
+            "breachwatch_event_cost_seconds",
+            "Time to decode and judge one event, by unit kind, as measured here (once enough events were)",
+            labels=["kind"],
+        )
+        for kind, seconds in sorted(self.service.pipeline.costs.per_event().items()):
+            cost.add_metric([kind], seconds)
+        yield cost
         for name, doc, hist in (
             (
                 "breachwatch_event_latency_seconds",

@@ -40,7 +40,7 @@ from streams.decode import DecodeFailure, dead_letter, decode
 from streams.kafka_client import client_options, fetch_options
 from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
 from streams.pipeline import Backoff, EventTimeBuffer, Pipeline
-from streams.units import EVENT_COST, unit_name, unit_of
+from streams.units import kind_of, unit_name, unit_of
 
 log = logging.getLogger(__name__)
 
@@ -299,9 +299,10 @@ class Service:
 
         A partition's weight is its backlog (end offset less what this consumer processed, or
         else the group's committed offset) plus what arrived over the last ``every_s`` x 10
-        seconds, times what one of its events costs to judge (``EVENT_COST``): the backlog
-        dominates a catch-up, the arrivals the steady state. Measured in the
-        main thread (the assignor runs where no blocking call is allowed); a failure keeps the
+        seconds, times what one of its events costs to decode and judge: the backlog dominates
+        a catch-up, the arrivals the steady state. The cost is this consumer's own figure once
+        it has judged enough of both unit kinds (``CostMeter``), ``EVENT_COST`` before. Measured
+        in the main thread (the assignor runs where no blocking call is allowed); a failure keeps the
         last weights.
         """
         now = time.monotonic()
@@ -318,13 +319,14 @@ class Service:
             since_ms = int((time.time() - every_s * 10) * 1000)
             recent = self.consumer.offsets_for_times({tp: since_ms for tp in tps}, timeout_ms=wait)
             weights: dict[TopicPartition, float] = {}
+            costs = self.pipeline.costs.costs()
             for tp in tps:
                 done = self._processed.get(tp)
                 if done is None:
                     done = self.consumer.committed(tp, timeout_ms=wait) or begin[tp]
                 first_recent = recent.get(tp)
                 arrived = end[tp] - first_recent.offset if first_recent is not None else 0
-                cost = EVENT_COST.get(self._topic_base[tp.topic], 1.0)
+                cost = costs.get(self._topic_base[tp.topic], 1.0)
                 weights[tp] = cost * float(max(0, end[tp] - done) + max(0, arrived))
             self._weights = weights
         except KafkaError as exc:
@@ -579,6 +581,7 @@ class Service:
             base = self._topic_base[tp.topic]
             rank = EVENT_TOPICS.index(base)
             held: list[tuple[float, int, int, Any, Event]] = []
+            started = time.perf_counter()
             for m in msgs:
                 try:
                     event: Event = decode(base, m.value, max_bytes)  # type: ignore[assignment]
@@ -586,6 +589,8 @@ class Service:
                     self._send_dead_letter(tp, m, failure)
                     continue
                 held.append((event.ts.timestamp(), rank, m.offset, tp, event))
+            # Decoding is part of what a unit's events cost (counted once judged, in ``detect``).
+            self.pipeline.costs.add(kind_of(self._unit(tp)), 0, time.perf_counter() - started)
             self._buffer.extend(tp, self._unit(tp), held)
             self._processed[tp] = msgs[-1].offset + 1
             self.pipeline.stats.consumed[base] += len(msgs)

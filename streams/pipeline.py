@@ -27,7 +27,17 @@ from detectors.base import DetectionContext, Detector, Finding
 from incidents.store import Checkpoint, IncidentStore, RecordResult
 from streams.models import LOGS, Event, LogRecord, Reference
 from streams.tables import ReferenceTables
-from streams.units import ACTOR_TOPICS, is_log_unit, unit_name, unit_of, unit_order, unit_partition, unit_topics
+from streams.units import (
+    ACTOR_TOPICS,
+    CostMeter,
+    is_log_unit,
+    kind_of,
+    unit_name,
+    unit_of,
+    unit_order,
+    unit_partition,
+    unit_topics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +148,8 @@ class Pipeline:
         self.workers: dict[int, PartitionWorker] = {}  # per unit
         self._actor_names: set[str] | None = None
         self.stats = Stats()
+        # What each unit kind's events cost to judge here (weighs units for the group leader).
+        self.costs = CostMeter()
         # How the database write of a batch is retried; the service installs a backoff that
         # keeps the consumer in its group while the database is away.
         self.db_retry = db_retry or (lambda fn: fn())
@@ -226,7 +238,10 @@ class Pipeline:
         """Run each unit's detectors on its events; findings in unit order (``unit_order``)."""
         findings: list[Finding] = []
         for u in sorted(events_by_unit, key=unit_order):
-            findings.extend(self.worker(u).detect(events_by_unit[u]))
+            events = events_by_unit[u]
+            started = time.perf_counter()
+            findings.extend(self.worker(u).detect(events))
+            self.costs.add(kind_of(u), len(events), time.perf_counter() - started)
         return findings
 
     def record(

@@ -35,7 +35,7 @@ from streams.models import EVENT_TOPICS
 from streams.pipeline import partition_for
 from streams.produce import produce_dump
 from streams.simulate import simulate
-from streams.units import EVENT_COST, unit_name, unit_of
+from streams.units import COST_MIN_EVENTS, EVENT_COST, unit_name, unit_of
 
 pytestmark = pytest.mark.kafka
 
@@ -316,6 +316,15 @@ def test_units_are_weighed_by_backlog_and_recent_volume(bw_settings: Settings, k
         weights = {
             (tp.topic.removeprefix(bw_settings.topic_prefix), tp.partition): w for tp, w in service._weights.items()
         }
+        # Once this consumer has judged enough of both kinds, its own figures count: here an
+        # actor's event came out at a third of a log record's cost.
+        service.pipeline.costs.add("actor", COST_MIN_EVENTS, COST_MIN_EVENTS * 10e-6)
+        service.pipeline.costs.add("log", COST_MIN_EVENTS, COST_MIN_EVENTS * 30e-6)
+        service._weighed_at = -1e9
+        service._refresh_weights(topics)
+        measured = {
+            (tp.topic.removeprefix(bw_settings.topic_prefix), tp.partition): w for tp, w in service._weights.items()
+        }
     finally:
         service.consumer.close()
         service.refs.close()
@@ -326,6 +335,8 @@ def test_units_are_weighed_by_backlog_and_recent_volume(bw_settings: Settings, k
     # Backlog + the same, arrived lately; an access event costs more to judge than a log record.
     expected = {("erp.access", access): 20.0 * EVENT_COST["erp.access"], ("erp.logs", logs): 60.0}
     assert weights == {tp: expected.get(tp, 0.0) for tp in weights}
+    assert measured[("erp.access", access)] == pytest.approx(20.0 / 3)
+    assert measured[("erp.logs", logs)] == 60.0
 
 
 def _parse(page: str) -> dict[str, dict[tuple, float]]:
