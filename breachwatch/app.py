@@ -47,6 +47,8 @@ def setup_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level)
     # kafka-python is chatty at INFO about every connection; its warnings still show.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    # Alembic lists its plugins at INFO when it is first imported; its migrations still show.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def database(settings: Settings, url: str | None = None) -> Engine:

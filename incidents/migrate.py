@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -89,10 +91,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             Base.metadata.create_all(conn)
             command.stamp(cfg, "head")
         if revision == "head":
-            head = ScriptDirectory.from_config(cfg).get_current_head()
-            if head is not None and MigrationContext.configure(conn).get_current_revision() == head:
+            with _alembic_quiet():
+                head = ScriptDirectory.from_config(cfg).get_current_head()
+                current = MigrationContext.configure(conn).get_current_revision()
+            if head is not None and current == head:
                 return  # the usual case at start-up: nothing to do, nothing to log
         command.upgrade(cfg, revision)
+
+
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic's chatter (the backend it found) off the logs of a start with nothing to migrate."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> None:
