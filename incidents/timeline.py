@@ -28,6 +28,7 @@ ACTION_WORDS: dict[str, str] = {
     "split_from": "split this off",
     "follows": "linked to an earlier incident",
     "followed_by": "linked to a later incident",
+    "correlated": "linked a correlated incident",
     "confirm_breach": "confirmed a breach",
     "paged": "paged",
     "evidence_after_close": "noted evidence after closing",

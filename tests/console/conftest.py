@@ -236,5 +236,6 @@ def signed_in(client: TestClient) -> Callable[[str], str]:
 
 @pytest.fixture
 def h() -> SimpleNamespace:
-    """Request helpers: ``bearer(token)`` headers, ``sign_in(client, user)``, ``csrf_of(html)``."""
-    return SimpleNamespace(bearer=bearer, sign_in=sign_in, csrf_of=csrf_of, access=access, finding=finding)
+    """Request helpers: ``bearer(token)`` headers, ``sign_in(client, user)``, ``csrf_of(html)``;
+    builders of events and findings."""
+    return SimpleNamespace(bearer=bearer, sign_in=sign_in, csrf_of=csrf_of, access=access, login=login, finding=finding)

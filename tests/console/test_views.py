@@ -172,6 +172,26 @@ def test_lists_filters_silences_and_the_audit_page(
     assert "The audit chain is broken" in client.get("/audit?verify=true").text
 
 
+def test_incidents_one_finding_ties_together_are_linked_on_both_pages(
+    client: TestClient, engine: Engine, signed_in: Any, h: SimpleNamespace
+) -> None:
+    """Two takeovers from one network stored before the credential stuffing that explains
+    them: the stuffing joins the earlier, and each page points to the other."""
+    store = IncidentStore(engine)
+    t = [h.login(n, f"u-{n}", minutes=n) for n in (1, 2)]
+    [first] = store.record([h.finding([t[0]], actor="u-1", kind="account_takeover")]).opened
+    [second] = store.record([h.finding([t[1]], actor="u-2", kind="account_takeover")]).opened
+    spray = [h.login(10 + n, f"u-{n}", minutes=0.5) for n in range(12)]
+    stuffing = h.finding(spray, actor=None, kind="credential_stuffing", title="credential stuffing from 203.0.113.50")
+    assert store.record([stuffing]).updated == [first]
+    signed_in("responder")
+    for page_of, other in ((first, second), (second, first)):
+        html = client.get(f"/incidents/{page_of}").text
+        related = html[html.index('id="related"') :]
+        assert re.search(rf"correlated with</span>\s*<a class=\"mono\" href=\"/incidents/{other}\">", related), page_of
+        assert "linked a correlated incident" in html and "Merge them if they are one attack." in html
+
+
 def test_merge_and_split_from_the_page(client: TestClient, seeded: Any, signed_in: Any, engine: Engine) -> None:
     csrf = signed_in("responder")
     page = client.get(f"/incidents/{seeded.bulk}").text
