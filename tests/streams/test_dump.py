@@ -4,8 +4,10 @@ events are judged in, and their checkpoints."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,17 @@ from breachwatch import app
 from breachwatch.settings import Settings, load_settings
 from detectors.base import DetectionContext, Detector, Finding
 from incidents.store import Checkpoint
-from streams.dump import ReplayReport, iter_events, load_reference_tables, replay
-from streams.models import Event, LogRecord
+from streams.dump import (
+    DeadLetterFile,
+    ReplayReport,
+    _decoded_lines,
+    _plain_field,
+    _scanned,
+    iter_events,
+    load_reference_tables,
+    replay,
+)
+from streams.models import EVENT_TOPICS, KEY_FIELD, Event, LogRecord
 from streams.pipeline import Partitioner, Pipeline, group_by_unit, partition_for
 from streams.simulate import simulate
 from streams.units import unit_of
@@ -24,16 +35,40 @@ from streams.units import unit_of
 TORN = b'{"event_id": "torn-1", "ts": '
 
 
+def _variant(line: bytes, **changes: Any) -> bytes:
+    """An existing event line with fields changed (None removes one), written as compactly."""
+    doc = json.loads(line)
+    for k, v in changes.items():
+        if v is None:
+            doc.pop(k)
+        else:
+            doc[k] = v
+    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four days of four tenants with attacks, and one line that cannot be decoded."""
+    """Four days of four tenants with attacks; two lines that cannot be decoded (one torn,
+    one off the contract though its time and key read plainly) and two valid ones whose time
+    or key need the full decoder (an escape, a time with an offset)."""
     out = tmp_path_factory.mktemp("dump")
     simulate(out, seed=11, days=4, tenants=4, attack_days=2)
     access = out / "erp.access.jsonl"
     lines = access.read_bytes().splitlines(keepends=True)
-    lines.insert(len(lines) // 2, TORN + b"\n")
+    mid = len(lines) // 2
+    lines[mid + 1 : mid + 1] = [
+        _variant(lines[mid], event_id="off-contract-1", records=-5),
+        _variant(lines[mid], event_id="escaped-1", actor_id="u-ren\u00e9e"),
+        # The same instant as its neighbour, written with a +05:00 offset (Karachi).
+        _variant(lines[mid], event_id="offset-1", ts=_shifted(json.loads(lines[mid])["ts"])),
+    ]
+    lines.insert(mid, TORN + b"\n")
     access.write_bytes(b"".join(lines))
     return out
+
+
+def _shifted(ts: str) -> str:
+    return datetime.fromisoformat(ts).astimezone(timezone(timedelta(hours=5))).isoformat()
 
 
 @pytest.fixture
@@ -58,9 +93,51 @@ def test_worker_processes_give_the_incidents_of_one_process(settings: Settings, 
     assert len(one) >= 5, "the simulated attacks must produce incidents"
     assert two == one
     assert split.events == alone.events > 9000
-    assert split.dead_letters == alone.dead_letters == 1
+    assert split.dead_letters == alone.dead_letters == 2
     assert split.stats == alone.stats
-    assert split.stats["dead_lettered"] == {"erp.access": 1}
+    assert split.stats["dead_lettered"] == {"erp.access": 2}
+
+
+def test_worker_processes_dead_letter_what_one_process_does(settings: Settings, dump: Path, tmp_path: Path) -> None:
+    """The line off the contract is found by a worker (this process reads only its time and
+    key), and dead-lettered with the reason and position one process gives it."""
+    letters = []
+    for jobs in (1, 2):
+        sink = DeadLetterFile(tmp_path / f"dlq-{jobs}.jsonl")
+        replay(
+            dump,
+            pipeline_for(settings, tmp_path / f"{jobs}.db"),
+            partitions=4,
+            max_bytes=settings.max_message_bytes,
+            sink=sink,
+            jobs=jobs,
+        )
+        sink.close()
+        letters.append(sorted(sink.path.read_text().splitlines()))
+    assert letters[0] == letters[1] and len(letters[0]) == 2
+    reasons = sorted(json.loads(line)["headers"]["bw.error"] for line in letters[0])
+    assert any("records" in r for r in reasons), reasons
+
+
+def test_times_and_keys_read_from_the_bytes_are_the_decoders(dump: Path) -> None:
+    """Ordering and routing in worker mode use the time and key read from each line's bytes
+    where they are plain: for every line of the dump, they equal the decoded event's."""
+    for rank, topic in enumerate(EVENT_TOPICS):
+        scanned = list(_scanned(dump, rank, lambda _: None, 1 << 20))
+        decoded = {raw: e for e, raw in _decoded_lines(dump, topic, lambda _: None, 1 << 20)}
+        assert len(decoded) > 1000
+        # Every line that decodes, with the decoder's time and key, in file order; and the
+        # one plain line off the contract, left for a worker to dead-letter.
+        assert [(ts, key) for ts, _, _, raw, key in scanned if raw in decoded] == [
+            (e.ts, getattr(e, KEY_FIELD[topic])) for e in decoded.values()
+        ]
+        assert [json.loads(raw)["event_id"] for _, _, _, raw, _ in scanned if raw not in decoded] == (
+            ["off-contract-1"] if topic == "erp.access" else []
+        )
+    assert _plain_field(b'{"ts":"x","a":{"ts":"y"}}', b'"ts":"') is None  # twice: not plain
+    assert _plain_field(b'{"actor_id":"u-\\u00e9"}', b'"actor_id":"') is None
+    assert _plain_field(b'{"actor_id": "u-1"}', b'"actor_id":"') is None
+    assert _plain_field(b'{"actor_id":"u-1","note":"say \\"ts\\":\\"now\\""}', b'"ts":"') is None
 
 
 def test_more_jobs_than_partitions_use_one_worker_per_partition(settings: Settings, dump: Path, tmp_path: Path) -> None:
