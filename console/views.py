@@ -281,6 +281,16 @@ def _incident_values(
     activity = actor_activity(session, incident)
     notices_mod = optional_notices("list_notices")
     notices = notices_mod.list_notices(session, incident.incident_id) if notices_mod else None
+    links = lifecycle.links(session, incident.incident_id)
+    # Open incidents one finding tied to this one: offered in the merge form, a person decides.
+    correlated: list[str] = []
+    for link in links:
+        if link.kind != "correlated":
+            continue
+        other = link.related_id if link.incident_id == incident.incident_id else link.incident_id
+        row = session.get(IncidentRow, other)
+        if row is not None and row.status not in CLOSED_STATUSES:
+            correlated.append(other)
     return {
         "incident": incident,
         "findings": findings,
@@ -293,7 +303,8 @@ def _incident_values(
         "action_labels": ACTION_LABELS,
         "handled_by": lifecycle.handled_by(session, incident.incident_id),
         "breach": lifecycle.breach(session, incident.incident_id),
-        "links": lifecycle.links(session, incident.incident_id),
+        "links": links,
+        "merge_suggestion": ", ".join(correlated),
         "related": lifecycle.related_by_address(session, incident),
         "silence": silences.is_silenced(session, incident),
         "suppression": lifecycle.suppression_state(session, incident, timedelta(days=suppress_days)),

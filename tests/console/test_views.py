@@ -190,6 +190,15 @@ def test_incidents_one_finding_ties_together_are_linked_on_both_pages(
         related = html[html.index('id="related"') :]
         assert re.search(rf"correlated with</span>\s*<a class=\"mono\" href=\"/incidents/{other}\">", related), page_of
         assert "linked a correlated incident" in html and "Merge them if they are one attack." in html
+        # The merge form offers the other one.
+        assert f'name="source_ids" class="mono" value="{other}"' in html
+    csrf = h.csrf_of(client.get(f"/incidents/{first}").text)
+    merged = client.post(
+        f"/incidents/{first}/merge", data={"csrf": csrf, "source_ids": second, "reason": "one campaign"}
+    )
+    assert merged.status_code == 303
+    # Merged (closed): no longer offered.
+    assert 'name="source_ids" class="mono" value=""' in client.get(f"/incidents/{first}").text
 
 
 def test_merge_and_split_from_the_page(client: TestClient, seeded: Any, signed_in: Any, engine: Engine) -> None:
