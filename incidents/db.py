@@ -7,6 +7,7 @@ than duplicates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +25,11 @@ from sqlalchemy import (
     create_engine,
     event,
     false,
+    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator
 
 
@@ -140,6 +143,15 @@ class CorrelationKeyRow(Base):
     finding_id: Mapped[str] = mapped_column(ForeignKey("findings.finding_id"), primary_key=True, index=True)
     # Never loaded; it makes a flush insert a new finding before the keys that name it.
     finding: Mapped[FindingRow] = relationship(lazy="raise")
+
+
+def incidents_holding(keys: Sequence[str]) -> Select[tuple[str]]:
+    """The ids of incidents holding a finding stored under any of ``keys`` (a subquery)."""
+    return (
+        select(FindingRow.incident_id)
+        .join(CorrelationKeyRow, CorrelationKeyRow.finding_id == FindingRow.finding_id)
+        .where(CorrelationKeyRow.key.in_(list(keys)))
+    )
 
 
 class CheckpointRow(Base):

@@ -23,7 +23,16 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id, unique
 from detectors.features import network_prefix
 from incidents import audit
-from incidents.db import Base, EvidenceRow, FindingRow, IncidentRow, aggregate_time, utcnow
+from incidents.db import (
+    Base,
+    CorrelationKeyRow,
+    EvidenceRow,
+    FindingRow,
+    IncidentRow,
+    aggregate_time,
+    incidents_holding,
+    utcnow,
+)
 from incidents.model import CLOSED_STATUSES, STATUSES
 
 log = logging.getLogger(__name__)
@@ -645,24 +654,19 @@ class ClosedIncidentPolicy:
                 ).all()
             ]
         if addresses:
-            keyed = dict(
-                session.execute(
-                    select(IncidentRow.incident_id, IncidentRow.group_key).where(IncidentRow.group_key.in_(addresses))
+            # Findings with no actor, by the attacking networks they are stored under.
+            pairs += [
+                (iid, key, kind)
+                for iid, key, kind in session.execute(
+                    select(FindingRow.incident_id, CorrelationKeyRow.key, FindingRow.kind)
+                    .join(CorrelationKeyRow, CorrelationKeyRow.finding_id == FindingRow.finding_id)
+                    .where(
+                        CorrelationKeyRow.key.in_(addresses),
+                        FindingRow.actor_id.is_(None),
+                        FindingRow.kind.in_(kinds),
+                    )
+                    .distinct()
                 ).all()
-            )
-            if keyed:
-                # A finding with no actor joined its incident on the address the incident is keyed on.
-                pairs += [
-                    (iid, keyed[iid], kind)
-                    for iid, kind in session.execute(
-                        select(FindingRow.incident_id, FindingRow.kind)
-                        .where(
-                            FindingRow.incident_id.in_(sorted(keyed)),
-                            FindingRow.actor_id.is_(None),
-                            FindingRow.kind.in_(kinds),
-                        )
-                        .distinct()
-                    ).all()
                 ]
         candidates = sorted({iid for iid, _, _ in pairs})
         if not candidates:
@@ -739,7 +743,7 @@ class ClosedIncidentPolicy:
             session.scalars(
                 select(IncidentRow)
                 .where(
-                    IncidentRow.group_key.in_(list(keys)),
+                    IncidentRow.incident_id.in_(incidents_holding(keys)),
                     IncidentRow.status.in_(sorted(CLOSED_STATUSES)),
                     IncidentRow.updated_at >= ts - self.lookback,
                     IncidentRow.opened_at <= ts,

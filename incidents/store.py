@@ -35,6 +35,7 @@ from incidents.db import (
     FindingRow,
     IncidentRow,
     aggregate_time,
+    incidents_holding,
     utcnow,
 )
 from incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
@@ -229,7 +230,7 @@ class IncidentStore:
             if incident is None:
                 incident = self._open(session, f)
                 if self.closed_policy is not None:
-                    self.closed_policy.opened(session, incident, self._candidate_keys(f))
+                    self.closed_policy.opened(session, incident, correlation_keys(f)[1])
                 opened[incident.incident_id] = (incident, [], [])
                 result.opened.append(incident.incident_id)
             else:
@@ -275,14 +276,6 @@ class IncidentStore:
         )
 
     @staticmethod
-    def _candidate_keys(f: Finding) -> list[str]:
-        """The group keys of closed incidents this finding's pattern continues (the closed policy's)."""
-        keys = [f"actor:{f.actor_id}"] if f.actor_id else []
-        keys += [f"ip:{ip}" for ip in f.source_ips]
-        keys += network_keys(f.source_ips)
-        return keys
-
-    @staticmethod
     def _add_keys(session: Session, f: Finding, stored: set[tuple[str, str]]) -> None:
         """Store the finding's correlation keys it does not have yet (call after adding its row)."""
         for key in correlation_keys(f)[0]:
@@ -292,33 +285,27 @@ class IncidentStore:
 
     def _match(self, session: Session, f: Finding) -> list[IncidentRow]:
         """The open incidents holding a finding this one correlates with inside the window,
-        earliest opened first (the one it joins); else the closed incident it reopens, if any."""
+        earliest opened first (the one it joins); else the closed incident it reopens, if any
+        (the closed policy looks for closed incidents by the same keys)."""
         sought = correlation_keys(f)[1]
-        if sought:
-            lo, hi = f.ts - self.window, f.ts + self.window
-            holding = (
-                select(FindingRow.incident_id)
-                .join(CorrelationKeyRow, CorrelationKeyRow.finding_id == FindingRow.finding_id)
-                .where(CorrelationKeyRow.key.in_(sought))
-            )
-            stmt = (
-                select(IncidentRow)
-                .where(IncidentRow.incident_id.in_(holding))
-                .where(IncidentRow.status.not_in(CLOSED_STATUSES))
-                .where(IncidentRow.updated_at >= lo)
-                .where(IncidentRow.opened_at <= hi)
-                .order_by(IncidentRow.opened_at, IncidentRow.incident_id)
-                .limit(MAX_RELATED + 1)
-            )
-            # autoflush makes incidents opened earlier in this batch visible to the query.
-            found = list(session.scalars(stmt))
-            if found:
-                return found
-        if self.closed_policy is not None and (keys := self._candidate_keys(f)):
-            reopened = self.closed_policy.match(session, keys, f.ts)
-            if reopened is not None:
-                return [reopened]
-        return []
+        if not sought:
+            return []
+        lo, hi = f.ts - self.window, f.ts + self.window
+        stmt = (
+            select(IncidentRow)
+            .where(IncidentRow.incident_id.in_(incidents_holding(sought)))
+            .where(IncidentRow.status.not_in(CLOSED_STATUSES))
+            .where(IncidentRow.updated_at >= lo)
+            .where(IncidentRow.opened_at <= hi)
+            .order_by(IncidentRow.opened_at, IncidentRow.incident_id)
+            .limit(MAX_RELATED + 1)
+        )
+        # autoflush makes incidents opened earlier in this batch visible to the query.
+        found = list(session.scalars(stmt))
+        if not found and self.closed_policy is not None:
+            reopened = self.closed_policy.match(session, sought, f.ts)
+            found = [reopened] if reopened is not None else []
+        return found
 
     @staticmethod
     def _relate(session: Session, joined: IncidentRow, other: IncidentRow, f: Finding) -> None:

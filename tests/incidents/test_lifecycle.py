@@ -463,6 +463,38 @@ def test_an_attacking_address_judged_harmless_is_suppressed_by_address(
     assert _incident(engine, first).evidence_count == 24
 
 
+def test_a_campaign_that_joined_a_takeover_incident_is_still_judged_by_its_network(
+    engine: Engine, ev: SimpleNamespace, tmp_path: Path
+) -> None:
+    """The takeover's finding reached the store first, so the campaign joined its incident
+    (keyed on the account). Judged a false positive, it still holds back the network's next
+    campaign; and once resolved, the next one links back to it."""
+    ip = "203.0.113.9"
+
+    def stuffing(minutes: float, first_n: int, address: str = ip) -> Finding:
+        fails = [
+            ev.login(first_n + i, actor=f"u-{first_n + i}", ip=address, minutes=minutes + i / 10) for i in range(12)
+        ]
+        return ev.finding(fails, detector="rules.credential_stuffing", actor=None, kind="credential_stuffing")
+
+    takeover = ev.finding(
+        [ev.access(1, actor="u-3", ip="203.0.113.77", minutes=3)], actor="u-3", detector="learned", kind="ato"
+    )
+    store = _paged_store(engine, tmp_path)
+    [first] = store.record([takeover]).opened
+    assert store.record([stuffing(0, 0)]).updated == [first]
+    _act(engine, first, "false_positive", "ada", "the tenant's own load test from its office", NOW)
+
+    again = stuffing(MARKED_MIN + DAY, 100, "203.0.113.10")  # another address in the network
+    assert store.record([again]).suppressed == [again.finding_id]
+
+    _act(engine, first, "reopen", "ada", "it was not a test after all", NOW)
+    _act(engine, first, "resolve", "ada", "accounts reset", NOW - timedelta(days=30))
+    [later] = store.record([stuffing(MARKED_MIN + 2 * DAY, 200)]).opened
+    with Session(engine) as session:
+        assert [(x.related_id, x.kind) for x in lifecycle.links(session, later)] == [(first, "follows")]
+
+
 def test_batching_and_arrival_order_do_not_change_what_is_suppressed(ev: SimpleNamespace, tmp_path: Path) -> None:
     """``replay`` stores a day in a few large batches, ``run`` in many small ones: same outcome."""
     later = [
