@@ -640,9 +640,9 @@ class ClosedIncidentPolicy:
         actors = sorted({f.actor_id for f in findings if f.actor_id})
         addresses = sorted({k for f in findings if not f.actor_id for k in pattern_keys(None, f.source_ips)})
         kinds = sorted({f.kind for f in findings})
-        # Each look-up starts from an index on what the batch names (findings by actor, incidents
-        # by key, then by id) and statuses are checked here: a planner without statistics would
-        # otherwise start from every false positive ever recorded.
+        # Each look-up starts from an index on what the batch names (findings by actor, or
+        # correlation keys by network, then incidents by id) and statuses are checked here: a
+        # planner without statistics would otherwise start from every false positive ever recorded.
         pairs: list[tuple[str, str, str]] = []  # (incident, pattern key, kind)
         if actors:
             pairs += [
