@@ -667,7 +667,7 @@ class ClosedIncidentPolicy:
                     )
                     .distinct()
                 ).all()
-                ]
+            ]
         candidates = sorted({iid for iid, _, _ in pairs})
         if not candidates:
             return {}
