@@ -146,12 +146,14 @@ def _scanned(dump: Path, rank: int, sink: DeadLetterSink, max_bytes: int) -> Ite
     for lineno, raw in read_lines(dump_file(dump, topic)):
         if len(raw) <= max_bytes:
             ts, key = _plain_field(raw, _TS_TAG), _plain_field(raw, key_tag)
+            plain: _Scanned | None = None
             if ts is not None and key is not None and _PLAIN_TS.fullmatch(ts):
-                try:
-                    yield datetime.fromisoformat(ts.decode()), rank, lineno, raw, key.decode()
-                    continue
-                except ValueError:  # not UTF-8, or a date that does not exist: the decoder says why
-                    pass
+                # Not UTF-8, or a date that does not exist: the decoder says why.
+                with contextlib.suppress(ValueError):
+                    plain = (datetime.fromisoformat(ts.decode()), rank, lineno, raw, key.decode())
+            if plain is not None:
+                yield plain
+                continue
         try:
             event = decode(topic, raw, max_bytes)
         except DecodeFailure as failure:
