@@ -2,6 +2,9 @@
 
 Lines are sent as they are, bytes untouched, malformed ones included: the point of a dump
 is to reproduce what the ERP emitted, and the consumer's dead-letter path is part of that.
+Each goes on the partition Kafka's default partitioner gives its key, worked out here once per
+key; a key that reads plainly from the bytes (``streams.dump._plain_field``) is taken as it is,
+so a malformed line that still names its actor is keyed by it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from breachwatch.settings import Settings
-from streams.dump import dump_file, message_key, read_lines
+from streams.dump import _plain_field, dump_file, message_key, read_lines
 from streams.kafka_client import client_options
-from streams.models import EVENT_TOPICS, REFERENCE_TOPICS
+from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS
+from streams.pipeline import partition_for
 
 
 def produce_dump(
@@ -42,9 +46,24 @@ def produce_dump(
     try:
         for topic in REFERENCE_TOPICS + EVENT_TOPICS:
             full = settings.topic(topic)
+            # The partition Kafka's default partitioner picks for a key, worked out once per
+            # key here: the client's own murmur2, in Python, runs for every message.
+            count = 0  # the topic's partitions, asked for with its first keyed line
+            partitions: dict[bytes, int] = {}
+            tag = f'"{KEY_FIELD[topic]}":"'.encode()
             n = 0
             for _, raw in read_lines(dump_file(dump, topic)):
-                producer.send(full, key=message_key(topic, raw), value=raw)
+                plain = _plain_field(raw, tag)
+                key = plain if plain is not None else message_key(topic, raw)
+                partition = None
+                if key is not None:
+                    partition = partitions.get(key)
+                    if partition is None:
+                        count = count or len(producer.partitions_for(full))
+                        if len(partitions) >= 1_000_000:
+                            partitions.clear()
+                        partition = partitions[key] = partition_for(key, count)
+                producer.send(full, key=key, value=raw, partition=partition)
                 n += 1
                 total += 1
                 if progress and total % progress_every == 0:

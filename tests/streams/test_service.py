@@ -129,6 +129,41 @@ def small_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dump
 
 
+def test_produce_keys_each_line_and_partitions_it_as_kafka_would(
+    bw_settings: Settings, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Every line is sent as it is, keyed by its contract key, on the partition Kafka's
+    default partitioner gives that key; a line with no readable key goes unkeyed."""
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    expected: dict[str, bytes | None] = {
+        json.dumps({"event_id": f"a-{n}", "ts": "2026-11-24T02:44:02Z", "actor_id": actor}, separators=(",", ":")): (
+            key.encode()
+        )
+        for n, (actor, key) in enumerate(
+            [("u-ines", "u-ines"), ("u-ren\u00e9e", "u-renée"), ("u-olga", "u-olga"), ("u-mallory", "u-mallory")]
+        )
+    }
+    expected['{"event_id": "spaced", "actor_id": "u-olga"}'] = b"u-olga"  # not compact: read by the parser
+    expected['{"event_id":"torn-1","ts":'] = None  # no key anywhere
+    (dump / "erp.access.jsonl").write_text("\n".join(expected) + "\n", encoding="utf-8")
+    ensure_topics(bw_settings, kafka_bootstrap)
+    assert produce_dump(bw_settings, kafka_bootstrap, dump) == {"erp.access": len(expected)}
+    consumer = KafkaConsumer(**client_options(bw_settings, kafka_bootstrap), auto_offset_reset="earliest")
+    topic = bw_settings.topic("erp.access")
+    consumer.assign([TopicPartition(topic, p) for p in range(bw_settings.partitions)])
+    got: dict[str, tuple[bytes | None, int]] = {}
+    deadline = time.monotonic() + 30
+    while len(got) < len(expected) and time.monotonic() < deadline:
+        for tp, msgs in consumer.poll(timeout_ms=500).items():
+            got.update({m.value.decode(): (m.key, tp.partition) for m in msgs})
+    consumer.close()
+    assert {line: key for line, (key, _) in got.items()} == expected
+    for line, key in expected.items():
+        if key is not None:
+            assert got[line][1] == partition_for(key, bw_settings.partitions), line
+
+
 def _replay_incidents(settings: Settings, dump: Path) -> list:
     return replay_incidents(settings, dump, settings.outbox_dir.parent / "replay.db")
 
