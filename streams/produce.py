@@ -22,6 +22,30 @@ from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS
 from streams.pipeline import partition_for
 
 
+class Placer:
+    """The partition Kafka's default partitioner gives a message's key, worked out once per
+    key and topic: the client's own murmur2, in Python, would run for every message."""
+
+    def __init__(self, producer: KafkaProducer) -> None:
+        self.producer = producer
+        self._counts: dict[str, int] = {}
+        self._placed: dict[tuple[str, bytes], int] = {}
+
+    def __call__(self, topic: str, key: bytes | None) -> int | None:
+        """The partition for ``key`` on ``topic`` (its full name); None (the client picks) unkeyed."""
+        if key is None:
+            return None
+        placed = self._placed.get((topic, key))
+        if placed is None:
+            count = self._counts.get(topic)
+            if count is None:
+                count = self._counts[topic] = len(self.producer.partitions_for(topic))
+            if len(self._placed) >= 1_000_000:
+                self._placed.clear()
+            placed = self._placed[(topic, key)] = partition_for(key, count)
+        return placed
+
+
 def produce_dump(
     settings: Settings,
     bootstrap: str,
@@ -41,29 +65,18 @@ def produce_dump(
         batch_size=512 * 1024,
         max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
     )
+    place = Placer(producer)
     counts: dict[str, int] = {}
     total = 0
     try:
         for topic in REFERENCE_TOPICS + EVENT_TOPICS:
             full = settings.topic(topic)
-            # The partition Kafka's default partitioner picks for a key, worked out once per
-            # key here: the client's own murmur2, in Python, runs for every message.
-            count = 0  # the topic's partitions, asked for with its first keyed line
-            partitions: dict[bytes, int] = {}
             tag = f'"{KEY_FIELD[topic]}":"'.encode()
             n = 0
             for _, raw in read_lines(dump_file(dump, topic)):
                 plain = _plain_field(raw, tag)
                 key = plain if plain is not None else message_key(topic, raw)
-                partition = None
-                if key is not None:
-                    partition = partitions.get(key)
-                    if partition is None:
-                        count = count or len(producer.partitions_for(full))
-                        if len(partitions) >= 1_000_000:
-                            partitions.clear()
-                        partition = partitions[key] = partition_for(key, count)
-                producer.send(full, key=key, value=raw, partition=partition)
+                producer.send(full, key=key, value=raw, partition=place(full, key))
                 n += 1
                 total += 1
                 if progress and total % progress_every == 0:
