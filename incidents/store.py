@@ -14,6 +14,7 @@ positive is stored on that incident, marked suppressed, and opens and pages noth
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zlib
@@ -22,12 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
 from detectors.features import network_prefix
+from incidents import audit
 from incidents.db import (
     CheckpointRow,
     CorrelationKeyRow,
@@ -122,6 +124,27 @@ def correlation_keys(f: Finding) -> tuple[list[str], list[str]]:
     return attacking, [*attacking, *sources]
 
 
+def _lock_keys(session: Session, keys: set[str]) -> None:
+    """Hold each correlation key of a batch for the rest of its transaction.
+
+    Consumers store their batches concurrently, and a batch does not see an incident another
+    one has opened but not committed: a campaign and the takeover it led to, stored at the
+    same moment by two consumers, would open two incidents. A batch that shares a key with
+    one in flight waits for it here, then finds its incident. On PostgreSQL each key is an
+    advisory lock, taken first and in one order, before any row lock, so two batches cannot
+    deadlock on them; SQLite has one writer, whose lock is taken before anything is read.
+    """
+    if not keys:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        audit.serialize_writes(session)
+    elif dialect == "postgresql":
+        locks = {int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys}
+        for lock in sorted(locks):
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+
+
 class IncidentStore:
     """The incident database, written once per batch."""
 
@@ -165,6 +188,7 @@ class IncidentStore:
     def _record_findings(
         self, session: Session, findings: Sequence[Finding], tenants: Mapping[str, Tenant], result: RecordResult
     ) -> None:
+        _lock_keys(session, {k for f in findings for keys in correlation_keys(f) for k in keys})
         ids = [f.finding_id for f in findings]
         known: dict[str, str] = {
             fid: iid

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -261,3 +263,34 @@ def test_a_finding_that_ties_two_open_incidents_joins_the_earlier_and_links_them
     # A later takeover from the campaign's network joins the campaign, not the other incident.
     store.record([_actor(ev, 3, "u-9", f"{CAMPAIGN_NET}.31", 20)])
     assert sorted(i.actor_ids for i in store.incidents()) == [["u-3", "u-9"], ["u-7"]]
+
+
+def test_two_consumers_storing_a_campaign_and_its_takeover_at_once_make_one_incident(
+    engine: Engine, ev: SimpleNamespace
+) -> None:
+    """Two consumers' batches in flight together: one opens the takeover's incident and is
+    still paging when the other stores the campaign. The campaign waits for that batch to
+    commit and joins its incident, rather than opening a second one it could not see."""
+    opened = threading.Event()
+    release = threading.Event()
+
+    def slow_page(*_: object) -> None:  # the notifier's hook runs inside the batch's transaction
+        opened.set()
+        release.wait(10)
+
+    first = IncidentStore(engine, window=timedelta(hours=6), on_new_incident=[slow_page])
+    second = IncidentStore(engine, window=timedelta(hours=6))
+    takeover = _actor(ev, 1, "u-3", f"{CAMPAIGN_NET}.77", 3)
+    stuffing = _stuffing(ev, 0, 0)
+    results: dict[str, object] = {}
+    a = threading.Thread(target=lambda: results.__setitem__("a", first.record([takeover])))
+    a.start()
+    assert opened.wait(10)
+    b = threading.Thread(target=lambda: results.__setitem__("b", second.record([stuffing])))
+    b.start()
+    time.sleep(0.5)  # the campaign's batch is now waiting (or, unguarded, done)
+    release.set()
+    a.join(20)
+    b.join(20)
+    assert not a.is_alive() and not b.is_alive()
+    assert _groups(engine) == [sorted([takeover.finding_id, stuffing.finding_id])]
