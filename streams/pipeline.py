@@ -54,14 +54,16 @@ class Partitioner:
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str | bytes, int] = {}
 
-    def __call__(self, key: str) -> int:
+    def __call__(self, key: str | bytes) -> int:
+        """The partition of a key: text (as decoded from an event), or the message key's bytes."""
         p = self._cache.get(key)
         if p is None:
             if len(self._cache) > 1_000_000:
                 self._cache.clear()
-            p = self._cache[key] = partition_for(key.encode("utf-8"), self.partitions)
+            raw = key.encode("utf-8") if isinstance(key, str) else key
+            p = self._cache[key] = partition_for(raw, self.partitions)
         return p
 
 

@@ -19,31 +19,26 @@ from breachwatch.settings import Settings
 from streams.dump import _plain_field, dump_file, message_key, read_lines
 from streams.kafka_client import client_options
 from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS
-from streams.pipeline import partition_for
+from streams.pipeline import Partitioner
 
 
 class Placer:
-    """The partition Kafka's default partitioner gives a message's key, worked out once per
-    key and topic: the client's own murmur2, in Python, would run for every message."""
+    """The partition Kafka's default partitioner gives a message's key on a topic, worked out
+    once per key (``Partitioner``): the client's own murmur2, in Python, would run for every
+    message."""
 
     def __init__(self, producer: KafkaProducer) -> None:
         self.producer = producer
-        self._counts: dict[str, int] = {}
-        self._placed: dict[tuple[str, bytes], int] = {}
+        self._topics: dict[str, Partitioner] = {}
 
     def __call__(self, topic: str, key: bytes | None) -> int | None:
         """The partition for ``key`` on ``topic`` (its full name); None (the client picks) unkeyed."""
         if key is None:
             return None
-        placed = self._placed.get((topic, key))
-        if placed is None:
-            count = self._counts.get(topic)
-            if count is None:
-                count = self._counts[topic] = len(self.producer.partitions_for(topic))
-            if len(self._placed) >= 1_000_000:
-                self._placed.clear()
-            placed = self._placed[(topic, key)] = partition_for(key, count)
-        return placed
+        partitioner = self._topics.get(topic)
+        if partitioner is None:
+            partitioner = self._topics[topic] = Partitioner(len(self.producer.partitions_for(topic)))
+        return partitioner(key)
 
 
 def produce_dump(
