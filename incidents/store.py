@@ -220,6 +220,7 @@ class IncidentStore:
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
         for f in findings:
             fid = f.finding_id
+            keys, sought = correlation_keys(f)
             if fid in known:
                 # The same finding again: a re-delivered batch (nothing new), or an ongoing
                 # anomaly re-reported with later events, which join its evidence.
@@ -229,7 +230,7 @@ class IncidentStore:
                 incident = session.get(IncidentRow, known[fid])
                 if incident is not None:
                     self._fold(incident, f)
-                    self._add_keys(session, f, stored_keys)
+                    self._add_keys(session, fid, keys, stored_keys)
                     added = self._add_evidence(session, incident, fid, f.events)
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))
@@ -242,19 +243,19 @@ class IncidentStore:
                 self._fold(incident, f)
                 row = self._finding_row(f, incident, suppressed=True)
                 session.add(row)
-                self._add_keys(session, f, stored_keys)
+                self._add_keys(session, fid, keys, stored_keys)
                 known[fid] = incident.incident_id
                 self._add_evidence(session, incident, fid, f.events)
                 suppressed.setdefault(incident.incident_id, (incident, [], held.until))[1].append(row)
                 result.suppressed.append(fid)
                 result.new_findings += 1
                 continue
-            matches = self._match(session, f)
+            matches = self._match(session, f, sought)
             incident = matches[0] if matches else None
             if incident is None:
                 incident = self._open(session, f)
                 if self.closed_policy is not None:
-                    self.closed_policy.opened(session, incident, correlation_keys(f)[1])
+                    self.closed_policy.opened(session, incident, sought)
                 opened[incident.incident_id] = (incident, [], [])
                 result.opened.append(incident.incident_id)
             else:
@@ -265,7 +266,7 @@ class IncidentStore:
                 self._relate(session, incident, other, f)
             row = self._finding_row(f, incident)
             session.add(row)
-            self._add_keys(session, f, stored_keys)
+            self._add_keys(session, fid, keys, stored_keys)
             known[fid] = incident.incident_id
             evidence = self._add_evidence(session, incident, fid, f.events)
             if incident.incident_id in opened:
@@ -300,18 +301,17 @@ class IncidentStore:
         )
 
     @staticmethod
-    def _add_keys(session: Session, f: Finding, stored: set[tuple[str, str]]) -> None:
+    def _add_keys(session: Session, finding_id: str, keys: Sequence[str], stored: set[tuple[str, str]]) -> None:
         """Store the finding's correlation keys it does not have yet (call after adding its row)."""
-        for key in correlation_keys(f)[0]:
-            if (f.finding_id, key) not in stored:
-                stored.add((f.finding_id, key))
-                session.add(CorrelationKeyRow(key=key, finding_id=f.finding_id))
+        for key in keys:
+            if (finding_id, key) not in stored:
+                stored.add((finding_id, key))
+                session.add(CorrelationKeyRow(key=key, finding_id=finding_id))
 
-    def _match(self, session: Session, f: Finding) -> list[IncidentRow]:
-        """The open incidents holding a finding this one correlates with inside the window,
-        earliest opened first (the one it joins); else the closed incident it reopens, if any
-        (the closed policy looks for closed incidents by the same keys)."""
-        sought = correlation_keys(f)[1]
+    def _match(self, session: Session, f: Finding, sought: Sequence[str]) -> list[IncidentRow]:
+        """The open incidents holding a finding stored under any of ``sought`` (the keys ``f``
+        correlates on) inside the window, earliest opened first (the one it joins); else the
+        closed incident it reopens, if any (the closed policy looks by the same keys)."""
         if not sought:
             return []
         lo, hi = f.ts - self.window, f.ts + self.window
