@@ -45,6 +45,7 @@ from streams.units import kind_of, unit_name, unit_of
 log = logging.getLogger(__name__)
 
 BROKER_AWAY = "Kafka unavailable"  # the health detail while poll() cannot reach the broker
+DB_AWAY = "database unavailable"  # ... and while the database cannot be written or read
 
 
 @dataclass(slots=True)
@@ -224,7 +225,7 @@ class Service:
         away meanwhile is simply dropped, and its checkpoint, written once the database is
         back, is still its state with its offsets.
         """
-        self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
+        self._degraded(DB_AWAY, exc)
         assigned = self.consumer.assignment()
         if assigned:
             self.consumer.pause(*assigned)
@@ -235,8 +236,12 @@ class Service:
                 for tp, msgs in polled.items():
                     self.consumer.seek(tp, msgs[0].offset)
 
+    def _degraded(self, what: str, exc: BaseException) -> None:
+        """Report on /healthz what is away, and the kind of error that said so (never its text)."""
+        self.health.status, self.health.detail = "degraded", f"{what}: {type(exc).__name__}"
+
     def _broker_waiting(self, exc: KafkaError) -> None:
-        self.health.status, self.health.detail = "degraded", f"{BROKER_AWAY}: {type(exc).__name__}"
+        self._degraded(BROKER_AWAY, exc)
         log.warning("Kafka unavailable (%s); retrying", type(exc).__name__)
         self._stop.wait(1.0)
 
@@ -413,7 +418,7 @@ class Service:
                     # The database is away: the partition stays paused and the restore is tried
                     # again after the next poll, which keeps this consumer in its group meanwhile.
                     self._pending.update(tps)
-                    self.health.status, self.health.detail = "degraded", f"database unavailable: {type(exc).__name__}"
+                    self._degraded(DB_AWAY, exc)
                     log.warning("restoring %s failed (%s); will retry", unit_name(u), type(exc).__name__)
                     continue
                 for tp in tps:
