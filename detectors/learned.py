@@ -61,7 +61,16 @@ from detectors.features import (
     zone_for_jurisdiction,
 )
 from detectors.models import ANOMALOUS, KINDS, PatternScorer, PopulationModel, calibrate_threshold
-from detectors.profiles import NOVEL_FOR, SENSITIVE, ActorProfile, PeerProfile
+from detectors.profiles import (
+    NOVEL_FOR,
+    SENSITIVE,
+    T_COUNTRY,
+    T_PROVIDER,
+    T_RESOURCE,
+    T_SENSITIVITY,
+    ActorProfile,
+    PeerProfile,
+)
 from streams.models import AccessEvent, AuthEvent, Event
 from streams.tables import ReferenceTables
 from streams.units import ACTOR_TOPICS
@@ -755,19 +764,19 @@ class LearnedDetector(Detector):
         ts = ev.ts.timestamp()
         country = getattr(ev, "country", None)
         if country:
-            e = prof.countries.get(country)
-            if e is not None and ts - e[1] < NOVEL_FOR:
+            first = prof.first_use(T_COUNTRY, country)
+            if first is not None and ts - first < NOVEL_FOR:
                 f |= F_NOVEL
         ip = getattr(ev, "ip", None)
         prov = provider_prefix(ip) if ip else None
         if prov:
-            e = prof.providers.get(self._keyed("prov", prov))
-            if e is not None and ts - e[1] < NOVEL_FOR:
+            first = prof.first_use(T_PROVIDER, self._keyed("prov", prov))
+            if first is not None and ts - first < NOVEL_FOR:
                 f |= F_NOVEL
         if isinstance(ev, AccessEvent):
-            for table, key in ((prof.resources, ev.resource_type), (prof.sensitivities, ev.sensitivity)):
-                e = table.get(key)
-                if e is not None and ts - e[1] < NOVEL_FOR and prof.mature(e[1]):
+            for tag, key in ((T_RESOURCE, ev.resource_type), (T_SENSITIVITY, ev.sensitivity)):
+                first = prof.first_use(tag, key)
+                if first is not None and ts - first < NOVEL_FOR and prof.mature(first):
                     f |= F_NEW_RESOURCE
             if ev.sensitivity in SENSITIVE:
                 f |= F_SENSITIVE

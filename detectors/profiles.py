@@ -72,6 +72,7 @@ CAP_NETWORKS = 32
 CAP_PROVIDERS = 16
 CAP_AGENTS = 12
 CAP_RESOURCES = 48
+CAP_SENSITIVITIES = 8
 CAP_RING_HOURS = 96
 CAP_RING_DAYS = 35
 CAP_RING_SMALL = 32
@@ -133,14 +134,47 @@ def table_in(d: dict[str, list[float]]) -> Table:
     return {sys.intern(k): array("d", v) for k, v in d.items()}
 
 
-def _table_bytes(table: Table) -> tuple[tuple[str, ...], bytes]:
-    return tuple(table), b"".join(e.tobytes() for e in table.values())
+# An actor profile keeps its six tables in one dict and one array instead (``ActorProfile.tab``
+# and ``tv``): a dict and an entry array per table cost more than the numbers they hold. A
+# table's keys carry its tag as a first character, so a resource type spelled like a country
+# code or a data type is still its own key.
+T_COUNTRY = "c"
+T_NETWORK = "n"
+T_PROVIDER = "p"
+T_AGENT = "a"
+T_RESOURCE = "r"
+T_SENSITIVITY = "s"
+# (tag, name in a checkpoint, cap), in the checkpoint's order.
+ACTOR_TABLES: tuple[tuple[str, str, int], ...] = (
+    (T_COUNTRY, "countries", CAP_COUNTRIES),
+    (T_NETWORK, "networks", CAP_NETWORKS),
+    (T_PROVIDER, "providers", CAP_PROVIDERS),
+    (T_AGENT, "agents", CAP_AGENTS),
+    (T_RESOURCE, "resources", CAP_RESOURCES),
+    (T_SENSITIVITY, "sens", CAP_SENSITIVITIES),
+)
+# Tagged keys are made once and shared by every profile holding them (bounded: past the limit
+# a key is made again, which costs time, not correctness).
+_TAGGED: dict[str, dict[str, str]] = {tag: {} for tag, _, _ in ACTOR_TABLES}
+_TAGGED_MAX = 100_000
+# The per-event path reads these directly (``tagged`` clears, never replaces, them).
+_COUNTRY_KEYS = _TAGGED[T_COUNTRY]
+_NETWORK_KEYS = _TAGGED[T_NETWORK]
+_PROVIDER_KEYS = _TAGGED[T_PROVIDER]
+_AGENT_KEYS = _TAGGED[T_AGENT]
+_RESOURCE_KEYS = _TAGGED[T_RESOURCE]
+_SENSITIVITY_KEYS = _TAGGED[T_SENSITIVITY]
 
 
-def _table_from_bytes(packed: tuple[tuple[str, ...], bytes]) -> Table:
-    keys, data = packed
-    flat = array("d", data)
-    return {k: flat[3 * i : 3 * i + 3] for i, k in enumerate(keys)}
+def tagged(tag: str, key: str) -> str:
+    """``key`` of the table ``tag``, as ``ActorProfile.tab`` holds it."""
+    made = _TAGGED[tag]
+    k = made.get(key)
+    if k is None:
+        if len(made) >= _TAGGED_MAX:
+            made.clear()
+        k = made[key] = sys.intern(tag + key)
+    return k
 
 
 # Shared by every new profile until it has values of its own, and never written: a profile
@@ -149,6 +183,8 @@ def _table_from_bytes(packed: tuple[tuple[str, ...], bytes]) -> Table:
 _EMPTY = floats()
 _ZEROS_24 = floats([0.0] * 24)
 _ZEROS_W = floats([0.0] * W_SIZE)
+
+_SURP_OF_NONE = floats(hour_surprises(_ZEROS_24))
 
 # The shared bucket of unused hour slots (see ``ActorProfile.wv``); it must stay all zeros.
 _NO_BUCKET: array[float] = floats(_ZEROS_W)
@@ -177,11 +213,9 @@ class ActorProfile:
         "active_days",
         "actor_type",
         "after_role_seen",
-        "agents",
         "burst_gap",
         "burst_level",
         "burst_start",
-        "countries",
         "cur_day",
         "cur_day_reads",
         "cur_day_records",
@@ -204,22 +238,20 @@ class ActorProfile:
         "hours_mark",
         "last_seen",
         "n_events",
-        "networks",
         "notable_bits",
         "notable_until",
-        "providers",
         "rep_hour",
         "rep_vec",
-        "resources",
         "role_change_ts",
         "role_self",
         "roles",
         "sens_p95",
         "sens_ring",
-        "sensitivities",
         "session_ring",
         "spread_p50",
         "spread_ring",
+        "tab",
+        "tv",
         "wb",
         "wv",
         "zone",
@@ -238,12 +270,10 @@ class ActorProfile:
         self.hours = _ZEROS_24
         self.hour_surp = _ZEROS_24
         self.hours_mark = 0.0
-        self.countries: Table = {}
-        self.networks: Table = {}
-        self.providers: Table = {}
-        self.agents: Table = {}
-        self.resources: Table = {}
-        self.sensitivities: Table = {}
+        # The tables: tagged key -> slot i, whose [count, first seen, last seen] are
+        # tv[3i : 3i + 3]. A slot is reused by the key that evicts its holder.
+        self.tab: dict[str, int] = {}
+        self.tv = floats()
         self.hour_ring = _EMPTY
         self.sens_ring = _EMPTY
         self.day_ring = _EMPTY
@@ -273,8 +303,9 @@ class ActorProfile:
         self.burst_level = 0.0
         self.role_change_ts = -1.0
         self.role_self = False
-        self.roles: list[str] = []
-        self.after_role_seen: list[str] = []
+        # Tuples: the empty one is shared by every profile that never had a role change.
+        self.roles: tuple[str, ...] = ()
+        self.after_role_seen: tuple[str, ...] = ()
         # Until when something notable (new place, new data type, failed login, role change,
         # odd hour) keeps the actor worth scoring even if its volumes are ordinary.
         self.notable_until = -1.0
@@ -286,7 +317,8 @@ class ActorProfile:
         self.rep_hour = -1
         self.rep_vec = _ZEROS_W
         # 24 hourly buckets: wb[i] is the epoch hour bucket i holds, wv[i] its counters.
-        self.wb = array("q", [-1] * 24)
+        # Epoch hours fit 32 bits for a few hundred thousand years: half the bytes of "q".
+        self.wb = array("i", [-1] * 24)
         # Slots not yet used share one all-zero bucket (never written: every reader checks wb
         # first, and a slot gets its own list when its hour starts), so an actor costs the
         # hours it was active in, not 24 buckets.
@@ -295,7 +327,7 @@ class ActorProfile:
 
     def _reset_caches(self) -> None:
         self._loc_key: tuple[str | None, str | None, str | None] | None = None
-        self._loc: list[array[float] | None] = []
+        self._loc: list[int] = []  # the slots of the cached place (-1: none)
         self._loc_n = 0
         self._loc_last = 0.0
         self._loc_novel_until = -1.0
@@ -386,7 +418,8 @@ class ActorProfile:
         elif self.hours_mark > 0 and total < 1.25 * self.hours_mark:
             return
         self.hours_mark = total
-        self.hour_surp = floats(hour_surprises(self.hours))
+        # Until its first hour closes, an actor's surprises are those of an empty histogram.
+        self.hour_surp = _SURP_OF_NONE if self.hours is _ZEROS_24 else floats(hour_surprises(self.hours))
 
     def _new_day_activity(self, ts: float) -> None:
         """First successful event of a UTC day: active days, and the idle gap it ends."""
@@ -404,11 +437,14 @@ class ActorProfile:
 
     def _flush_loc(self) -> None:
         if self._loc_n:
-            for e in self._loc:
-                if e is not None:
-                    e[0] += self._loc_n
-                    if self._loc_last > e[2]:
-                        e[2] = self._loc_last
+            tv = self.tv
+            last = self._loc_last
+            for i in self._loc:
+                if i >= 0:
+                    j = 3 * i
+                    tv[j] += self._loc_n
+                    if last > tv[j + 2]:
+                        tv[j + 2] = last
             self._loc_n = 0
 
     def flush(self) -> None:
@@ -421,41 +457,52 @@ class ActorProfile:
         mobile and office addresses normally move)."""
         self._flush_loc()
         ip, country, ua = key
-        entries: list[array[float] | None] = [None, None, None, None]
+        slots = [-1, -1, -1, -1]
         if country:
-            entries[0] = self._entry(self.countries, country, ts, CAP_COUNTRIES)
+            slots[0] = self._entry(_COUNTRY_KEYS.get(country) or tagged(T_COUNTRY, country), ts, CAP_COUNTRIES)
             if self._peer is not None:
                 self._peer.observe_country(country, ts)
         if ip:
             net = network_prefix(ip)
             if net:
-                entries[1] = self._entry(self.networks, keyed("net", net), ts, CAP_NETWORKS)
+                k = keyed("net", net)
+                slots[1] = self._entry(_NETWORK_KEYS.get(k) or tagged(T_NETWORK, k), ts, CAP_NETWORKS)
                 prov = provider_prefix(ip)
                 if prov:
-                    entries[2] = self._entry(self.providers, keyed("prov", prov), ts, CAP_PROVIDERS)
+                    k = keyed("prov", prov)
+                    slots[2] = self._entry(_PROVIDER_KEYS.get(k) or tagged(T_PROVIDER, k), ts, CAP_PROVIDERS)
         if ua:
-            entries[3] = self._entry(self.agents, keyed("ua", ua), ts, CAP_AGENTS)
+            k = keyed("ua", ua)
+            slots[3] = self._entry(_AGENT_KEYS.get(k) or tagged(T_AGENT, k), ts, CAP_AGENTS)
         self._loc_key = key
-        self._loc = entries
+        self._loc = slots
         self._loc_last = ts
-        firsts = [e[1] for e in (entries[0], entries[2]) if e is not None]
+        firsts = [self.tv[3 * i + 1] for i in (slots[0], slots[2]) if i >= 0]
         self._loc_novel_until = max(firsts) + NOVEL_FOR if firsts else -1.0
 
-    @staticmethod
-    def _entry(table: Table, key: str, ts: float, cap: int) -> array[float]:
-        """Count ``key`` at ``ts`` in a capped [count, first_seen, last_seen] table and return
-        its entry. When full, the entry seen longest ago makes room (old habits go first)."""
-        entry = table.get(key)
-        if entry is not None:
-            entry[0] += 1.0
-            if ts > entry[2]:
-                entry[2] = ts
-            return entry
-        if len(table) >= cap:
-            del table[min(table, key=lambda k: table[k][2])]
-        entry = _new_entry(1.0, ts)
-        table[sys.intern(key)] = entry  # see ``table_in``
-        return entry
+    def _entry(self, key: str, ts: float, cap: int) -> int:
+        """Count the tagged ``key`` at ``ts`` in its capped table and return its slot. When the
+        table is full, the key seen longest ago makes room (old habits go first)."""
+        tab = self.tab
+        tv = self.tv
+        i = tab.get(key)
+        if i is not None:
+            j = 3 * i
+            tv[j] += 1.0
+            if ts > tv[j + 2]:
+                tv[j + 2] = ts
+            return i
+        tag = key[0]
+        mine = [k for k in tab if k[0] == tag]
+        if len(mine) >= cap:
+            # The first of the least recently seen, in the table's order, as a dict's min.
+            i = tab.pop(min(mine, key=lambda k: tv[3 * tab[k] + 2]))
+            tv[3 * i : 3 * i + 3] = floats((1.0, ts, ts))
+        else:
+            i = len(tv) // 3
+            tv.extend((1.0, ts, ts))
+        tab[key] = i
+        return i
 
     def observe_access(
         self,
@@ -481,20 +528,26 @@ class ActorProfile:
             self._loc_last = ts
         else:
             self._locate(ts, loc, keyed)
-        re = self.resources.get(resource_type)
-        if re is None:
-            re = self._entry(self.resources, resource_type, ts, CAP_RESOURCES)
+        tv = self.tv
+        tab = self.tab
+        rk = _RESOURCE_KEYS.get(resource_type) or tagged(T_RESOURCE, resource_type)
+        ri = tab.get(rk)
+        if ri is None:
+            rj = 3 * self._entry(rk, ts, CAP_RESOURCES)
         else:
-            re[0] += 1.0
-            if ts > re[2]:
-                re[2] = ts
-        se = self.sensitivities.get(sensitivity)
-        if se is None:
-            se = self._entry(self.sensitivities, sensitivity, ts, 8)
+            rj = 3 * ri
+            tv[rj] += 1.0
+            if ts > tv[rj + 2]:
+                tv[rj + 2] = ts
+        sk = _SENSITIVITY_KEYS.get(sensitivity) or tagged(T_SENSITIVITY, sensitivity)
+        si = tab.get(sk)
+        if si is None:
+            sj = 3 * self._entry(sk, ts, CAP_SENSITIVITIES)
         else:
-            se[0] += 1.0
-            if ts > se[2]:
-                se[2] = ts
+            sj = 3 * si
+            tv[sj] += 1.0
+            if ts > tv[sj + 2]:
+                tv[sj + 2] = ts
         recs = 0.0 if denied else float(records)
         v[W_EVENTS] += 1.0
         v[W_RECORDS] += recs
@@ -514,7 +567,7 @@ class ActorProfile:
                     self.notable_bits |= N_PLACE_DATA
                 if self.n_events >= 20:
                     self._novel_hour(ts, country, v)
-            if ts - re[1] < NOVEL_FOR or ts - se[1] < NOVEL_FOR:
+            if ts - tv[rj + 1] < NOVEL_FOR or ts - tv[sj + 1] < NOVEL_FOR:
                 self._note(N_NEW_DATA, ts + HOUR)
                 v[W_NEW_RESOURCE] += recs
                 if self.role_change_ts >= 0 and ts - self.role_change_ts <= DAY:
@@ -589,10 +642,15 @@ class ActorProfile:
         if not self.roles or set(new_roles) - set(self.roles):
             net = network_prefix(ip)
             self.role_change_ts = ts
-            self.role_self = bool(ua and net and keyed("ua", ua) in self.agents and keyed("net", net) in self.networks)
-            self.after_role_seen = sorted(set(new_roles) - set(self.roles))[:8]
+            self.role_self = bool(
+                ua
+                and net
+                and tagged(T_AGENT, keyed("ua", ua)) in self.tab
+                and tagged(T_NETWORK, keyed("net", net)) in self.tab
+            )
+            self.after_role_seen = tuple(sorted(set(new_roles) - set(self.roles))[:8])
             self._note(N_ROLE, ts + HOUR)
-        self.roles = new_roles[:16]
+        self.roles = tuple(new_roles[:16])
 
     def _note(self, reason: int, until: float) -> None:
         """Something notable happened: keep the actor worth scoring until ``until``."""
@@ -721,7 +779,8 @@ class ActorProfile:
 
     def providers_used(self, now: float) -> list[str]:
         """Provider blocks (digests) used in the last hour."""
-        return [k for k, e in self.providers.items() if now - e[2] <= HOUR]
+        tv = self.tv
+        return [k[1:] for k, i in self.tab.items() if k[0] == T_PROVIDER and now - tv[3 * i + 2] <= HOUR]
 
     def _current(self, h: int, judged: Sequence[float] | Live | None) -> Sequence[float] | None:
         """The counters of hour ``h``: ``judged`` if given, else as they stand (None if none)."""
@@ -746,38 +805,61 @@ class ActorProfile:
         self.rep_hour = h
         self.rep_vec = floats(current) if current is not None else _ZEROS_W
 
-    def _novel_in_window(self, table: Table, now: float) -> list[str]:
+    def table(self, tag: str) -> dict[str, list[float]]:
+        """One table (``T_COUNTRY``, ...) as key -> [count, first seen, last seen], in its order."""
+        tv = self.tv
+        return {k[1:]: tv[3 * i : 3 * i + 3].tolist() for k, i in self.tab.items() if k[0] == tag}
+
+    def first_use(self, tag: str, key: str) -> float | None:
+        """When ``key`` of the table ``tag`` was first seen (None if it is not held)."""
+        i = self.tab.get(_TAGGED[tag].get(key) or tag + key)
+        return None if i is None else self.tv[3 * i + 1]
+
+    def _novel_in_window(self, tag: str, now: float) -> list[str]:
         # First seen at ``now`` or before: read after later events, a place first used after
         # the judged moment is not part of it.
-        return [k for k, e in table.items() if 0.0 <= now - e[1] < NOVEL_FOR and now - e[2] <= HOUR]
+        tv = self.tv
+        return [
+            k[1:]
+            for k, i in self.tab.items()
+            if k[0] == tag and 0.0 <= now - tv[3 * i + 1] < NOVEL_FOR and now - tv[3 * i + 2] <= HOUR
+        ]
+
+    def _used(self, tag: str, now: float) -> int:
+        tv = self.tv
+        return sum(1 for k, i in self.tab.items() if k[0] == tag and now - tv[3 * i + 2] <= HOUR)
 
     def new_countries(self, now: float) -> list[str]:
         """Countries first seen in the last day and used in the last hour."""
-        return self._novel_in_window(self.countries, now)
+        return self._novel_in_window(T_COUNTRY, now)
 
     def countries_used(self, now: float) -> list[str]:
         """Countries used in the last hour."""
-        return [k for k, e in self.countries.items() if now - e[2] <= HOUR]
+        tv = self.tv
+        return [k[1:] for k, i in self.tab.items() if k[0] == T_COUNTRY and now - tv[3 * i + 2] <= HOUR]
 
     def network_novelty(self, now: float) -> float:
         """0: known networks only in the last hour; 1: a new /24; 2: a new provider block too."""
-        if self._novel_in_window(self.providers, now):
+        if self._novel_in_window(T_PROVIDER, now):
             return 2.0
-        return 1.0 if self._novel_in_window(self.networks, now) else 0.0
+        return 1.0 if self._novel_in_window(T_NETWORK, now) else 0.0
 
     def new_agent(self, now: float) -> bool:
-        return bool(self._novel_in_window(self.agents, now))
+        return bool(self._novel_in_window(T_AGENT, now))
 
     def usual_countries(self, now: float, limit: int = 3) -> list[str]:
         """The actor's most used countries, excluding those new in the last day."""
-        old = [(e[0], k) for k, e in self.countries.items() if now - e[1] >= NOVEL_FOR]
+        tv = self.tv
+        old = [
+            (tv[3 * i], k[1:]) for k, i in self.tab.items() if k[0] == T_COUNTRY and now - tv[3 * i + 1] >= NOVEL_FOR
+        ]
         return [k for _, k in sorted(old, reverse=True)[:limit]]
 
     def countries_in_window(self, now: float) -> int:
-        return sum(1 for e in self.countries.values() if now - e[2] <= HOUR)
+        return self._used(T_COUNTRY, now)
 
     def distinct_resources_1h(self, now: float) -> int:
-        return sum(1 for e in self.resources.values() if now - e[2] <= HOUR)
+        return self._used(T_RESOURCE, now)
 
     def role_changed_within(self, now: float, span: float) -> bool:
         return self.role_change_ts >= 0 and 0 <= now - self.role_change_ts <= span
@@ -807,8 +889,6 @@ class ActorProfile:
         # marshal takes no arrays: they travel as their bytes (the same doubles, bit for bit).
         values = [v.tobytes() if isinstance(v, array) else v for v in map(self.__getattribute__, _PACKED)]
         values[_WV] = [None if v is _NO_BUCKET else v.tobytes() for v in self.wv]
-        for i in _TABLE_AT:
-            values[i] = _table_bytes(values[i])
         return zlib.compress(marshal.dumps(values), 1)
 
     @classmethod
@@ -817,9 +897,10 @@ class ActorProfile:
         p = cls.__new__(cls)
         for name, value in zip(_PACKED, marshal.loads(zlib.decompress(blob)), strict=True):
             if name in _ARRAYS:
-                value = array(_ARRAYS[name], value) if value else _EMPTY  # only rings are ever empty
-            elif name in _TABLES:
-                value = _table_from_bytes(value)
+                # What a new profile shares (an empty ring, a zero histogram) is shared again:
+                # every writer replaces such an array before writing (see ``_EMPTY``).
+                start = _SHARED.get(name)
+                value = start if start is not None and value == start.tobytes() else array(_ARRAYS[name], value)
             setattr(p, name, value)
         p.wv = [_NO_BUCKET if v is None else array("d", v) for v in p.wv]
         p._reset_caches()
@@ -842,12 +923,7 @@ class ActorProfile:
             "days": self.active_days,
             "hours": self.hours.tolist(),
             "hsurp": [self.hour_surp.tolist(), self.hours_mark],
-            "countries": table_out(self.countries),
-            "networks": table_out(self.networks),
-            "providers": table_out(self.providers),
-            "agents": table_out(self.agents),
-            "resources": table_out(self.resources),
-            "sens": table_out(self.sensitivities),
+            **{name: self.table(tag) for tag, name, _ in ACTOR_TABLES},
             "rings": [
                 self.hour_ring.tolist(),
                 self.sens_ring.tolist(),
@@ -862,7 +938,7 @@ class ActorProfile:
             "notable": [self.notable_until, self.notable_bits],
             "session": [self.cur_session, self.cur_session_records],
             "burst": [self.burst_start, self.burst_gap, self.burst_level],
-            "role": [self.role_change_ts, self.roles, self.after_role_seen, self.role_self],
+            "role": [self.role_change_ts, list(self.roles), list(self.after_role_seen), self.role_self],
             "buckets": buckets,
             "reported": [self.rep_hour, self.rep_vec.tolist()],
         }
@@ -876,12 +952,10 @@ class ActorProfile:
         p.hours = floats(map(float, d["hours"]))
         p.hour_surp = floats(map(float, d["hsurp"][0]))
         p.hours_mark = float(d["hsurp"][1])
-        p.countries = table_in(d["countries"])
-        p.networks = table_in(d["networks"])
-        p.providers = table_in(d["providers"])
-        p.agents = table_in(d["agents"])
-        p.resources = table_in(d["resources"])
-        p.sensitivities = table_in(d["sens"])
+        for tag, name, _ in ACTOR_TABLES:
+            for k, e in d[name].items():
+                p.tab[tagged(tag, k)] = len(p.tv) // 3
+                p.tv.extend(map(float, e))
         rings = d["rings"]
         p.hour_ring, p.sens_ring, p.day_ring, p.export_ring, p.session_ring, p.gap_ring = (_ring_in(r) for r in rings)
         p.hour_p95, p.sens_p95, p.day_p95, p.export_p95 = (float(x) for x in d["p95"])
@@ -897,8 +971,8 @@ class ActorProfile:
         p.burst_start, p.burst_gap, p.burst_level = (float(x) for x in d["burst"])
         p.role_change_ts = float(d["role"][0])
         p.role_self = bool(d["role"][3])
-        p.roles = list(d["role"][1])
-        p.after_role_seen = list(d["role"][2])
+        p.roles = tuple(d["role"][1])
+        p.after_role_seen = tuple(d["role"][2])
         p.rep_hour = int(d["reported"][0])
         p.rep_vec = floats(map(float, d["reported"][1]))
         for b, v in d["buckets"]:
@@ -912,15 +986,20 @@ class ActorProfile:
 # What ``ActorProfile.pack`` keeps: every slot but the underscored caches.
 _PACKED: tuple[str, ...] = tuple(name for name in ActorProfile.__slots__ if not name.startswith("_"))
 _WV = _PACKED.index("wv")
-# The packed slots that are tables, and their places in ``pack``'s list.
-_TABLES = frozenset({"countries", "networks", "providers", "agents", "resources", "sensitivities"})
-_TABLE_AT = tuple(i for i, name in enumerate(_PACKED) if name in _TABLES)
-# The packed slots held as arrays (by their type codes), read off a new profile.
+# The packed slots held as arrays (by their type codes), read off a new profile, and those of
+# them a new profile shares with every other until it has values of its own.
+_fresh = ActorProfile("staff", "", "UTC", 0.0)
 _ARRAYS: dict[str, str] = {
-    name: value.typecode
-    for name, value in zip(_PACKED, map(ActorProfile("staff", "", "UTC", 0.0).__getattribute__, _PACKED), strict=True)
-    if isinstance(value, array)
+    name: getattr(_fresh, name).typecode for name in _PACKED if isinstance(getattr(_fresh, name), array)
 }
+_SHARED: dict[str, array[float]] = {
+    name: getattr(_fresh, name)
+    for name in _ARRAYS
+    if any(getattr(_fresh, name) is shared for shared in (_EMPTY, _ZEROS_24, _ZEROS_W))
+}
+del _fresh
+# Every array any number of profiles may point at: none of them is one profile's memory.
+SHARED_ARRAYS: tuple[array[float], ...] = (_EMPTY, _ZEROS_24, _ZEROS_W, _NO_BUCKET, _SURP_OF_NONE)
 
 
 class PeerProfile:
@@ -993,7 +1072,7 @@ class PeerProfile:
         self.hour_ring = _appended(self.hour_ring, (v[W_RECORDS] for _, v in hours), CAP_PEER_RING)
         for b, v in hours:
             self.hours[local_hour(b * HOUR, member.zone)] += v[W_EVENTS]
-        for k, e in member.providers.items():
+        for k, e in member.table(T_PROVIDER).items():
             if e[2] >= start:
                 self._count(self.providers, k, e[2], 1.0, CAP_PEER_PROVIDERS)
         if background is not None:

@@ -8,7 +8,18 @@ import json
 from datetime import UTC, datetime
 
 from detectors.features import DAY, HOUR, W_EVENTS, W_FAILED, W_RECORDS, W_SIZE
-from detectors.profiles import CAP_COUNTRIES, CAP_NETWORKS, ActorProfile, PeerProfile
+from detectors.profiles import (
+    CAP_COUNTRIES,
+    CAP_NETWORKS,
+    CAP_RESOURCES,
+    T_AGENT,
+    T_COUNTRY,
+    T_NETWORK,
+    T_RESOURCE,
+    T_SENSITIVITY,
+    ActorProfile,
+    PeerProfile,
+)
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC).timestamp()  # a Monday
 
@@ -50,9 +61,9 @@ def test_profile_learns_hours_places_and_volumes() -> None:
     p.flush()
     assert p.active_days == 10
     assert p.mature(T0 + 14 * DAY)
-    assert list(p.countries) == ["DE"]
-    assert p.countries["DE"][0] == 320  # every event counted, including the cached fast path
-    assert len(p.networks) == 1 and len(p.agents) == 1
+    assert list(p.table(T_COUNTRY)) == ["DE"]
+    assert p.table(T_COUNTRY)["DE"][0] == 320  # every event counted, including the cached fast path
+    assert len(p.table(T_NETWORK)) == 1 and len(p.table(T_AGENT)) == 1
     state = json.dumps(p.to_dict())
     assert "91.64" not in state and "Firefox" not in state  # networks and agents: digests only
     assert p.hour_p95 == 20.0  # 4 reads of 5 records an hour
@@ -66,11 +77,36 @@ def test_tables_and_rings_stay_bounded() -> None:
     for i in range(200):
         read(p, T0 + i * 30 * 60, ip=f"10.{i}.{i}.1", country=f"C{i % 40:02d}"[-2:].upper().replace("0", "A"))
     p.flush()
-    assert len(p.countries) <= CAP_COUNTRIES
-    assert len(p.networks) <= CAP_NETWORKS
+    assert len(p.table(T_COUNTRY)) <= CAP_COUNTRIES
+    assert len(p.table(T_NETWORK)) <= CAP_NETWORKS
     assert len(p.hour_ring) <= 96
     state = json.dumps(p.to_dict())
     assert len(state) < 20_000
+
+
+def test_tables_sharing_one_store_keep_their_keys_apart_and_their_order() -> None:
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    # A resource type spelled like a country code, and one spelled like a data type.
+    read(p, T0 + 60, resource="DE", sensitivity="payment")
+    read(p, T0 + 120, resource="payment", sensitivity="personal")
+    p.flush()
+    assert p.table(T_COUNTRY) == {"DE": [2.0, T0 + 60, T0 + 120]}
+    assert p.table(T_RESOURCE) == {"DE": [1.0, T0 + 60, T0 + 60], "payment": [1.0, T0 + 120, T0 + 120]}
+    assert list(p.table(T_SENSITIVITY)) == ["payment", "personal"]
+    # A full table: the type seen longest ago makes room, the others keep their counts and order.
+    for i in range(CAP_RESOURCES):
+        read(p, T0 + 600 + i, resource=f"type-{i}")
+    p.flush()
+    held = p.table(T_RESOURCE)
+    assert len(held) == CAP_RESOURCES
+    assert "DE" not in held and "payment" not in held
+    assert list(held)[-1] == f"type-{CAP_RESOURCES - 1}"
+    assert held["type-0"] == [1.0, T0 + 600, T0 + 600]
+    assert p.table(T_COUNTRY)["DE"][0] == CAP_RESOURCES + 2.0  # the country is untouched by it
+    # Packed in memory and through a checkpoint: the same tables, in the same order.
+    for copy in (ActorProfile.unpack(p.pack()), ActorProfile.from_dict(json.loads(json.dumps(p.to_dict())))):
+        for tag in (T_COUNTRY, T_RESOURCE, T_SENSITIVITY, T_NETWORK, T_AGENT):
+            assert list(copy.table(tag).items()) == list(p.table(tag).items())
 
 
 def test_late_event_does_not_clobber_the_current_hour() -> None:
@@ -110,7 +146,7 @@ def test_failures_do_not_teach_the_profile() -> None:
     t = T0 + 5 * DAY + 9 * HOUR
     p.observe_auth(t, int(t // HOUR), "login", False, "185.220.101.5", "NL", "curl/8", None, keyed)
     p.flush()
-    assert "NL" not in p.countries
+    assert "NL" not in p.table(T_COUNTRY)
     assert p.window_1h(t)[W_FAILED] == 1.0  # but the failure is in the window
 
 
