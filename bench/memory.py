@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import sys
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +26,7 @@ from bench.common import dump_for, emit, model_for
 from breachwatch import app
 from breachwatch.settings import load_settings
 from detectors.learned import LearnedDetector, load_model
-from detectors.profiles import ActorProfile
+from detectors.profiles import SHARED_ARRAYS, ActorProfile
 from streams.dump import replay
 from streams.models import AccessEvent, AuthEvent, Event
 from streams.pipeline import PartitionWorker, Stats
@@ -151,12 +152,62 @@ def measure_mature(tenants: int, days: int) -> dict[str, float]:
     tracemalloc.stop()
     packed = sum(len(p.pack()) for p in copies)
     return {
+        "parts": parts(copies),
         "days": days,
         "mature_profiles": len(copies),
         "bytes_per_mature_profile": round(held / max(1, len(copies))),
         "packed_bytes_per_mature_profile": round(packed / max(1, len(copies))),
         "checkpoint_bytes_per_mature_profile": round(sum(map(len, saved)) / max(1, len(saved))),
     }
+
+
+# What a profile's bytes are, by part (``parts``): its slots grouped.
+PARTS: dict[str, tuple[str, ...]] = {
+    "hourly windows": ("wb", "wv", "rep_vec"),
+    "rings (hourly, daily, session and gap baselines)": (
+        "hour_ring",
+        "sens_ring",
+        "day_ring",
+        "spread_ring",
+        "export_ring",
+        "session_ring",
+        "gap_ring",
+    ),
+    "tables (places, agents, data types)": ("tab", "tv"),
+    "hour histogram and surprises": ("hours", "hour_surp"),
+}
+
+
+def _size(obj: object, seen: set[int]) -> int:
+    """Bytes of ``obj`` and what it holds, each object once; interned strings, small ints and
+    the arrays every new profile shares are everyone's, so no one profile's."""
+    if id(obj) in seen or obj is None or isinstance(obj, bool) or (isinstance(obj, int) and -5 <= obj <= 256):
+        return 0
+    if isinstance(obj, str) and sys.intern(obj) is obj:
+        return 0
+    seen.add(id(obj))
+    n = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        n += sum(_size(k, seen) + _size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, list | tuple):
+        n += sum(_size(v, seen) for v in obj)
+    return n
+
+
+def parts(profiles: list[ActorProfile]) -> dict[str, int]:
+    """Average bytes per profile of each part (``PARTS``), the rest being the object itself and
+    its scalars; sizes as ``sys.getsizeof`` reports them, so they add up to about what
+    tracemalloc measures."""
+    shared = {id(v) for v in SHARED_ARRAYS}
+    grouped = {slot: part for part, slots in PARTS.items() for slot in slots}
+    total: dict[str, int] = dict.fromkeys([*PARTS, "object and scalars"], 0)
+    for p in profiles:
+        seen = set(shared)
+        total["object and scalars"] += sys.getsizeof(p)
+        for slot in ActorProfile.__slots__:
+            if hasattr(p, slot) and not slot.startswith("_"):
+                total[grouped.get(slot, "object and scalars")] += _size(getattr(p, slot), seen)
+    return {part: round(n / max(1, len(profiles))) for part, n in total.items()}
 
 
 def main() -> None:
@@ -192,6 +243,7 @@ def main() -> None:
             f"{mature['checkpoint_bytes_per_mature_profile']:,} B checkpoint",
             flush=True,
         )
+        print("  of which: " + ", ".join(f"{n:,} B {part}" for part, n in mature["parts"].items()), flush=True)
     emit({"bench": "memory", "results": results, "mature": mature})
 
 
