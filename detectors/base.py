@@ -72,6 +72,25 @@ class DetectionContext:
     partition: int = 0
 
 
+@dataclass(slots=True)
+class StateDelta:
+    """What a checkpoint writes of one detector's state.
+
+    A detector whose state is mostly per key (one actor's profile) itemises it, so that a
+    checkpoint writes what changed since the last one rather than everything it knows:
+    ``head`` is the rest of its state, whole; ``items`` the items changed since the last
+    delta that was saved (``Detector.delta_saved``), and ``dropped`` the keys gone since.
+    With ``complete``, ``items`` is every item and whatever was saved before is void.
+    A detector that does not itemise hands its whole ``state()`` as the head.
+    """
+
+    head: dict[str, Any]
+    items: dict[str, Any] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    complete: bool = True
+    itemised: bool = False
+
+
 class Detector(ABC):
     """A named source of findings. Rules and learned models both implement this."""
 
@@ -91,6 +110,18 @@ class Detector(ABC):
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what ``state()`` returned."""
         return None
+
+    def state_delta(self) -> StateDelta:
+        """The state a checkpoint writes now (see ``StateDelta``): by default all of ``state()``."""
+        return StateDelta(self.state())
+
+    def delta_saved(self) -> None:
+        """The last ``state_delta()`` is durable: the next one holds what changed since."""
+        return None
+
+    def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
+        """Restore from the saved head and every saved item (by default there are none)."""
+        self.load_state(head)
 
 
 def unique(values: Iterable[str | None]) -> tuple[str, ...]:

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from detectors import explain
-from detectors.base import DetectionContext, Detector, Finding, Severity, unique
+from detectors.base import DetectionContext, Detector, Finding, Severity, StateDelta, unique
 from detectors.features import (
     DAY,
     FEATURE_NAMES,
@@ -300,6 +300,12 @@ class LearnedDetector(Detector):
         self._period = -1
         self._period_end = -math.inf
         self._marks: list[tuple[str, float, list[float] | None]] = []
+        # What the next checkpoint writes of the actors (see ``state_delta``): those whose
+        # profile or carried events changed since the last one saved, and those dropped since;
+        # every actor until one of this detector's checkpoints has been saved.
+        self._dirty: set[str] = set()
+        self._dropped: set[str] = set()
+        self._complete = True
 
     def _usable_baselines(self, model: TrainedModel) -> dict[str, Any]:
         empty: dict[str, Any] = {"actors": {}, "peers": {}}
@@ -376,11 +382,18 @@ class LearnedDetector(Detector):
             return
         self._clock_day = day
         horizon = now - self.idle_days * DAY
-        for aid in [a for a, p in self._profiles.items() if p.last_seen < horizon]:
+        gone = [a for a, p in self._profiles.items() if p.last_seen < horizon]
+        for aid in gone:
             self._register[aid] = self._profiles.pop(aid).last_seen
             self._touched.pop(aid, None)
-        for aid in [a for a, b in self._packed.items() if _blob_time(b) < horizon]:
+        gone_packed = [a for a, b in self._packed.items() if _blob_time(b) < horizon]
+        for aid in gone_packed:
             self._register[aid] = _blob_time(self._packed.pop(aid))
+        for aid in gone + gone_packed:
+            # Events of days ago are no one's evidence any more; they leave with the profile.
+            self._carry.pop(aid, None)
+            self._packed_carry.pop(aid, None)
+            self._dropped.add(aid)
         old = now - REGISTER_DAYS * DAY
         if len(self._register) > REGISTER_CAP or any(v < old for v in self._register.values()):
             keep = sorted(((v, a) for a, v in self._register.items() if v >= old), reverse=True)[:REGISTER_CAP]
@@ -570,6 +583,7 @@ class LearnedDetector(Detector):
             if max_ts > self._clock:
                 self._clock = max_ts
             self._evict(max_ts)
+        self._dirty.update(indices)
         return _Batch(actors, rows, nows, indices, hours, upto, stop)
 
     def _next_period(self, ts: float) -> None:
@@ -579,6 +593,7 @@ class LearnedDetector(Detector):
             prof = self._profiles.get(aid) or self._wake(aid)
             if prof is not None:
                 prof.mark_reported(now, hour)
+                self._dirty.add(aid)
         self._marks = []
         self._period = int(ts // REPORT_PERIOD)
         self._period_end = (self._period + 1) * REPORT_PERIOD
@@ -679,11 +694,14 @@ class LearnedDetector(Detector):
                 if last - packed[0] <= HOUR:
                     kept.append(packed)
             self._carry[aid] = kept[-CARRY_CAP:]
+            self._dirty.add(aid)
         if latest > 0:
             for aid in [a for a, cs in self._carry.items() if latest - cs[-1][0] > HOUR]:
                 del self._carry[aid]
+                self._dirty.add(aid)
             for aid in [a for a, b in self._packed_carry.items() if latest - _blob_time(b) > HOUR]:
                 del self._packed_carry[aid]
+                self._dirty.add(aid)
 
     def _finding(
         self,
@@ -817,21 +835,73 @@ class LearnedDetector(Detector):
 
     # ---- checkpoint -----------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """Profiles, peers, episodes and the idle register, as plain JSON."""
+    def _head(self) -> dict[str, Any]:
+        """The state but the actors' profiles and carried events (see ``state_delta``)."""
         return {
             "version": 1,
-            "profiles": dict(self._profile_dicts()),
             "peers": {k: p.to_dict() for k, p in self._peers.items()},
             "register": dict(self._register),
             "episodes": {k: list(v) for k, v in self._episodes.items()},
             "failures": {k: list(v) for k, v in self._failures.items()},
-            "carry": {a: [_event_json(_unpack(c)) for c in cs] for a, cs in self._all_carried()},
             "clock_day": self._clock_day,
             "pending": {a: list(v) for a, v in self._pending.items()},
             "period": self._period,
             "marks": [[a, now, hour] for a, now, hour in self._marks],
         }
+
+    def state(self) -> dict[str, Any]:
+        """Profiles, peers, episodes and the idle register, as plain JSON."""
+        return {
+            **self._head(),
+            "profiles": dict(self._profile_dicts()),
+            "carry": {a: [_event_json(_unpack(c)) for c in cs] for a, cs in self._all_carried()},
+        }
+
+    def _item(self, aid: str) -> dict[str, Any]:
+        """One actor's part of the state: its profile, and its carried events if it has any."""
+        prof = self._profiles.get(aid)
+        if prof is None:
+            prof = _unpack_profile(self._packed[aid])
+        item: dict[str, Any] = {"profile": prof.to_dict()}
+        carried = self._carry.get(aid)
+        if carried is None and aid in self._packed_carry:
+            carried = _unpack_carry(self._packed_carry[aid])
+        if carried:
+            item["carry"] = [_event_json(_unpack(c)) for c in carried]
+        return item
+
+    def state_delta(self) -> StateDelta:
+        """Itemised by actor: a checkpoint writes the actors whose profile or carried events
+        changed since the last one saved (an idle actor's cost nothing), not all of them."""
+        held = self._profiles.keys() | self._packed.keys()
+        if self._complete:
+            changed, dropped = list(held), []
+        else:
+            changed = [a for a in self._dirty if a in held]
+            dropped = [a for a in self._dropped if a not in held]
+        items = {a: self._item(a) for a in changed}
+        return StateDelta(self._head(), items, dropped, self._complete, itemised=True)
+
+    def delta_saved(self) -> None:
+        self._dirty.clear()
+        self._dropped.clear()
+        self._complete = False
+
+    def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
+        if not head or "profiles" in head:
+            # A whole state (a checkpoint from before states were itemised): the next
+            # checkpoint writes every actor.
+            self.load_state(head)
+            return
+        self.load_state(
+            {
+                **head,
+                "profiles": {a: it["profile"] for a, it in items.items()},
+                "carry": {a: it["carry"] for a, it in items.items() if "carry" in it},
+            }
+        )
+        # The store holds exactly what was loaded: the next checkpoint writes what changes.
+        self._complete = False
 
     def load_state(self, state: dict[str, Any]) -> None:
         if not state:
@@ -862,6 +932,9 @@ class LearnedDetector(Detector):
             (str(a), float(now), None if hour is None else [float(x) for x in hour])
             for a, now, hour in state.get("marks", ())
         ]
+        self._dirty = set()
+        self._dropped = set()
+        self._complete = True
 
 
 # A carried event: its time, whether it is an auth event, and its field values in model order.

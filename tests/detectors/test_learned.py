@@ -423,6 +423,64 @@ def test_profiles_survive_a_restart(model: TrainedModel) -> None:
     assert {f.kind for f in steady} >= {"account_takeover", "privilege_escalation"}
 
 
+def test_checkpoints_hold_the_changed_actors_and_restore_the_whole_state(model: TrainedModel) -> None:
+    """A checkpoint writes the detector's head and the actors that changed since the last one
+    saved, and drops the evicted ones. Applied in turn, they restore exactly the state a
+    whole checkpoint would, at every checkpoint: with idle profiles packed, actors evicted,
+    findings' marks pending, and writes that failed on the way (their changes go with the
+    next). A detector resumed from them raises the same findings."""
+    w = World()
+    late = w.access(T0 + timedelta(days=30), "u-newcomer", "t-alpha", "91.64.1.1", "DE", "Firefox/1", records=1)
+    events = after(history(w), [*takeover(w), *escalation(w), *business_trip(w), late])
+    tb = tables()
+    ctx = DetectionContext(tables=tb)
+
+    def detector() -> LearnedDetector:
+        return LearnedDetector(model, pseudonym_key=KEY, pack_after=120, live_max=0, idle_days=5)
+
+    def plain(state: dict[str, Any]) -> Any:
+        return json.loads(json.dumps(state))
+
+    steady = run(detector(), events, tb, batch=150)
+    det = detector()
+    head: dict[str, Any] = {}
+    items: dict[str, Any] = {}
+    rng = random.Random(11)
+    written: list[int] = []
+    dropped = 0
+    found: list[Finding] = []
+    middle: tuple[Any, Any, int, int] | None = None
+    for b in range(0, len(events), 150):
+        found += det.process(events[b : b + 150], ctx)
+        delta = det.state_delta()
+        if b and rng.random() < 0.25:
+            continue  # the write failed: nothing is saved
+        if delta.complete:
+            items = {}
+        for key in delta.dropped:
+            del items[key]
+        items.update(plain(delta.items))
+        head = plain(delta.head)
+        det.delta_saved()
+        written.append(len(delta.items))
+        dropped += len(delta.dropped)
+        restored = detector()
+        restored.load_state_items(head, items)
+        assert plain(restored.state()) == plain(det.state())
+        if middle is None and b >= len(events) // 2:
+            middle = (plain(head), plain(items), b + 150, len(found))
+    assert written[0] > 10 and min(written[1:]) < written[0] / 2, written
+    assert dropped > 0, "the late newcomer's day evicts the idle actors"
+    assert det.state()["register"], "evicted actors are remembered"
+
+    assert middle is not None
+    head, items, at, n = middle
+    resumed = detector()
+    resumed.load_state_items(head, items)
+    assert finding_keys(found[:n] + run(resumed, events[at:], tb, batch=150)) == finding_keys(steady)
+    assert {f.kind for f in steady} >= {"account_takeover", "privilege_escalation"}
+
+
 def test_the_model_needs_the_key_it_was_trained_with(model: TrainedModel) -> None:
     with pytest.raises(ValueError, match="pseudonym key"):
         LearnedDetector(model, pseudonym_key=b"another-key")
