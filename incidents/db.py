@@ -167,6 +167,19 @@ class CheckpointRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class CheckpointItemRow(Base):
+    """One item of a unit's itemised detector state (``detectors.base.StateDelta``: one
+    actor's profile and carried events), written when it changes, with its checkpoint."""
+
+    __tablename__ = "checkpoint_items"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    detector: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed JSON
+
+
 def make_engine(url: str, lock_timeout_s: float = 30.0) -> Engine:
     """An engine tuned for this workload: WAL and a busy timeout on SQLite, so a reader
     (the console) never blocks the consumer and a brief lock is waited out, not an error."""

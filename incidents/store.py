@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,7 @@ from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
 from detectors.features import network_prefix
 from incidents import audit
 from incidents.db import (
+    CheckpointItemRow,
     CheckpointRow,
     CorrelationKeyRow,
     EvidenceRow,
@@ -66,6 +69,12 @@ class Checkpoint:
     partition: int
     offsets: dict[str, int]
     state: dict[str, Any]
+    # Itemised detector states (``detectors.base.StateDelta``), per detector: loaded, every
+    # item; to write, the items changed and the keys dropped, and the detectors whose items
+    # are complete (what the store held of them before goes).
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: dict[str, list[str]] = field(default_factory=dict)
+    complete: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -86,6 +95,40 @@ def encode_state(state: dict[str, Any]) -> bytes:
 
 def decode_state(blob: bytes) -> dict[str, Any]:
     return json.loads(zlib.decompress(blob))
+
+
+# Items deleted per statement: well under every database's limit on bound parameters.
+_ITEMS_PER_DELETE = 500
+
+
+def _write_items(session: Session, cp: Checkpoint) -> None:
+    """A checkpoint's itemised states: void the complete ones' earlier items, delete the dropped
+    keys, then insert or replace the changed items (one statement for all of them)."""
+    unit = (CheckpointItemRow.group_id == cp.group_id, CheckpointItemRow.partition == cp.partition)
+    for detector in cp.complete:
+        session.execute(delete(CheckpointItemRow).where(*unit, CheckpointItemRow.detector == detector))
+    for detector, keys in cp.dropped.items():
+        for i in range(0, len(keys), _ITEMS_PER_DELETE):
+            chunk = keys[i : i + _ITEMS_PER_DELETE]
+            session.execute(
+                delete(CheckpointItemRow).where(
+                    *unit, CheckpointItemRow.detector == detector, CheckpointItemRow.key.in_(chunk)
+                )
+            )
+    rows = [
+        {"group_id": cp.group_id, "partition": cp.partition, "detector": d, "key": k, "value": encode_state(v)}
+        for d, items in cp.items.items()
+        for k, v in items.items()
+    ]
+    if rows:
+        table = CheckpointItemRow.__table__
+        keys = list(table.primary_key.columns)
+        if session.get_bind().dialect.name == "postgresql":
+            pg = postgresql_insert(table)
+            session.execute(pg.on_conflict_do_update(index_elements=keys, set_={"value": pg.excluded.value}), rows)
+        else:
+            lite = sqlite_insert(table)
+            session.execute(lite.on_conflict_do_update(index_elements=keys, set_={"value": lite.excluded.value}), rows)
 
 
 def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> list[str]:
@@ -183,6 +226,7 @@ class IncidentStore:
                         group_id=cp.group_id, partition=cp.partition, offsets=cp.offsets, state=encode_state(cp.state)
                     )
                 )
+                _write_items(session, cp)
         return result
 
     def _record_findings(
@@ -446,7 +490,14 @@ class IncidentStore:
             row = session.get(CheckpointRow, (group_id, partition))
             if row is None:
                 return None
-            return Checkpoint(group_id, partition, dict(row.offsets), decode_state(row.state))
+            items: dict[str, dict[str, Any]] = {}
+            for detector, key, value in session.execute(
+                select(CheckpointItemRow.detector, CheckpointItemRow.key, CheckpointItemRow.value).where(
+                    CheckpointItemRow.group_id == group_id, CheckpointItemRow.partition == partition
+                )
+            ):
+                items.setdefault(detector, {})[key] = decode_state(value)
+            return Checkpoint(group_id, partition, dict(row.offsets), decode_state(row.state), items)
 
     def detected_at(self) -> dict[str, datetime]:
         """Per incident, the event time at which its first finding could have fired."""

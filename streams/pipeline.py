@@ -123,12 +123,33 @@ class PartitionWorker:
         return findings
 
     def state(self) -> dict[str, Any]:
+        """Every detector's whole state."""
         return {d.name: d.state() for d in self.detectors}
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: dict[str, Any], items: dict[str, dict[str, Any]] | None = None) -> None:
+        """Restore a checkpoint: each detector's head (or whole state) and its saved items."""
         for d in self.detectors:
             if d.name in state:
-                d.load_state(state[d.name])
+                d.load_state_items(state[d.name], (items or {}).get(d.name, {}))
+
+    def checkpoint(self, group_id: str, offsets: dict[str, int]) -> Checkpoint:
+        """What a checkpoint of this unit writes now: each detector's state, itemised ones by
+        what changed since the last checkpoint saved (see ``saved``)."""
+        deltas = {d.name: d.state_delta() for d in self.detectors}
+        return Checkpoint(
+            group_id,
+            self.unit,
+            offsets,
+            {name: delta.head for name, delta in deltas.items()},
+            items={name: delta.items for name, delta in deltas.items() if delta.itemised},
+            dropped={name: delta.dropped for name, delta in deltas.items() if delta.itemised and delta.dropped},
+            complete=frozenset(name for name, delta in deltas.items() if delta.itemised and delta.complete),
+        )
+
+    def saved(self) -> None:
+        """The last ``checkpoint()`` is durable."""
+        for d in self.detectors:
+            d.delta_saved()
 
 
 class Pipeline:
@@ -169,7 +190,7 @@ class Pipeline:
         w = self._new_worker(unit)
         cp = self.load_checkpoint(unit)
         if cp is not None:
-            w.load_state(cp.state)
+            w.load_state(cp.state, cp.items)
         return cp
 
     def load_checkpoint(self, unit: int) -> Checkpoint | None:
@@ -259,17 +280,18 @@ class Pipeline:
         def write() -> RecordResult:
             return self.store.record(findings, self.tables.tenants, checkpoints)
 
-        # A checkpoint is a unit's whole state as plain JSON values: hundreds of thousands
-        # of short-lived objects. Counted as allocations, they set off collections that walk
-        # them and the detector state behind them (up to half a second each, the live
-        # service's slowest batches); reference counting frees them anyway, so none runs
-        # while they exist.
+        # A checkpoint is a unit's state (of its actors, those that changed) as plain JSON
+        # values: up to hundreds of thousands of short-lived objects. Counted as allocations,
+        # they set off collections that walk them and the detector state behind them (up to
+        # half a second each, the live service's slowest batches); reference counting frees
+        # them anyway, so none runs while they exist.
         with collections_paused(bool(checkpoint_offsets)):
-            checkpoints.extend(
-                Checkpoint(self.group_id, p, offsets, self.worker(p).state())
-                for p, offsets in sorted((checkpoint_offsets or {}).items())
-            )
+            units = [(self.worker(p), offsets) for p, offsets in sorted((checkpoint_offsets or {}).items())]
+            checkpoints.extend(w.checkpoint(self.group_id, offsets) for w, offsets in units)
             result = self.db_retry(write) if retry else write()
+            # Durable: each unit's next checkpoint holds what changes from here.
+            for w, _ in units:
+                w.saved()
             checkpoints.clear()
         self.stats.batches += 1
         self.stats.findings += result.new_findings

@@ -192,3 +192,42 @@ def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrad
         source_ips=("203.0.113.9",),
     )
     assert IncidentStore(empty).record([stuffing]).updated == ["i-open"]
+
+
+def test_downgrading_folds_checkpoint_items_back_into_the_states(empty: Engine) -> None:
+    """Code from before 0004 reads a unit's whole state from ``checkpoints.state``."""
+    from alembic import command
+
+    from incidents.store import Checkpoint, IncidentStore
+
+    upgrade(empty)
+    store = IncidentStore(empty)
+    item = {"profile": {"n": 3}, "carry": [{"event_id": "a-1"}]}
+    store.record(
+        [],
+        checkpoints=[
+            Checkpoint(
+                "g",
+                0,
+                {"erp.access": 5},
+                {"learned": {"version": 1, "peers": {}}, "rules": {"x": 1}},
+                items={"learned": {"u-1": item, "u-2": {"profile": {"n": 4}}}},
+                complete=frozenset({"learned"}),
+            )
+        ],
+    )
+    with empty.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003")
+    assert "checkpoint_items" not in inspect(empty).get_table_names()
+    upgrade(empty)
+    cp = IncidentStore(empty).load_checkpoint("g", 0)
+    assert cp is not None and cp.items == {} and cp.offsets == {"erp.access": 5}
+    assert cp.state == {
+        "learned": {
+            "version": 1,
+            "peers": {},
+            "profiles": {"u-1": {"n": 3}, "u-2": {"n": 4}},
+            "carry": {"u-1": [{"event_id": "a-1"}]},
+        },
+        "rules": {"x": 1},
+    }

@@ -194,6 +194,58 @@ def test_checkpoint_round_trip(store: IncidentStore) -> None:
     assert store.load_checkpoint("g", 4) is None
 
 
+def test_itemised_checkpoints_write_what_changed_and_load_every_item(engine: Engine) -> None:
+    store = IncidentStore(engine)
+
+    def load(partition: int = 3) -> dict[str, dict[str, object]]:
+        cp = store.load_checkpoint("g", partition)
+        assert cp is not None
+        return cp.items
+
+    profile = {"profile": {"n": 1}}
+    first = Checkpoint(
+        "g",
+        3,
+        {"erp.access": 10},
+        {"learned": {"version": 1}, "rules": {}},
+        items={"learned": {"u-1": profile, "u-2": profile, "u-3": profile}},
+        complete=frozenset({"learned"}),
+    )
+    store.record([], checkpoints=[first])
+    store.record([], checkpoints=[Checkpoint("g", 4, {}, {"learned": {}}, items={"learned": {"u-1": profile}})])
+    assert load() == {"learned": {"u-1": profile, "u-2": profile, "u-3": profile}}
+
+    # Changed, new and dropped actors; the others stay as they were.
+    changed = {"profile": {"n": 2}}
+    store.record(
+        [],
+        checkpoints=[
+            Checkpoint(
+                "g",
+                3,
+                {"erp.access": 20},
+                {"learned": {"version": 1}},
+                items={"learned": {"u-2": changed, "u-4": changed}},
+                dropped={"learned": ["u-3", "u-9"]},
+            )
+        ],
+    )
+    assert load() == {"learned": {"u-1": profile, "u-2": changed, "u-4": changed}}
+    assert store.load_checkpoint("g", 3).offsets == {"erp.access": 20}  # type: ignore[union-attr]
+
+    # A complete set voids what was held before (of that unit only).
+    store.record(
+        [],
+        checkpoints=[
+            Checkpoint(
+                "g", 3, {}, {"learned": {}}, items={"learned": {"u-5": profile}}, complete=frozenset({"learned"})
+            )
+        ],
+    )
+    assert load() == {"learned": {"u-5": profile}}
+    assert load(4) == {"learned": {"u-1": profile}}
+
+
 # --- correlation whatever order findings are stored in (SQLite and PostgreSQL) -------------------
 
 CAMPAIGN_NET = "203.0.113"
