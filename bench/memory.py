@@ -19,6 +19,7 @@ import argparse
 import gc
 import json
 import sys
+import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,7 @@ from breachwatch import app
 from breachwatch.settings import load_settings
 from detectors.learned import LearnedDetector, load_model
 from detectors.profiles import SHARED_ARRAYS, ActorProfile
+from incidents.store import encode_state
 from streams.dump import replay
 from streams.models import AccessEvent, AuthEvent, Event
 from streams.pipeline import PartitionWorker, Stats
@@ -35,12 +37,12 @@ from streams.tables import ReferenceTables
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 
-def events_for(actors: range, per_actor: int) -> list[Event]:
+def events_for(actors: range, per_actor: int, later: timedelta = timedelta(0)) -> list[Event]:
     out: list[Event] = []
     for n in actors:
         tenant = f"t-{n % 200:03d}"
         actor = f"u-{n:07d}"
-        ts = T0 + timedelta(seconds=n * 0.5)
+        ts = T0 + later + timedelta(seconds=n * 0.5)
         out.append(
             AuthEvent.model_validate_json(
                 json.dumps(
@@ -121,6 +123,41 @@ def measure(actors: int, per_actor: int, live_max: int | None = None) -> dict[st
         "live_profiles": live,
         "packed_profiles": packed,
         "packed_bytes_per_profile": round(packed_bytes / max(1, packed)),
+    }
+
+
+def checkpoint_cost(actors: int, per_actor: int, live_max: int | None = None) -> dict[str, float]:
+    """Seconds to build and encode a unit's checkpoint (as the store writes it: the head, and
+    each changed actor as an item) holding every actor, then the next one, after 1% of the
+    actors acted again a minute later (``per_actor`` events each). That one also writes the
+    actors whose carried events expired meanwhile (an hour after their last event)."""
+    settings = load_settings(**({} if live_max is None else {"profile_live_max": live_max}))
+    worker = PartitionWorker(0, app.detector_factory(settings)(), ReferenceTables(), Stats())
+    chunk = 5000
+    for start in range(0, actors, chunk):
+        worker.detect(events_for(range(start, min(actors, start + chunk)), per_actor))
+
+    def write() -> tuple[float, int, int]:
+        started = time.perf_counter()
+        cp = worker.checkpoint("bench", {})
+        size = len(encode_state(cp.state)) + sum(len(encode_state(v)) for d in cp.items.values() for v in d.values())
+        took = time.perf_counter() - started
+        worker.saved()
+        return took, sum(map(len, cp.items.values())), size
+
+    full_s, full_items, full_bytes = write()
+    # A minute after the last actor's first event, 1% of the actors act again.
+    back = max(1, actors // 100)
+    worker.detect(events_for(range(back), per_actor, later=timedelta(seconds=actors * 0.5 + 60)))
+    next_s, next_items, next_bytes = write()
+    return {
+        "actors": actors,
+        "first_checkpoint_s": round(full_s, 3),
+        "first_checkpoint_items": full_items,
+        "first_checkpoint_bytes": full_bytes,
+        "next_checkpoint_s": round(next_s, 3),
+        "next_checkpoint_items": next_items,
+        "next_checkpoint_bytes": next_bytes,
     }
 
 
@@ -234,6 +271,17 @@ def main() -> None:
             flush=True,
         )
         results.append(r)
+    checkpoints = []
+    for n in args.actors:
+        c = checkpoint_cost(n, args.events_per_actor, args.live_max)
+        print(
+            f"{n:,} actors: a checkpoint of all of them takes {c['first_checkpoint_s']:.2f} s "
+            f"({c['first_checkpoint_bytes'] / 1e6:.1f} MB); after 1% acted again, the next one writes "
+            f"{c['next_checkpoint_items']:,} actors in {c['next_checkpoint_s']:.3f} s "
+            f"({c['next_checkpoint_bytes'] / 1e6:.2f} MB)",
+            flush=True,
+        )
+        checkpoints.append(c)
     mature = measure_mature(60, args.mature_days) if args.mature_days > 0 else None
     if mature is not None:
         print(
@@ -244,7 +292,7 @@ def main() -> None:
             flush=True,
         )
         print("  of which: " + ", ".join(f"{n:,} B {part}" for part, n in mature["parts"].items()), flush=True)
-    emit({"bench": "memory", "results": results, "mature": mature})
+    emit({"bench": "memory", "results": results, "checkpoints": checkpoints, "mature": mature})
 
 
 if __name__ == "__main__":
