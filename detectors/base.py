@@ -119,6 +119,11 @@ class Detector(ABC):
         """The last ``state_delta()`` is durable: the next one holds what changed since."""
         return None
 
+    def delta_void(self) -> None:
+        """What is stored is not what the last saved delta built (another consumer wrote the
+        unit's checkpoint since): the next delta is complete."""
+        return None
+
     def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
         """Restore from the saved head and every saved item (by default there are none)."""
         self.load_state(head)

@@ -887,6 +887,9 @@ class LearnedDetector(Detector):
         self._dropped.clear()
         self._complete = False
 
+    def delta_void(self) -> None:
+        self._complete = True
+
     def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
         if not head or "profiles" in head:
             # A whole state (a checkpoint from before states were itemised): the next

@@ -165,6 +165,9 @@ class CheckpointRow(Base):
     offsets: Mapped[dict[str, Any]] = mapped_column(default=dict)  # topic -> next offset
     state: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed JSON
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Raised by every write: a checkpoint holding only what changed is written only over the
+    # one it was built on (see ``incidents.store.StaleCheckpoint``).
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CheckpointItemRow(Base):

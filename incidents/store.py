@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -75,6 +75,24 @@ class Checkpoint:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: dict[str, list[str]] = field(default_factory=dict)
     complete: frozenset[str] = frozenset()
+    # Loaded: how many times the checkpoint was written. To write: the write it builds on,
+    # which must still be the stored one if it holds only some items of a detector.
+    seq: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """Whether it holds only the changed items of some detector (see ``StaleCheckpoint``)."""
+        return any(name not in self.complete for name in self.items)
+
+
+class StaleCheckpoint(Exception):
+    """A unit's checkpoint was written by another consumer after the one a checkpoint of
+    changes was built on (a consumer the group had given up on, still writing): those changes
+    would land on a state their writer never saw. Nothing of the batch is stored."""
+
+    def __init__(self, partitions: list[int]) -> None:
+        super().__init__(f"checkpoints of units {partitions} were written by another consumer meanwhile")
+        self.partitions = partitions
 
 
 @dataclass(slots=True)
@@ -87,6 +105,8 @@ class RecordResult:
     opened: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)
+    # Per checkpoint written (by its partition key): its sequence number now.
+    checkpoint_seqs: dict[int, int] = field(default_factory=dict)
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
@@ -95,6 +115,27 @@ def encode_state(state: dict[str, Any]) -> bytes:
 
 def decode_state(blob: bytes) -> dict[str, Any]:
     return json.loads(zlib.decompress(blob))
+
+
+def _write_checkpoint(session: Session, cp: Checkpoint) -> int | None:
+    """Write a checkpoint's row; its sequence number after, or None if it holds changes built
+    on a write that is no longer the stored one."""
+    table = CheckpointRow.__table__
+    values = {"offsets": cp.offsets, "state": encode_state(cp.state), "updated_at": utcnow()}
+    if cp.partial:
+        stmt = (
+            update(table)
+            .where(table.c.group_id == cp.group_id, table.c.partition == cp.partition, table.c.seq == cp.seq)
+            .values(**values, seq=table.c.seq + 1)
+            .returning(table.c.seq)
+        )
+        return session.execute(stmt).scalar_one_or_none()
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    ins = insert(table).values(group_id=cp.group_id, partition=cp.partition, seq=1, **values)
+    ins = ins.on_conflict_do_update(
+        index_elements=[table.c.group_id, table.c.partition], set_={**values, "seq": table.c.seq + 1}
+    )
+    return int(session.execute(ins.returning(table.c.seq)).scalar_one())
 
 
 # Items deleted per statement: well under every database's limit on bound parameters.
@@ -220,13 +261,16 @@ class IncidentStore:
                 self._record_findings(
                     session, sorted(findings, key=lambda f: (f.ts, f.finding_id)), tenants or {}, result
                 )
+            stale = []
             for cp in checkpoints:
-                session.merge(
-                    CheckpointRow(
-                        group_id=cp.group_id, partition=cp.partition, offsets=cp.offsets, state=encode_state(cp.state)
-                    )
-                )
+                seq = _write_checkpoint(session, cp)
+                if seq is None:
+                    stale.append(cp.partition)
+                    continue
+                result.checkpoint_seqs[cp.partition] = seq
                 _write_items(session, cp)
+            if stale:
+                raise StaleCheckpoint(stale)  # rolls the whole batch back
         return result
 
     def _record_findings(
@@ -497,7 +541,7 @@ class IncidentStore:
                 )
             ):
                 items.setdefault(detector, {})[key] = decode_state(value)
-            return Checkpoint(group_id, partition, dict(row.offsets), decode_state(row.state), items)
+            return Checkpoint(group_id, partition, dict(row.offsets), decode_state(row.state), items, seq=row.seq)
 
     def detected_at(self) -> dict[str, datetime]:
         """Per incident, the event time at which its first finding could have fired."""

@@ -24,7 +24,7 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 
 from detectors.base import DetectionContext, Detector, Finding
-from incidents.store import Checkpoint, IncidentStore, RecordResult
+from incidents.store import Checkpoint, IncidentStore, RecordResult, StaleCheckpoint
 from streams.models import LOGS, Event, LogRecord, Reference
 from streams.tables import ReferenceTables
 from streams.units import (
@@ -105,6 +105,9 @@ class PartitionWorker:
         self.detectors = detectors
         self.ctx = DetectionContext(tables=tables, partition=unit_partition(unit))
         self.stats = stats
+        # The write of the unit's checkpoint this worker's state was last saved to or loaded
+        # from (see ``incidents.store.StaleCheckpoint``).
+        self.seq = 0
 
     def detect(self, events: list[Event]) -> list[Finding]:
         # Batches mix topics; detectors see them in event-time order (stable, so events with
@@ -144,12 +147,19 @@ class PartitionWorker:
             items={name: delta.items for name, delta in deltas.items() if delta.itemised},
             dropped={name: delta.dropped for name, delta in deltas.items() if delta.itemised and delta.dropped},
             complete=frozenset(name for name, delta in deltas.items() if delta.itemised and delta.complete),
+            seq=self.seq,
         )
 
-    def saved(self) -> None:
-        """The last ``checkpoint()`` is durable."""
+    def saved(self, seq: int) -> None:
+        """The last ``checkpoint()`` is durable, as write ``seq`` of the unit's checkpoint."""
+        self.seq = seq
         for d in self.detectors:
             d.delta_saved()
+
+    def void(self) -> None:
+        """The unit's stored checkpoint is another consumer's: the next one is written whole."""
+        for d in self.detectors:
+            d.delta_void()
 
 
 class Pipeline:
@@ -191,6 +201,7 @@ class Pipeline:
         cp = self.load_checkpoint(unit)
         if cp is not None:
             w.load_state(cp.state, cp.items)
+            w.seq = cp.seq
         return cp
 
     def load_checkpoint(self, unit: int) -> Checkpoint | None:
@@ -287,11 +298,21 @@ class Pipeline:
         # them anyway, so none runs while they exist.
         with collections_paused(bool(checkpoint_offsets)):
             units = [(self.worker(p), offsets) for p, offsets in sorted((checkpoint_offsets or {}).items())]
-            checkpoints.extend(w.checkpoint(self.group_id, offsets) for w, offsets in units)
-            result = self.db_retry(write) if retry else write()
+            while True:
+                checkpoints[:] = [w.checkpoint(self.group_id, offsets) for w, offsets in units]
+                try:
+                    result = self.db_retry(write) if retry else write()
+                    break
+                except StaleCheckpoint as stale:
+                    # A consumer the group gave up on may still be writing, or this one is it.
+                    # Either way the state written last is consistent: this one's, whole.
+                    log.warning("%s; writing this consumer's whole state instead", stale)
+                    for w, _ in units:
+                        if w.unit in stale.partitions:
+                            w.void()
             # Durable: each unit's next checkpoint holds what changes from here.
             for w, _ in units:
-                w.saved()
+                w.saved(result.checkpoint_seqs[w.unit])
             checkpoints.clear()
         self.stats.batches += 1
         self.stats.findings += result.new_findings

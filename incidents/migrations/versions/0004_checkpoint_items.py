@@ -3,8 +3,9 @@ events), so that a checkpoint writes the actors that changed since the last one 
 every actor the unit knows.
 
 Existing checkpoints keep their whole state in ``checkpoints.state``; a consumer restoring
-one writes all of its actors as items at its next checkpoint. Downgrading folds the items
-back into the states.
+one writes all of its actors as items at its next checkpoint. ``checkpoints.seq`` counts the
+writes of each unit's checkpoint, so that a checkpoint of changes is written only over the one
+it was built on. Downgrading folds the items back into the states.
 
 Revision ID: 0004
 Revises: 0003
@@ -27,6 +28,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("seq", sa.Integer(), server_default="0", nullable=False))
     op.create_table(
         "checkpoint_items",
         sa.Column("group_id", sa.String(length=200), nullable=False),
@@ -63,3 +66,5 @@ def downgrade() -> None:
             {"s": zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 3), "g": group_id, "p": partition},
         )
     op.drop_table("checkpoint_items")
+    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
+        batch_op.drop_column("seq")
