@@ -238,7 +238,8 @@ class Pipeline:
         parts = [actor] if self.store.load_checkpoint(self.group_id, logs.partition) else [actor, logs]
         self.store.record([], checkpoints=parts)
         log.info("split the checkpoint of partition %d into its actor and log units", combined.partition)
-        return actor if unit == actor.partition else self.store.load_checkpoint(self.group_id, unit)
+        # As stored (with the write's sequence number, which the unit's next checkpoint builds on).
+        return self.store.load_checkpoint(self.group_id, unit)
 
     @property
     def _actor_states(self) -> set[str]:

@@ -7,6 +7,7 @@ import gc
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -257,8 +258,9 @@ def test_a_checkpoint_of_both_kinds_is_split_whichever_unit_restores_first(
 
     order = [0, -1] if first == "actors" else [-1, 0]
     restored = {u: pipeline.restore(u) for u in order}
-    assert restored[0] == Checkpoint(pipeline.group_id, 0, {"erp.access": 120, "erp.auth": 40}, actors)
-    assert restored[-1] == Checkpoint(pipeline.group_id, -1, {"erp.logs": 300}, logs)
+    # The actor unit's part is the second write of its key, the log unit's the first of its own.
+    assert restored[0] == Checkpoint(pipeline.group_id, 0, {"erp.access": 120, "erp.auth": 40}, actors, seq=2)
+    assert restored[-1] == Checkpoint(pipeline.group_id, -1, {"erp.logs": 300}, logs, seq=1)
     # The workers took up their parts, and the store now holds the two checkpoints.
     assert pipeline.worker(0).state() == actors
     assert pipeline.worker(-1).state() == logs
@@ -272,6 +274,6 @@ def test_a_log_checkpoint_written_since_is_not_overwritten(settings: Settings, t
     newer = Checkpoint(group, -1, {"erp.logs": 900}, {"logs": {}})
     combined = Checkpoint(group, 0, {"erp.access": 5, "erp.auth": 3, "erp.logs": 300}, {"logs": {}})
     pipeline.store.record([], checkpoints=[newer, combined])
-    assert pipeline.restore(0) == Checkpoint(group, 0, {"erp.access": 5, "erp.auth": 3}, {})
-    assert pipeline.store.load_checkpoint(group, -1) == newer
-    assert pipeline.restore(-1) == newer
+    assert pipeline.restore(0) == Checkpoint(group, 0, {"erp.access": 5, "erp.auth": 3}, {}, seq=2)
+    assert pipeline.store.load_checkpoint(group, -1) == replace(newer, seq=1)
+    assert pipeline.restore(-1) == replace(newer, seq=1)
