@@ -259,6 +259,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     results = []
+    checkpoints = []
     for n in args.actors:
         r = measure(n, args.events_per_actor, args.live_max)
         print(
@@ -271,11 +272,9 @@ def main() -> None:
             flush=True,
         )
         results.append(r)
-    checkpoints = []
-    for n in args.actors:
         c = checkpoint_cost(n, args.events_per_actor, args.live_max)
         print(
-            f"{n:,} actors: a checkpoint of all of them takes {c['first_checkpoint_s']:.2f} s "
+            f"  a checkpoint of all of them takes {c['first_checkpoint_s']:.2f} s "
             f"({c['first_checkpoint_bytes'] / 1e6:.1f} MB); after 1% acted again, the next one writes "
             f"{c['next_checkpoint_items']:,} actors in {c['next_checkpoint_s']:.3f} s "
             f"({c['next_checkpoint_bytes'] / 1e6:.2f} MB)",

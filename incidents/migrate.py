@@ -99,6 +99,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the database back to ``revision``, to run an older version against it (stop
+    every process of this version first: at start-up it would migrate forward again)."""
+    import_table_modules()
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
+
+
 @contextmanager
 def _alembic_quiet() -> Iterator[None]:
     """Alembic's chatter (the backend it found) off the logs of a start with nothing to migrate."""
@@ -112,19 +120,29 @@ def _alembic_quiet() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m incidents.migrate {upgrade,revision,current}``: the developer's entry point."""
+    """``python -m incidents.migrate {upgrade,revision,current,downgrade}``: the developer's
+    entry point, and the operator's way back (``downgrade REVISION``)."""
     from incidents.db import make_engine
 
     parser = argparse.ArgumentParser(prog="python -m incidents.migrate")
-    parser.add_argument("action", choices=("upgrade", "revision", "current"))
-    parser.add_argument("message", nargs="?", default="schema change")
-    parser.add_argument("--db", required=True, help="SQLAlchemy URL of a scratch database")
+    parser.add_argument("action", choices=("upgrade", "revision", "current", "downgrade"))
+    parser.add_argument("message", nargs="?", default="schema change", help="revision message; downgrade: the target")
+    parser.add_argument(
+        "--db", default=None, help="SQLAlchemy URL (default: BREACHWATCH_DB_URL, as the service reads it)"
+    )
     parser.add_argument("--rev-id", default=None)
     args = parser.parse_args(argv)
+    if args.db is None:
+        from breachwatch.settings import load_settings
+
+        args.db = load_settings().db_url
     engine = make_engine(args.db)
     try:
         if args.action == "current":
             print(current_revision(engine) or "(none)")
+            return
+        if args.action == "downgrade":
+            downgrade(engine, args.message)
             return
         upgrade(engine)
         if args.action == "revision":

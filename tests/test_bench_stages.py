@@ -9,20 +9,9 @@ from pyinstrument import Profiler
 
 from bench.stages import IDLE, OTHER, per_event_us, stage_of, stage_seconds
 from streams.decode import decode
+from tests.streams.test_decode import GOOD
 
-LINE = json.dumps(
-    {
-        "event_id": "a-1",
-        "ts": "2026-11-24T09:12:03Z",
-        "actor_id": "u-1",
-        "actor_type": "customer_user",
-        "actor_tenant": "t-1",
-        "tenant_id": "t-1",
-        "action": "read",
-        "resource_type": "invoice",
-        "records": 3,
-    }
-).encode()
+LINE = json.dumps(GOOD).encode()  # a valid access event
 
 
 def test_library_time_is_charged_to_the_part_of_the_service_that_called_it() -> None:

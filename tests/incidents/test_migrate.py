@@ -196,8 +196,7 @@ def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrad
 
 def test_downgrading_folds_checkpoint_items_back_into_the_states(empty: Engine) -> None:
     """Code from before 0004 reads a unit's whole state from ``checkpoints.state``."""
-    from alembic import command
-
+    from incidents.migrate import main as migrate_main
     from incidents.store import Checkpoint, IncidentStore
 
     upgrade(empty)
@@ -216,8 +215,9 @@ def test_downgrading_folds_checkpoint_items_back_into_the_states(empty: Engine) 
             )
         ],
     )
-    with empty.begin() as conn:
-        command.downgrade(alembic_config(conn), "0003")
+    # As an operator goes back: ``python -m incidents.migrate downgrade 0003``.
+    migrate_main(["downgrade", "0003", "--db", empty.url.render_as_string(hide_password=False)])
+    assert current_revision(empty) == "0003"
     assert "checkpoint_items" not in inspect(empty).get_table_names()
     upgrade(empty)
     cp = IncidentStore(empty).load_checkpoint("g", 0)
