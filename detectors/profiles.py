@@ -153,10 +153,11 @@ ACTOR_TABLES: tuple[tuple[str, str, int], ...] = (
     (T_RESOURCE, "resources", CAP_RESOURCES),
     (T_SENSITIVITY, "sens", CAP_SENSITIVITIES),
 )
-# Tagged keys are made once and shared by every profile holding them (bounded: past the limit
-# a key is made again, which costs time, not correctness).
+# Tagged keys are made once and shared by every profile holding them. The cache only saves
+# making them again (they are interned, so a key remade is the same string while any profile
+# holds it), so it is kept small: at most a few MB per table, however many networks there are.
 _TAGGED: dict[str, dict[str, str]] = {tag: {} for tag, _, _ in ACTOR_TABLES}
-_TAGGED_MAX = 100_000
+_TAGGED_MAX = 20_000
 # The per-event path reads these directly (``tagged`` clears, never replaces, them).
 _COUNTRY_KEYS = _TAGGED[T_COUNTRY]
 _NETWORK_KEYS = _TAGGED[T_NETWORK]
