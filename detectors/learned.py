@@ -393,11 +393,13 @@ class LearnedDetector(Detector):
             # Events of days ago are no one's evidence any more; they leave with the profile.
             self._carry.pop(aid, None)
             self._packed_carry.pop(aid, None)
-            self._dropped.add(aid)
+            self._dirty.add(aid)  # what is kept of it now is when it was last seen
         old = now - REGISTER_DAYS * DAY
         if len(self._register) > REGISTER_CAP or any(v < old for v in self._register.values()):
             keep = sorted(((v, a) for a, v in self._register.items() if v >= old), reverse=True)[:REGISTER_CAP]
-            self._register = {a: v for v, a in keep}
+            kept = {a: v for v, a in keep}
+            self._dropped.update(self._register.keys() - kept.keys())
+            self._register = kept
         for k in [k for k, e in self._episodes.items() if now - e[1] > 4 * DAY]:
             del self._episodes[k]
         for k in [k for k, e in self._failures.items() if now - e[1] > HOUR]:
@@ -836,11 +838,11 @@ class LearnedDetector(Detector):
     # ---- checkpoint -----------------------------------------------------------------------
 
     def _head(self) -> dict[str, Any]:
-        """The state but the actors' profiles and carried events (see ``state_delta``)."""
+        """The state but what is kept per actor: profiles, carried events and the register of
+        evicted actors (see ``state_delta``)."""
         return {
             "version": 1,
             "peers": {k: p.to_dict() for k, p in self._peers.items()},
-            "register": dict(self._register),
             "episodes": {k: list(v) for k, v in self._episodes.items()},
             "failures": {k: list(v) for k, v in self._failures.items()},
             "clock_day": self._clock_day,
@@ -853,27 +855,35 @@ class LearnedDetector(Detector):
         """Profiles, peers, episodes and the idle register, as plain JSON."""
         return {
             **self._head(),
+            "register": dict(self._register),
             "profiles": dict(self._profile_dicts()),
             "carry": {a: [_event_json(_unpack(c)) for c in cs] for a, cs in self._all_carried()},
         }
 
     def _item(self, aid: str) -> dict[str, Any]:
-        """One actor's part of the state: its profile, and its carried events if it has any."""
+        """One actor's part of the state: its profile and carried events if it has them, and
+        when it was last seen if it was evicted (an actor seeded from the model's baselines
+        may have both)."""
+        item: dict[str, Any] = {}
         prof = self._profiles.get(aid)
-        if prof is None:
+        if prof is None and aid in self._packed:
             prof = _unpack_profile(self._packed[aid])
-        item: dict[str, Any] = {"profile": prof.to_dict()}
-        carried = self._carry.get(aid)
-        if carried is None and aid in self._packed_carry:
-            carried = _unpack_carry(self._packed_carry[aid])
-        if carried:
-            item["carry"] = [_event_json(_unpack(c)) for c in carried]
+        if prof is not None:
+            item["profile"] = prof.to_dict()
+            carried = self._carry.get(aid)
+            if carried is None and aid in self._packed_carry:
+                carried = _unpack_carry(self._packed_carry[aid])
+            if carried:
+                item["carry"] = [_event_json(_unpack(c)) for c in carried]
+        last = self._register.get(aid)
+        if last is not None:
+            item["register"] = last
         return item
 
     def state_delta(self) -> StateDelta:
         """Itemised by actor: a checkpoint writes the actors whose profile or carried events
         changed since the last one saved (an idle actor's cost nothing), not all of them."""
-        held = self._profiles.keys() | self._packed.keys()
+        held = self._profiles.keys() | self._packed.keys() | self._register.keys()
         if self._complete:
             changed, dropped = list(held), []
         else:
@@ -899,7 +909,8 @@ class LearnedDetector(Detector):
         self.load_state(
             {
                 **head,
-                "profiles": {a: it["profile"] for a, it in items.items()},
+                "register": {a: it["register"] for a, it in items.items() if "register" in it},
+                "profiles": {a: it["profile"] for a, it in items.items() if "profile" in it},
                 "carry": {a: it["carry"] for a, it in items.items() if "carry" in it},
             }
         )

@@ -210,7 +210,7 @@ def test_downgrading_folds_checkpoint_items_back_into_the_states(empty: Engine) 
                 0,
                 {"erp.access": 5},
                 {"learned": {"version": 1, "peers": {}}, "rules": {"x": 1}},
-                items={"learned": {"u-1": item, "u-2": {"profile": {"n": 4}}}},
+                items={"learned": {"u-1": item, "u-2": {"profile": {"n": 4}}, "u-3": {"register": 1.5e9}}},
                 complete=frozenset({"learned"}),
             )
         ],
@@ -226,6 +226,7 @@ def test_downgrading_folds_checkpoint_items_back_into_the_states(empty: Engine) 
         "learned": {
             "version": 1,
             "peers": {},
+            "register": {"u-3": 1.5e9},
             "profiles": {"u-1": {"n": 3}, "u-2": {"n": 4}},
             "carry": {"u-1": [{"event_id": "a-1"}]},
         },

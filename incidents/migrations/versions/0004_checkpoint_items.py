@@ -1,6 +1,6 @@
-"""``checkpoint_items``: a unit's detector state by item (one actor's profile and carried
-events), so that a checkpoint writes the actors that changed since the last one rather than
-every actor the unit knows.
+"""``checkpoint_items``: a unit's detector state by item (one actor's profile, carried events
+and, once evicted, when it was last seen), so that a checkpoint writes the actors that changed
+since the last one rather than every actor the unit knows.
 
 Existing checkpoints keep their whole state in ``checkpoints.state``; a consumer restoring
 one writes all of its actors as items at its next checkpoint. ``checkpoints.seq`` counts the
@@ -43,7 +43,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Older code reads a checkpoint's whole state from ``checkpoints.state``: fold each unit's
-    # items back into it (a detector's items are its "profiles" and "carry").
+    # items back into it (an item holds an actor's entries of "profiles", "carry" and
+    # "register").
     bind = op.get_bind()
     items = bind.execute(sa.text("SELECT group_id, partition, detector, key, value FROM checkpoint_items")).all()
     by_unit: dict[tuple[str, int], dict[str, dict[str, dict]]] = {}
@@ -59,7 +60,8 @@ def downgrade() -> None:
         state = json.loads(zlib.decompress(row[0]))
         for detector, held in detectors.items():
             head = state.setdefault(detector, {})
-            head["profiles"] = {k: it["profile"] for k, it in held.items()}
+            head["register"] = {k: it["register"] for k, it in held.items() if "register" in it}
+            head["profiles"] = {k: it["profile"] for k, it in held.items() if "profile" in it}
             head["carry"] = {k: it["carry"] for k, it in held.items() if "carry" in it}
         bind.execute(
             sa.text("UPDATE checkpoints SET state = :s WHERE group_id = :g AND partition = :p"),
