@@ -144,19 +144,19 @@ T_PROVIDER = "p"
 T_AGENT = "a"
 T_RESOURCE = "r"
 T_SENSITIVITY = "s"
-# (tag, name in a checkpoint, cap), in the checkpoint's order.
-ACTOR_TABLES: tuple[tuple[str, str, int], ...] = (
-    (T_COUNTRY, "countries", CAP_COUNTRIES),
-    (T_NETWORK, "networks", CAP_NETWORKS),
-    (T_PROVIDER, "providers", CAP_PROVIDERS),
-    (T_AGENT, "agents", CAP_AGENTS),
-    (T_RESOURCE, "resources", CAP_RESOURCES),
-    (T_SENSITIVITY, "sens", CAP_SENSITIVITIES),
+# (tag, name in a checkpoint), in the checkpoint's order.
+ACTOR_TABLES: tuple[tuple[str, str], ...] = (
+    (T_COUNTRY, "countries"),
+    (T_NETWORK, "networks"),
+    (T_PROVIDER, "providers"),
+    (T_AGENT, "agents"),
+    (T_RESOURCE, "resources"),
+    (T_SENSITIVITY, "sens"),
 )
 # Tagged keys are made once and shared by every profile holding them. The cache only saves
 # making them again (they are interned, so a key remade is the same string while any profile
 # holds it), so it is kept small: at most a few MB per table, however many networks there are.
-_TAGGED: dict[str, dict[str, str]] = {tag: {} for tag, _, _ in ACTOR_TABLES}
+_TAGGED: dict[str, dict[str, str]] = {tag: {} for tag, _ in ACTOR_TABLES}
 _TAGGED_MAX = 20_000
 # The per-event path reads these directly (``tagged`` clears, never replaces, them).
 _COUNTRY_KEYS = _TAGGED[T_COUNTRY]
@@ -646,8 +646,8 @@ class ActorProfile:
             self.role_self = bool(
                 ua
                 and net
-                and tagged(T_AGENT, keyed("ua", ua)) in self.tab
-                and tagged(T_NETWORK, keyed("net", net)) in self.tab
+                and self.first_use(T_AGENT, keyed("ua", ua)) is not None
+                and self.first_use(T_NETWORK, keyed("net", net)) is not None
             )
             self.after_role_seen = tuple(sorted(set(new_roles) - set(self.roles))[:8])
             self._note(N_ROLE, ts + HOUR)
@@ -780,8 +780,7 @@ class ActorProfile:
 
     def providers_used(self, now: float) -> list[str]:
         """Provider blocks (digests) used in the last hour."""
-        tv = self.tv
-        return [k[1:] for k, i in self.tab.items() if k[0] == T_PROVIDER and now - tv[3 * i + 2] <= HOUR]
+        return self._used(T_PROVIDER, now)
 
     def _current(self, h: int, judged: Sequence[float] | Live | None) -> Sequence[float] | None:
         """The counters of hour ``h``: ``judged`` if given, else as they stand (None if none)."""
@@ -813,6 +812,7 @@ class ActorProfile:
 
     def first_use(self, tag: str, key: str) -> float | None:
         """When ``key`` of the table ``tag`` was first seen (None if it is not held)."""
+        # Looked up, not made: the shared tagged key if there is one, else a throwaway.
         i = self.tab.get(_TAGGED[tag].get(key) or tag + key)
         return None if i is None else self.tv[3 * i + 1]
 
@@ -826,9 +826,10 @@ class ActorProfile:
             if k[0] == tag and 0.0 <= now - tv[3 * i + 1] < NOVEL_FOR and now - tv[3 * i + 2] <= HOUR
         ]
 
-    def _used(self, tag: str, now: float) -> int:
+    def _used(self, tag: str, now: float) -> list[str]:
+        """Keys of the table ``tag`` used in the last hour."""
         tv = self.tv
-        return sum(1 for k, i in self.tab.items() if k[0] == tag and now - tv[3 * i + 2] <= HOUR)
+        return [k[1:] for k, i in self.tab.items() if k[0] == tag and now - tv[3 * i + 2] <= HOUR]
 
     def new_countries(self, now: float) -> list[str]:
         """Countries first seen in the last day and used in the last hour."""
@@ -836,8 +837,7 @@ class ActorProfile:
 
     def countries_used(self, now: float) -> list[str]:
         """Countries used in the last hour."""
-        tv = self.tv
-        return [k[1:] for k, i in self.tab.items() if k[0] == T_COUNTRY and now - tv[3 * i + 2] <= HOUR]
+        return self._used(T_COUNTRY, now)
 
     def network_novelty(self, now: float) -> float:
         """0: known networks only in the last hour; 1: a new /24; 2: a new provider block too."""
@@ -857,10 +857,10 @@ class ActorProfile:
         return [k for _, k in sorted(old, reverse=True)[:limit]]
 
     def countries_in_window(self, now: float) -> int:
-        return self._used(T_COUNTRY, now)
+        return len(self._used(T_COUNTRY, now))
 
     def distinct_resources_1h(self, now: float) -> int:
-        return self._used(T_RESOURCE, now)
+        return len(self._used(T_RESOURCE, now))
 
     def role_changed_within(self, now: float, span: float) -> bool:
         return self.role_change_ts >= 0 and 0 <= now - self.role_change_ts <= span
@@ -924,7 +924,7 @@ class ActorProfile:
             "days": self.active_days,
             "hours": self.hours.tolist(),
             "hsurp": [self.hour_surp.tolist(), self.hours_mark],
-            **{name: self.table(tag) for tag, name, _ in ACTOR_TABLES},
+            **{name: self.table(tag) for tag, name in ACTOR_TABLES},
             "rings": [
                 self.hour_ring.tolist(),
                 self.sens_ring.tolist(),
@@ -953,7 +953,7 @@ class ActorProfile:
         p.hours = floats(map(float, d["hours"]))
         p.hour_surp = floats(map(float, d["hsurp"][0]))
         p.hours_mark = float(d["hsurp"][1])
-        for tag, name, _ in ACTOR_TABLES:
+        for tag, name in ACTOR_TABLES:
             for k, e in d[name].items():
                 p.tab[tagged(tag, k)] = len(p.tv) // 3
                 p.tv.extend(map(float, e))
