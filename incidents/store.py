@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -117,6 +117,11 @@ def decode_state(blob: bytes) -> dict[str, Any]:
     return json.loads(zlib.decompress(blob))
 
 
+def _insert(session: Session, table: Table) -> Any:
+    """An INSERT of the session's dialect, which can say ON CONFLICT (SQLite and PostgreSQL)."""
+    return (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+
+
 def _write_checkpoint(session: Session, cp: Checkpoint) -> int | None:
     """Write a checkpoint's row; its sequence number after, or None if it holds changes built
     on a write that is no longer the stored one."""
@@ -130,8 +135,7 @@ def _write_checkpoint(session: Session, cp: Checkpoint) -> int | None:
             .returning(table.c.seq)
         )
         return session.execute(stmt).scalar_one_or_none()
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    ins = insert(table).values(group_id=cp.group_id, partition=cp.partition, seq=1, **values)
+    ins = _insert(session, table).values(group_id=cp.group_id, partition=cp.partition, seq=1, **values)
     ins = ins.on_conflict_do_update(
         index_elements=[table.c.group_id, table.c.partition], set_={**values, "seq": table.c.seq + 1}
     )
@@ -163,13 +167,9 @@ def _write_items(session: Session, cp: Checkpoint) -> None:
     ]
     if rows:
         table = CheckpointItemRow.__table__
+        ins = _insert(session, table)
         keys = list(table.primary_key.columns)
-        if session.get_bind().dialect.name == "postgresql":
-            pg = postgresql_insert(table)
-            session.execute(pg.on_conflict_do_update(index_elements=keys, set_={"value": pg.excluded.value}), rows)
-        else:
-            lite = sqlite_insert(table)
-            session.execute(lite.on_conflict_do_update(index_elements=keys, set_={"value": lite.excluded.value}), rows)
+        session.execute(ins.on_conflict_do_update(index_elements=keys, set_={"value": ins.excluded.value}), rows)
 
 
 def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> list[str]:
