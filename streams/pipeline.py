@@ -129,11 +129,13 @@ class PartitionWorker:
         """Every detector's whole state."""
         return {d.name: d.state() for d in self.detectors}
 
-    def load_state(self, state: dict[str, Any], items: dict[str, dict[str, Any]] | None = None) -> None:
-        """Restore a checkpoint: each detector's head (or whole state) and its saved items."""
+    def restore(self, cp: Checkpoint) -> None:
+        """Take up a checkpoint: each detector's head (or whole state) and its saved items, and
+        the write the next checkpoint of changes builds on."""
         for d in self.detectors:
-            if d.name in state:
-                d.load_state_items(state[d.name], (items or {}).get(d.name, {}))
+            if d.name in cp.state:
+                d.load_state_items(cp.state[d.name], cp.items.get(d.name, {}))
+        self.seq = cp.seq
 
     def checkpoint(self, group_id: str, offsets: dict[str, int]) -> Checkpoint:
         """What a checkpoint of this unit writes now: each detector's state, itemised ones by
@@ -200,8 +202,7 @@ class Pipeline:
         w = self._new_worker(unit)
         cp = self.load_checkpoint(unit)
         if cp is not None:
-            w.load_state(cp.state, cp.items)
-            w.seq = cp.seq
+            w.restore(cp)
         return cp
 
     def load_checkpoint(self, unit: int) -> Checkpoint | None:
