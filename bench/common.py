@@ -18,16 +18,16 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from breachwatch.settings import Settings, load_settings
-from streams.kafka_client import client_options
-from streams.models import EVENT_TOPICS
+from breachwatch.core.events import EVENT_TOPICS
+from breachwatch.core.settings import Settings, load_settings
+from breachwatch.streams.kafka_client import client_options
 
 BENCH_DIR = Path(os.environ.get("BREACHWATCH_BENCH_DIR", Path.home() / ".cache" / "breachwatch" / "bench"))
 
 
 def dump_for(tenants: int, days: int, seed: int = 7) -> Path:
     """A simulated dump, generated once per (tenants, days, seed) and kept for later runs."""
-    from streams.simulate import simulate
+    from breachwatch.devkit.simulate import simulate
 
     out = BENCH_DIR / f"dump-t{tenants}-d{days}-s{seed}"
     if not (out / "labels.json").exists():
@@ -84,7 +84,7 @@ def broker() -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP"):
         yield os.environ["KAFKA_BOOTSTRAP"]
         return
-    from streams.local_kafka import LocalKafka
+    from breachwatch.devkit.local_kafka import LocalKafka
 
     settings = load_settings()
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,14 +25,14 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.common import GroupLag
-from breachwatch import app
-from breachwatch.settings import Settings
-from incidents.model import IncidentOut
-from incidents.store import IncidentStore
-from streams.dump import replay
-from streams.kafka_client import client_options, ensure_topics
-from streams.models import EVENT_TOPICS
-from streams.produce import produce_dump
+from breachwatch.core.events import EVENT_TOPICS
+from breachwatch.core.settings import Settings
+from breachwatch.incidents.model import IncidentOut
+from breachwatch.incidents.store import IncidentStore
+from breachwatch.runtime import app
+from breachwatch.runtime.replay import replay
+from breachwatch.streams.kafka_client import client_options, ensure_topics
+from breachwatch.streams.produce import produce_dump
 
 SENDGRID_KEY = "SG.crash-test-key"
 
@@ -52,7 +52,7 @@ def make_crash_dump(
     out: Path, *, seed: int = 23, days: int = 10, tenants: int = 30, attack_days: int = 3, malformed: int = 6
 ) -> Path:
     """A simulated dump with attack scenarios and ``malformed`` torn lines spread through erp.access."""
-    from streams.simulate import simulate
+    from breachwatch.devkit.simulate import simulate
 
     simulate(out, seed=seed, days=days, tenants=tenants, attack_days=attack_days)
     access = out / "erp.access.jsonl"
@@ -198,7 +198,7 @@ def crash_and_recover(
     With ``churn`` a second consumer runs throughout, and the one started and stopped is a
     visitor to its group, stopped with SIGKILL or SIGTERM at random: the steady consumer hands
     units to each visitor and takes them back, in the middle of its batches."""
-    from notifier.testing_servers import SendGridServer
+    from breachwatch.devkit.servers import SendGridServer
 
     started = time.monotonic()
     ensure_topics(settings, bootstrap)

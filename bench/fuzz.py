@@ -64,7 +64,7 @@ def text(raw: bytes) -> str:
 
 def seed_dump(work: Path) -> Path:
     """A small simulated dump (4 days, 3 tenants, every attack scenario), made once per work dir."""
-    from streams.simulate import simulate
+    from breachwatch.devkit.simulate import simulate
 
     dump = work / "seed-dump"
     if not (dump / "labels.json").exists():
@@ -123,19 +123,19 @@ def _field_names(*models: Any) -> tuple[str, ...]:
 
 
 def _decode_tokens() -> tuple[str, ...]:
-    from streams.models import MODEL_BY_TOPIC, Contact
+    from breachwatch.core.events import MODEL_BY_TOPIC, Contact
 
     return JSON_TOKENS + NUMBER_TOKENS + _field_names(Contact, *MODEL_BY_TOPIC.values())
 
 
 def _settings_tokens() -> tuple[str, ...]:
-    from breachwatch.settings import Settings
+    from breachwatch.core.settings import Settings
 
     return TOML_TOKENS + JSON_TOKENS + NUMBER_TOKENS + _field_names(Settings)
 
 
 def _duties_tokens() -> tuple[str, ...]:
-    from notifier.duties import Deadline, DutyRule, Policy, Recipient, RuleFile, Source, Trigger
+    from breachwatch.notifier.duties import Deadline, DutyRule, Policy, Recipient, RuleFile, Source, Trigger
 
     return TOML_TOKENS + NUMBER_TOKENS + _field_names(Deadline, DutyRule, Policy, Recipient, RuleFile, Source, Trigger)
 
@@ -157,9 +157,9 @@ def _decode(work: Path) -> tuple[OneInput, list[bytes]]:
 
     from jsonschema import Draft202012Validator
 
-    from streams import models
-    from streams.decode import DecodeFailure, FailureKind, dead_letter, decode
-    from streams.models import ALL_TOPICS, EVENT_TOPICS, KEY_FIELD, SCHEMA_FILE
+    from breachwatch.core import events as models
+    from breachwatch.core.events import ALL_TOPICS, EVENT_TOPICS, KEY_FIELD, SCHEMA_FILE
+    from breachwatch.streams.decode import DecodeFailure, FailureKind, dead_letter, decode
 
     contracts = Path(models.__file__).parent / "contracts"
     schemas = {t: Draft202012Validator(json.loads((contracts / SCHEMA_FILE[t]).read_text())) for t in ALL_TOPICS}
@@ -203,8 +203,8 @@ def _decode(work: Path) -> tuple[OneInput, list[bytes]]:
 def _settings(work: Path) -> tuple[OneInput, list[bytes]]:
     import tomllib
 
-    from breachwatch.settings import SECRET_FIELDS, ConfigError, load_settings
-    from notifier.notices.config import CONTRACTS_ENV, NOTICES_ENV, NoticeConfig, load_notice_config
+    from breachwatch.core.settings import SECRET_FIELDS, ConfigError, load_settings
+    from breachwatch.notifier.notices.config import CONTRACTS_ENV, NOTICES_ENV, NoticeConfig, load_notice_config
 
     folder = work / "settings"
     folder.mkdir(parents=True, exist_ok=True)
@@ -302,21 +302,21 @@ def model_file(work: Path) -> Path:
 
     import numpy as np
 
-    from breachwatch import app
-    from breachwatch.settings import load_settings
-    from detectors.features import N_FEATURES
-    from detectors.learned import save_model, train
-    from detectors.models import PopulationModel
-    from streams.dump import iter_events, load_reference_tables
+    from breachwatch.core.settings import load_settings
+    from breachwatch.detectors.learned.detector import save_model, train
+    from breachwatch.detectors.learned.features import N_FEATURES
+    from breachwatch.detectors.learned.models import PopulationModel
+    from breachwatch.runtime import app
+    from breachwatch.streams.dump import iter_events, load_reference_tables
 
     dump = work / "model-dump"
     if not (dump / "labels.json").exists():
-        from streams.simulate import simulate
+        from breachwatch.devkit.simulate import simulate
 
         simulate(dump, seed=5, days=9, tenants=3)
     settings = load_settings(db_url="sqlite://")
     pipeline = app.build_pipeline(settings, app.database(settings, "sqlite://"), notify=False)
-    load_reference_tables(pipeline, dump, lambda _d: None, settings.max_message_bytes)
+    load_reference_tables(pipeline.apply_reference, dump, lambda _d: None, settings.max_message_bytes)
     events = iter_events(dump, lambda _d: None, settings.max_message_bytes)
     until = datetime(2026, 11, 30, tzinfo=UTC)
     model = train(events, pipeline.tables, until=until, pseudonym_key=b"fuzz-pseudonym-key", warmup_days=1)
@@ -329,7 +329,7 @@ def model_file(work: Path) -> Path:
 
 
 def _model(work: Path) -> tuple[OneInput, list[bytes]]:
-    from detectors.learned import ModelFileError, TrainedModel, load_model
+    from breachwatch.detectors.learned.detector import ModelFileError, TrainedModel, load_model
 
     real = model_file(work)
     with zipfile.ZipFile(real) as z:
@@ -369,7 +369,7 @@ def _model(work: Path) -> tuple[OneInput, list[bytes]]:
 
 
 def _duties(work: Path) -> tuple[OneInput, list[bytes]]:
-    from notifier.duties import DATA_CATEGORIES, DEFAULT_RULES_DIR, RuleFileError, load_rules, window_used
+    from breachwatch.notifier.duties import DATA_CATEGORIES, DEFAULT_RULES_DIR, RuleFileError, load_rules, window_used
 
     names = ["_policy.toml", "contract.toml", "eu.toml", "us-ca.toml"]
     originals = {n: (DEFAULT_RULES_DIR / n).read_bytes() for n in names}
@@ -415,9 +415,10 @@ def _sendgrid(work: Path) -> tuple[OneInput, list[bytes]]:
     from fastapi.testclient import TestClient
     from sqlalchemy.orm import Session
 
-    from incidents.db import init_db, make_engine
-    from notifier.outbox import OutboxRow
-    from notifier.webhooks import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER, router
+    from breachwatch.channels.sendgrid_events import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER, router
+    from breachwatch.notifier.outbox import OutboxRow
+    from breachwatch.runtime.schema import init_db
+    from breachwatch.storage.db import make_engine
 
     db = work / "sendgrid.db"
     db.unlink(missing_ok=True)
@@ -480,8 +481,8 @@ def _signatures(work: Path) -> tuple[OneInput, list[bytes]]:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from notifier.channels.webhook import fresh_timestamp, retry_after, sign, verify
-    from notifier.webhooks import verify_signature
+    from breachwatch.channels.sendgrid_events import verify_signature
+    from breachwatch.channels.webhook import fresh_timestamp, retry_after, sign, verify
 
     key = ec.generate_private_key(ec.SECP256R1())
     public = base64.b64encode(
@@ -532,7 +533,7 @@ def _signatures(work: Path) -> tuple[OneInput, list[bytes]]:
 
 
 def _miner(work: Path) -> tuple[OneInput, list[bytes]]:
-    from detectors.templates_miner import TemplateMiner
+    from breachwatch.detectors.logs.templates import TemplateMiner
 
     def one(data: bytes) -> None:
         if data[:1] == b"\xff":
@@ -579,7 +580,7 @@ def _log_records(data: bytes, start: float) -> list[Any]:
     instead of moving time on; a level byte with its top bit set repeats the record before it,
     as an at-least-once producer may.
     """
-    from streams.decode import DecodeFailure, decode
+    from breachwatch.streams.decode import DecodeFailure, decode
 
     levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     out: list[Any] = []
@@ -612,9 +613,9 @@ def _log_records(data: bytes, start: float) -> list[Any]:
 
 
 def _logs(work: Path) -> tuple[OneInput, list[bytes]]:
-    from detectors.base import SEVERITY_RANK, DetectionContext
-    from detectors.logs import LogDetector
-    from streams.tables import ReferenceTables
+    from breachwatch.core.findings import SEVERITY_RANK, DetectionContext
+    from breachwatch.core.reference import ReferenceTables
+    from breachwatch.detectors.logs.detector import LogDetector
 
     ctx = DetectionContext(tables=ReferenceTables())
 
@@ -664,10 +665,11 @@ def _logs(work: Path) -> tuple[OneInput, list[bytes]]:
 
 
 def _dump(work: Path) -> tuple[OneInput, list[bytes]]:
-    from breachwatch import app
-    from streams.dump import iter_events, load_reference_tables, read_lines
-    from streams.models import ALL_TOPICS, EVENT_TOPICS
-    from streams.pipeline import Partitioner, Pipeline, group_by_unit
+    from breachwatch.core.events import ALL_TOPICS, EVENT_TOPICS
+    from breachwatch.runtime import app
+    from breachwatch.runtime.pipeline import Pipeline, group_by_unit
+    from breachwatch.streams.dump import iter_events, load_reference_tables, read_lines
+    from breachwatch.streams.partitions import Partitioner
 
     folder = work / "dump"
     settings = app_settings()
@@ -685,7 +687,7 @@ def _dump(work: Path) -> tuple[OneInput, list[bytes]]:
             (folder / f"{topic}.jsonl").write_bytes(blob)
         dead: list[Any] = []
         pipeline = Pipeline(store, app.detector_factory(settings))
-        refs = load_reference_tables(pipeline, folder, dead.append, 4096)
+        refs = load_reference_tables(pipeline.apply_reference, folder, dead.append, 4096)
         events = list(iter_events(folder, dead.append, 4096))
         lines = sum(1 for t in ALL_TOPICS for _ in read_lines(folder / f"{t}.jsonl"))
         assert refs + len(events) + len(dead) == lines, "every line is read as a record or dead-lettered"
@@ -711,7 +713,7 @@ def _dump(work: Path) -> tuple[OneInput, list[bytes]]:
 
 def app_settings() -> Any:
     """Settings for in-process targets: no broker, no files outside the work dir."""
-    from breachwatch.settings import load_settings
+    from breachwatch.core.settings import load_settings
 
     return load_settings(db_url="sqlite://", pseudonym_key="fuzz-pseudonym-key")
 
@@ -722,12 +724,13 @@ def _console(work: Path) -> tuple[OneInput, list[bytes]]:
     from pydantic import TypeAdapter, ValidationError
     from sqlalchemy.orm import Session
 
-    from console.security import Signer, csrf_ok
-    from console.views import _safe_next, _see
-    from incidents import silences
-    from incidents.db import init_db, make_engine
-    from incidents.model import STATUSES
-    from incidents.queries import ACTIVE, SEVERITIES, IncidentFilter
+    from breachwatch.console.security import Signer, csrf_ok
+    from breachwatch.console.views import _safe_next, _see
+    from breachwatch.incidents.model import STATUSES
+    from breachwatch.incidents.queries import ACTIVE, SEVERITIES, IncidentFilter
+    from breachwatch.notifier.paging import silences
+    from breachwatch.runtime.schema import init_db
+    from breachwatch.storage.db import make_engine
 
     signer = Signer("fuzz-console-secret-key-0123")
     db = work / "console.db"

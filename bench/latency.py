@@ -30,12 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bench.common import broker, dump_for, emit, run_settings, service_env
-from breachwatch import app
-from incidents.db import IncidentRow
-from streams.dump import dump_file, message_key, read_lines
-from streams.kafka_client import client_options, ensure_topics
-from streams.models import EVENT_TOPICS, REFERENCE_TOPICS
-from streams.produce import Placer
+from breachwatch.core.events import EVENT_TOPICS, REFERENCE_TOPICS
+from breachwatch.incidents.tables import IncidentRow
+from breachwatch.runtime import app
+from breachwatch.streams.dump import dump_file, message_key, read_lines
+from breachwatch.streams.kafka_client import client_options, ensure_topics
+from breachwatch.streams.produce import Placer
 
 
 def _topic_lines(dump: Path, topic: str) -> Iterator[tuple[str, bytes]]:

@@ -24,15 +24,15 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 from bench.common import dump_for, emit, model_for
-from breachwatch import app
-from breachwatch.settings import load_settings
-from detectors.learned import LearnedDetector, load_model
-from detectors.profiles import SHARED_ARRAYS, ActorProfile
-from incidents.store import encode_state
-from streams.dump import replay
-from streams.models import AccessEvent, AuthEvent, Event
-from streams.pipeline import PartitionWorker, Stats
-from streams.tables import ReferenceTables
+from breachwatch.core.events import AccessEvent, AuthEvent, Event
+from breachwatch.core.reference import ReferenceTables
+from breachwatch.core.settings import load_settings
+from breachwatch.detectors.learned.detector import LearnedDetector, load_model
+from breachwatch.detectors.learned.profiles import SHARED_ARRAYS, ActorProfile
+from breachwatch.runtime import app
+from breachwatch.runtime.checkpoints import encode_state
+from breachwatch.runtime.pipeline import PartitionWorker, Stats
+from breachwatch.runtime.replay import replay
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 

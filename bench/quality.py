@@ -24,7 +24,7 @@ DEFAULT_RUNS = ("3:15", "7:25", "11:40")
 
 
 def _dump(seed: int, tenants: int, days: int, attack_days: int) -> Any:
-    from streams.simulate import simulate
+    from breachwatch.devkit.simulate import simulate
 
     out = BENCH_DIR / f"quality-t{tenants}-d{days}-a{attack_days}-s{seed}"
     if not (out / "labels.json").exists():
@@ -37,8 +37,9 @@ def _dump(seed: int, tenants: int, days: int, attack_days: int) -> Any:
 @click.option("--days", type=int, default=21, show_default=True)
 @click.option("--attack-days", type=int, default=7, show_default=True)
 def main(runs: tuple[str, ...], days: int, attack_days: int) -> None:
-    from breachwatch.cli import _parse_ts, backtest_dump
-    from breachwatch.settings import load_settings
+    from breachwatch.cli.common import cpus, parse_ts
+    from breachwatch.core.settings import load_settings
+    from breachwatch.devkit.backtest import backtest_dump
 
     # The per-run tables are the output; migrations and training chatter are not.
     logging.basicConfig(level=logging.WARNING)
@@ -50,7 +51,7 @@ def main(runs: tuple[str, ...], days: int, attack_days: int) -> None:
         dump = _dump(seed, tenants, days, attack_days)
         truth = json.loads((dump / "labels.json").read_text(encoding="utf-8"))
         t0 = time.perf_counter()
-        ev = backtest_dump(settings, dump, truth, _parse_ts(truth["clean_until"]))
+        ev = backtest_dump(settings, dump, truth, parse_ts(truth["clean_until"]), jobs=cpus())
         print(f"\n== seed {seed}, {tenants} tenants ({time.perf_counter() - t0:.0f}s)\n{ev.table()}", flush=True)
         for miss in ev.missed:
             print(f"   missed: {miss}")

@@ -34,10 +34,10 @@ from bench.common import (
     service_env,
 )
 from bench.crash import duplicates, unmatched
-from breachwatch import app
-from incidents.store import IncidentStore
-from streams.kafka_client import ensure_topics
-from streams.produce import produce_dump
+from breachwatch.incidents.store import IncidentStore
+from breachwatch.runtime import app
+from breachwatch.streams.kafka_client import ensure_topics
+from breachwatch.streams.produce import produce_dump
 
 
 def run_group(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.common import broker, emit, run_settings
 from bench.crash import count_events, crash_and_recover, make_crash_dump
-from incidents.model import IncidentOut
+from breachwatch.incidents.model import IncidentOut
 
 DAYS = 10
 # Events the simulator writes per tenant over DAYS days (3,555 with seed 23 and 30 tenants).

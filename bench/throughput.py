@@ -25,14 +25,13 @@ from kafka import KafkaConsumer
 
 from bench import stages
 from bench.common import CpuUse, broker, count_actors, count_events, dump_for, emit, model_for, run_settings
-from breachwatch import app
-from streams.consumer import Service
-from streams.dump import replay
-from streams.kafka_client import client_options, ensure_topics, fetch_options
-from streams.models import EVENT_TOPICS
-from streams.pipeline import fewer_collections
-from streams.produce import produce_dump
-from streams.units import ACTOR_TOPICS, LOG_TOPICS
+from breachwatch.core.events import ACTOR_TOPICS, EVENT_TOPICS, LOG_TOPICS
+from breachwatch.runtime import app
+from breachwatch.runtime.pipeline import fewer_collections
+from breachwatch.runtime.replay import replay
+from breachwatch.runtime.service import Service
+from breachwatch.streams.kafka_client import client_options, ensure_topics, fetch_options
+from breachwatch.streams.produce import produce_dump
 
 
 def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore[no-untyped-def]
@@ -130,7 +129,7 @@ def main() -> None:
         pipeline = app.build_pipeline(settings, engine, model)
         service = Service(settings, bootstrap, pipeline)
         t0 = time.perf_counter()
-        # As ``breachwatch run`` does (see ``breachwatch.cli._run_service``).
+        # As ``breachwatch run`` does (see ``breachwatch.runtime.app.run_service``).
         with fewer_collections(), CpuUse() as run_cpu:
             stats = service.run(until_caught_up=True)
         run_s = time.perf_counter() - t0

@@ -13,14 +13,20 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from console.context import CSRF_HEADER, Caller, ctx_of
-from incidents import audit, lifecycle, queries, silences, timeline
-from incidents.activity import actor_activity
-from incidents.db import IncidentRow, utcnow
-from incidents.lifecycle import IncidentNotFound, LifecycleError, optional_notices
-from incidents.model import IncidentOut
-from incidents.silences import SilenceError, SilenceRow
-from incidents.store import IncidentStore
+from breachwatch.console.context import CSRF_HEADER, Caller, ctx_of
+from breachwatch.core.clock import utcnow
+from breachwatch.incidents import lifecycle, queries
+from breachwatch.incidents.activity import actor_activity
+from breachwatch.incidents.lifecycle import IncidentNotFound, LifecycleError
+from breachwatch.incidents.model import IncidentOut
+from breachwatch.incidents.store import IncidentStore
+from breachwatch.incidents.tables import IncidentRow
+from breachwatch.notifier import notices as notices_module
+from breachwatch.notifier import timeline
+from breachwatch.notifier.paging import silences
+from breachwatch.notifier.paging.silences import SilenceError, SilenceRow
+from breachwatch.runtime.app import breach_hooks
+from breachwatch.storage import audit
 
 router = APIRouter(prefix="/api", tags=["incidents"])
 
@@ -301,10 +307,8 @@ def _conflict(exc: Exception) -> HTTPException:
 
 
 def _notices(*functions: str) -> Any:
-    module = optional_notices(*functions)
-    if module is None:
-        raise HTTPException(status_code=404, detail="customer notices are not installed")
-    return module
+    """The customer-notices module (the names say which of its functions the endpoint uses)."""
+    return notices_module
 
 
 # --- endpoints ----------------------------------------------------------------------------------------
@@ -405,7 +409,9 @@ def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: A
     return _lifecycle_action(
         request,
         incident_id,
-        lambda s: lifecycle.confirm_breach(s, incident_id, caller.actor, body.reason or "", settings=settings),
+        lambda s: lifecycle.confirm_breach(
+            s, incident_id, caller.actor, body.reason or "", on_confirmed=breach_hooks(settings)
+        ),
     )
 
 

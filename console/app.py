@@ -15,10 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from breachwatch.settings import Settings
-from console import api, views
-from console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
-from console.security import SigninThrottle, security_headers
+from breachwatch.console import api, views
+from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
+from breachwatch.console.security import SigninThrottle, security_headers
+from breachwatch.core.settings import Settings
 
 API_DESCRIPTION = (
     "Incidents, their lifecycle, silences, customer notices and the audit trail of BreachWatch. "

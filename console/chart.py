@@ -11,7 +11,7 @@ import math
 
 from markupsafe import Markup, escape
 
-from incidents.activity import Activity
+from breachwatch.incidents.activity import Activity
 
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 46

@@ -17,10 +17,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import Settings
-from console.security import SESSION_IDLE, CookieNames, Signer, SigninThrottle, csrf_ok
-from incidents import audit, users
-from incidents.users import Principal
+from breachwatch.console.security import SESSION_IDLE, CookieNames, Signer, SigninThrottle, csrf_ok
+from breachwatch.core.settings import Settings
+from breachwatch.incidents import users
+from breachwatch.incidents.users import Principal
+from breachwatch.storage import audit
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from console.chart import activity_svg
-from console.context import Caller, ConsoleContext, Forbidden, SignInRequired, ctx_of
-from console.security import SESSION_LIFETIME, security_headers
-from incidents import audit, lifecycle, queries, silences, timeline, users
-from incidents.activity import actor_activity
-from incidents.db import IncidentRow, utcnow
-from incidents.lifecycle import ACTIONS, TRANSITIONS, IncidentNotFound, LifecycleError, optional_notices
-from incidents.model import CLOSED_STATUSES, STATUSES
-from incidents.silences import SilenceError
+from breachwatch.console.chart import activity_svg
+from breachwatch.console.context import Caller, ConsoleContext, Forbidden, SignInRequired, ctx_of
+from breachwatch.console.security import SESSION_LIFETIME, security_headers
+from breachwatch.core.clock import utcnow
+from breachwatch.incidents import lifecycle, queries, users
+from breachwatch.incidents.activity import actor_activity
+from breachwatch.incidents.lifecycle import ACTIONS, TRANSITIONS, IncidentNotFound, LifecycleError
+from breachwatch.incidents.model import CLOSED_STATUSES, STATUSES
+from breachwatch.incidents.tables import IncidentRow
+from breachwatch.notifier import notices as notices_mod
+from breachwatch.notifier import timeline
+from breachwatch.notifier.paging import silences
+from breachwatch.notifier.paging.silences import SilenceError
+from breachwatch.runtime.app import breach_hooks
+from breachwatch.storage import audit
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -279,8 +285,7 @@ def _incident_values(
     if evidence is None:
         evidence = queries.evidence_lines(session, incident.incident_id)
     activity = actor_activity(session, incident)
-    notices_mod = optional_notices("list_notices")
-    notices = notices_mod.list_notices(session, incident.incident_id) if notices_mod else None
+    notices = notices_mod.list_notices(session, incident.incident_id)
     links = lifecycle.links(session, incident.incident_id)
     # Open incidents one finding tied to this one: offered in the merge form, a person decides.
     correlated: list[str] = []
@@ -309,9 +314,6 @@ def _incident_values(
         "silence": silences.is_silenced(session, incident),
         "suppression": lifecycle.suppression_state(session, incident, timedelta(days=suppress_days)),
         "notices": notices,
-        "notices_installed": notices_mod is not None,
-        "notices_approvable": optional_notices("approve_notice") is not None,
-        "notices_previewable": optional_notices("preview_notice") is not None,
         "closed": incident.status in CLOSED_STATUSES,
     }
 
@@ -383,7 +385,9 @@ def confirm_breach(
     ctx.check_csrf(caller, csrf)
     try:
         with ctx.session() as session, session.begin():
-            lifecycle.confirm_breach(session, incident_id, caller.actor, reason, settings=ctx.settings)
+            lifecycle.confirm_breach(
+                session, incident_id, caller.actor, reason, on_confirmed=breach_hooks(ctx.settings)
+            )
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
     except LifecycleError as exc:
@@ -560,11 +564,6 @@ def silence_expire(
 @router.get("/notices/{notice_id}/preview", response_class=HTMLResponse)
 def notice_preview(request: Request, notice_id: str, caller: Responder, incident: str = "") -> Any:
     ctx = ctx_of(request)
-    notices_mod = optional_notices("preview_notice")
-    if notices_mod is None:
-        return ctx.page(
-            request, "error.html", caller, status=404, title="Customer notices are not installed", message=""
-        )
     with ctx.session() as session, session.begin():
         try:
             preview = notices_mod.preview_notice(session, notice_id)
@@ -589,9 +588,6 @@ def notice_preview(request: Request, notice_id: str, caller: Responder, incident
 @router.get("/notices/{notice_id}/preview.html")
 def notice_preview_html(request: Request, notice_id: str, caller: Responder) -> Any:
     ctx = ctx_of(request)
-    notices_mod = optional_notices("preview_notice")
-    if notices_mod is None:
-        return Response(status_code=404)
     with ctx.session() as session:
         try:
             preview = notices_mod.preview_notice(session, notice_id)
@@ -612,12 +608,7 @@ def notice_approve(
 ) -> Any:
     ctx = ctx_of(request)
     ctx.check_csrf(caller, csrf)
-    notices_mod = optional_notices("approve_notice")
-    if notices_mod is None:
-        return ctx.page(
-            request, "error.html", caller, status=404, title="Customer notices are not installed", message=""
-        )
-    refused = getattr(notices_mod, "NoticeError", ValueError)
+    refused = notices_mod.NoticeError
     try:
         with ctx.session() as session, session.begin():
             # The notices module records the approval in the audit trail itself.

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from incidents.db import EvidenceRow, IncidentRow
-from incidents.queries import event_doc
+from breachwatch.incidents.queries import event_doc
+from breachwatch.incidents.tables import EvidenceRow, IncidentRow
 
 HOUR = timedelta(hours=1)
 MAX_EVENTS = 50_000

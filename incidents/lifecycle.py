@@ -9,10 +9,9 @@ links back to it, or (for a fresh false-positive judgement) take the finding in 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,20 +19,13 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id, unique
-from detectors.features import network_prefix
-from incidents import audit
-from incidents.db import (
-    Base,
-    CorrelationKeyRow,
-    EvidenceRow,
-    FindingRow,
-    IncidentRow,
-    aggregate_time,
-    incidents_holding,
-    utcnow,
-)
-from incidents.model import CLOSED_STATUSES, STATUSES
+from breachwatch.core.clock import utcnow
+from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding
+from breachwatch.core.ids import network_prefix, stable_id, unique
+from breachwatch.incidents.model import CLOSED_STATUSES, STATUSES
+from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
+from breachwatch.storage import audit
+from breachwatch.storage.db import Base, aggregate_time
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +258,11 @@ def related_by_address(
 # --- breach ------------------------------------------------------------------------------------
 
 
+# Called in the confirmation's transaction: (session, incident id, who confirmed, when). The
+# composition root passes the notifier's (drafting the customer notices); no hook, no notices.
+BreachHook = Callable[[Session, str, str, datetime], Any]
+
+
 def confirm_breach(
     session: Session,
     incident_id: str,
@@ -273,10 +270,10 @@ def confirm_breach(
     reason: str,
     at: datetime | None = None,
     *,
-    settings: Any = None,
+    on_confirmed: Sequence[BreachHook] = (),
 ) -> BreachRow:
-    """Record that ``actor`` became aware of a breach at ``at`` (now by default), then let the
-    notices module start the customer notices, when it is installed.
+    """Record that ``actor`` became aware of a breach at ``at`` (now by default), then run the
+    ``on_confirmed`` hooks in the same transaction (the customer notices start there).
 
     A false positive cannot be a breach, and a breach is confirmed once: confirming again
     raises ``LifecycleError`` rather than moving the awareness time regulators measure from.
@@ -298,33 +295,15 @@ def confirm_breach(
     session.add(row)
     note(session, incident, actor, "confirm_breach", why, at=at, detail={"confirmed_at": at.isoformat()})
     session.flush()
-    notices = optional_notices("on_breach_confirmed")
-    if notices is None:
-        log.info("breach on %s confirmed; customer notices are not installed, none started", incident_id)
-    else:
-        if settings is None:
-            from breachwatch.settings import load_settings
-
-            settings = load_settings()
-        notices.on_breach_confirmed(session, incident_id, confirmed_by=actor, confirmed_at=at, settings=settings)
+    if not on_confirmed:
+        log.info("breach on %s confirmed; no notice hook is wired, no customer notices started", incident_id)
+    for hook in on_confirmed:
+        hook(session, incident_id, actor, at)
     return row
 
 
 def breach(session: Session, incident_id: str) -> BreachRow | None:
     return session.get(BreachRow, incident_id)
-
-
-def optional_notices(*functions: str) -> Any:
-    """The ``notifier.notices`` module if it is installed and has every named function, else None."""
-    try:
-        module = importlib.import_module("notifier.notices")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("notifier.notices", "notifier"):
-            raise  # the module exists but something it imports is missing: a real error
-        return None
-    if all(callable(getattr(module, name, None)) for name in functions):
-        return module
-    return None
 
 
 # --- merge and split -----------------------------------------------------------------------------

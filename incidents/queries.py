@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from detectors.base import SEVERITY_RANK
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
-from incidents.model import CLOSED_STATUSES, STATUSES
+from breachwatch.core.findings import SEVERITY_RANK
+from breachwatch.incidents.model import CLOSED_STATUSES, STATUSES
+from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
 
 SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
 ACTIVE = "active"  # the status filter meaning "not closed"

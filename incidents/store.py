@@ -15,37 +15,25 @@ positive is stored on that incident, marked suppressed, and opens and pages noth
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, Finding, stable_id
-from detectors.features import network_prefix
-from incidents import audit
-from incidents.db import (
-    CheckpointItemRow,
-    CheckpointRow,
-    CorrelationKeyRow,
-    EvidenceRow,
-    FindingRow,
-    IncidentRow,
-    aggregate_time,
-    incidents_holding,
-    utcnow,
-)
-from incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
-from incidents.model import CLOSED_STATUSES, IncidentOut
-from streams.models import AccessEvent, AuthEvent, Event, LogRecord, Tenant
+from breachwatch.core.clock import utcnow
+from breachwatch.core.events import AccessEvent, AuthEvent, Event, LogRecord, Tenant
+from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding
+from breachwatch.core.ids import network_prefix, stable_id
+from breachwatch.incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
+from breachwatch.incidents.model import CLOSED_STATUSES, IncidentOut
+from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
+from breachwatch.storage import audit
+from breachwatch.storage.db import aggregate_time
 
 log = logging.getLogger(__name__)
 
@@ -60,41 +48,6 @@ NewIncidentHook = Callable[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """Detector state of one unit (``partition`` holds its key, see ``streams.units``) and
-    the next input offset per topic."""
-
-    group_id: str
-    partition: int
-    offsets: dict[str, int]
-    state: dict[str, Any]
-    # Itemised detector states (``detectors.base.StateDelta``), per detector: loaded, every
-    # item; to write, the items changed and the keys dropped, and the detectors whose items
-    # are complete (what the store held of them before goes).
-    items: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dropped: dict[str, list[str]] = field(default_factory=dict)
-    complete: frozenset[str] = frozenset()
-    # Loaded: how many times the checkpoint was written. To write: the write it builds on,
-    # which must still be the stored one if it holds only some items of a detector.
-    seq: int = 0
-
-    @property
-    def partial(self) -> bool:
-        """Whether it holds only the changed items of some detector (see ``StaleCheckpoint``)."""
-        return any(name not in self.complete for name in self.items)
-
-
-class StaleCheckpoint(Exception):
-    """A unit's checkpoint was written by another consumer after the one a checkpoint of
-    changes was built on (a consumer the group had given up on, still writing): those changes
-    would land on a state their writer never saw. Nothing of the batch is stored."""
-
-    def __init__(self, partitions: list[int]) -> None:
-        super().__init__(f"checkpoints of units {partitions} were written by another consumer meanwhile")
-        self.partitions = partitions
-
-
 @dataclass(slots=True)
 class RecordResult:
     """What one batch did: findings stored (suppressed ones included) and seen before,
@@ -105,71 +58,6 @@ class RecordResult:
     opened: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)
-    # Per checkpoint written (by its partition key): its sequence number now.
-    checkpoint_seqs: dict[int, int] = field(default_factory=dict)
-
-
-def encode_state(state: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 3)
-
-
-def decode_state(blob: bytes) -> dict[str, Any]:
-    return json.loads(zlib.decompress(blob))
-
-
-def _insert(session: Session, table: Table) -> Any:
-    """An INSERT of the session's dialect, which can say ON CONFLICT (SQLite and PostgreSQL)."""
-    return (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
-
-
-def _write_checkpoint(session: Session, cp: Checkpoint) -> int | None:
-    """Write a checkpoint's row; its sequence number after, or None if it holds changes built
-    on a write that is no longer the stored one."""
-    table = CheckpointRow.__table__
-    values = {"offsets": cp.offsets, "state": encode_state(cp.state), "updated_at": utcnow()}
-    if cp.partial:
-        stmt = (
-            update(table)
-            .where(table.c.group_id == cp.group_id, table.c.partition == cp.partition, table.c.seq == cp.seq)
-            .values(**values, seq=table.c.seq + 1)
-            .returning(table.c.seq)
-        )
-        return session.execute(stmt).scalar_one_or_none()
-    ins = _insert(session, table).values(group_id=cp.group_id, partition=cp.partition, seq=1, **values)
-    ins = ins.on_conflict_do_update(
-        index_elements=[table.c.group_id, table.c.partition], set_={**values, "seq": table.c.seq + 1}
-    )
-    return int(session.execute(ins.returning(table.c.seq)).scalar_one())
-
-
-# Items deleted per statement: well under every database's limit on bound parameters.
-_ITEMS_PER_DELETE = 500
-
-
-def _write_items(session: Session, cp: Checkpoint) -> None:
-    """A checkpoint's itemised states: void the complete ones' earlier items, delete the dropped
-    keys, then insert or replace the changed items (one statement for all of them)."""
-    unit = (CheckpointItemRow.group_id == cp.group_id, CheckpointItemRow.partition == cp.partition)
-    for detector in cp.complete:
-        session.execute(delete(CheckpointItemRow).where(*unit, CheckpointItemRow.detector == detector))
-    for detector, keys in cp.dropped.items():
-        for i in range(0, len(keys), _ITEMS_PER_DELETE):
-            chunk = keys[i : i + _ITEMS_PER_DELETE]
-            session.execute(
-                delete(CheckpointItemRow).where(
-                    *unit, CheckpointItemRow.detector == detector, CheckpointItemRow.key.in_(chunk)
-                )
-            )
-    rows = [
-        {"group_id": cp.group_id, "partition": cp.partition, "detector": d, "key": k, "value": encode_state(v)}
-        for d, items in cp.items.items()
-        for k, v in items.items()
-    ]
-    if rows:
-        table = CheckpointItemRow.__table__
-        ins = _insert(session, table)
-        keys = list(table.primary_key.columns)
-        session.execute(ins.on_conflict_do_update(index_elements=keys, set_={"value": ins.excluded.value}), rows)
 
 
 def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> list[str]:
@@ -248,29 +136,19 @@ class IncidentStore:
 
     # --- writing ------------------------------------------------------------------------
 
-    def record(
-        self,
-        findings: Sequence[Finding],
-        tenants: Mapping[str, Tenant] | None = None,
-        checkpoints: Sequence[Checkpoint] = (),
-    ) -> RecordResult:
-        """Store a batch's findings (correlated into incidents) and checkpoints atomically."""
-        result = RecordResult()
+    def record(self, findings: Sequence[Finding], tenants: Mapping[str, Tenant] | None = None) -> RecordResult:
+        """Store a batch's findings (correlated into incidents) in a transaction of their own."""
         with Session(self.engine) as session, session.begin():
-            if findings:
-                self._record_findings(
-                    session, sorted(findings, key=lambda f: (f.ts, f.finding_id)), tenants or {}, result
-                )
-            stale = []
-            for cp in checkpoints:
-                seq = _write_checkpoint(session, cp)
-                if seq is None:
-                    stale.append(cp.partition)
-                    continue
-                result.checkpoint_seqs[cp.partition] = seq
-                _write_items(session, cp)
-            if stale:
-                raise StaleCheckpoint(stale)  # rolls the whole batch back
+            return self.record_in(session, findings, tenants)
+
+    def record_in(
+        self, session: Session, findings: Sequence[Finding], tenants: Mapping[str, Tenant] | None = None
+    ) -> RecordResult:
+        """Store a batch's findings in the caller's transaction (which may hold the batch's
+        checkpoints too, so that both are stored or neither is)."""
+        result = RecordResult()
+        if findings:
+            self._record_findings(session, sorted(findings, key=lambda f: (f.ts, f.finding_id)), tenants or {}, result)
         return result
 
     def _record_findings(
@@ -528,20 +406,6 @@ class IncidentStore:
         return rows
 
     # --- reading ------------------------------------------------------------------------
-
-    def load_checkpoint(self, group_id: str, partition: int) -> Checkpoint | None:
-        with Session(self.engine) as session:
-            row = session.get(CheckpointRow, (group_id, partition))
-            if row is None:
-                return None
-            items: dict[str, dict[str, Any]] = {}
-            for detector, key, value in session.execute(
-                select(CheckpointItemRow.detector, CheckpointItemRow.key, CheckpointItemRow.value).where(
-                    CheckpointItemRow.group_id == group_id, CheckpointItemRow.partition == partition
-                )
-            ):
-                items.setdefault(detector, {})[key] = decode_state(value)
-            return Checkpoint(group_id, partition, dict(row.offsets), decode_state(row.state), items, seq=row.seq)
 
     def detected_at(self) -> dict[str, datetime]:
         """Per incident, the event time at which its first finding could have fired."""

@@ -21,7 +21,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Boolean, ForeignKey, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from incidents.db import Base, utcnow
+from breachwatch.core.clock import utcnow
+from breachwatch.storage.db import Base
 
 ROLES: tuple[str, ...] = ("viewer", "responder", "approver", "admin")
 ROLE_RANK: dict[str, int] = {r: i for i, r in enumerate(ROLES)}

@@ -7,7 +7,8 @@ Method, in order, each step widening what the one before could see:
 2. **History.** The compromised actor's access events (or, for an attack that has no single
    actor, the attacking addresses') over the incident window, re-read from an
    ``AccessHistory``: by default the evidence of every incident in the store (``StoreHistory``);
-   a topic dump (``DumpHistory``) or the Kafka topic itself (``KafkaHistory``) when available.
+   a topic dump (``DumpHistory``) or the Kafka topic itself (``streams.access_history``) when
+   the composition root hands one in.
 3. **Detector counts.** Findings carry counts over everything their detector saw
    (``records``, ``records_over_limit``, ``sensitive_records``); where one is higher than the
    events add up to, it is used as a lower bound ("at least").
@@ -22,9 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,10 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import Settings
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
-from notifier.duties import DATA_CATEGORIES, SENSITIVITY_CATEGORIES
-from streams.models import ACCESS, SENSITIVE, AccessEvent, Tenant
+from breachwatch.core.events import ACCESS, SENSITIVE, AccessEvent, Tenant
+from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
+from breachwatch.notifier.duties import DATA_CATEGORIES, SENSITIVITY_CATEGORIES
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ class AccessHistory(Protocol):
     ) -> Iterable[AccessEvent]: ...
 
 
-def _wanted(event: AccessEvent, actor_ids: Sequence[str], source_ips: Sequence[str]) -> bool:
+def concerns(event: AccessEvent, actor_ids: Sequence[str], source_ips: Sequence[str]) -> bool:
     return event.actor_id in actor_ids or (event.ip is not None and event.ip in source_ips)
 
 
@@ -153,8 +152,8 @@ class StoreHistory:
             .execution_options(yield_per=1000)
         )
         for text in self.session.scalars(stmt):
-            event = _parse_access(text)
-            if event is not None and _wanted(event, actor_ids, source_ips):
+            event = parse_access(text)
+            if event is not None and concerns(event, actor_ids, source_ips):
                 yield event
 
 
@@ -173,92 +172,12 @@ class DumpHistory:
             return
         with self.path.open("rb") as fh:
             for line in fh:
-                event = _parse_access(line)
-                if event is not None and start <= event.ts <= end and _wanted(event, actor_ids, source_ips):
+                event = parse_access(line)
+                if event is not None and start <= event.ts <= end and concerns(event, actor_ids, source_ips):
                     yield event
 
 
-class KafkaHistory:
-    """The ``erp.access`` topic itself, read back by time as far as its retention reaches.
-
-    Events are keyed by actor, so following accounts reads only their partitions; following
-    an address reads them all. Reading starts at the first offset stamped ``LATE`` before the
-    window (the contract allows events that late) and stops at the end of each partition as
-    it was when the read began.
-    """
-
-    name = "kafka topic"
-    LATE = timedelta(minutes=5)
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        bootstrap: str | None = None,
-        timeout_s: float = 60.0,
-        connect_timeout_s: float = 10.0,
-    ) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self.timeout_s = timeout_s
-        self.connect_timeout_s = connect_timeout_s
-
-    def access_events(
-        self, *, actor_ids: Sequence[str], source_ips: Sequence[str], start: datetime, end: datetime
-    ) -> Iterator[AccessEvent]:
-        from kafka import KafkaConsumer, TopicPartition
-
-        from streams.kafka_client import client_options
-        from streams.pipeline import partition_for
-
-        topic = self.settings.topic(ACCESS)
-        consumer = KafkaConsumer(
-            **client_options(self.settings, self.bootstrap),
-            group_id=None,
-            enable_auto_commit=False,
-            bootstrap_timeout_ms=int(self.connect_timeout_s * 1000),
-            max_partition_fetch_bytes=max(self.settings.max_message_bytes, 1_048_576),
-        )
-        try:
-            partitions = sorted(consumer.partitions_for_topic(topic) or ())
-            if not partitions:
-                return
-            if source_ips:
-                wanted = partitions
-            else:
-                wanted = sorted({partition_for(a.encode("utf-8"), len(partitions)) for a in actor_ids})
-            tps = [TopicPartition(topic, p) for p in wanted]
-            consumer.assign(tps)
-            since = int((start - self.LATE).timestamp() * 1000)
-            firsts = consumer.offsets_for_times(dict.fromkeys(tps, since))
-            ends = consumer.end_offsets(tps)
-            open_tps = set()
-            for tp in tps:
-                first = firsts.get(tp)
-                if first is not None and first.offset < ends[tp]:
-                    consumer.seek(tp, first.offset)
-                    open_tps.add(tp)
-            keys = {a.encode("utf-8") for a in actor_ids}
-            deadline = time.monotonic() + self.timeout_s
-            while open_tps and time.monotonic() < deadline:
-                for tp, records in consumer.poll(timeout_ms=500).items():
-                    for record in records:
-                        if record.offset >= ends[tp]:
-                            break
-                        # The key is the actor: a cheap test before parsing, unless following addresses.
-                        if source_ips or record.key in keys:
-                            event = _parse_access(record.value)
-                            if event is not None and start <= event.ts <= end and _wanted(event, actor_ids, source_ips):
-                                yield event
-                    if consumer.position(tp) >= ends[tp]:
-                        open_tps.discard(tp)
-            if open_tps:
-                raise TimeoutError(f"reading {topic} back took longer than {self.timeout_s:.0f}s")
-        finally:
-            consumer.close()
-
-
-def _parse_access(raw: str | bytes) -> AccessEvent | None:
+def parse_access(raw: str | bytes) -> AccessEvent | None:
     if not raw.strip():
         return None
     try:
@@ -372,7 +291,7 @@ def compute(
         return True
 
     for row in stored:
-        event = _parse_access(row.event_json)
+        event = parse_access(row.event_json)
         if event is not None:
             take(event)
             finding_tenants.setdefault(row.finding_id, set()).add(event.tenant_id)

@@ -24,9 +24,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from notifier.blast_radius import BlastRadius, CategoryCount, TenantImpact
-from notifier.duties import Duty, RuleSet, default_rules, duties_for
-from notifier.notices.content import (
+from breachwatch.notifier.blast_radius import BlastRadius, CategoryCount, TenantImpact
+from breachwatch.notifier.duties import Duty, RuleSet, default_rules, duties_for
+from breachwatch.notifier.notices.content import (
     CORE_ELEMENTS,
     CUSTOMER_NOTICE,
     FOLLOWUP,
@@ -36,7 +36,7 @@ from notifier.notices.content import (
     duty_context,
     notice_context,
 )
-from notifier.render import TEMPLATES_DIR
+from breachwatch.notifier.render import TEMPLATES_DIR
 
 NOTICE_LOCALES: tuple[str, ...] = ("en", "de", "ur")
 UNKNOWN_JURISDICTION = "ZZ"

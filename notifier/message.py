@@ -13,6 +13,8 @@ _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2
 _SPACES = re.compile(r"\s+")
 ELLIPSIS = "…"
 
+# The logical mail channel; which provider serves it (file, SendGrid, SMTP) is a deployment setting.
+EMAIL = "email"
 SUBJECT_MAX = 200
 HEADER_VALUE_MAX = 200
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -17,14 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Index, Integer, String, Text, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from incidents.db import Base, utcnow
-from notifier.channels.base import Channel, Delivered, NotFound, PermanentError, RetryableError, Unknown
-from notifier.message import OutboxMessage, one_line
+from breachwatch.core.clock import utcnow
+from breachwatch.notifier.delivery import Channel, Delivered, NotFound, PermanentError, RetryableError, Unknown
+from breachwatch.notifier.message import EMAIL, OutboxMessage, one_line
+from breachwatch.notifier.render import Rendered
+from breachwatch.storage.db import Base, insert_or_ignore
 
 log = logging.getLogger(__name__)
 
@@ -106,21 +106,42 @@ def enqueue(
         "next_attempt_at": not_before or now,
         "created_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    table = OutboxRow.__table__
-    if dialect == "sqlite":
-        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing(index_elements=["message_id"])
-    elif dialect == "postgresql":
-        stmt = pg_insert(table).values(values).on_conflict_do_nothing(index_elements=["message_id"])
-    else:
-        # Portable fallback; the primary key still rejects a concurrent duplicate.
-        if session.get(OutboxRow, m.message_id) is not None:
-            return False
-        session.add(OutboxRow(**values))
-        session.flush()
-        return True
-    # RETURNING rather than rowcount: the PostgreSQL driver path reports -1 for this insert.
-    return session.execute(stmt.returning(table.c.message_id)).first() is not None
+    return insert_or_ignore(session, OutboxRow.__table__, values)
+
+
+def queue_message(
+    session: Session,
+    *,
+    message_id: str,
+    message_type: str,
+    recipient: str,
+    rendered: Rendered,
+    channel: str = EMAIL,
+    incident_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Build one message from what was rendered for it and queue it (see ``enqueue``): the one
+    way alerts, pages, reminders and notices reach the outbox. A message about an incident
+    names it in ``X-BreachWatch-Incident``. An address the mail path cannot use is logged
+    (without the address) and skipped; whether the message was newly queued."""
+    extra = {"X-BreachWatch-Incident": incident_id} if incident_id else {}
+    message = OutboxMessage(
+        message_id=message_id,
+        channel=channel,
+        recipient=recipient,
+        subject=rendered.subject,
+        body_text=rendered.text,
+        body_html=rendered.html,
+        message_type=message_type,
+        incident_id=incident_id,
+        headers={**extra, **(headers or {})},
+    )
+    try:
+        return enqueue(session, message, now=now)
+    except ValueError as exc:
+        log.error("%s %s not queued for one address: %s", message_type, incident_id or message_id, exc)
+        return False
 
 
 def requeue(session: Session, message_id: str, *, now: datetime | None = None) -> bool:

@@ -21,7 +21,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from notifier.message import SUBJECT_MAX, header_text, one_line
+from breachwatch.notifier.message import SUBJECT_MAX, header_text, one_line
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 DEFAULT_LOCALE = "en"

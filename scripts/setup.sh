@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what BreachWatch needs on a Debian machine, idempotently:
-#   scripts/setup.sh          Python package (editable) with its dependencies, Kafka broker jars
+#   scripts/setup.sh          the Python packages (editable) with their pinned dependencies, Kafka broker jars
 #   scripts/setup.sh --test   the above plus the test services and tools (PostgreSQL, kcat, Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,10 +27,17 @@ if (( ${#need_apt[@]} )); then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import breachwatch, kafka, sklearn, sendgrid, aiosmtpd, playwright" 2>/dev/null; then
-  echo "installing the Python package and its dependencies"
-  "$PY" -m pip install -q --disable-pip-version-check -e '.[dev]'
+# The pinned, hashed dependencies (requirements/dev.lock), then the service and the development
+# kit from this checkout (editable, so a change needs no reinstall). A lock that changed since
+# the last install is installed again.
+stamp=.setup-done
+if [[ ! -f $stamp ]] || ! cmp -s requirements/dev.lock "$stamp" \
+   || ! "$PY" -c "import breachwatch.devkit, breachwatch.cli, importlinter" 2>/dev/null; then
+  echo "installing the Python packages (requirements/dev.lock) and BreachWatch with its development kit"
+  "$PY" -m pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.lock
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps -e . -e ./devkit
+  cp requirements/dev.lock "$stamp"
 fi
 
 # The Kafka broker's jars from Maven Central into the cache (a no-op once cached).
-"$PY" -m streams.local_kafka fetch
+"$PY" -m breachwatch broker fetch

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from streams.models import MODEL_BY_TOPIC, REFERENCE_TOPICS, Event, Reference
+from breachwatch.core.events import MODEL_BY_TOPIC, REFERENCE_TOPICS, Event, Reference
 
 FailureKind = Literal["too_large", "not_utf8", "not_json", "schema", "nul_text", "tombstone", "unknown_topic"]
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 
-from breachwatch.settings import Settings
-from streams.decode import DecodeFailure, decode
-from streams.kafka_client import client_options
-from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
-from streams.tables import ReferenceTables
+from breachwatch.core.events import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event
+from breachwatch.core.reference import ReferenceTables
+from breachwatch.core.settings import Settings
+from breachwatch.streams.decode import DecodeFailure, decode
+from breachwatch.streams.kafka_client import client_options
 
 log = logging.getLogger(__name__)
 

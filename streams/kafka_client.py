@@ -17,17 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import kafka.errors as kafka_errors
 from kafka.admin import KafkaAdminClient
 from kafka.net.compat import KafkaNetClient
 
-from breachwatch.settings import SECRET_FIELDS, ConfigError, Settings
-from streams.models import ALL_TOPICS, EVENT_TOPICS, REFERENCE_TOPICS
-
-if TYPE_CHECKING:
-    from streams.local_kafka import LocalKafka
+from breachwatch.core.events import ALL_TOPICS, EVENT_TOPICS, REFERENCE_TOPICS
+from breachwatch.core.settings import SECRET_FIELDS, ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +171,6 @@ def ensure_topics(
         admin.wait_for_topics(list(specs), timeout_ms=int(timeout * 1000))
     finally:
         admin.close()
-
-
-def resolve_bootstrap(settings: Settings, local: LocalKafka | None) -> str:
-    """The configured ``KAFKA_BOOTSTRAP``, else the embedded broker's address (started if needed)."""
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    if local is None:
-        raise ConfigError("KAFKA_BOOTSTRAP: not set, and no local broker was given to fall back on")
-    return local.start()
 
 
 # --- start-up check ------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from breachwatch.settings import Settings
-from streams.dump import _plain_field, dump_file, message_key, read_lines
-from streams.kafka_client import client_options
-from streams.models import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS
-from streams.pipeline import Partitioner
+from breachwatch.core.events import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS
+from breachwatch.core.settings import Settings
+from breachwatch.streams.dump import _plain_field, dump_file, message_key, read_lines
+from breachwatch.streams.kafka_client import client_options
+from breachwatch.streams.partitions import Partitioner
 
 
 class Placer:

@@ -14,10 +14,7 @@ before the split, so existing checkpoints keep their key) and log unit p is ``-1
 
 from __future__ import annotations
 
-from streams.models import ACCESS, AUTH, LOGS
-
-ACTOR_TOPICS: tuple[str, ...] = (ACCESS, AUTH)
-LOG_TOPICS: tuple[str, ...] = (LOGS,)
+from breachwatch.core.events import ACCESS, ACTOR_TOPICS, AUTH, LOG_TOPICS, LOGS
 
 # What judging one event of a topic costs, relative to a log record, so that the group
 # balances units by work rather than by event count. Replaying the simulated 21-day dump one

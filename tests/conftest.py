@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from breachwatch.settings import Settings, load_settings
-from streams.local_kafka import LocalKafka, free_port
+from breachwatch.core.settings import Settings, load_settings
+from breachwatch.devkit.local_kafka import LocalKafka, free_port
 
 KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "local_kafka", "make_local_kafka"})
 POSTGRES_FIXTURES = frozenset({"postgres_url", "make_postgres"})

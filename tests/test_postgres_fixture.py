@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
-from incidents.db import IncidentRow, init_db, make_engine
+from breachwatch.incidents.tables import IncidentRow
+from breachwatch.runtime.schema import init_db
+from breachwatch.storage.db import make_engine
 
 pytestmark = pytest.mark.postgres
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from detectors.base import DetectionContext, Severity
-from detectors.rules.core import (
+from breachwatch.core.events import SENSITIVE, AccessEvent
+from breachwatch.core.findings import DetectionContext, Severity
+from breachwatch.detectors.rules.books import Book
+from breachwatch.detectors.rules.core import (
     VERB_PAST,
     Hit,
     Verdict,
@@ -24,7 +26,6 @@ from detectors.rules.core import (
     span,
     when,
 )
-from streams.models import SENSITIVE, AccessEvent
 
 MAX_GROUPS = 24  # distinct (action, resource, sensitivity, outcome) groups kept per tally
 MAX_IPS = 10
@@ -191,34 +192,22 @@ class AccessTally:
         raise NotImplementedError
 
 
-class TallyBook:
+class TallyBook(Book[AccessTally]):
     """One rule's day-keyed tallies, bounded in number and forgotten after their day."""
 
+    state_key = "tallies"
+
     def __init__(self, kind: type[AccessTally], cap: int = MAX_TALLIES) -> None:
+        super().__init__(kind, cap)
         self.kind = kind
-        self.cap = cap
-        self.items: dict[str, AccessTally] = {}
 
     def tally(self, key: str, ev: AccessEvent, t: float) -> AccessTally:
-        tally = self.items.get(key)
-        if tally is None:
-            if len(self.items) >= self.cap:
-                # Dicts keep insertion order: the first key is the oldest tally.
-                del self.items[next(iter(self.items))]
-            tally = self.items[key] = self.kind(ev, t)
+        tally = self.get_or_add(key, lambda: self.kind(ev, t))
         tally.add(ev, t)
         return tally
 
-    def sweep(self, watermark: float) -> None:
-        stale = [k for k, v in self.items.items() if v.until < watermark]
-        for k in stale:
-            del self.items[k]
-
-    def to_state(self) -> dict[str, Any]:
-        return {"tallies": [[k, v.dump()] for k, v in self.items.items()]}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.items = {k: self.kind.restore(row) for k, row in state.get("tallies", [])}
+    def expired(self, entry: AccessTally, watermark: float) -> bool:
+        return entry.until < watermark
 
 
 # --- cross-tenant access ----------------------------------------------------------------------

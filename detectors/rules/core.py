@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from detectors.base import DetectionContext, Severity
-from streams.models import Event
+from breachwatch.core.events import Event
+from breachwatch.core.findings import DetectionContext, Severity
 
 DAY = 86400.0
 # Day-keyed episodes are kept this long after their day ends, so an event that arrives late

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
-from detectors.base import MAX_EVIDENCE, SEVERITY_RANK, DetectionContext, Detector, Finding, stable_id
-from detectors.rules.access import cross_tenant_access, staff_without_ticket
-from detectors.rules.core import Hit, MatchFn, Rule, RuleMemory
-from detectors.rules.exports import bulk_export
-from detectors.rules.logins import brute_force, credential_stuffing
-from streams.models import Event
-from streams.units import ACTOR_TOPICS
+from breachwatch.core.events import ACTOR_TOPICS, Event
+from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, DetectionContext, Detector, Finding
+from breachwatch.core.ids import stable_id
+from breachwatch.detectors.rules.access import cross_tenant_access, staff_without_ticket
+from breachwatch.detectors.rules.core import Hit, MatchFn, Rule, RuleMemory
+from breachwatch.detectors.rules.exports import bulk_export
+from breachwatch.detectors.rules.logins import brute_force, credential_stuffing
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import DetectionContext, Severity
-from detectors.rules.core import (
+from breachwatch.core.events import SENSITIVE, AccessEvent
+from breachwatch.core.findings import DetectionContext, Severity
+from breachwatch.detectors.rules.core import (
     DAY,
     VERB_PAST,
     Hit,
@@ -44,7 +45,6 @@ from detectors.rules.core import (
     rule,
     when,
 )
-from streams.models import SENSITIVE, AccessEvent
 
 FLOOR = 1_000  # an export this small never fires, whatever the baseline...
 # ...except of personal or card data at a small tenant, where a quarter of everyone it holds

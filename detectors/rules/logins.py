@@ -27,8 +27,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from detectors.base import MAX_EVIDENCE, DetectionContext, Severity
-from detectors.rules.core import (
+from breachwatch.core.events import AuthEvent
+from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Severity
+from breachwatch.detectors.rules.books import Book
+from breachwatch.detectors.rules.core import (
     Hit,
     Verdict,
     bounded_add,
@@ -42,7 +44,6 @@ from detectors.rules.core import (
     span,
     when,
 )
-from streams.models import AuthEvent
 
 WINDOW = 600.0  # seconds over which failures are counted
 STUFFING_MIN_FAILURES = 10
@@ -356,34 +357,19 @@ class AddressWatch:
         return w
 
 
-class AddressBook:
+class AddressBook(Book[AddressWatch]):
     """Login windows of the addresses seen logging in lately (credential stuffing's memory)."""
 
+    state_key = "addresses"
+
     def __init__(self) -> None:
-        self.items: dict[str, AddressWatch] = {}
+        super().__init__(AddressWatch, MAX_ADDRESSES)
 
     def watch(self, ip: str) -> AddressWatch:
-        w = self.items.get(ip)
-        if w is None:
-            if len(self.items) >= MAX_ADDRESSES:
-                del self.items[next(iter(self.items))]
-            w = self.items[ip] = AddressWatch()
-        return w
+        return self.get_or_add(ip, AddressWatch)
 
-    def sweep(self, watermark: float) -> None:
-        stale = [
-            ip
-            for ip, w in self.items.items()
-            if w.last < watermark - WINDOW and (w.run is None or w.run.until < watermark)
-        ]
-        for ip in stale:
-            del self.items[ip]
-
-    def to_state(self) -> dict[str, Any]:
-        return {"addresses": [[ip, w.dump()] for ip, w in self.items.items()]}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.items = {ip: AddressWatch.restore(d) for ip, d in state.get("addresses", [])}
+    def expired(self, entry: AddressWatch, watermark: float) -> bool:
+        return entry.last < watermark - WINDOW and (entry.run is None or entry.run.until < watermark)
 
 
 def _start_run(ip: str, w: AddressWatch, t: float) -> list[Hit]:
@@ -617,26 +603,16 @@ class AccountWatch:
         return w
 
 
-class AccountBook:
+class AccountBook(Book[AccountWatch]):
     """Recent failed logins per account (brute force's memory)."""
 
+    state_key = "accounts"
+
     def __init__(self) -> None:
-        self.items: dict[str, AccountWatch] = {}
+        super().__init__(AccountWatch, MAX_ACCOUNTS)
 
-    def sweep(self, watermark: float) -> None:
-        stale = [
-            a
-            for a, w in self.items.items()
-            if w.last < watermark - WINDOW and (w.episode is None or w.episode.until < watermark)
-        ]
-        for a in stale:
-            del self.items[a]
-
-    def to_state(self) -> dict[str, Any]:
-        return {"accounts": [[a, w.dump()] for a, w in self.items.items()]}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.items = {a: AccountWatch.restore(d) for a, d in state.get("accounts", [])}
+    def expired(self, entry: AccountWatch, watermark: float) -> bool:
+        return entry.last < watermark - WINDOW and (entry.episode is None or entry.episode.until < watermark)
 
 
 @rule(
@@ -657,15 +633,12 @@ def brute_force(ev: AuthEvent, book: AccountBook, ctx: DetectionContext) -> Hit 
     if action != "login" and action != "password_reset":
         return None
     account = ev.actor_id
-    w = book.items.get(account)
+    w = book.get(account)
     if ev.outcome == "failure":
         if action != "login":
             return None
         t = ev.ts.timestamp()
-        if w is None:
-            if len(book.items) >= MAX_ACCOUNTS:
-                del book.items[next(iter(book.items))]
-            w = book.items[account] = AccountWatch()
+        w = book.get_or_add(account, AccountWatch)
         in_window = w.advance(t)
         ep = w.episode
         if ep is not None:

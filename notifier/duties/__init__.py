@@ -4,7 +4,7 @@ The rules are data (``rules/*.toml``, each duty with its sources); :mod:`.engine
 them and applies them to a breach, :mod:`.calendars` does the deadline arithmetic.
 """
 
-from notifier.duties.calendars import (
+from breachwatch.notifier.duties.calendars import (
     BRAZIL,
     US_FEDERAL,
     BusinessCalendar,
@@ -13,7 +13,7 @@ from notifier.duties.calendars import (
     easter_sunday,
     us_federal_holidays,
 )
-from notifier.duties.engine import (
+from breachwatch.notifier.duties.engine import (
     ANCHORS,
     CONTENT_ELEMENTS,
     DATA_CATEGORIES,

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from notifier.duties.calendars import FIXED_UNITS, FixedUnit, advance
+from breachwatch.notifier.duties.calendars import FIXED_UNITS, FixedUnit, advance
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
 POLICY_FILE = "_policy.toml"

@@ -1,10 +1,10 @@
 """Breach notices to affected customers: blast radius, duties and deadlines, drafts in the
 customer's language, approval, and delivery through the outbox exactly once."""
 
-from notifier.notices.config import NoticeConfig, Vendor, load_notice_config
-from notifier.notices.deadlines import DeadlinePage, check_deadlines, overdue_duties
-from notifier.notices.directory import remember_incident_tenants, remember_tenants, tenant_record
-from notifier.notices.service import (
+from breachwatch.notifier.notices.config import NoticeConfig, Vendor, load_notice_config
+from breachwatch.notifier.notices.deadlines import DeadlinePage, check_deadlines, overdue_duties
+from breachwatch.notifier.notices.directory import remember_incident_tenants, remember_tenants, tenant_record
+from breachwatch.notifier.notices.service import (
     ApprovalRefused,
     NoticeError,
     NoticeNotFound,

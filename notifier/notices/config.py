@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from breachwatch.settings import ConfigError, Settings
-from notifier.duties import ContractualOverride
-from notifier.message import is_address
+from breachwatch.core.settings import ConfigError, Settings
+from breachwatch.notifier.duties import ContractualOverride
+from breachwatch.notifier.message import is_address
 
 CONTRACTS_ENV = "BREACHWATCH_CONTRACTS_FILE"
 NOTICES_ENV = "BREACHWATCH_NOTICES_FILE"

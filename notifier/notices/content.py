@@ -17,10 +17,10 @@ from typing import Any
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from notifier.blast_radius import BlastRadius, TenantImpact
-from notifier.duties import Duty
-from notifier.message import one_line
-from notifier.render import TEMPLATES_DIR, VALUE_MAX, Rendered, Renderer, locale_chain
+from breachwatch.notifier.blast_radius import BlastRadius, TenantImpact
+from breachwatch.notifier.duties import Duty
+from breachwatch.notifier.message import one_line
+from breachwatch.notifier.render import TEMPLATES_DIR, VALUE_MAX, Rendered, Renderer, locale_chain
 
 CUSTOMER_NOTICE = "customer_notice"
 FOLLOWUP = "followup"

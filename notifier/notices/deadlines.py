@@ -20,14 +20,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import Settings
-from detectors.base import stable_id, unique
-from notifier.alerts import EMAIL, console_link, oncall_channels
-from notifier.message import OutboxMessage, header_text
-from notifier.notices.models import WITHDRAWN, DeadlinePageRow, NoticeDutyRow, NoticeRow
-from notifier.notices.service import first_sent_at, fulfils
-from notifier.outbox import enqueue
-from notifier.render import Rendered, render
+from breachwatch.core.ids import stable_id, unique
+from breachwatch.core.settings import Settings
+from breachwatch.notifier.alerts import console_link, paging_channel_names
+from breachwatch.notifier.message import EMAIL
+from breachwatch.notifier.notices.models import WITHDRAWN, DeadlinePageRow, NoticeDutyRow, NoticeRow
+from breachwatch.notifier.notices.service import first_sent_at, fulfils
+from breachwatch.notifier.outbox import queue_message
+from breachwatch.notifier.render import Rendered, render
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def check_deadlines(
     """
     if now.tzinfo is None:
         raise ValueError("now must be time-zone aware")
-    channels = [EMAIL, *sorted(oncall_channels(settings))]
+    channels = [EMAIL, *sorted(paging_channel_names(settings))]
     emails = list(unique(settings.oncall_emails))
     team = emails[0] if emails else settings.mail_from
     pages: list[DeadlinePage] = []
@@ -221,26 +221,18 @@ def check_deadlines(
         targets = [(EMAIL, addr) for addr in emails] + [(ch, team) for ch in channels if ch != EMAIL]
         for channel, recipient in targets:
             message_id = stable_id(MESSAGE_TYPE, notice.notice_id, duty.rule_id, latest.label, channel, recipient)
-            message = OutboxMessage(
+            if queue_message(
+                session,
                 message_id=message_id,
-                channel=channel,
-                recipient=recipient,
-                subject=rendered.subject,
-                body_text=rendered.text,
-                body_html=rendered.html,
                 message_type=MESSAGE_TYPE,
+                recipient=recipient,
+                rendered=rendered,
+                channel=channel,
                 incident_id=notice.incident_id,
-                headers={
-                    "X-BreachWatch-Incident": notice.incident_id,
-                    "X-BreachWatch-Severity": SEVERITY[latest.level],
-                    "X-BreachWatch-Notice": notice.notice_id,
-                },
-            )
-            try:
-                if enqueue(session, message, now=now):
-                    page.message_ids.append(message_id)
-            except ValueError as exc:
-                log.error("deadline page for %s not queued for one address: %s", notice.notice_id, header_text(exc))
+                headers={"X-BreachWatch-Severity": SEVERITY[latest.level], "X-BreachWatch-Notice": notice.notice_id},
+                now=now,
+            ):
+                page.message_ids.append(message_id)
         pages.append(page)
         log.warning(
             "notice %s duty %s: %s (target %s), paged %d time(s)",

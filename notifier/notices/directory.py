@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
-from notifier.notices.models import TenantRecordRow
-from streams.models import Tenant
+from breachwatch.core.events import Tenant
+from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
+from breachwatch.notifier.notices.models import TenantRecordRow
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, event, inspect
 from sqlalchemy.orm import Mapped, mapped_column
 
-from incidents.db import Base, utcnow
+from breachwatch.core.clock import utcnow
+from breachwatch.storage.db import Base
 
 # Notice workflow states (of the notice as a whole; a delivery state is derived from the outbox).
 DRAFT = "draft"

@@ -21,16 +21,17 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import Settings
-from detectors.base import stable_id
-from incidents.db import IncidentRow, utcnow
-from notifier import blast_radius as br
-from notifier.alerts import EMAIL
-from notifier.duties import Duty, RuleSet, default_rules
-from notifier.duties import duties_for as engine_duties
-from notifier.message import OutboxMessage, is_address
-from notifier.notices.config import NoticeConfig, load_notice_config
-from notifier.notices.content import (
+from breachwatch.core.clock import utcnow
+from breachwatch.core.events import Tenant
+from breachwatch.core.ids import stable_id
+from breachwatch.core.settings import Settings
+from breachwatch.incidents.tables import IncidentRow
+from breachwatch.notifier import blast_radius as br
+from breachwatch.notifier.duties import Duty, RuleSet, default_rules
+from breachwatch.notifier.duties import duties_for as engine_duties
+from breachwatch.notifier.message import is_address
+from breachwatch.notifier.notices.config import NoticeConfig, load_notice_config
+from breachwatch.notifier.notices.content import (
     CUSTOMER_NOTICE,
     FOLLOWUP,
     PHASES,
@@ -40,8 +41,8 @@ from notifier.notices.content import (
     notice_renderer,
     rendering_locale,
 )
-from notifier.notices.directory import tenant_record
-from notifier.notices.models import (
+from breachwatch.notifier.notices.directory import tenant_record
+from breachwatch.notifier.notices.models import (
     APPROVED,
     DRAFT,
     WITHDRAWN,
@@ -56,13 +57,9 @@ from notifier.notices.models import (
     NoticeRow,
     NoticeVersionRow,
 )
-from notifier.outbox import OutboxRow, enqueue, mark_sent, requeue
-from streams.models import Tenant
-
-try:  # the incident audit trail, where the deployment has one
-    from incidents import audit as _incident_audit
-except ImportError:  # pragma: no cover - depends on which parts are installed
-    _incident_audit = None
+from breachwatch.notifier.outbox import OutboxRow, mark_sent, queue_message, requeue
+from breachwatch.notifier.render import Rendered
+from breachwatch.storage import audit
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +102,8 @@ def _audit(
             incident_id=incident_id, notice_id=notice_id, at=at, actor=actor, action=action, detail=dict(detail)
         )
     )
-    append = getattr(_incident_audit, "append", None)
-    if callable(append):
-        subject = f"notice:{notice_id}" if notice_id else f"incident:{incident_id}"
-        append(session, actor, action, subject, dict(detail))
+    subject = f"notice:{notice_id}" if notice_id else f"incident:{incident_id}"
+    audit.record(session, actor, action, subject, dict(detail))
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -502,8 +497,8 @@ def on_breach_confirmed(
 
     Calling it again for the same incident changes nothing and returns the same ids (the first
     confirmation is the clock start). ``history`` re-reads the actor's access history: one
-    source, or several tried in order until one can be read (default: the Kafka topic when
-    configured, then the evidence of every incident in the store); ``tenants`` supplies
+    source, or several tried in order until one can be read (default: the evidence of every
+    incident in the store; the composition root puts the Kafka topic first where there is one); ``tenants`` supplies
     directory entries the database does not hold yet.
     """
     if confirmed_at.tzinfo is None:
@@ -534,7 +529,7 @@ def on_breach_confirmed(
         incident_row, findings, evidence = br.load_for(session, incident_id)
         directory = _directory(session, incident_row.tenant_ids or [], tenants)
         if history is None:
-            sources = default_histories(session, settings)
+            sources = [br.StoreHistory(session)]
         else:
             sources = list(history) if isinstance(history, Sequence) else [history]
         radius = _compute(incident_row, findings, evidence, sources, confirmation.confirmed_at, directory)
@@ -579,16 +574,6 @@ def on_breach_confirmed(
             )
         ids.append(nid)
     return ids
-
-
-def default_histories(session: Session, settings: Settings) -> list[br.AccessHistory]:
-    """Where to re-read access history, best first: the Kafka topic when the deployment has
-    one, then the evidence in the store (always there)."""
-    sources: list[br.AccessHistory] = []
-    if settings.kafka_bootstrap:
-        sources.append(br.KafkaHistory(settings, timeout_s=30.0))
-    sources.append(br.StoreHistory(session))
-    return sources
 
 
 def _compute(
@@ -933,21 +918,17 @@ def _enqueue_version(session: Session, notice: NoticeRow, version: NoticeVersion
             if rendition is None:
                 continue  # no regulator draft when the customer owes no authority a report
             message_id = delivery_message_id(notice.notice_id, version.version, recipient, message_type)
-            message = OutboxMessage(
+            rendered = Rendered(rendition.subject, rendition.body_text, rendition.body_html, locale)
+            if queue_message(
+                session,
                 message_id=message_id,
-                channel=EMAIL,
-                recipient=recipient,
-                subject=rendition.subject,
-                body_text=rendition.body_text,
-                body_html=rendition.body_html,
                 message_type=message_type,
+                recipient=recipient,
+                rendered=rendered,
                 incident_id=notice.incident_id,
-                headers={
-                    "X-BreachWatch-Incident": notice.incident_id,
-                    "X-BreachWatch-Notice": f"{notice.notice_id}-v{version.version}",
-                },
-            )
-            if enqueue(session, message, now=now):
+                headers={"X-BreachWatch-Notice": f"{notice.notice_id}-v{version.version}"},
+                now=now,
+            ):
                 queued += 1
             if session.get(NoticeDeliveryRow, message_id) is None:
                 session.add(

@@ -22,15 +22,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import Settings
-from console.app import create_app
-from console.security import SigninThrottle
-from detectors.base import Finding
-from incidents import users
-from incidents.db import make_engine
-from incidents.migrate import upgrade
-from incidents.store import IncidentStore
-from streams.models import AccessEvent, AuthEvent
+from breachwatch.console.app import create_app
+from breachwatch.console.security import SigninThrottle
+from breachwatch.core.events import AccessEvent, AuthEvent
+from breachwatch.core.findings import Finding
+from breachwatch.core.settings import Settings
+from breachwatch.incidents import users
+from breachwatch.incidents.store import IncidentStore
+from breachwatch.storage.db import make_engine
+from breachwatch.storage.migrate import upgrade
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"

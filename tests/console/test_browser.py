@@ -18,14 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch import app as composition
-from breachwatch.settings import Settings
-from console.app import create_app
-from incidents import audit, users
-from incidents.db import IncidentRow, make_engine
-from incidents.migrate import upgrade
-from streams.dump import replay
-from streams.simulate import simulate
+from breachwatch.console.app import create_app
+from breachwatch.core.settings import Settings
+from breachwatch.devkit.simulate import simulate
+from breachwatch.incidents import users
+from breachwatch.incidents.tables import IncidentRow
+from breachwatch.runtime import app as composition
+from breachwatch.runtime.replay import replay
+from breachwatch.storage import audit
+from breachwatch.storage.db import make_engine
+from breachwatch.storage.migrate import upgrade
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
-from console.chart import activity_svg
-from incidents.activity import Activity, Hour
+from breachwatch.console.chart import activity_svg
+from breachwatch.incidents.activity import Activity, Hour
 
 SVG = "{http://www.w3.org/2000/svg}"
 START = datetime(2026, 11, 23, 12, tzinfo=UTC)

@@ -16,10 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detectors.base import MAX_EVIDENCE, DetectionContext, Finding
-from detectors.rules import RULES, Hit, RulesDetector, rule
-from detectors.rules.exports import LogHistogram
-from streams.models import (
+from breachwatch.core.events import (
     ACCESS,
     AUTH,
     LOGS,
@@ -35,10 +32,13 @@ from streams.models import (
     Tenant,
     Ticket,
 )
-from streams.tables import ReferenceTables
+from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Finding
+from breachwatch.core.reference import ReferenceTables
+from breachwatch.detectors.rules import RULES, Hit, RulesDetector, rule
+from breachwatch.detectors.rules.exports import LogHistogram
 
 T0 = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
-EXAMPLES = Path(__file__).resolve().parents[2] / "streams" / "contracts" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "contracts" / "examples"
 
 # --- building events ---------------------------------------------------------------------------
 
@@ -677,7 +677,7 @@ def test_a_raising_rule_is_counted_logged_and_skipped(ctx: DetectionContext, cap
 
     d = RulesDetector(rules=[broken, *RULES])
     evs = [access(actor_id="u-payload", tenant_id="t-rhein"), access(1, actor_id="u-payload", tenant_id="t-rhein")]
-    with caplog.at_level(logging.ERROR, logger="detectors.rules.detector"):
+    with caplog.at_level(logging.ERROR, logger="breachwatch.detectors.rules.detector"):
         findings = run(evs, ctx, d)
     assert d.errors == {"broken": 2}
     assert [f.kind for f in findings] == ["cross_tenant_access"]  # the rules after it still ran

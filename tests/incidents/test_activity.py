@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from incidents.activity import actor_activity
-from incidents.db import IncidentRow
-from incidents.queries import IncidentFilter, list_incidents
+from breachwatch.incidents.activity import actor_activity
+from breachwatch.incidents.queries import IncidentFilter, list_incidents
+from breachwatch.incidents.tables import IncidentRow
 
 
 def _activity(engine: Engine, incident_id: str) -> Any:

@@ -4,7 +4,6 @@ split; breach confirmation; what new evidence does to a closed incident."""
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,14 +14,17 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.app import closed_incident_policy, incident_store
-from breachwatch.settings import ConfigError, Settings, load_settings
-from detectors.base import Finding
-from incidents import audit, lifecycle
-from incidents.db import EvidenceRow, FindingRow, IncidentRow, init_db, make_engine
-from incidents.lifecycle import ClosedIncidentPolicy, IncidentLinkRow, IncidentNotFound, LifecycleError
-from incidents.store import IncidentStore
-from notifier.outbox import OutboxRow
+from breachwatch.core.findings import Finding
+from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.incidents import lifecycle
+from breachwatch.incidents.lifecycle import ClosedIncidentPolicy, IncidentLinkRow, IncidentNotFound, LifecycleError
+from breachwatch.incidents.store import IncidentStore
+from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
+from breachwatch.notifier.outbox import OutboxRow
+from breachwatch.runtime.app import closed_incident_policy, incident_store
+from breachwatch.runtime.schema import init_db
+from breachwatch.storage import audit
+from breachwatch.storage.db import make_engine
 
 NOW = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
 
@@ -174,15 +176,14 @@ def test_confirm_breach_records_awareness_once(
     sqlite_engine: Engine, ev: SimpleNamespace, record: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     [iid] = record(sqlite_engine, ev.finding([ev.access(1)]))
-    # Without the customer-notices module the confirmation still stands on its own.
-    monkeypatch.setitem(sys.modules, "notifier.notices", None)
+    # Without a notice hook the confirmation still stands on its own.
     with (
-        caplog.at_level(logging.INFO, logger="incidents.lifecycle"),
+        caplog.at_level(logging.INFO, logger="breachwatch.incidents.lifecycle"),
         Session(sqlite_engine) as session,
         session.begin(),
     ):
         lifecycle.confirm_breach(session, iid, "grace", "records left the tenant", at=NOW)
-    assert "notices are not installed" in caplog.text
+    assert "no notice hook is wired" in caplog.text
     with Session(sqlite_engine) as session:
         row = lifecycle.breach(session, iid)
         assert row is not None and (row.confirmed_by, row.confirmed_at) == ("grace", NOW)
@@ -195,19 +196,27 @@ def test_confirm_breach_records_awareness_once(
         lifecycle.confirm_breach(session, other, "grace", "sure?", at=NOW)
 
 
-def test_confirm_breach_starts_customer_notices_when_installed(
-    sqlite_engine: Engine, ev: SimpleNamespace, record: Any, tmp_path: Any
+def test_confirm_breach_runs_its_hooks_in_the_same_transaction(
+    sqlite_engine: Engine, ev: SimpleNamespace, record: Any
 ) -> None:
-    notices = lifecycle.optional_notices("on_breach_confirmed", "list_notices")
-    if notices is None:
-        pytest.skip("notifier.notices is not installed")
-    [iid] = record(sqlite_engine, ev.finding([ev.access(1), ev.access(2, minutes=1)]))
-    settings = Settings(outbox_dir=tmp_path / "outbox")
+    [iid] = record(sqlite_engine, ev.finding([ev.access(1)]))
+    seen: list[tuple[str, str, datetime, bool]] = []
+
+    def hook(session: Session, incident_id: str, by: str, at: datetime) -> None:
+        seen.append((incident_id, by, at, lifecycle.breach(session, incident_id) is not None))
+
     with Session(sqlite_engine) as session, session.begin():
-        lifecycle.confirm_breach(session, iid, "grace", "records left the tenant", at=NOW, settings=settings)
+        lifecycle.confirm_breach(session, iid, "grace", "records left the tenant", at=NOW, on_confirmed=[hook])
+    assert seen == [(iid, "grace", NOW, True)]  # the hook sees the confirmation it belongs to
+
+    def failing(session: Session, incident_id: str, by: str, at: datetime) -> None:
+        raise RuntimeError("notice drafting failed")
+
+    [other] = record(sqlite_engine, ev.finding([ev.access(9, actor="u-ines")], actor="u-ines"))
+    with pytest.raises(RuntimeError), Session(sqlite_engine) as session, session.begin():
+        lifecycle.confirm_breach(session, other, "grace", "records left", at=NOW, on_confirmed=[failing])
     with Session(sqlite_engine) as session:
-        listed = notices.list_notices(session, iid)
-    assert [n["tenant_id"] for n in listed] == ["t-rhein"]
+        assert lifecycle.breach(session, other) is None  # rolled back with the failed hook
 
 
 # --- new evidence on closed incidents -----------------------------------------------------------

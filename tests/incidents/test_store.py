@@ -6,7 +6,6 @@ import itertools
 import json
 import threading
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,11 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from detectors.base import Finding
-from incidents.db import EvidenceRow, FindingRow, IncidentRow, init_db, make_engine
-from incidents.lifecycle import SYSTEM, IncidentEventRow, IncidentLinkRow
-from incidents.store import Checkpoint, IncidentStore, StaleCheckpoint
-from streams.models import AccessEvent, AuthEvent
+from breachwatch.core.events import AccessEvent, AuthEvent
+from breachwatch.core.findings import Finding
+from breachwatch.incidents.lifecycle import SYSTEM, IncidentEventRow, IncidentLinkRow
+from breachwatch.incidents.store import IncidentStore
+from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
+from breachwatch.runtime.schema import init_db
+from breachwatch.storage.db import make_engine
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
@@ -183,86 +184,6 @@ def test_new_incident_hook_runs_once_per_incident(store: IncidentStore) -> None:
     store.record(batch)
     store.record(batch)
     assert len(seen) == 1 and seen[0][1:] == (2, 3)
-
-
-def test_checkpoint_round_trip(store: IncidentStore) -> None:
-    cp = Checkpoint("g", 3, {"erp.access": 120, "erp.auth": 7}, {"rules": {"hist": {"t-1": [1, 2, 3]}}})
-    assert store.record([], checkpoints=[cp]).checkpoint_seqs == {3: 1}
-    assert store.load_checkpoint("g", 3) == replace(cp, seq=1)
-    cp2 = Checkpoint("g", 3, {"erp.access": 200}, {"rules": {}})
-    store.record([], checkpoints=[cp2])
-    assert store.load_checkpoint("g", 3) == replace(cp2, seq=2)  # every write counts
-    assert store.load_checkpoint("g", 4) is None
-
-
-def test_itemised_checkpoints_write_what_changed_and_load_every_item(engine: Engine) -> None:
-    store = IncidentStore(engine)
-
-    def load(partition: int = 3) -> dict[str, dict[str, object]]:
-        cp = store.load_checkpoint("g", partition)
-        assert cp is not None
-        return cp.items
-
-    profile = {"profile": {"n": 1}}
-    first = Checkpoint(
-        "g",
-        3,
-        {"erp.access": 10},
-        {"learned": {"version": 1}, "rules": {}},
-        items={"learned": {"u-1": profile, "u-2": profile, "u-3": profile}},
-        complete=frozenset({"learned"}),
-    )
-    store.record([], checkpoints=[first])
-    store.record(
-        [],
-        checkpoints=[
-            Checkpoint(
-                "g", 4, {}, {"learned": {}}, items={"learned": {"u-1": profile}}, complete=frozenset({"learned"})
-            )
-        ],
-    )
-    assert load() == {"learned": {"u-1": profile, "u-2": profile, "u-3": profile}}
-
-    # Changed, new and dropped actors; the others stay as they were.
-    changed = {"profile": {"n": 2}}
-    store.record(
-        [],
-        checkpoints=[
-            Checkpoint(
-                "g",
-                3,
-                {"erp.access": 20},
-                {"learned": {"version": 1}},
-                items={"learned": {"u-2": changed, "u-4": changed}},
-                dropped={"learned": ["u-3", "u-9"]},
-                seq=1,  # built on the first write
-            )
-        ],
-    )
-    assert load() == {"learned": {"u-1": profile, "u-2": changed, "u-4": changed}}
-    assert store.load_checkpoint("g", 3).offsets == {"erp.access": 20}  # type: ignore[union-attr]
-
-    # Changes built on the first write again (a consumer the group gave up on, still
-    # writing): refused, and nothing of its batch is stored, findings included.
-    late = Checkpoint("g", 3, {"erp.access": 15}, {"learned": {}}, items={"learned": {"u-1": changed}}, seq=1)
-    with pytest.raises(StaleCheckpoint) as info:
-        store.record([finding([access(1)])], checkpoints=[late])
-    assert info.value.partitions == [3]
-    assert load() == {"learned": {"u-1": profile, "u-2": changed, "u-4": changed}}
-    assert store.load_checkpoint("g", 3).seq == 2  # type: ignore[union-attr]
-    assert _count(store, FindingRow) == 0
-
-    # A complete set voids what was held before (of that unit only).
-    store.record(
-        [],
-        checkpoints=[
-            Checkpoint(
-                "g", 3, {}, {"learned": {}}, items={"learned": {"u-5": profile}}, complete=frozenset({"learned"})
-            )
-        ],
-    )
-    assert load() == {"learned": {"u-5": profile}}
-    assert load(4) == {"learned": {"u-1": profile}}
 
 
 # --- correlation whatever order findings are stored in (SQLite and PostgreSQL) -------------------

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from incidents import users
-from incidents.db import utcnow
-from incidents.users import ApiTokenRow, ConsoleSessionRow, UserError, UserRow
+from breachwatch.core.clock import utcnow
+from breachwatch.incidents import users
+from breachwatch.incidents.users import ApiTokenRow, ConsoleSessionRow, UserError, UserRow
 
 PASSWORD = "correct horse battery staple"
 

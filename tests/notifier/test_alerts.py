@@ -12,13 +12,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import ConfigError, Settings
-from detectors.base import stable_id
-from notifier.alerts import EMAIL, build_channels, enqueue_incident_alert
-from notifier.channels.file import FileChannel
-from notifier.channels.sendgrid_api import SendGridChannel
-from notifier.channels.smtp import SmtpChannel
-from notifier.outbox import Dispatcher, OutboxRow
+from breachwatch.channels.file import FileChannel
+from breachwatch.channels.registry import build_channels
+from breachwatch.channels.sendgrid_api import SendGridChannel
+from breachwatch.channels.smtp import SmtpChannel
+from breachwatch.core.ids import stable_id
+from breachwatch.core.settings import ConfigError, Settings
+from breachwatch.notifier.alerts import enqueue_incident_alert
+from breachwatch.notifier.message import EMAIL
+from breachwatch.notifier.outbox import Dispatcher, OutboxRow
 
 ONCALL = ("oncall-security@unisen.example", "secops-lead@unisen.example")
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
-from notifier import blast_radius as br
-from streams.models import ACCESS, AUTH, MODEL_BY_TOPIC, Tenant
+from breachwatch.core.events import ACCESS, AUTH, MODEL_BY_TOPIC, Tenant
+from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
+from breachwatch.notifier import blast_radius as br
 
 T0 = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)
@@ -105,7 +105,7 @@ class ListHistory:
         self.events = [MODEL_BY_TOPIC[ACCESS].model_validate_json(json.dumps(b)) for b in bodies]
 
     def access_events(self, *, actor_ids, source_ips, start, end):
-        return [e for e in self.events if start <= e.ts <= end and br._wanted(e, actor_ids, source_ips)]
+        return [e for e in self.events if start <= e.ts <= end and br.concerns(e, actor_ids, source_ips)]
 
 
 def test_evidence_gives_tenants_categories_counts_and_window() -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.duties import (
+from breachwatch.notifier.duties import (
     BRAZIL,
     CONTENT_ELEMENTS,
     DATA_CATEGORIES,

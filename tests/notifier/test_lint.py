@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.lint import html_elements, lint_templates, text_elements
-from notifier.render import TEMPLATES_DIR
+from breachwatch.notifier.lint import html_elements, lint_templates, text_elements
+from breachwatch.notifier.render import TEMPLATES_DIR
 
 
 @pytest.fixture

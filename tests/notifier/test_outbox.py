@@ -13,12 +13,21 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from incidents.db import init_db, make_engine
-from notifier.channels.file import FileChannel
-from notifier.channels.sendgrid_api import SendGridChannel
-from notifier.channels.smtp import SmtpChannel
-from notifier.message import OutboxMessage
-from notifier.outbox import Dispatcher, DispatchReport, ExponentialBackoff, OutboxRow, enqueue, mark_sent, requeue
+from breachwatch.channels.file import FileChannel
+from breachwatch.channels.sendgrid_api import SendGridChannel
+from breachwatch.channels.smtp import SmtpChannel
+from breachwatch.notifier.message import OutboxMessage
+from breachwatch.notifier.outbox import (
+    Dispatcher,
+    DispatchReport,
+    ExponentialBackoff,
+    OutboxRow,
+    enqueue,
+    mark_sent,
+    requeue,
+)
+from breachwatch.runtime.schema import init_db
+from breachwatch.storage.db import make_engine
 
 SENDER = "breachwatch@unisen.example"
 LEASE_S = 300

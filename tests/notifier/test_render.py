@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from incidents.db import EvidenceRow
-from notifier.alerts import alert_context
-from notifier.channels.mime import build_email
-from notifier.message import SUBJECT_MAX, OutboxMessage
-from notifier.render import Renderer, UnknownMessageType, locale_chain, render
+from breachwatch.channels.mime import build_email
+from breachwatch.incidents.tables import EvidenceRow
+from breachwatch.notifier.message import SUBJECT_MAX, OutboxMessage
+from breachwatch.notifier.oncall_context import alert_context
+from breachwatch.notifier.render import Renderer, UnknownMessageType, locale_chain, render
 
 ATTACK_HTML = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

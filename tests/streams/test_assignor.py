@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from kafka import TopicPartition
 from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription
 
-from streams.assignor import StickyUnitAssignor, UnitAssignor
-from streams.models import ACCESS, AUTH, LOGS
-from streams.units import unit_of
+from breachwatch.core.events import ACCESS, AUTH, LOGS
+from breachwatch.streams.assignor import StickyUnitAssignor, UnitAssignor
+from breachwatch.streams.units import unit_of
 
 TOPICS = (ACCESS, AUTH, LOGS)
 

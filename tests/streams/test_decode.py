@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.decode import (
+from breachwatch.core.events import ALL_TOPICS, AccessEvent, Tenant
+from breachwatch.streams.decode import (
     H_ERROR,
     H_KIND,
     H_OFFSET,
@@ -18,7 +19,6 @@ from streams.decode import (
     dead_letter,
     decode,
 )
-from streams.models import ALL_TOPICS, AccessEvent, Tenant
 
 GOOD = {
     "event_id": "a-1",

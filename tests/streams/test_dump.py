@@ -14,24 +14,24 @@ from typing import Any
 
 import pytest
 
-from breachwatch import app
-from breachwatch.settings import Settings, load_settings
-from detectors.base import DetectionContext, Detector, Finding
-from incidents.store import Checkpoint
-from streams.dump import (
+from breachwatch.core.events import EVENT_TOPICS, KEY_FIELD, Event, LogRecord
+from breachwatch.core.findings import DetectionContext, Detector, Finding
+from breachwatch.core.settings import Settings, load_settings
+from breachwatch.devkit.simulate import simulate
+from breachwatch.runtime import app
+from breachwatch.runtime.checkpoints import Checkpoint
+from breachwatch.runtime.pipeline import Pipeline, group_by_unit
+from breachwatch.runtime.replay import ReplayReport, replay
+from breachwatch.streams.dump import (
     DeadLetterFile,
-    ReplayReport,
     _decoded_lines,
     _plain_field,
-    _scanned,
     iter_events,
     load_reference_tables,
-    replay,
+    scanned,
 )
-from streams.models import EVENT_TOPICS, KEY_FIELD, Event, LogRecord
-from streams.pipeline import Partitioner, Pipeline, group_by_unit, partition_for
-from streams.simulate import simulate
-from streams.units import unit_of
+from breachwatch.streams.partitions import Partitioner, partition_for
+from breachwatch.streams.units import unit_of
 
 TORN = b'{"event_id": "torn-1", "ts": '
 
@@ -124,15 +124,15 @@ def test_times_and_keys_read_from_the_bytes_are_the_decoders(dump: Path) -> None
     """Ordering and routing in worker mode use the time and key read from each line's bytes
     where they are plain: for every line of the dump, they equal the decoded event's."""
     for rank, topic in enumerate(EVENT_TOPICS):
-        scanned = list(_scanned(dump, rank, lambda _: None, 1 << 20))
+        lines = list(scanned(dump, rank, lambda _: None, 1 << 20))
         decoded = {raw: e for e, raw in _decoded_lines(dump, topic, lambda _: None, 1 << 20)}
         assert len(decoded) > 1000
         # Every line that decodes, with the decoder's time and key, in file order; and the
         # one plain line off the contract, left for a worker to dead-letter.
-        assert [(ts, key) for ts, _, _, raw, key in scanned if raw in decoded] == [
+        assert [(ts, key) for ts, _, _, raw, key in lines if raw in decoded] == [
             (e.ts, getattr(e, KEY_FIELD[topic])) for e in decoded.values()
         ]
-        assert [json.loads(raw)["event_id"] for _, _, _, raw, _ in scanned if raw not in decoded] == (
+        assert [json.loads(raw)["event_id"] for _, _, _, raw, _ in lines if raw not in decoded] == (
             ["off-contract-1"] if topic == "erp.access" else []
         )
     assert _plain_field(b'{"ts":"x","a":{"ts":"y"}}', b'"ts":"') is None  # twice: not plain
@@ -210,7 +210,7 @@ def test_checkpoints_are_taken_without_cycle_collections(settings: Settings, tmp
             pipeline.record([], {0: {"erp.access": 5}})
     else:
         pipeline.record([], {0: {"erp.access": 5}})
-        assert store.load_checkpoint(pipeline.group_id, 0) is not None
+        assert pipeline.checkpoints.load(pipeline.group_id, 0) is not None
     assert probe.collecting == [False]
     assert gc.isenabled()
     pipeline.record([], None)  # an ordinary batch leaves collection alone
@@ -252,9 +252,9 @@ def test_a_checkpoint_of_both_kinds_is_split_whichever_unit_restores_first(
     actors, logs = _unit_states(settings, dump, tmp_path / "replay.db")
     assert actors.keys() == {"rules", "learned"} and logs.keys() == {"logs"}
     pipeline = pipeline_for(settings, tmp_path / "upgrade.db")
-    load_reference_tables(pipeline, dump, lambda d: None, settings.max_message_bytes)
+    load_reference_tables(pipeline.apply_reference, dump, lambda d: None, settings.max_message_bytes)
     offsets = {"erp.access": 120, "erp.auth": 40, "erp.logs": 300}
-    pipeline.store.record([], checkpoints=[Checkpoint(pipeline.group_id, 0, offsets, {**actors, **logs})])
+    pipeline.checkpoints.save([Checkpoint(pipeline.group_id, 0, offsets, {**actors, **logs})])
 
     order = [0, -1] if first == "actors" else [-1, 0]
     restored = {u: pipeline.restore(u) for u in order}
@@ -264,8 +264,8 @@ def test_a_checkpoint_of_both_kinds_is_split_whichever_unit_restores_first(
     # The workers took up their parts, and the store now holds the two checkpoints.
     assert pipeline.worker(0).state() == actors
     assert pipeline.worker(-1).state() == logs
-    assert pipeline.store.load_checkpoint(pipeline.group_id, 0) == restored[0]
-    assert pipeline.store.load_checkpoint(pipeline.group_id, -1) == restored[-1]
+    assert pipeline.checkpoints.load(pipeline.group_id, 0) == restored[0]
+    assert pipeline.checkpoints.load(pipeline.group_id, -1) == restored[-1]
 
 
 def test_a_log_checkpoint_written_since_is_not_overwritten(settings: Settings, tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_a_log_checkpoint_written_since_is_not_overwritten(settings: Settings, t
     group = pipeline.group_id
     newer = Checkpoint(group, -1, {"erp.logs": 900}, {"logs": {}})
     combined = Checkpoint(group, 0, {"erp.access": 5, "erp.auth": 3, "erp.logs": 300}, {"logs": {}})
-    pipeline.store.record([], checkpoints=[newer, combined])
+    pipeline.checkpoints.save([newer, combined])
     assert pipeline.restore(0) == Checkpoint(group, 0, {"erp.access": 5, "erp.auth": 3}, {}, seq=2)
-    assert pipeline.store.load_checkpoint(group, -1) == replace(newer, seq=1)
+    assert pipeline.checkpoints.load(group, -1) == replace(newer, seq=1)
     assert pipeline.restore(-1) == replace(newer, seq=1)

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from breachwatch.settings import ConfigError, Settings, load_settings
-from streams.kafka_client import (
+from breachwatch.core.events import ACCESS, ALL_TOPICS, STAFF, TENANTS
+from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.streams.kafka_client import (
     SLOW_NETWORK_STEP_S,
     client_options,
     dlq_topic,
     parse_api_version,
-    resolve_bootstrap,
     topic_specs,
 )
-from streams.local_kafka import LocalKafka
-from streams.models import ACCESS, ALL_TOPICS, STAFF, TENANTS
 
 SASL_PASSWORD = "s3cret-sasl-value-xyz"
 
@@ -122,13 +120,3 @@ def test_topic_specs_cover_every_topic_and_its_dead_letters() -> None:
     assert "configs" not in specs[dlq_topic("prod.erp.tenants")]
     assert dlq_topic(Settings(topic_prefix="prod.").topic(ACCESS)) == "prod.erp.access.dlq"
     assert {TENANTS, STAFF} <= {name.removeprefix("prod.") for name in specs}
-
-
-def test_configured_bootstrap_wins_over_the_local_broker(tmp_path: Path) -> None:
-    local = LocalKafka(tmp_path)  # never started: a configured address needs no local broker
-    assert resolve_bootstrap(load_settings(kafka_bootstrap="kafka.unisen.example:9092"), local) == (
-        "kafka.unisen.example:9092"
-    )
-    assert not local.running
-    with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP"):
-        resolve_bootstrap(load_settings(), None)

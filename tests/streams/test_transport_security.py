@@ -21,14 +21,14 @@ import pytest
 from cryptography import x509
 from prometheus_client import CollectorRegistry, generate_latest
 
-from breachwatch import app
-from breachwatch.metrics import ServiceCollector
-from breachwatch.settings import SECRET_FIELDS, Settings, load_settings
-from incidents.store import IncidentStore
-from streams.consumer import Service
-from streams.kafka_client import BrokerCheckError, check_connection, ensure_topics
-from streams.local_kafka import BrokerSecurity, LocalKafka, LocalKafkaError, TlsFiles, make_test_certificates
-from streams.produce import produce_dump
+from breachwatch.core.settings import SECRET_FIELDS, Settings, load_settings
+from breachwatch.devkit.local_kafka import BrokerSecurity, LocalKafka, LocalKafkaError, TlsFiles, make_test_certificates
+from breachwatch.incidents.store import IncidentStore
+from breachwatch.runtime import app
+from breachwatch.runtime.metrics import ServiceCollector
+from breachwatch.runtime.service import Service
+from breachwatch.streams.kafka_client import BrokerCheckError, check_connection, ensure_topics
+from breachwatch.streams.produce import produce_dump
 
 # The tests that start the locked-down broker; the certificate and configuration checks above
 # them need no broker and run under `-m "not kafka"` too.

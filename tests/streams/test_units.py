@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from breachwatch import app
-from breachwatch.settings import load_settings
-from streams.models import ACCESS, AUTH, LOGS, AuthEvent, LogRecord
-from streams.units import COST_HALF_AFTER, COST_MIN_EVENTS, EVENT_COST, CostMeter, unit_of
+from breachwatch.core.events import ACCESS, AUTH, LOGS, AuthEvent, LogRecord
+from breachwatch.core.settings import load_settings
+from breachwatch.runtime import app
+from breachwatch.streams.units import COST_HALF_AFTER, COST_MIN_EVENTS, EVENT_COST, CostMeter, unit_of
 
 
 def test_the_default_costs_hold_until_both_kinds_are_measured() -> None:

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import Settings, load_settings
-from incidents.db import EvidenceRow, FindingRow, IncidentRow
-from notifier.notices import remember_tenants
-from streams.models import ACCESS, AUTH, MODEL_BY_TOPIC, Tenant
+from breachwatch.core.events import ACCESS, AUTH, MODEL_BY_TOPIC, Tenant
+from breachwatch.core.settings import Settings, load_settings
+from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
+from breachwatch.notifier.notices import remember_tenants
 
 TENANTS: dict[str, dict[str, Any]] = {
     "t-rhein": {

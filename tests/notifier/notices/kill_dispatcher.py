@@ -16,12 +16,11 @@ import signal
 import sys
 from typing import Any
 
-from breachwatch.settings import load_settings
-from incidents.db import make_engine
-from notifier.alerts import EMAIL, build_channels
-from notifier.message import OutboxMessage
-from notifier.notices import models  # noqa: F401  (the notice tables, for a complete metadata)
-from notifier.outbox import Dispatcher
+from breachwatch.channels.registry import build_channels
+from breachwatch.core.settings import load_settings
+from breachwatch.notifier.message import EMAIL, OutboxMessage
+from breachwatch.notifier.outbox import Dispatcher
+from breachwatch.storage.db import make_engine
 
 
 def die() -> None:

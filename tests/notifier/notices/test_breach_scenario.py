@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.app import build_pipeline
-from breachwatch.settings import load_settings
-from incidents.db import FindingRow, IncidentRow, utcnow
-from notifier.alerts import build_channels
-from notifier.blast_radius import DumpHistory
-from notifier.notices import (
+from breachwatch.channels.registry import build_channels
+from breachwatch.core.clock import utcnow
+from breachwatch.core.settings import load_settings
+from breachwatch.incidents.tables import FindingRow, IncidentRow
+from breachwatch.notifier.blast_radius import DumpHistory
+from breachwatch.notifier.notices import (
     approve_notice,
     blast_radius,
     list_notices,
@@ -28,8 +28,9 @@ from notifier.notices import (
     preview_notice,
     remember_incident_tenants,
 )
-from notifier.outbox import Dispatcher
-from streams.dump import replay
+from breachwatch.notifier.outbox import Dispatcher
+from breachwatch.runtime.app import build_pipeline
+from breachwatch.runtime.replay import replay
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 T0 = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import load_settings
-from notifier.channels.file import FileChannel
-from notifier.notices import approve_notice, check_deadlines, on_breach_confirmed, overdue_duties
-from notifier.outbox import Dispatcher, OutboxRow
+from breachwatch.channels.file import FileChannel
+from breachwatch.core.settings import load_settings
+from breachwatch.notifier.notices import approve_notice, check_deadlines, on_breach_confirmed, overdue_duties
+from breachwatch.notifier.outbox import Dispatcher, OutboxRow
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 CONFIRMED_AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)

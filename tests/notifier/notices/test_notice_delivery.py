@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import Settings, load_settings
-from incidents.db import utcnow
-from notifier.alerts import build_channels
-from notifier.notices import approve_notice, list_notices, on_breach_confirmed, resolve_unknown
-from notifier.outbox import Dispatcher, OutboxRow
-from notifier.testing_servers import MESSAGES
+from breachwatch.channels.registry import build_channels
+from breachwatch.core.clock import utcnow
+from breachwatch.core.settings import Settings, load_settings
+from breachwatch.devkit.servers import MESSAGES
+from breachwatch.notifier.notices import approve_notice, list_notices, on_breach_confirmed, resolve_unknown
+from breachwatch.notifier.outbox import Dispatcher, OutboxRow
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 CHILD = Path(__file__).with_name("kill_dispatcher.py")

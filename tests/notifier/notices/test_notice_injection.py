@@ -12,19 +12,19 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.settings import load_settings
-from incidents.db import utcnow
-from notifier.alerts import build_channels
-from notifier.channels.mime import build_email
-from notifier.notices import (
+from breachwatch.channels.mime import build_email
+from breachwatch.channels.registry import build_channels
+from breachwatch.core.clock import utcnow
+from breachwatch.core.settings import load_settings
+from breachwatch.notifier.notices import (
     approve_notice,
     check_deadlines,
     on_breach_confirmed,
     remember_tenants,
     revise_notice,
 )
-from notifier.outbox import Dispatcher, OutboxRow
-from notifier.render import VALUE_MAX
+from breachwatch.notifier.outbox import Dispatcher, OutboxRow
+from breachwatch.notifier.render import VALUE_MAX
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 HTML = '<script>alert("x")</script><img src=x onerror=alert(1)>'

@@ -10,16 +10,17 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from incidents.db import init_db, make_engine
-from notifier.channels.file import FileChannel
-from notifier.notices import (
+from breachwatch.channels.file import FileChannel
+from breachwatch.notifier.notices import (
     ApprovalRefused,
     approve_notice,
     correct_blast_radius,
     list_notices,
     on_breach_confirmed,
 )
-from notifier.outbox import Dispatcher
+from breachwatch.notifier.outbox import Dispatcher
+from breachwatch.runtime.schema import init_db
+from breachwatch.storage.db import make_engine
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 CONFIRMED_AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)

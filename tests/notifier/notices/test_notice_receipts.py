@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifier.channels.file import FileChannel
-from notifier.notices import approve_notice, list_notices, notice_timeline, on_breach_confirmed
-from notifier.notices.models import NoticeDeliveryRow
-from notifier.outbox import Dispatcher
-from notifier.webhooks import record_sendgrid_events
+from breachwatch.channels.file import FileChannel
+from breachwatch.channels.sendgrid_events import record_sendgrid_events
+from breachwatch.notifier.notices import approve_notice, list_notices, notice_timeline, on_breach_confirmed
+from breachwatch.notifier.notices.models import NoticeDeliveryRow
+from breachwatch.notifier.outbox import Dispatcher
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 CONFIRMED_AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)

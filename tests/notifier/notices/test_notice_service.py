@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from notifier.channels.file import FileChannel
-from notifier.notices import (
+from breachwatch.channels.file import FileChannel
+from breachwatch.notifier.notices import (
     ApprovalRefused,
     NoticeError,
     approve_notice,
@@ -24,14 +24,14 @@ from notifier.notices import (
     preview_notice,
     revise_notice,
 )
-from notifier.notices.models import (
+from breachwatch.notifier.notices.models import (
     BlastRadiusRow,
     ImmutableVersionError,
     NoticeRenditionRow,
     NoticeRow,
     NoticeVersionRow,
 )
-from notifier.outbox import Dispatcher, OutboxRow
+from breachwatch.notifier.outbox import Dispatcher, OutboxRow
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 CONFIRMED_AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
@@ -198,7 +198,7 @@ def test_a_correction_of_the_blast_radius_is_a_new_audited_version(engine, setti
     corrected = [e for e in timeline if e["action"] == "blast_radius_corrected"]
     assert corrected and corrected[0]["actor"] == "approver-bo"
     assert corrected[0]["detail"]["reason"] == "the export file held 60,000 rows"
-    audit = pytest.importorskip("incidents.audit")
+    audit = pytest.importorskip("breachwatch.storage.audit")
     with Session(engine) as session:
         trail = [(r.actor, r.action) for r in audit.for_subject(session, f"incident:{incident_id}")]
     assert ("approver-bo", "blast_radius_corrected") in trail and ("responder-ada", "breach_confirmed") in trail
@@ -395,8 +395,9 @@ def test_one_notice_per_affected_tenant(engine, settings, store_incident) -> Non
 
 
 def test_an_unreadable_history_source_falls_back_to_the_next(engine, store_incident, tmp_path) -> None:
-    from breachwatch.settings import load_settings
-    from notifier.blast_radius import KafkaHistory, StoreHistory
+    from breachwatch.core.settings import load_settings
+    from breachwatch.notifier.blast_radius import StoreHistory
+    from breachwatch.streams.access_history import KafkaHistory
 
     with_kafka = load_settings(db_url=f"sqlite:///{tmp_path / 'notifier.db'}", kafka_bootstrap="127.0.0.1:1")
     incident_id = store_incident()

@@ -1,0 +1,12 @@
+"""The ``breachwatch`` command line: every command group joins the one ``main`` group here."""
+
+from __future__ import annotations
+
+from breachwatch.cli import db, devkit, incidents, notices, pipeline
+from breachwatch.cli.main import entrypoint, main
+
+for _module in (pipeline, devkit, db, notices, incidents):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)
+
+__all__ = ["entrypoint", "main"]

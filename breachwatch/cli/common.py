@@ -1,0 +1,59 @@
+"""What the commands share: settings with their errors as usage errors, progress on stderr,
+time arguments, JSON output and the CPUs a process may use."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from breachwatch.core.settings import ConfigError, Settings, load_settings
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    """The settings, or a usage error naming the bad one."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def echo(msg: str) -> None:
+    """Progress goes to stderr, so stdout carries only the command's result."""
+    click.echo(msg, err=True)
+
+
+def parse_ts(text: str) -> datetime:
+    """An RFC 3339 time with an offset, or a usage error that shows one."""
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-24T00:00:00Z)") from None
+    if ts.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no offset; write e.g. 2026-11-24T00:00:00Z")
+    return ts
+
+
+def jsonable(obj: Any) -> Any:
+    """Models, dataclasses, times and paths as plain JSON values."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def cpus() -> int:
+    """CPUs this process may use (a container's limit, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,262 @@
+"""One typed, frozen settings object, built once at start-up from the environment and an
+optional file, and passed explicitly to every component.
+
+Every variable is ``BREACHWATCH_<FIELD>`` (``KAFKA_BOOTSTRAP`` is also read, as the design
+names it). ``BREACHWATCH_CONFIG`` may name a TOML or JSON file whose keys are the field
+names; the environment wins over the file. Secrets are ``SecretStr``: they never show in a
+``repr``, a log line or an error, and they may be given as ``BREACHWATCH_<FIELD>_FILE``
+(a path whose contents are the secret), as container secrets are usually mounted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+ENV_PREFIX = "BREACHWATCH_"
+SECRET_FIELDS = (
+    "kafka_sasl_password",
+    "sendgrid_api_key",
+    "smtp_password",
+    "slack_webhook_url",
+    "pagerduty_routing_key",
+    "webhook_secret",
+    "pseudonym_key",
+    "console_secret_key",
+)
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the variable and never its value."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BREACHWATCH_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP", "kafka_bootstrap"),
+        description="host:port[,host:port]; unset means start the embedded local broker",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_api_version: str | None = Field(
+        default=None, description="pin the broker API version, e.g. 4.0; unset means probe"
+    )
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    group_id: str = Field(default="breachwatch", min_length=1)
+    # Static membership (KIP-345): a restarted consumer with the same instance id gets its
+    # partitions back at once instead of waiting out the session timeout and a rebalance.
+    group_instance_id: str | None = Field(default=None, min_length=1, max_length=249)
+    session_timeout_ms: int = Field(default=45_000, ge=6_000, le=1_800_000)
+    # How often a consumer tells the group it is alive, which is also how soon it learns that
+    # the group is rebalancing: a unit that changes hands waits for a release and a second
+    # round, about two of these, where Kafka's usual 3 s leaves the others working alone
+    # meanwhile. A heartbeat is one small request to the group coordinator.
+    heartbeat_interval_ms: int = Field(default=300, ge=100, le=600_000)
+    # cooperative: a rebalance moves only the units that change hands, and every other unit
+    # keeps being judged through it (KIP-429). eager: every member gives up all its units at
+    # each rebalance, as versions without this setting did; a group that still holds one of
+    # those agrees only with eager, so roll an upgrade with eager first, then with cooperative.
+    rebalance_protocol: Literal["cooperative", "eager"] = "cooperative"
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    poll_max_records: int = Field(default=5000, ge=1)
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    checkpoint_interval_s: float = Field(default=10.0, gt=0)
+
+    # --- embedded broker -----------------------------------------------------------------
+    kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "breachwatch")
+
+    # --- storage ---------------------------------------------------------------------------
+    db_url: str = Field(default="sqlite:///breachwatch.db", description="SQLAlchemy URL")
+    db_lock_timeout_s: float = Field(default=30.0, gt=0, description="SQLite: wait this long for a lock, then retry")
+    evidence_retention_days: int = Field(default=365, ge=1)
+
+    # --- detection -------------------------------------------------------------------------
+    model_path: Path | None = None
+    incident_window_minutes: int = Field(default=360, ge=1)
+    max_alerts_per_day: float = Field(default=4.0, gt=0)
+    pseudonym_key: SecretStr | None = None
+    # Findings of the same actor (or attacking address) and kind as an incident marked false
+    # positive are attached to it instead of opening and paging a new one, for this many days
+    # of event time after the judgement; 0 turns this off.
+    false_positive_suppress_days: int = Field(default=14, ge=0, le=365)
+    # Once a partition holds more than profile_live_max live actor profiles, those idle for
+    # profile_pack_after_s (event time) are kept packed in memory until the actor's next event:
+    # a fifth of the memory or less, for about 100 us each time an actor comes back.
+    # profile_pack_after_s = 0 keeps every profile live.
+    profile_pack_after_s: float = Field(default=1800.0, ge=0, le=30 * 86400)
+    profile_live_max: int = Field(default=10_000, ge=0)
+
+    # --- notification ----------------------------------------------------------------------
+    outbox_dir: Path = Field(default=Path("outbox"))
+    mail_channel: Literal["file", "sendgrid", "smtp"] = "file"
+    mail_from: str = Field(default="breachwatch@unisen.example", pattern=r"^[^@\s]+@[^@\s]+$")
+    oncall_emails: Annotated[tuple[str, ...], NoDecode] = ("oncall-security@unisen.example",)
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = Field(default="https://api.sendgrid.com", pattern=r"^https?://")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    slack_webhook_url: SecretStr | None = None
+    pagerduty_url: str = Field(default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://")
+    pagerduty_routing_key: SecretStr | None = None
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_secret: SecretStr | None = None
+
+    # --- console ---------------------------------------------------------------------------
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=8080, ge=1, le=65535)
+    console_secret_key: SecretStr | None = None
+    console_secure_cookies: bool = True
+
+    # --- service ---------------------------------------------------------------------------
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("heartbeat_interval_ms")
+    @classmethod
+    def _check_heartbeat(cls, value: int, info: ValidationInfo) -> int:
+        session = info.data.get("session_timeout_ms")
+        if session is not None and value * 3 > session:
+            raise ValueError(f"must be at most a third of BREACHWATCH_SESSION_TIMEOUT_MS ({session})")
+        return value
+
+    @field_validator("oncall_emails", mode="before")
+    @classmethod
+    def _split_emails(cls, value: Any) -> Any:
+        # An env var holds one string; accept "a@x, b@y" as well as a JSON list.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    @field_validator("oncall_emails")
+    @classmethod
+    def _check_emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for addr in value:
+            if "@" not in addr or any(c.isspace() for c in addr):
+                raise ValueError("each on-call address must look like name@domain")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of one secret, for the adapter that needs it and nowhere else."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+    def as_env(self, *names: str) -> dict[str, str]:
+        """These settings as the environment variables that reproduce them, for starting
+        another BreachWatch process (a consumer, a benchmark's service). Unset ones are left out;
+        secrets are refused: they reach a child process only through the operator's environment."""
+        env: dict[str, str] = {}
+        for name in names:
+            if name in SECRET_FIELDS:
+                raise ValueError(f"{name} is a secret and is not copied into an environment")
+            value = getattr(self, name)
+            if value is not None:
+                env["KAFKA_BOOTSTRAP" if name == "kafka_bootstrap" else _env_name(name)] = str(value)
+        return env
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"BREACHWATCH_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"BREACHWATCH_CONFIG: {path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"BREACHWATCH_CONFIG: {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}") from None
+    except RecursionError:
+        # Both parsers recurse per nesting level; thousands of levels is not a settings file.
+        raise ConfigError(f"BREACHWATCH_CONFIG: {path} is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"BREACHWATCH_CONFIG: {path} must hold a table of settings")
+    return data
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Settings from the file named by BREACHWATCH_CONFIG and from *_FILE secret paths."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ supplies everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if os.environ.get(f"{ENV_PREFIX}CONFIG"):
+            values.update(_read_file(Path(os.environ[f"{ENV_PREFIX}CONFIG"])))
+        for name in SECRET_FIELDS:
+            var = f"{ENV_PREFIX}{name.upper()}_FILE"
+            if var in os.environ:
+                try:
+                    values[name] = Path(os.environ[var]).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(f"{var}: cannot read the secret file: {exc.strerror}") from None
+        return values
+
+
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once: command-line overrides, then the environment, then the file.
+
+    A wrong value raises ``ConfigError`` naming the variable (never echoing a secret).
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{_env_name(field)}: not a known setting")
+            elif field in SECRET_FIELDS:
+                problems.append(f"{_env_name(field)}: {err['msg']}")
+            else:
+                problems.append(f"{_env_name(field)}: {err['msg']} (got {err.get('input')!r:.80})")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except SettingsError as exc:
+        # pydantic-settings names the field in its message; keep that, drop the value.
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigError(f"invalid configuration: {_env_name(field)}: cannot be parsed") from None
+
+
+

@@ -1,0 +1,253 @@
+"""Composition root: builds the parts from one Settings object. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from breachwatch.core.findings import Detector
+from breachwatch.core.settings import Settings
+from breachwatch.incidents.lifecycle import BreachHook, ClosedIncidentPolicy
+from breachwatch.incidents.store import IncidentStore, NewIncidentHook
+from breachwatch.runtime.pipeline import Pipeline
+from breachwatch.runtime.schema import init_db
+from breachwatch.storage.db import make_engine
+
+log = logging.getLogger(__name__)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # kafka-python is chatty at INFO about every connection; its warnings still show.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    # Alembic lists its plugins at INFO when it is first imported; its migrations still show.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def database(settings: Settings, url: str | None = None) -> Engine:
+    engine = make_engine(url or settings.db_url, settings.db_lock_timeout_s)
+    init_db(engine)
+    return engine
+
+
+def load_model(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from breachwatch.detectors.learned.detector import load_model as _load
+
+    return _load(path)
+
+
+def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list[Detector]]:
+    """A fresh detector set per unit worker: rules, learned models, the log detector (a
+    worker keeps those of its unit's topics, see ``streams.units``)."""
+    from breachwatch.detectors.learned.detector import LearnedDetector
+    from breachwatch.detectors.logs.detector import LogDetector
+    from breachwatch.detectors.rules import RulesDetector
+
+    key = (settings.secret("pseudonym_key") or "").encode() or None
+
+    def make() -> list[Detector]:
+        learned = LearnedDetector(
+            model,
+            pseudonym_key=key,
+            pack_after=settings.profile_pack_after_s,
+            live_max=settings.profile_live_max,
+        )
+        return [RulesDetector(), learned, LogDetector()]
+
+    return make
+
+
+def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
+    """Run in the batch transaction for each new incident: keep the directory entries of
+    its tenants (a breach notice needs them later, maybe in another process), page the on-call."""
+    from breachwatch.notifier.alerts import enqueue_incident_alert
+    from breachwatch.notifier.notices import remember_incident_tenants
+
+    def page(session: Any, incident: Any, findings: Any, evidence: Any, tenants: Any) -> None:
+        enqueue_incident_alert(session, incident, findings, evidence, tenants, settings)
+
+    return [remember_incident_tenants, page]
+
+
+def breach_hooks(settings: Settings) -> list[BreachHook]:
+    """Run in the transaction that confirms a breach: draft the customer notices, their blast
+    radius read from the access topic where the deployment has one, else from the store."""
+    from breachwatch.notifier.blast_radius import AccessHistory, StoreHistory
+    from breachwatch.notifier.notices import on_breach_confirmed
+    from breachwatch.streams.access_history import KafkaHistory
+
+    def draft_notices(session: Any, incident_id: str, confirmed_by: str, confirmed_at: Any) -> None:
+        history: list[AccessHistory] = [StoreHistory(session)]
+        if settings.kafka_bootstrap:
+            history.insert(0, KafkaHistory(settings, timeout_s=30.0))
+        on_breach_confirmed(
+            session,
+            incident_id,
+            confirmed_by=confirmed_by,
+            confirmed_at=confirmed_at,
+            settings=settings,
+            history=history,
+        )
+
+    return [draft_notices]
+
+
+def closed_incident_policy(settings: Settings) -> ClosedIncidentPolicy:
+    """What new findings do to closed incidents, including how long a false positive suppresses."""
+    return ClosedIncidentPolicy(suppress_false_positives=timedelta(days=settings.false_positive_suppress_days))
+
+
+def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -> IncidentStore:
+    """The incident store the pipeline writes to: correlation window, paging hooks, closed-incident policy."""
+    return IncidentStore(
+        engine,
+        window=timedelta(minutes=settings.incident_window_minutes),
+        on_new_incident=incident_hooks(settings) if notify else (),
+        closed_policy=closed_incident_policy(settings),
+    )
+
+
+def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
+    store = incident_store(settings, engine, notify=notify)
+    return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id)
+
+
+class OutboxPump:
+    """Delivers due outbox messages from a background thread, so a slow or failing mail
+    provider never stalls consumption; the consumer only nudges it after each batch."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, interval_s: float = 1.0, deadline_every_s: float = 60.0
+    ) -> None:
+        from breachwatch.channels.registry import build_channels
+        from breachwatch.notifier.outbox import Dispatcher
+
+        self.settings = settings
+        self.engine = engine
+        self.dispatcher = Dispatcher(engine, build_channels(settings))
+        self.deadline_every_s = deadline_every_s
+        self._last_deadline_check = 0.0
+        self.interval_s = interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check_deadlines()
+                self.dispatcher.dispatch_due(limit=100)
+            except Exception:
+                logging.getLogger(__name__).exception("outbox dispatch failed; will retry")
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def check_deadlines(self) -> None:
+        """Page the on-call as a notification deadline nears or passes (once per threshold)."""
+        if time.monotonic() - self._last_deadline_check < self.deadline_every_s:
+            return
+        self._last_deadline_check = time.monotonic()
+        from datetime import UTC, datetime
+
+        from sqlalchemy.orm import Session
+
+        from breachwatch.notifier.notices import check_deadlines
+
+        with Session(self.engine) as session, session.begin():
+            check_deadlines(session, self.settings, datetime.now(UTC))
+
+    def tick(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Stop the thread, then deliver what is due now (bounded by ``timeout_s``)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            report = self.dispatcher.dispatch_due(limit=100)
+            if not getattr(report, "attempted", 0):
+                break
+
+
+def dispatcher(settings: Settings, engine: Engine) -> OutboxPump:
+    return OutboxPump(settings, engine)
+
+
+@contextmanager
+def metrics_server(settings: Settings, service: Any) -> Iterator[None]:
+    """/metrics (Prometheus) and /healthz on ``metrics_port``, when it is set."""
+    if settings.metrics_port is None:
+        yield
+        return
+    from breachwatch.runtime.metrics import serve
+
+    server = serve(settings.console_host, settings.metrics_port, service)
+    try:
+        yield
+    finally:
+        server.shutdown()
+
+
+def run_service(
+    settings: Settings, bootstrap: str, *, until_caught_up: bool, echo: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The service on ``bootstrap`` until SIGTERM (or until caught up): the database, the model,
+    the pipeline, the outbox pump and metrics wired together; its counters at the end."""
+    from breachwatch.runtime.pipeline import fewer_collections
+    from breachwatch.runtime.service import Service
+    from breachwatch.streams.kafka_client import check_connection, ensure_topics
+
+    engine = database(settings)
+    pipeline = build_pipeline(settings, engine, load_model(settings.model_path))
+    pump = dispatcher(settings, engine)
+    checked = check_connection(settings, bootstrap)
+    log.info("Kafka at %s: %s, %d broker(s)", checked.bootstrap, checked.security_protocol, checked.brokers)
+    if echo is not None:
+        echo(f"Kafka at {checked.bootstrap}: {checked.security_protocol}, {checked.brokers} broker(s)")
+    ensure_topics(settings, bootstrap)
+    service = Service(settings, bootstrap, pipeline, after_batch=pump.tick)
+    service.install_signal_handlers()
+    # Full garbage collections walking all detector state were the long pauses of a busy
+    # stream (a quarter of replay's time); reference counting frees nearly everything anyway.
+    with metrics_server(settings, service), fewer_collections():
+        stats = service.run(until_caught_up=until_caught_up)
+    pump.drain()
+    return stats

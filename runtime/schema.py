@@ -1,0 +1,32 @@
+"""The whole schema: every package's tables on the one ``Base``, and the database brought to it.
+
+Each package declares its own tables; importing them all here, at the composition root, is what
+makes the metadata complete before the database is migrated (and before a revision is compared).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Engine
+
+# Imported for their tables: each module declares some on ``Base``.
+from breachwatch.incidents import lifecycle, tables, users
+from breachwatch.notifier import outbox
+from breachwatch.notifier.notices import models
+from breachwatch.notifier.paging import escalation, silences
+from breachwatch.runtime import checkpoints
+from breachwatch.storage import audit
+from breachwatch.storage.db import Base
+from breachwatch.storage.migrate import upgrade
+
+TABLE_MODULES = (tables, lifecycle, users, audit, outbox, models, escalation, silences, checkpoints)
+
+
+def metadata() -> MetaData:
+    """Every table of the product."""
+    return Base.metadata
+
+
+def init_db(engine: Engine) -> None:
+    """Bring the database to the current schema (Alembic migrations; adopts older databases)."""
+    upgrade(engine)
