@@ -118,14 +118,35 @@ def test_easter(year: int, easter: date) -> None:
     assert easter_sunday(year) == easter
 
 
-def test_brazil_holidays_2025() -> None:
-    holidays = br_national_holidays(2025)
-    assert {date(2025, 3, 3), date(2025, 3, 4)} <= set(holidays)  # Carnival
-    assert holidays[date(2025, 4, 18)].startswith("Good Friday")
-    assert holidays[date(2025, 6, 19)] == "Corpus Christi"
-    assert date(2025, 11, 20) in holidays
-    assert date(2023, 11, 20) not in br_national_holidays(2023)  # national only from 2024
-    assert len(holidays) == 13
+def test_brazil_national_holidays_are_the_statutory_list() -> None:
+    # Lei 662/1949 art. 1, as worded by Lei 10.607/2002: "São feriados nacionais os dias 1o de
+    # janeiro, 21 de abril, 1o de maio, 7 de setembro, 2 de novembro, 15 de novembro e 25 de
+    # dezembro"; Lei 6.802/1980 art. 1: 12 de outubro; Lei 14.759/2023 art. 1: 20 de novembro.
+    assert list(br_national_holidays(2025)) == [
+        date(2025, 1, 1),
+        date(2025, 4, 21),
+        date(2025, 5, 1),
+        date(2025, 9, 7),
+        date(2025, 10, 12),
+        date(2025, 11, 2),
+        date(2025, 11, 15),
+        date(2025, 11, 20),
+        date(2025, 12, 25),
+    ]
+    assert date(2023, 11, 20) not in br_national_holidays(2023)  # Lei 14.759 is of 21 December 2023
+
+
+@pytest.mark.parametrize(
+    "day",
+    [date(2025, 3, 3), date(2025, 3, 4), date(2025, 3, 5), date(2025, 4, 18), date(2025, 6, 19)],
+    ids=["carnival-monday", "carnival-tuesday", "ash-wednesday", "good-friday", "corpus-christi"],
+)
+def test_brazil_optional_days_off_are_business_days(day: date) -> None:
+    # None is in the statutory list above: Carnival and Corpus Christi are "ponto facultativo"
+    # (federal staff only, by yearly ministerial order); Good Friday is a religious holiday that
+    # municipal law declares (Lei 9.093/1995 art. 2: "dias de guarda, declarados em lei
+    # municipal ... neste incluída a Sexta-Feira da Paixão"). Counting them is the earlier reading.
+    assert BRAZIL.is_business_day(day)
 
 
 @settings(max_examples=200, deadline=None)
