@@ -15,6 +15,13 @@ from notifier.duties.calendars import (
     easter_sunday,
     us_federal_holidays,
 )
+from notifier.duties.categories import (
+    DEFAULT_CATEGORY_MAP,
+    CategoryMap,
+    Classified,
+    default_category_map,
+    load_category_map,
+)
 from notifier.duties.engine import (
     ANCHORS,
     CONTENT_ELEMENTS,
@@ -58,6 +65,7 @@ __all__ = [
     "BRAZIL",
     "CONTENT_ELEMENTS",
     "DATA_CATEGORIES",
+    "DEFAULT_CATEGORY_MAP",
     "DEFAULT_RULES_DIR",
     "DEFAULT_WARN_FRACTIONS",
     "ENTITY_TRAITS",
@@ -70,6 +78,8 @@ __all__ = [
     "AnnualLog",
     "Assessment",
     "BusinessCalendar",
+    "CategoryMap",
+    "Classified",
     "ContractualOverride",
     "Deadline",
     "DueTime",
@@ -90,10 +100,12 @@ __all__ = [
     "annual_logs",
     "assess",
     "br_national_holidays",
+    "default_category_map",
     "default_rules",
     "due_time",
     "duties_for",
     "easter_sunday",
+    "load_category_map",
     "load_rules",
     "split_by_jurisdiction",
     "status",
