@@ -2,9 +2,25 @@
 
 The law lives in ``rules/*.toml`` (one file per legal regime, every duty with its sources),
 so counsel can review and change it without touching code. This module validates those files,
-matches a tenant's jurisdiction, applies thresholds, effective dates and contractual terms, and
-computes deadlines with :mod:`notifier.duties.calendars`. It is pure: the only I/O is reading
-the rule files.
+matches the jurisdictions where the data subjects live, applies thresholds, entity traits,
+effective dates and contractual terms, and computes deadlines with
+:mod:`notifier.duties.calendars`. It is pure: the only I/O is reading the rule files.
+
+Conventions, as the law reads (also in ``rules/_policy.toml``):
+
+* Clocks start at each duty's own anchor. The caller gives named moments (``detected``,
+  ``confirmed``, ``aware``, ``determined``, ``material``, ``assessed``); ``_policy.toml`` says
+  which moment each anchor reads and, when that one is missing, which moments may stand in for
+  it: the earliest of those is used. Every duty records the moment it used.
+* "Within N days after X" ends when the Nth local day after the day of X ends, in the
+  jurisdiction's zone (the zone whose day ends first where there are several); the internal
+  target is never later than N x 24 h. Hours are elapsed time. Business days are counted on the
+  calendar's own local dates and end with the day, or at a cut-off (EDGAR: 17:30 Eastern).
+* In-force dates and calendar years are local dates of the jurisdiction.
+* Where the law is ambiguous, the earliest defensible deadline is docketed and the duty's text
+  or notes say so. A draft bill yields an advisory note, never a duty.
+* A duty that cannot be decided for lack of a fact (an entity trait, the data categories, the
+  number of people) is reported as undecided, never silently dropped.
 """
 
 from __future__ import annotations
@@ -15,17 +31,30 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from breachwatch.notifier.duties.calendars import FIXED_UNITS, FixedUnit, advance
+from breachwatch.notifier.duties.calendars import (
+    BUSINESS_CALENDARS,
+    FIXED_UNITS,
+    FixedUnit,
+    calendar_year,
+    due_after_year_end,
+    due_time,
+    local_date,
+    year_end,
+)
+from breachwatch.notifier.duties.facts import Headcount, TraitFacts, split_by_jurisdiction, utc
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
 POLICY_FILE = "_policy.toml"
+ZONES_FILE = "_zones.toml"
+CONTROL_FILES = (POLICY_FILE, ZONES_FILE)
 DEFAULT_WARN_FRACTIONS: tuple[float, ...] = (0.5, 0.8)
 
 Role = Literal["processor", "controller"]
@@ -44,6 +73,7 @@ QUALITATIVE_UNITS: Mapping[str, str] = MappingProxyType(
         "promptly": "Promptly",
         "as_soon_as_practicable": "As soon as practicable",
         "as_soon_as_feasible": "As soon as feasible",
+        "most_expedient": "In the most expedient time possible and without unreasonable delay",
         "not_stated": "No deadline stated",
     }
 )
@@ -52,18 +82,32 @@ ANCHORS: Mapping[str, str] = MappingProxyType(
     {
         "awareness": "Becoming aware, with a reasonable degree of certainty, that personal data was affected",
         "discovery": "Discovery: the first day the breach is known, or would be with reasonable diligence",
+        "noticing": "Noticing the incident, or being told of it",
         "determination": "Determining that a breach occurred",
         "assessment_end": "Completing the assessment that the breach is notifiable",
         "knowledge": "Knowing that the incident affected personal data",
         "reasonable_grounds": "Having reasonable grounds to believe an eligible breach occurred",
         "suspicion": "Having reasonable grounds to suspect a breach",
         "materiality_determination": "Determining that the incident is material",
-        "year_end": "The end of the calendar year (UTC) in which the breach was discovered",
+        "year_end": "The end of the local calendar year in which the breach was discovered",
         "after_notice": "Sending another notice (named in the rule's 'after')",
     }
 )
 # Anchors that are a moment in the incident; the others are derived from these or from notices.
 EVENT_ANCHORS: tuple[str, ...] = tuple(a for a in ANCHORS if a not in ("year_end", "after_notice"))
+
+# The moments of an incident the workflow records. Which one each anchor reads is policy
+# (``_policy.toml`` [anchors]), so counsel can change it.
+MOMENTS: Mapping[str, str] = MappingProxyType(
+    {
+        "detected": "The system first noticed the incident",
+        "confirmed": "The breach was confirmed: personal data was affected",
+        "aware": "A person recorded that the entity became aware of the breach",
+        "determined": "A person recorded the determination that a breach occurred",
+        "assessed": "A person recorded the end of the assessment that the breach is notifiable",
+        "material": "The registrant determined that the incident is material",
+    }
+)
 
 RECIPIENT_KINDS: Mapping[str, str] = MappingProxyType(
     {
@@ -124,6 +168,10 @@ CONTENT_ELEMENTS: Mapping[str, str] = MappingProxyType(
         "fixed_headings": "Prescribed title, headings and minimum type size",
         "other_entities": "Other entities involved in the breach",
         "individual_identities": "Identity of each affected individual",
+        "malicious_suspected": "Whether the incident is suspected of being caused by unlawful or malicious acts",
+        "cross_border_impact": "Whether the incident could have, or had, a cross-border impact",
+        "severity": "An assessment of the incident's severity and impact",
+        "indicators_of_compromise": "Indicators of compromise, where available",
     }
 )
 
@@ -158,8 +206,18 @@ SENSITIVITY_CATEGORIES: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )
 
+# Facts about the reporting entity (the tenant as controller; the vendor, towards that tenant, as
+# processor). A trait not given is unknown: duties that need it are reported as undecided.
 ENTITY_TRAITS: Mapping[str, str] = MappingProxyType(
-    {"sec_registrant": "The reporting entity files reports with the US Securities and Exchange Commission"}
+    {
+        "sec_registrant": "Files reports with the US Securities and Exchange Commission (Exchange Act registrant)",
+        "hipaa_covered_entity": "A HIPAA covered entity: health plan, clearinghouse, or provider billing online",
+        "hipaa_business_associate": "A HIPAA business associate of the tenant (holds PHI for a covered entity)",
+        "nydfs_covered_entity": "Licensed by the New York Department of Financial Services (23 NYCRR 500.1)",
+        "regsp_covered_institution": "A Reg S-P covered institution: broker-dealer, fund, adviser, transfer agent",
+        "regsp_service_provider": "A service provider with access to a covered institution's customer information",
+        "nis2_entity": "An essential or important entity under the NIS2 Directive (EU 2022/2555, Art 3)",
+    }
 )
 
 JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
@@ -180,9 +238,22 @@ RecipientKind = Annotated[str, AfterValidator(_one_of(RECIPIENT_KINDS, "recipien
 Element = Annotated[str, AfterValidator(_one_of(CONTENT_ELEMENTS, "content element"))]
 Category = Annotated[str, AfterValidator(_one_of(DATA_CATEGORIES, "data category"))]
 Trait = Annotated[str, AfterValidator(_one_of(ENTITY_TRAITS, "entity trait"))]
+Moment = Annotated[str, AfterValidator(_one_of(MOMENTS, "moment"))]
 Text = Annotated[str, Field(min_length=1)]
 DutyId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$")]
 JurisdictionPattern = Annotated[str, Field(pattern=r"^(\*|[A-Z]{2}(-[A-Z0-9]{1,3})?)$")]
+JurisdictionCode = Annotated[str, Field(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")]
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    return name
+
+
+Zone = Annotated[str, AfterValidator(_zone)]
 
 
 # No notification deadline runs for decades; larger values would only overflow the date
@@ -218,17 +289,24 @@ class Deadline(_RuleModel):
 
     ``text`` keeps the law's own wording; ``target_hours`` is an internal target that, for
     a qualitative standard, replaces the policy default, and for a fixed deadline may bring the
-    target forward of the legal due time.
+    target forward of the legal due time. ``cutoff`` is a local time of day ("17:30") by which
+    a business-day deadline must be met on its last day, where the law or the filing system
+    sets one.
     """
 
     unit: Unit
     amount: Annotated[int, Field(ge=1, le=MAX_AMOUNT)] | None = None
     text: Text
     target_hours: Annotated[float, Field(gt=0, le=MAX_TARGET_HOURS)] | None = None
+    cutoff: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = None
 
     @property
     def fixed(self) -> bool:
         return self.unit in FIXED_UNITS
+
+    @property
+    def cutoff_time(self) -> time | None:
+        return None if self.cutoff is None else time.fromisoformat(self.cutoff)
 
     @model_validator(mode="after")
     def _amount_matches_unit(self) -> Deadline:
@@ -236,19 +314,33 @@ class Deadline(_RuleModel):
             raise ValueError(f"unit {self.unit!r} needs an amount")
         if not self.fixed and self.amount is not None:
             raise ValueError(f"unit {self.unit!r} is a standard without an amount; remove amount")
+        if self.cutoff is not None and self.unit not in BUSINESS_CALENDARS:
+            raise ValueError("a cutoff time applies to business-day deadlines only")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A trigger applied to the facts: met (True/False/None), the open limbs, the missing facts."""
+
+    met: bool | None
+    open_limbs: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
 
 class Trigger(_RuleModel):
     """When a duty applies: an affected-count range and/or data categories, combined by ``match``.
 
-    A limb the caller's facts cannot decide (count unknown, categories not given) does not drop
-    the duty; it is returned with that limb as a condition to confirm. ``otherwise_if`` is a
-    further limb only a person can judge (e.g. "the leak may have an unlawful purpose").
+    A limb the caller's facts cannot decide (count unknown, categories not given or not mapped)
+    does not drop the duty; it is returned with that limb as a condition to confirm.
+    ``otherwise_if`` is a further limb only a person can judge (e.g. "the leak may have an
+    unlawful purpose"). ``count`` says whose number the range is about: the jurisdiction's
+    residents (state laws) or everyone affected (HIPAA's 500 for HHS, Japan's 1,000).
     """
 
     min_affected: Annotated[int, Field(ge=1)] | None = None
     max_affected: Annotated[int, Field(ge=0)] | None = None
+    count: Literal["jurisdiction", "total"] = "jurisdiction"
     any_of_categories: tuple[Category, ...] = ()
     match: Literal["all", "any"] = "all"
     otherwise_if: Text | None = None
@@ -259,39 +351,57 @@ class Trigger(_RuleModel):
         low, high = self.min_affected, self.max_affected
         if low is not None and high is not None and low > high:
             raise ValueError(f"min_affected {low} exceeds max_affected {high}")
-        if self.otherwise_if is not None and self.match != "any":
-            raise ValueError("otherwise_if is an alternative limb, so it needs match = 'any'")
         return self
 
-    def evaluate(self, affected: int | None, categories: frozenset[str]) -> tuple[bool | None, tuple[str, ...]]:
-        """(True, ()) applies; (False, ()) does not; (None, conditions) applies if the conditions hold."""
-        limbs: list[tuple[bool | None, str]] = []
+    def _count_limb(self, heads: Headcount) -> tuple[bool | None, str] | None:
         low, high = self.min_affected, self.max_affected
-        if low is not None or high is not None:
-            if low is not None and high is not None:
-                bounds = f"between {low:,} and {high:,}"
-            else:
-                bounds = f"at least {low:,}" if low is not None else f"at most {high:,}"
-            met = None if affected is None else (low is None or affected >= low) and (high is None or affected <= high)
-            limbs.append((met, f"{bounds} affected individuals in the jurisdiction"))
-        if self.any_of_categories:
-            hit = None if not categories else bool(categories & set(self.any_of_categories))
-            limbs.append((hit, f"the breach involves any of: {', '.join(self.any_of_categories)}"))
-        values = [met for met, _ in limbs]
-        unknown = tuple(text for met, text in limbs if met is None)
-        if not limbs:
-            verdict: bool | None = True
-        elif self.match == "all":
-            verdict = False if False in values else (True if all(values) else None)
+        if low is None and high is None:
+            return None
+        if low is not None and high is not None:
+            bounds = f"between {low:,} and {high:,}"
         else:
-            verdict = True if True in values else (False if all(v is False for v in values) else None)
-        if verdict is None:
+            bounds = f"at least {low:,}" if low is not None else f"at most {high:,}"
+        checks = [heads.at_least(low) if low is not None else True, heads.at_most(high) if high is not None else True]
+        met = False if False in checks else (True if all(checks) else None)
+        whose = "affected individuals in the jurisdiction" if self.count == "jurisdiction" else "affected individuals"
+        return met, f"{bounds} {whose}"
+
+    def _category_limb(self, categories: frozenset[str], uncategorised: tuple[str, ...]) -> tuple[bool | None, str]:
+        text = f"the breach involves any of: {', '.join(self.any_of_categories)}"
+        if categories & set(self.any_of_categories):
+            return True, text
+        if not categories:
+            return None, text
+        if uncategorised:
+            return None, f"{text} (not known for: {', '.join(uncategorised)})"
+        return False, text
+
+    def evaluate(
+        self, local: Headcount, total: Headcount, categories: frozenset[str], uncategorised: tuple[str, ...] = ()
+    ) -> Verdict:
+        """The trigger applied to the facts; an open limb never drops the duty."""
+        limbs: list[tuple[bool | None, str, str]] = []
+        counted = self._count_limb(local if self.count == "jurisdiction" else total)
+        if counted is not None:
+            limbs.append((*counted, "the number of affected individuals"))
+        if self.any_of_categories:
+            limbs.append((*self._category_limb(categories, uncategorised), "the data categories involved"))
+        values = [met for met, _, _ in limbs]
+        unknown = tuple(text for met, text, _ in limbs if met is None)
+        missing = tuple(fact for met, _, fact in limbs if met is None)
+        if not limbs:
+            return Verdict(True)
+        if self.match == "all":
+            met = False if False in values else (True if all(values) else None)
+        else:
+            met = True if True in values else (False if all(v is False for v in values) else None)
+        if met is None:
             if self.match == "all":
-                return None, unknown
-            return None, (" or ".join((*unknown, *filter(None, [self.otherwise_if]))),)
-        if verdict is False and self.otherwise_if:
-            return None, (self.otherwise_if,)
-        return verdict, ()
+                return Verdict(None, unknown, missing)
+            return Verdict(None, (" or ".join((*unknown, *filter(None, [self.otherwise_if]))),), missing)
+        if met is False and self.otherwise_if:
+            return Verdict(None, (self.otherwise_if,))
+        return Verdict(met)
 
 
 class DutyRule(_RuleModel):
@@ -310,6 +420,7 @@ class DutyRule(_RuleModel):
     elements: Annotated[tuple[Element, ...], Field(min_length=1)]
     sources: Annotated[tuple[str, ...], Field(min_length=1)]
     trigger: Trigger = Trigger()
+    requires_traits: tuple[Trait, ...] = ()
     condition: Text | None = None
     effective_from: date | None = None
     effective_until: date | None = None
@@ -320,8 +431,8 @@ class DutyRule(_RuleModel):
     def _consistent(self) -> DutyRule:
         if (self.clock_start == "after_notice") != (self.after is not None):
             raise ValueError("clock_start 'after_notice' and 'after' (the earlier duty's id) go together")
-        if self.clock_start == "year_end" and not self.deadline.fixed:
-            raise ValueError("a 'year_end' clock start needs a fixed deadline")
+        if self.clock_start == "year_end" and self.deadline.unit != "calendar_days":
+            raise ValueError("a 'year_end' clock start needs a deadline in calendar_days")
         if self.unconfirmed and not self.notes.strip():
             raise ValueError("an unconfirmed duty needs notes saying what could not be confirmed")
         if self.effective_from and self.effective_until and self.effective_from > self.effective_until:
@@ -329,14 +440,20 @@ class DutyRule(_RuleModel):
         return self
 
     def in_force(self, day: date) -> bool:
-        """Whether the duty is in force on ``day``."""
+        """Whether the duty is in force on the local date ``day``."""
         if self.effective_from is not None and day < self.effective_from:
             return False
         return self.effective_until is None or day <= self.effective_until
 
 
 class RuleFile(_RuleModel):
-    """One legal regime: where it applies, its sources and its duties."""
+    """One legal regime: where it applies, its sources and its duties.
+
+    ``draft`` marks a bill that is not law: its rules yield advisory notes, never duties.
+    ``requires_traits`` must all be held by the reporting entity; ``traits_implied_by`` lists
+    data categories whose presence settles those traits (data that is "PHI" is, by definition,
+    held by or for a HIPAA covered entity).
+    """
 
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
     name: Text
@@ -344,6 +461,7 @@ class RuleFile(_RuleModel):
     applies_to: tuple[JurisdictionPattern, ...] = ()
     draft: bool = False
     requires_traits: tuple[Trait, ...] = ()
+    traits_implied_by: tuple[Category, ...] = ()
     notes: str = ""
     sources: Annotated[tuple[Source, ...], Field(min_length=1)]
     duties: Annotated[tuple[DutyRule, ...], Field(min_length=1)]
@@ -380,20 +498,43 @@ class RuleFile(_RuleModel):
         return "draft" if self.draft else "law"
 
 
-class Policy(_RuleModel):
-    """Internal policy (not law): counting conventions and targets for qualitative deadlines."""
+class AnchorReading(_RuleModel):
+    """Which recorded moment starts a clock with this anchor, and which may stand in for it."""
 
-    day_convention: Literal["elapsed_utc"]
-    business_day_convention: Literal["same_local_time"]
+    moment: Moment
+    fallback: tuple[Moment, ...] = ()
+
+
+class Policy(_RuleModel):
+    """Internal policy (not law): counting conventions, anchor readings, qualitative targets."""
+
+    day_convention: Literal["end_of_local_day"]
+    business_day_convention: Literal["end_of_local_business_day"]
+    anchors: Mapping[str, AnchorReading]
     target_hours: Mapping[str, Annotated[float, Field(gt=0, le=MAX_TARGET_HOURS)]]
 
     @model_validator(mode="after")
-    def _targets_cover_standards(self) -> Policy:
+    def _complete(self) -> Policy:
         unknown = sorted(set(self.target_hours) - set(QUALITATIVE_UNITS))
         missing = sorted(set(QUALITATIVE_UNITS) - set(self.target_hours))
         if unknown or missing:
             raise ValueError(f"target_hours: unknown standards {unknown}, missing standards {missing}")
+        unknown = sorted(set(self.anchors) - set(EVENT_ANCHORS))
+        missing = sorted(set(EVENT_ANCHORS) - set(self.anchors))
+        if unknown or missing:
+            raise ValueError(f"anchors: unknown anchors {unknown}, missing anchors {missing}")
         return self
+
+
+class Zones(_RuleModel):
+    """Where each jurisdiction keeps its days: IANA zones, the first to end a day governing."""
+
+    fallback: Annotated[tuple[Zone, ...], Field(min_length=1)]
+    zones: Mapping[JurisdictionCode, Annotated[tuple[Zone, ...], Field(min_length=1)]]
+
+    def of(self, code: str) -> tuple[str, ...]:
+        """The zones of a jurisdiction; a subdivision not listed takes its country's."""
+        return self.zones.get(code) or self.zones.get(code[:2]) or self.fallback
 
 
 class ContractualOverride(BaseModel):
@@ -435,10 +576,14 @@ class Duty(BaseModel):
     basis: Basis
     draft: bool
     unconfirmed: bool
-    clock_start: str
+    clock_start: str  # the anchor the law names
     clock_start_text: str | None  # the law's wording of the clock start, where it says more
     clock_started_at: datetime | None  # None until the notice it follows has been sent
+    moment_used: str | None = None  # which recorded moment started the clock (see MOMENTS)
+    moment_is_fallback: bool = False  # True: the anchor's own moment was not recorded
     due_at: datetime | None  # the legal deadline in UTC; None for a qualitative standard
+    due_last_day: date | None = None  # the last local day allowed, for day-based deadlines
+    due_zone: str | None = None  # the zone whose local day that is
     target_at: datetime | None  # the internal target, never later than due_at
     deadline: Deadline
     required_elements: tuple[str, ...]
@@ -451,13 +596,121 @@ class Duty(BaseModel):
     notes: str = ""
 
 
+class Undecided(BaseModel):
+    """A duty the engine could not decide for lack of a fact; ``listed``: it is among the duties."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule_id: str
+    regime: str
+    jurisdiction: str
+    title: str
+    role: Role
+    missing: tuple[str, ...]  # the facts that would decide it
+    listed: bool
+
+
+class Advisory(BaseModel):
+    """What a draft bill would require: information for the customer, never a duty or a deadline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule_id: str
+    regime: str
+    regime_name: str
+    jurisdiction: str
+    title: str
+    provision: str
+    text: str
+    sources: tuple[Source, ...]
+
+
+class JurisdictionDuties(BaseModel):
+    """Everything the rules say for the data subjects of one jurisdiction."""
+
+    model_config = ConfigDict(frozen=True)
+
+    jurisdiction: str
+    affected: Headcount
+    duties: tuple[Duty, ...]
+    undecided: tuple[Undecided, ...]
+    advisories: tuple[Advisory, ...]
+
+
+class Assessment(BaseModel):
+    """The duties of one role, per jurisdiction where affected data subjects live."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    jurisdictions: tuple[JurisdictionDuties, ...]
+
+    def duties(self) -> list[Duty]:
+        """Every duty once (a regime covering several jurisdictions: the earliest target), by target."""
+        best: dict[str, Duty] = {}
+        for block in self.jurisdictions:
+            for duty in block.duties:
+                kept = best.get(duty.rule_id)
+                if kept is None or _order(duty) < _order(kept):
+                    best[duty.rule_id] = duty
+        return sorted(best.values(), key=_order)
+
+    def undecided(self) -> list[Undecided]:
+        return [u for block in self.jurisdictions for u in block.undecided]
+
+    def advisories(self) -> list[Advisory]:
+        return [a for block in self.jurisdictions for a in block.advisories]
+
+
+_FAR = datetime.max.replace(tzinfo=UTC)
+
+
+def _order(duty: Duty) -> tuple[datetime, str]:
+    return duty.target_at or duty.due_at or _FAR, duty.rule_id
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Where a clock starts: the moment, which recorded moment it is, and whether it stands in."""
+
+    at: datetime | None
+    moment: str | None
+    fallback: bool = False
+    year: int | None = None  # for a year_end clock: the local calendar year that ends
+
+
+@dataclass(frozen=True, slots=True)
+class BreachFacts:
+    """The facts of one breach for one role, as validated by :meth:`RuleSet.assess`."""
+
+    role: Role
+    moments: Mapping[str, datetime]
+    clock_starts: Mapping[str, datetime]
+    sent: Mapping[str, datetime]
+    categories: frozenset[str]
+    uncategorised: tuple[str, ...]
+    total: Headcount
+    traits: TraitFacts
+    overrides: tuple[ContractualOverride, ...]
+    on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    code: str
+    zones: tuple[str, ...]
+    local: Headcount
+    facts: BreachFacts
+
+
 @dataclass(frozen=True)
 class RuleSet:
-    """All regimes, the contractual default and the policy, validated together."""
+    """All regimes, the contractual default, the policy and the zones, validated together."""
 
     regimes: tuple[RuleFile, ...]
     default: RuleFile
     policy: Policy
+    zones: Zones
 
     @functools.cached_property
     def _by_id(self) -> Mapping[str, tuple[RuleFile, DutyRule]]:
@@ -472,10 +725,63 @@ class RuleSet:
         return list(self._by_id.values())
 
     def regimes_for(self, jurisdiction: str, *, traits: Iterable[str] = ()) -> list[RuleFile]:
-        """The regimes that cover a jurisdiction (and the entity's traits), excluding the default."""
+        """The regimes that cover a jurisdiction and whose required traits are all held."""
         code = _jurisdiction(jurisdiction)
-        have = _traits(traits)
+        have = _traits(traits).held
         return [r for r in self.regimes if r.covers(code) and set(r.requires_traits) <= have]
+
+    def zones_of(self, jurisdiction: str) -> tuple[str, ...]:
+        """The IANA zones whose local days count for a jurisdiction."""
+        return self.zones.of(_jurisdiction(jurisdiction))
+
+    def assess(
+        self,
+        jurisdiction: str,
+        *,
+        role: Role,
+        moments: Mapping[str, datetime],
+        data_categories: Iterable[str] = (),
+        uncategorised: Sequence[str] = (),
+        affected_subjects: int | None = None,
+        data_subjects: int | None = None,
+        data_subjects_by_jurisdiction: Mapping[str, int] | None = None,
+        affected_by_jurisdiction: Mapping[str, int] | None = None,
+        traits: Iterable[str] | Mapping[str, bool] = (),
+        tenant_overrides: Sequence[ContractualOverride] = (),
+        clock_starts: Mapping[str, datetime] | None = None,
+        sent_notices: Mapping[str, datetime] | None = None,
+        on: date | None = None,
+    ) -> Assessment:
+        """The duties owed in ``role`` for one breach, per jurisdiction where data subjects live.
+
+        ``jurisdiction`` is the tenant's own; ``data_subjects_by_jurisdiction`` (tenant contract
+        1.1) adds every jurisdiction with data subjects, each with its own bounds on the number
+        affected (``affected_by_jurisdiction`` gives exact numbers where known). ``moments``
+        are the recorded moments (see :data:`MOMENTS`): each duty's clock reads its anchor's
+        moment, or the earliest moment that may stand in for it. ``uncategorised`` names data
+        whose legal categories are unknown (e.g. unmapped resource types). ``traits`` lists the
+        traits held, or maps traits to held / not held; any other trait is unknown.
+        """
+        facts = self._facts(
+            role,
+            moments,
+            data_categories,
+            uncategorised,
+            affected_subjects,
+            traits,
+            tenant_overrides,
+            clock_starts,
+            sent_notices,
+            on,
+        )
+        heads = self._headcounts(
+            _jurisdiction(jurisdiction),
+            affected_subjects,
+            data_subjects,
+            data_subjects_by_jurisdiction or {},
+            affected_by_jurisdiction or {},
+        )
+        return Assessment(role=role, jurisdictions=tuple(self._assess_one(c, h, facts) for c, h in heads.items()))
 
     def duties_for(
         self,
@@ -484,75 +790,173 @@ class RuleSet:
         affected_subjects: int | None,
         data_categories: Iterable[str],
         role: Role,
-        aware_at: datetime,
+        aware_at: datetime | None = None,
         tenant_overrides: Sequence[ContractualOverride] = (),
         on: date | None = None,
         clock_starts: Mapping[str, datetime] | None = None,
         sent_notices: Mapping[str, datetime] | None = None,
-        traits: Iterable[str] = (),
+        traits: Iterable[str] | Mapping[str, bool] = (),
+        moments: Mapping[str, datetime] | None = None,
+        uncategorised: Sequence[str] = (),
     ) -> list[Duty]:
-        """The duties owed in ``role`` for a breach affecting residents of ``jurisdiction``.
+        """The duties owed in ``role`` for a breach affecting residents of ``jurisdiction`` only.
 
         ``affected_subjects`` counts the jurisdiction's affected residents (None: not known yet);
         an empty ``data_categories`` means not known yet. Both leave threshold duties in, with
-        the open limb as a condition. Every clock starts at ``aware_at`` (the earliest, hence
-        safest, reading) unless ``clock_starts`` gives a later moment for an anchor, e.g. when
-        a Singapore assessment ended. ``sent_notices`` (duty id -> sent time) anchors duties
-        that run from an earlier notice. ``on`` picks the law in force (default: the aware date).
-        Duties are ordered by target time.
+        the open limb as a condition. ``aware_at`` (kept for existing callers) stands for both
+        the ``detected`` and ``aware`` moments unless ``moments`` gives them. Undecided duties
+        and advisories are only in :meth:`assess`. Duties are ordered by target time.
         """
-        code = _jurisdiction(jurisdiction)
-        if role not in ("processor", "controller"):
-            raise ValueError(f"role must be 'processor' or 'controller', got {role!r}")
-        if affected_subjects is not None and affected_subjects < 0:
-            raise ValueError(f"affected_subjects cannot be negative, got {affected_subjects}")
-        categories = frozenset(data_categories)
-        unknown = sorted(categories - set(DATA_CATEGORIES))
-        if unknown:
-            raise ValueError(f"unknown data categories {unknown}; expected some of: {', '.join(DATA_CATEGORIES)}")
-        aware = _utc(aware_at, "aware_at")
-        starts: dict[str, datetime] = dict.fromkeys(EVENT_ANCHORS, aware)
-        for anchor, moment in (clock_starts or {}).items():
-            if anchor not in EVENT_ANCHORS:
-                raise ValueError(f"clock_starts: {anchor!r} is not an incident anchor ({', '.join(EVENT_ANCHORS)})")
-            starts[anchor] = _utc(moment, f"clock_starts[{anchor!r}]")
-        starts["year_end"] = datetime(starts["discovery"].year + 1, 1, 1, tzinfo=UTC)
-        sent = {k: _utc(v, f"sent_notices[{k!r}]") for k, v in (sent_notices or {}).items()}
-        day = on or aware.date()
-        context = _Context(code, role, starts, sent)
+        return self.assess(
+            jurisdiction,
+            role=role,
+            moments=_moments(aware_at, moments),
+            data_categories=data_categories,
+            uncategorised=uncategorised,
+            affected_subjects=affected_subjects,
+            traits=traits,
+            tenant_overrides=tenant_overrides,
+            clock_starts=clock_starts,
+            sent_notices=sent_notices,
+            on=on,
+        ).duties()
 
+    def annual_logs(self, discovered: Iterable[datetime], jurisdiction: str, *, days: int = 60) -> list[AnnualLog]:
+        """Breaches grouped by the local calendar year of discovery, with each year's report due.
+
+        For the HIPAA log of breaches under 500 (45 CFR 164.408(c): within 60 days after the end
+        of each calendar year). Where zones disagree at New Year, a breach goes in the earlier year.
+        """
+        zones = self.zones_of(jurisdiction)
+        years: dict[int, list[datetime]] = {}
+        for moment in discovered:
+            at = utc(moment, "discovered")
+            years.setdefault(calendar_year(at, zones), []).append(at)
+        logs = []
+        for year, moments in sorted(years.items()):
+            due = due_after_year_end(year, days, zones)
+            logs.append(
+                AnnualLog(
+                    year=year,
+                    due_at=due.due,
+                    due_last_day=due.last_day,
+                    due_zone=due.zone,
+                    breaches=tuple(sorted(moments)),
+                )
+            )
+        return logs
+
+    # --- one jurisdiction -------------------------------------------------------------------
+
+    def _assess_one(self, code: str, local: Headcount, facts: BreachFacts) -> JurisdictionDuties:
+        ctx = _Context(code, self.zones.of(code), local, facts)
         duties: list[Duty] = []
-        for regime in self.regimes_for(code, traits=traits):
+        undecided: list[Undecided] = []
+        advisories: list[Advisory] = []
+        for regime in self.regimes:
+            if not regime.covers(code):
+                continue
             for rule in regime.duties:
-                if role not in rule.roles or not rule.in_force(day):
-                    continue
-                verdict, open_limbs = rule.trigger.evaluate(affected_subjects, categories)
-                if verdict is False:
-                    continue
-                duties.append(self._duty(regime, rule, context, verdict, open_limbs))
+                outcome = self._apply(regime, rule, ctx)
+                if isinstance(outcome, Duty):
+                    duties.append(outcome)
+                elif isinstance(outcome, Advisory):
+                    advisories.append(outcome)
+                if isinstance(outcome, Undecided) or (isinstance(outcome, Duty) and outcome.threshold_met is None):
+                    undecided.append(self._undecided(regime, rule, ctx, outcome))
+        duties.extend(self._contract_duties(ctx, duties))
+        return JurisdictionDuties(
+            jurisdiction=code,
+            affected=local,
+            duties=tuple(sorted(duties, key=_order)),
+            undecided=tuple(u for u in undecided if u.missing),
+            advisories=tuple(advisories),
+        )
 
-        if role == "processor":
-            if tenant_overrides:
-                duties.extend(self._contract_duty(term, i, context) for i, term in enumerate(tenant_overrides, 1))
-            elif not any(d.whom.kind == "controller" and d.basis == "law" for d in duties):
-                # No statutory duty to tell the customer is encoded here: the contract still requires it.
-                for rule in self.default.duties:
-                    if role in rule.roles and rule.in_force(day):
-                        duties.append(self._duty(self.default, rule, context, True, ()))
-        far = datetime.max.replace(tzinfo=UTC)
-        return sorted(duties, key=lambda d: (d.target_at or d.due_at or far, d.rule_id))
+    def _apply(self, regime: RuleFile, rule: DutyRule, ctx: _Context) -> Duty | Advisory | Undecided | None:
+        """A rule applied to one jurisdiction's facts: a duty, an advisory, undecided, or nothing."""
+        facts = ctx.facts
+        if facts.role not in rule.roles or not self._in_force(rule, ctx):
+            return None
+        verdict = rule.trigger.evaluate(ctx.local, facts.total, facts.categories, facts.uncategorised)
+        if verdict.met is False:
+            return None
+        traits = self._trait_gaps(regime, rule, facts)
+        if traits is False:
+            return None
+        if traits:
+            return Undecided(
+                rule_id=rule.id,
+                regime=regime.id,
+                jurisdiction=ctx.code,
+                title=rule.title,
+                role=facts.role,
+                missing=(*traits, *verdict.missing),
+                listed=False,
+            )
+        if regime.draft:
+            return _advisory(regime, rule, ctx.code)
+        return self._duty(regime, rule, ctx, verdict)
 
-    def _duty(
-        self,
-        regime: RuleFile,
-        rule: DutyRule,
-        ctx: _Context,
-        verdict: bool | None,
-        open_limbs: tuple[str, ...],
-    ) -> Duty:
-        start = ctx.sent.get(rule.after) if rule.after else ctx.starts[rule.clock_start]
-        due, target = self._times(rule.deadline, start)
-        conditions = open_limbs + ((rule.condition,) if rule.condition else ())
+    def _undecided(self, regime: RuleFile, rule: DutyRule, ctx: _Context, outcome: Duty | Undecided) -> Undecided:
+        if isinstance(outcome, Undecided):
+            return outcome
+        verdict = rule.trigger.evaluate(ctx.local, ctx.facts.total, ctx.facts.categories, ctx.facts.uncategorised)
+        return Undecided(
+            rule_id=rule.id,
+            regime=regime.id,
+            jurisdiction=ctx.code,
+            title=rule.title,
+            role=ctx.facts.role,
+            missing=verdict.missing,
+            listed=True,
+        )
+
+    def _in_force(self, rule: DutyRule, ctx: _Context) -> bool:
+        """In force on the local date of the duty's anchor moment in any of the jurisdiction's zones."""
+        if ctx.facts.on is not None:
+            return rule.in_force(ctx.facts.on)
+        anchor = "discovery" if rule.clock_start in ("year_end", "after_notice") else rule.clock_start
+        at = self._clock(anchor, ctx.facts).at
+        assert at is not None  # an incident anchor always resolves
+        return any(rule.in_force(local_date(at, zone)) for zone in ctx.zones)
+
+    @staticmethod
+    def _trait_gaps(regime: RuleFile, rule: DutyRule, facts: BreachFacts) -> tuple[str, ...] | bool:
+        """False if a required trait is lacked; else the unknown traits (implied ones are held)."""
+        required = (*regime.requires_traits, *rule.requires_traits)
+        if facts.categories & set(regime.traits_implied_by):
+            return ()
+        states = {t: facts.traits.state(t) for t in required}
+        if False in states.values():
+            return False
+        return tuple(f"whether the entity is: {ENTITY_TRAITS[t]} (trait {t})" for t, s in states.items() if s is None)
+
+    def _clock(self, anchor: str, facts: BreachFacts) -> Clock:
+        """Where an incident anchor's clock starts, from the recorded moments."""
+        if anchor in facts.clock_starts:
+            return Clock(facts.clock_starts[anchor], "clock_starts")
+        reading = self.policy.anchors[anchor]
+        if reading.moment in facts.moments:
+            return Clock(facts.moments[reading.moment], reading.moment)
+        stand_ins = [(facts.moments[m], m) for m in reading.fallback if m in facts.moments]
+        at, name = min(stand_ins or [(t, m) for m, t in facts.moments.items()])
+        return Clock(at, name, fallback=True)
+
+    def _start(self, rule: DutyRule, ctx: _Context) -> Clock:
+        if rule.after:
+            sent = ctx.facts.sent.get(rule.after)
+            return Clock(sent, None if sent is None else f"sent:{rule.after}")
+        if rule.clock_start == "year_end":
+            discovery = self._clock("discovery", ctx.facts)
+            assert discovery.at is not None
+            year = calendar_year(discovery.at, ctx.zones)
+            return Clock(year_end(year, ctx.zones), discovery.moment, discovery.fallback, year)
+        return self._clock(rule.clock_start, ctx.facts)
+
+    def _duty(self, regime: RuleFile, rule: DutyRule, ctx: _Context, verdict: Verdict) -> Duty:
+        clock = self._start(rule, ctx)
+        times = self._times(rule.deadline, clock.at, ctx.zones, year=clock.year)
         cited = {s.id: s for s in regime.sources}
         return Duty(
             rule_id=rule.id,
@@ -560,7 +964,7 @@ class RuleSet:
             regime_name=regime.name,
             jurisdiction=ctx.code,
             title=rule.title,
-            role=ctx.role,
+            role=ctx.facts.role,
             whom=rule.recipient,
             provision=rule.provision,
             basis=regime.basis,
@@ -568,32 +972,52 @@ class RuleSet:
             unconfirmed=rule.unconfirmed,
             clock_start=rule.clock_start,
             clock_start_text=rule.clock_start_text,
-            clock_started_at=start,
-            due_at=due,
-            target_at=target,
+            clock_started_at=clock.at,
+            moment_used=clock.moment,
+            moment_is_fallback=clock.fallback,
+            due_at=times.due,
+            due_last_day=times.last_day,
+            due_zone=times.zone,
+            target_at=times.target,
             deadline=rule.deadline,
             required_elements=rule.elements,
             sources=tuple(cited[s] for s in rule.sources),
-            conditions=conditions,
-            threshold_met=verdict,
+            conditions=verdict.open_limbs + ((rule.condition,) if rule.condition else ()),
+            threshold_met=verdict.met,
             threshold=rule.trigger.text,
             after=rule.after,
             not_before=rule.not_before,
             notes=rule.notes,
         )
 
+    def _contract_duties(self, ctx: _Context, duties: Sequence[Duty]) -> list[Duty]:
+        """The vendor's contractual duties to its customer, as processor."""
+        facts = ctx.facts
+        if facts.role != "processor":
+            return []
+        if facts.overrides:
+            return [self._contract_duty(term, i, ctx) for i, term in enumerate(facts.overrides, 1)]
+        if any(d.whom.kind == "controller" and d.basis == "law" for d in duties):
+            return []
+        # No statutory duty to tell the customer is encoded here: the contract still requires it.
+        return [
+            self._duty(self.default, rule, ctx, Verdict(True))
+            for rule in self.default.duties
+            if facts.role in rule.roles and self._in_force(rule, ctx)
+        ]
+
     def _contract_duty(self, term: ContractualOverride, index: int, ctx: _Context) -> Duty:
         template = self.default.duties[0]
         deadline = Deadline(unit=term.unit, amount=term.amount, text=term.reference)
-        start = ctx.starts[term.clock_start]
-        due, target = self._times(deadline, start)
+        clock = self._clock(term.clock_start, ctx.facts)
+        times = self._times(deadline, clock.at, ctx.zones)
         return Duty(
             rule_id=f"{self.default.id}.tenant-term-{index}",
             regime=self.default.id,
             regime_name=self.default.name,
             jurisdiction=ctx.code,
             title="Notify the customer within the contractual deadline",
-            role=ctx.role,
+            role=ctx.facts.role,
             whom=Recipient(kind="controller", name=term.recipient),
             provision=term.reference,
             basis="contract",
@@ -601,9 +1025,13 @@ class RuleSet:
             unconfirmed=False,
             clock_start=term.clock_start,
             clock_start_text=None,
-            clock_started_at=start,
-            due_at=due,
-            target_at=target,
+            clock_started_at=clock.at,
+            moment_used=clock.moment,
+            moment_is_fallback=clock.fallback,
+            due_at=times.due,
+            due_last_day=times.last_day,
+            due_zone=times.zone,
+            target_at=times.target,
             deadline=deadline,
             required_elements=template.elements,
             sources=(Source(id="contract", citation=term.reference),),
@@ -612,26 +1040,138 @@ class RuleSet:
             notes="A term of this tenant's contract.",
         )
 
-    def _times(self, deadline: Deadline, start: datetime | None) -> tuple[datetime | None, datetime | None]:
-        """(legal due time, internal target time) for a deadline counted from ``start``."""
+    def _times(
+        self, deadline: Deadline, start: datetime | None, zones: Sequence[str], *, year: int | None = None
+    ) -> _Times:
+        """Legal due time, internal target and last local day for a deadline counted from ``start``."""
         if start is None:
-            return None, None
-        if deadline.fixed:
-            assert deadline.amount is not None  # guaranteed by Deadline's validator
-            due = advance(start, deadline.amount, cast(FixedUnit, deadline.unit))
-            if deadline.target_hours is None:
-                return due, due
-            return due, min(due, start + timedelta(hours=deadline.target_hours))
-        hours = deadline.target_hours or self.policy.target_hours[deadline.unit]
-        return None, start + timedelta(hours=hours)
+            return _Times(None, None)
+        if not deadline.fixed:
+            hours = deadline.target_hours or self.policy.target_hours[deadline.unit]
+            return _Times(None, start + timedelta(hours=hours))
+        assert deadline.amount is not None  # guaranteed by Deadline's validator
+        if year is not None:
+            due = due_after_year_end(year, deadline.amount, zones)
+        else:
+            due = due_time(start, deadline.amount, cast(FixedUnit, deadline.unit), zones, deadline.cutoff_time)
+        target = due.target
+        if deadline.target_hours is not None:
+            target = min(target, start + timedelta(hours=deadline.target_hours))
+        return _Times(due.due, target, due.last_day, due.zone)
+
+    # --- facts ------------------------------------------------------------------------------
+
+    def _facts(
+        self,
+        role: Role,
+        moments: Mapping[str, datetime],
+        data_categories: Iterable[str],
+        uncategorised: Sequence[str],
+        affected_subjects: int | None,
+        traits: Iterable[str] | Mapping[str, bool],
+        tenant_overrides: Sequence[ContractualOverride],
+        clock_starts: Mapping[str, datetime] | None,
+        sent_notices: Mapping[str, datetime] | None,
+        on: date | None,
+    ) -> BreachFacts:
+        if role not in ("processor", "controller"):
+            raise ValueError(f"role must be 'processor' or 'controller', got {role!r}")
+        categories = frozenset(data_categories)
+        unknown = sorted(categories - set(DATA_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown data categories {unknown}; expected some of: {', '.join(DATA_CATEGORIES)}")
+        return BreachFacts(
+            role=role,
+            moments=_checked_moments(moments),
+            clock_starts=_checked_clock_starts(clock_starts or {}),
+            sent={k: utc(v, f"sent_notices[{k!r}]") for k, v in (sent_notices or {}).items()},
+            categories=categories,
+            uncategorised=tuple(uncategorised),
+            total=Headcount.of(affected_subjects),
+            traits=_traits(traits),
+            overrides=tuple(tenant_overrides),
+            on=on,
+        )
+
+    @staticmethod
+    def _headcounts(
+        own: str,
+        affected: int | None,
+        data_subjects: int | None,
+        population: Mapping[str, int],
+        exact: Mapping[str, int],
+    ) -> dict[str, Headcount]:
+        """Each jurisdiction with data subjects (the tenant's own first) and its head count."""
+        population = {_jurisdiction(k): v for k, v in population.items() if v > 0}
+        exact = {_jurisdiction(k): v for k, v in exact.items()}
+        heads = split_by_jurisdiction(affected, population, data_subjects)
+        if own not in heads:
+            # Without a split, every affected person is taken to live in the tenant's jurisdiction.
+            heads[own] = Headcount.of(affected) if not population else Headcount(high=affected)
+        heads.update({code: Headcount.of(n) for code, n in exact.items()})
+        return {own: heads[own], **{c: h for c, h in sorted(heads.items()) if c != own}}
 
 
 @dataclass(frozen=True, slots=True)
-class _Context:
-    code: str
-    role: Role
-    starts: Mapping[str, datetime]
-    sent: Mapping[str, datetime]
+class _Times:
+    due: datetime | None
+    target: datetime | None
+    last_day: date | None = None
+    zone: str | None = None
+
+
+class AnnualLog(BaseModel):
+    """One calendar year's log of small breaches and when its report is due."""
+
+    model_config = ConfigDict(frozen=True)
+
+    year: int
+    due_at: datetime
+    due_last_day: date | None
+    due_zone: str | None
+    breaches: tuple[datetime, ...]  # the discovery moments logged for that year, in UTC
+
+
+def _advisory(regime: RuleFile, rule: DutyRule, code: str) -> Advisory:
+    cited = {s.id: s for s in regime.sources}
+    return Advisory(
+        rule_id=rule.id,
+        regime=regime.id,
+        regime_name=regime.name,
+        jurisdiction=code,
+        title=rule.title,
+        provision=rule.provision,
+        text=" ".join(filter(None, [rule.deadline.text + ".", rule.notes])),
+        sources=tuple(cited[s] for s in rule.sources),
+    )
+
+
+def _moments(aware_at: datetime | None, moments: Mapping[str, datetime] | None) -> dict[str, datetime]:
+    """The recorded moments; a legacy ``aware_at`` stands for detection and awareness."""
+    given = dict(moments or {})
+    if aware_at is not None:
+        given.setdefault("detected", aware_at)
+        given.setdefault("aware", aware_at)
+    return given
+
+
+def _checked_moments(moments: Mapping[str, datetime]) -> dict[str, datetime]:
+    unknown = sorted(set(moments) - set(MOMENTS))
+    if unknown:
+        raise ValueError(f"unknown moments {unknown}; expected some of: {', '.join(MOMENTS)}")
+    if not moments:
+        raise ValueError("at least one moment is needed (e.g. 'detected'); aware_at or moments")
+    return {
+        name: utc(at, "aware_at" if name in ("detected", "aware") else f"moments[{name!r}]")
+        for name, at in moments.items()
+    }
+
+
+def _checked_clock_starts(clock_starts: Mapping[str, datetime]) -> dict[str, datetime]:
+    for anchor in clock_starts:
+        if anchor not in EVENT_ANCHORS:
+            raise ValueError(f"clock_starts: {anchor!r} is not an incident anchor ({', '.join(EVENT_ANCHORS)})")
+    return {a: utc(m, f"clock_starts[{a!r}]") for a, m in clock_starts.items()}
 
 
 def _jurisdiction(value: str) -> str:
@@ -641,18 +1181,16 @@ def _jurisdiction(value: str) -> str:
     return code
 
 
-def _traits(values: Iterable[str]) -> frozenset[str]:
-    have = frozenset(values)
-    unknown = sorted(have - set(ENTITY_TRAITS))
+def _traits(values: Iterable[str] | Mapping[str, bool]) -> TraitFacts:
+    facts = TraitFacts.of(values)
+    unknown = sorted(facts.named - set(ENTITY_TRAITS))
     if unknown:
         raise ValueError(f"unknown entity traits {unknown}; expected some of: {', '.join(ENTITY_TRAITS)}")
-    return have
+    return facts
 
 
 def _utc(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be time-zone aware, got naive {moment.isoformat()}")
-    return moment.astimezone(UTC)
+    return utc(moment, name)
 
 
 # --- Loading -------------------------------------------------------------------------------
@@ -712,15 +1250,19 @@ def load_rules(directory: str | Path | None = None, *, target_hours: Mapping[str
     if target_hours:
         raw_policy["target_hours"] = {**raw_policy.get("target_hours", {}), **target_hours}
     policy = _validate(Policy, policy_path, raw_policy)
+    zones_path = folder / ZONES_FILE
+    if not zones_path.is_file():
+        raise RuleFileError(f"{ZONES_FILE}: missing from {folder}")
+    zones = _validate(Zones, zones_path, _parse(zones_path))
 
     regimes: list[RuleFile] = []
     defaults: list[RuleFile] = []
     owner: dict[str, str] = {}
     for path in sorted(folder.glob("*.toml")):
-        if path.name == POLICY_FILE:
+        if path.name in CONTROL_FILES:
             continue
         if path.name.startswith("_"):
-            raise RuleFileError(f"{path.name}: unknown control file (only {POLICY_FILE} is recognised)")
+            raise RuleFileError(f"{path.name}: unknown control file (only {', '.join(CONTROL_FILES)} are recognised)")
         regime = _validate(RuleFile, path, _parse(path))
         if regime.id != path.stem:
             raise RuleFileError(f"{path.name}: id: {regime.id!r} must match the file name {path.stem!r}")
@@ -739,7 +1281,7 @@ def load_rules(directory: str | Path | None = None, *, target_hours: Mapping[str
                 ref = getattr(rule, field_name)
                 if ref is not None and ref not in owner:
                     raise RuleFileError(f"{regime.id}.toml: duties ({rule.id}).{field_name}: no duty has id {ref!r}")
-    return RuleSet(regimes=tuple(regimes), default=defaults[0], policy=policy)
+    return RuleSet(regimes=tuple(regimes), default=defaults[0], policy=policy, zones=zones)
 
 
 @functools.lru_cache(maxsize=1)
@@ -754,12 +1296,14 @@ def duties_for(
     affected_subjects: int | None,
     data_categories: Iterable[str],
     role: Role,
-    aware_at: datetime,
+    aware_at: datetime | None = None,
     tenant_overrides: Sequence[ContractualOverride] = (),
     on: date | None = None,
     clock_starts: Mapping[str, datetime] | None = None,
     sent_notices: Mapping[str, datetime] | None = None,
-    traits: Iterable[str] = (),
+    traits: Iterable[str] | Mapping[str, bool] = (),
+    moments: Mapping[str, datetime] | None = None,
+    uncategorised: Sequence[str] = (),
     rules: RuleSet | None = None,
 ) -> list[Duty]:
     """:meth:`RuleSet.duties_for` on ``rules`` (default: the bundled rule set)."""
@@ -774,7 +1318,23 @@ def duties_for(
         clock_starts=clock_starts,
         sent_notices=sent_notices,
         traits=traits,
+        moments=moments,
+        uncategorised=uncategorised,
     )
+
+
+def assess(
+    jurisdiction: str, *, role: Role, moments: Mapping[str, datetime], rules: RuleSet | None = None, **facts: Any
+) -> Assessment:
+    """:meth:`RuleSet.assess` on ``rules`` (default: the bundled rule set)."""
+    return (rules or default_rules()).assess(jurisdiction, role=role, moments=moments, **facts)
+
+
+def annual_logs(
+    discovered: Iterable[datetime], jurisdiction: str, *, days: int = 60, rules: RuleSet | None = None
+) -> list[AnnualLog]:
+    """:meth:`RuleSet.annual_logs` on ``rules`` (default: the bundled rule set)."""
+    return (rules or default_rules()).annual_logs(discovered, jurisdiction, days=days)
 
 
 # --- Clock status ---------------------------------------------------------------------------

@@ -18,11 +18,13 @@ from breachwatch.notifier.duties import (
     CONTENT_ELEMENTS,
     DATA_CATEGORIES,
     DEFAULT_RULES_DIR,
+    ENTITY_TRAITS,
     SENSITIVITY_CATEGORIES,
     US_FEDERAL,
     ContractualOverride,
     Duty,
     RuleFileError,
+    assess,
     br_national_holidays,
     default_rules,
     duties_for,
@@ -65,6 +67,7 @@ def test_deadline_vector(vector: dict[str, Any]) -> None:
         traits=vector.get("traits", ()),
         clock_starts=vector.get("clock_starts"),
         sent_notices=vector.get("sent"),
+        moments=vector.get("moments"),
     )
     assert vector["rule"] in found, f"{vector['rule']} not among {sorted(found)}"
     duty = found[vector["rule"]]
@@ -75,8 +78,9 @@ def test_deadline_vector(vector: dict[str, Any]) -> None:
 
 
 def test_every_rule_has_a_deadline_vector() -> None:
+    # A draft bill's rules yield advisories, which have no deadline to pin.
     vectored = {v["rule"] for v in VECTORS}
-    missing = [rule.id for _, rule in default_rules().all_rules() if rule.id not in vectored]
+    missing = [rule.id for regime, rule in default_rules().all_rules() if rule.id not in vectored and not regime.draft]
     assert missing == []
 
 
@@ -118,14 +122,35 @@ def test_easter(year: int, easter: date) -> None:
     assert easter_sunday(year) == easter
 
 
-def test_brazil_holidays_2025() -> None:
-    holidays = br_national_holidays(2025)
-    assert {date(2025, 3, 3), date(2025, 3, 4)} <= set(holidays)  # Carnival
-    assert holidays[date(2025, 4, 18)].startswith("Good Friday")
-    assert holidays[date(2025, 6, 19)] == "Corpus Christi"
-    assert date(2025, 11, 20) in holidays
-    assert date(2023, 11, 20) not in br_national_holidays(2023)  # national only from 2024
-    assert len(holidays) == 13
+def test_brazil_national_holidays_are_the_statutory_list() -> None:
+    # Lei 662/1949 art. 1, as worded by Lei 10.607/2002: "São feriados nacionais os dias 1o de
+    # janeiro, 21 de abril, 1o de maio, 7 de setembro, 2 de novembro, 15 de novembro e 25 de
+    # dezembro"; Lei 6.802/1980 art. 1: 12 de outubro; Lei 14.759/2023 art. 1: 20 de novembro.
+    assert list(br_national_holidays(2025)) == [
+        date(2025, 1, 1),
+        date(2025, 4, 21),
+        date(2025, 5, 1),
+        date(2025, 9, 7),
+        date(2025, 10, 12),
+        date(2025, 11, 2),
+        date(2025, 11, 15),
+        date(2025, 11, 20),
+        date(2025, 12, 25),
+    ]
+    assert date(2023, 11, 20) not in br_national_holidays(2023)  # Lei 14.759 is of 21 December 2023
+
+
+@pytest.mark.parametrize(
+    "day",
+    [date(2025, 3, 3), date(2025, 3, 4), date(2025, 3, 5), date(2025, 4, 18), date(2025, 6, 19)],
+    ids=["carnival-monday", "carnival-tuesday", "ash-wednesday", "good-friday", "corpus-christi"],
+)
+def test_brazil_optional_days_off_are_business_days(day: date) -> None:
+    # None is in the statutory list above: Carnival and Corpus Christi are "ponto facultativo"
+    # (federal staff only, by yearly ministerial order); Good Friday is a religious holiday that
+    # municipal law declares (Lei 9.093/1995 art. 2: "dias de guarda, declarados em lei
+    # municipal ... neste incluída a Sexta-Feira da Paixão"). Counting them is the earlier reading.
+    assert BRAZIL.is_business_day(day)
 
 
 @settings(max_examples=200, deadline=None)
@@ -294,21 +319,29 @@ def test_input_validation() -> None:
 # --- Draft law, effective dates, unconfirmed facts ------------------------------------------
 
 
-def test_pakistan_duties_are_advisory_drafts() -> None:
-    found = run("PK", affected_subjects=5200)
-    assert set(found) == {"pk.commission", "pk.data-subjects"}
-    for duty in found.values():
-        assert duty.draft is True
-        assert duty.basis == "draft"
-        assert duty.unconfirmed is True
-    # A draft duty is no legal duty to the customer: the contract still governs the vendor.
+def test_pakistan_draft_bill_yields_advisories_not_duties() -> None:
+    # The Personal Data Protection Bill 2023 is a bill, not law; PECA 2016 has offences (s16) but
+    # no duty to notify; the commission the bill proposes does not exist. So: no duty, no
+    # deadline, nothing to file with a regulator, only an advisory note.
+    assert run("PK", affected_subjects=5200) == {}
+    no_traits = dict.fromkeys(ENTITY_TRAITS, False)
+    result = assess("PK", role="controller", moments={"detected": AWARE}, affected_subjects=5200, traits=no_traits)
+    (block,) = result.jurisdictions
+    assert block.duties == () and block.undecided == ()
+    assert {a.rule_id for a in block.advisories} == {"pk.commission", "pk.data-subjects"}
+    for advisory in block.advisories:
+        assert "not law" in advisory.title
+        assert not hasattr(advisory, "due_at") and not hasattr(advisory, "whom")
+    # The vendor's duty to the customer rests on the contract.
     assert list(run("PK", "processor")) == ["contract.customer"]
 
 
-def test_dpdp_duties_start_on_13_may_2027() -> None:
+def test_dpdp_duties_start_on_13_may_2027_in_india() -> None:
+    # DPDP Rules 2025: Rule 7 comes into force on 13 May 2027, a date in India (IST, UTC+5:30).
+    # 18:30 UTC on 12 May is already 00:00 on 13 May in India.
     dpdp = {"in.dpdp-r7.board-intimation", "in.dpdp-r7.board-report", "in.dpdp-r7.data-principals"}
-    before = run("IN", aware_at=datetime(2027, 5, 12, 23, 0, tzinfo=UTC))
-    after = run("IN", aware_at=datetime(2027, 5, 13, 0, 30, tzinfo=UTC))
+    before = run("IN", aware_at=datetime(2027, 5, 12, 18, 29, tzinfo=UTC))
+    after = run("IN", aware_at=datetime(2027, 5, 12, 18, 30, tzinfo=UTC))
     assert set(before) == {"in.cert-in.report"}
     assert set(after) == dpdp | {"in.cert-in.report"}
     # The law in force on another date can be asked for explicitly.
@@ -360,8 +393,10 @@ def test_tenant_override_replaces_the_contractual_default() -> None:
     term = ContractualOverride(reference="MSA 12.1", amount=2, unit="us_business_days")
     found = run("KE", "processor", tenant_overrides=[term])
     assert list(found) == ["contract.tenant-term-1"]
-    # Wednesday before Thanksgiving + 2 US business days -> Monday 30 November, 10:00 New York.
-    assert found["contract.tenant-term-1"].due_at == datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    # Wednesday before Thanksgiving + 2 US business days -> Monday 30 November: due when that
+    # day ends in New York, aimed at 10:00 New York (the clock start's time of day).
+    assert found["contract.tenant-term-1"].due_at == datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
+    assert found["contract.tenant-term-1"].target_at == datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
     assert run("DE", "controller", tenant_overrides=[term]) == run("DE", "controller")
 
 
@@ -445,7 +480,12 @@ def _edit(folder: Path, name: str, old: str, new: str) -> None:
             r"pk\.toml: .*remarks: Extra inputs",
         ),
         ("ae.toml", 'notes = "The law says', 'notes = "" # The law says', r"ae\.toml: .*unconfirmed duty needs notes"),
-        ("_policy.toml", 'day_convention = "elapsed_utc"', 'day_convention = "end_of_day"', r"_policy\.toml: day_"),
+        (
+            "_policy.toml",
+            'day_convention = "end_of_local_day"',
+            'day_convention = "elapsed_utc"',
+            r"_policy\.toml: day_",
+        ),
     ],
 )
 def test_malformed_rule_file_names_file_and_field(
