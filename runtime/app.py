@@ -89,16 +89,17 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
     return make
 
 
-def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
+def incident_hooks(settings: Settings, *, paging: bool = True) -> list[NewIncidentHook]:
     """Run in the batch transaction for each new incident: keep the directory entries of
-    its tenants (a breach notice needs them later, maybe in another process), page the on-call."""
+    its tenants (a breach notice needs them later, maybe in another process, so this runs
+    whether or not anyone is paged), and page the on-call when ``paging``."""
     from breachwatch.notifier.alerts import enqueue_incident_alert
     from breachwatch.notifier.notices import remember_incident_tenants
 
     def page(session: Any, incident: Any, findings: Any, evidence: Any, tenants: Any) -> None:
         enqueue_incident_alert(session, incident, findings, evidence, tenants, settings)
 
-    return [remember_incident_tenants, page]
+    return [remember_incident_tenants, page] if paging else [remember_incident_tenants]
 
 
 def breach_hooks(settings: Settings) -> list[BreachHook]:
@@ -130,11 +131,13 @@ def closed_incident_policy(settings: Settings) -> ClosedIncidentPolicy:
 
 
 def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -> IncidentStore:
-    """The incident store the pipeline writes to: correlation window, paging hooks, closed-incident policy."""
+    """The incident store the pipeline writes to: correlation window, the directory and paging
+    hooks (``notify`` False: no page, but the tenants' directory entries are still kept),
+    closed-incident policy."""
     return IncidentStore(
         engine,
         window=timedelta(minutes=settings.incident_window_minutes),
-        on_new_incident=incident_hooks(settings) if notify else (),
+        on_new_incident=incident_hooks(settings, paging=notify),
         closed_policy=closed_incident_policy(settings),
     )
 
