@@ -26,9 +26,7 @@ from breachwatch.storage.db import make_engine
 def test_a_replay_without_notify_keeps_the_directory_a_later_breach_notice_needs(tmp_path: Path) -> None:
     dump = tmp_path / "dump"
     simulate(dump, seed=11, days=3, tenants=3, attack_days=1)
-    directory = {
-        t["tenant_id"]: t for t in map(json.loads, (dump / "erp.tenants.jsonl").read_text().splitlines()) if t
-    }
+    directory = {t["tenant_id"]: t for t in map(json.loads, (dump / "erp.tenants.jsonl").read_text().splitlines()) if t}
     db = f"sqlite:///{tmp_path / 'bw.db'}"
     env = {"BREACHWATCH_OUTBOX_DIR": str(tmp_path / "outbox"), "BREACHWATCH_NOTICES_FILE": ""}
     result = CliRunner().invoke(
