@@ -84,6 +84,16 @@ ADVICE_BY_CATEGORY: Mapping[str, tuple[str, ...]] = {
     "health_insurance": ("watch_statements",),
 }
 NATURE_CONSEQUENCES: Mapping[str, str] = {"integrity": "data_altered", "availability": "data_lost"}
+EMPTY_LAW: Mapping[str, Any] = {
+    "moments": [],
+    "jurisdictions": [],
+    "undecided": [],
+    "advisories": [],
+    "exempted": [],
+    "holds": [],
+    "substitute": [],
+    "waived": [],
+}
 
 
 def direction(locale: str) -> str:
@@ -130,6 +140,16 @@ def duty_context(duty: Duty | Mapping[str, Any]) -> dict[str, Any]:
             "clock_started_at": _iso(duty.clock_started_at),
             "elements": list(duty.required_elements),
             "conditions": list(duty.conditions),
+            "clock_start": duty.clock_start,
+            "clock_start_text": duty.clock_start_text or "",
+            "moment_used": duty.moment_used or "",
+            "moment_is_fallback": duty.moment_is_fallback,
+            "due_last_day": duty.due_last_day.isoformat() if duty.due_last_day else "",
+            "due_zone": duty.due_zone or "",
+            "jurisdictions": [duty.jurisdiction],
+            "hold": {},
+            "substitute": duty.substitute.model_dump(mode="json") if duty.substitute is not None else {},
+            "waived": {},
         }
     return dict(duty)
 
@@ -156,8 +176,10 @@ def notice_context(
     issued_at: datetime,
     previous: Mapping[str, Any] | None = None,
     mark: Callable[..., str] = no_marks,
+    law: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The context of ``customer_notice``, ``followup`` and ``regulator_draft`` templates."""
+    """The context of ``customer_notice``, ``followup`` and ``regulator_draft`` templates;
+    ``law`` is what ``law_context`` reads of the notice's jurisdictions and clocks."""
     categories = [c.model_dump(mode="json") for c in impact.categories[:MAX_CATEGORIES]]
     more = max(len(impact.categories) - MAX_CATEGORIES, 0)
     data_categories = list(impact.data_categories)
@@ -219,6 +241,7 @@ def notice_context(
         },
         "duties": {"vendor": list(vendor_duties), "customer": list(customer_duties)},
         "authority_duties": authority_duties,
+        "law": {**EMPTY_LAW, **(law or {})},
     }
 
 
