@@ -29,6 +29,7 @@ from breachwatch.notifier import notices as notices_module
 from breachwatch.notifier import outbox  # noqa: F401
 from breachwatch.notifier.notices import models  # noqa: F401
 from breachwatch.notifier.paging import escalation, silences  # noqa: F401
+from breachwatch.notifier.register import models as register_models  # noqa: F401
 from breachwatch.storage import audit
 from breachwatch.storage.db import Base
 

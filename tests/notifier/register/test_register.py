@@ -27,6 +27,7 @@ from breachwatch.notifier.notices.decisions import (
 from breachwatch.notifier.notices.models import NoticeVersionRow
 from breachwatch.notifier.outbox import Dispatcher
 from breachwatch.notifier.register import entries, export
+from breachwatch.privacy.data_rights import erase_tenant
 from breachwatch.storage import audit
 from tests.notifier.register.conftest import CONFIRMED, DETECTED, directory
 
@@ -366,3 +367,29 @@ def test_export_as_json_and_csv_one_row_per_jurisdiction(engine, settings, breac
     assert "us-tx.attorney-general" in rows[1]["duties"].split()
     assert rows[0]["facts"].startswith("'=")  # never a formula in a spreadsheet
     assert rows[0]["notified"] == "no"
+
+
+def test_erasing_a_tenant_follows_its_breach_records(engine, settings, breach) -> None:
+    # A data-rights erasure removes the tenant's incidents and everything that refers to them,
+    # the register's records included (no foreign key left dangling).
+    incident_id = breach(directory("t-sierra", jurisdiction="US-CA", locale="en"), resource_type="employee")
+    with Session(engine) as session, session.begin():
+        entries.write(session, incident_id, by="bo", facts="exported HR records")
+        record_delay(
+            session,
+            incident_id,
+            requested_by="law_enforcement",
+            agency="Fictional Police",
+            official="Sgt Example",
+            form="written",
+            requested_at=CONFIRMED,
+            until=None,
+            by="bo",
+            settings=settings,
+            now=CONFIRMED + HOUR,
+        )
+    with Session(engine) as session, session.begin():
+        erased = erase_tenant(session, "t-sierra", "admin-cy")
+    assert erased.rows_deleted["breach_register"] == 1 and erased.rows_deleted["notice_delays"] == 1
+    with Session(engine) as session:
+        assert entries.entries(session) == []
