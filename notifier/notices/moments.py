@@ -74,7 +74,11 @@ def moments(session: Session, incident_id: str) -> dict[str, datetime]:
 
 def moment_rows(session: Session, incident_id: str) -> list[dict[str, Any]]:
     """The recorded moments with who recorded them, in time order (for the console and register)."""
-    rows = session.scalars(select(MomentRow).where(MomentRow.incident_id == incident_id).order_by(MomentRow.at))
+    order = list(MOMENTS)
+    rows = sorted(
+        session.scalars(select(MomentRow).where(MomentRow.incident_id == incident_id)),
+        key=lambda r: (r.at, order.index(r.moment) if r.moment in order else len(order)),
+    )
     return [
         {
             "moment": r.moment,
