@@ -3,6 +3,7 @@ time arguments, JSON output and the CPUs a process may use."""
 
 from __future__ import annotations
 
+import getpass
 import os
 from datetime import datetime
 from pathlib import Path
@@ -57,3 +58,12 @@ def jsonable(obj: Any) -> Any:
 def cpus() -> int:
     """CPUs this process may use (a container's limit, not the host's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cli_actor() -> str:
+    """Who runs a command, as the audit trail names them."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return f"cli:{name}"

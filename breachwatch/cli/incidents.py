@@ -4,7 +4,6 @@ the ``breachwatch`` command. Thin: parse, call one domain function, print."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from breachwatch.cli.common import cli_actor
 from breachwatch.core.settings import ConfigError, Settings, load_settings
 
 PASSWORD_ENV = "BREACHWATCH_NEW_USER_PASSWORD"
@@ -48,11 +48,7 @@ def _database(settings: Settings) -> Iterator[Engine]:
 
 def _actor() -> str:
     """Who runs a command, as the audit trail names them."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "unknown"
-    return f"cli:{name}"
+    return cli_actor()
 
 
 def _db_option(f: Any) -> Any:
