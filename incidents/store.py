@@ -127,10 +127,14 @@ class IncidentStore:
         window: timedelta = timedelta(hours=6),
         on_new_incident: Sequence[NewIncidentHook] = (),
         closed_policy: ClosedIncidentPolicy | None = None,
+        on_incident_stored: Sequence[NewIncidentHook] = (),
     ) -> None:
         self.engine = engine
         self.window = window
         self.on_new_incident = list(on_new_incident)
+        # Run for every incident a batch opened or added to (with what it added), e.g. to keep
+        # the directory entries of tenants an existing incident now also concerns.
+        self.on_incident_stored = list(on_incident_stored)
         # What new evidence does to a closed incident (reopen it, or open a linked one).
         self.closed_policy = closed_policy
 
@@ -184,6 +188,7 @@ class IncidentStore:
         )
         suppressed: dict[str, tuple[IncidentRow, list[FindingRow], datetime]] = {}
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
+        touched: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
         for f in findings:
             fid = f.finding_id
             keys, sought = correlation_keys(f)
@@ -198,6 +203,7 @@ class IncidentStore:
                     self._fold(incident, f)
                     self._add_keys(session, fid, keys, stored_keys)
                     added = self._add_evidence(session, incident, fid, f.events)
+                    touched.setdefault(incident.incident_id, (incident, [], []))[2].extend(added)
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))
                 continue
@@ -211,8 +217,11 @@ class IncidentStore:
                 session.add(row)
                 self._add_keys(session, fid, keys, stored_keys)
                 known[fid] = incident.incident_id
-                self._add_evidence(session, incident, fid, f.events)
+                kept = self._add_evidence(session, incident, fid, f.events)
                 suppressed.setdefault(incident.incident_id, (incident, [], held.until))[1].append(row)
+                stored = touched.setdefault(incident.incident_id, (incident, [], []))
+                stored[1].append(row)
+                stored[2].extend(kept)
                 result.suppressed.append(fid)
                 result.new_findings += 1
                 continue
@@ -238,6 +247,9 @@ class IncidentStore:
             if incident.incident_id in opened:
                 opened[incident.incident_id][1].append(row)
                 opened[incident.incident_id][2].extend(evidence)
+            stored = touched.setdefault(incident.incident_id, (incident, [], []))
+            stored[1].append(row)
+            stored[2].extend(evidence)
             result.new_findings += 1
         session.flush()
         if self.closed_policy is not None:
@@ -245,6 +257,9 @@ class IncidentStore:
                 self.closed_policy.suppressed(session, incident, rows, until)
         for incident, rows, evidence in opened.values():
             for hook in self.on_new_incident:
+                hook(session, incident, rows, evidence, tenants)
+        for incident, rows, evidence in touched.values():
+            for hook in self.on_incident_stored:
                 hook(session, incident, rows, evidence, tenants)
 
     @staticmethod

@@ -89,17 +89,23 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
     return make
 
 
-def incident_hooks(settings: Settings, *, paging: bool = True) -> list[NewIncidentHook]:
-    """Run in the batch transaction for each new incident: keep the directory entries of
-    its tenants (a breach notice needs them later, maybe in another process, so this runs
-    whether or not anyone is paged), and page the on-call when ``paging``."""
+def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
+    """Run in the batch transaction for each new incident: page the on-call."""
     from breachwatch.notifier.alerts import enqueue_incident_alert
-    from breachwatch.notifier.notices import remember_incident_tenants
 
     def page(session: Any, incident: Any, findings: Any, evidence: Any, tenants: Any) -> None:
         enqueue_incident_alert(session, incident, findings, evidence, tenants, settings)
 
-    return [remember_incident_tenants, page] if paging else [remember_incident_tenants]
+    return [page]
+
+
+def directory_hooks() -> list[NewIncidentHook]:
+    """Run in the batch transaction for every incident a batch opens or adds to, paged or not:
+    keep the directory entries of its tenants, which a breach notice needs later (maybe in
+    another process, maybe after a replay that paged nobody)."""
+    from breachwatch.notifier.notices import remember_incident_tenants
+
+    return [remember_incident_tenants]
 
 
 def breach_hooks(settings: Settings) -> list[BreachHook]:
@@ -137,7 +143,8 @@ def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -
     return IncidentStore(
         engine,
         window=timedelta(minutes=settings.incident_window_minutes),
-        on_new_incident=incident_hooks(settings, paging=notify),
+        on_new_incident=incident_hooks(settings) if notify else (),
+        on_incident_stored=directory_hooks(),
         closed_policy=closed_incident_policy(settings),
     )
 

@@ -21,7 +21,7 @@ from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, Finding
 from breachwatch.notifier.notices import list_notices
 from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.privacy.data_rights import erase_tenant, export_tenant
-from breachwatch.runtime.app import breach_hooks, incident_hooks
+from breachwatch.runtime.app import breach_hooks, directory_hooks, incident_hooks
 from breachwatch.storage import audit
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -29,7 +29,7 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 def _setup(engine: Engine, ev: SimpleNamespace, tmp_path: Path) -> dict[str, str]:
     settings = Settings(outbox_dir=tmp_path / "outbox")
-    store = IncidentStore(engine, on_new_incident=incident_hooks(settings))
+    store = IncidentStore(engine, on_new_incident=incident_hooks(settings), on_incident_stored=directory_hooks())
     [own] = store.record([ev.finding([ev.access(1), ev.access(2, minutes=1)])]).opened
     cross = [
         ev.access(1, actor="u-ines", actor_tenant="t-fjord", tenant="t-rhein", ip="203.0.113.9", minutes=30),
