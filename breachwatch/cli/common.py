@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from breachwatch.core.settings import ConfigError, Settings, load_settings
 
@@ -67,3 +70,16 @@ def cli_actor() -> str:
     except (KeyError, OSError):
         name = "unknown"
     return f"cli:{name}"
+
+
+@contextmanager
+def database_session(settings: Settings) -> Iterator[Session]:
+    """One transaction on the configured database (migrated first), committed on success."""
+    from breachwatch.runtime.app import database
+
+    engine = database(settings)
+    try:
+        with Session(engine) as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()

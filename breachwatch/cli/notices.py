@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from breachwatch.cli.common import database_session
 from breachwatch.core.settings import ConfigError, Settings, load_settings
 from breachwatch.notifier import notices
 from breachwatch.notifier.notices.models import NoticeRow
@@ -27,16 +25,7 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@contextmanager
-def _session(settings: Settings) -> Iterator[Session]:
-    from breachwatch.runtime.app import database
-
-    engine = database(settings)
-    try:
-        with Session(engine) as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
+_session = database_session
 
 
 def _next_deadline(n: dict[str, Any]) -> str:

@@ -7,8 +7,7 @@ active console user holding the role the console asks for the same decision."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from breachwatch.cli.common import cli_actor, jsonable, parse_ts, settings_or_exit
+from breachwatch.cli.common import cli_actor, database_session, jsonable, parse_ts, settings_or_exit
 from breachwatch.core.settings import Settings
 from breachwatch.incidents.users import ROLE_RANK, UserRow
 from breachwatch.notifier.duties import REQUESTERS
@@ -26,17 +25,7 @@ from breachwatch.notifier.notices.harm import FACTORS, LEVELS
 from breachwatch.notifier.notices.moments import PERSON_MOMENTS
 from breachwatch.notifier.register import entries, export
 
-
-@contextmanager
-def _session(settings: Settings) -> Iterator[Session]:
-    from breachwatch.runtime.app import database
-
-    engine = database(settings)
-    try:
-        with Session(engine) as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
+_session = database_session
 
 
 def _person(session: Session, name: str, role: str) -> str:
