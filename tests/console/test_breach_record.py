@@ -57,8 +57,9 @@ def _actions(engine: Engine, action: str) -> list[str]:
 # --- the API ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_delay_through_the_api_holds_exactly_the_california_clocks(
-    client: TestClient, tokens: dict[str, str], breach_id: str, h: SimpleNamespace, engine: Engine
+    client: TestClient, tokens: dict[str, str], breach_id: str, h: SimpleNamespace, engine: Engine, backend: str
 ) -> None:
     # Cal. Civ. Code 1798.82(c): notification "shall be delayed" at a law enforcement agency's
     # determination that it would impede a criminal investigation.
@@ -90,8 +91,9 @@ def test_a_delay_through_the_api_holds_exactly_the_california_clocks(
     assert again.status_code == 422 and "already lifted" in again.json()["detail"]
 
 
+@pytest.mark.parametrize("backend", [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_register_record_and_exports_by_role(
-    client: TestClient, tokens: dict[str, str], breach_id: str, h: SimpleNamespace, engine: Engine
+    client: TestClient, tokens: dict[str, str], breach_id: str, h: SimpleNamespace, engine: Engine, backend: str
 ) -> None:
     viewer, responder = h.bearer(tokens["viewer"]), h.bearer(tokens["responder"])
     [listed] = client.get("/api/register", headers=viewer).json()["entries"]
