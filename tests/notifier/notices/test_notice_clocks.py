@@ -243,6 +243,21 @@ def test_dpdp_duties_start_on_the_indian_date(engine, settings, store, directory
     assert "in.dpdp-r7.board-report" in _duties(engine, notice_id)
 
 
+def test_brazil_counts_carnival_as_business_days(engine, settings, store, directory_entry) -> None:
+    # Resolution CD/ANPD 15/2024 art. 6: three business days from knowledge of the incident;
+    # Lei 662/1949 (as worded by Lei 10.607/2002), Lei 6.802/1980 and Lei 14.759/2023 list the
+    # national holidays, and Carnival (8-9 February 2027) is not one of them: confirmed on Friday
+    # 5 February, the third business day is Wednesday 10 February, Brasilia time.
+    sao = ZoneInfo("America/Sao_Paulo")
+    entry = as_tenant(directory_entry, "t-ipiranga", "t-rhein", name="Ipiranga Ltda", jurisdiction="BR", locale="en")
+    confirmed = dt.datetime(2027, 2, 5, 12, 0, tzinfo=sao)
+    incident_id = store(entry, detected=confirmed - 3 * HOUR)
+    notice_id = _confirm(engine, settings, incident_id, confirmed)
+    duty = _duties(engine, notice_id)["br.anpd"]
+    assert (duty.moment_used, duty.due_last_day, duty.due_zone) == ("aware", dt.date(2027, 2, 10), "America/Sao_Paulo")
+    assert duty.due_at == dt.datetime(2027, 2, 11, 0, 0, tzinfo=sao)
+
+
 def test_a_moment_cannot_be_the_systems_or_in_the_future(engine, settings, store, directory_entry) -> None:
     incident_id = store(directory_entry("t-rhein"), detected=dt.datetime(2026, 11, 24, 2, 41, tzinfo=UTC))
     now = dt.datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
