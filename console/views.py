@@ -584,20 +584,25 @@ def notice_preview(request: Request, notice_id: str, caller: Responder, incident
         subject=str(preview.get("subject", "")),
         text=str(preview.get("text", "")),
         has_html=bool(preview.get("html")),
+        draft=preview.get("regulator_draft"),
         back=back,
         incident_id=incident,
     )
 
 
 @router.get("/notices/{notice_id}/preview.html")
-def notice_preview_html(request: Request, notice_id: str, caller: Responder) -> Any:
+def notice_preview_html(request: Request, notice_id: str, caller: Responder, part: str = "notice") -> Any:
+    """The HTML part of the notice, or with ``part=regulator_draft`` of its regulator-report draft."""
     ctx = ctx_of(request)
     with ctx.session() as session:
         try:
             preview = notices_mod.preview_notice(session, notice_id)
         except LookupError:
             return Response(status_code=404)
-    html = preview.get("html") or ""
+    source = preview.get("regulator_draft") if part == "regulator_draft" else preview
+    if not source:
+        return Response(status_code=404)
+    html = source.get("html") or ""
     # Served sandboxed with its own policy: the notice's own HTML, never able to run script.
     return HTMLResponse(str(html), headers=security_headers(preview=True))
 
