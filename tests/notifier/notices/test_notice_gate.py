@@ -262,3 +262,18 @@ def test_a_current_version_is_resent_only_on_an_approvers_word(engine, settings,
             resolve_unknown(session, ids[1], arrived=False, by="approver-cy")
     report = _dispatcher(engine, settings, tmp_path / "out").dispatch_due()
     assert (report.sent, report.refused) == (1, 0)
+
+
+def test_a_withdrawn_notice_is_never_sent(engine, settings, notice, tmp_path) -> None:
+    _approve(engine, notice, "approver-bo")
+    ids = sorted(_statuses(engine))
+    with Session(engine) as session, session.begin():
+        # Withdrawn after approval, before the pump ran: its messages were held, then released.
+        session.execute(update(NoticeRow).where(NoticeRow.notice_id == notice).values(status="withdrawn"))
+        session.execute(update(OutboxRow).where(OutboxRow.message_id.in_(ids)).values(status="held"))
+        assert all(requeue(session, m) for m in ids)
+    report = _dispatcher(engine, settings, tmp_path / "out").dispatch_due()
+    assert (report.refused, report.sent) == (4, 0)
+    with Session(engine) as session:
+        errors = {session.get(OutboxRow, m).last_error for m in ids}  # type: ignore[union-attr]
+    assert errors == {f"refused before sending: notice {notice} was withdrawn"}
