@@ -290,16 +290,8 @@ class Dispatcher:
         released = 0
         with Session(self.engine) as session, session.begin():
             for m in messages:
-                released += session.execute(
-                    update(OutboxRow)
-                    .where(
-                        OutboxRow.message_id == m.message_id,
-                        OutboxRow.status == "sending",
-                        OutboxRow.attempts == m.attempt,
-                    )
-                    .values(status="pending", attempts=m.attempt - 1, next_attempt_at=self.clock())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
+                values = {"status": "pending", "attempts": m.attempt - 1, "next_attempt_at": self.clock()}
+                released += session.execute(_claimed(m.message_id, m.attempt, values)).rowcount
         return released
 
     def _claim(self, limit: int) -> list[OutboxMessage]:
@@ -367,16 +359,8 @@ class Dispatcher:
                 reason = self.guard.refusal(session, message)
             if reason is None:
                 return False
-            changed = session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.message_id == message.message_id,
-                    OutboxRow.status == "sending",
-                    OutboxRow.attempts == message.attempt,
-                )
-                .values(status="failed", last_error=_safe_error(f"refused before sending: {reason}"))
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            values = {"status": "failed", "last_error": _safe_error(f"refused before sending: {reason}")}
+            changed = session.execute(_claimed(message.message_id, message.attempt, values)).rowcount
             if changed == 1 and self.guard is not None:
                 self.guard.refused(session, message, reason)
         log.error("outbox: %s refused before sending: %s", message.message_id, reason)
@@ -386,21 +370,11 @@ class Dispatcher:
     def _in_doubt(self, message: OutboxMessage, error: str, report: DispatchReport) -> None:
         # The provider may have it: left "sending" until the lease runs out, then reconciled
         # (receipts, then the provider's look-up) exactly like a send cut short by a crash.
-        with Session(self.engine) as session, session.begin():
-            changed = session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.message_id == message.message_id,
-                    OutboxRow.status == "sending",
-                    OutboxRow.attempts == message.attempt,
-                )
-                .values(
-                    next_attempt_at=self.clock() + self.lease,
-                    last_error=_safe_error(f"outcome unknown, the provider is asked before any resend: {error}"),
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        report.in_doubt += changed
+        values = {
+            "next_attempt_at": self.clock() + self.lease,
+            "last_error": _safe_error(f"outcome unknown, the provider is asked before any resend: {error}"),
+        }
+        report.in_doubt += int(self._settle(message.message_id, message.attempt, values))
         log.warning("outbox: %s outcome unknown via %s: %s", message.message_id, message.channel, _safe_error(error))
 
     def _retry_or_fail(
@@ -444,18 +418,7 @@ class Dispatcher:
             values.update(sent_at=self.clock(), provider_message_id=_safe_error(provider_message_id, 256))
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        with Session(self.engine) as session, session.begin():
-            changed = session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.message_id == message.message_id,
-                    OutboxRow.status == "sending",
-                    OutboxRow.attempts == message.attempt,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        if changed != 1:
+        if not self._settle(message.message_id, message.attempt, values):
             # Our lease ran out mid-call and another pass already reconciled the row.
             log.error("outbox: %s outcome %s not recorded: the claim was lost", message.message_id, status)
             return
@@ -544,19 +507,18 @@ class Dispatcher:
 
     def _settle(self, message_id: str, attempts: int, values: dict[str, Any]) -> bool:
         with Session(self.engine) as session, session.begin():
-            return (
-                session.execute(
-                    update(OutboxRow)
-                    .where(
-                        OutboxRow.message_id == message_id,
-                        OutboxRow.status == "sending",
-                        OutboxRow.attempts == attempts,
-                    )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                == 1
-            )
+            return session.execute(_claimed(message_id, attempts, values)).rowcount == 1
+
+
+def _claimed(message_id: str, attempts: int, values: Mapping[str, Any]) -> Any:
+    """An UPDATE of a row only while it is still the claim this pass made (status ``sending`` at
+    this attempt): a pass whose lease ran out never overwrites what another pass recorded."""
+    return (
+        update(OutboxRow)
+        .where(OutboxRow.message_id == message_id, OutboxRow.status == "sending", OutboxRow.attempts == attempts)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _safe_error(text: str | None, limit: int = LAST_ERROR_MAX) -> str | None:
