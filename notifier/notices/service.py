@@ -3,10 +3,11 @@
 ``on_breach_confirmed`` records when the vendor became aware (the clock start), works out the
 blast radius and drafts one notice per affected tenant in that tenant's language, with the
 duties that apply to it and their deadlines. Nothing is sent until enough distinct approvers
-approve the current version; only then are its messages put in the outbox, one per recipient,
-under ids made of the notice id, the version and the recipient, so approving twice or
-re-running anything never queues a second copy. An approved version never changes; a
-correction (of the blast radius or of the notice's own facts) is a new version.
+approve the current version (``approval``); only then are its messages put in the outbox, one
+per recipient, under ids made of the notice id, the version and the recipient, so approving
+twice or re-running anything never queues a second copy. An approved version never changes; a
+correction (of the blast radius or of the notice's own facts) is a new version, and what the
+outbox may send of a version is decided at send time (``sending``).
 
 Every function works inside the caller's session and transaction and never commits.
 """
