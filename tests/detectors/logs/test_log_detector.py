@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from breachwatch.core.events import AccessEvent, LogRecord
 from breachwatch.core.findings import DetectionContext, Finding
 from breachwatch.core.reference import ReferenceTables
-from breachwatch.detectors.logs.detector import KIND_BURST, KIND_SESSION, LogDetector, SessionMixModel
+from breachwatch.detectors.logs.detector import KIND_BURST, KIND_SESSION, LogDetector
 from breachwatch.detectors.logs.templates import TemplateMiner, mask
 
 CTX = DetectionContext(tables=ReferenceTables())
@@ -468,7 +468,7 @@ def test_no_burst_during_warm_up() -> None:
 
 def mixed_stream(seed: int) -> tuple[list[LogRecord], int]:
     """Warm-up, ordinary traffic, odd sessions and an error burst, in event-time order; and
-    a cut point where sessions are open and the isolation forest has been fitted."""
+    a cut point where sessions are open and the count model has been fitted."""
     stream = Stream(seed=seed)
     records = stream.normal_sessions(90)
     records.append(stream.idle(40))
@@ -490,13 +490,13 @@ def summary(findings: Sequence[Finding]) -> list[tuple[str, str, float, tuple[st
 def test_state_round_trip_continues_identically() -> None:
     records, cut = mixed_stream(seed=11)
     # A one-signal floor, so the mixed stream's sessions with one odd template are flagged too.
-    original = small_detector(mix_min_sessions=40, min_session_score=1.0)
+    original = small_detector(count_min_sessions=40, min_session_score=1.0)
     run(original, records[:cut])
     checkpoint = json.dumps(original.state())
     saved = json.loads(checkpoint)
-    assert saved["sessions"] and saved["services"][0][1]["mix_fitted"]  # a non-trivial checkpoint
+    assert saved["sessions"] and saved["services"][0][1]["count_fitted"]  # a non-trivial checkpoint
 
-    restored = small_detector(mix_min_sessions=40, min_session_score=1.0)
+    restored = small_detector(count_min_sessions=40, min_session_score=1.0)
     restored.load_state(json.loads(checkpoint))
     assert json.dumps(restored.state()) == checkpoint
 
@@ -518,45 +518,26 @@ def test_finding_ids_are_deterministic_whatever_the_batching() -> None:
     assert summary(run(small_detector(), records)) == summary(run(small_detector(), records))
 
 
-def test_session_mix_model_scores_odd_sessions_above_every_training_session() -> None:
-    rnd = random.Random(1)
-    usual = [[rnd.gauss(1.0, 0.1), rnd.gauss(2.0, 0.1), rnd.gauss(0.0, 0.05)] for _ in range(300)]
-    model = SessionMixModel(random_state=0).fit(usual)
-    assert model.n_training_sessions_ == 300
-    odd, typical = model.decision_function([[4.0, -1.0, 1.0], [1.0, 2.0, 0.0]])
-    assert odd > 0 >= typical
-    assert model.score_samples([[4.0, -1.0, 1.0]])[0] > model.score_samples([[1.0, 2.0, 0.0]])[0]
-
-
-def test_session_mix_model_scores_exactly_as_scikit_learn() -> None:
-    rnd = random.Random(2)
-    for rows, cols in ((300, 36), (40, 5), (3, 4)):
-        usual = [[round(rnd.expovariate(1.0), 3) for _ in range(cols - 1)] + [1.0] for _ in range(rows)]
-        model = SessionMixModel(random_state=rows).fit(usual)
-        probes = usual[:20] + [[round(rnd.uniform(-2.0, 9.0), 3) for _ in range(cols)] for _ in range(200)]
-        assert model.score_samples(probes).tolist() == (-model.forest_.score_samples(probes)).tolist()
-
-
 def service_state(det: LogDetector) -> dict[str, object]:
     return next(s for name, s in det.state()["services"] if name == SERVICE)
 
 
-def test_forest_is_refitted_at_most_once_per_interval_of_event_time() -> None:
+def test_count_model_is_refitted_at_most_once_per_interval_of_event_time() -> None:
     verbs = ("rotated", "purged", "replayed", "mirrored", "sealed")
     fitted_at: dict[timedelta, list[object]] = {}
     for interval in (timedelta(0), timedelta(hours=6)):
-        # A loose alert budget keeps every odd session flagged, and so asking the forest.
-        det = small_detector(mix_min_sessions=40, mix_reservoir=64, mix_refit_interval=interval, max_flag_rate=0.5)
+        # A loose alert budget keeps every odd session flagged.
+        det = small_detector(count_min_sessions=40, count_reservoir=64, count_refit_interval=interval, max_flag_rate=0.5)
         stream = Stream(seed=3)
         run(det, [*stream.normal_sessions(90), stream.idle(40)])
         times = []
         for k, verb in enumerate(verbs):
-            # Ordinary sessions change the forest's sample; an odd one then asks the forest.
+            # Ordinary sessions change the model's sample; the sessions closing ask for the model.
             records = stream.normal_sessions(60, prefix=f"n{k}")
             records += [stream.record(f"{verb} {w} unexpectedly", session=f"s-odd-{k}") for w in "xyz"]
             records.append(stream.idle(10))
             assert [f.facts["session"] for f in run(det, records)] == [f"s-odd-{k}"]
-            times.append(service_state(det)["mix_fitted_at"])
+            times.append(service_state(det)["count_fitted_at"])
         fitted_at[interval] = times
     # An hour of event time: refitted as its sample changed, or not at all within six hours.
     assert len(set(fitted_at[timedelta(0)])) > 2
