@@ -52,6 +52,7 @@ def small_detector(**overrides: object) -> LogDetector:
         "lateness": timedelta(minutes=1),
         "warmup": timedelta(minutes=30),
         "warmup_sessions": 60,
+        "count_min_sessions": 40,
     }
     params.update(overrides)
     return LogDetector(**params)  # type: ignore[arg-type]
@@ -527,7 +528,9 @@ def test_count_model_is_refitted_at_most_once_per_interval_of_event_time() -> No
     fitted_at: dict[timedelta, list[object]] = {}
     for interval in (timedelta(0), timedelta(hours=6)):
         # A loose alert budget keeps every odd session flagged.
-        det = small_detector(count_min_sessions=40, count_reservoir=64, count_refit_interval=interval, max_flag_rate=0.5)
+        det = small_detector(
+            count_min_sessions=40, count_reservoir=64, count_refit_interval=interval, max_flag_rate=0.5
+        )
         stream = Stream(seed=3)
         run(det, [*stream.normal_sessions(90), stream.idle(40)])
         times = []
@@ -579,3 +582,160 @@ def test_arbitrary_messages_never_raise(batch: list[tuple[str, str, str | None]]
     copy = small_detector(warmup=timedelta(0), warmup_sessions=0)
     copy.load_state(json.loads(json.dumps(det.state())))
     assert isinstance(mask(batch[0][0]), str)
+
+
+# ------------------------------------------------------------------ the count model, severity, history
+
+
+def test_session_of_familiar_templates_and_steps_in_wrong_counts_is_flagged_by_counts_alone(
+    warm: tuple[LogDetector, Stream],
+) -> None:
+    """Every template and every step of it was learned and no template beats its learned
+    maximum, so no novelty or count signal fires: the count model alone flags it, and says
+    which messages are missing against the nearest learned session."""
+    det, stream = warm
+    sid = "s-cut"
+    session = [stream.record(stream.fill(t), session=sid, actor="user-2") for t in FLOWS[1][:2]]
+    [f] = run(det, [*session, stream.idle(20)])
+    assert f.kind == KIND_SESSION and f.facts["session"] == sid
+    assert "new_templates" not in f.facts and "unseen_transitions" not in f.facts and "count_excess" not in f.facts
+    assert f.facts["count_model"]["score"] >= 2.0  # twice the limit: enough on its own
+    assert "times as far from the nearest of the" in f.reasons[0]
+    assert (
+        "'update item id=<NUM> fields=<NUM>' missing: seen 0, expected 1 as in the nearest learned session" in f.reasons
+    )
+    assert [e.event_id for e in f.events] == [r.event_id for r in session]
+
+
+def test_one_fewer_or_one_more_ordinary_record_is_not_flagged(warm: tuple[LogDetector, Stream]) -> None:
+    det, stream = warm
+    sync = FLOWS[2]
+    shorter = [stream.record(stream.fill(t), session="s-short") for t in (sync[0], sync[1], sync[3])]
+    longer = [stream.record(stream.fill(t), session="s-long") for t in (sync[0], sync[1], sync[1], sync[1], sync[3])]
+    assert run(det, [*shorter, *longer, stream.idle(20)]) == []
+
+
+def test_an_error_record_adds_weight_but_never_pages_alone(warm: tuple[LogDetector, Stream]) -> None:
+    det, stream = warm
+    flow = [stream.record(stream.fill(t), session="s-err", actor="user-4") for t in FLOWS[0]]
+    failing = stream.record("login ok user=user-4 from 10.1.1.1", session="s-err", level="ERROR")
+    assert run(det, [flow[0], failing, *flow[1:], stream.idle(20)]) == []  # only a repeated login, at ERROR
+
+
+def test_errors_add_weight_to_other_signals(warm: tuple[LogDetector, Stream]) -> None:
+    """An ordinary flow with one never-seen message: at INFO, one signal's worth; at ERROR, in a
+    service whose sessions never had an error, 1.4 (less than half a signal more). With the bar
+    between the two, only the erroring one is flagged; the default bar (1.5) flags neither."""
+    det, stream = warm
+    state = json.loads(json.dumps(det.state()))
+
+    def odd(level: str, **params: object) -> list[Finding]:
+        d = small_detector(**params)
+        d.load_state(json.loads(json.dumps(state)))
+        sid = f"s-{level}"
+        flow = [stream.record(stream.fill(t), session=sid, actor="user-8") for t in FLOWS[0]]
+        flow.insert(1, stream.record("payment reversal requested ref=77", session=sid, level=level))
+        return run(d, [*flow, stream.idle(20)])
+
+    assert odd("INFO", min_session_score=1.2) == []
+    [f] = odd("ERROR", min_session_score=1.2)
+    assert f.reasons[1] == "session s-ERROR has 1 ERROR/CRITICAL record; 0 of 90 learned sessions (0.0%) had any"
+    assert 1.35 < f.facts["raw_score"] < 1.5 and f.facts["error_records"] == 1
+    assert odd("ERROR") == []
+
+
+def history_of(count: int, seed: int = 7) -> list[LogRecord]:
+    stream = Stream(seed=seed, start=T0 - timedelta(days=2))
+    return [*stream.normal_sessions(count), stream.idle(40)]
+
+
+def test_a_detector_trained_on_history_judges_from_its_first_session() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    state, report = learn_history(history_of(400), **SMALL)
+    assert state is not None and report.services == {SERVICE: 400}
+    assert json.loads(json.dumps(state)) == state  # the model file holds it as JSON
+    stream = Stream(seed=99)
+    cut = [stream.record(stream.fill(t), session="s-first", actor="user-1") for t in FLOWS[1][:2]]
+    records = [*cut, stream.idle(20)]
+    # Started from history: the very first session is judged (and this one flagged).
+    assert [f.facts["session"] for f in run(small_detector(trained=state), records)] == ["s-first"]
+    # Without it, the same session on a fresh deployment falls in the warm-up.
+    assert run(small_detector(), records) == []
+
+
+def test_the_trained_state_holds_no_record_and_no_rare_template() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    records = history_of(200)
+    records.insert(50, Stream(seed=1, start=records[49].ts).record("user alice.smith changed her own shoe size"))
+    state, _ = learn_history(records, **SMALL)
+    assert state is not None
+    text = json.dumps(state)
+    assert "alice" not in text and "ev-0" not in text and "10." not in text
+    [(_name, svc)] = state["services"]
+    assert svc["new_errors"] == [] and svc["burst"] is None and "sessions" not in state
+
+
+def test_a_reset_returns_to_what_was_trained() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    state, _ = learn_history(history_of(300), **SMALL)
+    det = small_detector(trained=state)
+    det.load_state({})
+    assert learned_sessions(det) == 300
+
+
+SMALL = {
+    "idle_gap": timedelta(minutes=5),
+    "lateness": timedelta(minutes=1),
+    "warmup": timedelta(minutes=30),
+    "warmup_sessions": 60,
+}
+
+
+def version_1_state(det: LogDetector) -> dict[str, object]:
+    """A checkpoint as version 1 wrote it (the isolation-forest era), from a version-2 one."""
+    state = json.loads(json.dumps(det.state()))
+    services = []
+    for name, s in state["services"]:
+        old = {
+            k: v
+            for k, v in s.items()
+            if k not in ("error_sessions", "sample", "count_changes", "count_fitted", "count_fitted_at")
+        }
+        old |= {"mix_sample": [], "mix_changes": 0, "mix_fitted": [], "mix_fitted_at": None}
+        services.append([name, old])
+    sessions = [{k: v for k, v in s.items() if k != "seq"} for s in state["sessions"]]
+    return {"version": 1, "watermark": state["watermark"], "services": services, "sessions": sessions}
+
+
+def test_a_version_1_checkpoint_is_taken_up_and_warms_up_again() -> None:
+    det = small_detector()
+    stream = Stream()
+    run(det, [*stream.normal_sessions(90), stream.idle(40)])
+    open_session = [stream.record(stream.fill(t), session="s-open", actor="user-1") for t in FLOWS[0][:2]]
+    run(det, open_session)
+    old = version_1_state(det)
+
+    restored = small_detector()
+    restored.load_state(old)
+    state = restored.state()
+    assert state["version"] == 2
+    [(_name, svc)] = state["services"]
+    assert svc["support"] and svc["miner"]["lru"]  # what it knew of templates and steps
+    assert svc["learned"] == 0  # its counts start afresh: it warms up again
+    assert [s["key"] for s in state["sessions"]] == ["s-open"]  # open sessions carry on
+    odd = [stream.record(f"strange step {w} happened", session="s-odd") for w in ("one", "two", "three")]
+    assert run(restored, [*odd, stream.idle(20)]) == []  # learned, not flagged, while warming up
+
+
+def test_a_version_1_checkpoint_under_a_trained_model_keeps_the_trained_state() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    trained, _ = learn_history(history_of(300), **SMALL)
+    det = small_detector()
+    run(det, [*Stream().normal_sessions(90)])
+    restored = small_detector(trained=trained)
+    restored.load_state(version_1_state(det))
+    assert learned_sessions(restored) == 300
