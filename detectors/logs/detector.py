@@ -157,8 +157,8 @@ class LogDetector(Detector):
         many at once are an error burst).
     min_session_score : float
         The raw score a session needs to be flagged. The count model's signal is worth it when the
-        session is twice as unusual as the most unusual session the model was fitted on, nothing
-        at that session, and in between grows with the logarithm of the ratio.
+        session is three times its limit (see ``count_model``), nothing at the limit, and in
+        between grows with the logarithm of the ratio.
     trained : mapping or None
         What ``history.learn_history`` learned from history (``breachwatch train``): the
         detector starts from it, and from it again after a reset.
@@ -531,8 +531,8 @@ class LogDetector(Detector):
             for a, s in zip(group, scores, strict=True):
                 # Its weight grows with how far past the limit the session is: nothing at it (so
                 # no session is flagged for landing a rounding error beyond it), one signal's
-                # worth at 1.6 times, enough to flag alone at twice.
-                weight = self.min_session_score * min(1.5, math.log2(s)) if s > 1.0 else 0.0
+                # worth at about twice, enough to flag alone at three times.
+                weight = self.min_session_score * min(1.5, math.log(s, 3.0)) if s > 1.0 else 0.0
                 if weight >= 0.05:
                     self._count_term(svc, model, a, float(s), weight)
         for a in items:
