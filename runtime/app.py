@@ -87,7 +87,8 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
             pack_after=settings.profile_pack_after_s,
             live_max=settings.profile_live_max,
         )
-        return [RulesDetector(), learned, LogDetector()]
+        # The log detector starts from what ``train`` learned of the logs, if the model has it.
+        return [RulesDetector(), learned, LogDetector(trained=getattr(model, "logs", None))]
 
     return make
 
