@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from breachwatch.console import api, views
+from breachwatch.console import api, views, webhooks
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
@@ -52,6 +52,7 @@ def create_app(
     app.state.ctx = ConsoleContext(settings, engine, password_hasher=password_hasher, throttle=throttle)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api.router)
+    app.include_router(webhooks.router)
     app.include_router(views.router)
 
     @app.get("/api/openapi.json", include_in_schema=False)

@@ -70,6 +70,7 @@ class OutboxMessage:
     incident_id: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     attempt: int = 0  # which delivery attempt this is (1 for the first), set by the dispatcher
+    ordering_key: str | None = None  # delivered after the earlier messages of this key (see outbox)
 
     def checked(self) -> OutboxMessage:
         """This message with its subject and headers made header-safe; raises ``ValueError``
@@ -96,4 +97,5 @@ class OutboxMessage:
             incident_id=self.incident_id,
             headers=headers,
             attempt=self.attempt,
+            ordering_key=self.ordering_key,
         )
