@@ -235,7 +235,7 @@ def check_deadlines(
                     "X-BreachWatch-Notice": notice.notice_id,
                     # A pager keeps a deadline's pages apart from the incident's own alert,
                     # which follows the incident (acknowledged, resolved) and this does not.
-                    DEDUP_HEADER: f"deadline:{notice.notice_id}:{duty.rule_id}",
+                    **({DEDUP_HEADER: f"deadline:{notice.notice_id}:{duty.rule_id}"} if channel != EMAIL else {}),
                 },
                 now=now,
             ):
