@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -362,24 +362,25 @@ class _Server(ThreadingHTTPServer):
         self.state = state
 
 
-class SendGridServer:
-    """A local SendGrid stand-in on 127.0.0.1 (a free port unless one is given)."""
+class _LocalServer:
+    """Start, stop and address of a local HTTP server on its own thread (a free port unless
+    one is given); a subclass says which server it runs (``_make``)."""
 
-    def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._state = _State(api_key=api_key)
-        self._host = host
-        self._port = port
-        self._server: _Server | None = None
+    _thread_name = "local-server"
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def __repr__(self) -> str:
-        return f"SendGridServer(url={self.url if self._server else None!r})"
+    def _make(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        raise NotImplementedError
 
-    def start(self) -> SendGridServer:
+    def start(self) -> Self:
         if self._server is None:
-            self._server = _Server((self._host, self._port), self._state)
+            self._server = self._make(self._address)
             self._thread = threading.Thread(
-                target=self._server.serve_forever, args=(0.05,), name="sendgrid-local", daemon=True
+                target=self._server.serve_forever, args=(0.05,), name=self._thread_name, daemon=True
             )
             self._thread.start()
         return self
@@ -393,7 +394,7 @@ class SendGridServer:
             self._server = None
             self._thread = None
 
-    def __enter__(self) -> SendGridServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -401,11 +402,27 @@ class SendGridServer:
 
     @property
     def url(self) -> str:
-        """The base URL to give the client as its ``host``."""
+        """The base URL to give the client."""
         if self._server is None:
             raise RuntimeError("the server is not running")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+
+class SendGridServer(_LocalServer):
+    """A local SendGrid stand-in on 127.0.0.1; give its ``url`` to the client as its ``host``."""
+
+    _thread_name = "sendgrid-local"
+
+    def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self._state = _State(api_key=api_key)
+
+    def __repr__(self) -> str:
+        return f"SendGridServer(url={self.url if self._server else None!r})"
+
+    def _make(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        return _Server(address, self._state)
 
     def fail_next(
         self, status: int, times: int = 1, *, retry_after: float | None = None, path: str = MAIL_SEND
@@ -714,10 +731,13 @@ class _JiraHttp(ThreadingHTTPServer):
         self.state = state
 
 
-class JiraServer:
-    """A local Jira Cloud stand-in on 127.0.0.1 (a free port unless one is given), with one
-    project, basic auth by account email and API token, and the workflow ``WORKFLOW``.
-    ``search_lag_s`` keeps a new issue out of search results that long, as Jira's index does."""
+class JiraServer(_LocalServer):
+    """A local Jira Cloud stand-in on 127.0.0.1, with one project, basic auth by account email
+    and API token, and the workflow ``WORKFLOW``; its ``url`` is the site URL
+    (``BREACHWATCH_JIRA_URL``). ``search_lag_s`` keeps a new issue out of search results that
+    long, as Jira's index does."""
+
+    _thread_name = "jira-local"
 
     def __init__(
         self,
@@ -730,43 +750,12 @@ class JiraServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host, port)
         auth = "Basic " + base64.b64encode(f"{email}:{api_token}".encode()).decode()
         self._state = _JiraState(auth, project, frozenset(issue_types), search_lag_s)
-        self._address = (host, port)
-        self._server: _JiraHttp | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> JiraServer:
-        if self._server is None:
-            self._server = _JiraHttp(self._address, self._state)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, args=(0.05,), name="jira-local", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server = None
-            self._thread = None
-
-    def __enter__(self) -> JiraServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The site URL to give the channel (``BREACHWATCH_JIRA_URL``)."""
-        if self._server is None:
-            raise RuntimeError("the server is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _make(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        return _JiraHttp(address, self._state)
 
     def fail_next(self, status: int, times: int = 1, *, retry_after: float | None = None, path: str = JIRA_API) -> None:
         """Answer the next ``times`` authorised calls whose path starts with ``path`` with ``status``."""
