@@ -237,6 +237,10 @@ class OutboxPump:
             report = self.dispatcher.dispatch_due(limit=100)
             if not getattr(report, "attempted", 0):
                 break
+        for channel in self.dispatcher.channels.values():
+            close = getattr(channel, "close", None)  # HTTP clients, the findings topic's producer
+            if close is not None:
+                close()
 
 
 def dispatcher(settings: Settings, engine: Engine, bootstrap: str | None = None) -> OutboxPump:
