@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from breachwatch.console.context import CSRF_HEADER, Caller, ctx_of
 from breachwatch.core.clock import utcnow
-from breachwatch.incidents import lifecycle, queries
+from breachwatch.core.settings import Settings
+from breachwatch.incidents import lifecycle, ocsf, queries
 from breachwatch.incidents.activity import actor_activity
 from breachwatch.incidents.lifecycle import IncidentNotFound, LifecycleError
 from breachwatch.incidents.model import IncidentOut
@@ -25,7 +26,7 @@ from breachwatch.notifier import notices as notices_module
 from breachwatch.notifier import timeline
 from breachwatch.notifier.paging import silences
 from breachwatch.notifier.paging.silences import SilenceError, SilenceRow
-from breachwatch.runtime.app import breach_hooks
+from breachwatch.runtime.app import breach_hooks, lifecycle_hooks
 from breachwatch.storage import audit
 
 router = APIRouter(prefix="/api", tags=["incidents"])
@@ -302,6 +303,10 @@ def _get(session: Session, incident_id: str) -> IncidentRow:
     return row
 
 
+def _settings(request: Request) -> Settings:
+    return ctx_of(request).settings
+
+
 def _conflict(exc: Exception) -> HTTPException:
     return HTTPException(status_code=409, detail=str(exc))
 
@@ -380,6 +385,16 @@ def get_activity(request: Request, incident_id: str, caller: Viewer) -> Activity
     )
 
 
+@router.get("/incidents/{incident_id}/ocsf")
+def get_ocsf(request: Request, incident_id: str, caller: Viewer) -> dict[str, Any]:
+    """The incident and its findings as it stands, as an OCSF Detection Finding (class 2004):
+    the record the findings topic carries for each change."""
+    with ctx_of(request).session() as session:
+        incident = _get(session, incident_id)
+        findings = queries.findings(session, incident_id)
+        return ocsf.detection_finding(incident, findings, breach=lifecycle.breach(session, incident_id))
+
+
 def _lifecycle_action(
     request: Request,
     incident_id: str,
@@ -403,14 +418,19 @@ def _lifecycle_action(
 
 
 @router.post("/incidents/{incident_id}/confirm-breach", response_model=IncidentDetail)
-def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Approver) -> IncidentDetail:
+def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Responder) -> IncidentDetail:
     """Record that the caller became aware of a breach now; starts customer notices if installed."""
     settings = ctx_of(request).settings
     return _lifecycle_action(
         request,
         incident_id,
         lambda s: lifecycle.confirm_breach(
-            s, incident_id, caller.actor, body.reason or "", on_confirmed=breach_hooks(settings)
+            s,
+            incident_id,
+            caller.actor,
+            body.reason or "",
+            on_confirmed=breach_hooks(settings),
+            on_change=lifecycle_hooks(settings),
         ),
     )
 
@@ -421,7 +441,9 @@ def merge(request: Request, incident_id: str, body: MergeIn, caller: Responder) 
     return _lifecycle_action(
         request,
         incident_id,
-        lambda s: lifecycle.merge(s, incident_id, body.source_ids, caller.actor, body.reason),
+        lambda s: lifecycle.merge(
+            s, incident_id, body.source_ids, caller.actor, body.reason, on_change=lifecycle_hooks(_settings(request))
+        ),
         not_found="no incident {exc}",
     )
 
@@ -432,7 +454,9 @@ def split(request: Request, incident_id: str, body: SplitIn, caller: Responder) 
     return _lifecycle_action(
         request,
         incident_id,
-        lambda s: lifecycle.split(s, incident_id, body.finding_ids, caller.actor, body.reason),
+        lambda s: lifecycle.split(
+            s, incident_id, body.finding_ids, caller.actor, body.reason, on_change=lifecycle_hooks(_settings(request))
+        ),
         shows_new=True,
     )
 
@@ -443,7 +467,9 @@ def act(request: Request, incident_id: str, action: Action, body: ReasonIn, call
     return _lifecycle_action(
         request,
         incident_id,
-        lambda s: lifecycle.transition(s, incident_id, action, caller.actor, body.reason),
+        lambda s: lifecycle.transition(
+            s, incident_id, action, caller.actor, body.reason, on_change=lifecycle_hooks(_settings(request))
+        ),
     )
 
 
@@ -523,12 +549,34 @@ def approve_notice(request: Request, notice_id: str, caller: Approver) -> dict[s
         with ctx_of(request).session() as session, session.begin():
             # The notices module records the approval in the audit trail itself.
             audit.serialize_writes(session)
-            result = module.approve_notice(session, notice_id, caller.actor)
+            result = module.approve_notice(
+                session,
+                notice_id,
+                caller.username,
+                confirmer_may_approve_alone=ctx_of(request).settings.notice_confirmer_may_approve_alone,
+            )
     except LookupError:
         raise HTTPException(status_code=404, detail="no such notice") from None
     except (refused, ValueError) as exc:
         raise HTTPException(status_code=409, detail=str(exc)[:300]) from None
-    return {"notice_id": notice_id, "approved_by": caller.actor, "result": result if isinstance(result, dict) else None}
+    return {"notice_id": notice_id, "approved_by": caller.username, "result": result}
+
+
+class OutcomeIn(BaseModel):
+    arrived: bool = Field(description="true: the message reached the recipient; false: it did not (send it again)")
+
+
+@router.post("/notices/deliveries/{message_id}/outcome", tags=["notices"])
+def delivery_outcome(request: Request, message_id: str, body: OutcomeIn, caller: Approver) -> dict[str, str]:
+    """Decide a notice message whose delivery the provider could not confirm; a superseded or
+    withdrawn version is never sent again."""
+    try:
+        with ctx_of(request).session() as session, session.begin():
+            audit.serialize_writes(session)
+            outcome = notices_module.resolve_unknown(session, message_id, arrived=body.arrived, by=caller.username)
+    except notices_module.NoticeError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)[:300]) from None
+    return {"message_id": message_id, "outcome": outcome}
 
 
 @router.get("/audit/verify", response_model=AuditCheck, tags=["audit"])

@@ -15,7 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from breachwatch.console import api, breach, breach_api, views
+from breachwatch.channels import sendgrid_events
+from breachwatch.console import api, breach, breach_api, views, webhooks
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
@@ -55,8 +56,15 @@ def create_app(
     # for lifecycle actions by the API's /api/incidents/{id}/{action}.
     app.include_router(breach_api.router)
     app.include_router(api.router)
+    app.include_router(webhooks.router)
     app.include_router(views.router)
     app.include_router(breach.router)
+    # SendGrid's signed event webhook: delivery receipts, which also settle sends whose answer
+    # was lost (the outbox asks them before the provider's look-up). 503 until a key is set.
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.sendgrid_webhook_public_key = settings.sendgrid_webhook_public_key
+    app.include_router(sendgrid_events.router)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(caller: api.Viewer) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -27,7 +27,7 @@ from breachwatch.notifier import notices as notices_mod
 from breachwatch.notifier import timeline
 from breachwatch.notifier.paging import silences
 from breachwatch.notifier.paging.silences import SilenceError
-from breachwatch.runtime.app import breach_hooks
+from breachwatch.runtime.app import breach_hooks, lifecycle_hooks
 from breachwatch.storage import audit
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,11 @@ DONE: dict[str, str] = {
     "split": "Findings split off into a new incident.",
     "silenced": "Silence added. Matching incidents are recorded but not paged until it ends.",
     "expired": "Silence ended.",
-    "approved": "Notice approved.",
+    "approved": "Notice approved: its messages are sealed and queued.",
+    "approval_recorded": "Approval recorded. The notice needs another approver before it is sent.",
+    "outcome_sent": "Recorded: the message arrived.",
+    "outcome_resending": "The message will be sent again.",
+    "outcome_not_resent": "Not sent again: its version was superseded or withdrawn; the current version goes out.",
 }
 
 
@@ -365,7 +369,9 @@ def incident_action(
         return ctx.page(request, "error.html", caller, status=404, title="No such action", message="")
     try:
         with ctx.session() as session, session.begin():
-            lifecycle.transition(session, incident_id, action, caller.actor, reason)
+            lifecycle.transition(
+                session, incident_id, action, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings)
+            )
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
     except LifecycleError as exc:
@@ -377,7 +383,7 @@ def incident_action(
 def confirm_breach(
     request: Request,
     incident_id: str,
-    caller: Approver,
+    caller: Responder,
     reason: Annotated[str, Form(max_length=2000)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Any:
@@ -386,7 +392,12 @@ def confirm_breach(
     try:
         with ctx.session() as session, session.begin():
             lifecycle.confirm_breach(
-                session, incident_id, caller.actor, reason, on_confirmed=breach_hooks(ctx.settings)
+                session,
+                incident_id,
+                caller.actor,
+                reason,
+                on_confirmed=breach_hooks(ctx.settings),
+                on_change=lifecycle_hooks(ctx.settings),
             )
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
@@ -409,7 +420,7 @@ def merge(
     ids = [s.strip() for s in source_ids.replace(",", " ").split() if s.strip()]
     try:
         with ctx.session() as session, session.begin():
-            lifecycle.merge(session, incident_id, ids, caller.actor, reason)
+            lifecycle.merge(session, incident_id, ids, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings))
     except IncidentNotFound as exc:
         return _render_incident_error(request, caller, incident_id, f"No incident {str(exc)[:64]}.", 404)
     except LifecycleError as exc:
@@ -432,7 +443,9 @@ def _split(
 ) -> Any:
     try:
         with ctx.session() as session, session.begin():
-            new = lifecycle.split(session, incident_id, finding_ids, caller.actor, reason)
+            new = lifecycle.split(
+                session, incident_id, finding_ids, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings)
+            )
             new_id = new.incident_id
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
@@ -580,20 +593,25 @@ def notice_preview(request: Request, notice_id: str, caller: Responder, incident
         subject=str(preview.get("subject", "")),
         text=str(preview.get("text", "")),
         has_html=bool(preview.get("html")),
+        draft=preview.get("regulator_draft"),
         back=back,
         incident_id=incident,
     )
 
 
 @router.get("/notices/{notice_id}/preview.html")
-def notice_preview_html(request: Request, notice_id: str, caller: Responder) -> Any:
+def notice_preview_html(request: Request, notice_id: str, caller: Responder, part: str = "notice") -> Any:
+    """The HTML part of the notice, or with ``part=regulator_draft`` of its regulator-report draft."""
     ctx = ctx_of(request)
     with ctx.session() as session:
         try:
             preview = notices_mod.preview_notice(session, notice_id)
         except LookupError:
             return Response(status_code=404)
-    html = preview.get("html") or ""
+    source = preview.get("regulator_draft") if part == "regulator_draft" else preview
+    if not source:
+        return Response(status_code=404)
+    html = source.get("html") or ""
     # Served sandboxed with its own policy: the notice's own HTML, never able to run script.
     return HTMLResponse(str(html), headers=security_headers(preview=True))
 
@@ -613,14 +631,43 @@ def notice_approve(
         with ctx.session() as session, session.begin():
             # The notices module records the approval in the audit trail itself.
             audit.serialize_writes(session)
-            notices_mod.approve_notice(session, notice_id, caller.actor)
+            result = notices_mod.approve_notice(
+                session,
+                notice_id,
+                caller.username,
+                confirmer_may_approve_alone=ctx.settings.notice_confirmer_may_approve_alone,
+            )
     except LookupError:
         return ctx.page(request, "error.html", caller, status=404, title="No such notice", message="")
     except (refused, ValueError) as exc:
         if incident_id:
             return _render_incident_error(request, caller, incident_id, str(exc)[:300], 409)
         return ctx.page(request, "error.html", caller, status=409, title="Not approved", message=str(exc)[:300])
-    return _see(_incident_url(incident_id) if incident_id else "/incidents", "approved")
+    done = "approved" if result["status"] == "approved" else "approval_recorded"
+    return _see(_incident_url(incident_id) if incident_id else "/incidents", done)
+
+
+@router.post("/notices/deliveries/{message_id}/outcome")
+def notice_delivery_outcome(
+    request: Request,
+    message_id: str,
+    caller: Approver,
+    arrived: Annotated[Literal["yes", "no"], Form()],
+    incident_id: Annotated[str, Form(max_length=64)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    """A person's decision on a notice message whose delivery nobody could confirm."""
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    try:
+        with ctx.session() as session, session.begin():
+            audit.serialize_writes(session)
+            outcome = notices_mod.resolve_unknown(session, message_id, arrived=arrived == "yes", by=caller.username)
+    except notices_mod.NoticeError as exc:
+        if incident_id:
+            return _render_incident_error(request, caller, incident_id, str(exc)[:300], 409)
+        return ctx.page(request, "error.html", caller, status=409, title="Not recorded", message=str(exc)[:300])
+    return _see(_incident_url(incident_id) if incident_id else "/incidents", f"outcome_{outcome}")
 
 
 # --- audit --------------------------------------------------------------------------------------

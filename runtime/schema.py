@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
 from breachwatch.incidents import lifecycle, tables, users
-from breachwatch.notifier import outbox
+from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models, records
-from breachwatch.notifier.paging import escalation, silences
+from breachwatch.notifier.paging import escalation, inbound, silences
 from breachwatch.notifier.register import models as register_models
 from breachwatch.runtime import checkpoints
 from breachwatch.storage import audit
@@ -32,6 +32,8 @@ TABLE_MODULES = (
     escalation,
     silences,
     checkpoints,
+    tickets,
+    inbound,
 )
 
 

@@ -36,7 +36,7 @@ from breachwatch.notifier.duties import (
 )
 from breachwatch.notifier.notices import moments
 from breachwatch.notifier.notices.config import NoticeConfig
-from breachwatch.notifier.notices.models import NoticeDutyRow, NoticeRow
+from breachwatch.notifier.notices.models import NoticeConfirmationRow, NoticeDutyRow, NoticeRow
 from breachwatch.notifier.notices.records import (
     ContactGapRow,
     DelayRow,
@@ -114,6 +114,22 @@ def no_notify_decisions(session: Session, incident_id: str, tenant_id: str) -> d
     return latest
 
 
+def _moments(session: Session, incident_id: str) -> dict[str, datetime]:
+    """The incident's moments; a breach confirmed before moments were recorded gets them now,
+    from its confirmation (the same as confirming it today would record)."""
+    recorded = moments.moments(session, incident_id)
+    confirmation = session.get(NoticeConfirmationRow, incident_id)
+    if recorded or confirmation is None:
+        return recorded
+    return moments.record_confirmation(
+        session,
+        incident_id,
+        confirmed_at=confirmation.confirmed_at,
+        confirmed_by=confirmation.confirmed_by,
+        now=confirmation.recorded_at or confirmation.confirmed_at,
+    )
+
+
 def _population(tenant: Tenant | None, facts: TenantFacts) -> Mapping[str, int] | None:
     recorded = tenant.data_subjects_by_jurisdiction if tenant is not None else None
     return recorded or facts.data_subjects_by_jurisdiction or None
@@ -132,7 +148,7 @@ def assess_tenant(
     plain, plain_unknown, protected = unencrypted(session, notice.incident_id, impact, facts, facts.category_map())
     gap = session.get(ContactGapRow, (notice.incident_id, notice.tenant_id))
     common: dict[str, Any] = {
-        "moments": moments.moments(session, notice.incident_id),
+        "moments": _moments(session, notice.incident_id),
         "data_categories": impact.data_categories,
         "uncategorised": impact.uncategorised,
         "affected_subjects": impact.subjects,

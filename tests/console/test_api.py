@@ -23,7 +23,9 @@ from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.runtime.app import incident_store
 from breachwatch.storage import audit
 
-PUBLIC = {("GET", "/signin"), ("POST", "/signin")}  # the way in; static files are mounted apart
+# The way in (static files are mounted apart), and SendGrid's event webhook, which proves
+# itself with SendGrid's signature instead (tests/console/test_webhook_mount.py).
+PUBLIC = {("GET", "/signin"), ("POST", "/signin"), ("POST", "/webhooks/sendgrid/events")}
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -186,7 +188,8 @@ def test_a_false_positive_shows_what_it_held_back(
     assert len(note) == 1 and note[0]["actor"] == "breachwatch" and "nobody was paged" in note[0]["reason"]
     assert client.get("/api/incidents?status=all", headers=responder).json()["total"] == 2
     with Session(engine) as session:
-        assert session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+        pages = select(func.count()).select_from(OutboxRow).where(OutboxRow.message_type.like("oncall%"))
+        assert session.scalar(pages) == 0
         assert audit.verify(session).ok
 
     # Reopened: the count stays on record, the suppression ends.
@@ -202,13 +205,15 @@ ROLE_CASES = [
     ("viewer", "POST", "/api/silences", {"reason": "x", "duration_minutes": 5, "kind": "k"}, 403),
     ("viewer", "POST", "/api/silences/x/expire", {}, 403),
     ("viewer", "GET", "/api/notices/x/preview", None, 403),
-    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
+    ("viewer", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
     ("responder", "POST", "/api/notices/x/approve", {}, 403),
+    ("responder", "POST", "/api/notices/deliveries/x/outcome", {"arrived": True}, 403),
     ("approver", "GET", "/api/audit/verify", None, 403),
     ("viewer", "GET", "/api/incidents/{bulk}", None, 200),
     ("viewer", "GET", "/api/incidents/{bulk}/evidence", None, 200),
     ("responder", "POST", "/api/incidents/{bulk}/acknowledge", {}, 200),
-    ("approver", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
+    # Roles as the README states them: a responder confirms a breach, approvers approve notices.
+    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
     ("admin", "GET", "/api/audit/verify", None, 200),
 ]
 

@@ -12,7 +12,7 @@ import json
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from breachwatch.channels.file import FileChannel
@@ -25,6 +25,7 @@ from breachwatch.notifier.notices.decisions import (
     record_delay,
 )
 from breachwatch.notifier.notices.models import NoticeVersionRow
+from breachwatch.notifier.notices.records import MomentRow
 from breachwatch.notifier.outbox import Dispatcher
 from breachwatch.notifier.register import entries, export
 from breachwatch.privacy.data_rights import erase_tenant
@@ -393,3 +394,19 @@ def test_erasing_a_tenant_follows_its_breach_records(engine, settings, breach) -
     assert erased.rows_deleted["breach_register"] == 1 and erased.rows_deleted["notice_delays"] == 1
     with Session(engine) as session:
         assert entries.entries(session) == []
+
+
+def test_a_breach_confirmed_before_moments_were_recorded_gets_them_from_its_confirmation(
+    engine, settings, breach
+) -> None:
+    # Databases migrated to revision 0007 hold breaches confirmed without moments: the first
+    # decision that works their duties out again records them from the confirmation.
+    incident_id = breach(directory("t-rhein"))
+    with Session(engine) as session, session.begin():
+        session.execute(delete(MomentRow))
+    with Session(engine) as session, session.begin():
+        record_contact_gap(session, incident_id, "t-rhein", 3, by="bo", settings=settings)
+    with Session(engine) as session:
+        recorded = {r.moment: r.at for r in session.scalars(select(MomentRow))}
+    assert recorded == {"detected": DETECTED, "confirmed": CONFIRMED, "aware": CONFIRMED}
+    assert _duties(engine, incident_id)["eu.art33-1.authority"]["moment_used"] == "aware"
