@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from breachwatch.notifier.blast_radius import BlastRadius, TenantImpact
-from breachwatch.notifier.duties import duties_for
+from breachwatch.notifier.duties import default_rules, duties_for
+from breachwatch.notifier.lint_language import english_words, visible_text
 from breachwatch.notifier.notices.config import Vendor
 from breachwatch.notifier.notices.content import (
     CUSTOMER_NOTICE,
@@ -159,3 +160,15 @@ def test_nothing_to_say_shows_no_empty_section(locale: str) -> None:
     assert HEADINGS[locale][0] in rendered.text  # every notice says when its clocks start
     for heading in HEADINGS[locale][1:]:
         assert heading not in rendered.text
+
+
+@pytest.mark.parametrize("locale", ["de", "ur"])
+def test_no_english_in_the_section_but_the_original_citation_of_a_foreign_statute(locale: str) -> None:
+    rendered = _render(locale, LAW)
+    start = HEADINGS[locale][0]
+    citations = [rule.provision for _, rule in default_rules().all_rules()]
+    citations += [e["provision"] for key in ("advisories", "exempted", "holds", "substitute") for e in LAW[key]]
+    text = rendered.text[rendered.text.index(start) :]
+    assert english_words(text, allowed=citations) == []
+    html = visible_text(rendered.html or "")
+    assert english_words(html[html.index(start if locale == "ur" else "Wann die Fristen beginnen") :], citations) == []
