@@ -60,6 +60,8 @@ def test_nothing_answers_without_a_session_or_token(app: FastAPI, client: TestCl
             if path.startswith("/api"):
                 assert response.status_code == 401, (method, path, response.status_code)
                 assert response.headers["www-authenticate"] == "Bearer"
+            elif path.startswith("/live/"):  # the page script's polls: a plain 401, no redirect
+                assert response.status_code == 401 and response.json() == {"signed_in": False}
             else:
                 assert response.status_code == 303, (method, path, response.status_code)
                 assert response.headers["location"].startswith("/signin")
@@ -202,13 +204,13 @@ ROLE_CASES = [
     ("viewer", "POST", "/api/silences", {"reason": "x", "duration_minutes": 5, "kind": "k"}, 403),
     ("viewer", "POST", "/api/silences/x/expire", {}, 403),
     ("viewer", "GET", "/api/notices/x/preview", None, 403),
-    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
+    ("viewer", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
     ("responder", "POST", "/api/notices/x/approve", {}, 403),
     ("approver", "GET", "/api/audit/verify", None, 403),
     ("viewer", "GET", "/api/incidents/{bulk}", None, 200),
     ("viewer", "GET", "/api/incidents/{bulk}/evidence", None, 200),
     ("responder", "POST", "/api/incidents/{bulk}/acknowledge", {}, 200),
-    ("approver", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
+    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
     ("admin", "GET", "/api/audit/verify", None, 200),
 ]
 
