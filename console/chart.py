@@ -211,6 +211,7 @@ def series_svg(series: Series, severity: str = "high") -> Markup:
                 f'data-value="{value}"><title>{escape(label)}</title></rect>'
             )
             base += value
+    label_ys: list[float] = []
     for k, line in enumerate(series.lines):
         yy = y(line.value)
         parts.append(
@@ -218,8 +219,11 @@ def series_svg(series: Series, severity: str = "high") -> Markup:
             f'y2="{yy:.1f}" stroke-dasharray="{"6 4" if k == 0 else "2 3"}"/>'
         )
         anchor_y = yy - 6 if yy - 6 > TOP + 10 else yy + 14
-        x_text = LEFT + 6 if k == 0 else WIDTH - RIGHT - 6
-        anchor = "start" if k == 0 else "end"
+        # Labels of lines close together would overprint: the later one moves clear of the others.
+        while any(abs(anchor_y - other) < 14 for other in label_ys):
+            anchor_y += 14
+        label_ys.append(anchor_y)
+        x_text, anchor = LEFT + 6, "start"
         parts.append(
             f'<text class="chart-baseline-label chart-line-{k}" x="{x_text}" y="{anchor_y:.1f}" '
             f'text-anchor="{anchor}">{escape(line.label)}: {_fmt(line.value)}</text>'

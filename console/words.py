@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-from babel import Locale
 from markupsafe import Markup
+
+from breachwatch.core import countries
 
 # Embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) reorder the text after
 # them; the marks (U+200E, U+200F, U+061C) only nudge. All are shown as a visible code.
@@ -76,15 +76,9 @@ def when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> Markup:
     return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, absolute(moment, fmt), relative(moment))
 
 
-@lru_cache(maxsize=1)
-def _territories() -> dict[str, str]:
-    return dict(Locale("en").territories)
-
-
 def country(code: Any) -> str:
     """``Qatar`` for ``QA``; an unknown code is shown as it is."""
-    text = "" if code is None else str(code)
-    return _territories().get(text.upper(), text) if len(text) == 2 else text
+    return countries.name(code)
 
 
 def words(value: str | None) -> str:
@@ -100,13 +94,16 @@ def percent(value: Any) -> str:
 
 
 _NUMBERS = re.compile(r"\d[\d,.]*")
+_WORD = re.compile(r"[\w#-]+")
 
 
 def distinct_reasons(reasons: list[str]) -> list[str]:
     """The reasons with repeats folded: findings of one pattern repeat a reason with growing
     counts ("exported 2 times", then "exported 3 times"); only the latest of each is kept, in
-    the place of the first."""
+    the place of the first. Reasons that say the same in another order fold too."""
     latest: dict[str, str] = {}
     for reason in reasons:
-        latest[_NUMBERS.sub("#", reason.strip().lower())] = reason
+        # The same words in any order ("tenants: a, b and c" / "tenants: c, a and b") are one reason.
+        key = " ".join(sorted(_WORD.findall(_NUMBERS.sub("#", reason.lower()))))
+        latest[key] = reason
     return list(latest.values())

@@ -133,7 +133,8 @@ def _stacked(
         return STEPS[0], [], []
     first, last = min(t for t, _ in events), max(t for t, _ in events)
     step = _step(first, last)
-    ranked = order or [g for g, _ in Counter(g for _, g in events).most_common()]
+    present = Counter(g for _, g in events)
+    ranked = [g for g in order if g in present] if order else [g for g, _ in present.most_common()]
     kept = ranked[:MAX_GROUPS] if len(ranked) <= MAX_GROUPS else ranked[: MAX_GROUPS - 1]
     groups = kept + ([other] if len(ranked) > len(kept) else [])
     start, end = _floor(first, step), _floor(last, step) + step
@@ -188,18 +189,19 @@ def _bulk_export(session: Session, incident: IncidentRow) -> Trigger:
                 share,
                 SUBJECT_SHARE,
                 "share",
-                f"fires at {SUBJECT_SHARE:.0%}",
+                "fires at",
             )
         )
         lines.append(Line(SUBJECT_SHARE * subjects, f"{SUBJECT_SHARE:.0%} of the tenant's data subjects"))
-    crossed = [g for g in gauges if g.crossed]
-    if crossed:
-        g = crossed[-1] if len(crossed) == 1 or crossed[-1].unit == "share" else crossed[0]
-        value = f"{g.value:.0%}" if g.unit == "share" else f"{g.value:,.0f} {g.unit}"
-        limit_text = f"{g.limit:.0%}" if g.unit == "share" else f"{g.limit:,.0f}"
-        headline = f"Fired on: {g.label.lower()} {value}, over the limit of {limit_text}"
-    else:
-        headline = f"Fired on: an export of {largest:,.0f} records"
+    said = []
+    if subjects and largest / subjects >= SUBJECT_SHARE:
+        said.append(
+            f"one export held {largest / subjects:.0%} of the {int(subjects):,} data subjects tenant {tenant}"
+            f" holds (the rule fires at {SUBJECT_SHARE:.0%})"
+        )
+    if limit and largest > limit:
+        said.append(f"the largest export, {largest:,.0f} records, is over the export limit of {limit:,.0f}")
+    headline = "Fired on: " + ("; ".join(said) if said else f"an export of {largest:,.0f} records")
     over = _number(facts, "exports_over_limit")
     if over and over > 1:
         headline += f"; {int(over)} exports over the limit that day"
@@ -256,12 +258,18 @@ def _failed_logins(session: Session, incident: IncidentRow) -> Trigger:
                     "fires at",
                 )
             )
-        headline = f"Fired on: {len(fails):,} failed logins from {len(per_ip)} address(es) in {len(per_net)} network(s)"
+        headline = (
+            f"Fired on: {_count(len(fails), 'failed login')} from {_count(len(per_ip), 'address', 'addresses')}"
+            f" in {_count(len(per_net), 'network')}"
+        )
     else:
         at = _number(facts, "failures_10min_at_detection")
         if at is not None:
             gauges.append(Gauge("Failed logins within 10 minutes", at, BRUTE_MIN_FAILURES, "failed logins", "fires at"))
-        headline = f"Fired on: {len(fails):,} failed logins against one account from {len(per_ip)} address(es)"
+        headline = (
+            f"Fired on: {_count(len(fails), 'failed login')} against one account"
+            f" from {_count(len(per_ip), 'address', 'addresses')}"
+        )
     series = Series(
         title=f"Failed logins per attacking address, per {_step_words(step)}",
         unit="failed logins",
@@ -317,7 +325,7 @@ def _accesses(session: Session, incident: IncidentRow) -> Trigger:
     allowed, denied = _number(facts, "allowed") or 0, _number(facts, "denied") or 0
     what = "another tenant's data" if incident.kind == "cross_tenant_access" else "a tenant's data without a ticket"
     headline = f"Fired on: {int(allowed):,} allowed and {int(denied):,} denied accesses to {what}"
-    gauges = [Gauge("Accesses allowed", allowed, 1, "accesses", "any access fires")] if allowed else []
+    gauges: list[Gauge] = []
     series = Series(
         title=f"Accesses per {_step_words(step)}", unit="accesses", step=step, groups=groups, buckets=buckets
     )
@@ -349,6 +357,10 @@ def _activity(session: Session, incident: IncidentRow) -> Trigger:
         note="grey: the actor's other evidence",
     )
     return Trigger(incident.kind, headline, gauges, series)
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _step_words(step: timedelta) -> str:
