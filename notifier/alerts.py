@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "oncall_alert"
 ALERT_LOCALE = "en"
+
+
 def _fallback(incident: IncidentRow, link: str | None) -> Rendered:
     # Used only if the templates fail: a page with the facts this system made itself still
     # goes out, and the incident's transaction is not rolled back over a template bug.
@@ -61,6 +63,7 @@ def enqueue_incident_alert(
 
     if sa_inspect(incident).persistent and suppress_page(session, incident) is not None:
         return 0
+    console_url = console_url or settings.console_url
     try:
         context = alert_context(incident, findings, evidence, tenants, console_url=console_url)
         rendered = render(MESSAGE_TYPE, ALERT_LOCALE, context)
