@@ -53,7 +53,7 @@ def _same_origin(request: Request) -> bool:
     return origin is not None and urlsplit(origin).netloc == request.url.netloc
 
 
-async def back_of(path: str) -> str:
+def back_of(path: str) -> str:
     """The page a kept form was posted from (the incident, the silences), else the list."""
     back = re.sub(r"/(actions/[a-z_]+|breach|comments|assign|silence|tasks/[^/]+|approve)$", "", path)
     return back if back.startswith(("/incidents/", "/silences")) else "/incidents"

@@ -231,7 +231,7 @@ def _failed_logins(session: Session, incident: IncidentRow) -> Trigger:
     order = sorted(per_ip, key=lambda ip: (-per_net[_network(ip)], _network(ip), -per_ip[ip], ip))
     step, groups, buckets = _stacked(fails, incident, "other addresses", order=order)
     nets = ", ".join(
-        f"{net}: {n:,} from {sum(1 for ip in per_ip if _network(ip) == net)} address(es)"
+        f"{net}: {n:,} from {_count(sum(1 for ip in per_ip if _network(ip) == net), 'address', 'addresses')}"
         for net, n in per_net.most_common(3)
     )
     gauges: list[Gauge] = []
