@@ -3,6 +3,8 @@ on every page, for a reviewer to look at.
 
     python -m bench.console_shots [--out DIR] [--seed 11] [--days 4] [--tenants 4]
 
+(by default the pictures go to ~/.cache/breachwatch/bench/console-shots)
+
 Simulates ERP traffic with attacks, replays it through the real pipeline into SQLite, serves
 the console with uvicorn on 127.0.0.1 and drives Debian's Chromium with Playwright: for each
 kind, the incident with the highest score, at 1400 px wide (light and dark) and at 390 px
@@ -29,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bench.common import emit
+from bench.common import BENCH_DIR, emit
 from breachwatch.console.app import create_app
 from breachwatch.console.security import SigninThrottle
 from breachwatch.core.settings import Settings
@@ -153,38 +155,44 @@ def top_incident_per_kind(engine: Engine) -> dict[str, str]:
     return out
 
 
-def shoot(console: Console, out: Path) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
+def shoot(console: Console, out: Path, browser: Any = None) -> dict[str, Any]:
+    """Screenshots into ``out`` and axe-core on every page shot (in ``browser``, or a new one)."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
 
+        with sync_playwright() as pw:
+            launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                return shoot(console, out, launched)
+            finally:
+                launched.close()
     out.mkdir(parents=True, exist_ok=True)
     kinds = top_incident_per_kind(console.engine)
     problems: list[str] = []
     checked = 0
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        for scheme in ("light", "dark"):
-            context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=scheme)
-            page = context.new_page()
-            sign_in(page, console.url)
-            pages = ["/incidents", "/silences", "/help"]
-            pages += [f"/incidents/{i}" for i in kinds.values()]
-            for path in pages:
-                page.goto(console.url + path)
-                found = describe(axe_violations(page))
-                problems += [f"{scheme} {path}: {p}" for p in found]
-                checked += 1
-            for kind, incident_id in kinds.items():
-                page.goto(f"{console.url}/incidents/{incident_id}")
-                page.screenshot(path=str(out / f"incident-{kind}-{scheme}.png"), full_page=True)
-            context.close()
-        phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
-        page = phone.new_page()
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=scheme)
+        page = context.new_page()
         sign_in(page, console.url)
-        page.screenshot(path=str(out / "incidents-390.png"), full_page=True)
-        for kind, incident_id in list(kinds.items())[:3]:
+        pages = ["/incidents", "/silences", "/help"]
+        pages += [f"/incidents/{i}" for i in kinds.values()]
+        for path in pages:
+            page.goto(console.url + path)
+            found = describe(axe_violations(page))
+            problems += [f"{scheme} {path}: {p}" for p in found]
+            checked += 1
+        for kind, incident_id in kinds.items():
             page.goto(f"{console.url}/incidents/{incident_id}")
-            page.screenshot(path=str(out / f"incident-{kind}-390.png"), full_page=True)
-        browser.close()
+            page.screenshot(path=str(out / f"incident-{kind}-{scheme}.png"), full_page=True)
+        context.close()
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page = phone.new_page()
+    sign_in(page, console.url)
+    page.screenshot(path=str(out / "incidents-390.png"), full_page=True)
+    for kind, incident_id in list(kinds.items())[:3]:
+        page.goto(f"{console.url}/incidents/{incident_id}")
+        page.screenshot(path=str(out / f"incident-{kind}-390.png"), full_page=True)
+    phone.close()
     for p in problems:
         print(p)
     return {"kinds": sorted(kinds), "pages_checked": checked, "serious_or_critical": len(problems)}
@@ -192,8 +200,8 @@ def shoot(console: Console, out: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-out/console"))
-    parser.add_argument("--work", type=Path, default=Path("bench-out/console-db"))
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "console-shots")
+    parser.add_argument("--work", type=Path, default=BENCH_DIR / "console-db")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--days", type=int, default=4)
     parser.add_argument("--tenants", type=int, default=4)
