@@ -155,22 +155,25 @@ def top_incident_per_kind(engine: Engine) -> dict[str, str]:
     return out
 
 
-def shoot(console: Console, out: Path, browser: Any = None) -> dict[str, Any]:
-    """Screenshots into ``out`` and axe-core on every page shot (in ``browser``, or a new one)."""
+def shoot(
+    console: Console, out: Path, browser: Any = None, schemes: tuple[str, ...] = ("light", "dark")
+) -> dict[str, Any]:
+    """Screenshots into ``out`` and axe-core on every page shot (in ``browser``, or a new one),
+    in each colour scheme of ``schemes``."""
     if browser is None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as pw:
             launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                return shoot(console, out, launched)
+                return shoot(console, out, launched, schemes)
             finally:
                 launched.close()
     out.mkdir(parents=True, exist_ok=True)
     kinds = top_incident_per_kind(console.engine)
     problems: list[str] = []
     checked = 0
-    for scheme in ("light", "dark"):
+    for scheme in schemes:
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=scheme)
         page = context.new_page()
         sign_in(page, console.url)
