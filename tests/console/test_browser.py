@@ -14,8 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bench import console_shots
-from breachwatch.incidents import people
+from breachwatch.incidents import lifecycle, people
 from breachwatch.incidents.tables import IncidentRow
+from breachwatch.notifier import notices
+from breachwatch.runtime import app as composition
 from breachwatch.storage import audit
 
 pytestmark = pytest.mark.browser
@@ -162,10 +164,16 @@ def test_every_page_works_on_a_phone_in_dark_mode(browser: Any, console: console
     errors: list[str] = []
     p = _page(browser, errors, viewport={"width": 390, "height": 844}, color_scheme="dark")
     console_shots.sign_in(p, console.url, "chen")  # an administrator sees every page
-    with Session(console.engine) as session:
-        incident = session.scalars(select(IncidentRow).order_by(IncidentRow.score.desc())).first()
+    with Session(console.engine, expire_on_commit=False) as session, session.begin():
+        incident = session.scalars(
+            select(IncidentRow).where(IncidentRow.kind == "bulk_export").order_by(IncidentRow.score.desc())
+        ).first()
         assert incident is not None
+        hooks = composition.breach_hooks(console.settings)
+        lifecycle.confirm_breach(session, incident.incident_id, "chen", "records left the tenant", on_confirmed=hooks)
+        [notice] = notices.list_notices(session, incident.incident_id)[:1]
     paths = [
+        f"/notices/{notice['notice_id']}/preview?incident={incident.incident_id}",
         "/incidents",
         f"/incidents/{incident.incident_id}",
         f"/actors/{incident.actor_ids[0]}" if incident.actor_ids else "/help",
