@@ -5,6 +5,7 @@ function, then redirect with a message for the next page (post, redirect, get)."
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -77,6 +78,15 @@ def _see(path: str, done: str | None = None, *, error: str | None = None, ctx: C
     if ctx is not None and (done or error):
         ctx.flash(response, error if error else DONE.get(done or "", ""), "error" if error else "ok")
     return response
+
+
+def _linker(base: dict[str, Any]) -> Callable[..., str]:
+    """Links to the same list with some parameters changed; empty ones are left out."""
+
+    def query(**changes: Any) -> str:
+        return "?" + urlencode({k: v for k, v in {**base, **changes}.items() if v not in ("", None)})
+
+    return query
 
 
 def _incident_url(incident_id: str) -> str:
@@ -261,9 +271,7 @@ def incident_list(
         "per_page": per_page if per_page != 50 else "",
     }
 
-    def query(**changes: Any) -> str:
-        merged = {**base, **changes}
-        return "?" + urlencode({k: v for k, v in merged.items() if v not in ("", None)})
+    query = _linker(base)
 
     def sort_link(key: str) -> str:
         """The column's link: by it, highest first; again to reverse."""
@@ -701,8 +709,7 @@ def audit_page(
         actors = sorted(set(session.scalars(select(audit.AuditRow.actor).distinct().limit(500))))
     base = {"action": action, "who": who, "since": since if start else "", "until": until if end else ""}
 
-    def query(**changes: Any) -> str:
-        return "?" + urlencode({k: v for k, v in {**base, **changes}.items() if v not in ("", None)})
+    query = _linker(base)
 
     return ctx.page(
         request,
