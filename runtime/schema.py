@@ -10,7 +10,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
-from breachwatch.incidents import lifecycle, tables, users
+from breachwatch.incidents import lifecycle, people, tables, users
 from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models
 from breachwatch.notifier.paging import escalation, inbound, silences
@@ -19,7 +19,20 @@ from breachwatch.storage import audit
 from breachwatch.storage.db import Base
 from breachwatch.storage.migrate import upgrade
 
-TABLE_MODULES = (tables, lifecycle, users, audit, outbox, models, escalation, silences, checkpoints, tickets, inbound)
+TABLE_MODULES = (
+    tables,
+    lifecycle,
+    users,
+    people,
+    audit,
+    outbox,
+    models,
+    escalation,
+    silences,
+    checkpoints,
+    tickets,
+    inbound,
+)
 
 
 def metadata() -> MetaData:
