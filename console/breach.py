@@ -15,8 +15,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from breachwatch.console.context import Caller, ctx_of
-from breachwatch.console.views import Approver, Responder, Viewer
+from breachwatch.console.context import Caller, ctx_of, may
 from breachwatch.core.clock import utcnow
 from breachwatch.notifier.duties import MOMENTS, REQUESTERS
 from breachwatch.notifier.notices import NoticeError, list_notices
@@ -38,6 +37,14 @@ DONE: dict[str, str] = {
     "contacts": "Missing contact details recorded.",
 }
 Text = Annotated[str, Form(max_length=2000)]
+Viewer = Annotated[Caller, may("view")]
+Writer = Annotated[Caller, may("write_register")]
+Exporter = Annotated[Caller, may("export_register")]
+ContactsRecorder = Annotated[Caller, may("record_contacts")]
+MomentRecorder = Annotated[Caller, may("record_moment")]
+Assessor = Annotated[Caller, may("assess_harm")]
+DelayRecorder = Annotated[Caller, may("record_delay")]
+HarbourDecider = Annotated[Caller, may("decide_safe_harbour")]
 
 
 def _record_url(incident_id: str) -> str:
@@ -128,7 +135,7 @@ def register_page(request: Request, caller: Viewer, notified: str = "") -> Any:
 
 
 @router.get("/register/export.{fmt}")
-def register_export(request: Request, fmt: str, caller: Responder) -> Any:
+def register_export(request: Request, fmt: str, caller: Exporter) -> Any:
     if fmt not in ("json", "csv"):
         return Response(status_code=404)
     ctx = ctx_of(request)
@@ -164,7 +171,7 @@ def record_page(request: Request, incident_id: str, caller: Viewer, done: str = 
 def record_write(
     request: Request,
     incident_id: str,
-    caller: Responder,
+    caller: Writer,
     facts: Annotated[str, Form(max_length=20000)] = "",
     effects: Annotated[str, Form(max_length=20000)] = "",
     remedial_action: Annotated[str, Form(max_length=20000)] = "",
@@ -186,7 +193,7 @@ def record_write(
 def record_moment(
     request: Request,
     incident_id: str,
-    caller: Approver,
+    caller: MomentRecorder,
     moment: Text = "",
     at: Text = "",
     note: Text = "",
@@ -204,7 +211,7 @@ def record_moment(
 
 
 @router.post("/incidents/{incident_id}/breach-record/assessment")
-async def record_assessment(request: Request, incident_id: str, caller: Approver) -> Any:
+async def record_assessment(request: Request, incident_id: str, caller: Assessor) -> Any:
     form = await request.form()
     settings = ctx_of(request).settings
 
@@ -243,7 +250,7 @@ async def record_assessment(request: Request, incident_id: str, caller: Approver
 def record_delay(
     request: Request,
     incident_id: str,
-    caller: Approver,
+    caller: DelayRecorder,
     requested_by: Text = "law_enforcement",
     agency: Text = "",
     official: Text = "",
@@ -278,7 +285,13 @@ def record_delay(
 
 @router.post("/incidents/{incident_id}/breach-record/delay/{delay_id}/lift")
 def lift_delay(
-    request: Request, incident_id: str, delay_id: str, caller: Approver, at: Text = "", note: Text = "", csrf: Text = ""
+    request: Request,
+    incident_id: str,
+    delay_id: str,
+    caller: DelayRecorder,
+    at: Text = "",
+    note: Text = "",
+    csrf: Text = "",
 ) -> Any:
     settings = ctx_of(request).settings
 
@@ -293,7 +306,7 @@ def lift_delay(
 def record_safe_harbour(
     request: Request,
     incident_id: str,
-    caller: Approver,
+    caller: HarbourDecider,
     tenant_id: Text = "",
     applies: Text = "",
     encrypted_resource_types: Text = "",
@@ -325,7 +338,7 @@ def record_safe_harbour(
 def record_contacts(
     request: Request,
     incident_id: str,
-    caller: Responder,
+    caller: ContactsRecorder,
     tenant_id: Text = "",
     missing: Annotated[int, Form(ge=0, le=10_000_000_000)] = 0,
     note: Text = "",

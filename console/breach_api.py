@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from breachwatch.console.api import Approver, Responder, Viewer
-from breachwatch.console.context import ctx_of
+from breachwatch.console.api import Viewer, api_user
+from breachwatch.console.context import ROLE_FOR, Caller, ctx_of
 from breachwatch.core.clock import utcnow
 from breachwatch.notifier.notices import NoticeError
 from breachwatch.notifier.notices import decisions as dec
@@ -23,6 +23,13 @@ from breachwatch.notifier.register import entries, export
 from breachwatch.storage import audit
 
 router = APIRouter(prefix="/api", tags=["breach register"])
+Writer = Annotated[Caller, api_user(ROLE_FOR["write_register"])]
+Exporter = Annotated[Caller, api_user(ROLE_FOR["export_register"])]
+ContactsRecorder = Annotated[Caller, api_user(ROLE_FOR["record_contacts"])]
+MomentRecorder = Annotated[Caller, api_user(ROLE_FOR["record_moment"])]
+Assessor = Annotated[Caller, api_user(ROLE_FOR["assess_harm"])]
+DelayRecorder = Annotated[Caller, api_user(ROLE_FOR["record_delay"])]
+HarbourDecider = Annotated[Caller, api_user(ROLE_FOR["decide_safe_harbour"])]
 
 
 class AccountIn(BaseModel):
@@ -108,7 +115,7 @@ def register(request: Request, caller: Viewer, notified: bool | None = Query(Non
 
 
 @router.get("/register/export")
-def register_export(request: Request, caller: Responder, format: Literal["json", "csv"] = "json") -> Response:
+def register_export(request: Request, caller: Exporter, format: Literal["json", "csv"] = "json") -> Response:
     """The whole register as JSON or CSV (the export is audited)."""
     with ctx_of(request).session() as session, session.begin():
         found = entries.entries(session)
@@ -143,13 +150,13 @@ def breach_record(request: Request, incident_id: str, caller: Viewer) -> dict[st
 
 
 @router.put("/incidents/{incident_id}/breach-record")
-def write_account(request: Request, incident_id: str, body: AccountIn, caller: Responder) -> dict[str, Any]:
+def write_account(request: Request, incident_id: str, body: AccountIn, caller: Writer) -> dict[str, Any]:
     """Write the register's account: facts, effects, remedial action."""
     return _change(request, lambda s: entries.write(s, incident_id, by=caller.actor, **body.model_dump()))
 
 
 @router.post("/incidents/{incident_id}/moments")
-def record_moment(request: Request, incident_id: str, body: MomentIn, caller: Approver) -> dict[str, Any]:
+def record_moment(request: Request, incident_id: str, body: MomentIn, caller: MomentRecorder) -> dict[str, Any]:
     """Record awareness, a determination, the end of an assessment or materiality."""
     settings = ctx_of(request).settings
     return _change(
@@ -161,7 +168,7 @@ def record_moment(request: Request, incident_id: str, body: MomentIn, caller: Ap
 
 
 @router.post("/incidents/{incident_id}/assessments", status_code=201)
-def record_assessment(request: Request, incident_id: str, body: AssessmentIn, caller: Approver) -> dict[str, Any]:
+def record_assessment(request: Request, incident_id: str, body: AssessmentIn, caller: Assessor) -> dict[str, Any]:
     """Record a risk-of-harm assessment of one tenant's breach in one jurisdiction, and its decision."""
     settings = ctx_of(request).settings
     return _change(
@@ -183,7 +190,7 @@ def record_assessment(request: Request, incident_id: str, body: AssessmentIn, ca
 
 
 @router.post("/incidents/{incident_id}/delays", status_code=201)
-def record_delay(request: Request, incident_id: str, body: DelayIn, caller: Approver) -> dict[str, Any]:
+def record_delay(request: Request, incident_id: str, body: DelayIn, caller: DelayRecorder) -> dict[str, Any]:
     """Record a request to delay notice; answers with the duties it holds (only those its law allows)."""
     settings = ctx_of(request).settings
     return _change(
@@ -192,7 +199,7 @@ def record_delay(request: Request, incident_id: str, body: DelayIn, caller: Appr
 
 
 @router.post("/delays/{delay_id}/lift")
-def lift_delay(request: Request, delay_id: str, body: LiftIn, caller: Approver) -> dict[str, Any]:
+def lift_delay(request: Request, delay_id: str, body: LiftIn, caller: DelayRecorder) -> dict[str, Any]:
     """Record that the agency said notice may go ahead: the held clocks restart."""
     settings = ctx_of(request).settings
     return _change(
@@ -204,7 +211,7 @@ def lift_delay(request: Request, delay_id: str, body: LiftIn, caller: Approver) 
 
 
 @router.post("/incidents/{incident_id}/safe-harbour")
-def safe_harbour(request: Request, incident_id: str, body: SafeHarbourIn, caller: Approver) -> dict[str, Any]:
+def safe_harbour(request: Request, incident_id: str, body: SafeHarbourIn, caller: HarbourDecider) -> dict[str, Any]:
     """Decide the encryption safe harbour for one tenant's breach."""
     settings = ctx_of(request).settings
     return _change(
@@ -223,7 +230,7 @@ def safe_harbour(request: Request, incident_id: str, body: SafeHarbourIn, caller
 
 
 @router.post("/incidents/{incident_id}/contact-gaps")
-def contact_gap(request: Request, incident_id: str, body: ContactGapIn, caller: Responder) -> dict[str, Any]:
+def contact_gap(request: Request, incident_id: str, body: ContactGapIn, caller: ContactsRecorder) -> dict[str, Any]:
     """Record how many affected people have no usable contact details (for substitute notice)."""
     settings = ctx_of(request).settings
     return _change(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import os
 import tomllib
@@ -181,6 +182,21 @@ class Settings(BaseSettings):
     console_port: int = Field(default=8080, ge=1, le=65535)
     console_secret_key: SecretStr | None = None
     console_secure_cookies: bool = True
+    console_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        description=(
+            "the console's address as the on-call reaches it (e.g. https://breachwatch.example.com); "
+            "every alert, escalation and deadline page then links to its incident"
+        ),
+    )
+    console_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "comma-separated addresses or networks of reverse proxies in front of the console; only a "
+            "request from one of these may name the client in X-Forwarded-For (otherwise the header is ignored)"
+        ),
+    )
 
     # --- service ---------------------------------------------------------------------------
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
@@ -211,6 +227,23 @@ class Settings(BaseSettings):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         if isinstance(value, str):
             return json.loads(value)
+        return value
+
+    @field_validator("console_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("console_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry[:60]!r} is not an address or a network such as 10.0.0.0/8") from None
         return value
 
     @field_validator("oncall_emails")

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from breachwatch.core.settings import Settings
 from breachwatch.incidents.model import IncidentOut
 from breachwatch.runtime import app
@@ -173,10 +175,11 @@ def evaluate(
 def backtest_dump(settings: Settings, dump: Path, truth: dict[str, Any], when: datetime, *, jobs: int = 1) -> Any:
     """Train on ``dump`` before ``when``, replay all of it, and score the incidents against
     ``truth`` (labels.json content): the figures of ``backtest`` and ``bench.quality``."""
+    if not settings.secret("pseudonym_key"):
+        # A backtest's model is thrown away; a random key keeps it pseudonymised all the same, and
+        # the pipeline must judge with the key the model was trained with.
+        settings = settings.model_copy(update={"pseudonym_key": SecretStr(secrets.token_hex(16))})
     key = (settings.secret("pseudonym_key") or "").encode()
-    if not key:
-        # A backtest's model is thrown away; a random key keeps it pseudonymised all the same.
-        key = secrets.token_hex(16).encode()
     trained = train_from_dump(settings, dump, when, key)
     with tempfile.TemporaryDirectory() as tmp:
         engine = app.database(settings, f"sqlite:///{tmp}/backtest.db")

@@ -10,7 +10,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
-from breachwatch.incidents import lifecycle, tables, users
+from breachwatch.incidents import lifecycle, people, tables, users
 from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models, records
 from breachwatch.notifier.paging import escalation, inbound, silences
@@ -24,6 +24,7 @@ TABLE_MODULES = (
     tables,
     lifecycle,
     users,
+    people,
     audit,
     outbox,
     models,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from breachwatch.core.countries import labelled
 from breachwatch.detectors.learned.features import (
     DAY,
     W_AFTER_ROLE,
@@ -18,7 +19,6 @@ from breachwatch.detectors.learned.features import (
     W_FAILED,
     W_NEW_RESOURCE,
     W_NOVEL_SENSITIVE,
-    W_OFFHOUR_NOVEL,
     W_RECORDS,
     W_SENSITIVE,
     local_hour,
@@ -133,8 +133,8 @@ def _reason(
     judged: list[float] | Live | None,
 ) -> str | None:
     if name == "new_country":
-        new = ", ".join(sorted(p.new_countries(now))) or ", ".join(sorted(p.countries_used(now)))
-        usual = ", ".join(p.usual_countries(now)) or "none yet"
+        new = ", ".join(labelled(c) for c in sorted(p.new_countries(now) or p.countries_used(now)))
+        usual = ", ".join(labelled(c) for c in p.usual_countries(now)) or "none yet"
         extra = (
             "; no one else in this tenant has used it before"
             if peer and any(peer.country_new(c, now) for c in p.countries_used(now))
@@ -154,8 +154,7 @@ def _reason(
         hour = local_hour(now, p.zone)
         return (
             f"active from the new location at {hour:02d}:00 local time ({p.zone}), an hour this {who} "
-            f"does not keep at home or at the location's local time (surprise {w1[W_OFFHOUR_NOVEL]:.1f} bits); "
-            f"usual hours {_hours_span(p.hours)}"
+            f"does not keep at home or at the location's local time; usual hours {_hours_span(p.hours)}"
         )
     if name == "volume_24h_spread_vs_own":
         return (

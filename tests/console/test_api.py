@@ -62,6 +62,8 @@ def test_nothing_answers_without_a_session_or_token(app: FastAPI, client: TestCl
             if path.startswith("/api"):
                 assert response.status_code == 401, (method, path, response.status_code)
                 assert response.headers["www-authenticate"] == "Bearer"
+            elif path.startswith("/live/"):  # the page script's polls: a plain 401, no redirect
+                assert response.status_code == 401 and response.json() == {"signed_in": False}
             else:
                 assert response.status_code == 303, (method, path, response.status_code)
                 assert response.headers["location"].startswith("/signin")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from breachwatch.devkit.backtest import evaluate
 from breachwatch.incidents.model import IncidentOut
@@ -87,3 +92,22 @@ def test_an_earlier_incident_about_the_same_actor_is_not_an_early_catch() -> Non
     # Evidence shared with the attack makes it a detection whenever it opened.
     shared = incident("i-0", CLEAN_UNTIL - timedelta(hours=6), "slow_exfiltration", "u-one", ["e-1"])
     assert evaluate([shared], LABELS).recall["account_takeover"] == (1, 2)
+
+
+def test_a_backtest_judges_with_the_key_its_model_was_trained_with(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a configured pseudonym key the backtest makes one up; the replay must use that same
+    key, or every trained baseline is ignored and the figures are those of an untrained model."""
+    from breachwatch.core.settings import load_settings
+    from breachwatch.devkit.backtest import backtest_dump
+    from breachwatch.devkit.simulate import simulate
+
+    dump = tmp_path / "dump"
+    simulate(dump, seed=3, days=10, tenants=5, attack_days=3)
+    truth = json.loads((dump / "labels.json").read_text())
+    settings = load_settings(pseudonym_key=None)
+    with caplog.at_level(logging.WARNING):
+        result = backtest_dump(settings, dump, truth, datetime.fromisoformat(truth["clean_until"]))
+    assert "learning online only" not in caplog.text
+    assert result.as_dict()["recall"]

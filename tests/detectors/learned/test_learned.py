@@ -364,7 +364,7 @@ def test_takeover_is_found_with_reasons_numbers_and_evidence(
     assert f.actor_id == "u-alpha-2" and f.tenant_ids == ("t-alpha",) and f.source_ips == ("185.220.101.5",)
     assert f.score >= model.threshold and f.severity in ("high", "critical")
     text = " ".join(f.reasons)
-    assert "NL" in text and "usual: DE" in text
+    assert "Netherlands (NL)" in text and "usual: Germany (DE)" in text
     assert any(ch.isdigit() for ch in text)
     assert f.playbook
     assert {e.event_id for e in f.events} <= {e.event_id for e in attack}
