@@ -18,8 +18,11 @@ class IncidentOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     incident_id: str
-    opened_at: datetime  # event time of the first finding
+    opened_at: datetime  # event time of the first finding's earliest evidence
     updated_at: datetime
+    # Event time of the newest event the pipeline had seen when the first finding was raised:
+    # ``detected_at - opened_at`` is how long the activity ran before it was caught.
+    detected_at: datetime | None = None
     severity: Literal["low", "medium", "high", "critical"]
     kind: str
     title: str

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -33,7 +33,6 @@ from breachwatch.incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, Incide
 from breachwatch.incidents.model import CLOSED_STATUSES, IncidentOut
 from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
 from breachwatch.storage import audit
-from breachwatch.storage.db import aggregate_time
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +69,12 @@ def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> l
             out.append(v)
             seen.add(v)
     return out
+
+
+def detected_time(f: Finding) -> datetime:
+    """When a finding was raised, in event time: what its detector says (the newest event it
+    had seen then), else its latest evidence event."""
+    return f.detected_at or (max(e.ts for e in f.events) if f.events else f.ts)
 
 
 def network_keys(ips: Sequence[str]) -> list[str]:
@@ -252,7 +257,7 @@ class IncidentStore:
         return FindingRow(
             finding_id=f.finding_id,
             incident_id=incident.incident_id,
-            detected_at=f.detected_at or (max(e.ts for e in f.events) if f.events else f.ts),
+            detected_at=detected_time(f),
             detector=f.detector,
             kind=f.kind,
             severity=f.severity,
@@ -338,6 +343,7 @@ class IncidentStore:
             status="open",
             opened_at=f.ts,
             updated_at=max(e.ts for e in f.events) if f.events else f.ts,
+            detected_at=detected_time(f),
             actor_ids=[f.actor_id] if f.actor_id else [],
             tenant_ids=list(f.tenant_ids),
             source_ips=list(f.source_ips),
@@ -360,6 +366,8 @@ class IncidentStore:
             incident.severity = f.severity
         incident.score = round(max(incident.score, f.score), 1)
         incident.opened_at = min(incident.opened_at, f.ts)
+        when = detected_time(f)
+        incident.detected_at = when if incident.detected_at is None else min(incident.detected_at, when)
         last = max(e.ts for e in f.events) if f.events else f.ts
         incident.updated_at = max(incident.updated_at, last)
         incident.actor_ids = _merge(incident.actor_ids, [f.actor_id] if f.actor_id else [])
@@ -407,16 +415,6 @@ class IncidentStore:
 
     # --- reading ------------------------------------------------------------------------
 
-    def detected_at(self) -> dict[str, datetime]:
-        """Per incident, the event time at which its first finding could have fired."""
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(FindingRow.incident_id, func.min(func.coalesce(FindingRow.detected_at, FindingRow.ts))).group_by(
-                    FindingRow.incident_id
-                )
-            ).all()
-        return {incident_id: aggregate_time(when) for incident_id, when in rows}
-
     def incidents(self) -> list[IncidentOut]:
         """Every incident in opening order, in the public JSON shape."""
         with Session(self.engine) as session:
@@ -435,6 +433,7 @@ class IncidentStore:
             incident_id=r.incident_id,
             opened_at=r.opened_at,
             updated_at=r.updated_at,
+            detected_at=r.detected_at,
             severity=r.severity,  # type: ignore[arg-type]
             kind=r.kind,
             title=r.title,

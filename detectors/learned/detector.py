@@ -228,6 +228,9 @@ class _Batch:
     hours: list[list[float] | None]
     # The end (exclusive) of the batch's events each row saw: its evidence stops there.
     upto: list[int]
+    # The time of the newest event of the unit's stream when each row was built (the event
+    # that made the actor due): when a finding from it was raised, deterministically.
+    seen: list[float]
     # Where the fold stopped: at the first event of a new report period, or the end.
     stop: int
 
@@ -489,6 +492,7 @@ class LearnedDetector(Detector):
         rows: list[list[float]] = []
         hours: list[list[float] | None] = []
         upto: list[int] = []
+        seen: list[float] = []
         max_ts = -1.0
         stop = len(events)
         for i in range(start, stop):
@@ -509,7 +513,7 @@ class LearnedDetector(Detector):
                     break
                 self._next_period(ts)
             if due and due[0][0] <= ts:
-                self._judge_due(ts, i, actors, nows, rows, hours, upto, every_row)
+                self._judge_due(ts, i, actors, nows, rows, hours, upto, seen, every_row)
             aid = ev.actor_id
             prof = profiles.get(aid)
             if prof is None and self._packed:
@@ -569,6 +573,7 @@ class LearnedDetector(Detector):
                 rows.append(window_row(prof, prof._peer, ts))
                 hours.append(prof.hour_so_far(ts))
                 upto.append(i + 1)
+                seen.append(ts)
             end = (ts // JUDGE_SLOT + 1.0) * JUDGE_SLOT
             slot = pending.get(aid)
             if slot is None or slot[0] != end:
@@ -586,7 +591,7 @@ class LearnedDetector(Detector):
                 self._clock = max_ts
             self._evict(max_ts)
         self._dirty.update(indices)
-        return _Batch(actors, rows, nows, indices, hours, upto, stop)
+        return _Batch(actors, rows, nows, indices, hours, upto, seen, stop)
 
     def _next_period(self, ts: float) -> None:
         """Event time reached ``ts`` in a later report period: what the findings of the one
@@ -609,6 +614,7 @@ class LearnedDetector(Detector):
         rows: list[list[float]],
         hours: list[list[float] | None],
         upto: list[int],
+        seen: list[float],
         every_row: bool,
     ) -> None:
         """Event time reached ``ts`` (at event ``i``): judge every actor whose slot ended by
@@ -634,6 +640,7 @@ class LearnedDetector(Detector):
                 rows.append(window_row(prof, prof._peer, last))
                 hours.append(prof.hour_so_far(last))
                 upto.append(i)
+                seen.append(ts)
 
     # ---- scoring --------------------------------------------------------------------------
 
@@ -756,8 +763,8 @@ class LearnedDetector(Detector):
             "local_hour": local_hour(now, prof.zone),
             "time_zone": prof.zone,
             "history_days": round(prof.history_days(now), 1),
-            # The event time at which the actor's window was judged (time to detect).
-            "detected_at": datetime.fromtimestamp(now, tz=UTC).isoformat(),
+            # The event time at which the actor's window was judged.
+            "judged_at": datetime.fromtimestamp(now, tz=UTC).isoformat(),
         }
         tenants = unique(e.tenant_id if isinstance(e, AccessEvent) else e.actor_tenant for e in evidence)
         return Finding(
@@ -775,7 +782,9 @@ class LearnedDetector(Detector):
             source_ips=unique(getattr(e, "ip", None) for e in evidence),
             facts=facts,
             dedup_key=f"{kind}|{int(ep[0])}",
-            detected_at=datetime.fromtimestamp(now, tz=UTC),
+            # Judged as the actor stood at ``now``, but only once the stream had moved on to
+            # the event that made the actor due: that is when it was known.
+            detected_at=datetime.fromtimestamp(batch.seen[r], tz=UTC),
         )
 
     def _flags(self, ev: Event, prof: ActorProfile) -> int:

@@ -111,6 +111,8 @@ def test_the_incident_page_explains_charts_and_records_the_view(
     assert page.status_code == 200
     html = page.text
     assert "Why BreachWatch flagged this" in html and "exported 2 times in one hour" in html
+    detected = html[html.index('id="detected"') :]
+    assert "5.0 min after the first evidence" in detected[: detected.index("</div>")]
     assert "Ask the tenant&#39;s admin whether the export was expected." in html
     svg = re.search(r"<svg class=\"chart\".*?</svg>", html, re.S)
     assert svg is not None and 'data-peak="9600"' in svg.group(0) and "export limit" in svg.group(0)
