@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from breachwatch.console.chart import activity_svg
 from breachwatch.console.context import Caller, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SESSION_LIFETIME, security_headers
+from breachwatch.core.attack import techniques_of
 from breachwatch.core.clock import utcnow
 from breachwatch.incidents import lifecycle, queries, users
 from breachwatch.incidents.activity import actor_activity
@@ -300,6 +301,7 @@ def _incident_values(
         "incident": incident,
         "findings": findings,
         "playbooks": queries.playbooks(findings),
+        "attack": techniques_of([incident.kind, *(f.kind for f in findings)]),
         "evidence": evidence,
         "activity": activity,
         "chart": activity_svg(activity, incident.severity),

@@ -120,5 +120,3 @@ class Detector(ABC):
     def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
         """Restore from the saved head and every saved item (by default there are none)."""
         self.load_state(head)
-
-

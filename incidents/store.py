@@ -21,16 +21,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from breachwatch.core.attack import techniques_of
 from breachwatch.core.clock import utcnow
 from breachwatch.core.events import AccessEvent, AuthEvent, Event, LogRecord, Tenant
 from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding
 from breachwatch.core.ids import network_prefix, stable_id
 from breachwatch.incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
-from breachwatch.incidents.model import CLOSED_STATUSES, IncidentOut
+from breachwatch.incidents.model import CLOSED_STATUSES, AttackTechnique, IncidentOut
 from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
 from breachwatch.storage import audit
 
@@ -429,6 +430,14 @@ class IncidentStore:
             .order_by(EvidenceRow.ts, EvidenceRow.event_id)
             .limit(MAX_EVIDENCE)
         ).all()
+        # Each kind once, in the order the incident first met it (PostgreSQL orders DISTINCT
+        # rows only by what they select, hence the grouping).
+        kinds = session.scalars(
+            select(FindingRow.kind)
+            .where(FindingRow.incident_id == r.incident_id)
+            .group_by(FindingRow.kind)
+            .order_by(func.min(FindingRow.ts), FindingRow.kind)
+        ).all()
         return IncidentOut(
             incident_id=r.incident_id,
             opened_at=r.opened_at,
@@ -445,4 +454,5 @@ class IncidentStore:
             evidence_event_ids=list(ev),
             status=r.status,  # type: ignore[arg-type]
             reasons=r.reasons,
+            attack=[AttackTechnique(**t.as_dict()) for t in techniques_of([r.kind, *kinds])],
         )

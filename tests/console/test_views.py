@@ -111,6 +111,9 @@ def test_the_incident_page_explains_charts_and_records_the_view(
     assert page.status_code == 200
     html = page.text
     assert "Why BreachWatch flagged this" in html and "exported 2 times in one hour" in html
+    attack = html[html.index('id="attack"') :]
+    attack = attack[: attack.index("</p>")]
+    assert ">T1567</a> Exfiltration Over Web Service" in attack and ">T1078</a> Valid Accounts" in attack
     detected = html[html.index('id="detected"') :]
     assert "5.0 min after the first evidence" in detected[: detected.index("</div>")]
     assert "Ask the tenant&#39;s admin whether the export was expected." in html

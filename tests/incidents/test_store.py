@@ -128,6 +128,24 @@ def test_an_incident_is_detected_when_its_first_finding_was_raised_not_when_evid
     assert json.loads(eva.model_dump_json())["detected_at"].startswith("2026-11-24T02:09")
 
 
+def test_an_incident_names_the_attack_techniques_of_its_findings(store: IncidentStore) -> None:
+    store.record([finding([access(1)])])
+    store.record([finding([access(2, minutes=3)], detector="learned", kind="account_takeover")])
+    [inc] = store.incidents()
+    assert [(a.technique_id, a.tactic_id) for a in inc.attack] == [
+        ("T1213", "TA0009"),
+        ("T1567", "TA0010"),
+        ("T1078", "TA0001"),
+    ]
+    doc = json.loads(inc.model_dump_json())["attack"][0]
+    assert doc == {
+        "technique_id": "T1213",
+        "technique": "Data from Information Repositories",
+        "tactic_id": "TA0009",
+        "tactic": "Collection",
+    }
+
+
 def test_redelivered_batch_changes_nothing(store: IncidentStore) -> None:
     batch = [finding([access(1), access(2, minutes=1)]), finding([access(3, minutes=5)], detector="learned")]
     first = store.record(batch)
