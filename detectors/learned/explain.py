@@ -168,6 +168,12 @@ def _reason(
             f"read {_n(bg3)} sensitive records over the last 3 active days outside each "
             f"day's busiest hour; usual for 3 days: {_n(3 * p.spread_p50)}"
         )
+    if name == "volume_cusum":
+        return (
+            f"sensitive reads outside the busiest hour ran above this {who}'s usual days by "
+            f"{x.get('volume_cusum', 0.0):.1f} deviations in all (a sequential test over its recent days, "
+            f"today included; usual day {_n(p.spread_p50)})"
+        )
     if name == "elevated_days":
         days = int(x.get("elevated_days", 0))
         return f"{days} days in a row reading sensitive data well above usual"
