@@ -58,6 +58,21 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class Judgement:
+    """A person's verdict on an incident, fed back to the detectors: ``false_positive`` (the
+    pattern of ``kinds`` by ``actor_id`` over ``start``..``end``, at ``score``, is benign), or
+    its withdrawal (the incident was reopened). ``seq`` orders verdicts as they were given."""
+
+    seq: int
+    actor_id: str
+    kinds: tuple[str, ...]
+    start: datetime
+    end: datetime
+    score: float
+    false_positive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class DetectionContext:
     """What a detector may consult besides its own state: the compacted reference tables."""
 
@@ -120,3 +135,12 @@ class Detector(ABC):
     def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
         """Restore from the saved head and every saved item (by default there are none)."""
         self.load_state(head)
+
+    def judgement_seq(self) -> int | None:
+        """The last verdict (``Judgement.seq``) this detector took in, as its state holds it;
+        None for a detector that learns nothing from verdicts (the default)."""
+        return None
+
+    def judged(self, judgements: Sequence[Judgement]) -> None:
+        """Take in verdicts given since ``judgement_seq()``, in order, between batches."""
+        return None

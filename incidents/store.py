@@ -28,9 +28,17 @@ from sqlalchemy.orm import Session
 from breachwatch.core.attack import techniques_of
 from breachwatch.core.clock import utcnow
 from breachwatch.core.events import AccessEvent, AuthEvent, Event, LogRecord, Tenant
-from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding
+from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding, Judgement
 from breachwatch.core.ids import network_prefix, stable_id
-from breachwatch.incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
+from breachwatch.incidents.lifecycle import (
+    SYSTEM,
+    ClosedIncidentPolicy,
+    IncidentEventRow,
+    IncidentLinkRow,
+    Suppression,
+    link,
+    note,
+)
 from breachwatch.incidents.model import CLOSED_STATUSES, AttackTechnique, IncidentOut
 from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
 from breachwatch.storage import audit
@@ -415,6 +423,43 @@ class IncidentStore:
         return rows
 
     # --- reading ------------------------------------------------------------------------
+
+    def judgements_after(self, seq: int, limit: int = 1000) -> list[Judgement]:
+        """Verdicts given after ``seq`` (the incident timeline's order): each false positive,
+        and each reopening that withdrew one, per actor of the incident, with the kinds of its
+        findings, its window of event time and its score."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(IncidentEventRow, IncidentRow)
+                .join(IncidentRow, IncidentRow.incident_id == IncidentEventRow.incident_id)
+                .where(IncidentEventRow.id > seq)
+                .where(
+                    (IncidentEventRow.to_status == "false_positive")
+                    | ((IncidentEventRow.from_status == "false_positive") & (IncidentEventRow.action == "reopen"))
+                )
+                .order_by(IncidentEventRow.id)
+                .limit(limit)
+            ).all()
+            out: list[Judgement] = []
+            for event, incident in rows:
+                kinds = tuple(
+                    session.scalars(
+                        select(FindingRow.kind).where(FindingRow.incident_id == incident.incident_id).distinct()
+                    )
+                )
+                for actor in incident.actor_ids:
+                    out.append(
+                        Judgement(
+                            seq=event.id,
+                            actor_id=actor,
+                            kinds=tuple(sorted({incident.kind, *kinds})),
+                            start=incident.opened_at,
+                            end=incident.updated_at,
+                            score=incident.score,
+                            false_positive=event.to_status == "false_positive",
+                        )
+                    )
+            return out
 
     def incidents(self) -> list[IncidentOut]:
         """Every incident in opening order, in the public JSON shape."""

@@ -83,6 +83,7 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
             pseudonym_key=key,
             pack_after=settings.profile_pack_after_s,
             live_max=settings.profile_live_max,
+            feedback_days=settings.false_positive_suppress_days,
         )
         return [RulesDetector(), learned, LogDetector()]
 

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from breachwatch.core.events import ACTOR_TOPICS, AccessEvent, AuthEvent, Event
-from breachwatch.core.findings import DetectionContext, Detector, Finding, Severity, StateDelta
+from breachwatch.core.findings import DetectionContext, Detector, Finding, Judgement, Severity, StateDelta
 from breachwatch.core.ids import unique
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.detectors.learned import explain
@@ -117,6 +117,13 @@ FAILURES_CAP = 20_000
 # session of a returning actor, so a small deployment, whose profiles fit anyway, pays nothing.
 PACK_AFTER = 30 * 60.0
 LIVE_MAX = 10_000
+
+# How long (event time after the judged incident's last activity) a false-positive verdict
+# keeps the same actor's findings of the same kind from being raised, unless one scores
+# clearly higher (ACCEPTED_MARGIN points) than the judged one: that is a new pattern.
+FEEDBACK_DAYS = 14.0
+ACCEPTED_MARGIN = 10.0
+ACCEPTED_CAP = 50_000
 
 # Per-event evidence flags.
 F_NOVEL = 1
@@ -255,8 +262,10 @@ class LearnedDetector(Detector):
         episode_gap: float = EPISODE_GAP,
         pack_after: float = PACK_AFTER,
         live_max: int = LIVE_MAX,
+        feedback_days: float = FEEDBACK_DAYS,
     ) -> None:
         self.model = model
+        self.feedback_days = feedback_days  # 0: verdicts change nothing here
         self.idle_days = idle_days
         self.episode_gap = episode_gap
         self.pack_after = pack_after  # 0: never pack
@@ -309,6 +318,11 @@ class LearnedDetector(Detector):
         self._dirty: set[str] = set()
         self._dropped: set[str] = set()
         self._complete = True
+        # Patterns people judged false positives: "actor\x1fkind" -> [until (event time), score
+        # judged], and the last verdict taken in (``judged``).
+        self._accepted: dict[str, list[float]] = {}
+        self._judged_seq = 0
+        self.muted = 0  # findings not raised because a person judged their pattern benign
 
     def _usable_baselines(self, model: TrainedModel) -> dict[str, Any]:
         empty: dict[str, Any] = {"actors": {}, "peers": {}}
@@ -407,6 +421,8 @@ class LearnedDetector(Detector):
             del self._episodes[k]
         for k in [k for k, e in self._failures.items() if now - e[1] > HOUR]:
             del self._failures[k]
+        for k in [k for k, e in self._accepted.items() if e[0] < now]:
+            del self._accepted[k]
 
     def _pack_idle(self) -> None:
         """Pack the profiles of actors idle for ``pack_after`` of event time, when more than
@@ -468,6 +484,42 @@ class LearnedDetector(Detector):
     @property
     def actor_count(self) -> int:
         return sum(self.profile_counts)
+
+    # ---- verdicts ---------------------------------------------------------------------------
+
+    def judgement_seq(self) -> int | None:
+        return self._judged_seq if self.feedback_days > 0 else None
+
+    def judged(self, judgements: Sequence[Judgement]) -> None:
+        """Verdicts from people: a false positive mutes the actor's pattern (its kinds, up to
+        the judged score plus a margin) for ``feedback_days`` of event time after the incident,
+        and a volume test it tripped starts again from the day's level; a reopened incident
+        withdraws that. The next ``train`` leaves the judged window out as well."""
+        start = self._judged_seq
+        for j in sorted(judgements, key=lambda j: j.seq):
+            if j.seq <= start:
+                continue  # taken in before (one verdict is one judgement per actor)
+            self._judged_seq = max(self._judged_seq, j.seq)
+            for kind in j.kinds:
+                if kind not in KINDS and kind != ANOMALOUS:
+                    continue
+                key = f"{j.actor_id}\x1f{kind}"
+                if not j.false_positive:
+                    self._accepted.pop(key, None)
+                    continue
+                if len(self._accepted) >= ACCEPTED_CAP:
+                    del self._accepted[next(iter(self._accepted))]
+                self._accepted[key] = [j.end.timestamp() + self.feedback_days * DAY, j.score]
+                if kind == "slow_exfiltration":
+                    prof = self._profiles.get(j.actor_id) or self._wake(j.actor_id)
+                    if prof is not None:
+                        prof.cusum = 0.0
+                        self._dirty.add(j.actor_id)
+
+    def _muted(self, aid: str, kind: str, now: float, score: float) -> bool:
+        """Whether a finding repeats a pattern judged a false positive (see ``judged``)."""
+        acc = self._accepted.get(f"{aid}\x1f{kind}")
+        return acc is not None and now <= acc[0] and score <= acc[1] + ACCEPTED_MARGIN
 
     # ---- the hot loop ---------------------------------------------------------------------
 
@@ -681,6 +733,9 @@ class LearnedDetector(Detector):
         # events since to the same episode (same kind) or to the actor's incident (another).
         for r in sorted(hits.tolist(), key=lambda i: batch.nows[i]):
             kind = ANOMALOUS if best[r] < 0 else KINDS[int(best[r])]
+            if self._accepted and self._muted(batch.actors[r], kind, batch.nows[r], float(score[r])):
+                self.muted += 1
+                continue
             pop_r = float(pop[r]) if self._pop_score is not None else None
             f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X)
             if f is not None:
@@ -858,6 +913,8 @@ class LearnedDetector(Detector):
             "pending": {a: list(v) for a, v in self._pending.items()},
             "period": self._period,
             "marks": [[a, now, hour] for a, now, hour in self._marks],
+            "accepted": {k: list(v) for k, v in self._accepted.items()},
+            "judged_seq": self._judged_seq,
         }
 
     def state(self) -> dict[str, Any]:
@@ -955,6 +1012,9 @@ class LearnedDetector(Detector):
             (str(a), float(now), None if hour is None else [float(x) for x in hour])
             for a, now, hour in state.get("marks", ())
         ]
+        # Checkpoints written before verdicts fed back hold none.
+        self._accepted = {k: [float(x) for x in v] for k, v in state.get("accepted", {}).items()}
+        self._judged_seq = int(state.get("judged_seq", 0))
         self._dirty = set()
         self._dropped = set()
         self._complete = True
