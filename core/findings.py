@@ -46,6 +46,9 @@ class Finding:
     # Event time at which the detector judged (the time to detect is measured to it); None
     # means at the latest evidence event. Evidence may run past it: the rest of the session.
     detected_at: datetime | None = None
+    # A signal below the incident threshold: it adds risk to its actor's and tenant's ledgers
+    # (``incidents.ledger``) instead of opening an incident of its own.
+    signal: bool = False
 
     @property
     def finding_id(self) -> str:

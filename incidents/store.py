@@ -30,6 +30,7 @@ from breachwatch.core.clock import utcnow
 from breachwatch.core.events import AccessEvent, AuthEvent, Event, LogRecord, Tenant
 from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding, Judgement
 from breachwatch.core.ids import network_prefix, stable_id
+from breachwatch.incidents import ledger
 from breachwatch.incidents.lifecycle import (
     SYSTEM,
     ClosedIncidentPolicy,
@@ -141,8 +142,11 @@ class IncidentStore:
         window: timedelta = timedelta(hours=6),
         on_new_incident: Sequence[NewIncidentHook] = (),
         closed_policy: ClosedIncidentPolicy | None = None,
+        risk: ledger.RiskPolicy | None = None,
     ) -> None:
         self.engine = engine
+        # How signals below the incident threshold add up (None: they are dropped).
+        self.risk = risk
         self.window = window
         self.on_new_incident = list(on_new_incident)
         # What new evidence does to a closed incident (reopen it, or open a linked one).
@@ -161,9 +165,23 @@ class IncidentStore:
         """Store a batch's findings in the caller's transaction (which may hold the batch's
         checkpoints too, so that both are stored or neither is)."""
         result = RecordResult()
+        signals = [f for f in findings if f.signal]
+        if signals:
+            findings = [f for f in findings if not f.signal] + self._book_risk(session, signals)
         if findings:
             self._record_findings(session, sorted(findings, key=lambda f: (f.ts, f.finding_id)), tenants or {}, result)
         return result
+
+    def _book_risk(self, session: Session, signals: Sequence[Finding]) -> list[Finding]:
+        """Signals below the incident threshold go to their ledgers (none without a policy);
+        returns the findings of ledgers they took over the threshold."""
+        if self.risk is None or not self.risk.enabled:
+            return []
+        _lock_keys(session, {f"actor:{f.actor_id}" for f in signals if f.actor_id} or {"ledger"})
+        over: list[Finding] = []
+        for f in sorted(signals, key=lambda f: (detected_time(f), f.finding_id)):
+            over.extend(ledger.add(session, f, detected_time(f), self.risk))
+        return over
 
     def _record_findings(
         self, session: Session, findings: Sequence[Finding], tenants: Mapping[str, Tenant], result: RecordResult

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from breachwatch.core.findings import Detector
 from breachwatch.core.settings import Settings
+from breachwatch.incidents.ledger import RiskPolicy
 from breachwatch.incidents.lifecycle import BreachHook, ClosedIncidentPolicy
 from breachwatch.incidents.store import IncidentStore, NewIncidentHook
 from breachwatch.runtime.pipeline import Pipeline
@@ -137,6 +138,11 @@ def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -
         window=timedelta(minutes=settings.incident_window_minutes),
         on_new_incident=incident_hooks(settings) if notify else (),
         closed_policy=closed_incident_policy(settings),
+        risk=RiskPolicy(
+            threshold=settings.risk_threshold,
+            source_cap=settings.risk_source_cap,
+            half_life=timedelta(hours=settings.risk_half_life_hours),
+        ),
     )
 
 

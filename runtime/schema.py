@@ -10,7 +10,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
-from breachwatch.incidents import lifecycle, tables, users
+from breachwatch.incidents import ledger, lifecycle, tables, users
 from breachwatch.notifier import outbox
 from breachwatch.notifier.notices import models
 from breachwatch.notifier.paging import escalation, silences
@@ -19,7 +19,7 @@ from breachwatch.storage import audit
 from breachwatch.storage.db import Base
 from breachwatch.storage.migrate import upgrade
 
-TABLE_MODULES = (tables, lifecycle, users, audit, outbox, models, escalation, silences, checkpoints)
+TABLE_MODULES = (tables, ledger, lifecycle, users, audit, outbox, models, escalation, silences, checkpoints)
 
 
 def metadata() -> MetaData:

@@ -124,6 +124,9 @@ LIVE_MAX = 10_000
 FEEDBACK_DAYS = 14.0
 ACCEPTED_MARGIN = 10.0
 ACCEPTED_CAP = 50_000
+# Rows scoring at least this share of the threshold (a kind's gate open) are signals for the
+# risk ledger: not an incident alone, but risk that adds up with others.
+SIGNAL_SHARE = 0.75
 
 # Per-event evidence flags.
 F_NOVEL = 1
@@ -323,6 +326,8 @@ class LearnedDetector(Detector):
         self._accepted: dict[str, list[float]] = {}
         self._judged_seq = 0
         self.muted = 0  # findings not raised because a person judged their pattern benign
+        # (actor, kind) that gave a signal in this report period (see ``_report``).
+        self._signalled: set[tuple[str, str]] = set()
 
     def _usable_baselines(self, model: TrainedModel) -> dict[str, Any]:
         empty: dict[str, Any] = {"actors": {}, "peers": {}}
@@ -654,6 +659,7 @@ class LearnedDetector(Detector):
                 prof.mark_reported(now, hour)
                 self._dirty.add(aid)
         self._marks = []
+        self._signalled.clear()
         self._period = int(ts // REPORT_PERIOD)
         self._period_end = (self._period + 1) * REPORT_PERIOD
 
@@ -740,6 +746,19 @@ class LearnedDetector(Detector):
             f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X)
             if f is not None:
                 findings.append(f)
+        # Rows a kind's gate let through but below the threshold: signals for the risk ledger,
+        # one per actor, kind and report period (they leave the actor's sums as they are).
+        weak = np.nonzero((best >= 0) & (score >= SIGNAL_SHARE * self.threshold) & (score < self.threshold))[0]
+        for r in sorted(weak.tolist(), key=lambda i: batch.nows[i]):
+            kind = KINDS[int(best[r])]
+            key = (batch.actors[r], kind)
+            if key in self._signalled or self._muted(batch.actors[r], kind, batch.nows[r], float(score[r])):
+                continue
+            self._signalled.add(key)
+            pop_r = float(pop[r]) if self._pop_score is not None else None
+            f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X, signal=True)
+            if f is not None:
+                findings.append(f)
 
     def _carry_over(self, events: Sequence[Event], batch: _Batch) -> None:
         """Keep each active actor's last hour of events, so a finding raised in a later batch
@@ -776,7 +795,10 @@ class LearnedDetector(Detector):
         score: float,
         pop: float | None,
         X: np.ndarray,
+        *,
+        signal: bool = False,
     ) -> Finding | None:
+        """The finding of row ``r`` (a ``signal`` below the threshold: no episode, no mark)."""
         aid = batch.actors[r]
         now = batch.nows[r]
         prof = self._profiles[aid]
@@ -785,13 +807,17 @@ class LearnedDetector(Detector):
         if not evidence:
             return None
         start = evidence[0].ts.timestamp()
-        ekey = f"{aid}\x1f{kind}"
-        ep = self._episodes.get(ekey)
-        if ep is None or start - ep[1] > EPISODE_GAPS.get(kind, self.episode_gap):
-            ep = [start, now]
-            self._episodes[ekey] = ep
+        if signal:
+            dedup = f"signal|{kind}|{self._period}"
         else:
-            ep[1] = max(ep[1], now)
+            ekey = f"{aid}\x1f{kind}"
+            ep = self._episodes.get(ekey)
+            if ep is None or start - ep[1] > EPISODE_GAPS.get(kind, self.episode_gap):
+                ep = [start, now]
+                self._episodes[ekey] = ep
+            else:
+                ep[1] = max(ep[1], now)
+            dedup = f"{kind}|{int(ep[0])}"
         if kind == ANOMALOUS:
             contrib: dict[str, float] = {}
         else:
@@ -802,7 +828,8 @@ class LearnedDetector(Detector):
         w1 = prof.window_1h(now, judged)
         w24 = prof.window_24h(now, judged)
         reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row, judged=judged)
-        self._marks.append((aid, now, judged))
+        if not signal:
+            self._marks.append((aid, now, judged))
         facts: dict[str, Any] = {
             "score": round(score, 1),
             "threshold": round(self.threshold, 1),
@@ -825,7 +852,7 @@ class LearnedDetector(Detector):
         return Finding(
             detector=self.name,
             kind=kind,
-            severity=_severity(score),
+            severity="low" if signal else _severity(score),
             score=round(min(max(score, 0.0), 100.0), 1),
             ts=evidence[0].ts,
             title=f"{explain.TITLES.get(kind, kind)}: {aid}",
@@ -836,7 +863,8 @@ class LearnedDetector(Detector):
             tenant_ids=tenants,
             source_ips=unique(getattr(e, "ip", None) for e in evidence),
             facts=facts,
-            dedup_key=f"{kind}|{int(ep[0])}",
+            dedup_key=dedup,
+            signal=signal,
             # Judged as the actor stood at ``now``, but only once the stream had moved on to
             # the event that made the actor due: that is when it was known.
             detected_at=datetime.fromtimestamp(batch.seen[r], tz=UTC),
