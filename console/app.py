@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from breachwatch.console import api, views
+from breachwatch.console import api, risk, views
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
@@ -53,6 +53,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api.router)
     app.include_router(views.router)
+    app.include_router(risk.router)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(caller: api.Viewer) -> dict[str, Any]:

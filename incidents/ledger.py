@@ -14,13 +14,13 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Float, String, Text, select
+from sqlalchemy import Float, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from breachwatch.core.findings import Finding
-from breachwatch.storage.db import Base
+from breachwatch.storage.db import Base, aggregate_time
 
 KIND = "accumulated_risk"
 TENANT_FACTOR = 1.5
@@ -111,11 +111,22 @@ class RiskPolicy:
             by_actor: dict[str, list[Contribution]] = defaultdict(list)
             for c in items:
                 by_actor[c.actor_id or ""].append(c)
-            total = sum(
-                min(self.threshold, _capped(cs, self.source_cap)) for cs in by_actor.values()
-            )
+            total = sum(min(self.threshold, _capped(cs, self.source_cap)) for cs in by_actor.values())
         threshold = self.threshold * (TENANT_FACTOR if kind == "tenant" else 1.0)
         return Ledger(subject, at, round(total, 1), threshold, items)
+
+
+def current(session: Session, policy: RiskPolicy, subject: str, at: datetime | None = None) -> Ledger:
+    """``subject``'s ledger at ``at``, by default as of its newest contribution (event time:
+    the ledger has no wall clock), and the incidents its crossings opened or joined."""
+    if at is None:
+        kind, _, key = subject.partition(":")
+        column = RiskContributionRow.actor_id if kind == "actor" else RiskContributionRow.tenant_id
+        at = session.scalar(select(func.max(RiskContributionRow.ts)).where(column == key))
+        if at is None:
+            return Ledger(subject, datetime.min.replace(tzinfo=UTC), 0.0, policy.threshold, ())
+        at = aggregate_time(at)
+    return policy.ledger(session, subject, at)
 
 
 def _capped(items: Sequence[Contribution], cap: float) -> float:

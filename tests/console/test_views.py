@@ -4,6 +4,7 @@ untrusted event text staying text."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
@@ -252,3 +253,28 @@ def test_confirming_a_breach_and_the_customer_notices(
     assert approve.status_code in (303, 409)  # 409 when the directory has no recipient for the tenant
     with Session(engine) as session:
         assert [r.action for r in audit.recent(session, action="notice.preview")] == ["notice.preview"]
+
+
+def test_an_actors_risk_ledger_page_and_api(
+    client: TestClient, engine: Engine, signed_in: Any, h: SimpleNamespace, tokens: dict[str, str]
+) -> None:
+    from breachwatch.incidents.ledger import RiskPolicy
+
+    store = IncidentStore(engine, risk=RiskPolicy())
+    for n, (kind, minutes) in enumerate((("slow_exfiltration", 0), ("account_takeover", 60), ("dormant_account", 120))):
+        f = h.finding([h.access(40 + n, minutes=minutes)], kind=kind, score=50)
+        store.record([dataclasses.replace(f, signal=True, dedup_key=f"s{n}")])
+    signed_in("viewer")
+    page = client.get("/actors/u-hans/risk")
+    assert page.status_code == 200
+    ledger = page.text[page.text.index('id="ledger"') :]
+    assert "Risk 7" in ledger and "of 100" in ledger and ledger.count("<tr><td") == 3
+    assert "Slow exfiltration" in ledger or "slow exfiltration" in ledger
+    doc = client.get("/api/actors/u-hans/risk", headers=h.bearer(tokens["viewer"])).json()
+    assert doc["threshold"] == 100.0 and [c["source"] for c in doc["contributions"]] == [
+        "dormant_account",
+        "account_takeover",
+        "slow_exfiltration",
+    ]
+    assert doc["contributions"][0]["points"] == 25.0 and doc["incidents"] == []
+    assert client.get("/api/actors/u-nobody/risk", headers=h.bearer(tokens["viewer"])).json()["contributions"] == []
