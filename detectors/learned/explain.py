@@ -7,8 +7,9 @@ points the ingredient added to the score, so the first reason is the main one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from breachwatch.detectors.learned.features import (
     DAY,
@@ -23,7 +24,15 @@ from breachwatch.detectors.learned.features import (
     W_SENSITIVE,
     local_hour,
 )
-from breachwatch.detectors.learned.profiles import LIVE, ActorProfile, Live, PeerProfile
+from breachwatch.detectors.learned.profiles import (
+    LIVE,
+    NOVEL_FOR,
+    T_RESOURCE,
+    T_SENSITIVITY,
+    ActorProfile,
+    Live,
+    PeerProfile,
+)
 
 TITLES: dict[str, str] = {
     "account_takeover": "Possible account takeover",
@@ -119,6 +128,33 @@ def reasons(
     if not lines:
         lines.append(f"{TITLES.get(kind, kind)} for this {who}")
     return tuple(lines)
+
+
+def first_times(profile: ActorProfile, events: Sequence[Any], limit: int = 2) -> list[str]:
+    """Insights against the actor's own history, with their window: the first access (or
+    export) of a data type by this actor since it has been watched, from the evidence."""
+    who = ACTOR_WORD.get(profile.actor_type, "actor")
+    out: dict[tuple[str, str], str] = {}
+    for ev in events:
+        sensitivity = getattr(ev, "sensitivity", None)
+        resource = getattr(ev, "resource_type", None)
+        if sensitivity is None or resource is None:
+            continue
+        ts = ev.ts.timestamp()
+        watched = (ts - profile.first_seen) / DAY
+        if watched < 7.0:
+            continue  # "first" means little for an actor seen for days
+        verb = "export" if ev.action == "export" else "access"
+        for tag, key, noun in (
+            (T_SENSITIVITY, sensitivity, f"{sensitivity} data"),
+            (T_RESOURCE, resource, f"{resource} records"),
+        ):
+            first = profile.first_use(tag, key)
+            if first is not None and 0.0 <= ts - first < NOVEL_FOR and (verb, noun) not in out:
+                out[(verb, noun)] = (
+                    f"first {verb} of {noun} by this {who} in the {watched:.0f} days it has been watched"
+                )
+    return list(out.values())[:limit]
 
 
 def _reason(

@@ -698,3 +698,13 @@ def test_a_false_positive_verdict_mutes_the_pattern_and_a_reopening_lifts_it() -
     assert [f for f in run(det3, events, tables()) if f.kind == "privilege_escalation"]
     # Switched off (``BREACHWATCH_FALSE_POSITIVE_SUPPRESS_DAYS=0``), verdicts are not asked for.
     assert LearnedDetector(None, feedback_days=0).judgement_seq() is None
+
+
+def test_reasons_state_first_times_against_the_actors_own_history() -> None:
+    # Must: credentials read for the first time in the fortnight the clerk has been watched.
+    w = World()
+    findings = run(LearnedDetector(None), after(history(w), escalation(w)), tables())
+    [esc] = [f for f in findings if f.kind == "privilege_escalation"][:1]
+    assert "first access of credentials data by this user in the 14 days it has been watched" in esc.reasons
+    # Must not: data the actor reads every day is no first.
+    assert not any("first access of personal data" in r or "of internal data" in r for r in esc.reasons)
