@@ -394,8 +394,7 @@ def _first_staff_access(tenant_id: str, last: float | None, since: float, t: flo
         if days < 1.0:
             return None  # watched too briefly to call anything a first
         return (
-            f"the first access by any vendor staff member to tenant {tenant_id}'s data in the "
-            f"{days:.0f} days watched"
+            f"the first access by any vendor staff member to tenant {tenant_id}'s data in the {days:.0f} days watched"
         )
     if t - last >= FIRST_STAFF_GAP:
         return (
