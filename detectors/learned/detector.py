@@ -828,7 +828,7 @@ class LearnedDetector(Detector):
         w1 = prof.window_1h(now, judged)
         w24 = prof.window_24h(now, judged)
         reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row, judged=judged)
-        reasons += tuple(r for r in explain.first_times(prof, evidence) if r not in reasons)
+        reasons += tuple(r for r in explain.insights(prof, peer, evidence) if r not in reasons)
         if not signal:
             self._marks.append((aid, now, judged))
         facts: dict[str, Any] = {

@@ -130,9 +130,10 @@ def reasons(
     return tuple(lines)
 
 
-def first_times(profile: ActorProfile, events: Sequence[Any], limit: int = 2) -> list[str]:
-    """Insights against the actor's own history, with their window: the first access (or
-    export) of a data type by this actor since it has been watched, from the evidence."""
+def insights(profile: ActorProfile, peer: PeerProfile | None, events: Sequence[Any], limit: int = 3) -> list[str]:
+    """Insights against named baselines, with their windows: the first access (or export) of a
+    data type by this actor in the days it has been watched, and data no one else of its peer
+    group (its tenant's users of its kind) reads."""
     who = ACTOR_WORD.get(profile.actor_type, "actor")
     out: dict[tuple[str, str], str] = {}
     for ev in events:
@@ -153,6 +154,15 @@ def first_times(profile: ActorProfile, events: Sequence[Any], limit: int = 2) ->
             if first is not None and 0.0 <= ts - first < NOVEL_FOR and (verb, noun) not in out:
                 out[(verb, noun)] = (
                     f"first {verb} of {noun} by this {who} in the {watched:.0f} days it has been watched"
+                )
+        if peer is not None and ("peers", resource) not in out and peer.watched_days(ts) >= 7.0 and peer.pushes >= 20:
+            first = profile.first_use(T_RESOURCE, resource)
+            # The group counted this actor once its first day with the resource closed.
+            others = peer.users_of(resource) - (1 if first is not None and first < (ts // DAY) * DAY else 0)
+            if others <= 0:
+                out[("peers", resource)] = (
+                    f"no other {who} of {profile.home} reads {resource} records "
+                    f"({peer.pushes} working days of its {who}s watched over {peer.watched_days(ts):.0f} days)"
                 )
     return list(out.values())[:limit]
 

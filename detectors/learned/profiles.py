@@ -82,6 +82,7 @@ CAP_RING_SMALL = 32
 CAP_PEER_COUNTRIES = 64
 CAP_PEER_PROVIDERS = 256
 CAP_PEER_RING = 512
+CAP_PEER_RESOURCES = 96
 HOURS_HALVE_AT = 2000.0
 
 # Kinds of notable things (bits of ``ActorProfile.notable_bits``).
@@ -1039,6 +1040,7 @@ class PeerProfile:
         "hours",
         "providers",
         "pushes",
+        "resources",
         "since",
         "spread_p50",
         "spread_ring",
@@ -1055,6 +1057,9 @@ class PeerProfile:
         self.since = since
         self.spread_ring = floats()
         self.spread_p50 = 0.0
+        # Resource types -> [members who took them up, first seen, last seen]: what is common
+        # among the group and what only one of them reads.
+        self.resources: Table = {}
 
     @staticmethod
     def _count(table: Table, key: str, ts: float, weight: float, cap: int) -> None:
@@ -1100,6 +1105,10 @@ class PeerProfile:
         for k, e in member.table(T_PROVIDER).items():
             if e[2] >= start:
                 self._count(self.providers, k, e[2], 1.0, CAP_PEER_PROVIDERS)
+        for k, e in member.table(T_RESOURCE).items():
+            if e[2] >= start:
+                # A member counts once per resource type: on the day it first used it.
+                self._count(self.resources, k, e[2], 1.0 if e[1] >= start else 0.0, CAP_PEER_RESOURCES)
         if background is not None:
             self.spread_ring = _appended(self.spread_ring, (background,), CAP_PEER_RING)
         self.pushes += 1
@@ -1115,6 +1124,11 @@ class PeerProfile:
     def watched_days(self, now: float) -> float:
         return max(0.0, (now - self.since) / DAY) if self.since >= 0 else 0.0
 
+    def users_of(self, resource: str) -> int:
+        """How many members took up ``resource`` (as far as the group has watched them)."""
+        e = self.resources.get(resource)
+        return int(e[0]) if e is not None else 0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "countries": table_out(self.countries),
@@ -1126,6 +1140,7 @@ class PeerProfile:
             "pushes": self.pushes,
             "since": self.since,
             "spread": [self.spread_ring.tolist(), self.spread_p50],
+            "resources": table_out(self.resources),
         }
 
     @classmethod
@@ -1140,4 +1155,5 @@ class PeerProfile:
         p.pushes = int(d["pushes"])
         p.spread_ring = floats(map(float, d["spread"][0]))
         p.spread_p50 = float(d["spread"][1])
+        p.resources = table_in(d.get("resources", {}))  # none in states saved before
         return p

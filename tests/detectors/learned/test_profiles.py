@@ -311,3 +311,15 @@ def test_a_new_hire_is_not_tested_against_a_history_it_does_not_have() -> None:
     for d in range(5):
         _workday(p, d, per_hour=1 + 3 * d)
     assert p.cusum == 0.0 and _cusum_at_end_of(p, 4) < CUSUM_ALARM
+
+
+def test_the_peer_group_counts_who_takes_up_each_resource_once() -> None:
+    peer = PeerProfile()
+    for i, resource in enumerate(("customer", "customer", "payroll")):
+        p = ActorProfile("customer_user", "t-a", "UTC", T0)
+        p._peer = peer
+        for d in range(3):  # three days each: a member counts on its first day only
+            read(p, T0 + d * DAY + 9 * HOUR + i, resource=resource)
+        read(p, T0 + 3 * DAY + 9 * HOUR, resource=resource)  # closes day 2
+    assert peer.users_of("customer") == 2 and peer.users_of("payroll") == 1 and peer.users_of("ledger") == 0
+    assert PeerProfile.from_dict(json.loads(json.dumps(peer.to_dict()))).users_of("customer") == 2
