@@ -14,6 +14,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+# The ATT&CK release whose ids and names the table (``attack.toml``) uses.
+ATTACK_VERSION = "v16"
+
 
 @dataclass(frozen=True, slots=True)
 class Technique:
