@@ -16,7 +16,18 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breachwatch.channels import sendgrid_events
-from breachwatch.console import api, breach, breach_api, entity_views, live, pending, people_views, views, webhooks
+from breachwatch.console import (
+    api,
+    breach,
+    breach_api,
+    entity_views,
+    live,
+    pending,
+    people_views,
+    risk,
+    views,
+    webhooks,
+)
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
@@ -69,6 +80,7 @@ def create_app(
     app.state.settings = settings
     app.state.sendgrid_webhook_public_key = settings.sendgrid_webhook_public_key
     app.include_router(sendgrid_events.router)
+    app.include_router(risk.router)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(caller: api.Viewer) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from breachwatch.console.context import Caller, ConsoleContext, ctx_of, may, pag
 from breachwatch.console.notice_state import queue_state
 from breachwatch.console.security import SESSION_LIFETIME, security_headers
 from breachwatch.console.words import distinct_reasons
+from breachwatch.core.attack import techniques_of
 from breachwatch.core.clock import utcnow
 from breachwatch.incidents import lifecycle, people, queries, users
 from breachwatch.incidents.lifecycle import ACTIONS, TRANSITIONS, IncidentNotFound, LifecycleError
@@ -335,6 +336,7 @@ def _incident_values(session: Session, caller: Caller, incident: IncidentRow, su
         "trigger": fired,
         "chart": series_svg(fired.series, incident.severity),
         "gauges": [(g, gauge_svg(g)) for g in fired.gauges],
+        "attack": techniques_of([incident.kind, *(f.kind for f in findings)]),
         "timeline": timeline.build(session, incident),
         "actions": [a for a in ACTIONS if incident.status in TRANSITIONS[a][1]],
         "action_labels": ACTION_LABELS,

@@ -102,6 +102,22 @@ class Settings(BaseSettings):
     # positive are attached to it instead of opening and paging a new one, for this many days
     # of event time after the judgement; 0 turns this off.
     false_positive_suppress_days: int = Field(default=14, ge=0, le=365)
+    risk_threshold: float = Field(
+        default=100.0,
+        ge=0,
+        description="risk points at which an actor's (or, at 1.5 times it, a tenant's) ledger of findings "
+        "below the incident threshold opens an incident listing every contribution; 0 turns the ledger off",
+    )
+    risk_source_cap: float = Field(
+        default=60.0,
+        gt=0,
+        description="the most risk one source (kind of finding) adds to a ledger, however often it fires",
+    )
+    risk_half_life_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="event time in which a contribution to a risk ledger loses half its points",
+    )
     # Once a partition holds more than profile_live_max live actor profiles, those idle for
     # profile_pack_after_s (event time) are kept packed in memory until the actor's next event:
     # a fifth of the memory or less, for about 100 us each time an actor comes back.

@@ -10,7 +10,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
-from breachwatch.incidents import lifecycle, people, tables, users
+from breachwatch.incidents import ledger, lifecycle, people, tables, users
 from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models, records
 from breachwatch.notifier.paging import escalation, inbound, silences
@@ -22,6 +22,7 @@ from breachwatch.storage.migrate import upgrade
 
 TABLE_MODULES = (
     tables,
+    ledger,
     lifecycle,
     users,
     people,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from breachwatch.incidents.tables import FindingRow
+from breachwatch.incidents.tables import FindingRow, IncidentRow
 from breachwatch.notifier.duties import MOMENTS
 from breachwatch.notifier.notices.records import MomentRow
 from breachwatch.storage.db import aggregate_time
@@ -28,7 +28,12 @@ PERSON_MOMENTS: tuple[str, ...] = tuple(m for m in MOMENTS if m not in SYSTEM_MO
 
 
 def detection(session: Session, incident_id: str) -> datetime | None:
-    """When the incident's first finding was judged (event time), or None without findings."""
+    """When the incident's first finding was judged (event time), or None without findings: the
+    incident's own ``detected_at``, else the earliest of its findings' (an incident stored by a
+    version that kept it on the findings only)."""
+    incident = session.get(IncidentRow, incident_id)
+    if incident is not None and incident.detected_at is not None:
+        return incident.detected_at
     found = session.scalar(
         select(func.min(func.coalesce(FindingRow.detected_at, FindingRow.ts))).where(
             FindingRow.incident_id == incident_id

@@ -44,6 +44,7 @@ def test_a_replay_without_notify_keeps_the_directory_a_later_breach_notice_needs
             if set(i.tenant_ids or []) & set(directory)
         )
         incident_id, tenant_ids = incident.incident_id, [t for t in incident.tenant_ids if t in directory]
+        detected = incident.detected_at
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     with Session(engine) as session, session.begin():
         users.add_user(session, "bo", "approver", "a long fictional passphrase", hasher=hasher)
@@ -59,6 +60,7 @@ def test_a_replay_without_notify_keeps_the_directory_a_later_breach_notice_needs
         )
         assert confirmed.status_code == 200, confirmed.text
         notices = client.get(f"/api/incidents/{incident_id}/notices", headers=auth).json()
+        record = client.get(f"/api/incidents/{incident_id}/breach-record", headers=auth).json()
     engine.dispose()
 
     by_tenant = {n["tenant_id"]: n for n in notices}
@@ -70,3 +72,7 @@ def test_a_replay_without_notify_keeps_the_directory_a_later_breach_notice_needs
         assert notice["recipients"], "a notice with nobody to send it to"
         assert set(notice["recipients"]) <= {c["email"] for c in entry["contacts"]}
         assert not any("directory entry is unknown" in p for p in notice["problems"])
+
+    # Clocks that start at detection (CERT-In, HIPAA discovery) start at the store's detection time.
+    assert detected is not None
+    assert {m["moment"]: m["at"] for m in record["moments"]}["detected"] == detected.isoformat()

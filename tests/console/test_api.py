@@ -91,6 +91,9 @@ def test_every_action_through_the_api(
     detail = client.get(url, headers=responder).json()
     assert detail["incident"]["status"] == "open" and len(detail["findings"]) == 2
     assert detail["incident"]["reasons"][0] == "exported 2 times in one hour"
+    # Evidence from 02:00 to 02:05 was judged at its last event; the first finding set the time.
+    assert detail["incident"]["opened_at"].startswith("2026-11-24T02:00")
+    assert detail["incident"]["detected_at"].startswith("2026-11-24T02:05")
 
     steps = [
         ("acknowledge", None, "acknowledged"),

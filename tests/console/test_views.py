@@ -4,6 +4,7 @@ untrusted event text staying text."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from http.cookies import SimpleCookie
@@ -113,6 +114,11 @@ def test_the_incident_page_explains_charts_and_records_the_view(
     assert page.status_code == 200
     html = page.text
     assert "Why BreachWatch flagged this" in html and "exported 2 times in one hour" in html
+    attack = html[html.index('id="attack"') :]
+    attack = attack[: attack.index("</p>")]
+    assert ">T1567</a> Exfiltration Over Web Service" in attack and ">T1078</a> Valid Accounts" in attack
+    detected = html[html.index('id="detected"') :]
+    assert "5.0 min after the first evidence" in detected[: detected.index("</div>")]
     assert "Ask the tenant&#39;s admin whether the export was expected." in html
     # A bulk export charts each export against the export limit.
     svg = re.search(r"<svg class=\"chart\".*?</svg>", html, re.S)
@@ -289,3 +295,28 @@ def test_a_responder_confirms_and_another_user_approves(
     assert approve.status_code == 303 and approve.headers["location"] == f"/incidents/{seeded.bulk}"
     page = client.get(approve.headers["location"]).text
     assert "Notice approved: its messages are sealed and queued." in page and "Approved by approver" in page
+
+
+def test_an_actors_risk_ledger_page_and_api(
+    client: TestClient, engine: Engine, signed_in: Any, h: SimpleNamespace, tokens: dict[str, str]
+) -> None:
+    from breachwatch.incidents.ledger import RiskPolicy
+
+    store = IncidentStore(engine, risk=RiskPolicy())
+    for n, (kind, minutes) in enumerate((("slow_exfiltration", 0), ("account_takeover", 60), ("dormant_account", 120))):
+        f = h.finding([h.access(40 + n, minutes=minutes)], kind=kind, score=50)
+        store.record([dataclasses.replace(f, signal=True, dedup_key=f"s{n}")])
+    signed_in("viewer")
+    page = client.get("/actors/u-hans/risk")
+    assert page.status_code == 200
+    ledger = page.text[page.text.index('id="ledger"') :]
+    assert "Risk 7" in ledger and "of 100" in ledger and ledger.count("<tr><td") == 3
+    assert "Slow exfiltration" in ledger or "slow exfiltration" in ledger
+    doc = client.get("/api/actors/u-hans/risk", headers=h.bearer(tokens["viewer"])).json()
+    assert doc["threshold"] == 100.0 and [c["source"] for c in doc["contributions"]] == [
+        "dormant_account",
+        "account_takeover",
+        "slow_exfiltration",
+    ]
+    assert doc["contributions"][0]["points"] == 25.0 and doc["incidents"] == []
+    assert client.get("/api/actors/u-nobody/risk", headers=h.bearer(tokens["viewer"])).json()["contributions"] == []

@@ -33,11 +33,19 @@ def scenario(sid: str, kind: str, start: datetime, minutes: int, actor: str, eve
     }
 
 
-def incident(iid: str, opened: datetime, kind: str, actor: str, events: list[str] | None = None) -> IncidentOut:
+def incident(
+    iid: str,
+    opened: datetime,
+    kind: str,
+    actor: str,
+    events: list[str] | None = None,
+    detected: datetime | None = None,
+) -> IncidentOut:
     return IncidentOut(
         incident_id=iid,
         opened_at=opened,
         updated_at=opened + timedelta(hours=1),
+        detected_at=detected,
         severity="high",
         kind=kind,
         title=f"{kind}: {actor}",
@@ -63,15 +71,19 @@ LABELS: dict[str, Any] = {
 
 
 def test_recall_precision_false_rate_and_time_to_detect() -> None:
+    # Time to detect runs to each incident's detected_at, not to when its evidence starts.
     incidents = [
-        incident("i-1", ATTACK + timedelta(minutes=1), "account_takeover", "u-one", ["e-2"]),
+        incident(
+            "i-1", ATTACK + timedelta(minutes=1), "account_takeover", "u-one", ["e-2"], ATTACK + timedelta(minutes=2)
+        ),
         # Names sc-3's actor while it runs, without sharing an event: still a detection.
-        incident("i-2", ATTACK + timedelta(minutes=5), "dormant_account", "u-three"),
+        incident(
+            "i-2", ATTACK + timedelta(minutes=5), "dormant_account", "u-three", None, ATTACK + timedelta(minutes=6)
+        ),
         incident("i-3", ATTACK + timedelta(hours=2), "account_takeover", "u-traveller"),
         incident("i-4", ATTACK + timedelta(hours=4), "bulk_export", "u-nobody"),
     ]
-    detected = {"i-1": ATTACK + timedelta(minutes=2), "i-2": ATTACK + timedelta(minutes=6)}
-    ev = evaluate(incidents, LABELS, detected_at=detected)
+    ev = evaluate(incidents, LABELS)
     assert ev.recall == {"account_takeover": (1, 2), "dormant_account": (1, 1)}
     assert ev.missed == ["account_takeover sc-2 (u-two)"]
     assert (ev.incidents, ev.true_incidents, ev.false_incidents) == (4, 2, 2)
@@ -80,6 +92,10 @@ def test_recall_precision_false_rate_and_time_to_detect() -> None:
     # Two false incidents in 7 days at 50 tenants: 2 / 7 * 25 / 50 per day per 25 tenants.
     assert abs(ev.false_per_day_per_25_tenants - 2 / 7 / 2) < 1e-9
     assert ev.time_to_detect_s == {"account_takeover": [120.0], "dormant_account": [360.0]}
+    figures = ev.as_dict()
+    assert figures["median_time_to_detect_s_by_kind"] == {"account_takeover": 120.0, "dormant_account": 360.0}
+    assert figures["p95_time_to_detect_s"] == 120.0 + 0.95 * 240.0
+    assert "p95" in ev.table()
 
 
 def test_an_earlier_incident_about_the_same_actor_is_not_an_early_catch() -> None:

@@ -399,7 +399,7 @@ def test_erasing_a_tenant_follows_its_breach_records(engine, settings, breach) -
 def test_a_breach_confirmed_before_moments_were_recorded_gets_them_from_its_confirmation(
     engine, settings, breach
 ) -> None:
-    # Databases migrated to revision 0008 hold breaches confirmed without moments: the first
+    # Databases migrated to revision 0009 hold breaches confirmed without moments: the first
     # decision that works their duties out again records them from the confirmation.
     incident_id = breach(directory("t-rhein"))
     with Session(engine) as session, session.begin():

@@ -6,8 +6,8 @@ law-enforcement hold, substitute notice and no-notify decision. New tables: the 
 moments, each notice's jurisdictions, law-enforcement delays, risk-of-harm assessments, the
 encryption safe-harbour decision, missing contact details, and the breach register.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07 08:00:00.000000
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
