@@ -29,6 +29,7 @@ from breachwatch.notifier import notices as notices_module
 from breachwatch.notifier import outbox  # noqa: F401
 from breachwatch.notifier.notices import models  # noqa: F401
 from breachwatch.notifier.paging import escalation, silences  # noqa: F401
+from breachwatch.notifier.register import archive as register_archive
 from breachwatch.notifier.register import models as register_models  # noqa: F401
 from breachwatch.storage import audit
 from breachwatch.storage.db import Base
@@ -163,6 +164,7 @@ class Erasure:
     incidents_trimmed: int = 0  # shared with other tenants: only this tenant's part removed
     evidence_deleted: int = 0
     rows_deleted: dict[str, int] = field(default_factory=dict)  # table -> rows, everything else removed
+    register_entries_kept: int = 0  # breach records the law requires, frozen before the rest went
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -170,11 +172,13 @@ class Erasure:
             "incidents_trimmed": self.incidents_trimmed,
             "evidence_deleted": self.evidence_deleted,
             "rows_deleted": dict(sorted(self.rows_deleted.items())),
+            "register_entries_kept": self.register_entries_kept,
         }
 
 
-# Tables that must survive an erasure: the audit trail is the record that it happened.
-_KEEP: frozenset[str] = frozenset({"audit_log", "audit_head"})
+# Tables that must survive an erasure: the audit trail (the record that it happened) and the
+# frozen register entries of erased breaches (kept by law, see ``notifier.register.archive``).
+_KEEP: frozenset[str] = frozenset({"audit_log", "audit_head", "breach_register_archive"})
 
 
 def _children(table: Table) -> list[tuple[Table, ForeignKeyConstraint]]:
@@ -236,6 +240,9 @@ def erase_tenant(session: Session, tenant_id: str, actor: str, *, now: datetime 
     session.flush()
     tables = [t for t in Base.metadata.sorted_tables if t.name not in _KEEP]
     if whole:
+        result.register_entries_kept = register_archive.archive(
+            session, whole, f"tenant {tenant_id} erased at the tenant's request", now=now
+        )
         result.evidence_deleted += int(
             session.scalar(select(func.count()).select_from(EvidenceRow).where(EvidenceRow.incident_id.in_(whole))) or 0
         )

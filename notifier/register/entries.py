@@ -25,7 +25,7 @@ from breachwatch.notifier.notices.law_context import law_context
 from breachwatch.notifier.notices.models import NoticeConfirmationRow, NoticeDutyRow, NoticeRow, NoticeVersionRow
 from breachwatch.notifier.notices.moments import moment_rows, moments
 from breachwatch.notifier.notices.service import NoticeError, NoticeNotFound, audit_event, first_sent_at
-from breachwatch.notifier.register.models import RegisterEntryRow
+from breachwatch.notifier.register.models import ArchivedEntryRow, RegisterEntryRow
 from breachwatch.notifier.register.retention import retention_for
 
 FIELDS: tuple[str, ...] = ("facts", "effects", "remedial_action")
@@ -178,10 +178,14 @@ def entries(
     since: datetime | None = None,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Register entries, oldest first; ``notified`` keeps only breaches notified (or not)."""
+    """Register entries, oldest first; ``notified`` keeps only breaches notified (or not).
+    Entries of breaches whose incident was erased come as they were frozen (``archived``)."""
     out = []
-    for incident_id in confirmed_incidents(session):
-        e = entry(session, incident_id, now=now)
+    live = [entry(session, incident_id, now=now) for incident_id in confirmed_incidents(session)]
+    frozen = [
+        dict(r.document) for r in session.scalars(select(ArchivedEntryRow).order_by(ArchivedEntryRow.archived_at))
+    ]
+    for e in sorted([*live, *frozen], key=lambda e: (e["confirmed_at"] or "", e["incident_id"])):
         if notified is not None and e["notified"] != notified:
             continue
         if tenant_id and tenant_id not in {t["tenant_id"] for t in e["tenants"]}:

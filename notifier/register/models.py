@@ -4,8 +4,9 @@ effects, remedial action). Everything else in an entry is read from the notice w
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from breachwatch.core.clock import utcnow
@@ -23,3 +24,15 @@ class RegisterEntryRow(Base):
     remedial_action: Mapped[str] = mapped_column(Text, default="")  # what was done about it
     updated_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArchivedEntryRow(Base):
+    """A register entry frozen when its incident was erased; no foreign key, so it outlives it."""
+
+    __tablename__ = "breach_register_archive"
+
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    archived_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(String(500))
+    keep_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)

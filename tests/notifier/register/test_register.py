@@ -371,8 +371,9 @@ def test_export_as_json_and_csv_one_row_per_jurisdiction(engine, settings, breac
 
 
 def test_erasing_a_tenant_follows_its_breach_records(engine, settings, breach) -> None:
-    # A data-rights erasure removes the tenant's incidents and everything that refers to them,
-    # the register's records included (no foreign key left dangling).
+    # A data-rights erasure removes the tenant's incidents and everything that refers to them
+    # (no foreign key left dangling); the register entry the law requires kept stays, frozen
+    # (GDPR Art. 17(3)(b)), with what was written in it.
     incident_id = breach(directory("t-sierra", jurisdiction="US-CA", locale="en"), resource_type="employee")
     with Session(engine) as session, session.begin():
         entries.write(session, incident_id, by="bo", facts="exported HR records")
@@ -392,8 +393,11 @@ def test_erasing_a_tenant_follows_its_breach_records(engine, settings, breach) -
     with Session(engine) as session, session.begin():
         erased = erase_tenant(session, "t-sierra", "admin-cy")
     assert erased.rows_deleted["breach_register"] == 1 and erased.rows_deleted["notice_delays"] == 1
+    assert erased.register_entries_kept == 1
     with Session(engine) as session:
-        assert entries.entries(session) == []
+        [kept] = entries.entries(session)
+    assert kept["incident_id"] == incident_id and kept["archived"] is True
+    assert kept["facts"] == "exported HR records"
 
 
 def test_a_breach_confirmed_before_moments_were_recorded_gets_them_from_its_confirmation(
