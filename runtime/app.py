@@ -213,13 +213,13 @@ def dispatcher(settings: Settings, engine: Engine) -> OutboxPump:
 
 @contextmanager
 def metrics_server(settings: Settings, service: Any) -> Iterator[None]:
-    """/metrics (Prometheus) and /healthz on ``metrics_port``, when it is set."""
+    """/metrics (Prometheus), /healthz and /readyz on ``metrics_host:metrics_port``, when it is set."""
     if settings.metrics_port is None:
         yield
         return
     from breachwatch.runtime.metrics import serve
 
-    server = serve(settings.console_host, settings.metrics_port, service)
+    server = serve(settings.metrics_host, settings.metrics_port, service)
     try:
         yield
     finally:

@@ -10,15 +10,16 @@ from typing import Any
 
 import click
 
+from breachwatch.cli.main import SettingError
 from breachwatch.core.settings import ConfigError, Settings, load_settings
 
 
 def settings_or_exit(**overrides: Any) -> Settings:
-    """The settings, or a usage error naming the bad one."""
+    """The settings, or an error naming the bad one (exit status 2)."""
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
 
 
 def echo(msg: str) -> None:

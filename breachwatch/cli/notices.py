@@ -15,16 +15,15 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.cli.common import settings_or_exit
+from breachwatch.cli.main import SettingError
+from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.notifier import notices
 from breachwatch.notifier.notices.models import NoticeRow
 
 
 def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return settings_or_exit()
 
 
 @contextmanager
@@ -130,7 +129,9 @@ def approve_cmd(notice_id: str, approver: str) -> None:
 
 
 @notices_group.command("send")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="most messages sent in this pass"
+)
 def send_cmd(limit: int) -> None:
     """One delivery pass over the outbox (notices and pages), then print what happened."""
     from breachwatch.channels.registry import build_channels
@@ -141,7 +142,7 @@ def send_cmd(limit: int) -> None:
     try:
         channels = build_channels(settings)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
     engine = database(settings)
     try:
         report = Dispatcher(engine, channels).dispatch_due(limit=limit)
@@ -162,7 +163,7 @@ def deadlines_cmd() -> None:
             pages = notices.check_deadlines(session, settings, now)
             overdue = notices.overdue_duties(session, now)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
     for p in pages:
         click.echo(f"paged: {p.notice_id} {p.rule_id} {p.threshold} ({len(p.message_ids)} message(s))")
     for d in overdue:
