@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from breachwatch.console import api, views
+from breachwatch.console import api, health, views
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
@@ -51,6 +51,7 @@ def create_app(
     )
     app.state.ctx = ConsoleContext(settings, engine, password_hasher=password_hasher, throttle=throttle)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(health.router)  # before the others: no sign-in, no session
     app.include_router(api.router)
     app.include_router(views.router)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,34 +22,6 @@ from breachwatch.runtime.schema import init_db
 from breachwatch.storage.db import make_engine
 
 log = logging.getLogger(__name__)
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    # kafka-python is chatty at INFO about every connection; its warnings still show.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    # Alembic lists its plugins at INFO when it is first imported; its migrations still show.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def database(settings: Settings, url: str | None = None) -> Engine:
@@ -226,9 +196,7 @@ def metrics_server(settings: Settings, service: Any) -> Iterator[None]:
         server.shutdown()
 
 
-def run_service(
-    settings: Settings, bootstrap: str, *, until_caught_up: bool, echo: Callable[[str], None] | None = None
-) -> dict[str, Any]:
+def run_service(settings: Settings, bootstrap: str, *, until_caught_up: bool) -> dict[str, Any]:
     """The service on ``bootstrap`` until SIGTERM (or until caught up): the database, the model,
     the pipeline, the outbox pump and metrics wired together; its counters at the end."""
     from breachwatch.runtime.pipeline import fewer_collections
@@ -240,8 +208,6 @@ def run_service(
     pump = dispatcher(settings, engine)
     checked = check_connection(settings, bootstrap)
     log.info("Kafka at %s: %s, %d broker(s)", checked.bootstrap, checked.security_protocol, checked.brokers)
-    if echo is not None:
-        echo(f"Kafka at {checked.bootstrap}: {checked.security_protocol}, {checked.brokers} broker(s)")
     ensure_topics(settings, bootstrap)
     service = Service(settings, bootstrap, pipeline, after_batch=pump.tick)
     service.install_signal_handlers()

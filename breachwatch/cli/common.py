@@ -3,6 +3,7 @@ time arguments, JSON output and the CPUs a process may use."""
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 
 from breachwatch.cli.main import SettingError
 from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.runtime.logs import json_logging
 
 
 def settings_or_exit(**overrides: Any) -> Settings:
@@ -23,8 +25,12 @@ def settings_or_exit(**overrides: Any) -> Settings:
 
 
 def echo(msg: str) -> None:
-    """Progress goes to stderr, so stdout carries only the command's result."""
-    click.echo(msg, err=True)
+    """Progress goes to stderr, so stdout carries only the command's result; where the process
+    logs JSON, as a log record, so that a log shipper never meets a plain line."""
+    if json_logging():
+        logging.getLogger("breachwatch.progress").info(msg)
+    else:
+        click.echo(msg, err=True)
 
 
 def parse_ts(text: str) -> datetime:

@@ -15,7 +15,7 @@ import click
 
 from breachwatch.cli.common import cpus, echo, jsonable, parse_ts, settings_or_exit
 from breachwatch.core.settings import Settings
-from breachwatch.runtime import app
+from breachwatch.runtime import logs
 
 DEVKIT = "breachwatch.devkit"
 
@@ -74,7 +74,7 @@ def backtest(dump: Path, labels: Path | None, until: str | None, as_json: bool) 
     labels = labels or dump / "labels.json"
     truth = json.loads(labels.read_text(encoding="utf-8"))
     settings = settings_or_exit()
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     result = backtest_dump(settings, dump, truth, parse_ts(until or truth["clean_until"]), jobs=cpus())
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.table())
 
@@ -103,7 +103,7 @@ def demo(tenants: int, days: int, seed: int, workdir: Path) -> None:
         group_id=f"breachwatch-demo-{stamp}",
         topic_prefix=f"demo{stamp}.",
     )
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     click.echo(run_demo(settings, workdir, tenants=tenants, days=days, seed=seed, echo=echo))
 
 

@@ -19,7 +19,7 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.cli.common import settings_or_exit
+from breachwatch.cli.common import echo, settings_or_exit
 from breachwatch.cli.main import SettingError
 from breachwatch.core.settings import ConfigError, Settings
 
@@ -71,22 +71,21 @@ def console(host: str | None, port: int | None, db_url: str | None) -> None:
 
     from breachwatch.console.app import create_app
     from breachwatch.incidents.users import list_users
-    from breachwatch.runtime import app
+    from breachwatch.runtime import logs
 
     settings = _settings(console_host=host, console_port=port, db_url=db_url)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     with _database(settings) as engine:
         with Session(engine) as session:
             if not list_users(session):
-                click.echo(
-                    "no users yet: create the first admin with `breachwatch users add NAME --role admin`", err=True
-                )
-        click.echo(f"console on http://{settings.console_host}:{settings.console_port}/", err=True)
+                echo("no users yet: create the first admin with `breachwatch users add NAME --role admin`")
+        echo(f"console on http://{settings.console_host}:{settings.console_port}/")
         uvicorn.run(
             create_app(settings, engine),
             host=settings.console_host,
             port=settings.console_port,
             log_level=settings.log_level.lower(),
+            log_config=None,  # its loggers go through the process's handler (plain text or ECS JSON)
             server_header=False,
         )
 
@@ -478,10 +477,10 @@ def silences_expire(silence_id: str, db_url: str | None) -> None:
 def escalate(escalation_file: Path | None, every: float | None, deliver: bool, db_url: str | None) -> None:
     """Re-page unacknowledged incidents, escalate up the chain, remind silence owners."""
     from breachwatch.notifier.paging import escalation
-    from breachwatch.runtime import app
+    from breachwatch.runtime import app, logs
 
     settings = _settings(db_url=db_url)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     path = escalation_file or (Path(os.environ[ESCALATION_ENV]) if os.environ.get(ESCALATION_ENV) else None)
     try:
         policy = escalation.load_policy(path, settings)

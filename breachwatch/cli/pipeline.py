@@ -16,7 +16,7 @@ import click
 from breachwatch.cli.common import cpus, echo, parse_ts, settings_or_exit
 from breachwatch.cli.main import SettingError
 from breachwatch.core.settings import Settings
-from breachwatch.runtime import app
+from breachwatch.runtime import app, logs
 
 NO_BOOTSTRAP = (
     "KAFKA_BOOTSTRAP is not set: give the cluster's bootstrap servers "
@@ -53,6 +53,7 @@ def produce(dump: Path, partitions: int | None) -> None:
     from breachwatch.streams.produce import Rate, produce_dump
 
     settings = settings_or_exit(partitions=partitions)
+    logs.setup_logging(settings)
     if not settings.kafka_bootstrap:
         raise SettingError("KAFKA_BOOTSTRAP is not set: produce needs a running cluster")
     check_connection(settings, settings.kafka_bootstrap)  # a wrong password fails here, in seconds, by name
@@ -81,9 +82,9 @@ def run(model: Path | None, db_url: str | None, until_caught_up: bool, embedded_
     SIGTERM or Ctrl-C finishes the batch in hand, checkpoints, commits and exits 0. With
     BREACHWATCH_METRICS_PORT it serves /metrics, /healthz and /readyz."""
     settings = settings_or_exit(db_url=db_url, model_path=model)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     with bootstrap_of(settings, embedded_broker) as boot:
-        stats = app.run_service(settings, boot, until_caught_up=until_caught_up, echo=echo)
+        stats = app.run_service(settings, boot, until_caught_up=until_caught_up)
     click.echo(json.dumps(stats))
 
 
@@ -120,7 +121,7 @@ def replay(
     from breachwatch.runtime.replay import replay_to_file
 
     settings = settings_or_exit(model_path=model, partitions=partitions)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     with tempfile.TemporaryDirectory() as tmp:
         summary = replay_to_file(
             settings,
@@ -164,7 +165,7 @@ def train(
     from breachwatch.runtime.training import train_from_dump, train_from_topics
 
     settings = settings_or_exit(max_alerts_per_day=max_alerts_per_day)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     when: datetime = parse_ts(until)
     if from_kafka == (dump is not None):
         raise click.UsageError("give a DUMP folder or --kafka (not both)")

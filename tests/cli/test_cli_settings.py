@@ -63,7 +63,9 @@ def test_the_installed_command_exits_2_naming_a_misspelt_setting(clean_env: dict
         [sys.executable, "-m", "breachwatch", "run"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2, done.stderr
-    assert "BREACHWATCH_KAFKA_BOOTSTRAPP: not a known setting (did you mean BREACHWATCH_KAFKA_BOOTSTRAP?)" in done.stderr
+    assert (
+        "BREACHWATCH_KAFKA_BOOTSTRAPP: not a known setting (did you mean BREACHWATCH_KAFKA_BOOTSTRAP?)" in done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 
