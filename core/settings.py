@@ -262,6 +262,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most a third of BREACHWATCH_SESSION_TIMEOUT_MS ({session})")
         return value
 
+    @field_validator("model_signing_key")
+    @classmethod
+    def _check_signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (a random key, e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("oncall_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: Any) -> Any:

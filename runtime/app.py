@@ -8,13 +8,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from breachwatch.core.findings import Detector
-from breachwatch.core.settings import Settings
+from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.incidents.lifecycle import BreachHook, ClosedIncidentPolicy
 from breachwatch.incidents.store import IncidentStore, NewIncidentHook
 from breachwatch.runtime.pipeline import Pipeline
@@ -30,12 +29,19 @@ def database(settings: Settings, url: str | None = None) -> Engine:
     return engine
 
 
-def load_model(path: Path | None) -> Any:
-    if path is None:
+def load_model(settings: Settings) -> Any:
+    """The trained model BREACHWATCH_MODEL_PATH names, its signature checked; None without one."""
+    if settings.model_path is None:
         return None
+    key = settings.secret("model_signing_key")
+    if not key:
+        raise ConfigError(
+            "BREACHWATCH_MODEL_SIGNING_KEY is not set: it is needed to check the signature of the model file"
+            " BREACHWATCH_MODEL_PATH names"
+        )
     from breachwatch.detectors.learned.detector import load_model as _load
 
-    return _load(path)
+    return _load(settings.model_path, key.encode())
 
 
 def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list[Detector]]:
@@ -204,7 +210,7 @@ def run_service(settings: Settings, bootstrap: str, *, until_caught_up: bool) ->
     from breachwatch.streams.kafka_client import check_connection, ensure_topics
 
     engine = database(settings)
-    pipeline = build_pipeline(settings, engine, load_model(settings.model_path))
+    pipeline = build_pipeline(settings, engine, load_model(settings))
     pump = dispatcher(settings, engine)
     checked = check_connection(settings, bootstrap)
     log.info("Kafka at %s: %s, %d broker(s)", checked.bootstrap, checked.security_protocol, checked.brokers)

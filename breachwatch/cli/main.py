@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from breachwatch.core.settings import ConfigError
+from breachwatch.detectors.learned.signing import ModelFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -28,6 +29,8 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except ConfigError as exc:  # raised wherever settings are checked, even deep in a command
             raise SettingError(str(exc)) from None
+        except ModelFileError as exc:  # a refused model file: the reason, not a traceback
+            raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=_Main)

@@ -135,6 +135,15 @@ def replay(
     click.echo(json.dumps(summary))
 
 
+def _signing_key(settings: Settings) -> bytes:
+    key = settings.secret("model_signing_key")
+    if not key:
+        raise SettingError(
+            "BREACHWATCH_MODEL_SIGNING_KEY is not set: training signs the model file with it (and `run` checks it)"
+        )
+    return key.encode()
+
+
 def _pseudonym_key(settings: Settings) -> bytes:
     key = settings.secret("pseudonym_key")
     if not key:
@@ -170,6 +179,7 @@ def train(
     if from_kafka == (dump is not None):
         raise click.UsageError("give a DUMP folder or --kafka (not both)")
     key = _pseudonym_key(settings)
+    signing_key = _signing_key(settings)  # asked before the training, not after it
     trained: Any
     if dump is not None:
         trained = train_from_dump(settings, dump, when, key, db_url=db_url, progress=echo)
@@ -177,7 +187,7 @@ def train(
         if not settings.kafka_bootstrap:
             raise SettingError(NO_BOOTSTRAP.split(" (")[0])
         trained = train_from_topics(settings, settings.kafka_bootstrap, when, key, db_url=db_url, progress=echo)
-    save_model(trained, model)
+    save_model(trained, model, signing_key)
     for line in trained.report.lines():
         click.echo(line)
     click.echo(f"model written to {model}")

@@ -93,3 +93,34 @@ def test_produce_help_says_it_needs_a_cluster_and_never_starts_one() -> None:
     text = " ".join(CliRunner().invoke(main, ["produce", "--help"]).output.split())
     assert "KAFKA_BOOTSTRAP" in text and "never starts a broker" in text
     assert "fall" not in text.lower() and "local broker" not in text.lower()
+
+
+def test_model_files_need_the_signing_key_and_a_refused_one_is_explained(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    model = tmp_path / "model.skops"
+    model.write_bytes(b"not a model at all")
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    env = {**clean_env, "BREACHWATCH_PSEUDONYM_KEY": "fictional-pseudonym-key-0123456789"}
+
+    train = runner.invoke(main, ["train", str(dump), "--until", "2026-11-24T00:00:00Z", "--model", str(model)], env=env)
+    assert train.exit_code == 2 and "BREACHWATCH_MODEL_SIGNING_KEY is not set" in train.output
+
+    env["BREACHWATCH_MODEL_SIGNING_KEY"] = "short"
+    weak = runner.invoke(main, ["settings", "check"], env=env)
+    assert weak.exit_code == 2 and "BREACHWATCH_MODEL_SIGNING_KEY: Value error, must be at least 16" in weak.output
+    assert "short" not in weak.output.replace("shortly", "")  # a secret is never echoed
+
+    unsigned_run = runner.invoke(
+        main, ["run", "--model", str(model)], env={**clean_env, "KAFKA_BOOTSTRAP": "kafka-1.example:9092"}
+    )
+    assert unsigned_run.exit_code == 2 and "BREACHWATCH_MODEL_SIGNING_KEY is not set" in unsigned_run.output
+
+    env["BREACHWATCH_MODEL_SIGNING_KEY"] = "fictional-model-signing-key-0123456789"
+    refused = runner.invoke(
+        main, ["replay", str(dump), "--out", str(tmp_path / "out.jsonl"), "--model", str(model)], env=env
+    )
+    assert refused.exit_code == 1, refused.output
+    assert f"Error: {model}: not a BreachWatch model file" in refused.output and "Traceback" not in refused.output
