@@ -262,6 +262,12 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most a third of BREACHWATCH_SESSION_TIMEOUT_MS ({session})")
         return value
 
+    @field_validator("model_signing_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: Any) -> Any:
+        # Compose passes `${BREACHWATCH_MODEL_SIGNING_KEY:-}` as an empty string when unset.
+        return None if value == "" else value
+
     @field_validator("model_signing_key")
     @classmethod
     def _check_signing_key(cls, value: SecretStr | None) -> SecretStr | None:

@@ -1,23 +1,14 @@
-"""``breachwatch health``: ask a running ``run`` or ``console`` in this container whether it is
-alive (or ready), for the image's HEALTHCHECK and compose; exit status 0 yes, 1 no."""
+"""``breachwatch health``: ask a running ``run`` or ``console`` here whether it is alive (or
+ready), at the address its settings give; exit status 0 yes, 1 no. Container health checks use
+the lighter ``python -m breachwatch.probe``, which asks the same way."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import click
 
+from breachwatch import probe
 from breachwatch.cli.common import settings_or_exit
 from breachwatch.cli.main import SettingError
-
-WILDCARDS = {"0.0.0.0", "::", ""}
-
-
-def _url(host: str, port: int, path: str) -> str:
-    # A process listening on every address is asked on the loopback one.
-    host = "127.0.0.1" if host in WILDCARDS else host
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
 @click.command("health")
@@ -29,19 +20,17 @@ def health(process: str, ready: bool, timeout: float) -> None:
     settings = settings_or_exit()
     path = "/readyz" if ready else "/healthz"
     if process == "console":
-        url = _url(settings.console_host, settings.console_port, path)
+        address = probe.url(settings.console_host, settings.console_port, path)
     elif settings.metrics_port is None:
         raise SettingError("BREACHWATCH_METRICS_PORT is not set: `run` serves no health endpoint without it")
     else:
-        url = _url(settings.metrics_host, settings.metrics_port, path)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            click.echo(response.read().decode("utf-8", "replace"))
-    except urllib.error.HTTPError as exc:
-        click.echo(exc.read().decode("utf-8", "replace"))
-        raise SystemExit(1) from None
-    except OSError as exc:
-        raise click.ClickException(f"no answer from {url}: {exc}") from None
+        address = probe.url(settings.metrics_host, settings.metrics_port, path)
+    status, body = probe.ask(address, timeout)
+    if status == 0:
+        raise click.ClickException(body)
+    click.echo(body)
+    if status != 200:
+        raise SystemExit(1)
 
 
 COMMANDS = (health,)

@@ -1,5 +1,5 @@
-"""The console as a container runs it: JSON log lines only (uvicorn's included), and
-``breachwatch health`` answering the image's HEALTHCHECK."""
+"""The console as a container runs it: JSON log lines only (uvicorn's included), answering
+``breachwatch health`` and the containers' light probe (``python -m breachwatch.probe``)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def test_console_logs_only_ecs_json_and_answers_health_checks(tmp_path: Path) ->
         ready = breachwatch("health", "console", "--ready", env=env)
         assert ready.returncode == 0 and json.loads(ready.stdout) == {"status": "ready"}, ready.stderr
         assert breachwatch("health", "console", env=env).returncode == 0
+        # The container health check's light probe asks the same address, from the environment alone.
+        light = subprocess.run(
+            [sys.executable, "-m", "breachwatch.probe", "console", "--ready"], env=env, capture_output=True, text=True
+        )
+        assert light.returncode == 0 and json.loads(light.stdout) == {"status": "ready"}
+        assert subprocess.run([sys.executable, "-m", "breachwatch.probe", "run"], env=env).returncode == 2
         no_port = breachwatch("health", "run", env=env)
         assert no_port.returncode == 2 and "BREACHWATCH_METRICS_PORT is not set" in no_port.stderr
     finally:
