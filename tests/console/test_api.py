@@ -23,7 +23,8 @@ from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.runtime.app import incident_store
 from breachwatch.storage import audit
 
-PUBLIC = {("GET", "/signin"), ("POST", "/signin")}  # the way in; static files are mounted apart
+# The way in, and the health endpoints (alive, ready: nothing else); static files are mounted apart.
+PUBLIC = {("GET", "/signin"), ("POST", "/signin"), ("GET", "/healthz"), ("GET", "/readyz")}
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:
