@@ -48,6 +48,7 @@ SECRETS = {
     "webhook_secret": "webhook-secret-Ba7Yk4",
     "pseudonym_key": "pseudonym-secret-Wd1Fs8",
     "console_secret_key": "console-secret-Np3Gh6",
+    "model_signing_key": "model-signing-secret-Rt8Kq2",
 }
 
 TENANTS = [
