@@ -10,7 +10,10 @@ names; the environment wins over the file. Secrets are ``SecretStr``: they never
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
+import ipaddress
 import json
 import os
 import tomllib
@@ -30,6 +33,8 @@ SECRET_FIELDS = (
     "slack_webhook_url",
     "pagerduty_routing_key",
     "webhook_secret",
+    "pagerduty_webhook_secret",
+    "jira_api_token",
     "pseudonym_key",
     "model_signing_key",
     "console_secret_key",
@@ -173,6 +178,22 @@ class Settings(BaseSettings):
         description="after a false positive, later findings of the same actor (or address) and kind join it "
         "instead of paging, for this many days of event time; `0` turns it off",
     )
+    risk_threshold: float = Field(
+        default=100.0,
+        ge=0,
+        description="risk points at which an actor's (or, at 1.5 times it, a tenant's) ledger of findings "
+        "below the incident threshold opens an incident listing every contribution; 0 turns the ledger off",
+    )
+    risk_source_cap: float = Field(
+        default=60.0,
+        gt=0,
+        description="the most risk one source (kind of finding) adds to a ledger, however often it fires",
+    )
+    risk_half_life_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="event time in which a contribution to a risk ledger loses half its points",
+    )
     # Once a partition holds more than profile_live_max live actor profiles, those idle for
     # profile_pack_after_s (event time) are kept packed in memory until the actor's next event:
     # a fifth of the memory or less, for about 100 us each time an actor comes back.
@@ -217,12 +238,58 @@ class Settings(BaseSettings):
         pattern=r"^https?://",
         description="PagerDuty Events API v2 endpoint",
     )
-    pagerduty_routing_key: SecretStr | None = Field(default=None, description="PagerDuty integration (routing) key")
+    pagerduty_routing_key: SecretStr | None = Field(
+        default=None,
+        description="PagerDuty Events API v2 integration key: incidents are triggered when paged, "
+        "acknowledged and resolved as they are here",
+    )
+    pagerduty_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="signing secret(s) of the PagerDuty webhook v3 subscription, comma-separated while "
+        "rotating; set it to let acknowledgements and resolutions in PagerDuty reach incidents here "
+        "(POST /webhooks/pagerduty on the console)",
+    )
     webhook_url: str | None = Field(
-        default=None, pattern=r"^https?://", description="generic webhook receiving signed incident alerts"
+        default=None,
+        pattern=r"^https?://",
+        description="generic webhook: every page and every incident change POSTed as JSON, signed "
+        "with the Standard Webhooks scheme",
     )
     webhook_secret: SecretStr | None = Field(
-        default=None, description="key the generic webhook's requests are signed with"
+        default=None,
+        description="the webhook's Standard Webhooks secret: whsec_ followed by base64 of 24-64 random bytes",
+    )
+    jira_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+/?$",
+        description="Jira Cloud site, e.g. https://example.atlassian.net: one issue per incident",
+    )
+    jira_email: str | None = Field(default=None, description="the Atlassian account the API token belongs to")
+    jira_api_token: SecretStr | None = Field(default=None, description="that account's Jira API token")
+    jira_project: str | None = Field(
+        default=None, pattern=r"^[A-Z][A-Z0-9_]{0,49}$", description="key of the Jira project issues are opened in"
+    )
+    jira_issue_type: str = Field(default="Task", min_length=1, max_length=60, description="issue type to open")
+    ocsf_topic: str = Field(
+        default="breachwatch.findings.ocsf",
+        pattern=r"^[A-Za-z0-9._-]{0,200}$",
+        description="Kafka topic (after BREACHWATCH_TOPIC_PREFIX) receiving every incident as an OCSF "
+        "Detection Finding, keyed by incident id, once per change; empty turns it off",
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        min_length=40,
+        description=(
+            "the base64 public key of SendGrid's signed event webhook (Mail Settings); the console then "
+            "accepts delivery events at /webhooks/sendgrid/events (else the notices file's key is used)"
+        ),
+    )
+    notice_confirmer_may_approve_alone: bool = Field(
+        default=False,
+        description=(
+            "let the person who confirmed a breach be the only approver of its notices; by default "
+            "another approver must approve (with two required approvals, two distinct users always)"
+        ),
     )
 
     # --- console ---------------------------------------------------------------------------
@@ -233,6 +300,21 @@ class Settings(BaseSettings):
     )
     console_secure_cookies: bool = Field(
         default=True, description="mark cookies Secure (HTTPS only); `false` only for plain-HTTP trials"
+    )
+    console_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        description=(
+            "the console's address as the on-call reaches it (e.g. https://breachwatch.example.com); "
+            "every alert, escalation and deadline page then links to its incident"
+        ),
+    )
+    console_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "comma-separated addresses or networks of reverse proxies in front of the console; only a "
+            "request from one of these may name the client in X-Forwarded-For (otherwise the header is ignored)"
+        ),
     )
 
     # --- service ---------------------------------------------------------------------------
@@ -262,6 +344,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most a third of BREACHWATCH_SESSION_TIMEOUT_MS ({session})")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Standard Webhooks secrets are base64 keys; a free-form string would fail at the first send.
+        if value is not None and value.get_secret_value() and not _is_webhook_key(value.get_secret_value()):
+            raise ValueError("must be whsec_ followed by base64 of 24 to 64 random bytes (Standard Webhooks)")
+        return value
+
     @field_validator("model_signing_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: Any) -> Any:
@@ -283,6 +373,23 @@ class Settings(BaseSettings):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         if isinstance(value, str):
             return json.loads(value)
+        return value
+
+    @field_validator("console_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("console_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry[:60]!r} is not an address or a network such as 10.0.0.0/8") from None
         return value
 
     @field_validator("oncall_emails")
@@ -324,6 +431,14 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+def _is_webhook_key(secret: str) -> bool:
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
 
 
 def _read_file(path: Path) -> dict[str, Any]:

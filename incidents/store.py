@@ -10,6 +10,8 @@ deterministic ids, so a batch processed twice (after a crash or a rebalance) cha
 nothing the second time: no second incident, no doubled evidence, no second page.
 With a closed-incident policy, a finding that repeats a pattern lately judged a false
 positive is stored on that incident, marked suppressed, and opens and pages nothing.
+Each incident a batch opens, reopens or adds findings to is one ``Change`` for the
+``on_change`` hooks, in the batch's transaction.
 """
 
 from __future__ import annotations
@@ -25,15 +27,27 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from breachwatch.core.attack import techniques_of
 from breachwatch.core.clock import utcnow
 from breachwatch.core.events import AccessEvent, AuthEvent, Event, LogRecord, Tenant
-from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding
+from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding, Judgement
 from breachwatch.core.ids import network_prefix, stable_id
-from breachwatch.incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
-from breachwatch.incidents.model import CLOSED_STATUSES, IncidentOut
+from breachwatch.incidents import ledger
+from breachwatch.incidents.lifecycle import (
+    SYSTEM,
+    Change,
+    ChangeHook,
+    ClosedIncidentPolicy,
+    IncidentEventRow,
+    IncidentLinkRow,
+    Suppression,
+    changed,
+    link,
+    note,
+)
+from breachwatch.incidents.model import CLOSED_STATUSES, AttackTechnique, IncidentOut
 from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
 from breachwatch.storage import audit
-from breachwatch.storage.db import aggregate_time
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +60,15 @@ TOPIC_OF: dict[type, str] = {AccessEvent: "erp.access", AuthEvent: "erp.auth", L
 NewIncidentHook = Callable[
     [Session, IncidentRow, Sequence[FindingRow], Sequence[EvidenceRow], Mapping[str, Tenant]], Any
 ]
+
+
+@dataclass(slots=True)
+class _Touched:
+    """What a batch did to one incident, for its ``Change``."""
+
+    incident: IncidentRow
+    findings: list[str] = field(default_factory=list)
+    reopened_from: str | None = None
 
 
 @dataclass(slots=True)
@@ -70,6 +93,12 @@ def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> l
             out.append(v)
             seen.add(v)
     return out
+
+
+def detected_time(f: Finding) -> datetime:
+    """When a finding was raised, in event time: what its detector says (the newest event it
+    had seen then), else its latest evidence event."""
+    return f.detected_at or (max(e.ts for e in f.events) if f.events else f.ts)
 
 
 def network_keys(ips: Sequence[str]) -> list[str]:
@@ -127,10 +156,16 @@ class IncidentStore:
         window: timedelta = timedelta(hours=6),
         on_new_incident: Sequence[NewIncidentHook] = (),
         closed_policy: ClosedIncidentPolicy | None = None,
+        on_change: Sequence[ChangeHook] = (),
+        risk: ledger.RiskPolicy | None = None,
     ) -> None:
         self.engine = engine
+        # How signals below the incident threshold add up (None: they are dropped).
+        self.risk = risk
         self.window = window
         self.on_new_incident = list(on_new_incident)
+        # Told of every incident a batch opens, reopens or adds findings to (see ``Change``).
+        self.on_change = list(on_change)
         # What new evidence does to a closed incident (reopen it, or open a linked one).
         self.closed_policy = closed_policy
 
@@ -147,9 +182,23 @@ class IncidentStore:
         """Store a batch's findings in the caller's transaction (which may hold the batch's
         checkpoints too, so that both are stored or neither is)."""
         result = RecordResult()
+        signals = [f for f in findings if f.signal]
+        if signals:
+            findings = [f for f in findings if not f.signal] + self._book_risk(session, signals)
         if findings:
             self._record_findings(session, sorted(findings, key=lambda f: (f.ts, f.finding_id)), tenants or {}, result)
         return result
+
+    def _book_risk(self, session: Session, signals: Sequence[Finding]) -> list[Finding]:
+        """Signals below the incident threshold go to their ledgers (none without a policy);
+        returns the findings of ledgers they took over the threshold."""
+        if self.risk is None or not self.risk.enabled:
+            return []
+        _lock_keys(session, {f"actor:{f.actor_id}" for f in signals if f.actor_id} or {"ledger"})
+        over: list[Finding] = []
+        for f in sorted(signals, key=lambda f: (detected_time(f), f.finding_id)):
+            over.extend(ledger.add(session, f, detected_time(f), self.risk))
+        return over
 
     def _record_findings(
         self, session: Session, findings: Sequence[Finding], tenants: Mapping[str, Tenant], result: RecordResult
@@ -184,6 +233,7 @@ class IncidentStore:
         )
         suppressed: dict[str, tuple[IncidentRow, list[FindingRow], datetime]] = {}
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
+        touched: dict[str, _Touched] = {}
         for f in findings:
             fid = f.finding_id
             keys, sought = correlation_keys(f)
@@ -198,8 +248,12 @@ class IncidentStore:
                     self._fold(incident, f)
                     self._add_keys(session, fid, keys, stored_keys)
                     added = self._add_evidence(session, incident, fid, f.events)
+                    before = incident.status
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))
+                    if incident.status != before:
+                        touch = touched.setdefault(incident.incident_id, _Touched(incident))
+                        touch.reopened_from = touch.reopened_from or before
                 continue
             held = suppressions.get(fid)
             if held is not None:
@@ -213,11 +267,14 @@ class IncidentStore:
                 known[fid] = incident.incident_id
                 self._add_evidence(session, incident, fid, f.events)
                 suppressed.setdefault(incident.incident_id, (incident, [], held.until))[1].append(row)
+                touched.setdefault(incident.incident_id, _Touched(incident)).findings.append(fid)
                 result.suppressed.append(fid)
                 result.new_findings += 1
                 continue
-            matches = self._match(session, f, sought)
+            matches, reopened_from = self._match(session, f, sought)
             incident = matches[0] if matches else None
+            if incident is not None and reopened_from is not None:
+                touched.setdefault(incident.incident_id, _Touched(incident)).reopened_from = reopened_from
             if incident is None:
                 incident = self._open(session, f)
                 if self.closed_policy is not None:
@@ -238,6 +295,8 @@ class IncidentStore:
             if incident.incident_id in opened:
                 opened[incident.incident_id][1].append(row)
                 opened[incident.incident_id][2].extend(evidence)
+            else:
+                touched.setdefault(incident.incident_id, _Touched(incident)).findings.append(fid)
             result.new_findings += 1
         session.flush()
         if self.closed_policy is not None:
@@ -246,13 +305,50 @@ class IncidentStore:
         for incident, rows, evidence in opened.values():
             for hook in self.on_new_incident:
                 hook(session, incident, rows, evidence, tenants)
+        self._tell_changes(session, opened, touched)
+
+    def _tell_changes(
+        self,
+        session: Session,
+        opened: Mapping[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]],
+        touched: Mapping[str, _Touched],
+    ) -> None:
+        """One ``Change`` per incident the batch opened, reopened or added findings to. Keys
+        come from what the batch held, so a batch stored again (which changes nothing) could
+        only repeat changes the outbox already has."""
+        if not self.on_change:
+            return
+        now = utcnow()
+        for incident_id, (incident, rows, _) in opened.items():
+            key = "opened"
+            changed(
+                session,
+                incident,
+                Change(incident_id, "opened", SYSTEM, now, key, f"{len(rows)} finding(s)", None, incident.status),
+                self.on_change,
+            )
+        for incident_id, touch in touched.items():
+            ids = sorted(touch.findings)
+            digest = stable_id("findings", *ids) if ids else ""
+            if touch.reopened_from is not None:
+                action, key = "reopen", f"reopen:{digest or stable_id('evidence', now.isoformat())}"
+                why = "new evidence on a closed incident"
+            else:
+                action, key = "updated", f"findings:{digest}"
+                why = f"{len(ids)} new finding(s)"
+            changed(
+                session,
+                touch.incident,
+                Change(incident_id, action, SYSTEM, now, key, why, touch.reopened_from, touch.incident.status),
+                self.on_change,
+            )
 
     @staticmethod
     def _finding_row(f: Finding, incident: IncidentRow, *, suppressed: bool = False) -> FindingRow:
         return FindingRow(
             finding_id=f.finding_id,
             incident_id=incident.incident_id,
-            detected_at=f.detected_at or (max(e.ts for e in f.events) if f.events else f.ts),
+            detected_at=detected_time(f),
             detector=f.detector,
             kind=f.kind,
             severity=f.severity,
@@ -274,12 +370,13 @@ class IncidentStore:
                 stored.add((finding_id, key))
                 session.add(CorrelationKeyRow(key=key, finding_id=finding_id))
 
-    def _match(self, session: Session, f: Finding, sought: Sequence[str]) -> list[IncidentRow]:
+    def _match(self, session: Session, f: Finding, sought: Sequence[str]) -> tuple[list[IncidentRow], str | None]:
         """The open incidents holding a finding stored under any of ``sought`` (the keys ``f``
         correlates on) inside the window, earliest opened first (the one it joins); else the
-        closed incident it reopens, if any (the closed policy looks by the same keys)."""
+        closed incident it reopens, if any (the closed policy looks by the same keys), and
+        then the status it had."""
         if not sought:
-            return []
+            return [], None
         lo, hi = f.ts - self.window, f.ts + self.window
         stmt = (
             select(IncidentRow)
@@ -292,10 +389,11 @@ class IncidentStore:
         )
         # autoflush makes incidents opened earlier in this batch visible to the query.
         found = list(session.scalars(stmt))
-        if not found and self.closed_policy is not None:
-            reopened = self.closed_policy.match(session, sought, f.ts)
-            found = [reopened] if reopened is not None else []
-        return found
+        if found or self.closed_policy is None:
+            return found, None
+        reopened = self.closed_policy.match(session, sought, f.ts)
+        # Only a resolved incident is reopened (a false positive stays closed).
+        return ([reopened], "resolved") if reopened is not None else ([], None)
 
     @staticmethod
     def _relate(session: Session, joined: IncidentRow, other: IncidentRow, f: Finding) -> None:
@@ -338,6 +436,7 @@ class IncidentStore:
             status="open",
             opened_at=f.ts,
             updated_at=max(e.ts for e in f.events) if f.events else f.ts,
+            detected_at=detected_time(f),
             actor_ids=[f.actor_id] if f.actor_id else [],
             tenant_ids=list(f.tenant_ids),
             source_ips=list(f.source_ips),
@@ -360,6 +459,8 @@ class IncidentStore:
             incident.severity = f.severity
         incident.score = round(max(incident.score, f.score), 1)
         incident.opened_at = min(incident.opened_at, f.ts)
+        when = detected_time(f)
+        incident.detected_at = when if incident.detected_at is None else min(incident.detected_at, when)
         last = max(e.ts for e in f.events) if f.events else f.ts
         incident.updated_at = max(incident.updated_at, last)
         incident.actor_ids = _merge(incident.actor_ids, [f.actor_id] if f.actor_id else [])
@@ -407,15 +508,42 @@ class IncidentStore:
 
     # --- reading ------------------------------------------------------------------------
 
-    def detected_at(self) -> dict[str, datetime]:
-        """Per incident, the event time at which its first finding could have fired."""
+    def judgements_after(self, seq: int, limit: int = 1000) -> list[Judgement]:
+        """Verdicts given after ``seq`` (the incident timeline's order): each false positive,
+        and each reopening that withdrew one, per actor of the incident, with the kinds of its
+        findings, its window of event time and its score."""
         with Session(self.engine) as session:
             rows = session.execute(
-                select(FindingRow.incident_id, func.min(func.coalesce(FindingRow.detected_at, FindingRow.ts))).group_by(
-                    FindingRow.incident_id
+                select(IncidentEventRow, IncidentRow)
+                .join(IncidentRow, IncidentRow.incident_id == IncidentEventRow.incident_id)
+                .where(IncidentEventRow.id > seq)
+                .where(
+                    (IncidentEventRow.to_status == "false_positive")
+                    | ((IncidentEventRow.from_status == "false_positive") & (IncidentEventRow.action == "reopen"))
                 )
+                .order_by(IncidentEventRow.id)
+                .limit(limit)
             ).all()
-        return {incident_id: aggregate_time(when) for incident_id, when in rows}
+            out: list[Judgement] = []
+            for event, incident in rows:
+                kinds = tuple(
+                    session.scalars(
+                        select(FindingRow.kind).where(FindingRow.incident_id == incident.incident_id).distinct()
+                    )
+                )
+                for actor in incident.actor_ids:
+                    out.append(
+                        Judgement(
+                            seq=event.id,
+                            actor_id=actor,
+                            kinds=tuple(sorted({incident.kind, *kinds})),
+                            start=incident.opened_at,
+                            end=incident.updated_at,
+                            score=incident.score,
+                            false_positive=event.to_status == "false_positive",
+                        )
+                    )
+            return out
 
     def incidents(self) -> list[IncidentOut]:
         """Every incident in opening order, in the public JSON shape."""
@@ -431,10 +559,19 @@ class IncidentStore:
             .order_by(EvidenceRow.ts, EvidenceRow.event_id)
             .limit(MAX_EVIDENCE)
         ).all()
+        # Each kind once, in the order the incident first met it (PostgreSQL orders DISTINCT
+        # rows only by what they select, hence the grouping).
+        kinds = session.scalars(
+            select(FindingRow.kind)
+            .where(FindingRow.incident_id == r.incident_id)
+            .group_by(FindingRow.kind)
+            .order_by(func.min(FindingRow.ts), FindingRow.kind)
+        ).all()
         return IncidentOut(
             incident_id=r.incident_id,
             opened_at=r.opened_at,
             updated_at=r.updated_at,
+            detected_at=r.detected_at,
             severity=r.severity,  # type: ignore[arg-type]
             kind=r.kind,
             title=r.title,
@@ -446,4 +583,5 @@ class IncidentStore:
             evidence_event_ids=list(ev),
             status=r.status,  # type: ignore[arg-type]
             reasons=r.reasons,
+            attack=[AttackTechnique(**t.as_dict()) for t in techniques_of([r.kind, *kinds])],
         )

@@ -5,20 +5,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from breachwatch.core.findings import Detector
 from breachwatch.core.settings import ConfigError, Settings
-from breachwatch.incidents.lifecycle import BreachHook, ClosedIncidentPolicy
+from breachwatch.incidents.ledger import RiskPolicy
+from breachwatch.incidents.lifecycle import BreachHook, ChangeHook, ClosedIncidentPolicy
 from breachwatch.incidents.store import IncidentStore, NewIncidentHook
+from breachwatch.notifier.delivery import Channel
 from breachwatch.runtime.pipeline import Pipeline
 from breachwatch.runtime.schema import init_db
 from breachwatch.storage.db import make_engine
+
+if TYPE_CHECKING:
+    from breachwatch.notifier.outbox import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +65,10 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
             pseudonym_key=key,
             pack_after=settings.profile_pack_after_s,
             live_max=settings.profile_live_max,
+            feedback_days=settings.false_positive_suppress_days,
         )
-        return [RulesDetector(), learned, LogDetector()]
+        # The log detector starts from what ``train`` learned of the logs, if the model has it.
+        return [RulesDetector(), learned, LogDetector(trained=getattr(model, "logs", None))]
 
     return make
 
@@ -100,6 +108,17 @@ def breach_hooks(settings: Settings) -> list[BreachHook]:
     return [draft_notices]
 
 
+def lifecycle_hooks(settings: Settings) -> list[ChangeHook]:
+    """Run in the transaction of every incident change (opened, new findings, acknowledged,
+    resolved, breach confirmed...): queue it to the OCSF topic, PagerDuty, Jira and the webhook."""
+    from breachwatch.notifier.integrations import queue_change
+
+    def tell(session: Any, incident: Any, change: Any) -> None:
+        queue_change(session, incident, change, settings)
+
+    return [tell]
+
+
 def closed_incident_policy(settings: Settings) -> ClosedIncidentPolicy:
     """What new findings do to closed incidents, including how long a false positive suppresses."""
     return ClosedIncidentPolicy(suppress_false_positives=timedelta(days=settings.false_positive_suppress_days))
@@ -112,6 +131,12 @@ def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -
         window=timedelta(minutes=settings.incident_window_minutes),
         on_new_incident=incident_hooks(settings) if notify else (),
         closed_policy=closed_incident_policy(settings),
+        on_change=lifecycle_hooks(settings) if notify else (),
+        risk=RiskPolicy(
+            threshold=settings.risk_threshold,
+            source_cap=settings.risk_source_cap,
+            half_life=timedelta(hours=settings.risk_half_life_hours),
+        ),
     )
 
 
@@ -120,19 +145,49 @@ def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, not
     return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id)
 
 
+def outbox_dispatcher(settings: Settings, engine: Engine, channels: Mapping[str, Any] | None = None) -> Dispatcher:
+    """The outbox dispatcher over the configured channels (or ``channels``), with the notices'
+    send guard (approved content only, refusals paged) and the provider's receipts to consult
+    before an unanswered send is looked up."""
+    from breachwatch.notifier.notices import NoticeSendGuard, provider_receipt
+    from breachwatch.notifier.outbox import Dispatcher
+
+    return Dispatcher(
+        engine,
+        delivery_channels(settings, engine) if channels is None else channels,
+        guard=NoticeSendGuard(settings),
+        confirmations=provider_receipt,
+    )
+
+
+def delivery_channels(settings: Settings, engine: Engine, bootstrap: str | None = None) -> dict[str, Channel]:
+    """Every channel this deployment delivers through: mail, the paging channels, Jira (its
+    issue keys in ``engine``) and, with a Kafka cluster, the OCSF findings topic."""
+    from breachwatch.channels.registry import build_channels, ticket_channels
+    from breachwatch.notifier.integrations import OCSF
+    from breachwatch.streams.findings_topic import FindingsTopicChannel
+
+    channels = {**build_channels(settings), **ticket_channels(settings, engine)}
+    if settings.ocsf_topic and (bootstrap or settings.kafka_bootstrap):
+        channels[OCSF] = FindingsTopicChannel(settings, settings.topic(settings.ocsf_topic), bootstrap=bootstrap)
+    return channels
+
+
 class OutboxPump:
     """Delivers due outbox messages from a background thread, so a slow or failing mail
     provider never stalls consumption; the consumer only nudges it after each batch."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, interval_s: float = 1.0, deadline_every_s: float = 60.0
+        self,
+        settings: Settings,
+        engine: Engine,
+        interval_s: float = 1.0,
+        deadline_every_s: float = 60.0,
+        bootstrap: str | None = None,
     ) -> None:
-        from breachwatch.channels.registry import build_channels
-        from breachwatch.notifier.outbox import Dispatcher
-
         self.settings = settings
         self.engine = engine
-        self.dispatcher = Dispatcher(engine, build_channels(settings))
+        self.dispatcher = outbox_dispatcher(settings, engine, delivery_channels(settings, engine, bootstrap))
         self.deadline_every_s = deadline_every_s
         self._last_deadline_check = 0.0
         self.interval_s = interval_s
@@ -144,7 +199,9 @@ class OutboxPump:
         while not self._stop.is_set():
             try:
                 self.check_deadlines()
-                self.dispatcher.dispatch_due(limit=100)
+                if self.dispatcher.dispatch_due(limit=100).attempted:
+                    # An incident's next change to a system is due once the last went out.
+                    continue
             except Exception:
                 logging.getLogger(__name__).exception("outbox dispatch failed; will retry")
             self._wake.wait(self.interval_s)
@@ -181,10 +238,14 @@ class OutboxPump:
             report = self.dispatcher.dispatch_due(limit=100)
             if not getattr(report, "attempted", 0):
                 break
+        for channel in self.dispatcher.channels.values():
+            close = getattr(channel, "close", None)  # HTTP clients, the findings topic's producer
+            if close is not None:
+                close()
 
 
-def dispatcher(settings: Settings, engine: Engine) -> OutboxPump:
-    return OutboxPump(settings, engine)
+def dispatcher(settings: Settings, engine: Engine, bootstrap: str | None = None) -> OutboxPump:
+    return OutboxPump(settings, engine, bootstrap=bootstrap)
 
 
 @contextmanager
@@ -211,7 +272,7 @@ def run_service(settings: Settings, bootstrap: str, *, until_caught_up: bool) ->
 
     engine = database(settings)
     pipeline = build_pipeline(settings, engine, load_model(settings))
-    pump = dispatcher(settings, engine)
+    pump = dispatcher(settings, engine, bootstrap)
     checked = check_connection(settings, bootstrap)
     log.info("Kafka at %s: %s, %d broker(s)", checked.bootstrap, checked.security_protocol, checked.brokers)
     ensure_topics(settings, bootstrap)

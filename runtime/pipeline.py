@@ -151,6 +151,7 @@ class Pipeline:
         group_id: str = "breachwatch",
         tables: ReferenceTables | None = None,
         db_retry: Callable[[Callable[[], RecordResult]], RecordResult] | None = None,
+        judgements_every_s: float = 5.0,
     ) -> None:
         self.store = store
         self.detector_factory = detector_factory
@@ -165,6 +166,10 @@ class Pipeline:
         # How the database write of a batch is retried; the service installs a backoff that
         # keeps the consumer in its group while the database is away.
         self.db_retry = db_retry or (lambda fn: fn())
+        # People's verdicts reach the detectors between batches, looked up at most this often
+        # (wall clock): a false positive stops the pattern in the running service.
+        self.judgements_every_s = judgements_every_s
+        self._judgements_due = 0.0
 
     def _new_worker(self, unit: int) -> PartitionWorker:
         detectors = [d for d in self.detector_factory() if _judges(d, unit_topics(unit))]
@@ -247,8 +252,30 @@ class Pipeline:
         """
         return self.record(self.detect(events_by_unit), checkpoint_offsets, retry=retry)
 
+    def feed_judgements(self, units: Iterable[int], *, force: bool = False) -> int:
+        """Hand the units' detectors the verdicts given since each last took one in (their
+        states hold how far they are, so a restored unit catches up); returns how many went
+        in. Between batches only, so what a batch finds never depends on when a person
+        clicked during it; a replay takes in what the store held when it started."""
+        now = time.monotonic()
+        if not force and now < self._judgements_due:
+            return 0
+        self._judgements_due = now + self.judgements_every_s
+        takers = [(d, seq) for u in units for d in self.worker(u).detectors if (seq := d.judgement_seq()) is not None]
+        if not takers:
+            return 0
+        judgements = self.store.judgements_after(min(seq for _, seq in takers))
+        fed = 0
+        for d, seq in takers:
+            new = [j for j in judgements if j.seq > seq]
+            if new:
+                d.judged(new)
+                fed += len(new)
+        return fed
+
     def detect(self, events_by_unit: dict[int, list[Event]]) -> list[Finding]:
         """Run each unit's detectors on its events; findings in unit order (``unit_order``)."""
+        self.feed_judgements(events_by_unit)
         findings: list[Finding] = []
         for u in sorted(events_by_unit, key=unit_order):
             events = events_by_unit[u]

@@ -10,16 +10,30 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
-from breachwatch.incidents import lifecycle, tables, users
-from breachwatch.notifier import outbox
+from breachwatch.incidents import ledger, lifecycle, people, tables, users
+from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models
-from breachwatch.notifier.paging import escalation, silences
+from breachwatch.notifier.paging import escalation, inbound, silences
 from breachwatch.runtime import checkpoints
 from breachwatch.storage import audit
 from breachwatch.storage.db import Base
 from breachwatch.storage.migrate import upgrade
 
-TABLE_MODULES = (tables, lifecycle, users, audit, outbox, models, escalation, silences, checkpoints)
+TABLE_MODULES = (
+    tables,
+    ledger,
+    lifecycle,
+    users,
+    people,
+    audit,
+    outbox,
+    models,
+    escalation,
+    silences,
+    checkpoints,
+    tickets,
+    inbound,
+)
 
 
 def metadata() -> MetaData:

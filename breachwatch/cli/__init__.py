@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from breachwatch.cli import db, devkit, health, incidents, notices, pipeline, settings
+from breachwatch.cli import db, devkit, health, incidents, logs, notices, pipeline, settings
 from breachwatch.cli.main import entrypoint, main
 
-for _module in (pipeline, devkit, db, notices, incidents, settings, health):
+for _module in (pipeline, logs, devkit, db, notices, incidents, settings, health):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -87,6 +87,9 @@ def console(host: str | None, port: int | None, db_url: str | None) -> None:
             log_level=settings.log_level.lower(),
             log_config=None,  # its loggers go through the process's handler (plain text or ECS JSON)
             server_header=False,
+            # The console decides whom to believe about the client's address
+            # (BREACHWATCH_CONSOLE_TRUSTED_PROXIES); uvicorn must not rewrite it first.
+            proxy_headers=False,
         )
 
 

@@ -12,6 +12,7 @@ from breachwatch.core.events import SENSITIVE, AccessEvent
 from breachwatch.core.findings import DetectionContext, Severity
 from breachwatch.detectors.rules.books import Book
 from breachwatch.detectors.rules.core import (
+    DAY,
     VERB_PAST,
     Hit,
     Verdict,
@@ -30,6 +31,8 @@ from breachwatch.detectors.rules.core import (
 MAX_GROUPS = 24  # distinct (action, resource, sensitivity, outcome) groups kept per tally
 MAX_IPS = 10
 MAX_NOTES = 5
+# A staff access to a tenant no staff member touched for this long is called a first access.
+FIRST_STAFF_GAP = 60 * DAY
 MAX_TALLIES = 50_000  # per rule and partition; the oldest day-tallies go first
 GROUP_LINES = 5  # breakdown lines shown in a finding
 HIGH_RISK = frozenset({"payment", "credentials"})
@@ -356,6 +359,51 @@ def _cited_ticket_problem(ev: AccessEvent, ctx: DetectionContext) -> str | None:
     )
 
 
+class StaffBook(TallyBook):
+    """The staff rule's tallies, and when vendor staff last touched each tenant's data (ticket
+    or not, bounded): the first access of any staff member to a tenant is worth saying."""
+
+    def __init__(self) -> None:
+        super().__init__(StaffTally)
+        self.since = -1.0  # when this book started watching (event time)
+        self.visits: dict[str, float] = {}
+
+    def visit(self, tenant_id: str, t: float) -> float | None:
+        """Note a staff access to ``tenant_id`` at ``t``; the previous one's time, if any."""
+        if self.since < 0:
+            self.since = t
+        last = self.visits.pop(tenant_id, None)
+        if len(self.visits) >= MAX_TALLIES:
+            del self.visits[next(iter(self.visits))]  # the tenant staff touched longest ago
+        self.visits[tenant_id] = t if last is None else max(last, t)
+        return last
+
+    def to_state(self) -> dict[str, Any]:
+        return {**super().to_state(), "since": self.since, "visits": [[k, v] for k, v in self.visits.items()]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.since = float(state.get("since", -1.0))
+        self.visits = {k: float(v) for k, v in state.get("visits", [])}
+
+
+def _first_staff_access(tenant_id: str, last: float | None, since: float, t: float) -> str | None:
+    """The insight of a staff access against the tenant's history of staff accesses."""
+    if last is None:
+        days = (t - since) / DAY
+        if days < 1.0:
+            return None  # watched too briefly to call anything a first
+        return (
+            f"the first access by any vendor staff member to tenant {tenant_id}'s data in the {days:.0f} days watched"
+        )
+    if t - last >= FIRST_STAFF_GAP:
+        return (
+            f"the first access by any vendor staff member to tenant {tenant_id}'s data in "
+            f"{(t - last) / DAY:.0f} days (the last on {when(last)})"
+        )
+    return None
+
+
 @rule(
     name="staff_without_ticket",
     kind="staff_without_ticket",
@@ -369,20 +417,22 @@ def _cited_ticket_problem(ev: AccessEvent, ctx: DetectionContext) -> str | None:
         " records touched as exposed until shown otherwise."
     ),
     inputs=(AccessEvent,),
-    memory=lambda: TallyBook(StaffTally),
+    memory=StaffBook,
 )
-def staff_without_ticket(ev: AccessEvent, book: TallyBook, ctx: DetectionContext) -> Hit | None:
+def staff_without_ticket(ev: AccessEvent, book: StaffBook, ctx: DetectionContext) -> Hit | None:
     if ev.actor_type != "staff":
         return None
+    t = ev.ts.timestamp()
+    first = _first_staff_access(ev.tenant_id, book.visit(ev.tenant_id, t), book.since, t)
     tables = ctx.tables
     staff = tables.staff.get(ev.actor_id)
     covered = tables.covering_ticket(ev.actor_id, ev.tenant_id, ev.ts) is not None
     if covered and staff is not None and staff.active:
         return None
-    t = ev.ts.timestamp()
     day = day_of(t)
     key = f"{ev.tenant_id}|{day}"
     tally = book.tally(f"{ev.actor_id}|{key}", ev, t)
+    bounded_add(tally.notes, first, MAX_NOTES)
     # An unknown or inactive account is an incident even with a ticket; the flags say which.
     if staff is None:
         bounded_add(tally.flags, "unknown", 4)

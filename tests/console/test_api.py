@@ -23,8 +23,16 @@ from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.runtime.app import incident_store
 from breachwatch.storage import audit
 
-# The way in, and the health endpoints (alive, ready: nothing else); static files are mounted apart.
-PUBLIC = {("GET", "/signin"), ("POST", "/signin"), ("GET", "/healthz"), ("GET", "/readyz")}
+# The way in (static files are mounted apart), the health endpoints (alive, ready: nothing
+# else), and SendGrid's event webhook, which proves itself with SendGrid's signature instead
+# (tests/console/test_webhook_mount.py).
+PUBLIC = {
+    ("GET", "/signin"),
+    ("POST", "/signin"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/webhooks/sendgrid/events"),
+}
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -61,6 +69,8 @@ def test_nothing_answers_without_a_session_or_token(app: FastAPI, client: TestCl
             if path.startswith("/api"):
                 assert response.status_code == 401, (method, path, response.status_code)
                 assert response.headers["www-authenticate"] == "Bearer"
+            elif path.startswith("/live/"):  # the page script's polls: a plain 401, no redirect
+                assert response.status_code == 401 and response.json() == {"signed_in": False}
             else:
                 assert response.status_code == 303, (method, path, response.status_code)
                 assert response.headers["location"].startswith("/signin")
@@ -88,6 +98,9 @@ def test_every_action_through_the_api(
     detail = client.get(url, headers=responder).json()
     assert detail["incident"]["status"] == "open" and len(detail["findings"]) == 2
     assert detail["incident"]["reasons"][0] == "exported 2 times in one hour"
+    # Evidence from 02:00 to 02:05 was judged at its last event; the first finding set the time.
+    assert detail["incident"]["opened_at"].startswith("2026-11-24T02:00")
+    assert detail["incident"]["detected_at"].startswith("2026-11-24T02:05")
 
     steps = [
         ("acknowledge", None, "acknowledged"),
@@ -187,7 +200,8 @@ def test_a_false_positive_shows_what_it_held_back(
     assert len(note) == 1 and note[0]["actor"] == "breachwatch" and "nobody was paged" in note[0]["reason"]
     assert client.get("/api/incidents?status=all", headers=responder).json()["total"] == 2
     with Session(engine) as session:
-        assert session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+        pages = select(func.count()).select_from(OutboxRow).where(OutboxRow.message_type.like("oncall%"))
+        assert session.scalar(pages) == 0
         assert audit.verify(session).ok
 
     # Reopened: the count stays on record, the suppression ends.
@@ -203,13 +217,15 @@ ROLE_CASES = [
     ("viewer", "POST", "/api/silences", {"reason": "x", "duration_minutes": 5, "kind": "k"}, 403),
     ("viewer", "POST", "/api/silences/x/expire", {}, 403),
     ("viewer", "GET", "/api/notices/x/preview", None, 403),
-    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
+    ("viewer", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
     ("responder", "POST", "/api/notices/x/approve", {}, 403),
+    ("responder", "POST", "/api/notices/deliveries/x/outcome", {"arrived": True}, 403),
     ("approver", "GET", "/api/audit/verify", None, 403),
     ("viewer", "GET", "/api/incidents/{bulk}", None, 200),
     ("viewer", "GET", "/api/incidents/{bulk}/evidence", None, 200),
     ("responder", "POST", "/api/incidents/{bulk}/acknowledge", {}, 200),
-    ("approver", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
+    # Roles as the README states them: a responder confirms a breach, approvers approve notices.
+    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
     ("admin", "GET", "/api/audit/verify", None, 200),
 ]
 
