@@ -9,6 +9,7 @@ database was migrated; Kafka is away, and back).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import sys
@@ -21,10 +22,11 @@ from breachwatch.core.settings import Settings
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SERVICE_NAME = "breachwatch"
 # kafka-python's reports of the connection to a broker coming and going, and of the retries it
-# makes on its own: the service itself says when Kafka is away and when it is back.
+# makes on its own: the service itself says when Kafka is away and when it is back. (Its other
+# warnings stay, e.g. a network loop blocked for seconds.)
 KAFKA_CONNECTIVITY = re.compile(
-    r"connect|coordinator|heartbeat|metadata|no node available|node not ready|disconnect|timed? ?out|"
-    r"broker.*not available|not leader|rebalanc",
+    r"connect|coordinator|heartbeat|metadata|bootstrap|no node available|node ?not ?ready|not leader|"
+    r"rebalanc|broker.*(?:not available|unavailable)",
     re.IGNORECASE,
 )
 # ... except where a person must act: permissions, another member with this instance id.
@@ -48,17 +50,23 @@ class EcsFormatter(ecs_logging.StdlibFormatter):
         return doc
 
 
-class Quieter(logging.Filter):
-    """Turns library chatter that needs no person into DEBUG records (shown only at DEBUG)."""
+class QuietHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, with library chatter that needs no person shown as DEBUG (so only at DEBUG).
+
+    The record is copied, not changed: other handlers (a test's log capture) see it as logged.
+    """
 
     def __init__(self, level: int) -> None:
-        super().__init__()
-        self.level = level
+        super().__init__(sys.stderr)
+        self.setLevel(level)
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def handle(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.CRITICAL and _is_chatter(record):
+            if self.level > logging.DEBUG:
+                return False  # the logger passed it at its own level; as DEBUG it is not shown
+            record = copy.copy(record)
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return record.levelno >= self.level
+        return bool(super().handle(record))
 
 
 def _is_chatter(record: logging.LogRecord) -> bool:
@@ -66,25 +74,21 @@ def _is_chatter(record: logging.LogRecord) -> bool:
         return record.levelno < logging.WARNING
     if record.name.startswith("kafka."):
         message = str(record.msg)
-        if NEEDS_A_PERSON.search(message):
-            return False
-        return record.levelno < logging.ERROR or bool(KAFKA_CONNECTIVITY.search(message))
+        return bool(KAFKA_CONNECTIVITY.search(message)) and not NEEDS_A_PERSON.search(message)
     return False
 
 
 def setup_logging(settings: Settings) -> None:
     """Every record of the process through one handler on stderr, in the configured format."""
     level = logging.getLevelName(settings.log_level)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = QuietHandler(level)
     handler.setFormatter(EcsFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
-    handler.addFilter(Quieter(level))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The libraries' records reach the handler, which lowers the chatter, rather than being
-    # dropped or passed at their own loggers' levels; kafka-python's own DEBUG stays off (a
-    # line per fetch).
-    logging.getLogger("kafka").setLevel(max(logging.INFO, level))
+    # kafka-python logs every connection at INFO and a line per fetch at DEBUG: its warnings
+    # and errors only (the handler lowers those about connectivity).
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, level))
     logging.getLogger("alembic").setLevel(logging.NOTSET)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # its plugin list, at import
     # uvicorn's loggers through the same handler (the console starts uvicorn with

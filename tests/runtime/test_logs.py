@@ -87,7 +87,25 @@ def test_kafka_clients_reconnecting_is_debug_but_a_refused_permission_shows(
     logging.getLogger("kafka.conn").info("connecting to broker")
     kafka.error("Heartbeat failed: authorization error: %s", "GroupAuthorizationFailedError")
     logging.getLogger("breachwatch.runtime.service").warning("Kafka unavailable (%s); waiting", "NoBrokersAvailable")
+    logging.getLogger("kafka.net.selector").warning("Task %r ran for 3.2s. It is blocking the event loop", "poll")
     shown = lines(capsys.readouterr().err)
-    assert len(shown) == 2, shown
+    assert len(shown) == 3, shown
     assert "ERROR kafka.coordinator: Heartbeat failed: authorization error" in shown[0]
     assert "WARNING breachwatch.runtime.service: Kafka unavailable" in shown[1]
+    assert "WARNING kafka.net.selector: Task 'poll' ran for 3.2s. It is blocking the event loop" in shown[2]
+
+
+def test_chatter_is_lowered_for_the_log_lines_only(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Other handlers (here the test's capture) get the record as the library logged it."""
+    setup_logging(settings(log_format="text"))
+    logging.getLogger().addHandler(caplog.handler)  # setup_logging leaves its own handler alone
+    with caplog.at_level(logging.WARNING, logger="kafka"):
+        logging.getLogger("kafka.coordinator").warning("Marking the coordinator dead (node %s)", 1)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert lines(capsys.readouterr().err) == []
+
+    setup_logging(settings(log_format="text", log_level="DEBUG"))
+    logging.getLogger("kafka.coordinator").warning("Marking the coordinator dead (node %s)", 1)
+    assert "DEBUG kafka.coordinator: Marking the coordinator dead (node 1)" in capsys.readouterr().err
