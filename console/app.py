@@ -21,6 +21,7 @@ from breachwatch.console import (
     breach,
     breach_api,
     entity_views,
+    health,
     live,
     pending,
     people_views,
@@ -63,6 +64,7 @@ def create_app(
     )
     app.state.ctx = ConsoleContext(settings, engine, password_hasher=password_hasher, throttle=throttle)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(health.router)  # before the others: no sign-in, no session
     # The register's API first: its paths under /api/incidents/{id}/ would otherwise be taken
     # for lifecycle actions by the API's /api/incidents/{id}/{action}.
     app.include_router(breach_api.router)

@@ -61,7 +61,7 @@ def run_demo(
         produce_dump(settings, boot, dump, progress=Rate("produce", echo=echo))
         echo("running the service until it has caught up")
         t0 = time.perf_counter()
-        stats = app.run_service(settings, boot, until_caught_up=True, echo=echo)
+        stats = app.run_service(settings, boot, until_caught_up=True)
         secs = time.perf_counter() - t0
     engine = app.database(settings)
     incidents = IncidentStore(engine).incidents()

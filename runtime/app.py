@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from breachwatch.core.findings import Detector
-from breachwatch.core.settings import Settings
+from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.incidents.ledger import RiskPolicy
 from breachwatch.incidents.lifecycle import BreachHook, ChangeHook, ClosedIncidentPolicy
 from breachwatch.incidents.store import IncidentStore, NewIncidentHook
@@ -31,46 +28,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    # kafka-python is chatty at INFO about every connection; its warnings still show.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    # Alembic lists its plugins at INFO when it is first imported; its migrations still show.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-
 def database(settings: Settings, url: str | None = None) -> Engine:
     engine = make_engine(url or settings.db_url, settings.db_lock_timeout_s)
     init_db(engine)
     return engine
 
 
-def load_model(path: Path | None) -> Any:
-    if path is None:
+def load_model(settings: Settings) -> Any:
+    """The trained model BREACHWATCH_MODEL_PATH names, its signature checked; None without one."""
+    if settings.model_path is None:
         return None
+    key = settings.secret("model_signing_key")
+    if not key:
+        raise ConfigError(
+            "BREACHWATCH_MODEL_SIGNING_KEY is not set: it is needed to check the signature of the model file"
+            " BREACHWATCH_MODEL_PATH names"
+        )
     from breachwatch.detectors.learned.detector import load_model as _load
 
-    return _load(path)
+    return _load(settings.model_path, key.encode())
 
 
 def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list[Detector]]:
@@ -283,22 +259,20 @@ def dispatcher(settings: Settings, engine: Engine, bootstrap: str | None = None)
 
 @contextmanager
 def metrics_server(settings: Settings, service: Any) -> Iterator[None]:
-    """/metrics (Prometheus) and /healthz on ``metrics_port``, when it is set."""
+    """/metrics (Prometheus), /healthz and /readyz on ``metrics_host:metrics_port``, when it is set."""
     if settings.metrics_port is None:
         yield
         return
     from breachwatch.runtime.metrics import serve
 
-    server = serve(settings.console_host, settings.metrics_port, service)
+    server = serve(settings.metrics_host, settings.metrics_port, service)
     try:
         yield
     finally:
         server.shutdown()
 
 
-def run_service(
-    settings: Settings, bootstrap: str, *, until_caught_up: bool, echo: Callable[[str], None] | None = None
-) -> dict[str, Any]:
+def run_service(settings: Settings, bootstrap: str, *, until_caught_up: bool) -> dict[str, Any]:
     """The service on ``bootstrap`` until SIGTERM (or until caught up): the database, the model,
     the pipeline, the outbox pump and metrics wired together; its counters at the end."""
     from breachwatch.runtime.pipeline import fewer_collections
@@ -306,12 +280,10 @@ def run_service(
     from breachwatch.streams.kafka_client import check_connection, ensure_topics
 
     engine = database(settings)
-    pipeline = build_pipeline(settings, engine, load_model(settings.model_path))
+    pipeline = build_pipeline(settings, engine, load_model(settings))
     pump = dispatcher(settings, engine, bootstrap)
     checked = check_connection(settings, bootstrap)
     log.info("Kafka at %s: %s, %d broker(s)", checked.bootstrap, checked.security_protocol, checked.brokers)
-    if echo is not None:
-        echo(f"Kafka at {checked.bootstrap}: {checked.security_protocol}, {checked.brokers} broker(s)")
     ensure_topics(settings, bootstrap)
     service = Service(settings, bootstrap, pipeline, after_batch=pump.tick)
     service.install_signal_handlers()

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from breachwatch.core.events import ACTOR_TOPICS, LOGS, Event, LogRecord, Reference
 from breachwatch.core.findings import DetectionContext, Detector, Finding
 from breachwatch.core.reference import ReferenceTables
@@ -264,7 +266,16 @@ class Pipeline:
         takers = [(d, seq) for u in units for d in self.worker(u).detectors if (seq := d.judgement_seq()) is not None]
         if not takers:
             return 0
-        judgements = self.store.judgements_after(min(seq for _, seq in takers))
+        try:
+            judgements = self.store.judgements_after(min(seq for _, seq in takers))
+        except DBAPIError as exc:
+            # The database is away: the batch is judged without the newest verdicts, which the
+            # detectors take in once it is back (their states hold how far they got). Waiting
+            # here instead would let a rebalance take units away before they are judged; the
+            # batch's write waits for the database (``db_retry``) with nothing judged twice.
+            log.warning("verdicts not read (%s); fed to the detectors once the database is back", type(exc).__name__)
+            self._judgements_due = 0.0
+            return 0
         fed = 0
         for d, seq in takers:
             new = [j for j in judgements if j.seq > seq]

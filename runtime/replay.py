@@ -309,7 +309,7 @@ def replay_to_file(
     from breachwatch.streams.produce import Rate
 
     engine = app.database(settings, db_url)
-    pipeline = app.build_pipeline(settings, engine, app.load_model(settings.model_path), notify=notify)
+    pipeline = app.build_pipeline(settings, engine, app.load_model(settings), notify=notify)
     dlq = DeadLetterFile(out.with_name(out.name + ".dlq.jsonl"))
     try:
         report = replay(

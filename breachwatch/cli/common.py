@@ -4,6 +4,7 @@ time arguments, JSON output and the CPUs a process may use."""
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,20 +15,26 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from breachwatch.cli.main import SettingError
 from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.runtime.logs import json_logging
 
 
 def settings_or_exit(**overrides: Any) -> Settings:
-    """The settings, or a usage error naming the bad one."""
+    """The settings, or an error naming the bad one (exit status 2)."""
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
 
 
 def echo(msg: str) -> None:
-    """Progress goes to stderr, so stdout carries only the command's result."""
-    click.echo(msg, err=True)
+    """Progress goes to stderr, so stdout carries only the command's result; where the process
+    logs JSON, as a log record, so that a log shipper never meets a plain line."""
+    if json_logging():
+        logging.getLogger("breachwatch.progress").info(msg)
+    else:
+        click.echo(msg, err=True)
 
 
 def parse_ts(text: str) -> datetime:

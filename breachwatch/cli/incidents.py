@@ -18,18 +18,16 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.cli.common import cli_actor
-from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.cli.common import cli_actor, echo, settings_or_exit
+from breachwatch.cli.main import SettingError
+from breachwatch.core.settings import ConfigError, Settings
 
 PASSWORD_ENV = "BREACHWATCH_NEW_USER_PASSWORD"
 ESCALATION_ENV = "BREACHWATCH_ESCALATION_FILE"
 
 
 def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return settings_or_exit(**overrides)
 
 
 @contextmanager
@@ -68,22 +66,21 @@ def console(host: str | None, port: int | None, db_url: str | None) -> None:
 
     from breachwatch.console.app import create_app
     from breachwatch.incidents.users import list_users
-    from breachwatch.runtime import app
+    from breachwatch.runtime import logs
 
     settings = _settings(console_host=host, console_port=port, db_url=db_url)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     with _database(settings) as engine:
         with Session(engine) as session:
             if not list_users(session):
-                click.echo(
-                    "no users yet: create the first admin with `breachwatch users add NAME --role admin`", err=True
-                )
-        click.echo(f"console on http://{settings.console_host}:{settings.console_port}/", err=True)
+                echo("no users yet: create the first admin with `breachwatch users add NAME --role admin`")
+        echo(f"console on http://{settings.console_host}:{settings.console_port}/")
         uvicorn.run(
             create_app(settings, engine),
             host=settings.console_host,
             port=settings.console_port,
             log_level=settings.log_level.lower(),
+            log_config=None,  # its loggers go through the process's handler (plain text or ECS JSON)
             server_header=False,
             # The console decides whom to believe about the client's address
             # (BREACHWATCH_CONSOLE_TRUSTED_PROXIES); uvicorn must not rewrite it first.
@@ -110,7 +107,12 @@ def _new_password() -> str:
 
 @users_group.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["viewer", "responder", "approver", "admin"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "responder", "approver", "admin"]),
+    required=True,
+    help="what the user may do (each role may also do what the ones before it may)",
+)
 @click.option("--email", default=None, help="for silence reminders")
 @_db_option
 def users_add(username: str, role: str, email: str | None, db_url: str | None) -> None:
@@ -189,7 +191,9 @@ def tokens_group() -> None:
 @tokens_group.command("create")
 @click.argument("username")
 @click.option("--name", default="api", show_default=True, help="what the token is for")
-@click.option("--expires-days", type=click.IntRange(1, 3650), default=None)
+@click.option(
+    "--expires-days", type=click.IntRange(1, 3650), default=None, help="days until it expires (default: never)"
+)
 @_db_option
 def tokens_create(username: str, name: str, expires_days: int | None, db_url: str | None) -> None:
     """Create a token acting as USERNAME; prints it once."""
@@ -283,7 +287,13 @@ def retention_group() -> None:
 
 
 @retention_group.command("apply")
-@click.option("--mode", type=click.Choice(["anonymise", "purge"]), default="anonymise", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["anonymise", "purge"]),
+    default="anonymise",
+    show_default=True,
+    help="anonymise (keyed pseudonyms, needs BREACHWATCH_PSEUDONYM_KEY) or purge the expired evidence",
+)
 @click.option(
     "--days", type=click.IntRange(1, 36500), default=None, help="default: BREACHWATCH_EVIDENCE_RETENTION_DAYS"
 )
@@ -296,7 +306,7 @@ def retention_apply(mode: str, days: int | None, dry_run: bool, db_url: str | No
     settings = _settings(db_url=db_url)
     key = settings.secret("pseudonym_key")
     if mode == "anonymise" and not key:
-        raise click.ClickException("anonymising needs BREACHWATCH_PSEUDONYM_KEY (or use --mode purge)")
+        raise SettingError("anonymising needs BREACHWATCH_PSEUDONYM_KEY (or use --mode purge)")
     with _database(settings) as engine:
         try:
             report = retention.apply(
@@ -362,12 +372,12 @@ def silences_group() -> None:
 
 
 @silences_group.command("add")
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="why, for the audit trail and the reminders")
 @click.option("--hours", type=click.FloatRange(min=0.01, max=90 * 24), default=None, help="how long (default 24)")
 @click.option("--until", "until", type=click.DateTime(["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]), default=None, help="UTC")
-@click.option("--actor", default=None)
-@click.option("--tenant", default=None)
-@click.option("--kind", default=None)
+@click.option("--actor", default=None, help="match incidents of this actor id")
+@click.option("--tenant", default=None, help="match incidents touching this tenant id")
+@click.option("--kind", default=None, help="match incidents of this kind")
 @click.option("--ip", default=None, help="an address or a network such as 198.51.100.0/24")
 @click.option("--owner", default=None, help="the console user who owns it (default: you)")
 @_db_option
@@ -465,15 +475,15 @@ def silences_expire(silence_id: str, db_url: str | None) -> None:
 def escalate(escalation_file: Path | None, every: float | None, deliver: bool, db_url: str | None) -> None:
     """Re-page unacknowledged incidents, escalate up the chain, remind silence owners."""
     from breachwatch.notifier.paging import escalation
-    from breachwatch.runtime import app
+    from breachwatch.runtime import app, logs
 
     settings = _settings(db_url=db_url)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     path = escalation_file or (Path(os.environ[ESCALATION_ENV]) if os.environ.get(ESCALATION_ENV) else None)
     try:
         policy = escalation.load_policy(path, settings)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
     with _database(settings) as engine:
         while True:
             report = escalation.run_once(engine, settings, policy)

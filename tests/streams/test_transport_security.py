@@ -50,6 +50,7 @@ SECRETS = {
     "jira_api_token": "jira-token-secret-Qe4Lc9",
     "pseudonym_key": "pseudonym-secret-Wd1Fs8",
     "console_secret_key": "console-secret-Np3Gh6",
+    "model_signing_key": "model-signing-secret-Rt8Kq2",
 }
 
 TENANTS = [
