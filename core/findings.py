@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from breachwatch.core.events import Event
 from breachwatch.core.ids import stable_id
+from breachwatch.core.justification import StaffAccess
 from breachwatch.core.reference import ReferenceTables
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -100,6 +101,12 @@ class Detector(ABC):
         """JSON-able state to checkpoint; stateless detectors keep the default."""
         return {}
 
+    def take_staff_accesses(self) -> list[StaffAccess]:
+        """Staff accesses judged since the last call, with their justification (the tenants'
+        transparency log). The pipeline takes them after every batch and stores them with the
+        batch's findings; a detector that judges none keeps the default."""
+        return []
+
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what ``state()`` returned."""
         return None
@@ -120,5 +127,3 @@ class Detector(ABC):
     def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
         """Restore from the saved head and every saved item (by default there are none)."""
         self.load_state(head)
-
-

@@ -257,6 +257,3 @@ def load_settings(**overrides: Any) -> Settings:
         # pydantic-settings names the field in its message; keep that, drop the value.
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"
         raise ConfigError(f"invalid configuration: {_env_name(field)}: cannot be parsed") from None
-
-
-
