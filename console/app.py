@@ -15,13 +15,14 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from breachwatch.console import api, views
+from breachwatch.console import access_requests, api, transparency, views
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
 
 API_DESCRIPTION = (
-    "Incidents, their lifecycle, silences, customer notices and the audit trail of BreachWatch. "
+    "Incidents, their lifecycle, silences, customer notices, tenants' transparency logs, access requests "
+    "and the audit trail of BreachWatch. "
     "Authenticate with `Authorization: Bearer <token>` (`breachwatch tokens create USER`); every "
     "call made with a token is recorded in the audit trail."
 )
@@ -53,6 +54,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api.router)
     app.include_router(views.router)
+    app.include_router(transparency.router)
+    app.include_router(access_requests.router)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(caller: api.Viewer) -> dict[str, Any]:

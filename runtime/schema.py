@@ -14,12 +14,25 @@ from breachwatch.incidents import lifecycle, tables, users
 from breachwatch.notifier import outbox
 from breachwatch.notifier.notices import models
 from breachwatch.notifier.paging import escalation, silences
+from breachwatch.privacy import approvals, transparency
 from breachwatch.runtime import checkpoints
 from breachwatch.storage import audit
 from breachwatch.storage.db import Base
 from breachwatch.storage.migrate import upgrade
 
-TABLE_MODULES = (tables, lifecycle, users, audit, outbox, models, escalation, silences, checkpoints)
+TABLE_MODULES = (
+    tables,
+    lifecycle,
+    users,
+    audit,
+    outbox,
+    models,
+    escalation,
+    silences,
+    checkpoints,
+    transparency,
+    approvals,
+)
 
 
 def metadata() -> MetaData:
