@@ -163,6 +163,7 @@ def _cookie_name(ctx: ConsoleContext) -> str:
 
 def _page(request: Request, status: int = 200, **values: Any) -> Response:
     ctx = ctx_of(request)
+    values = {"done": False, "message": "", **values}
     response = ctx.page(request, "access_request.html", None, status=status, **values)
     for name, value in security_headers().items():
         response.headers[name] = value
@@ -205,10 +206,11 @@ def decision_page(request: Request, token: str) -> Response:
         return shown  # type: ignore[return-value]
     state = approvals.state_now(row)
     if state != "pending" or approvals.approver_of(row, digest) is None:
-        return _page(request, state=state, request=_view(ctx, row), token=token)
-    cookie = secrets.token_urlsafe(24)
+        return _page(request, state=state, ask=_view(ctx, row), token=token)
+    # The cookie the browser holds already, if any: a second tab must not void the first's form.
+    cookie = request.cookies.get(_cookie_name(ctx)) or secrets.token_urlsafe(24)
     response = _page(
-        request, state="pending", request=_view(ctx, row), token=token, form=_form_token(ctx, cookie, row.request_id)
+        request, state="pending", ask=_view(ctx, row), token=token, form=_form_token(ctx, cookie, row.request_id)
     )
     response.set_cookie(
         _cookie_name(ctx), cookie, max_age=3600, httponly=True, secure=ctx.secure, samesite="strict", path="/"
@@ -238,9 +240,11 @@ def decide(
     row, digest, shown = _open(request, token)
     if row is None:
         return shown  # type: ignore[return-value]
+    if approvals.state_now(row) != "pending" or approvals.approver_of(row, digest) is None:
+        return _page(request, 409, state=approvals.state_now(row), ask=_view(ctx, row), token=token)
     cookie = request.cookies.get(_cookie_name(ctx), "")
     if not (cookie and _same_origin(request) and hmac.compare_digest(form, _form_token(ctx, cookie, row.request_id))):
-        return _page(request, 403, state="stale_form", request=_view(ctx, row), token=token)
+        return _page(request, 403, state="stale_form", ask=_view(ctx, row), token=token)
     try:
         with ctx.session() as session, session.begin():
             decided = approvals.decide(session, row.request_id, digest, decision == "approve", comment=comment)
@@ -250,8 +254,8 @@ def decide(
     except ApprovalError:
         with ctx.session() as session:
             now = approvals.get(session, row.request_id)
-            return _page(request, 409, state=approvals.state_now(now), request=_view(ctx, now), token=token)
-    response = _page(request, state=view["state"], request=view, done=True)
+            return _page(request, 409, state=approvals.state_now(now), ask=_view(ctx, now), token=token)
+    response = _page(request, state=view["state"], ask=view, done=True)
     response.delete_cookie(_cookie_name(ctx), path="/", secure=ctx.secure, httponly=True, samesite="strict")
     return response
 

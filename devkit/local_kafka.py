@@ -933,8 +933,6 @@ def local_security(directory: Path) -> BrokerSecurity:
     return _local_security(directory)
 
 
-
-
 @contextmanager
 def embedded_bootstrap(settings: Settings, echo: Callable[[str], None] | None = None) -> Iterator[str]:
     """The configured cluster, or the embedded local broker started for the duration (the demo,
