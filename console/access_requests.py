@@ -25,6 +25,7 @@ from breachwatch.console.api import Responder, api_user
 from breachwatch.console.context import CSRF_HEADER, Caller, ConsoleContext, ctx_of
 from breachwatch.console.security import security_headers
 from breachwatch.core.settings import ConfigError
+from breachwatch.notifier.notices import tenant_record
 from breachwatch.privacy import approvals
 from breachwatch.privacy.approvals import AccessRequestIn, ApprovalError, LinkInvalid
 from breachwatch.privacy.staff_mail import file_and_ask
@@ -174,8 +175,11 @@ def _page(request: Request, status: int = 200, **values: Any) -> Response:
 def _view(ctx: ConsoleContext, row: approvals.AccessRequestRow) -> dict[str, Any]:
     identity = identity_from(ctx.settings)
     names = row.staff_names or {}
+    with ctx.session() as session:
+        directory = tenant_record(session, row.tenant_id)
     return {
         **approvals.as_dict(row),
+        "tenant_name": directory.name if directory else row.tenant_id,
         "staff": [identity.label(row.tenant_id, s, names.get(s), None) for s in row.staff_ids],
     }
 

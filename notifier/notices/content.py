@@ -55,6 +55,8 @@ MEASURES_BY_KIND: Mapping[str, tuple[str, ...]] = {
     "slow_exfiltration": ("revoke_sessions", "block_addresses", "review_access"),
     "cross_tenant_access": ("suspend_access", "review_access"),
     "staff_without_ticket": ("suspend_access", "review_access"),
+    "staff_ticket_mismatch": ("suspend_access", "review_access"),
+    "staff_access_unapproved": ("suspend_access", "review_access"),
     "privilege_escalation": ("revert_privileges", "review_access"),
 }
 DEFAULT_MEASURES: tuple[str, ...] = ("contain", "review_access")
