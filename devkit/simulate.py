@@ -2479,15 +2479,7 @@ class _Simulation:
         and staff access that a ticket, its purpose or an approval does not cover."""
         rng = Random(f"{self.seed}:staff-access")
         self._approval_tenants(rng)
-        for kind in STAFF_SCENARIO_KINDS:
-            n = max(2, round(self.n_tenants * rng.uniform(2.0, 3.0) / 25))
-            planner = getattr(self, f"plan_{kind}")
-            made = 0
-            for _ in range(n * 4):
-                if made >= n:
-                    break
-                if planner(rng):
-                    made += 1
+        self._plan_kinds(rng, STAFF_SCENARIO_KINDS, 3.0)
         for _ in range(max(2, self.n_tenants // 8)):
             self.plan_staff_export_on_request(rng)
         for t in [t for t in self.tenants if self.requires_approval(t)]:
@@ -2800,8 +2792,15 @@ class _Simulation:
         rng = Random(f"{self.seed}:scenarios")
         # Dormant accounts are chosen first, so that no other scenario touches them while they sleep.
         order = ["dormant_account", *(k for k in ATTACK_KINDS if k != "dormant_account")]
-        for kind in order:
-            n = max(2, round(self.n_tenants * rng.uniform(2.0, 3.4) / 25))
+        self._plan_kinds(rng, order, 3.4)
+        for _ in range(max(2, self.n_tenants // 10)):
+            self.plan_role_change(rng)
+
+    def _plan_kinds(self, rng: Random, kinds: Iterable[str], most: float) -> None:
+        """Between 2 and ``most`` scenarios of each kind per 25 tenants (at least 2), each
+        planner (``plan_<kind>``, which says whether it placed one) given four tries per scenario."""
+        for kind in kinds:
+            n = max(2, round(self.n_tenants * rng.uniform(2.0, most) / 25))
             planner = getattr(self, f"plan_{kind}")
             made = 0
             for _ in range(n * 4):
@@ -2809,8 +2808,6 @@ class _Simulation:
                     break
                 if planner(rng):
                     made += 1
-        for _ in range(max(2, self.n_tenants // 10)):
-            self.plan_role_change(rng)
 
     def plan_role_change(self, rng: Random) -> None:
         """An admin legitimately changes a colleague's roles (sometimes making them an admin too),

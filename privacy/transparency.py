@@ -150,7 +150,8 @@ def record_staff_accesses(session: Session, accesses: Sequence[StaffAccess]) -> 
     for i in range(0, len(accesses), ROWS_PER_INSERT):
         chunk = [_values(a, now) for a in accesses[i : i + ROWS_PER_INSERT]]
         stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["access_id"])
-        new += int(session.execute(stmt, chunk).rowcount or 0)
+        # RETURNING rather than rowcount: PostgreSQL's driver reports -1 for a batch like this.
+        new += len(session.execute(stmt.returning(table.c.access_id), chunk).all())
     return new
 
 

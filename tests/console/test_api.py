@@ -23,7 +23,9 @@ from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.runtime.app import incident_store
 from breachwatch.storage import audit
 
-PUBLIC = {("GET", "/signin"), ("POST", "/signin")}  # the way in; static files are mounted apart
+# The way in (static files are mounted apart), and the approver's page of an access request,
+# whose credential is the link itself (tests/console/test_staff_access.py).
+PUBLIC = {("GET", "/signin"), ("POST", "/signin"), ("GET", "/access-requests/x1"), ("POST", "/access-requests/x1")}
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:
