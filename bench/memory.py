@@ -142,7 +142,7 @@ def checkpoint_cost(actors: int, per_actor: int, live_max: int | None = None) ->
         cp = worker.checkpoint("bench", {})
         size = len(encode_state(cp.state)) + sum(len(encode_state(v)) for d in cp.items.values() for v in d.values())
         took = time.perf_counter() - started
-        worker.saved()
+        worker.saved(cp.seq + 1)  # as if the store wrote it as the next write
         return took, sum(map(len, cp.items.values())), size
 
     full_s, full_items, full_bytes = write()
@@ -257,6 +257,7 @@ def main() -> None:
     ap.add_argument(
         "--mature-days", type=int, default=21, help="days of the replayed dump for mature profiles (0: skip)"
     )
+    ap.add_argument("--mature-tenants", type=int, default=60, help="tenants of that dump")
     args = ap.parse_args()
     results = []
     checkpoints = []
@@ -281,7 +282,7 @@ def main() -> None:
             flush=True,
         )
         checkpoints.append(c)
-    mature = measure_mature(60, args.mature_days) if args.mature_days > 0 else None
+    mature = measure_mature(args.mature_tenants, args.mature_days) if args.mature_days > 0 else None
     if mature is not None:
         print(
             f"{mature['mature_profiles']:,} profiles after {mature['days']} days: "

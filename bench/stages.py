@@ -19,6 +19,7 @@ from typing import Any
 # call from the learned detector is the learned detector's time.
 RULES: tuple[tuple[str, str], ...] = (
     ("/detectors/rules/", "detect: rules"),
+    ("/detectors/logs/", "detect: log sessions"),
     ("/detectors/logs.py", "detect: log sessions"),
     ("/detectors/templates_miner.py", "detect: log sessions"),
     ("/detectors/", "detect: learned (profiles, features, forest)"),

@@ -3,7 +3,9 @@
 Every message carries its outbox id twice: as the custom arg ``message_id`` (which SendGrid
 keeps in its Email Activity feed, so an interrupted send can be looked up) and as the header
 ``X-BreachWatch-Message-Id``. HTTP outcomes map to the channel contract: 2xx sent, 429 and
-5xx and network trouble retryable (429 with its Retry-After), any other 4xx permanent.
+5xx and failures to connect or write the request retryable (429 with its Retry-After), any
+other 4xx permanent; no answer to a request that was written (a timeout or a reset while
+waiting) is ``OutcomeUnknown``: the outbox asks SendGrid before it would send it again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from pydantic import SecretStr
 from python_http_client.exceptions import HTTPError
 
 from breachwatch.channels.mime import MESSAGE_ID_HEADER
-from breachwatch.notifier.delivery import Delivered, LookupResult, NotFound, PermanentError, RetryableError, Unknown
+from breachwatch.notifier.delivery import (
+    Delivered,
+    LookupResult,
+    NotFound,
+    OutcomeUnknown,
+    PermanentError,
+    RetryableError,
+    Unknown,
+)
 from breachwatch.notifier.message import EXTRA_HEADER_NAME, SUBJECT_MAX, OutboxMessage, header_text, one_line
 
 log = logging.getLogger(__name__)
@@ -100,8 +110,14 @@ class SendGridChannel:
             response = self._client.send(self.payload(message))
         except HTTPError as exc:
             raise self._http_error(exc, "mail send") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+        except urllib.error.URLError as exc:
+            # urllib wraps only what fails while connecting or writing the request: SendGrid
+            # never got a whole request, so sending again is safe.
             raise RetryableError(f"SendGrid unreachable: {self._network_reason(exc)}") from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+            # The request was written and the answer never came (timed out, reset, cut off):
+            # SendGrid may have accepted it, so it is looked up before any resend.
+            raise OutcomeUnknown(f"SendGrid did not answer: {self._network_reason(exc)}") from None
         provider_id = response.headers.get("X-Message-Id") if response.headers is not None else None
         return str(provider_id) if provider_id else None
 

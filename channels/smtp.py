@@ -1,8 +1,9 @@
 """SMTP channel: one connection per message with ``smtplib``, optional STARTTLS and login.
 
 SMTP reply codes carry the contract: 4xx is transient (retry), 5xx is a refusal (permanent);
-a dropped connection or timeout is retryable. SMTP cannot say afterwards whether a message
-arrived, so this channel has no ``lookup`` and an interrupted send is left for a person.
+a dropped connection or timeout is retryable until the message's end has been written; after
+that, no answer is ``OutcomeUnknown``. SMTP cannot say afterwards whether a message arrived, so
+this channel has no ``lookup`` and an interrupted or unanswered send is left for a person.
 """
 
 from __future__ import annotations
@@ -17,10 +18,23 @@ from pydantic import SecretStr
 
 from breachwatch.channels.mime import build_email
 from breachwatch.core.clock import utcnow
-from breachwatch.notifier.delivery import PermanentError, RetryableError
+from breachwatch.notifier.delivery import OutcomeUnknown, PermanentError, RetryableError
 from breachwatch.notifier.message import OutboxMessage, one_line
 
 log = logging.getLogger(__name__)
+END_OF_DATA = b"\r\n.\r\n"
+
+
+class _Smtp(smtplib.SMTP):
+    """smtplib's client, noting when the end of the message data has been written: from then
+    on the relay may have accepted the message even if its reply never arrives."""
+
+    data_written = False
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(END_OF_DATA):
+            self.data_written = True
 
 
 class SmtpChannel:
@@ -58,9 +72,9 @@ class SmtpChannel:
     def send(self, message: OutboxMessage) -> str:
         email = build_email(message, self.sender, self.clock())
         delivered = False
-        smtp: smtplib.SMTP | None = None
+        smtp: _Smtp | None = None
         try:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp = _Smtp(self.host, self.port, timeout=self.timeout)
             smtp.ehlo()
             if self.starttls:
                 smtp.starttls(context=self.ssl_context or ssl.create_default_context())
@@ -81,6 +95,12 @@ class SmtpChannel:
         except smtplib.SMTPResponseException as exc:
             raise self._reply_error("SMTP server refused", exc.smtp_code, exc.smtp_error) from None
         except (smtplib.SMTPException, OSError) as exc:
+            if smtp is not None and smtp.data_written:
+                # The whole message went out and the relay's answer did not come back: it may
+                # have taken it, and SMTP offers no way to ask, so a person decides.
+                raise OutcomeUnknown(
+                    f"SMTP {self.host}:{self.port} did not answer after the message was sent: {type(exc).__name__}"
+                ) from None
             # Connection refused, reset or timed out, TLS handshake failure: try again later.
             raise RetryableError(
                 f"SMTP {self.host}:{self.port} unreachable: {type(exc).__name__}: {self._clean(exc)}"
@@ -91,7 +111,7 @@ class SmtpChannel:
         return str(email["Message-ID"])
 
     @staticmethod
-    def _close(smtp: smtplib.SMTP, delivered: bool) -> None:
+    def _close(smtp: _Smtp, delivered: bool) -> None:
         # After a successful DATA the message is the relay's; a failing QUIT must not turn
         # that into an error (and a resend).
         try:

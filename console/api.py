@@ -403,7 +403,7 @@ def _lifecycle_action(
 
 
 @router.post("/incidents/{incident_id}/confirm-breach", response_model=IncidentDetail)
-def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Approver) -> IncidentDetail:
+def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Responder) -> IncidentDetail:
     """Record that the caller became aware of a breach now; starts customer notices if installed."""
     settings = ctx_of(request).settings
     return _lifecycle_action(
@@ -523,12 +523,34 @@ def approve_notice(request: Request, notice_id: str, caller: Approver) -> dict[s
         with ctx_of(request).session() as session, session.begin():
             # The notices module records the approval in the audit trail itself.
             audit.serialize_writes(session)
-            result = module.approve_notice(session, notice_id, caller.actor)
+            result = module.approve_notice(
+                session,
+                notice_id,
+                caller.username,
+                confirmer_may_approve_alone=ctx_of(request).settings.notice_confirmer_may_approve_alone,
+            )
     except LookupError:
         raise HTTPException(status_code=404, detail="no such notice") from None
     except (refused, ValueError) as exc:
         raise HTTPException(status_code=409, detail=str(exc)[:300]) from None
-    return {"notice_id": notice_id, "approved_by": caller.actor, "result": result if isinstance(result, dict) else None}
+    return {"notice_id": notice_id, "approved_by": caller.username, "result": result}
+
+
+class OutcomeIn(BaseModel):
+    arrived: bool = Field(description="true: the message reached the recipient; false: it did not (send it again)")
+
+
+@router.post("/notices/deliveries/{message_id}/outcome", tags=["notices"])
+def delivery_outcome(request: Request, message_id: str, body: OutcomeIn, caller: Approver) -> dict[str, str]:
+    """Decide a notice message whose delivery the provider could not confirm; a superseded or
+    withdrawn version is never sent again."""
+    try:
+        with ctx_of(request).session() as session, session.begin():
+            audit.serialize_writes(session)
+            outcome = notices_module.resolve_unknown(session, message_id, arrived=body.arrived, by=caller.username)
+    except notices_module.NoticeError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)[:300]) from None
+    return {"message_id": message_id, "outcome": outcome}
 
 
 @router.get("/audit/verify", response_model=AuditCheck, tags=["audit"])

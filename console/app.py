@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from breachwatch.channels import sendgrid_events
 from breachwatch.console import access_requests, api, transparency, views
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
@@ -54,6 +55,12 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api.router)
     app.include_router(views.router)
+    # SendGrid's signed event webhook: delivery receipts, which also settle sends whose answer
+    # was lost (the outbox asks them before the provider's look-up). 503 until a key is set.
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.sendgrid_webhook_public_key = settings.sendgrid_webhook_public_key
+    app.include_router(sendgrid_events.router)
     app.include_router(transparency.router)
     app.include_router(access_requests.router)
 

@@ -42,6 +42,11 @@ class Caller:
     def actor(self) -> str:
         return self.principal.actor
 
+    @property
+    def username(self) -> str:
+        """The user acting (a token acts as its user): who approves, by name."""
+        return self.principal.username
+
     def can(self, role: str) -> bool:
         return self.principal.can(role)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -55,7 +55,11 @@ DONE: dict[str, str] = {
     "split": "Findings split off into a new incident.",
     "silenced": "Silence added. Matching incidents are recorded but not paged until it ends.",
     "expired": "Silence ended.",
-    "approved": "Notice approved.",
+    "approved": "Notice approved: its messages are sealed and queued.",
+    "approval_recorded": "Approval recorded. The notice needs another approver before it is sent.",
+    "outcome_sent": "Recorded: the message arrived.",
+    "outcome_resending": "The message will be sent again.",
+    "outcome_not_resent": "Not sent again: its version was superseded or withdrawn; the current version goes out.",
 }
 
 
@@ -377,7 +381,7 @@ def incident_action(
 def confirm_breach(
     request: Request,
     incident_id: str,
-    caller: Approver,
+    caller: Responder,
     reason: Annotated[str, Form(max_length=2000)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Any:
@@ -580,20 +584,25 @@ def notice_preview(request: Request, notice_id: str, caller: Responder, incident
         subject=str(preview.get("subject", "")),
         text=str(preview.get("text", "")),
         has_html=bool(preview.get("html")),
+        draft=preview.get("regulator_draft"),
         back=back,
         incident_id=incident,
     )
 
 
 @router.get("/notices/{notice_id}/preview.html")
-def notice_preview_html(request: Request, notice_id: str, caller: Responder) -> Any:
+def notice_preview_html(request: Request, notice_id: str, caller: Responder, part: str = "notice") -> Any:
+    """The HTML part of the notice, or with ``part=regulator_draft`` of its regulator-report draft."""
     ctx = ctx_of(request)
     with ctx.session() as session:
         try:
             preview = notices_mod.preview_notice(session, notice_id)
         except LookupError:
             return Response(status_code=404)
-    html = preview.get("html") or ""
+    source = preview.get("regulator_draft") if part == "regulator_draft" else preview
+    if not source:
+        return Response(status_code=404)
+    html = source.get("html") or ""
     # Served sandboxed with its own policy: the notice's own HTML, never able to run script.
     return HTMLResponse(str(html), headers=security_headers(preview=True))
 
@@ -613,14 +622,43 @@ def notice_approve(
         with ctx.session() as session, session.begin():
             # The notices module records the approval in the audit trail itself.
             audit.serialize_writes(session)
-            notices_mod.approve_notice(session, notice_id, caller.actor)
+            result = notices_mod.approve_notice(
+                session,
+                notice_id,
+                caller.username,
+                confirmer_may_approve_alone=ctx.settings.notice_confirmer_may_approve_alone,
+            )
     except LookupError:
         return ctx.page(request, "error.html", caller, status=404, title="No such notice", message="")
     except (refused, ValueError) as exc:
         if incident_id:
             return _render_incident_error(request, caller, incident_id, str(exc)[:300], 409)
         return ctx.page(request, "error.html", caller, status=409, title="Not approved", message=str(exc)[:300])
-    return _see(_incident_url(incident_id) if incident_id else "/incidents", "approved")
+    done = "approved" if result["status"] == "approved" else "approval_recorded"
+    return _see(_incident_url(incident_id) if incident_id else "/incidents", done)
+
+
+@router.post("/notices/deliveries/{message_id}/outcome")
+def notice_delivery_outcome(
+    request: Request,
+    message_id: str,
+    caller: Approver,
+    arrived: Annotated[Literal["yes", "no"], Form()],
+    incident_id: Annotated[str, Form(max_length=64)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Any:
+    """A person's decision on a notice message whose delivery nobody could confirm."""
+    ctx = ctx_of(request)
+    ctx.check_csrf(caller, csrf)
+    try:
+        with ctx.session() as session, session.begin():
+            audit.serialize_writes(session)
+            outcome = notices_mod.resolve_unknown(session, message_id, arrived=arrived == "yes", by=caller.username)
+    except notices_mod.NoticeError as exc:
+        if incident_id:
+            return _render_incident_error(request, caller, incident_id, str(exc)[:300], 409)
+        return ctx.page(request, "error.html", caller, status=409, title="Not recorded", message=str(exc)[:300])
+    return _see(_incident_url(incident_id) if incident_id else "/incidents", f"outcome_{outcome}")
 
 
 # --- audit --------------------------------------------------------------------------------------

@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     pagerduty_routing_key: SecretStr | None = None
     webhook_url: str | None = Field(default=None, pattern=r"^https?://")
     webhook_secret: SecretStr | None = None
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        min_length=40,
+        description=(
+            "the base64 public key of SendGrid's signed event webhook (Mail Settings); the console then "
+            "accepts delivery events at /webhooks/sendgrid/events (else the notices file's key is used)"
+        ),
+    )
+    notice_confirmer_may_approve_alone: bool = Field(
+        default=False,
+        description=(
+            "let the person who confirmed a breach be the only approver of its notices; by default "
+            "another approver must approve (with two required approvals, two distinct users always)"
+        ),
+    )
 
     # --- console ---------------------------------------------------------------------------
     console_host: str = "127.0.0.1"

@@ -4,22 +4,33 @@
 It is a real HTTP server on 127.0.0.1, used by the tests and by the demo in place of
 api.sendgrid.com (point ``BREACHWATCH_SENDGRID_HOST`` at ``.url``). It checks the bearer key
 and the request body as SendGrid does, answers with SendGrid-shaped errors, can be told to
-fail the next calls (429 with Retry-After, 5xx, 400), and records what it accepted.
+fail the next calls (429 with Retry-After, 5xx, 400) or to accept a message and then stall
+without answering (the client times out although SendGrid has the message), records what it
+accepted, and, given a URL and a signing key, posts signed "processed" events for each accepted
+message to an event webhook as SendGrid does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import secrets
 import threading
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +153,9 @@ class _State:
     activity: list[ActivityRecord] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
     script: deque[_Scripted] = field(default_factory=deque)
+    stalls: deque[float] = field(default_factory=deque)  # accept, then answer after this many seconds
+    webhook_url: str | None = None
+    webhook_key: ec.EllipticCurvePrivateKey | None = None
 
 
 def validate_mail(body: Any) -> list[dict[str, Any]]:
@@ -305,6 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
         now = datetime.now(UTC)
         state = self.server.state
         with state.lock:
+            stall = state.stalls.popleft() if state.stalls else None
             state.messages.append(AcceptedMail(x_id, body, now))
             n = 0
             for p in body["personalizations"]:
@@ -321,7 +336,33 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     )
                     n += 1
+        self._post_events(body, x_id, now)
+        if stall is not None:
+            # Accepted and kept, but the answer comes too late for the client (or never).
+            time.sleep(stall)
+            with contextlib.suppress(OSError):  # the client gave up and closed the connection
+                self._reply(202, None, {"X-Message-Id": x_id})
+            return
         self._reply(202, None, {"X-Message-Id": x_id})
+
+    def _post_events(self, body: dict[str, Any], x_id: str, now: datetime) -> None:
+        state = self.server.state
+        if state.webhook_url is None or state.webhook_key is None:
+            return
+        events = [
+            {
+                "email": t["email"],
+                "timestamp": int(now.timestamp()),
+                "event": "processed",
+                "sg_event_id": secrets.token_urlsafe(16),
+                "sg_message_id": f"{x_id}.filter-local",
+                **(body.get("custom_args") or {}),
+                **(p.get("custom_args") or {}),
+            }
+            for p in body["personalizations"]
+            for t in p["to"]
+        ]
+        post_signed_events(state.webhook_url, state.webhook_key, events)
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -408,6 +449,19 @@ class SendGridServer:
             for _ in range(times):
                 self._state.script.append(_Scripted(status, retry_after, path))
 
+    def stall_after_accept(self, seconds: float, times: int = 1) -> None:
+        """Accept the next ``times`` messages (they count as sent), then wait ``seconds`` before
+        answering: a client with a shorter timeout never learns that SendGrid has them."""
+        with self._state.lock:
+            self._state.stalls.extend([seconds] * times)
+
+    def post_events_to(self, url: str, private_key: ec.EllipticCurvePrivateKey) -> None:
+        """From now on, post a signed "processed" event for each accepted message to ``url``
+        (SendGrid's signed event webhook), before answering the send."""
+        with self._state.lock:
+            self._state.webhook_url = url
+            self._state.webhook_key = private_key
+
     @property
     def messages(self) -> list[AcceptedMail]:
         with self._state.lock:
@@ -430,3 +484,31 @@ class SendGridServer:
             self._state.activity.clear()
             self._state.requests.clear()
             self._state.script.clear()
+            self._state.stalls.clear()
+
+
+def post_signed_events(url: str, private_key: ec.EllipticCurvePrivateKey, events: list[dict[str, Any]]) -> int:
+    """POST ``events`` to an event webhook signed as SendGrid signs them (ECDSA P-256 with
+    SHA-256 over the timestamp and the body); the HTTP status it answered."""
+    body = json.dumps(events).encode()
+    timestamp = str(int(time.time()))
+    signature = b64encode(private_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": signature,
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        log.warning("event webhook %s answered %d", url, exc.code)
+        return int(exc.code)
+    except OSError as exc:
+        log.warning("event webhook %s unreachable: %s", url, type(exc).__name__)
+        return 0

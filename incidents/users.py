@@ -189,6 +189,33 @@ def _get(session: Session, username: str) -> UserRow:
     return user
 
 
+def identity(actor: str) -> str:
+    """The user an audit-trail actor names, as usernames compare: case-insensitively, and a
+    token's call ("alice (token 0a1b...)") as its user."""
+    name = actor.strip()
+    if name.endswith(")") and " (token " in name:
+        name = name.rsplit(" (token ", 1)[0]
+    return name.strip().lower()
+
+
+def approver(session: Session, name: str) -> UserRow:
+    """The enabled user ``name`` names (case-insensitively) who may approve customer notices;
+    ``UserError`` otherwise, saying why."""
+    username = identity(name)
+    if not username:
+        raise UserError("an approver must be named")
+    user = session.get(UserRow, username) if USERNAME.fullmatch(username) else None
+    if user is None:
+        raise UserError(
+            f"no user {username[:64]!r}; approvers are console users (breachwatch users add NAME --role approver)"
+        )
+    if user.disabled:
+        raise UserError(f"user {username!r} is disabled")
+    if ROLE_RANK[user.role] < ROLE_RANK["approver"]:
+        raise UserError(f"user {username!r} has the {user.role} role; approving notices needs the approver role")
+    return user
+
+
 def list_users(session: Session) -> list[UserRow]:
     return list(session.scalars(select(UserRow).order_by(UserRow.username)))
 

@@ -30,6 +30,12 @@ class PermanentError(DeliveryError):
     """The provider refused the message; sending it again unchanged cannot succeed."""
 
 
+class OutcomeUnknown(DeliveryError):
+    """The whole request reached the provider but no answer came back (a timeout or a reset
+    while waiting for it): the provider may have the message, so it must not be sent again
+    until the provider has been asked."""
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
     """The provider has the message (it must not be sent again)."""

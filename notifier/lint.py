@@ -10,6 +10,11 @@ authority report the customer owes. Templates declare what they render: HTML sec
 (an empty string in real notices, a marker when linting). The linter renders each template with
 a fully known and a barely known breach and checks that each required element's section is
 there and not empty, so a template that drops a section, or hides it behind a condition, fails.
+
+German and Urdu notices are also checked for English (``lint_language``): in their template
+files, in every rendered notice (leaving out data and the citations of foreign statutes), and
+in the rule texts they quote, whose local form (``duties/rules/l10n``) must exist for the laws
+that have one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from jinja2 import TemplateError
 
 from breachwatch.notifier.blast_radius import BlastRadius, CategoryCount, TenantImpact
 from breachwatch.notifier.duties import Duty, RuleSet, default_rules, duties_for
+from breachwatch.notifier.duties.l10n import missing as missing_local_texts
+from breachwatch.notifier.duties.l10n import rule_texts
+from breachwatch.notifier.lint_language import CHECKED_LANGUAGES, english_words, source_problems, visible_text
 from breachwatch.notifier.notices.content import (
     CORE_ELEMENTS,
     CUSTOMER_NOTICE,
@@ -150,7 +158,40 @@ def required_notice_elements(vendor: Sequence[Duty]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*CORE_ELEMENTS, *extra]))
 
 
-def _probe(kind: str, full: bool) -> tuple[TenantImpact, dict[str, Any], dict[str, str]]:
+# What a person would write into a notice in its language.
+PROBE_FACTS: dict[str, dict[str, str]] = {
+    "en": {
+        "summary": "An attacker signed in with a guessed password.",
+        "cause": "a reused password",
+        "changes": "the counts were corrected",
+    },
+    "de": {
+        "summary": "Ein Angreifer hat sich mit einem erratenen Passwort angemeldet.",
+        "cause": "ein wiederverwendetes Passwort",
+        "changes": "die Zahlen wurden berichtigt",
+    },
+    "ur": {
+        "summary": "حملہ آور نے اندازے سے پاس ورڈ لگا کر لاگ ان کیا۔",
+        "cause": "دوبارہ استعمال شدہ پاس ورڈ",
+        "changes": "گنتی درست کی گئی",
+    },
+}
+# Data the probe puts in every notice as the customer or the vendor wrote it (names, record types).
+PROBE_DATA: tuple[str, ...] = (
+    "Lint Example GmbH",
+    "Unisen Cloud ERP",
+    "Dana Example",
+    "1 Example Street",
+    "customer",
+    "invoice",
+    "unheard_of_kind",
+    "notice-lint",
+    "inc-lint",
+    "t-lint",
+)
+
+
+def _probe(kind: str, full: bool, language: str = "en") -> tuple[TenantImpact, dict[str, Any], dict[str, str]]:
     if full:
         impact = TenantImpact(
             tenant_id="t-lint",
@@ -175,10 +216,8 @@ def _probe(kind: str, full: bool) -> tuple[TenantImpact, dict[str, Any], dict[st
             last_at=_T0 - timedelta(hours=4),
         )
         facts = {
-            "summary": "An attacker signed in with a guessed password.",
-            "cause": "a reused password",
+            **PROBE_FACTS.get(language, PROBE_FACTS["en"]),
             "phase": "preliminary" if kind == "initial" else "update",
-            "changes": "the counts were corrected",
         }
         vendor = {
             "name": "Unisen Cloud ERP",
@@ -211,7 +250,7 @@ def _context(
     full: bool,
 ) -> dict[str, Any]:
     kind = "followup" if message_type == FOLLOWUP else "initial"
-    impact, facts, vendor = _probe(kind, full)
+    impact, facts, vendor = _probe(kind, full, locale.split("-")[0])
     radius = BlastRadius(
         incident_id="inc-lint", window_start=_T0 - timedelta(hours=6), window_end=_T0, tenants=(impact,)
     )
@@ -317,6 +356,7 @@ def _check_render(
                         f"<html dir> is {html_dir!r}, expected {direction(locale)!r}",
                     )
                 )
+        problems += _check_english(message_type, locale, shown, probe, rendered, vendor, customer)
         for element in required:
             for part, found in (("text", in_text), ("html", html_map)):
                 if part == "html" and rendered.html is None:
@@ -327,6 +367,62 @@ def _check_render(
                     problems.append(
                         LintProblem(message_type, locale, shown, part, f"{probe}: section is empty", element)
                     )
+    return problems
+
+
+def _check_english(
+    message_type: str,
+    locale: str,
+    shown: str,
+    probe: str,
+    rendered: Any,
+    vendor: Sequence[Duty],
+    customer: Sequence[Duty],
+) -> list[LintProblem]:
+    language = locale.split("-")[0]
+    if language not in CHECKED_LANGUAGES:
+        return []
+    local = rule_texts(language)
+    # A foreign statute without a local form is cited as it is named; nothing else may be English.
+    citations = [d.provision for d in (*vendor, *customer) if "provision" not in local.get(d.rule_id, {})]
+    allowed = [*PROBE_DATA, *citations]
+    problems = []
+    for part, text in (
+        ("subject", rendered.subject),
+        ("text", rendered.text),
+        ("html", visible_text(rendered.html or "")),
+    ):
+        words = english_words(text, allowed)
+        if words:
+            problems.append(
+                LintProblem(
+                    message_type, locale, shown, part, f"{probe}: English in a {language} notice: {', '.join(words)}"
+                )
+            )
+    return problems
+
+
+def _check_sources(templates_dir: Path, locales: Sequence[str]) -> list[LintProblem]:
+    languages = {loc.split("-")[0] for loc in locales}
+    return [
+        LintProblem(message_type, language, "", "files", f"{name} writes English: {', '.join(words)}")
+        for message_type, language, name, words in source_problems(
+            templates_dir, (CUSTOMER_NOTICE, FOLLOWUP, REGULATOR_DRAFT)
+        )
+        if language in languages
+    ]
+
+
+def _check_rule_texts(locales: Sequence[str], rules: RuleSet) -> list[LintProblem]:
+    rule_ids = [d.id for regime in (*rules.regimes, rules.default) for d in regime.duties]
+    problems = []
+    for language in sorted({loc.split("-")[0] for loc in locales} & CHECKED_LANGUAGES):
+        for rule_id in missing_local_texts(language, rule_ids):
+            problems.append(
+                LintProblem(
+                    "rules", language, "", "files", f"duty {rule_id} has no {language} provision in duties/rules/l10n"
+                )
+            )
     return problems
 
 
@@ -345,6 +441,7 @@ def lint_templates(
     templates_dir = Path(templates_dir)
     renderer = NoticeRenderer(templates_dir)
     problems = _check_files(templates_dir, locales) + _check_syntax(renderer, templates_dir)
+    problems += _check_sources(templates_dir, locales) + _check_rule_texts(locales, rules)
     # Jurisdictions whose duties are the same render the same notice: check each group once.
     groups: dict[tuple[str, ...], tuple[list[str], list[Duty], list[Duty]]] = {}
     for code in list(only) if only is not None else jurisdictions(rules):

@@ -3,6 +3,8 @@ that keep attacker-supplied text out of headers and addresses."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +72,8 @@ class OutboxMessage:
     incident_id: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     attempt: int = 0  # which delivery attempt this is (1 for the first), set by the dispatcher
+    # The ``content_digest`` an approval sealed this message with; a send of other content is refused.
+    sealed_digest: str | None = None
 
     def checked(self) -> OutboxMessage:
         """This message with its subject and headers made header-safe; raises ``ValueError``
@@ -96,4 +100,19 @@ class OutboxMessage:
             incident_id=self.incident_id,
             headers=headers,
             attempt=self.attempt,
+            sealed_digest=self.sealed_digest,
         )
+
+
+def content_digest(message: OutboxMessage) -> str:
+    """SHA-256 of everything a recipient receives of ``message`` (recipient, subject, both
+    bodies, extra headers), in one fixed encoding: what an approval seals and a send checks."""
+    parts = [
+        message.recipient.lower(),
+        message.subject,
+        message.body_text,
+        message.body_html or "",
+        sorted((str(k), str(v)) for k, v in message.headers.items()),
+    ]
+    data = json.dumps(parts, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()

@@ -4,8 +4,15 @@ that caused them, then delivered by a ``Dispatcher`` with retries and at most on
 Delivery is claim, commit, send, record. A row is marked ``sending`` and committed before
 the channel is called, so a crash between the call and the record leaves it ``sending``.
 Such a row is never blindly resent: once its lease has expired, the dispatcher asks the
-channel whether the provider has it (``lookup``) and marks it ``sent``, makes it ``pending``
-again, or parks it as ``unknown`` for a person to decide.
+provider whether it has the message (the receipts its event webhook delivered, then the
+channel's ``lookup``) and marks it ``sent``, makes it ``pending`` again, or parks it as
+``unknown`` for a person to decide. A call that ends in doubt (``OutcomeUnknown``: the request
+was written, no answer came) is treated the same way: the row stays ``sending`` until its
+lease runs out, and only then is the provider asked.
+
+A message sealed at approval (``sealed_digest``) is checked before the channel is called:
+content that differs from the seal, or that the ``SendGuard`` refuses (a withdrawn or
+superseded notice), is never sent; the row fails with the reason and the guard pages the on-call.
 """
 
 from __future__ import annotations
@@ -14,15 +21,24 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import CheckConstraint, Index, Integer, String, Text, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from breachwatch.core.clock import utcnow
-from breachwatch.notifier.delivery import Channel, Delivered, NotFound, PermanentError, RetryableError, Unknown
-from breachwatch.notifier.message import EMAIL, OutboxMessage, one_line
+from breachwatch.notifier.delivery import (
+    Channel,
+    Delivered,
+    LookupResult,
+    NotFound,
+    OutcomeUnknown,
+    PermanentError,
+    RetryableError,
+    Unknown,
+)
+from breachwatch.notifier.message import EMAIL, OutboxMessage, content_digest, one_line
 from breachwatch.notifier.render import Rendered
 from breachwatch.storage.db import Base, insert_or_ignore
 
@@ -52,6 +68,8 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     provider_message_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # content_digest of the message as approved; set for messages that need an approval.
+    sealed_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
@@ -72,6 +90,7 @@ class OutboxRow(Base):
             incident_id=self.incident_id,
             headers={str(k): str(v) for k, v in (self.headers or {}).items()},
             attempt=self.attempts,
+            sealed_digest=self.sealed_digest,
         )
 
 
@@ -101,6 +120,7 @@ def enqueue(
         "body_text": m.body_text,
         "body_html": m.body_html,
         "headers": dict(m.headers),
+        "sealed_digest": m.sealed_digest,
         "status": "held" if hold else "pending",
         "attempts": 0,
         "next_attempt_at": not_before or now,
@@ -166,6 +186,23 @@ def mark_sent(session: Session, message_id: str, *, now: datetime | None = None)
     return result.rowcount == 1
 
 
+class SendGuard(Protocol):
+    """What the domain that queued a message says at the moment it would be sent."""
+
+    def refusal(self, session: Session, message: OutboxMessage) -> str | None:
+        """Why ``message`` must not be sent now, or None to send it."""
+        ...
+
+    def refused(self, session: Session, message: OutboxMessage, reason: str) -> None:
+        """Page the on-call about a refused send (in the transaction that records it)."""
+        ...
+
+
+# The provider's own word on a message, from receipts recorded outside the channel (its event
+# webhook): Delivered if the provider reported having it, None if nothing was recorded.
+Confirmations = Callable[[Session, str], LookupResult | None]
+
+
 @dataclass(frozen=True, slots=True)
 class ExponentialBackoff:
     """Seconds to wait before attempt ``n + 1`` after ``n`` failed: base * factor**(n-1), capped."""
@@ -191,11 +228,13 @@ class DispatchReport:
     unknown: int = 0  # interrupted sends nobody can confirm: parked for a person
     deferred: int = 0  # interrupted sends whose look-up failed for now: asked again later
     released: int = 0  # claimed but not attempted (the pass ran long): pending again, untouched
+    in_doubt: int = 0  # sent but unanswered (timeout, reset): the provider is asked before any resend
+    refused: int = 0  # not sent: content differs from what was approved, or the guard refused it
 
     @property
     def attempted(self) -> int:
         """Messages handed to a channel in this pass (0 means nothing was due)."""
-        return self.sent + self.retried + self.failed
+        return self.sent + self.retried + self.failed + self.in_doubt
 
 
 class Dispatcher:
@@ -211,6 +250,8 @@ class Dispatcher:
         backoff: Callable[[int], float] = ExponentialBackoff(),
         lease: timedelta = timedelta(minutes=5),
         max_delay: timedelta = timedelta(hours=6),
+        guard: SendGuard | None = None,
+        confirmations: Confirmations | None = None,
     ) -> None:
         # The lease must outlast the slowest channel call (SMTP/HTTP timeouts are well under
         # a minute): a claim older than that belongs to a dispatcher that died mid-send.
@@ -223,6 +264,8 @@ class Dispatcher:
         self.backoff = backoff
         self.lease = lease
         self.max_delay = max_delay
+        self.guard = guard
+        self.confirmations = confirmations
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -247,16 +290,8 @@ class Dispatcher:
         released = 0
         with Session(self.engine) as session, session.begin():
             for m in messages:
-                released += session.execute(
-                    update(OutboxRow)
-                    .where(
-                        OutboxRow.message_id == m.message_id,
-                        OutboxRow.status == "sending",
-                        OutboxRow.attempts == m.attempt,
-                    )
-                    .values(status="pending", attempts=m.attempt - 1, next_attempt_at=self.clock())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
+                values = {"status": "pending", "attempts": m.attempt - 1, "next_attempt_at": self.clock()}
+                released += session.execute(_claimed(m.message_id, m.attempt, values)).rowcount
         return released
 
     def _claim(self, limit: int) -> list[OutboxMessage]:
@@ -292,9 +327,13 @@ class Dispatcher:
         return messages
 
     def _deliver(self, message: OutboxMessage, report: DispatchReport) -> None:
+        if self._refused(message, report):
+            return
         channel = self.channels[message.channel]
         try:
             provider_id = channel.send(message)
+        except OutcomeUnknown as exc:
+            self._in_doubt(message, str(exc), report)
         except RetryableError as exc:
             self._retry_or_fail(message, str(exc), exc.retry_after, report)
         except PermanentError as exc:
@@ -308,6 +347,35 @@ class Dispatcher:
         else:
             self._finish(message, report, status="sent", provider_message_id=provider_id)
             log.info("outbox: %s sent via %s (attempt %d)", message.message_id, message.channel, message.attempt)
+
+    def _refused(self, message: OutboxMessage, report: DispatchReport) -> bool:
+        """Refuse, before the channel is called, a sealed message whose content is not what was
+        approved, or one the guard refuses; the row fails with the reason and the on-call is paged."""
+        with Session(self.engine) as session, session.begin():
+            reason = None
+            if message.sealed_digest is not None and content_digest(message) != message.sealed_digest:
+                reason = "its content differs from the approved content (digest mismatch)"
+            if reason is None and self.guard is not None:
+                reason = self.guard.refusal(session, message)
+            if reason is None:
+                return False
+            values = {"status": "failed", "last_error": _safe_error(f"refused before sending: {reason}")}
+            changed = session.execute(_claimed(message.message_id, message.attempt, values)).rowcount
+            if changed == 1 and self.guard is not None:
+                self.guard.refused(session, message, reason)
+        log.error("outbox: %s refused before sending: %s", message.message_id, reason)
+        report.refused += changed
+        return True
+
+    def _in_doubt(self, message: OutboxMessage, error: str, report: DispatchReport) -> None:
+        # The provider may have it: left "sending" until the lease runs out, then reconciled
+        # (receipts, then the provider's look-up) exactly like a send cut short by a crash.
+        values = {
+            "next_attempt_at": self.clock() + self.lease,
+            "last_error": _safe_error(f"outcome unknown, the provider is asked before any resend: {error}"),
+        }
+        report.in_doubt += int(self._settle(message.message_id, message.attempt, values))
+        log.warning("outbox: %s outcome unknown via %s: %s", message.message_id, message.channel, _safe_error(error))
 
     def _retry_or_fail(
         self, message: OutboxMessage, error: str, retry_after: float | None, report: DispatchReport
@@ -350,18 +418,7 @@ class Dispatcher:
             values.update(sent_at=self.clock(), provider_message_id=_safe_error(provider_message_id, 256))
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        with Session(self.engine) as session, session.begin():
-            changed = session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.message_id == message.message_id,
-                    OutboxRow.status == "sending",
-                    OutboxRow.attempts == message.attempt,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        if changed != 1:
+        if not self._settle(message.message_id, message.attempt, values):
             # Our lease ran out mid-call and another pass already reconciled the row.
             log.error("outbox: %s outcome %s not recorded: the claim was lost", message.message_id, status)
             return
@@ -394,8 +451,11 @@ class Dispatcher:
             return  # another deployment's channel; its own dispatcher settles it
         lookup = getattr(channel, "lookup", None)
         values: dict[str, Any]
-        if lookup is None:
-            result: Delivered | NotFound | Unknown = Unknown("the channel cannot confirm deliveries")
+        confirmed = self._confirmed(message_id)
+        if confirmed is not None:
+            result: LookupResult = confirmed
+        elif lookup is None:
+            result = Unknown("the channel cannot confirm deliveries")
         else:
             try:
                 result = lookup(message_id)
@@ -439,21 +499,26 @@ class Dispatcher:
             setattr(report, outcome, getattr(report, outcome) + 1)
             log.warning("outbox: %s was interrupted mid-send: %s", message_id, outcome)
 
+    def _confirmed(self, message_id: str) -> LookupResult | None:
+        if self.confirmations is None:
+            return None
+        with Session(self.engine) as session:
+            return self.confirmations(session, message_id)
+
     def _settle(self, message_id: str, attempts: int, values: dict[str, Any]) -> bool:
         with Session(self.engine) as session, session.begin():
-            return (
-                session.execute(
-                    update(OutboxRow)
-                    .where(
-                        OutboxRow.message_id == message_id,
-                        OutboxRow.status == "sending",
-                        OutboxRow.attempts == attempts,
-                    )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                == 1
-            )
+            return session.execute(_claimed(message_id, attempts, values)).rowcount == 1
+
+
+def _claimed(message_id: str, attempts: int, values: Mapping[str, Any]) -> Any:
+    """An UPDATE of a row only while it is still the claim this pass made (status ``sending`` at
+    this attempt): a pass whose lease ran out never overwrites what another pass recorded."""
+    return (
+        update(OutboxRow)
+        .where(OutboxRow.message_id == message_id, OutboxRow.status == "sending", OutboxRow.attempts == attempts)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _safe_error(text: str | None, limit: int = LAST_ERROR_MAX) -> str | None:

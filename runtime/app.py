@@ -7,11 +7,11 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -22,6 +22,9 @@ from breachwatch.incidents.store import IncidentStore, NewIncidentHook
 from breachwatch.runtime.pipeline import Pipeline
 from breachwatch.runtime.schema import init_db
 from breachwatch.storage.db import make_engine
+
+if TYPE_CHECKING:
+    from breachwatch.notifier.outbox import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,8 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
             pack_after=settings.profile_pack_after_s,
             live_max=settings.profile_live_max,
         )
-        return [RulesDetector(), learned, LogDetector()]
+        # The log detector starts from what ``train`` learned of the logs, if the model has it.
+        return [RulesDetector(), learned, LogDetector(trained=getattr(model, "logs", None))]
 
     return make
 
@@ -157,6 +161,22 @@ def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, not
     return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id, grants=grants_loader(engine))
 
 
+def outbox_dispatcher(settings: Settings, engine: Engine, channels: Mapping[str, Any] | None = None) -> Dispatcher:
+    """The outbox dispatcher over the configured channels (or ``channels``), with the notices'
+    send guard (approved content only, refusals paged) and the provider's receipts to consult
+    before an unanswered send is looked up."""
+    from breachwatch.channels.registry import build_channels
+    from breachwatch.notifier.notices import NoticeSendGuard, provider_receipt
+    from breachwatch.notifier.outbox import Dispatcher
+
+    return Dispatcher(
+        engine,
+        build_channels(settings) if channels is None else channels,
+        guard=NoticeSendGuard(settings),
+        confirmations=provider_receipt,
+    )
+
+
 class OutboxPump:
     """Delivers due outbox messages from a background thread, so a slow or failing mail
     provider never stalls consumption; the consumer only nudges it after each batch."""
@@ -164,12 +184,9 @@ class OutboxPump:
     def __init__(
         self, settings: Settings, engine: Engine, interval_s: float = 1.0, deadline_every_s: float = 60.0
     ) -> None:
-        from breachwatch.channels.registry import build_channels
-        from breachwatch.notifier.outbox import Dispatcher
-
         self.settings = settings
         self.engine = engine
-        self.dispatcher = Dispatcher(engine, build_channels(settings))
+        self.dispatcher = outbox_dispatcher(settings, engine)
         self.deadline_every_s = deadline_every_s
         self._last_deadline_check = 0.0
         self._last_staff_check = 0.0

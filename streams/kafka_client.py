@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -245,6 +247,23 @@ def _scrub(text: str, settings: Settings) -> str:
     return text
 
 
+def _answers_with_tls(servers: str, timeout: float = 3.0) -> bool:
+    """Whether the first bootstrap server completes a TLS handshake: only to tell a TLS listener
+    reached without TLS from other failures, so its certificate is not checked and nothing is sent."""
+    host, _, port = servers.split(",")[0].strip().rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host.strip("[]") or None),
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _diagnose(settings: Settings, servers: str, causes: list[BaseException]) -> tuple[str, bool] | None:
     """The setting most likely wrong, from what the connection attempts ran into.
 
@@ -310,6 +329,14 @@ def _diagnose(settings: Settings, servers: str, causes: list[BaseException]) -> 
             f"{servers} closed every connection during the {mechanism} login of user {user!r}: most "
             f"likely authentication failed (wrong user name or password), or that address is not a "
             f"{protocol} listener",
+            True,
+        )
+    if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and telling and _answers_with_tls(servers):
+        # Some TLS listeners drop unencrypted bytes without an alert (a busy broker often does):
+        # a handshake of our own tells them apart from a broker that is down or misbehaving.
+        return (
+            f"BREACHWATCH_KAFKA_SECURITY_PROTOCOL: the broker at {servers} answers with TLS; use "
+            f"{'SASL_SSL' if protocol == 'SASL_PLAINTEXT' else 'SSL or SASL_SSL'}",
             True,
         )
     if texts:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from breachwatch.cli import db, devkit, incidents, notices, pipeline, staff_access
+from breachwatch.cli import db, devkit, incidents, logs, notices, pipeline, staff_access
 from breachwatch.cli.main import entrypoint, main
 
-for _module in (pipeline, devkit, db, notices, incidents, staff_access):
+for _module in (pipeline, logs, devkit, db, notices, incidents, staff_access):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

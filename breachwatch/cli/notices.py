@@ -108,13 +108,18 @@ def preview_cmd(notice_id: str, version: int | None, locale: str | None, show_ht
 
 @notices_group.command("approve")
 @click.argument("notice_id")
-@click.option("--by", "approver", required=True, help="who approves (recorded in the audit trail)")
+@click.option("--by", "approver", required=True, help="the approving console user (approver role), e.g. alice")
 def approve_cmd(notice_id: str, approver: str) -> None:
-    """Approve the current version; once approved by enough people it is queued for sending."""
+    """Approve the current version; once approved by enough people it is sealed and queued."""
     settings = _settings()
     try:
         with _session(settings) as session:
-            result = notices.approve_notice(session, notice_id, approver)
+            result = notices.approve_notice(
+                session,
+                notice_id,
+                approver,
+                confirmer_may_approve_alone=settings.notice_confirmer_may_approve_alone,
+            )
     except notices.NoticeError as exc:
         raise click.ClickException(str(exc)) from None
     if result["status"] == "approved":
@@ -123,10 +128,40 @@ def approve_cmd(notice_id: str, approver: str) -> None:
             f"{result['queued']} message(s) queued"
         )
     else:
-        click.echo(
-            f"{notice_id} v{result['version']}: approval {len(result['approvals'])} of "
-            f"{result['required_approvals']} recorded; another approver is needed"
-        )
+        click.echo(f"{notice_id} v{result['version']}: approval recorded; {result['waiting_for']}")
+
+
+@notices_group.command("unknown")
+def unknown_cmd() -> None:
+    """Notice messages whose delivery nobody could confirm: each waits for `notices outcome`."""
+    settings = _settings()
+    with _session(settings) as session:
+        rows = notices.unknown_deliveries(session)
+    if not rows:
+        click.echo("no message waits for a decision")
+    for r in rows:
+        click.echo(f"{r['message_id']}  notice {r['notice_id']} v{r['version']} to {r['recipient']}: {r['last_error']}")
+
+
+@notices_group.command("outcome")
+@click.argument("message_id")
+@click.option("--arrived/--not-arrived", required=True, help="what the provider's logs or the recipient say")
+@click.option("--by", "person", required=True, help="the deciding console user (approver role)")
+def outcome_cmd(message_id: str, arrived: bool, person: str) -> None:
+    """Decide a message whose outcome is unknown: it arrived (recorded as sent), or it did not
+    (sent again, unless its version was superseded or withdrawn)."""
+    settings = _settings()
+    try:
+        with _session(settings) as session:
+            outcome = notices.resolve_unknown(session, message_id, arrived=arrived, by=person)
+    except notices.NoticeError as exc:
+        raise click.ClickException(str(exc)) from None
+    words = {
+        "sent": "recorded as sent",
+        "resending": "queued to be sent again",
+        "not_resent": "not sent again: its version was superseded or withdrawn",
+    }
+    click.echo(f"{message_id}: {words[outcome]}")
 
 
 @notices_group.command("send")
@@ -134,8 +169,7 @@ def approve_cmd(notice_id: str, approver: str) -> None:
 def send_cmd(limit: int) -> None:
     """One delivery pass over the outbox (notices and pages), then print what happened."""
     from breachwatch.channels.registry import build_channels
-    from breachwatch.notifier.outbox import Dispatcher
-    from breachwatch.runtime.app import database
+    from breachwatch.runtime.app import database, outbox_dispatcher
 
     settings = _settings()
     try:
@@ -144,7 +178,7 @@ def send_cmd(limit: int) -> None:
         raise click.ClickException(str(exc)) from None
     engine = database(settings)
     try:
-        report = Dispatcher(engine, channels).dispatch_due(limit=limit)
+        report = outbox_dispatcher(settings, engine, channels).dispatch_due(limit=limit)
     finally:
         engine.dispose()
     click.echo(json.dumps({k: getattr(report, k) for k in report.__dataclass_fields__}))

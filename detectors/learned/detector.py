@@ -177,6 +177,7 @@ class TrainReport:
     rows_fit: int = 0
     threshold: float = ALERT_FLOOR
     alerts_per_day_at_threshold: float = 0.0
+    log_history: str = ""  # what the log detector learned from the same history, in one line
 
     def lines(self) -> list[str]:
         """Human-readable summary, one fact per line."""
@@ -191,6 +192,7 @@ class TrainReport:
             f"actors profiled: {self.actors:,}; feature rows: {self.rows:,} ({self.rows_fit:,} after warm-up)",
             f"alert threshold: {self.threshold:.1f} "
             f"({self.alerts_per_day_at_threshold:.2f} alerts/day on the training history)",
+            *([self.log_history] if self.log_history else []),
         ]
 
 
@@ -205,6 +207,8 @@ class TrainedModel:
     metadata: dict[str, Any]
     baselines: dict[str, Any]
     report: TrainReport | None = None
+    # The log detector's learned state (``detectors.logs.history``), if the history had logs.
+    logs: dict[str, Any] | None = None
 
     @property
     def key_check(self) -> str:
@@ -1201,12 +1205,41 @@ def _pseudonymised_baselines(collector: LearnedDetector, keyed: _Keyed, until: f
 # ---- model files ------------------------------------------------------------------------------
 
 
-def _digest(metadata_json: str, baselines_json: str) -> str:
+def _digest(metadata_json: str, baselines_json: str, logs_json: str | None = None) -> str:
     h = hashlib.sha256()
     h.update(metadata_json.encode("utf-8"))
     h.update(b"\x00")
     h.update(baselines_json.encode("utf-8"))
+    if logs_json is not None:  # files without a log model keep the digest they always had
+        h.update(b"\x00")
+        h.update(logs_json.encode("utf-8"))
     return h.hexdigest()
+
+
+def logs_only_model(logs: dict[str, Any], pseudonym_key: bytes, until: datetime, report: TrainReport) -> TrainedModel:
+    """A model file for a history with log records but no access or login events (imported log
+    files): the learned detector starts as it would without a model, the log detector trained."""
+    metadata = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "features": list(FEATURE_NAMES),
+        "kinds": list(KINDS),
+        "training_window": {"start": report.window_start, "until": until.isoformat()},
+        "threshold": ALERT_FLOOR,
+        "key_check": _Keyed(pseudonym_key).check(),
+        "trained_at_event_time": until.astimezone(UTC).isoformat(),
+        "logs_only": True,
+    }
+    return TrainedModel(
+        patterns=PatternScorer().fit(np.zeros((0, len(FEATURE_NAMES)))),
+        population=None,
+        threshold=ALERT_FLOOR,
+        anomaly_threshold=101.0,
+        metadata=metadata,
+        baselines={"actors": {}, "peers": {}},
+        report=report,
+        logs=logs,
+    )
 
 
 def save_model(model: TrainedModel, path: Path) -> None:
@@ -1215,6 +1248,7 @@ def save_model(model: TrainedModel, path: Path) -> None:
 
     metadata_json = json.dumps(model.metadata, sort_keys=True, separators=(",", ":"))
     baselines_json = json.dumps(model.baselines, sort_keys=True, separators=(",", ":"))
+    logs_json = json.dumps(model.logs, sort_keys=True, separators=(",", ":")) if model.logs is not None else None
     payload = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
@@ -1224,8 +1258,10 @@ def save_model(model: TrainedModel, path: Path) -> None:
         "anomaly_threshold": float(model.anomaly_threshold),
         "metadata": metadata_json,
         "baselines": baselines_json,
-        "digest": _digest(metadata_json, baselines_json),
+        "digest": _digest(metadata_json, baselines_json, logs_json),
     }
+    if logs_json is not None:
+        payload["logs"] = logs_json
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     sio.dump(payload, tmp)
@@ -1306,7 +1342,10 @@ def load_model(path: Path) -> TrainedModel:
     metadata_json, baselines_json = payload.get("metadata"), payload.get("baselines")
     if not isinstance(metadata_json, str) or not isinstance(baselines_json, str):
         raise ModelFileError(f"{path}: model metadata missing")
-    if not hmac.compare_digest(str(payload.get("digest", "")), _digest(metadata_json, baselines_json)):
+    logs_json = payload.get("logs")
+    if logs_json is not None and not isinstance(logs_json, str):
+        raise ModelFileError(f"{path}: log model of the wrong type")
+    if not hmac.compare_digest(str(payload.get("digest", "")), _digest(metadata_json, baselines_json, logs_json)):
         raise ModelFileError(f"{path}: model content does not match its digest (modified after it was written)")
     patterns, population = payload.get("patterns"), payload.get("population")
     if not isinstance(patterns, PatternScorer) or not (population is None or isinstance(population, PopulationModel)):
@@ -1324,6 +1363,7 @@ def load_model(path: Path) -> TrainedModel:
         anomaly_threshold=float(payload["anomaly_threshold"]),
         metadata=metadata,
         baselines=json.loads(baselines_json),
+        logs=json.loads(logs_json) if logs_json is not None else None,
     )
 
 
@@ -1334,6 +1374,7 @@ __all__ = [
     "TrainReport",
     "TrainedModel",
     "load_model",
+    "logs_only_model",
     "save_model",
     "train",
 ]

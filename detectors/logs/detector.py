@@ -1,52 +1,56 @@
 """Log-stream detector: unusual log sessions and bursts of new error messages, per service.
 
-Messages are mined online into templates (``templates_miner``); records sharing a session id
-(or trace id) form a session, which is scored once it has been idle for a while: templates
-or template-to-template steps never seen in the sessions learned so far, counts far above
-anything learned, and a mix of templates that an isolation forest finds more unusual than
-every learned session. A session is flagged when those signals add up to more than one's
-worth: a single never-seen template on an otherwise ordinary session is learned, not paged.
-Separately, a burst of new ERROR/CRITICAL templates in a short window,
-judged against the service's usual rate of new error templates, is flagged. The detector
-knows nothing about what the services do: every signal is relative to what it has learned.
+Messages are mined online into templates (``templates``); records sharing a session id (or
+trace id) form a session, which is judged once it has been idle for a while against what the
+service's learned sessions were like. The signals, each with a weight and a reason:
 
-Every closed session is learned, so a new template or step is reported once per service;
-a flagged session's counts and length are not, so that one attack's volume never becomes
-the yardstick for the next.
+* templates never seen before in the service's sessions, and template-to-template steps never
+  seen between known templates (novelty);
+* counts far above anything learned, and sessions longer than any learned;
+* a count model (``count_model``: PCA residuals and Hotelling's T² over tf-idf counts of
+  templates and steps) that finds the session's mix, counts or order of familiar messages
+  unlike every learned session: enough on its own to flag it;
+* ERROR and CRITICAL records, weighted by how rarely the service's learned sessions had any.
+
+A session is flagged when its signals add up to more than one signal's worth: a single
+never-seen template, or a single error, on an otherwise ordinary session is learned, not paged.
+Separately, a burst of new ERROR/CRITICAL templates in a short window, judged against the
+service's usual rate of new error templates, is flagged. The detector knows nothing about what
+the services do: every signal is relative to what it has learned, from ``breachwatch train``'s
+history (``history``) and then online.
+
+Every closed session is learned, so a new template or step is reported once per service; a
+flagged session's counts and length are not, so that one attack's volume never becomes the
+yardstick for the next. The count model is refitted on a sample of learned sessions at most
+once per ``count_refit_interval`` of event time, and scores the sessions a batch closed in one
+call at the end of the batch, each with the model as it stood when the session closed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import heapq
-import json
 import math
-from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 from scipy.special import pdtrc
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import IsolationForest
-from sklearn.utils.validation import check_is_fitted
 
 from breachwatch.core.events import LOG_TOPICS, Event, LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity
 from breachwatch.core.ids import unique
-from breachwatch.detectors.forest import IsolationPaths
-from breachwatch.detectors.logs.templates import TemplateMiner
+from breachwatch.detectors.logs.count_model import Session as Summary
+from breachwatch.detectors.logs.count_model import SessionCountModel
+from breachwatch.detectors.logs.service import ServiceLimits, ServiceModel, summary_of
+from breachwatch.detectors.logs.sessions import MAX_SEQUENCE, START, Burst, Session, evidence, first_actor
 
 KIND_SESSION = "anomalous_log_session"
 KIND_BURST = "error_burst"
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
-STATE_VERSION = 1
-_START = 0  # pseudo template id before a session's first record (template ids start at 1)
-_MIX_DIMS = 32  # hashed template-count dimensions of a session's feature vector
-_MIX_WEIGHT = 0.5  # what "more unusual than every learned session" adds to a raw score
+STATE_VERSION = 2  # 2: count model and error counts per service, template order per session
 _TEXT_CHARS = 160  # template text quoted in a reason is cut to this
+_COUNT_TOLERANCE = 1e-6  # a session equal to a learned one is at its limit, not over it
 _SESSION_PLAYBOOK = (
     "Read the session's records in the evidence. Check whether a release or a new feature "
     "explains the unfamiliar messages; if not, look up the same actor's access and login events "
@@ -59,98 +63,11 @@ _BURST_PLAYBOOK = (
 )
 
 
-# ------------------------------------------------------------------ features and model
-
-
-def session_features(
-    counts: Mapping[int, int], records: int, errors: int, duration_s: float, dims: int = _MIX_DIMS
-) -> list[float]:
-    """A fixed-length vector of one session: log counts of its templates hashed into ``dims``
-    buckets, then log records, log distinct templates, error share and log duration."""
-    vec = [0.0] * (dims + 4)
-    for tid, c in counts.items():
-        vec[tid % dims] += c
-    for i in range(dims):
-        vec[i] = math.log1p(vec[i])
-    vec[dims] = math.log1p(records)
-    vec[dims + 1] = math.log1p(len(counts))
-    vec[dims + 2] = errors / records if records else 0.0
-    vec[dims + 3] = math.log1p(max(duration_s, 0.0))
-    # Millesimal precision is plenty, and keeps checkpoints of the training sample small.
-    return [round(v, 3) for v in vec]
-
-
-def _features(sess: _Session) -> list[float]:
-    return session_features(sess.counts, sess.records, sess.errors, sess.last_ts - sess.first_ts)
-
-
-def _identity(sess: _Session) -> str:
-    """What tells one session from every other, also after a restart."""
-    return "\x1f".join((sess.service, sess.key, sess.first_event_id))
-
-
-class SessionMixModel(BaseEstimator):
-    """Isolation forest over session feature vectors; scores are higher for odder sessions.
-
-    Parameters
-    ----------
-    n_estimators : int
-        Trees in the forest.
-    max_samples : int
-        Sessions drawn to grow each tree (capped at the training size).
-    random_state : int
-        Seed, fixed so that refitting on the same sessions gives the same model.
-    """
-
-    def __init__(self, n_estimators: int = 100, max_samples: int = 256, random_state: int = 0) -> None:
-        self.n_estimators = n_estimators
-        self.max_samples = max_samples
-        self.random_state = random_state
-
-    def fit(self, X: Any, y: Any = None) -> SessionMixModel:
-        """Fit on learned sessions and remember the most unusual training score."""
-        data = np.asarray(X, dtype=float)
-        self.forest_ = IsolationForest(
-            n_estimators=self.n_estimators,
-            max_samples=min(self.max_samples, len(data)),
-            random_state=self.random_state,
-        ).fit(data)
-        self.paths_ = IsolationPaths(self.forest_)
-        self.n_training_sessions_ = len(data)
-        self.worst_training_score_ = float(self.score_samples(data).max())
-        return self
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Anomaly score in (0, 1], higher is more unusual (the sign flip of scikit-learn's)."""
-        check_is_fitted(self, "paths_")
-        data = np.asarray(X, dtype=float)
-        if data.ndim != 2 or data.shape[1] != self.forest_.n_features_in_ or not np.isfinite(data).all():
-            # Shapes and values the fast path was not made for get scikit-learn's own checks.
-            return -self.forest_.score_samples(data)
-        return self.paths_.score(data)
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Positive where a session is more unusual than every training session."""
-        return self.score_samples(X) - self.worst_training_score_
-
-
 def poisson_tail(n: int, lam: float) -> float:
     """P(X >= n) for X ~ Poisson(lam): how surprising ``n`` events are at rate ``lam``."""
     if n <= 0:
         return 1.0
     return float(pdtrc(n - 1, max(lam, 1e-12)))
-
-
-# ------------------------------------------------------------------ records and wording
-
-
-def _record_state(rec: LogRecord) -> dict[str, Any]:
-    return rec.model_dump(mode="json", exclude_none=True)
-
-
-def _record_load(data: Mapping[str, Any]) -> LogRecord:
-    # Through JSON so the record is validated exactly as when it was first decoded.
-    return LogRecord.model_validate_json(json.dumps(data))
 
 
 def _quote(text: str | None) -> str:
@@ -177,355 +94,21 @@ def _severity(score: float) -> Severity:
     return "low"
 
 
-def _first_actor(records: Iterable[LogRecord]) -> str | None:
-    for r in records:
-        if r.actor_id:
-            return r.actor_id
-    return None
-
-
-def _evidence(records: Iterable[LogRecord]) -> tuple[LogRecord, ...]:
-    # Records may arrive a little out of order; evidence is shown in event-time order.
-    return tuple(sorted(records, key=lambda r: r.ts)[:MAX_EVIDENCE])
-
-
-# ------------------------------------------------------------------ sessions
-
-
-class _Session:
-    """An open session: template counts, template-to-template steps and its records."""
-
-    __slots__ = (
-        "actor_id",
-        "counts",
-        "errors",
-        "event_ids",
-        "events",
-        "first_event_id",
-        "first_ts",
-        "key",
-        "last_tid",
-        "last_ts",
-        "records",
-        "service",
-        "steps",
-    )
-
-    def __init__(self, service: str, key: str, first: LogRecord, t: float) -> None:
-        self.service = service
-        self.key = key
-        self.first_event_id = first.event_id
-        self.first_ts = t
-        self.last_ts = t
-        self.records = 0
-        self.errors = 0
-        self.counts: dict[int, int] = {}
-        self.steps: dict[tuple[int, int], None] = {}  # an ordered set
-        self.last_tid = _START
-        self.events: list[LogRecord] = []
-        self.event_ids: set[str] = set()
-        self.actor_id: str | None = None
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "key": self.key,
-            "first_event_id": self.first_event_id,
-            "first_ts": self.first_ts,
-            "last_ts": self.last_ts,
-            "records": self.records,
-            "errors": self.errors,
-            "counts": [[t, c] for t, c in self.counts.items()],
-            "steps": [list(s) for s in self.steps],
-            "last_tid": self.last_tid,
-            "actor_id": self.actor_id,
-            "events": [_record_state(r) for r in self.events],
-        }
-
-    @classmethod
-    def from_state(cls, s: Mapping[str, Any]) -> _Session:
-        events = [_record_load(r) for r in s["events"]]
-        sess = cls.__new__(cls)
-        sess.service = s["service"]
-        sess.key = s["key"]
-        sess.first_event_id = s["first_event_id"]
-        sess.first_ts = float(s["first_ts"])
-        sess.last_ts = float(s["last_ts"])
-        sess.records = int(s["records"])
-        sess.errors = int(s["errors"])
-        sess.counts = {int(t): int(c) for t, c in s["counts"]}
-        sess.steps = {(int(a), int(b)): None for a, b in s["steps"]}
-        sess.last_tid = int(s["last_tid"])
-        sess.events = events
-        sess.event_ids = {r.event_id for r in events}
-        sess.actor_id = s["actor_id"]
-        return sess
-
-
 @dataclass(slots=True)
 class _Assessment:
-    """A closed session's signals, computed before the session is learned."""
+    """A closed session's signals, computed when it closed, before it was learned."""
 
-    session: _Session
+    session: Session
     warm: bool
     learned: int
     raw: float = 0.0  # the sum of the explainable terms' weights
     threshold: float = 1.0
-    flagged: bool = False
+    flagged: bool = False  # by the terms known at close (the count model's comes at batch end)
     closed_at: float = 0.0  # event time at which the session was judged
     terms: list[tuple[float, str]] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------ bursts of new errors
-
-
-class _Burst:
-    """An open burst of new error templates, kept until the window passes without more."""
-
-    __slots__ = ("dedup_key", "event_ids", "events", "first_ts", "last_ts", "levels", "reported", "stats", "tids")
-
-    def __init__(self, dedup_key: str, first_ts: float) -> None:
-        self.dedup_key = dedup_key
-        self.first_ts = first_ts
-        self.last_ts = first_ts
-        self.tids: dict[int, None] = {}
-        self.events: list[LogRecord] = []
-        self.event_ids: set[str] = set()
-        self.levels: dict[str, None] = {}
-        self.stats: dict[str, float] = {}
-        self.reported = 0  # evidence size when the finding was last emitted
-
-    def add(self, rec: LogRecord, tid: int, new: bool, t: float) -> None:
-        if new:
-            self.tids[tid] = None
-            self.levels[rec.level] = None
-            self.last_ts = max(self.last_ts, t)
-        if len(self.events) < MAX_EVIDENCE and rec.event_id not in self.event_ids:
-            self.events.append(rec)
-            self.event_ids.add(rec.event_id)
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "dedup_key": self.dedup_key,
-            "first_ts": self.first_ts,
-            "last_ts": self.last_ts,
-            "tids": list(self.tids),
-            "events": [_record_state(r) for r in self.events],
-            "levels": list(self.levels),
-            "stats": dict(self.stats),
-            "reported": self.reported,
-        }
-
-    @classmethod
-    def from_state(cls, s: Mapping[str, Any]) -> _Burst:
-        b = cls(s["dedup_key"], float(s["first_ts"]))
-        b.last_ts = float(s["last_ts"])
-        b.tids = {int(t): None for t in s["tids"]}
-        b.events = [_record_load(r) for r in s["events"]]
-        b.event_ids = {r.event_id for r in b.events}
-        b.levels = {str(v): None for v in s["levels"]}
-        b.stats = {str(k): float(v) for k, v in s["stats"].items()}
-        b.reported = int(s["reported"])
-        return b
-
-
-# ------------------------------------------------------------------ one service's model
-
-
-class _ServiceModel:
-    """What the detector has learned about one service, and its error-burst tracker."""
-
-    def __init__(self, name: str, first_ts: float, det: LogDetector) -> None:
-        self.name = name
-        self.first_ts = first_ts
-        self.miner = TemplateMiner(similarity=det.similarity, max_templates=det.max_templates)
-        self.learned = 0
-        self.max_records = 0
-        # template id -> [learned sessions containing it, its largest count in an unflagged
-        # one, unflagged sessions containing it]
-        self.support: dict[int, list[int]] = {}
-        self.steps: dict[tuple[int, int], int] = {}
-        self.recent_scores: deque[float] = deque(maxlen=det.score_memory)
-        # A uniform sample of all sessions ever closed (the ones whose hash is among the
-        # smallest): deterministic, bounded, and needs no random-generator state.
-        self.mix_sample: list[tuple[int, str, list[float]]] = []  # a heap on -hash
-        self.mix_changes = 0  # sample entries replaced since the forest was fitted
-        self.mix_fitted: list[list[float]] = []  # the rows the current forest was fitted on
-        self.mix_fitted_at: float | None = None  # event time of that fit
-        self.mix: SessionMixModel | None = None
-        # Error bursts: creations of new error templates in the window, the decayed count of
-        # such creations since warm-up and the decayed hours of exposure they happened in.
-        self.new_errors: deque[tuple[float, LogRecord, int]] = deque(maxlen=MAX_EVIDENCE)
-        self.new_error_count = 0.0
-        self.exposure_h = 0.0
-        self.clock = first_ts
-        self.burst: _Burst | None = None
-
-    # --------------------------------------------------------------- state
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "first_ts": self.first_ts,
-            "learned": self.learned,
-            "max_records": self.max_records,
-            "support": [[t, *s] for t, s in self.support.items()],
-            "steps": [[a, b, d] for (a, b), d in self.steps.items()],
-            "recent_scores": list(self.recent_scores),
-            "mix_sample": [[-neg, key, row] for neg, key, row in self.mix_sample],
-            "mix_changes": self.mix_changes,
-            "mix_fitted": self.mix_fitted,
-            "mix_fitted_at": self.mix_fitted_at,
-            "miner": self.miner.state(),
-            "new_errors": [[t, _record_state(r), tid] for t, r, tid in self.new_errors],
-            "new_error_count": self.new_error_count,
-            "exposure_h": self.exposure_h,
-            "clock": self.clock,
-            "burst": self.burst.state() if self.burst is not None else None,
-        }
-
-    @classmethod
-    def from_state(cls, name: str, s: Mapping[str, Any], det: LogDetector) -> _ServiceModel:
-        m = cls(name, float(s["first_ts"]), det)
-        m.learned = int(s["learned"])
-        m.max_records = int(s["max_records"])
-        m.support = {int(row[0]): [int(v) for v in row[1:]] for row in s["support"]}
-        m.steps = {(int(a), int(b)): int(d) for a, b, d in s["steps"]}
-        m.recent_scores.extend(float(v) for v in s["recent_scores"])
-        # Stored in heap order, which is a valid heap as it stands.
-        m.mix_sample = [(-int(h), str(key), [float(x) for x in row]) for h, key, row in s["mix_sample"]]
-        m.mix_changes = int(s["mix_changes"])
-        m.mix_fitted = [[float(x) for x in row] for row in s["mix_fitted"]]
-        # Checkpoints written before refits were scheduled in event time do not hold it: such a
-        # forest may be refitted as soon as enough of its sample has changed.
-        fitted_at = s.get("mix_fitted_at")
-        m.mix_fitted_at = float(fitted_at) if fitted_at is not None else None
-        m.miner.load_state(s["miner"])
-        m.new_errors.extend((float(t), _record_load(r), int(tid)) for t, r, tid in s["new_errors"])
-        m.new_error_count = float(s["new_error_count"])
-        m.exposure_h = float(s["exposure_h"])
-        m.clock = float(s["clock"])
-        m.burst = _Burst.from_state(s["burst"]) if s["burst"] is not None else None
-        if m.mix_fitted:
-            # Refit on exactly the sessions the saved model was fitted on: the seed is fixed,
-            # so the restored model is the same model.
-            m.mix = SessionMixModel(random_state=det.random_state).fit(m.mix_fitted)
-        return m
-
-    # --------------------------------------------------------------- learning
-
-    def learn(self, sess: _Session, det: LogDetector, flagged: bool) -> None:
-        """Learn a closed session's templates and steps, so that a new pattern is reported
-        once; but not a flagged session's counts and length, so that an attack's volume
-        never becomes the yardstick for the next one."""
-        self.learned += 1
-        support = self.support
-        if flagged:
-            for tid in sess.counts:
-                s = support.get(tid)
-                if s is None:
-                    support[tid] = [1, 0, 0]
-                else:
-                    s[0] += 1
-        else:
-            self.max_records = max(self.max_records, sess.records)
-            for tid, c in sess.counts.items():
-                s = support.get(tid)
-                if s is None:
-                    support[tid] = [1, c, 1]
-                else:
-                    s[0] += 1
-                    s[2] += 1
-                    if c > s[1]:
-                        s[1] = c
-        steps = self.steps
-        for step in sess.steps:
-            steps[step] = steps.get(step, 0) + 1
-        if len(support) > 2 * det.max_templates:
-            self._forget_evicted_templates()
-        if len(steps) > det.max_transitions:
-            self._trim_steps(det.max_transitions)
-
-    def _forget_evicted_templates(self) -> None:
-        miner = self.miner
-        self.support = {t: s for t, s in self.support.items() if t in miner}
-
-    def _trim_steps(self, cap: int) -> None:
-        miner = self.miner
-        kept = {st: d for st, d in self.steps.items() if (st[0] == _START or st[0] in miner) and st[1] in miner}
-        if len(kept) > cap:
-            # Drop the least-seen tenth; a stable sort keeps older entries first among equals,
-            # so the choice is the same on every replay.
-            ranked = sorted(kept.items(), key=lambda kv: kv[1])
-            drop = {st for st, _ in ranked[: len(kept) - int(cap * 0.9)]}
-            kept = {st: d for st, d in kept.items() if st not in drop}
-        self.steps = kept
-
-    def sample_session(self, sess: _Session, det: LogDetector) -> None:
-        """Offer a closed, unflagged session to the forest's training sample (features are
-        computed only for the few that get in)."""
-        ident = _identity(sess)
-        h = int.from_bytes(hashlib.blake2b(ident.encode("utf-8"), digest_size=8).digest(), "big")
-        heap = self.mix_sample
-        if len(heap) < det.mix_reservoir:
-            heapq.heappush(heap, (-h, ident, _features(sess)))
-            self.mix_changes += 1
-        elif h < -heap[0][0]:
-            heapq.heapreplace(heap, (-h, ident, _features(sess)))
-            self.mix_changes += 1
-
-    def mix_model(self, det: LogDetector, exclude: set[str], now: float) -> SessionMixModel | None:
-        """The isolation forest, refitted first if a good part of its sample has changed and
-        it is at least ``mix_refit_interval`` old in event time (``now``).
-
-        Fitted lazily, when a session needs it: sessions that need it are rare, and a fit
-        costs a tenth of a second or more. Sessions in ``exclude`` (those about to be scored)
-        are left out of a refit, so that no session is compared with a forest grown on itself."""
-        n = len(self.mix_sample)
-        if n < det.mix_min_sessions:
-            return self.mix
-        if self.mix is not None:
-            if self.mix_changes < det.mix_refit_share * n:
-                return self.mix
-            # The sample changes fastest while a service is new; a day's worth of sessions is
-            # what a refit must reflect, not the last few hours'.
-            if self.mix_fitted_at is not None and now - self.mix_fitted_at < det.mix_refit_interval_s:
-                return self.mix
-        ordered = sorted(self.mix_sample, key=lambda e: e[0])
-        rows = [row for _, ident, row in ordered if ident not in exclude]
-        if len(rows) >= det.mix_min_sessions:
-            self.mix_fitted = rows
-            self.mix_fitted_at = now
-            self.mix = SessionMixModel(random_state=det.random_state).fit(rows)
-            self.mix_changes = 0
-        return self.mix
-
-    def threshold(self, det: LogDetector) -> float:
-        """The raw score a session needs: ``min_session_score`` at least, more if this
-        service's recent sessions are so varied that the alert budget would be overspent."""
-        floor = det.min_session_score
-        scores = self.recent_scores
-        if len(scores) < det.score_memory_min:
-            return floor
-        ranked = sorted(scores)
-        idx = min(len(ranked) - 1, math.ceil((1.0 - det.max_flag_rate) * len(ranked)) - 1)
-        return max(floor, ranked[max(idx, 0)] + 1e-9)
-
-    # --------------------------------------------------------------- rates
-
-    def advance(self, t: float, det: LogDetector) -> None:
-        """Decay the new-error-template rate to event time ``t`` (only after warm-up); called
-        once a second of event time at most, which gives the same sums for less work."""
-        since = self.first_ts + det.warmup_s
-        start = max(self.clock, since)
-        if t > start:
-            f = 0.5 ** ((t - start) / det.half_life_s)
-            self.new_error_count *= f
-            self.exposure_h = self.exposure_h * f + (1.0 - f) * det.half_life_s / 3600.0 / math.log(2)
-        self.clock = t
-
-
-# ------------------------------------------------------------------ the detector
+    model: SessionCountModel | None = None  # the count model as it stood at the close
+    summary: Summary | None = None  # the session as that model sees it
 
 
 class LogDetector(Detector):
@@ -534,16 +117,17 @@ class LogDetector(Detector):
     Parameters
     ----------
     idle_gap : timedelta
-        A session with no record for this long (event time) is closed and scored.
+        A session with no record for this long (event time) is closed and judged.
     lateness : timedelta
         Extra wait before closing, for records that arrive late.
     max_session_duration : timedelta
-        A session older than this is closed and scored anyway; later records start a new one.
+        A session older than this is closed and judged anyway; later records start a new one.
     warmup, warmup_sessions : timedelta, int
         A service's first stretch of event time, and its first sessions, are learned only.
     max_flag_rate : float
         Alert budget: at most this share of a service's sessions is flagged, whatever the
-        signals say (the threshold rises to the matching quantile of recent session scores).
+        signals say (the threshold rises to the matching quantile of recent session scores);
+        the count model's limits allow half of it on its learned sessions.
     novelty_min_elsewhere : int
         A template that appeared this often outside a session is not new to it.
     burst_window, burst_min_new, burst_p_value : timedelta, int, float
@@ -559,13 +143,25 @@ class LogDetector(Detector):
         its first ``min_session_evidence`` records (its counts stay exact).
     similarity : float
         Template-mining similarity threshold.
-    mix_reservoir, mix_min_sessions, mix_refit_share : int, int, float
-        Sessions the isolation forest is fitted on (a uniform sample of all closed sessions),
-        the fewest it needs, and the share of them that must have changed for a refit.
-    mix_refit_interval : timedelta
-        Event time that must pass between refits of a service's isolation forest.
-    random_state : int
-        Seed of the isolation forest.
+    count_reservoir, count_min_sessions, count_refit_share : int, int, float
+        Sessions the count model is fitted on (a uniform sample of the unflagged closed
+        sessions), the fewest it needs, and the share of them that must have changed for a refit.
+    count_refit_interval : timedelta
+        Event time that must pass between refits of a service's count model.
+    severity_weight : float
+        The most ERROR/CRITICAL records add to a session's score (when the service's learned
+        sessions had such records in a hundredth or less of them; less the more usual they are).
+        Less than half a signal: an error is a record's attribute, not a pattern, so a session's
+        errors add to other evidence (a never-seen template, odd counts) but never page alone,
+        nor with one never-seen template (a new error message once is what a release looks like;
+        many at once are an error burst).
+    min_session_score : float
+        The raw score a session needs to be flagged. The count model's signal is worth it when the
+        session is three times its limit (see ``count_model``), nothing at the limit, and in
+        between grows with the logarithm of the ratio.
+    trained : mapping or None
+        What ``history.learn_history`` learned from history (``breachwatch train``): the
+        detector starts from it, and from it again after a reset.
     """
 
     name = "logs"
@@ -592,12 +188,13 @@ class LogDetector(Detector):
         max_templates: int = 2000,
         max_transitions: int = 20_000,
         similarity: float = 0.5,
-        mix_reservoir: int = 512,
-        mix_min_sessions: int = 128,
-        mix_refit_share: float = 0.25,
-        mix_refit_interval: timedelta = timedelta(hours=24),
+        count_reservoir: int = 512,
+        count_min_sessions: int = 128,
+        count_refit_share: float = 0.25,
+        count_refit_interval: timedelta = timedelta(hours=24),
+        severity_weight: float = 0.4,
         min_session_score: float = 1.5,
-        random_state: int = 0,
+        trained: Mapping[str, Any] | None = None,
     ) -> None:
         self.idle_gap = idle_gap
         self.lateness = lateness
@@ -617,39 +214,56 @@ class LogDetector(Detector):
         self.max_templates = max_templates
         self.max_transitions = max_transitions
         self.similarity = similarity
-        self.mix_reservoir = mix_reservoir
-        self.mix_min_sessions = mix_min_sessions
-        self.mix_refit_share = mix_refit_share
-        self.mix_refit_interval = mix_refit_interval
+        self.count_reservoir = count_reservoir
+        self.count_min_sessions = count_min_sessions
+        self.count_refit_share = count_refit_share
+        self.count_refit_interval = count_refit_interval
+        self.severity_weight = severity_weight
         # More than one signal's worth: one never-seen template alone is what a new release or
         # a rare but harmless path (a user denied a page once) looks like, and paging on it is
-        # noise; with it, another signal (an unseen order of steps, odd counts) is needed.
+        # noise; with it, another signal (an unseen order of steps, odd counts, errors) is needed.
         self.min_session_score = min_session_score
-        self.random_state = random_state
+        self.trained = trained
         # Derived settings, in seconds, for the per-record path.
         self.close_after_s = (idle_gap + lateness).total_seconds()
         self.max_duration_s = max_session_duration.total_seconds()
         self.warmup_s = warmup.total_seconds()
         self.window_s = burst_window.total_seconds()
-        self.half_life_s = rate_half_life.total_seconds()
-        self.mix_refit_interval_s = mix_refit_interval.total_seconds()
-        self.score_memory = 1000
-        self.score_memory_min = 200
+        self.limits = ServiceLimits(
+            similarity=similarity,
+            max_templates=max_templates,
+            max_transitions=max_transitions,
+            score_memory=1000,
+            score_memory_min=200,
+            max_flag_rate=max_flag_rate,
+            min_session_score=min_session_score,
+            count_reservoir=count_reservoir,
+            count_min_sessions=count_min_sessions,
+            count_refit_share=count_refit_share,
+            count_refit_interval_s=count_refit_interval.total_seconds(),
+            warmup_s=self.warmup_s,
+            half_life_s=rate_half_life.total_seconds(),
+        )
         self.min_support_for_counts = 50
         self._reset()
 
     def _reset(self) -> None:
-        self._services: OrderedDict[str, _ServiceModel] = OrderedDict()
+        self._services: OrderedDict[str, ServiceModel] = OrderedDict()
         # Open sessions, least recently active first: closing idle ones looks at the front only.
-        self._sessions: OrderedDict[tuple[str, str], _Session] = OrderedDict()
+        self._sessions: OrderedDict[tuple[str, str], Session] = OrderedDict()
         self._watermark: float | None = None
         self._held = 0  # records held as evidence by open sessions
         self._bursting: dict[str, None] = {}  # services with an open burst
+        if self.trained:
+            if self.trained.get("version") != STATE_VERSION:
+                raise ValueError(f"unsupported trained log model version: {self.trained.get('version')!r}")
+            for name, s in self.trained["services"]:
+                self._services[str(name)] = ServiceModel.from_state(str(name), s, self.limits)
 
     # --------------------------------------------------------------- streaming
 
     def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
-        """Mine, sessionise and score a batch of records; other event types are ignored."""
+        """Mine, sessionise and judge a batch of records; other event types are ignored."""
         findings: list[Finding] = []
         closed: list[_Assessment] = []
         for ev in events:
@@ -658,11 +272,21 @@ class LogDetector(Detector):
         self._finish(closed, findings)
         return findings
 
+    def close_open_sessions(self) -> list[Finding]:
+        """Close and judge every open session now (the end of a history or a replay)."""
+        findings: list[Finding] = []
+        closed: list[_Assessment] = []
+        while self._sessions:
+            _, sess = self._sessions.popitem(last=False)
+            self._close(sess, closed)
+        self._finish(closed, findings)
+        return findings
+
     def _observe(self, rec: LogRecord, closed: list[_Assessment], findings: list[Finding]) -> None:
         t = rec.ts.timestamp()
         svc = self._services.get(rec.service)
         if svc is None:
-            svc = self._services[rec.service] = _ServiceModel(rec.service, t, self)
+            svc = self._services[rec.service] = ServiceModel(rec.service, t, self.limits)
             if len(self._services) > self.max_services:
                 self._evict_service(next(iter(self._services)), closed, findings)
         else:
@@ -675,7 +299,7 @@ class LogDetector(Detector):
         if wm is None or t > wm:
             self._watermark = t
         if t - svc.clock >= 1.0:
-            svc.advance(t, self)
+            svc.advance(t)
         tid, created = svc.miner.add(rec.message)
 
         burst = svc.burst
@@ -686,13 +310,11 @@ class LogDetector(Detector):
 
         key = rec.session_id or rec.trace_id
         if key:
-            self._add_to_session(svc, rec, key, tid, t, closed)
+            self._add_to_session(rec, key, tid, t, closed)
         if tick:
             self._close_idle(closed, findings)
 
-    def _add_to_session(
-        self, svc: _ServiceModel, rec: LogRecord, key: str, tid: int, t: float, closed: list[_Assessment]
-    ) -> None:
+    def _add_to_session(self, rec: LogRecord, key: str, tid: int, t: float, closed: list[_Assessment]) -> None:
         skey = (rec.service, key)
         sess = self._sessions.get(skey)
         if sess is not None and t - sess.first_ts > self.max_duration_s:
@@ -700,7 +322,7 @@ class LogDetector(Detector):
             self._close(sess, closed)
             sess = None
         if sess is None:
-            sess = self._sessions[skey] = _Session(rec.service, key, rec, t)
+            sess = self._sessions[skey] = Session(rec.service, key, rec, t)
             if len(self._sessions) > self.max_open_sessions:
                 oldest = next(iter(self._sessions))
                 self._close(self._sessions.pop(oldest), closed)
@@ -719,6 +341,8 @@ class LogDetector(Detector):
         if rec.level in ERROR_LEVELS:
             sess.errors += 1
         sess.counts[tid] = sess.counts.get(tid, 0) + 1
+        if len(sess.seq) < MAX_SEQUENCE:
+            sess.seq.append(tid)
         if tid != sess.last_tid:
             # Runs of one template collapse to one step, so "read x100" is one transition.
             if len(sess.steps) < MAX_EVIDENCE:
@@ -749,7 +373,7 @@ class LogDetector(Detector):
         svc = self._services[name]
         for skey in [k for k in self._sessions if k[0] == name]:
             self._close(self._sessions.pop(skey), closed)
-        # Closed sessions are scored at the end of the batch, so score this service's now,
+        # Closed sessions are judged at the end of the batch, so judge this service's now,
         # while its model still exists.
         own = [a for a in closed if a.session.service == name]
         closed[:] = [a for a in closed if a.session.service != name]
@@ -760,39 +384,40 @@ class LogDetector(Detector):
 
     # --------------------------------------------------------------- session scoring
 
-    def _warm(self, svc: _ServiceModel) -> bool:
+    def _warm(self, svc: ServiceModel) -> bool:
         wm = self._watermark if self._watermark is not None else svc.first_ts
         return svc.learned >= self.warmup_sessions and wm - svc.first_ts >= self.warmup_s
 
-    def _close(self, sess: _Session, closed: list[_Assessment]) -> None:
-        """Assess a closed session against what was learned before it, decide, then learn.
+    def _close(self, sess: Session, closed: list[_Assessment]) -> None:
+        """Assess a closed session against what was learned before it, then learn it.
 
-        Done here, session by session, so that neither what is learned nor the forest's
-        opinion (asked with the forest as it stands at this session's close) depends on how
-        the stream was cut into batches."""
+        Done here, session by session, so that what is learned, which count model judges the
+        session and every signal but that model's do not depend on how the stream was cut into
+        batches; the model's signal is computed for the whole batch at its end (``_score``)."""
         self._held -= len(sess.events)
         svc = self._services[sess.service]
         a = _Assessment(sess, self._warm(svc), svc.learned)
         # The moment the session was judged: when event time showed it idle (or it was cut).
         a.closed_at = max(sess.last_ts, self._watermark if self._watermark is not None else sess.last_ts)
         if a.warm:
-            self._assess(svc, a)
+            novel = self._assess(svc, a)
             a.raw = float(sum(w for w, _ in a.terms))
-            # Below the floor nothing is flagged, so the quantile (a sort of the recent
-            # scores) is only needed above it.
-            floor = self.min_session_score
-            a.threshold = svc.threshold(self) if a.raw >= floor - _MIX_WEIGHT else floor
+            a.threshold = svc.threshold()
             a.flagged = a.raw >= a.threshold
-            svc.recent_scores.append(a.raw)
-            if a.raw >= a.threshold - _MIX_WEIGHT:
-                self._consult_forest(svc, a)
-        svc.learn(sess, self, flagged=a.flagged)
+            svc.push_score(a.raw)
+            model = svc.model_at(a.closed_at)
+            if model is not None and model.ready_:
+                summary = summary_of(sess.counts, sess.seq, frozenset(novel))
+                if model.knows_any(summary):
+                    a.model, a.summary = model, summary
+        svc.learn(sess, flagged=a.flagged)
         if not a.flagged:
-            svc.sample_session(sess, self)
-        if a.warm and a.raw >= a.threshold - _MIX_WEIGHT:
+            svc.sample_session(sess)
+        if a.warm and (a.flagged or a.model is not None):
             closed.append(a)  # the rest can become no finding (see ``_score``)
 
-    def _assess(self, svc: _ServiceModel, a: _Assessment) -> None:
+    def _assess(self, svc: ServiceModel, a: _Assessment) -> list[int]:
+        """The signals known at close; returns the session's never-seen templates."""
         sess = a.session
         label = f"session {sess.key}"
         n_learned = svc.learned
@@ -820,7 +445,7 @@ class LogDetector(Detector):
         unseen = [st for st in sess.steps if st[0] not in novel_set and st[1] not in novel_set and st not in svc.steps]
         if unseen:
             a0, b0 = unseen[0]
-            first = "(session start)" if a0 == _START else _quote(miner.template(a0))
+            first = "(session start)" if a0 == START else _quote(miner.template(a0))
             a.terms.append(
                 (
                     min(2.0, 0.4 * len(unseen)),
@@ -831,9 +456,16 @@ class LogDetector(Detector):
             )
             a.facts["unseen_transitions"] = len(unseen)
 
+        self._assess_counts(svc, a, label)
+        if sess.errors:
+            self._assess_errors(svc, a, label)
+        return novel
+
+    def _assess_counts(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+        sess = a.session
         excess: list[tuple[float, int, int, list[int]]] = []
         for tid, c in sess.counts.items():
-            s = support.get(tid)
+            s = svc.support.get(tid)
             if s is not None and s[2] >= self.min_support_for_counts and 0 < s[1] < c:
                 excess.append((c / s[1], tid, c, s))
         if excess:
@@ -845,12 +477,13 @@ class LogDetector(Detector):
             a.terms.append(
                 (
                     weight,
-                    f"{_quote(miner.template(tid))} appeared {c:,} times in {label}; at most "
+                    f"{_quote(svc.miner.template(tid))} appeared {c:,} times in {label}; at most "
                     f"{s[1]:,} in any of the {s[2]:,} learned sessions with it{more}",
                 )
             )
             a.facts["count_excess"] = {"count": c, "learned_max": s[1], "learned_sessions_with_it": s[2]}
 
+        n_learned = svc.learned
         if n_learned >= self.min_support_for_counts and svc.max_records and sess.records > svc.max_records:
             ratio = sess.records / svc.max_records
             a.terms.append(
@@ -861,6 +494,24 @@ class LogDetector(Detector):
                 )
             )
 
+    def _assess_errors(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+        """ERROR/CRITICAL records weigh by how rare a session with any is in this service: a
+        signal with a weight, never a gate (an error alone, or a usual one, pages nothing)."""
+        surprise = svc.error_surprise()
+        weight = self.severity_weight * min(1.0, surprise / 2.0)
+        if weight < 0.05:
+            return
+        share = 100.0 * svc.error_sessions / svc.learned if svc.learned else 0.0
+        a.terms.append(
+            (
+                weight,
+                f"{label} has {_plural(a.session.errors, 'ERROR/CRITICAL record')}; "
+                f"{svc.error_sessions:,} of {svc.learned:,} learned sessions ({share:.1f}%) had any",
+            )
+        )
+        a.facts["error_records"] = a.session.errors
+        a.facts["learned_sessions_with_errors"] = svc.error_sessions
+
     def _finish(self, closed: list[_Assessment], findings: list[Finding]) -> None:
         """Turn the batch's closed sessions that reached their threshold into findings."""
         by_service: dict[str, list[_Assessment]] = {}
@@ -869,41 +520,57 @@ class LogDetector(Detector):
         for name, items in by_service.items():
             self._score(self._services[name], items, findings)
 
-    def _consult_forest(self, svc: _ServiceModel, a: _Assessment) -> None:
-        """Add the forest's term to a session it can tip over or whose score it adds to.
-
-        Such sessions are rare, so one call per session costs little, and it keeps the verdict
-        independent of which other sessions happened to close in the same batch."""
-        now = self._watermark if self._watermark is not None else a.session.last_ts
-        model = svc.mix_model(self, {_identity(a.session)}, now)
-        if model is None:
-            return
-        s = float(model.score_samples([_features(a.session)])[0])
-        worst = model.worst_training_score_
-        if s > worst:
-            a.terms.append(
-                (
-                    _MIX_WEIGHT,
-                    f"session {a.session.key}'s mix of messages is more unusual than any of "
-                    f"the {model.n_training_sessions_:,} learned sessions it was compared with "
-                    f"(isolation score {s:.2f}; learned worst {worst:.2f})",
-                )
-            )
-            a.facts["isolation_score"] = round(s, 4)
-
-    def _score(self, svc: _ServiceModel, items: list[_Assessment], findings: list[Finding]) -> None:
+    def _score(self, svc: ServiceModel, items: list[_Assessment], findings: list[Finding]) -> None:
+        """Add the count model's signal (one call per model for the batch), then decide."""
+        groups: dict[int, tuple[SessionCountModel, list[_Assessment]]] = {}
         for a in items:
-            if not a.warm or a.raw < a.threshold - _MIX_WEIGHT:
-                continue
+            if a.model is not None:
+                groups.setdefault(id(a.model), (a.model, []))[1].append(a)
+        for model, group in groups.values():
+            scores = model.score_samples([a.summary for a in group if a.summary is not None])
+            for a, s in zip(group, scores, strict=True):
+                # Its weight grows with how far past the limit the session is: nothing at it (so
+                # no session is flagged for landing a rounding error beyond it), one signal's
+                # worth at about twice, enough to flag alone at three times.
+                weight = self.min_session_score * min(1.5, math.log(s, 3.0)) if s > 1.0 else 0.0
+                if weight >= 0.05:
+                    self._count_term(svc, model, a, float(s), weight)
+        for a in items:
             raw = float(sum(w for w, _ in a.terms))
-            if a.flagged or raw >= a.threshold:
+            if raw >= a.threshold:
                 findings.append(self._session_finding(svc, a, raw, a.threshold))
 
-    def _session_finding(self, svc: _ServiceModel, a: _Assessment, raw: float, threshold: float) -> Finding:
+    def _count_term(
+        self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, score: float, weight: float
+    ) -> None:
+        assert a.summary is not None
+        why = model.explain(a.summary)
+        name = svc.miner.template
+        a.terms.append(
+            (
+                weight,
+                f"session {a.session.key}'s counts, mix and order of familiar messages are "
+                f"{score:.1f} times as far from the nearest of the {model.n_training_sessions_:,} learned "
+                "sessions as learned sessions are from theirs",
+            )
+        )
+        # Each template or step behind the score, with its expected and seen counts.
+        a.terms.extend((0.0, r) for r in why.reasons(lambda t: _quote(name(t))))
+        a.facts["count_model"] = {
+            "score": round(score, 3),
+            "distance": round(why.distance, 4),
+            "neighbour_spread": round(why.spread, 4),
+            "limit": round(why.limit, 4),
+            "deviations": [d.as_dict() for d in why.deviations],
+        }
+
+    def _session_finding(self, svc: ServiceModel, a: _Assessment, raw: float, threshold: float) -> Finding:
         sess = a.session
-        evidence = _evidence(sess.events)
+        ev = evidence(sess.events)
         score = round(100.0 * (1.0 - 3.0 ** (-raw)), 1)
-        reasons = tuple(r for _, r in sorted(a.terms, key=lambda wr: -wr[0]))
+        # By weight, the count model's explanations (weight 0) last, each group in its order.
+        order = sorted(range(len(a.terms)), key=lambda i: (-a.terms[i][0], i))
+        reasons = tuple(a.terms[i][1] for i in order)
         facts = {
             "service": svc.name,
             "session": sess.key,
@@ -919,11 +586,11 @@ class LogDetector(Detector):
             kind=KIND_SESSION,
             severity=_severity(score),
             score=score,
-            ts=evidence[0].ts,
+            ts=ev[0].ts,
             title=f"Unusual log session {sess.key} on service {svc.name}",
             reasons=reasons,
             playbook=_SESSION_PLAYBOOK,
-            events=evidence,
+            events=ev,
             actor_id=sess.actor_id,
             tenant_ids=unique(r.tenant_id for r in sess.events),
             facts=facts,
@@ -934,7 +601,7 @@ class LogDetector(Detector):
     # --------------------------------------------------------------- error bursts
 
     def _new_error_template(
-        self, svc: _ServiceModel, rec: LogRecord, tid: int, t: float, findings: list[Finding]
+        self, svc: ServiceModel, rec: LogRecord, tid: int, t: float, findings: list[Finding]
     ) -> None:
         burst_warm = (self._watermark or t) - svc.first_ts >= self.warmup_s
         if burst_warm:
@@ -958,7 +625,7 @@ class LogDetector(Detector):
         if p > self.burst_p_value:
             return
         first = min(window, key=lambda w: (w[0], w[1].event_id))
-        burst = _Burst("\x1f".join((svc.name, KIND_BURST, first[1].event_id)), first[0])
+        burst = Burst("\x1f".join((svc.name, KIND_BURST, first[1].event_id)), first[0])
         for wt, wrec, wtid in window:
             burst.add(wrec, wtid, True, wt)
         burst.stats = {"rate_per_h": rate, "expected": lam, "p_value": p}
@@ -967,7 +634,7 @@ class LogDetector(Detector):
         self._bursting[svc.name] = None
         findings.append(self._burst_finding(svc, burst))
 
-    def _end_burst(self, svc: _ServiceModel, findings: list[Finding]) -> None:
+    def _end_burst(self, svc: ServiceModel, findings: list[Finding]) -> None:
         burst = svc.burst
         svc.burst = None
         self._bursting.pop(svc.name, None)
@@ -976,9 +643,9 @@ class LogDetector(Detector):
             burst.stats["p_value"] = poisson_tail(len(burst.tids), burst.stats["expected"])
             findings.append(self._burst_finding(svc, burst))
 
-    def _burst_finding(self, svc: _ServiceModel, burst: _Burst) -> Finding:
+    def _burst_finding(self, svc: ServiceModel, burst: Burst) -> Finding:
         burst.reported = len(burst.events)
-        evidence = _evidence(burst.events)
+        shown = evidence(burst.events)
         n = len(burst.tids)
         rate, lam, p = burst.stats["rate_per_h"], burst.stats["expected"], burst.stats["p_value"]
         levels = "/".join(lv for lv in ("ERROR", "CRITICAL") if lv in burst.levels)
@@ -1000,13 +667,13 @@ class LogDetector(Detector):
             kind=KIND_BURST,
             severity="high" if score >= 85 else "medium",
             score=score,
-            ts=evidence[0].ts,
+            ts=shown[0].ts,
             title=f"Burst of {n:,} new error messages on service {svc.name}",
             reasons=tuple(reasons),
             playbook=_BURST_PLAYBOOK,
-            events=evidence,
-            actor_id=_first_actor(evidence),
-            tenant_ids=unique(r.tenant_id for r in evidence),
+            events=shown,
+            actor_id=first_actor(shown),
+            tenant_ids=unique(r.tenant_id for r in shown),
             facts={
                 "service": svc.name,
                 "new_error_templates": n,
@@ -1032,19 +699,78 @@ class LogDetector(Detector):
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore what ``state()`` returned; an empty dict resets the detector."""
+        """Restore what ``state()`` returned; an empty dict resets the detector (to what it was
+        trained on, if anything). A version-1 state is taken up too (see ``_load_version_1``)."""
         self._reset()
         if not state:
             return
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported log detector state version: {state.get('version')!r}")
+        version = state.get("version")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"unsupported log detector state version: {version!r}")
         wm = state["watermark"]
         self._watermark = float(wm) if wm is not None else None
-        for name, s in state["services"]:
-            svc = self._services[str(name)] = _ServiceModel.from_state(str(name), s, self)
+        if version == 1:
+            self._load_version_1(state)
+        else:
+            self._services.clear()
+            for name, s in state["services"]:
+                self._services[str(name)] = ServiceModel.from_state(str(name), s, self.limits)
+        for name, svc in self._services.items():
             if svc.burst is not None:
-                self._bursting[svc.name] = None
+                self._bursting[name] = None
         for s in state["sessions"]:
-            sess = _Session.from_state(s)
-            self._sessions[(sess.service, sess.key)] = sess
-            self._held += len(sess.events)
+            sess = Session.from_state(s)
+            if sess.service in self._services:
+                self._sessions[(sess.service, sess.key)] = sess
+                self._held += len(sess.events)
+
+    def _load_version_1(self, state: dict[str, Any]) -> None:
+        """A checkpoint of the version before the count model and the extra masks. With a trained
+        model, what that learned stands (it was fitted with this version's masks); without one,
+        each service keeps its templates and steps and warms up again from the checkpoint's
+        event time, its counts and session sample started afresh. Open sessions carry on."""
+        now = self._watermark if self._watermark is not None else 0.0
+        for name, s in state["services"]:
+            if str(name) not in self._services:
+                self._services[str(name)] = ServiceModel.from_version_1(str(name), s, self.limits, now)
+
+    def learned_state(self, min_template_count: int = 3) -> dict[str, Any]:
+        """What this detector learned, for a model file: no open session, no record, no burst,
+        and no template matched fewer than ``min_template_count`` times (so that a literal the
+        masks missed in one or two lines, a name say, is not carried)."""
+        now = self._watermark if self._watermark is not None else 0.0
+        services = []
+        for name, svc in self._services.items():
+            if len(svc.sample) >= self.count_min_sessions:
+                svc.refit(now, full=True)
+            services.append([name, _without_rare_templates(svc.state(), min_template_count)])
+        return {"version": STATE_VERSION, "services": services}
+
+
+def _without_rare_templates(s: dict[str, Any], min_count: int) -> dict[str, Any]:
+    """A service's state with its rare templates, and everything naming them, left out."""
+    miner = s["miner"]
+    kept: set[int] = set()
+    leaves = []
+    for key, templates in miner["leaves"]:
+        rows = [t for t in templates if int(t[2]) >= min_count]
+        kept.update(int(t[0]) for t in rows)
+        if rows:
+            leaves.append([key, rows])
+
+    def known(t: int) -> bool:
+        return t == START or t in kept
+
+    def sampled(e: list[Any]) -> list[Any]:
+        h, counts, steps = e
+        return [h, [c for c in counts if known(c[0])], [x for x in steps if known(x[0]) and known(x[1])]]
+
+    out = dict(s)
+    out["miner"] = {"next_id": miner["next_id"], "leaves": leaves, "lru": [t for t in miner["lru"] if t in kept]}
+    out["support"] = [row for row in s["support"] if row[0] in kept]
+    out["steps"] = [row for row in s["steps"] if known(row[0]) and known(row[1])]
+    out["sample"] = [sampled(e) for e in s["sample"]]
+    out["count_fitted"] = [sampled(e) for e in s["count_fitted"]]
+    out["new_errors"] = []
+    out["burst"] = None
+    return out

@@ -1,8 +1,9 @@
 """Online log template mining: a compact Drain-style miner whose whole state is plain JSON.
 
 Variable parts of a message (numbers, hex ids, addresses, UUIDs, emails, quoted strings,
-timestamps) are masked first; messages are then clustered by a fixed-depth prefix tree and
-token similarity (He et al., "Drain", ICWS 2017), and positions that differ inside a cluster
+timestamps, fixed-width register words, values after dot leaders, location ids) are masked
+first; messages are then clustered by a fixed-depth prefix tree and token similarity
+(He et al., "Drain", ICWS 2017), and positions that differ inside a cluster
 become ``<*>``. Written here rather than taken from drain3 so that the state round-trips
 through ``json`` (a checkpoint must not be able to run code when loaded) and stays bounded.
 """
@@ -42,6 +43,24 @@ _HEX_NUM = re.compile(
     r"|(?P<NUM>[-+\d](?<![\w.][-+\d])(?:(?<=\d)|\d)\d*(?:[.,]\d+)*)"
 )
 _DIGIT = re.compile(r"\d")
+# Infrastructure logs (register dumps, hardware inventories) need three more masks, each run
+# only where a cheap test says it may match. Before the masks above: zero-padded words of 8 or
+# 16 hex digits and the all-ones word, so one register field gets one type whatever its value
+# (``00106404`` would be a number, ``0010b5c8`` a hex id, ``ffffffff`` a word). After them:
+# values after dot leaders (``enable..............0``), and ids of several digit-bearing
+# segments (``R62-M1-Nf-C:J03-U11``); plain numbers are ``<NUM>`` by then, so these see only
+# digits glued to letters.
+_WORD = re.compile(r"(?<![\w.:-])(?:0[0-9a-fA-F]{15}|0[0-9a-fA-F]{7}|f{16}|f{8})(?![\w.:-])")
+_LEADER = re.compile(r"(?<=\.\.\.)(?=[0-9A-Fa-fxX]*\d)[0-9A-Fa-fxX]+\b")
+_LOC = re.compile(
+    r"(?<![\w:-])[A-Za-z]{0,4}\d+[A-Za-z]*(?:[-:][A-Za-z]*\d*[A-Za-z]*)*[-:][A-Za-z]{0,4}\d+[A-Za-z]*(?![\w:-])"
+)
+_LOC_HINT = re.compile(r"\d[A-Za-z]{0,4}[-:][A-Za-z]{0,4}\d")
+# A line's shape: nonzero digits made one digit. Every mask treats 1-9 alike (only the
+# register-word mask looks for a leading 0), so lines of one shape mask alike wherever the
+# masked text keeps no digit; those are remembered by shape, which log lines repeat far more
+# often than text.
+_SHAPE = str.maketrans("23456789", "11111111")
 # A timestamp whose date and time are separated by a space: the one non-quoted variable that
 # spans two whitespace-separated tokens.
 _SPACED_TS = re.compile(r"-\d\d \d\d:\d\d")
@@ -62,9 +81,24 @@ def _hex_or_num(m: re.Match[str]) -> str:
     return s  # letters only, such as "deadbeef": a word as far as anyone can tell
 
 
+def _mask_words(text: str) -> str:
+    return _WORD.sub("<HEX>", text) if ("0" in text or "ffffffff" in text) else text
+
+
+def _mask_glued(masked: str) -> str:
+    """Dot-leader values and location ids, in text whose plain numbers are masked already."""
+    if "..." in masked:
+        masked = _LEADER.sub("<NUM>", masked)
+    if _LOC_HINT.search(masked) is not None:
+        masked = _LOC.sub("<ID>", masked)
+    return masked
+
+
 def mask(line: str) -> str:
     """Replace the variable parts of one log line by typed placeholders such as ``<NUM>``:
-    quoted strings, emails, UUIDs, timestamps, IPv6 and IPv4 addresses, hex ids, numbers."""
+    quoted strings, emails, UUIDs, timestamps, IPv6 and IPv4 addresses, register words, hex
+    ids, numbers, dot-leader values and location ids."""
+    line = _mask_words(line)
     if '"' in line or "'" in line:
         line = _STR.sub("<STR>", line)
     if "@" in line:
@@ -85,7 +119,7 @@ def _mask_numeric(line: str) -> str:
         line = _IP6.sub("<IP>", line)
     if "." in line:
         line = _IP4.sub("<IP>", line)
-    return _HEX_NUM.sub(_hex_or_num, line)
+    return _mask_glued(_HEX_NUM.sub(_hex_or_num, line))
 
 
 def _masks_per_token(line: str) -> bool:
@@ -100,6 +134,7 @@ def _masks_per_token(line: str) -> bool:
 def _token_masks(token: str) -> tuple[str, str, bool]:
     """One token of a line ``_masks_per_token`` accepts: its mask if the line (emails masked)
     holds a digit, its mask if it does not, and whether this token (emails masked) holds one."""
+    token = _mask_words(token)
     if "@" in token:
         token = _EMAIL.sub("<EMAIL>", token)
     digitless = _IP6.sub("<IP>", token) if "::" in token else token
@@ -184,7 +219,8 @@ class TemplateMiner:
         self._routing_epoch = 0
         self._cache: dict[str, tuple[_Template, _Leaf, int, int]] = {}
         # Log lines repeat heavily, and their tokens more so: masking is a pure function of
-        # the text, so its results are remembered, per line and per token.
+        # the text, so its results are remembered, per line shape, per line and per token.
+        self._masked_shapes: dict[str, str] = {}
         self._masked_lines: dict[str, str] = {}
         self._masked_tokens: dict[str, tuple[str, str, bool]] = {}
 
@@ -198,9 +234,24 @@ class TemplateMiner:
         cut = line.find("\n")
         if cut >= 0:
             line = line[:cut]
+        shape = line.translate(_SHAPE)
+        masked = self._masked_shapes.get(shape)
+        if masked is not None:
+            return masked
         masked = self._masked_lines.get(line)
         if masked is not None:
             return masked
+        masked = self._mask_line(line)
+        if len(line) <= _CACHED_LINE_CHARS:
+            # A masked line without digits is the mask of every line of its shape.
+            cache = self._masked_lines if _DIGIT.search(masked) is not None else self._masked_shapes
+            key = line if cache is self._masked_lines else shape
+            if len(cache) >= self.cache_size:
+                cache.clear()
+            cache[key] = masked
+        return masked
+
+    def _mask_line(self, line: str) -> str:
         if _masks_per_token(line):
             known = self._masked_tokens
             parts = []
@@ -215,14 +266,8 @@ class TemplateMiner:
                         known[tok] = m
                 parts.append(m)
                 digits = digits or m[2]
-            masked = " ".join([m[0] if digits else m[1] for m in parts])
-        else:
-            masked = " ".join(mask(line).split())
-        if len(line) <= _CACHED_LINE_CHARS:
-            if len(self._masked_lines) >= self.cache_size:
-                self._masked_lines.clear()
-            self._masked_lines[line] = masked
-        return masked
+            return " ".join([m[0] if digits else m[1] for m in parts])
+        return " ".join(mask(line).split())
 
     def add(self, message: str) -> tuple[int, bool]:
         """Mine one message; return its template id and whether the template is new."""
@@ -401,6 +446,7 @@ class TemplateMiner:
         self._first = {}
         self._second = {}
         self._cache = {}
+        self._masked_shapes = {}
         self._masked_lines = {}
         self._masked_tokens = {}
         self._routing_epoch = 0

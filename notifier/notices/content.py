@@ -19,6 +19,7 @@ from jinja2.runtime import Context
 
 from breachwatch.notifier.blast_radius import BlastRadius, TenantImpact
 from breachwatch.notifier.duties import Duty
+from breachwatch.notifier.duties.l10n import localise
 from breachwatch.notifier.message import one_line
 from breachwatch.notifier.render import TEMPLATES_DIR, VALUE_MAX, Rendered, Renderer, locale_chain
 
@@ -44,22 +45,6 @@ CORE_ELEMENTS: tuple[str, ...] = (
     "phased",
 )
 
-# Measures proposed by default for each kind of incident; a responder marks them done or
-# replaces them. Keys are worded by the templates.
-MEASURES_BY_KIND: Mapping[str, tuple[str, ...]] = {
-    "account_takeover": ("revoke_sessions", "reset_credentials", "block_addresses", "enforce_mfa"),
-    "brute_force": ("revoke_sessions", "reset_credentials", "block_addresses", "enforce_mfa"),
-    "credential_stuffing": ("block_addresses", "reset_credentials", "enforce_mfa"),
-    "dormant_account": ("revoke_sessions", "disable_account", "review_access"),
-    "bulk_export": ("revoke_sessions", "block_addresses", "review_access"),
-    "slow_exfiltration": ("revoke_sessions", "block_addresses", "review_access"),
-    "cross_tenant_access": ("suspend_access", "review_access"),
-    "staff_without_ticket": ("suspend_access", "review_access"),
-    "staff_ticket_mismatch": ("suspend_access", "review_access"),
-    "staff_access_unapproved": ("suspend_access", "review_access"),
-    "privilege_escalation": ("revert_privileges", "review_access"),
-}
-DEFAULT_MEASURES: tuple[str, ...] = ("contain", "review_access")
 
 CONSEQUENCES_BY_CATEGORY: Mapping[str, tuple[str, ...]] = {
     "personal": ("phishing", "identity_misuse"),
@@ -103,9 +88,11 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 
 def default_measures(kind: str) -> list[dict[str, Any]]:
-    """The proposed measures for an incident kind, all planned except the investigation itself."""
-    keys = MEASURES_BY_KIND.get(kind, DEFAULT_MEASURES)
-    return [{"key": "investigation", "text": "", "done": True}] + [{"key": k, "text": "", "done": False} for k in keys]
+    """What a draft says was done before anyone edited it: only that the breach was detected,
+    confirmed and is being investigated (true once it is confirmed). Any other measure, done or
+    planned, is listed only once a person chose it (``revise_notice``): a draft never promises
+    what nobody decided."""
+    return [{"key": "investigation", "text": "", "done": True}]
 
 
 def _iso(value: datetime | None) -> str:
@@ -168,6 +155,8 @@ def notice_context(
     advice = _unique(a for cat in data_categories for a in ADVICE_BY_CATEGORY.get(cat, ()))
     measures = list(facts.get("measures") or default_measures(incident_kind))
     phase = str(facts.get("phase") or ("preliminary" if kind == "initial" else "update"))
+    vendor_duties = [localise(d, locale) for d in vendor_duties]
+    customer_duties = [localise(d, locale) for d in customer_duties]
     authority_duties = [d for d in customer_duties if d.get("whom_kind") == "authority"]
     return {
         "locale": locale,

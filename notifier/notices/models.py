@@ -165,6 +165,8 @@ class NoticeDeliveryRow(Base):
     message_type: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str] = mapped_column(String(320))
     locale: Mapped[str] = mapped_column(String(35))
+    # The message's content digest when its version was approved: what the dispatcher may send.
+    content_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class DeadlinePageRow(Base):

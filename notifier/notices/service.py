@@ -3,10 +3,11 @@
 ``on_breach_confirmed`` records when the vendor became aware (the clock start), works out the
 blast radius and drafts one notice per affected tenant in that tenant's language, with the
 duties that apply to it and their deadlines. Nothing is sent until enough distinct approvers
-approve the current version; only then are its messages put in the outbox, one per recipient,
-under ids made of the notice id, the version and the recipient, so approving twice or
-re-running anything never queues a second copy. An approved version never changes; a
-correction (of the blast radius or of the notice's own facts) is a new version.
+approve the current version (``approval``); only then are its messages put in the outbox, one
+per recipient, under ids made of the notice id, the version and the recipient, so approving
+twice or re-running anything never queues a second copy. An approved version never changes; a
+correction (of the blast radius or of the notice's own facts) is a new version, and what the
+outbox may send of a version is decided at send time (``sending``).
 
 Every function works inside the caller's session and transaction and never commits.
 """
@@ -57,8 +58,7 @@ from breachwatch.notifier.notices.models import (
     NoticeRow,
     NoticeVersionRow,
 )
-from breachwatch.notifier.outbox import OutboxRow, mark_sent, queue_message, requeue
-from breachwatch.notifier.render import Rendered
+from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.storage import audit
 
 log = logging.getLogger(__name__)
@@ -834,61 +834,7 @@ def revise_notice(
     return row.version
 
 
-# --- approval and delivery ---------------------------------------------------------------------
-
-
-def approve_notice(session: Session, notice_id: str, approver: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """Record ``approver``'s approval of the current version; with enough distinct approvers the
-    version becomes approved (immutable) and its messages are queued. Raises ``ApprovalRefused``."""
-    approver = approver.strip()
-    if not approver:
-        raise ApprovalRefused("an approver must be named")
-    now = now or utcnow()
-    # Locked, so two approvers approving at once both count (PostgreSQL; SQLite serialises writers).
-    notice = session.get(NoticeRow, notice_id, with_for_update=True)
-    if notice is None:
-        raise NoticeNotFound(f"no notice {notice_id!r}")
-    if notice.status == WITHDRAWN:
-        raise ApprovalRefused(f"notice {notice_id} was withdrawn")
-    version = _version(session, notice_id, notice.current_version)
-    if version.status != DRAFT:
-        raise ApprovalRefused(f"version {version.version} of notice {notice_id} is already {version.status}")
-    if not version.recipients:
-        raise ApprovalRefused(f"notice {notice_id} has no recipient address; add one with a revision first")
-    approvers = _approvers(session, notice_id, version.version)
-    if approver in approvers:
-        raise ApprovalRefused(f"{approver} already approved version {version.version}; another approver is needed")
-    session.add(NoticeApprovalRow(notice_id=notice_id, version=version.version, approver=approver, approved_at=now))
-    approvers.append(approver)
-    enqueued = 0
-    if len(approvers) >= notice.required_approvals:
-        version.status = APPROVED
-        version.approved_at = now
-        notice.status = APPROVED
-        session.flush()
-        enqueued = _enqueue_version(session, notice, version, now)
-    _audit(
-        session,
-        incident_id=notice.incident_id,
-        notice_id=notice_id,
-        actor=approver,
-        action="notice_approved" if version.status == APPROVED else "notice_approval_recorded",
-        detail={
-            "version": version.version,
-            "approvals": len(approvers),
-            "required": notice.required_approvals,
-            "queued": enqueued,
-        },
-        at=now,
-    )
-    return {
-        "notice_id": notice_id,
-        "version": version.version,
-        "status": version.status,
-        "approvals": approvers,
-        "required_approvals": notice.required_approvals,
-        "queued": enqueued,
-    }
+# --- reading -----------------------------------------------------------------------------------
 
 
 def _approvers(session: Session, notice_id: str, version: int) -> list[str]:
@@ -899,52 +845,6 @@ def _approvers(session: Session, notice_id: str, version: int) -> list[str]:
             .order_by(NoticeApprovalRow.approved_at, NoticeApprovalRow.approver)
         )
     )
-
-
-def _enqueue_version(session: Session, notice: NoticeRow, version: NoticeVersionRow, now: datetime) -> int:
-    renditions = {
-        (r.message_type, r.locale): r
-        for r in session.scalars(
-            select(NoticeRenditionRow).where(
-                NoticeRenditionRow.notice_id == notice.notice_id, NoticeRenditionRow.version == version.version
-            )
-        )
-    }
-    main_type = CUSTOMER_NOTICE if version.kind == "initial" else FOLLOWUP
-    queued = 0
-    for recipient, locale in version.recipients.items():
-        for message_type in (main_type, REGULATOR_DRAFT):
-            rendition = renditions.get((message_type, locale)) or renditions.get((message_type, notice.locale))
-            if rendition is None:
-                continue  # no regulator draft when the customer owes no authority a report
-            message_id = delivery_message_id(notice.notice_id, version.version, recipient, message_type)
-            rendered = Rendered(rendition.subject, rendition.body_text, rendition.body_html, locale)
-            if queue_message(
-                session,
-                message_id=message_id,
-                message_type=message_type,
-                recipient=recipient,
-                rendered=rendered,
-                incident_id=notice.incident_id,
-                headers={"X-BreachWatch-Notice": f"{notice.notice_id}-v{version.version}"},
-                now=now,
-            ):
-                queued += 1
-            if session.get(NoticeDeliveryRow, message_id) is None:
-                session.add(
-                    NoticeDeliveryRow(
-                        message_id=message_id,
-                        notice_id=notice.notice_id,
-                        version=version.version,
-                        message_type=message_type,
-                        recipient=recipient,
-                        locale=rendition.locale,
-                    )
-                )
-    return queued
-
-
-# --- reading -----------------------------------------------------------------------------------
 
 
 def _deliveries(session: Session, notice_id: str) -> list[dict[str, Any]]:
@@ -1153,22 +1053,3 @@ def mark_duty_met(session: Session, notice_id: str, rule_id: str, *, by: str, at
         detail={"rule_id": rule_id, "at": at.isoformat(), "note": note},
         at=utcnow(),
     )
-
-
-def resolve_unknown(session: Session, message_id: str, *, arrived: bool, by: str) -> bool:
-    """A person's decision on a message whose outcome is unknown: it arrived (mark sent) or it
-    did not (send it again). Returns False if the message is not in the ``unknown`` state."""
-    delivery = session.get(NoticeDeliveryRow, message_id)
-    done = mark_sent(session, message_id) if arrived else requeue(session, message_id)
-    if done and delivery is not None:
-        notice = _notice(session, delivery.notice_id)
-        _audit(
-            session,
-            incident_id=notice.incident_id,
-            notice_id=notice.notice_id,
-            actor=by,
-            action="delivery_confirmed_by_person" if arrived else "delivery_resent_by_person",
-            detail={"message_id": message_id},
-            at=utcnow(),
-        )
-    return done

@@ -35,6 +35,7 @@ def test_stage_names_follow_the_innermost_known_file() -> None:
     assert stage_of("/srv/app/detectors/rules/logins.py") == "detect: rules"
     assert stage_of("/srv/app/detectors/profiles.py") == "detect: learned (profiles, features, forest)"
     assert stage_of("/srv/app/detectors/templates_miner.py") == "detect: log sessions"
+    assert stage_of("/srv/app/detectors/logs/count_model.py") == "detect: log sessions"
     assert stage_of("/usr/lib/python3/site-packages/kafka/record/default_records.py").startswith("kafka-python")
     assert stage_of("/usr/lib/python3/site-packages/sklearn/tree/_classes.py") is None
 

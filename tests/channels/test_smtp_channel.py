@@ -3,6 +3,7 @@ mapped to retryable/permanent, and that the password never shows in an error or 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -12,7 +13,8 @@ import socket
 import pytest
 
 from breachwatch.channels.smtp import SmtpChannel
-from breachwatch.notifier.delivery import PermanentError, RetryableError
+from breachwatch.notifier.delivery import OutcomeUnknown, PermanentError, RetryableError
+from tests.fixtures.notifier_env import SmtpSink, _start_smtp, free_port
 
 SENDER = "breachwatch@unisen.example"
 
@@ -133,3 +135,30 @@ def test_password_never_in_logs_or_errors(smtp_server, smtp_tls_server, smtp_cre
     for text in [*texts, ours]:
         assert password not in text
         assert encoded not in text
+
+
+class _SlowAfterData(SmtpSink):
+    """Takes the message, then answers after the client has given up."""
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(envelope)
+        await asyncio.sleep(2.0)
+        return "250 Message accepted for delivery"
+
+
+def test_no_answer_after_the_data_is_an_unknown_outcome_not_a_retry(new_message) -> None:
+    sink = _SlowAfterData()
+    controller = _start_smtp(sink)
+    try:
+        channel = SmtpChannel(sink.host, sink.port, SENDER, timeout=0.5)
+        with pytest.raises(OutcomeUnknown, match="did not answer after the message was sent"):
+            channel.send(new_message("msg-0001"))
+    finally:
+        controller.stop()
+    assert len(sink.messages) == 1  # the relay has it: sending again would make a second copy
+
+
+def test_no_connection_is_still_retryable(new_message) -> None:
+    channel = SmtpChannel("127.0.0.1", free_port(), SENDER, timeout=0.5)
+    with pytest.raises(RetryableError):
+        channel.send(new_message("msg-0001"))

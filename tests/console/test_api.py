@@ -23,9 +23,16 @@ from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.runtime.app import incident_store
 from breachwatch.storage import audit
 
-# The way in (static files are mounted apart), and the approver's page of an access request,
-# whose credential is the link itself (tests/console/test_staff_access.py).
-PUBLIC = {("GET", "/signin"), ("POST", "/signin"), ("GET", "/access-requests/x1"), ("POST", "/access-requests/x1")}
+# The way in (static files are mounted apart); SendGrid's event webhook, which proves itself
+# with SendGrid's signature instead (tests/console/test_webhook_mount.py); and the approver's
+# page of an access request, whose credential is the link itself (tests/console/test_staff_access.py).
+PUBLIC = {
+    ("GET", "/signin"),
+    ("POST", "/signin"),
+    ("POST", "/webhooks/sendgrid/events"),
+    ("GET", "/access-requests/x1"),
+    ("POST", "/access-requests/x1"),
+}
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -204,13 +211,15 @@ ROLE_CASES = [
     ("viewer", "POST", "/api/silences", {"reason": "x", "duration_minutes": 5, "kind": "k"}, 403),
     ("viewer", "POST", "/api/silences/x/expire", {}, 403),
     ("viewer", "GET", "/api/notices/x/preview", None, 403),
-    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
+    ("viewer", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 403),
     ("responder", "POST", "/api/notices/x/approve", {}, 403),
+    ("responder", "POST", "/api/notices/deliveries/x/outcome", {"arrived": True}, 403),
     ("approver", "GET", "/api/audit/verify", None, 403),
     ("viewer", "GET", "/api/incidents/{bulk}", None, 200),
     ("viewer", "GET", "/api/incidents/{bulk}/evidence", None, 200),
     ("responder", "POST", "/api/incidents/{bulk}/acknowledge", {}, 200),
-    ("approver", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
+    # Roles as the README states them: a responder confirms a breach, approvers approve notices.
+    ("responder", "POST", "/api/incidents/{bulk}/confirm-breach", {"reason": "x"}, 200),
     ("admin", "GET", "/api/audit/verify", None, 200),
 ]
 

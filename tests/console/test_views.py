@@ -4,6 +4,7 @@ untrusted event text staying text."""
 
 from __future__ import annotations
 
+import json
 import re
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
@@ -247,3 +248,40 @@ def test_confirming_a_breach_and_the_customer_notices(
     assert approve.status_code in (303, 409)  # 409 when the directory has no recipient for the tenant
     with Session(engine) as session:
         assert [r.action for r in audit.recent(session, action="notice.preview")] == ["notice.preview"]
+
+
+def test_a_responder_confirms_and_another_user_approves(
+    client: TestClient, seeded: Any, signed_in: Any, engine: Engine
+) -> None:
+    from breachwatch.core.events import Tenant
+    from breachwatch.notifier.notices import remember_tenants
+
+    rhein = {
+        "tenant_id": "t-rhein",
+        "name": "Rhein Logistik GmbH",
+        "jurisdiction": "DE",
+        "locale": "de",
+        "contacts": [{"email": "datenschutz@rhein-logistik.example", "role": "dpo"}],
+    }
+    with Session(engine) as session, session.begin():
+        remember_tenants(session, [Tenant.model_validate_json(json.dumps(rhein))])
+    csrf = signed_in("responder")
+    done = client.post(f"/incidents/{seeded.bulk}/breach", data={"csrf": csrf, "reason": "records left the tenant"})
+    assert done.status_code == 303
+    page = client.get(done.headers["location"]).text
+    assert "<strong>Confirmed</strong> by responder" in page and "/approve" not in page  # a responder cannot approve
+    notice_id = re.search(r"/notices/([^/]+)/preview\?incident=", page).group(1)  # type: ignore[union-attr]
+
+    # The regulator-report draft can be previewed too, sandboxed like the notice.
+    preview = client.get(f"/notices/{notice_id}/preview?incident={seeded.bulk}").text
+    assert "Regulator-report draft" in preview and "preview.html?part=regulator_draft" in preview
+    draft = client.get(f"/notices/{notice_id}/preview.html?part=regulator_draft")
+    assert draft.status_code == 200 and "Entwurf zu Ihrer Verwendung" in draft.text
+    assert "sandbox" in draft.headers["content-security-policy"]
+
+    client.cookies.clear()  # the responder leaves; an approver signs in
+    csrf = signed_in("approver")
+    approve = client.post(f"/notices/{notice_id}/approve", data={"csrf": csrf, "incident_id": seeded.bulk})
+    assert approve.status_code == 303 and "approved" in approve.headers["location"]
+    page = client.get(approve.headers["location"]).text
+    assert "Notice approved: its messages are sealed and queued." in page and "Approved by approver" in page

@@ -125,3 +125,48 @@ def test_section_parsers() -> None:
         '<div data-element="c"> </div></html>'
     )
     assert (found, lang, direction) == ({"a": "xyz", "b": "xyz", "c": ""}, "ur", "rtl")
+
+
+# --- the customer's language ----------------------------------------------------------------
+
+
+def test_an_english_fragment_in_a_german_template_fails(templates: Path) -> None:
+    _edit(
+        templates / "customer_notice/de/_sections.txt.j2",
+        "Betroffene Personen: die Personen,",
+        "Betroffene Personen: please notify the people within 72 hours,",
+    )
+    problems = lint_templates(templates, only=["DE"])
+    assert problems
+    assert {(p.message_type, p.locale) for p in problems} == {("customer_notice", "de"), ("followup", "de")}
+    assert any(
+        p.part == "files" and "_sections.txt.j2 writes English: please, notify, the, within" in p.message
+        for p in problems
+    )
+    assert any(p.part == "text" and "English in a de notice" in p.message for p in problems)
+
+
+def test_rule_conditions_quoted_in_english_fail_in_urdu(templates: Path) -> None:
+    # The rule file's own English condition instead of its local form.
+    _edit(
+        templates / "customer_notice/ur/_sections.txt.j2",
+        "{{ d.condition_local or L.condition_unstated }}",
+        '{{ d.conditions|join("; ") }}',
+    )
+    problems = lint_templates(templates, only=["DE"])
+    assert {(p.locale, p.part) for p in problems} == {("ur", "text")}
+    assert all("English in a ur notice" in p.message and "the" in p.message for p in problems)
+
+
+def test_an_english_label_in_a_german_label_table_fails(templates: Path) -> None:
+    _edit(templates / "customer_notice/de/_labels.j2", '"Identitätsdiebstahl"', '"identity theft by the attacker"')
+    problems = lint_templates(templates, only=["DE"])
+    assert any(p.part == "files" and p.message.startswith("_labels.j2 writes English: by, the") for p in problems)
+
+
+def test_laws_with_a_local_form_must_have_it() -> None:
+    from breachwatch.notifier.duties.l10n import missing
+
+    assert missing("de", ["eu.art33-2.controller", "eu.art99.new", "us-ca.1798-82.owner"]) == ["eu.art99.new"]
+    assert missing("ur", ["pk.commission", "pk.new", "contract.customer"]) == ["pk.new"]
+    assert missing("en", ["eu.art99.new"]) == []

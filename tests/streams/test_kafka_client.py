@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -10,8 +14,10 @@ import pytest
 
 from breachwatch.core.events import ACCESS, ALL_TOPICS, STAFF, TENANTS
 from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.devkit.local_kafka import make_test_certificates
 from breachwatch.streams.kafka_client import (
     SLOW_NETWORK_STEP_S,
+    _answers_with_tls,
     client_options,
     dlq_topic,
     parse_api_version,
@@ -120,3 +126,28 @@ def test_topic_specs_cover_every_topic_and_its_dead_letters() -> None:
     assert "configs" not in specs[dlq_topic("prod.erp.tenants")]
     assert dlq_topic(Settings(topic_prefix="prod.").topic(ACCESS)) == "prod.erp.access.dlq"
     assert {TENANTS, STAFF} <= {name.removeprefix("prod.") for name in specs}
+
+
+def _serve_once(sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+    conn, _ = sock.accept()
+    with contextlib.suppress(OSError):
+        if tls is not None:
+            conn = tls.wrap_socket(conn, server_side=True)
+            conn.recv(1)
+    conn.close()
+
+
+@pytest.mark.parametrize("speaks_tls", [True, False])
+def test_a_tls_listener_is_told_from_one_that_just_hangs_up(tmp_path: Path, speaks_tls: bool) -> None:
+    """A TLS listener that drops unencrypted bytes without an alert looks like a dead broker to
+    the Kafka client; a handshake of our own tells the two apart."""
+    tls = None
+    if speaks_tls:
+        files = make_test_certificates(tmp_path)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(files.broker_keystore)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        worker = threading.Thread(target=_serve_once, args=(server, tls), daemon=True)
+        worker.start()
+        assert _answers_with_tls(f"127.0.0.1:{server.getsockname()[1]}") is speaks_tls
+        worker.join(5)

@@ -4,7 +4,7 @@ require approval before staff access) and ``access_requests`` (requests and thei
 and ``api_tokens.tenant_id`` (a token scoped to one tenant's transparency log).
 
 Revision ID: 0005_staff
-Revises: 0004
+Revises: 0005_law_gate
 Create Date: 2026-12-07 09:00:00.000000
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_staff"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0005_law_gate"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

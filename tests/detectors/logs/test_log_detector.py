@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from breachwatch.core.events import AccessEvent, LogRecord
 from breachwatch.core.findings import DetectionContext, Finding
 from breachwatch.core.reference import ReferenceTables
-from breachwatch.detectors.logs.detector import KIND_BURST, KIND_SESSION, LogDetector, SessionMixModel
+from breachwatch.detectors.logs.detector import KIND_BURST, KIND_SESSION, LogDetector
 from breachwatch.detectors.logs.templates import TemplateMiner, mask
 
 CTX = DetectionContext(tables=ReferenceTables())
@@ -52,6 +52,7 @@ def small_detector(**overrides: object) -> LogDetector:
         "lateness": timedelta(minutes=1),
         "warmup": timedelta(minutes=30),
         "warmup_sessions": 60,
+        "count_min_sessions": 40,
     }
     params.update(overrides)
     return LogDetector(**params)  # type: ignore[arg-type]
@@ -468,7 +469,7 @@ def test_no_burst_during_warm_up() -> None:
 
 def mixed_stream(seed: int) -> tuple[list[LogRecord], int]:
     """Warm-up, ordinary traffic, odd sessions and an error burst, in event-time order; and
-    a cut point where sessions are open and the isolation forest has been fitted."""
+    a cut point where sessions are open and the count model has been fitted."""
     stream = Stream(seed=seed)
     records = stream.normal_sessions(90)
     records.append(stream.idle(40))
@@ -490,13 +491,13 @@ def summary(findings: Sequence[Finding]) -> list[tuple[str, str, float, tuple[st
 def test_state_round_trip_continues_identically() -> None:
     records, cut = mixed_stream(seed=11)
     # A one-signal floor, so the mixed stream's sessions with one odd template are flagged too.
-    original = small_detector(mix_min_sessions=40, min_session_score=1.0)
+    original = small_detector(count_min_sessions=40, min_session_score=1.0)
     run(original, records[:cut])
     checkpoint = json.dumps(original.state())
     saved = json.loads(checkpoint)
-    assert saved["sessions"] and saved["services"][0][1]["mix_fitted"]  # a non-trivial checkpoint
+    assert saved["sessions"] and saved["services"][0][1]["count_fitted"]  # a non-trivial checkpoint
 
-    restored = small_detector(mix_min_sessions=40, min_session_score=1.0)
+    restored = small_detector(count_min_sessions=40, min_session_score=1.0)
     restored.load_state(json.loads(checkpoint))
     assert json.dumps(restored.state()) == checkpoint
 
@@ -518,45 +519,28 @@ def test_finding_ids_are_deterministic_whatever_the_batching() -> None:
     assert summary(run(small_detector(), records)) == summary(run(small_detector(), records))
 
 
-def test_session_mix_model_scores_odd_sessions_above_every_training_session() -> None:
-    rnd = random.Random(1)
-    usual = [[rnd.gauss(1.0, 0.1), rnd.gauss(2.0, 0.1), rnd.gauss(0.0, 0.05)] for _ in range(300)]
-    model = SessionMixModel(random_state=0).fit(usual)
-    assert model.n_training_sessions_ == 300
-    odd, typical = model.decision_function([[4.0, -1.0, 1.0], [1.0, 2.0, 0.0]])
-    assert odd > 0 >= typical
-    assert model.score_samples([[4.0, -1.0, 1.0]])[0] > model.score_samples([[1.0, 2.0, 0.0]])[0]
-
-
-def test_session_mix_model_scores_exactly_as_scikit_learn() -> None:
-    rnd = random.Random(2)
-    for rows, cols in ((300, 36), (40, 5), (3, 4)):
-        usual = [[round(rnd.expovariate(1.0), 3) for _ in range(cols - 1)] + [1.0] for _ in range(rows)]
-        model = SessionMixModel(random_state=rows).fit(usual)
-        probes = usual[:20] + [[round(rnd.uniform(-2.0, 9.0), 3) for _ in range(cols)] for _ in range(200)]
-        assert model.score_samples(probes).tolist() == (-model.forest_.score_samples(probes)).tolist()
-
-
 def service_state(det: LogDetector) -> dict[str, object]:
     return next(s for name, s in det.state()["services"] if name == SERVICE)
 
 
-def test_forest_is_refitted_at_most_once_per_interval_of_event_time() -> None:
+def test_count_model_is_refitted_at_most_once_per_interval_of_event_time() -> None:
     verbs = ("rotated", "purged", "replayed", "mirrored", "sealed")
     fitted_at: dict[timedelta, list[object]] = {}
     for interval in (timedelta(0), timedelta(hours=6)):
-        # A loose alert budget keeps every odd session flagged, and so asking the forest.
-        det = small_detector(mix_min_sessions=40, mix_reservoir=64, mix_refit_interval=interval, max_flag_rate=0.5)
+        # A loose alert budget keeps every odd session flagged.
+        det = small_detector(
+            count_min_sessions=40, count_reservoir=64, count_refit_interval=interval, max_flag_rate=0.5
+        )
         stream = Stream(seed=3)
         run(det, [*stream.normal_sessions(90), stream.idle(40)])
         times = []
         for k, verb in enumerate(verbs):
-            # Ordinary sessions change the forest's sample; an odd one then asks the forest.
+            # Ordinary sessions change the model's sample; the sessions closing ask for the model.
             records = stream.normal_sessions(60, prefix=f"n{k}")
             records += [stream.record(f"{verb} {w} unexpectedly", session=f"s-odd-{k}") for w in "xyz"]
             records.append(stream.idle(10))
             assert [f.facts["session"] for f in run(det, records)] == [f"s-odd-{k}"]
-            times.append(service_state(det)["mix_fitted_at"])
+            times.append(service_state(det)["count_fitted_at"])
         fitted_at[interval] = times
     # An hour of event time: refitted as its sample changed, or not at all within six hours.
     assert len(set(fitted_at[timedelta(0)])) > 2
@@ -598,3 +582,160 @@ def test_arbitrary_messages_never_raise(batch: list[tuple[str, str, str | None]]
     copy = small_detector(warmup=timedelta(0), warmup_sessions=0)
     copy.load_state(json.loads(json.dumps(det.state())))
     assert isinstance(mask(batch[0][0]), str)
+
+
+# ------------------------------------------------------------------ the count model, severity, history
+
+
+def test_session_of_familiar_templates_and_steps_in_wrong_counts_is_flagged_by_counts_alone(
+    warm: tuple[LogDetector, Stream],
+) -> None:
+    """Every template and every step of it was learned and no template beats its learned
+    maximum, so no novelty or count signal fires: the count model alone flags it, and says
+    which messages are missing against the nearest learned session."""
+    det, stream = warm
+    sid = "s-cut"
+    session = [stream.record(stream.fill(t), session=sid, actor="user-2") for t in FLOWS[1][:2]]
+    [f] = run(det, [*session, stream.idle(20)])
+    assert f.kind == KIND_SESSION and f.facts["session"] == sid
+    assert "new_templates" not in f.facts and "unseen_transitions" not in f.facts and "count_excess" not in f.facts
+    assert f.facts["count_model"]["score"] >= 3.0  # three times the limit: enough on its own
+    assert "times as far from the nearest of the" in f.reasons[0]
+    assert (
+        "'update item id=<NUM> fields=<NUM>' missing: seen 0, expected 1 as in the nearest learned session" in f.reasons
+    )
+    assert [e.event_id for e in f.events] == [r.event_id for r in session]
+
+
+def test_one_fewer_or_one_more_ordinary_record_is_not_flagged(warm: tuple[LogDetector, Stream]) -> None:
+    det, stream = warm
+    sync = FLOWS[2]
+    shorter = [stream.record(stream.fill(t), session="s-short") for t in (sync[0], sync[1], sync[3])]
+    longer = [stream.record(stream.fill(t), session="s-long") for t in (sync[0], sync[1], sync[1], sync[1], sync[3])]
+    assert run(det, [*shorter, *longer, stream.idle(20)]) == []
+
+
+def test_an_error_record_adds_weight_but_never_pages_alone(warm: tuple[LogDetector, Stream]) -> None:
+    det, stream = warm
+    flow = [stream.record(stream.fill(t), session="s-err", actor="user-4") for t in FLOWS[0]]
+    failing = stream.record("login ok user=user-4 from 10.1.1.1", session="s-err", level="ERROR")
+    assert run(det, [flow[0], failing, *flow[1:], stream.idle(20)]) == []  # only a repeated login, at ERROR
+
+
+def test_errors_add_weight_to_other_signals(warm: tuple[LogDetector, Stream]) -> None:
+    """An ordinary flow with one never-seen message: at INFO, one signal's worth; at ERROR, in a
+    service whose sessions never had an error, 1.4 (less than half a signal more). With the bar
+    between the two, only the erroring one is flagged; the default bar (1.5) flags neither."""
+    det, stream = warm
+    state = json.loads(json.dumps(det.state()))
+
+    def odd(level: str, **params: object) -> list[Finding]:
+        d = small_detector(**params)
+        d.load_state(json.loads(json.dumps(state)))
+        sid = f"s-{level}"
+        flow = [stream.record(stream.fill(t), session=sid, actor="user-8") for t in FLOWS[0]]
+        flow.insert(1, stream.record("payment reversal requested ref=77", session=sid, level=level))
+        return run(d, [*flow, stream.idle(20)])
+
+    assert odd("INFO", min_session_score=1.2) == []
+    [f] = odd("ERROR", min_session_score=1.2)
+    assert f.reasons[1] == "session s-ERROR has 1 ERROR/CRITICAL record; 0 of 90 learned sessions (0.0%) had any"
+    assert 1.35 < f.facts["raw_score"] < 1.5 and f.facts["error_records"] == 1
+    assert odd("ERROR") == []
+
+
+def history_of(count: int, seed: int = 7) -> list[LogRecord]:
+    stream = Stream(seed=seed, start=T0 - timedelta(days=2))
+    return [*stream.normal_sessions(count), stream.idle(40)]
+
+
+def test_a_detector_trained_on_history_judges_from_its_first_session() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    state, report = learn_history(history_of(400), **SMALL)
+    assert state is not None and report.services == {SERVICE: 400}
+    assert json.loads(json.dumps(state)) == state  # the model file holds it as JSON
+    stream = Stream(seed=99)
+    cut = [stream.record(stream.fill(t), session="s-first", actor="user-1") for t in FLOWS[1][:2]]
+    records = [*cut, stream.idle(20)]
+    # Started from history: the very first session is judged (and this one flagged).
+    assert [f.facts["session"] for f in run(small_detector(trained=state), records)] == ["s-first"]
+    # Without it, the same session on a fresh deployment falls in the warm-up.
+    assert run(small_detector(), records) == []
+
+
+def test_the_trained_state_holds_no_record_and_no_rare_template() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    records = history_of(200)
+    records.insert(50, Stream(seed=1, start=records[49].ts).record("user alice.smith changed her own shoe size"))
+    state, _ = learn_history(records, **SMALL)
+    assert state is not None
+    text = json.dumps(state)
+    assert "alice" not in text and "ev-0" not in text and "10." not in text
+    [(_name, svc)] = state["services"]
+    assert svc["new_errors"] == [] and svc["burst"] is None and "sessions" not in state
+
+
+def test_a_reset_returns_to_what_was_trained() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    state, _ = learn_history(history_of(300), **SMALL)
+    det = small_detector(trained=state)
+    det.load_state({})
+    assert learned_sessions(det) == 300
+
+
+SMALL = {
+    "idle_gap": timedelta(minutes=5),
+    "lateness": timedelta(minutes=1),
+    "warmup": timedelta(minutes=30),
+    "warmup_sessions": 60,
+}
+
+
+def version_1_state(det: LogDetector) -> dict[str, object]:
+    """A checkpoint as version 1 wrote it (the isolation-forest era), from a version-2 one."""
+    state = json.loads(json.dumps(det.state()))
+    services = []
+    for name, s in state["services"]:
+        old = {
+            k: v
+            for k, v in s.items()
+            if k not in ("error_sessions", "sample", "count_changes", "count_fitted", "count_fitted_at")
+        }
+        old |= {"mix_sample": [], "mix_changes": 0, "mix_fitted": [], "mix_fitted_at": None}
+        services.append([name, old])
+    sessions = [{k: v for k, v in s.items() if k != "seq"} for s in state["sessions"]]
+    return {"version": 1, "watermark": state["watermark"], "services": services, "sessions": sessions}
+
+
+def test_a_version_1_checkpoint_is_taken_up_and_warms_up_again() -> None:
+    det = small_detector()
+    stream = Stream()
+    run(det, [*stream.normal_sessions(90), stream.idle(40)])
+    open_session = [stream.record(stream.fill(t), session="s-open", actor="user-1") for t in FLOWS[0][:2]]
+    run(det, open_session)
+    old = version_1_state(det)
+
+    restored = small_detector()
+    restored.load_state(old)
+    state = restored.state()
+    assert state["version"] == 2
+    [(_name, svc)] = state["services"]
+    assert svc["support"] and svc["miner"]["lru"]  # what it knew of templates and steps
+    assert svc["learned"] == 0  # its counts start afresh: it warms up again
+    assert [s["key"] for s in state["sessions"]] == ["s-open"]  # open sessions carry on
+    odd = [stream.record(f"strange step {w} happened", session="s-odd") for w in ("one", "two", "three")]
+    assert run(restored, [*odd, stream.idle(20)]) == []  # learned, not flagged, while warming up
+
+
+def test_a_version_1_checkpoint_under_a_trained_model_keeps_the_trained_state() -> None:
+    from breachwatch.detectors.logs.history import learn_history
+
+    trained, _ = learn_history(history_of(300), **SMALL)
+    det = small_detector()
+    run(det, [*Stream().normal_sessions(90)])
+    restored = small_detector(trained=trained)
+    restored.load_state(version_1_state(det))
+    assert learned_sessions(restored) == 300

@@ -19,7 +19,7 @@ from typing import Any
 from breachwatch.channels.registry import build_channels
 from breachwatch.core.settings import load_settings
 from breachwatch.notifier.message import EMAIL, OutboxMessage
-from breachwatch.notifier.outbox import Dispatcher
+from breachwatch.runtime.app import outbox_dispatcher
 from breachwatch.storage.db import make_engine
 
 
@@ -60,7 +60,8 @@ def main() -> None:
     engine = make_engine(settings.db_url)
     channels = build_channels(settings)
     channels[EMAIL] = KillingChannel(channels[EMAIL], os.environ.get("BREACHWATCH_TEST_KILL_AT", ""))
-    report = Dispatcher(engine, channels).dispatch_due()
+    # The service's own dispatcher: send guard and receipts included.
+    report = outbox_dispatcher(settings, engine, channels).dispatch_due()
     print(json.dumps({k: getattr(report, k) for k in report.__dataclass_fields__}))
 
 

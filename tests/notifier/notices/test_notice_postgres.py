@@ -21,6 +21,7 @@ from breachwatch.notifier.notices import (
 from breachwatch.notifier.outbox import Dispatcher
 from breachwatch.runtime.schema import init_db
 from breachwatch.storage.db import make_engine
+from tests.fixtures.notifier_env import add_staff
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 CONFIRMED_AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
@@ -30,6 +31,7 @@ CONFIRMED_AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
 def engine(postgres_url: str) -> Iterator[Engine]:
     eng = make_engine(postgres_url)
     init_db(eng)
+    add_staff(eng)
     yield eng
     eng.dispose()
 

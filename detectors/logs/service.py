@@ -1,0 +1,312 @@
+"""What the log detector has learned about one service: its templates, the templates and steps
+of its learned sessions, a sample of those sessions and the count model fitted on it, its
+recent session scores (the alert budget) and its rate of new error templates."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import heapq
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from breachwatch.core.events import LogRecord
+from breachwatch.core.findings import MAX_EVIDENCE
+from breachwatch.detectors.logs.count_model import Session as Summary
+from breachwatch.detectors.logs.count_model import SessionCountModel, Step, steps_of
+from breachwatch.detectors.logs.sessions import START, Burst, Session, record_load, record_state
+from breachwatch.detectors.logs.templates import TemplateMiner
+
+# A sampled session as stored: its hash, its template counts and its step counts.
+Sampled = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    """The detector's settings a service model needs (in seconds where they are durations)."""
+
+    similarity: float
+    max_templates: int
+    max_transitions: int
+    score_memory: int
+    score_memory_min: int
+    max_flag_rate: float
+    min_session_score: float
+    count_reservoir: int
+    count_min_sessions: int
+    count_refit_share: float
+    count_refit_interval_s: float
+    warmup_s: float
+    half_life_s: float
+
+
+def summary_of(counts: Mapping[int, int], seq: Iterable[int], leave_out: frozenset[int] = frozenset()) -> Summary:
+    """A session as the count model sees it; templates in ``leave_out`` (never seen before) are
+    taken out first, so that a new template is novelty only, not also a broken step."""
+    kept = [t for t in seq if t not in leave_out]
+    steps: dict[Step, int] = {}
+    for st in steps_of(kept):
+        steps[st] = steps.get(st, 0) + 1
+    return {t: c for t, c in counts.items() if t not in leave_out}, steps
+
+
+def _sampled(h: int, summary: Summary) -> Sampled:
+    counts, steps = summary
+    return h, tuple(sorted(counts.items())), tuple(sorted((a, b, c) for (a, b), c in steps.items()))
+
+
+def _summary(entry: Sampled) -> Summary:
+    _, counts, steps = entry
+    return dict(counts), {(a, b): c for a, b, c in steps}
+
+
+class ServiceModel:
+    """One service's learned state and its error-burst tracker."""
+
+    def __init__(self, name: str, first_ts: float, limits: ServiceLimits) -> None:
+        self.name = name
+        self.first_ts = first_ts
+        self.limits = limits
+        self.miner = TemplateMiner(similarity=limits.similarity, max_templates=limits.max_templates)
+        self.learned = 0
+        self.error_sessions = 0  # learned sessions with an ERROR or CRITICAL record
+        self.max_records = 0
+        # template id -> [learned sessions containing it, its largest count in an unflagged
+        # one, unflagged sessions containing it]
+        self.support: dict[int, list[int]] = {}
+        self.steps: dict[tuple[int, int], int] = {}
+        self.recent_scores: deque[float] = deque(maxlen=limits.score_memory)
+        self.sorted_scores: list[float] = []  # the same scores in order: the budget's quantile
+        # A uniform sample of all sessions ever closed unflagged (those whose hash is among the
+        # smallest): deterministic, bounded, needs no random-generator state and holds no ids.
+        self.sample: list[tuple[int, Sampled]] = []  # a heap on -hash
+        self.count_changes = 0  # sample entries replaced since the count model was fitted
+        self.count_fitted: list[Sampled] = []  # the sessions the current model was fitted on
+        self.count_fitted_at: float | None = None  # event time of that fit
+        self.count_model: SessionCountModel | None = None
+        # Error bursts: creations of new error templates in the window, the decayed count of
+        # such creations since warm-up and the decayed hours of exposure they happened in.
+        self.new_errors: deque[tuple[float, LogRecord, int]] = deque(maxlen=MAX_EVIDENCE)
+        self.new_error_count = 0.0
+        self.exposure_h = 0.0
+        self.clock = first_ts
+        self.burst: Burst | None = None
+
+    # --------------------------------------------------------------- state
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "first_ts": self.first_ts,
+            "learned": self.learned,
+            "error_sessions": self.error_sessions,
+            "max_records": self.max_records,
+            "support": [[t, *s] for t, s in self.support.items()],
+            "steps": [[a, b, d] for (a, b), d in self.steps.items()],
+            "recent_scores": list(self.recent_scores),
+            "sample": [_entry_state(e) for _, e in self.sample],
+            "count_changes": self.count_changes,
+            "count_fitted": [_entry_state(e) for e in self.count_fitted],
+            "count_fitted_at": self.count_fitted_at,
+            "miner": self.miner.state(),
+            "new_errors": [[t, record_state(r), tid] for t, r, tid in self.new_errors],
+            "new_error_count": self.new_error_count,
+            "exposure_h": self.exposure_h,
+            "clock": self.clock,
+            "burst": self.burst.state() if self.burst is not None else None,
+        }
+
+    @classmethod
+    def from_state(cls, name: str, s: Mapping[str, Any], limits: ServiceLimits) -> ServiceModel:
+        m = cls(name, float(s["first_ts"]), limits)
+        m.learned = int(s["learned"])
+        m.error_sessions = int(s["error_sessions"])
+        m.max_records = int(s["max_records"])
+        m.support = {int(row[0]): [int(v) for v in row[1:]] for row in s["support"]}
+        m.steps = {(int(a), int(b)): int(d) for a, b, d in s["steps"]}
+        for v in s["recent_scores"]:
+            m.push_score(float(v))
+        # Stored in heap order, which is a valid heap as it stands.
+        m.sample = [(-e[0], e) for e in (_entry_load(x) for x in s["sample"])]
+        m.count_changes = int(s["count_changes"])
+        m.count_fitted = [_entry_load(x) for x in s["count_fitted"]]
+        fitted_at = s["count_fitted_at"]
+        m.count_fitted_at = float(fitted_at) if fitted_at is not None else None
+        m.miner.load_state(s["miner"])
+        m.new_errors.extend((float(t), record_load(r), int(tid)) for t, r, tid in s["new_errors"])
+        m.new_error_count = float(s["new_error_count"])
+        m.exposure_h = float(s["exposure_h"])
+        m.clock = float(s["clock"])
+        m.burst = Burst.from_state(s["burst"]) if s["burst"] is not None else None
+        if m.count_fitted:
+            # Refit on exactly the sessions the saved model was fitted on: the fit is
+            # deterministic, so the restored model is the same model.
+            m.count_model = m._fit([_summary(e) for e in m.count_fitted])
+        return m
+
+    @classmethod
+    def from_version_1(cls, name: str, s: Mapping[str, Any], limits: ServiceLimits, now: float) -> ServiceModel:
+        """A service from a version-1 checkpoint: what it learned about templates and steps is
+        kept; its templates were mined with fewer masks, so it warms up again from ``now``
+        (sessions are learned, not flagged, until then) with counts and samples started afresh."""
+        m = cls(name, now, limits)
+        m.support = {int(row[0]): [int(v) for v in row[1:]] for row in s["support"]}
+        m.steps = {(int(a), int(b)): int(d) for a, b, d in s["steps"]}
+        m.miner.load_state(s["miner"])
+        m.clock = now
+        return m
+
+    # --------------------------------------------------------------- learning
+
+    def learn(self, sess: Session, flagged: bool) -> None:
+        """Learn a closed session's templates and steps, so that a new pattern is reported
+        once; but not a flagged session's counts and length, so that an attack's volume
+        never becomes the yardstick for the next one."""
+        self.learned += 1
+        if sess.errors:
+            self.error_sessions += 1
+        support = self.support
+        if flagged:
+            for tid in sess.counts:
+                s = support.get(tid)
+                if s is None:
+                    support[tid] = [1, 0, 0]
+                else:
+                    s[0] += 1
+        else:
+            self.max_records = max(self.max_records, sess.records)
+            for tid, c in sess.counts.items():
+                s = support.get(tid)
+                if s is None:
+                    support[tid] = [1, c, 1]
+                else:
+                    s[0] += 1
+                    s[2] += 1
+                    if c > s[1]:
+                        s[1] = c
+        steps = self.steps
+        for step in sess.steps:
+            steps[step] = steps.get(step, 0) + 1
+        if len(support) > 2 * self.limits.max_templates:
+            self.support = {t: s for t, s in support.items() if t in self.miner}
+        if len(steps) > self.limits.max_transitions:
+            self._trim_steps(self.limits.max_transitions)
+
+    def _trim_steps(self, cap: int) -> None:
+        miner = self.miner
+        kept = {st: d for st, d in self.steps.items() if (st[0] == START or st[0] in miner) and st[1] in miner}
+        if len(kept) > cap:
+            # Drop the least-seen tenth; a stable sort keeps older entries first among equals,
+            # so the choice is the same on every replay.
+            ranked = sorted(kept.items(), key=lambda kv: kv[1])
+            drop = {st for st, _ in ranked[: len(kept) - int(cap * 0.9)]}
+            kept = {st: d for st, d in kept.items() if st not in drop}
+        self.steps = kept
+
+    def sample_session(self, sess: Session) -> None:
+        """Offer a closed, unflagged session to the count model's sample."""
+        h = int.from_bytes(hashlib.blake2b(sess.identity().encode("utf-8"), digest_size=8).digest(), "big")
+        heap = self.sample
+        if len(heap) < self.limits.count_reservoir:
+            heapq.heappush(heap, (-h, _sampled(h, summary_of(sess.counts, sess.seq))))
+            self.count_changes += 1
+        elif h < -heap[0][0]:
+            heapq.heapreplace(heap, (-h, _sampled(h, summary_of(sess.counts, sess.seq))))
+            self.count_changes += 1
+
+    def model_at(self, now: float) -> SessionCountModel | None:
+        """The count model, refitted first if a good part of its sample has changed and it is
+        at least ``count_refit_interval`` old in event time (``now``). Fitted when a session
+        closes, so that which model judged a session is fixed by event time alone."""
+        lim = self.limits
+        n = len(self.sample)
+        if n < lim.count_min_sessions:
+            return self.count_model
+        if self.count_model is not None:
+            if self.count_changes < lim.count_refit_share * n:
+                return self.count_model
+            # The sample changes fastest while a service is new; a day's worth of sessions is
+            # what a refit must reflect, not the last few hours'.
+            if self.count_fitted_at is not None and now - self.count_fitted_at < lim.count_refit_interval_s:
+                return self.count_model
+        return self.refit(now)
+
+    def refit(self, now: float, *, full: bool = False) -> SessionCountModel:
+        """Fit the count model on the sample now (event time ``now``). Sampled sessions the
+        model in force finds anomalous are left out (unless ``full``), so that a pattern first
+        flagged by its counts never becomes part of the yardstick; what the first fit (or a
+        history given to ``train``, fitted in full) learned stays normal."""
+        lim = self.limits
+        entries = [e for _, e in sorted(self.sample, key=lambda x: x[0])]
+        previous = self.count_model
+        if not full and previous is not None and previous.ready_:
+            scores = previous.score_samples([_summary(e) for e in entries])
+            kept = [e for e, s in zip(entries, scores, strict=True) if s <= 1.0 + 1e-6]
+            if len(kept) >= lim.count_min_sessions:
+                entries = kept
+        self.count_fitted = entries
+        self.count_fitted_at = now
+        self.count_model = self._fit([_summary(e) for e in entries])
+        self.count_changes = 0
+        return self.count_model
+
+    def _fit(self, sessions: list[Summary]) -> SessionCountModel:
+        lim = self.limits
+        # The limit lets the alert budget's share of learned sessions be over it.
+        quantile = 1.0 - lim.max_flag_rate
+        return SessionCountModel(quantile=quantile, min_sessions=lim.count_min_sessions).fit(sessions)
+
+    # --------------------------------------------------------------- the alert budget
+
+    def push_score(self, raw: float) -> None:
+        scores, ordered = self.recent_scores, self.sorted_scores
+        if scores.maxlen is not None and len(scores) == scores.maxlen:
+            del ordered[bisect.bisect_left(ordered, scores[0])]
+        scores.append(raw)
+        bisect.insort(ordered, raw)
+
+    def threshold(self) -> float:
+        """The raw score a session needs: ``min_session_score`` at least, more if this
+        service's recent sessions are so varied that the alert budget would be overspent."""
+        lim = self.limits
+        ranked = self.sorted_scores
+        if len(ranked) < lim.score_memory_min:
+            return lim.min_session_score
+        idx = min(len(ranked) - 1, math.ceil((1.0 - lim.max_flag_rate) * len(ranked)) - 1)
+        return max(lim.min_session_score, ranked[max(idx, 0)] + 1e-9)
+
+    def error_surprise(self) -> float:
+        """How unusual a session with an ERROR or CRITICAL record is here: -log10 of the share
+        of learned sessions that had one (Laplace-smoothed, so a short history cannot make it
+        infinite)."""
+        return -math.log10((self.error_sessions + 1) / (self.learned + 2))
+
+    # --------------------------------------------------------------- rates
+
+    def advance(self, t: float) -> None:
+        """Decay the new-error-template rate to event time ``t`` (only after warm-up); called
+        once a second of event time at most, which gives the same sums for less work."""
+        lim = self.limits
+        since = self.first_ts + lim.warmup_s
+        start = max(self.clock, since)
+        if t > start:
+            f = 0.5 ** ((t - start) / lim.half_life_s)
+            self.new_error_count *= f
+            self.exposure_h = self.exposure_h * f + (1.0 - f) * lim.half_life_s / 3600.0 / math.log(2)
+        self.clock = t
+
+
+def _entry_state(e: Sampled) -> list[Any]:
+    h, counts, steps = e
+    return [h, [list(c) for c in counts], [list(s) for s in steps]]
+
+
+def _entry_load(x: list[Any]) -> Sampled:
+    h, counts, steps = x
+    return (
+        int(h),
+        tuple((int(t), int(c)) for t, c in counts),
+        tuple((int(a), int(b), int(c)) for a, b, c in steps),
+    )
