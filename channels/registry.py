@@ -1,9 +1,12 @@
 """The delivery channels a deployment uses, built from its settings: mail (file, SendGrid or
-SMTP) and the paging channels besides it (Slack, PagerDuty, a signed webhook)."""
+SMTP), the paging channels besides it (Slack, PagerDuty, a signed webhook) and Jira."""
 
 from __future__ import annotations
 
+from sqlalchemy.engine import Engine
+
 from breachwatch.channels.file import FileChannel
+from breachwatch.channels.jira import JiraChannel
 from breachwatch.channels.pagerduty import PagerDutyChannel
 from breachwatch.channels.sendgrid_api import SendGridChannel
 from breachwatch.channels.slack import SlackChannel
@@ -12,7 +15,9 @@ from breachwatch.channels.webhook import WebhookChannel
 from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.notifier.alerts import paging_channel_names
 from breachwatch.notifier.delivery import Channel
+from breachwatch.notifier.integrations import jira_configured
 from breachwatch.notifier.message import EMAIL
+from breachwatch.notifier.tickets import TicketBook
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
@@ -51,3 +56,19 @@ def oncall_channels(settings: Settings) -> dict[str, Channel]:
     if "webhook" in names and settings.webhook_url:
         channels["webhook"] = WebhookChannel(settings.webhook_url, settings.secret("webhook_secret") or "")
     return channels
+
+
+def ticket_channels(settings: Settings, engine: Engine) -> dict[str, Channel]:
+    """The ticketing channels configured (Jira), keeping their issue keys in ``engine``."""
+    if not jira_configured(settings):
+        return {}
+    return {
+        "jira": JiraChannel(
+            settings.jira_url or "",
+            settings.jira_email or "",
+            settings.secret("jira_api_token") or "",
+            settings.jira_project or "",
+            TicketBook(engine, "jira"),
+            issue_type=settings.jira_issue_type,
+        )
+    }

@@ -1,34 +1,34 @@
-"""Generic webhook channel: the message as JSON, POSTed and signed with HMAC-SHA256.
+"""Generic webhook channel: each message as JSON, POSTed and signed the Standard Webhooks way
+(standardwebhooks.com), so a receiver verifies it with any of that scheme's stock libraries.
 
-The receiver checks ``X-BreachWatch-Signature: v1=<hex>``, the HMAC-SHA256 of
-``<timestamp>.<body>`` under the shared secret, where ``<timestamp>`` is the Unix time in
-``X-BreachWatch-Timestamp``; a timestamp outside its tolerance is a replay. The outbox id
-travels as ``X-BreachWatch-Message-Id`` so a receiver can drop a repeat. Also home of the
-small JSON-over-HTTP helper the Slack and PagerDuty channels share.
+Headers: ``webhook-id`` (the outbox id: the same on every retry, so a receiver drops a repeat),
+``webhook-timestamp`` (Unix seconds) and ``webhook-signature`` (``v1,<base64>``: HMAC-SHA256
+under the base64-decoded ``whsec_`` secret over ``<id>.<timestamp>.<body>``). The body is
+``{"type", "timestamp", "data"}``: a page's type is its message type (``oncall_deadline``...),
+an incident change's is ``incident.<what happened>``. Also home of the small JSON-over-HTTP
+helper the Slack, PagerDuty and Jira channels share.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
+from standardwebhooks.webhooks import Webhook
 
 from breachwatch.notifier.delivery import PermanentError, RetryableError
 from breachwatch.notifier.message import OutboxMessage, one_line
 
-SIGNATURE_HEADER = "X-BreachWatch-Signature"
-TIMESTAMP_HEADER = "X-BreachWatch-Timestamp"
-MESSAGE_ID_HEADER = "X-BreachWatch-Message-Id"
-SIGNATURE_VERSION = "v1"
-DEFAULT_TOLERANCE_S = 300
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 MAX_TEXT = 100_000
 
 
@@ -56,18 +56,20 @@ def retry_after(value: str | None) -> float | None:
         return None
 
 
-def post_json(
+def send_json(
     client: httpx.Client,
+    method: str,
     url: str,
-    body: bytes,
+    body: bytes | None,
     *,
     what: str,
     headers: Mapping[str, str] | None = None,
     secrets: tuple[str, ...] = (),
 ) -> httpx.Response:
-    """POST ``body`` and map the outcome to the channel contract: 2xx returns the response;
-    429, 408, 5xx and network trouble raise ``RetryableError``; other statuses ``PermanentError``.
-    Error texts name only the host, never the URL's path or a secret."""
+    """Send a JSON request and map the outcome to the channel contract: 2xx returns the
+    response; 429, 408, 5xx and network trouble raise ``RetryableError`` (with the provider's
+    Retry-After); other statuses ``PermanentError``. Error texts name only the host, never the
+    URL's path or a secret."""
 
     def clean(text: str) -> str:
         for s in secrets:
@@ -75,8 +77,9 @@ def post_json(
                 text = text.replace(s, "[redacted]")
         return one_line(text, 200)
 
+    sent = {"Accept": "application/json", **({"Content-Type": "application/json"} if body is not None else {})}
     try:
-        response = client.post(url, content=body, headers={"Content-Type": "application/json", **(headers or {})})
+        response = client.request(method, url, content=body, headers={**sent, **(headers or {})})
     except httpx.TimeoutException:
         raise RetryableError(f"{what}: {where(url)} timed out") from None
     except httpx.HTTPError as exc:
@@ -91,10 +94,17 @@ def post_json(
     raise PermanentError(text)
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header value for ``body`` sent at ``timestamp``."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
+def post_json(
+    client: httpx.Client,
+    url: str,
+    body: bytes,
+    *,
+    what: str,
+    headers: Mapping[str, str] | None = None,
+    secrets: tuple[str, ...] = (),
+) -> httpx.Response:
+    """POST ``body`` (see ``send_json``)."""
+    return send_json(client, "POST", url, body, what=what, headers=headers, secrets=secrets)
 
 
 def fresh_timestamp(timestamp: str, *, now: float | None, tolerance_s: int) -> int | None:
@@ -105,23 +115,6 @@ def fresh_timestamp(timestamp: str, *, now: float | None, tolerance_s: int) -> i
     except (TypeError, ValueError, OverflowError):  # OverflowError: too many digits for a float
         return None
     return sent if age <= tolerance_s else None
-
-
-def verify(
-    secret: SecretStr | str,
-    body: bytes,
-    timestamp: str,
-    signature: str,
-    *,
-    now: float | None = None,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-) -> bool:
-    """What a receiver does: the signature matches and the timestamp is recent."""
-    sent = fresh_timestamp(timestamp, now=now, tolerance_s=tolerance_s)
-    if sent is None:
-        return False
-    expected = sign(_secret(secret), str(sent), body)
-    return hmac.compare_digest(expected.encode(), (signature or "").encode())
 
 
 class HttpClientMixin:
@@ -161,7 +154,9 @@ class WebhookChannel(HttpClientMixin):
         if not key:
             raise ValueError("a webhook secret is required: unsigned webhooks could be forged")
         self.url = url
-        self._secret = key
+        # Raises for a secret that is not base64: settings refuse one at start-up already.
+        self._signer = Webhook(key)
+        self._key = key
         self.clock = clock
         self._timeout = timeout
         self._transport = transport
@@ -170,31 +165,34 @@ class WebhookChannel(HttpClientMixin):
     def __repr__(self) -> str:
         return f"WebhookChannel({where(self.url)!r})"
 
-    def payload(self, message: OutboxMessage) -> dict[str, Any]:
+    def payload(self, message: OutboxMessage, at: datetime) -> dict[str, Any]:
         return {
-            "id": message.message_id,
-            "type": message.message_type,
-            "incident_id": message.incident_id,
-            "recipient": message.recipient,
-            "subject": message.subject,
-            "text": message.body_text[:MAX_TEXT],
-            "headers": dict(message.headers),
-            "attempt": message.attempt,
+            "type": message.message_type or "message",
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "data": {
+                "id": message.message_id,
+                "incident_id": message.incident_id,
+                "recipient": message.recipient,
+                "subject": message.subject,
+                "text": message.body_text[:MAX_TEXT],
+                "headers": dict(message.headers),
+                "attempt": message.attempt,
+            },
         }
 
     def send(self, message: OutboxMessage) -> str:
-        body = json.dumps(self.payload(message), ensure_ascii=False, separators=(",", ":")).encode()
-        timestamp = str(int(self.clock()))
+        at = datetime.fromtimestamp(int(self.clock()), tz=UTC)
+        body = json.dumps(self.payload(message, at), ensure_ascii=False, separators=(",", ":")).encode()
         post_json(
             self._http(),
             self.url,
             body,
             what="webhook",
             headers={
-                TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
-                MESSAGE_ID_HEADER: message.message_id,
+                ID_HEADER: message.message_id,
+                TIMESTAMP_HEADER: str(int(at.timestamp())),
+                SIGNATURE_HEADER: self._signer.sign(message.message_id, at, body),
             },
-            secrets=(self._secret,),
+            secrets=(self._key,),
         )
         return message.message_id

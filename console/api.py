@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from breachwatch.console.context import CSRF_HEADER, Caller, ctx_of
 from breachwatch.core.clock import utcnow
-from breachwatch.incidents import lifecycle, queries
+from breachwatch.core.settings import Settings
+from breachwatch.incidents import lifecycle, ocsf, queries
 from breachwatch.incidents.activity import actor_activity
 from breachwatch.incidents.lifecycle import IncidentNotFound, LifecycleError
 from breachwatch.incidents.model import IncidentOut
@@ -25,7 +26,7 @@ from breachwatch.notifier import notices as notices_module
 from breachwatch.notifier import timeline
 from breachwatch.notifier.paging import silences
 from breachwatch.notifier.paging.silences import SilenceError, SilenceRow
-from breachwatch.runtime.app import breach_hooks
+from breachwatch.runtime.app import breach_hooks, lifecycle_hooks
 from breachwatch.storage import audit
 
 router = APIRouter(prefix="/api", tags=["incidents"])
@@ -302,6 +303,10 @@ def _get(session: Session, incident_id: str) -> IncidentRow:
     return row
 
 
+def _settings(request: Request) -> Settings:
+    return ctx_of(request).settings
+
+
 def _conflict(exc: Exception) -> HTTPException:
     return HTTPException(status_code=409, detail=str(exc))
 
@@ -380,6 +385,16 @@ def get_activity(request: Request, incident_id: str, caller: Viewer) -> Activity
     )
 
 
+@router.get("/incidents/{incident_id}/ocsf")
+def get_ocsf(request: Request, incident_id: str, caller: Viewer) -> dict[str, Any]:
+    """The incident and its findings as it stands, as an OCSF Detection Finding (class 2004):
+    the record the findings topic carries for each change."""
+    with ctx_of(request).session() as session:
+        incident = _get(session, incident_id)
+        findings = queries.findings(session, incident_id)
+        return ocsf.detection_finding(incident, findings, breach=lifecycle.breach(session, incident_id))
+
+
 def _lifecycle_action(
     request: Request,
     incident_id: str,
@@ -410,7 +425,12 @@ def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: R
         request,
         incident_id,
         lambda s: lifecycle.confirm_breach(
-            s, incident_id, caller.actor, body.reason or "", on_confirmed=breach_hooks(settings)
+            s,
+            incident_id,
+            caller.actor,
+            body.reason or "",
+            on_confirmed=breach_hooks(settings),
+            on_change=lifecycle_hooks(settings),
         ),
     )
 
@@ -421,7 +441,9 @@ def merge(request: Request, incident_id: str, body: MergeIn, caller: Responder) 
     return _lifecycle_action(
         request,
         incident_id,
-        lambda s: lifecycle.merge(s, incident_id, body.source_ids, caller.actor, body.reason),
+        lambda s: lifecycle.merge(
+            s, incident_id, body.source_ids, caller.actor, body.reason, on_change=lifecycle_hooks(_settings(request))
+        ),
         not_found="no incident {exc}",
     )
 
@@ -432,7 +454,9 @@ def split(request: Request, incident_id: str, body: SplitIn, caller: Responder) 
     return _lifecycle_action(
         request,
         incident_id,
-        lambda s: lifecycle.split(s, incident_id, body.finding_ids, caller.actor, body.reason),
+        lambda s: lifecycle.split(
+            s, incident_id, body.finding_ids, caller.actor, body.reason, on_change=lifecycle_hooks(_settings(request))
+        ),
         shows_new=True,
     )
 
@@ -443,7 +467,9 @@ def act(request: Request, incident_id: str, action: Action, body: ReasonIn, call
     return _lifecycle_action(
         request,
         incident_id,
-        lambda s: lifecycle.transition(s, incident_id, action, caller.actor, body.reason),
+        lambda s: lifecycle.transition(
+            s, incident_id, action, caller.actor, body.reason, on_change=lifecycle_hooks(_settings(request))
+        ),
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breachwatch.channels import sendgrid_events
-from breachwatch.console import access_requests, api, transparency, views
+from breachwatch.console import access_requests, api, transparency, views, webhooks
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
@@ -54,6 +54,7 @@ def create_app(
     app.state.ctx = ConsoleContext(settings, engine, password_hasher=password_hasher, throttle=throttle)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api.router)
+    app.include_router(webhooks.router)
     app.include_router(views.router)
     # SendGrid's signed event webhook: delivery receipts, which also settle sends whose answer
     # was lost (the outbox asks them before the provider's look-up). 503 until a key is set.

@@ -27,7 +27,7 @@ from breachwatch.notifier import notices as notices_mod
 from breachwatch.notifier import timeline
 from breachwatch.notifier.paging import silences
 from breachwatch.notifier.paging.silences import SilenceError
-from breachwatch.runtime.app import breach_hooks
+from breachwatch.runtime.app import breach_hooks, lifecycle_hooks
 from breachwatch.storage import audit
 
 log = logging.getLogger(__name__)
@@ -369,7 +369,9 @@ def incident_action(
         return ctx.page(request, "error.html", caller, status=404, title="No such action", message="")
     try:
         with ctx.session() as session, session.begin():
-            lifecycle.transition(session, incident_id, action, caller.actor, reason)
+            lifecycle.transition(
+                session, incident_id, action, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings)
+            )
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
     except LifecycleError as exc:
@@ -390,7 +392,12 @@ def confirm_breach(
     try:
         with ctx.session() as session, session.begin():
             lifecycle.confirm_breach(
-                session, incident_id, caller.actor, reason, on_confirmed=breach_hooks(ctx.settings)
+                session,
+                incident_id,
+                caller.actor,
+                reason,
+                on_confirmed=breach_hooks(ctx.settings),
+                on_change=lifecycle_hooks(ctx.settings),
             )
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
@@ -413,7 +420,7 @@ def merge(
     ids = [s.strip() for s in source_ids.replace(",", " ").split() if s.strip()]
     try:
         with ctx.session() as session, session.begin():
-            lifecycle.merge(session, incident_id, ids, caller.actor, reason)
+            lifecycle.merge(session, incident_id, ids, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings))
     except IncidentNotFound as exc:
         return _render_incident_error(request, caller, incident_id, f"No incident {str(exc)[:64]}.", 404)
     except LifecycleError as exc:
@@ -436,7 +443,9 @@ def _split(
 ) -> Any:
     try:
         with ctx.session() as session, session.begin():
-            new = lifecycle.split(session, incident_id, finding_ids, caller.actor, reason)
+            new = lifecycle.split(
+                session, incident_id, finding_ids, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings)
+            )
             new_id = new.incident_id
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")

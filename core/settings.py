@@ -10,6 +10,8 @@ names; the environment wins over the file. Secrets are ``SecretStr``: they never
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import tomllib
@@ -28,6 +30,8 @@ SECRET_FIELDS = (
     "slack_webhook_url",
     "pagerduty_routing_key",
     "webhook_secret",
+    "pagerduty_webhook_secret",
+    "jira_api_token",
     "pseudonym_key",
     "console_secret_key",
 )
@@ -118,9 +122,44 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     slack_webhook_url: SecretStr | None = None
     pagerduty_url: str = Field(default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://")
-    pagerduty_routing_key: SecretStr | None = None
-    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
-    webhook_secret: SecretStr | None = None
+    pagerduty_routing_key: SecretStr | None = Field(
+        default=None,
+        description="PagerDuty Events API v2 integration key: incidents are triggered when paged, "
+        "acknowledged and resolved as they are here",
+    )
+    pagerduty_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="signing secret(s) of the PagerDuty webhook v3 subscription, comma-separated while "
+        "rotating; set it to let acknowledgements and resolutions in PagerDuty reach incidents here "
+        "(POST /webhooks/pagerduty on the console)",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="generic webhook: every page and every incident change POSTed as JSON, signed "
+        "with the Standard Webhooks scheme",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the webhook's Standard Webhooks secret: whsec_ followed by base64 of 24-64 random bytes",
+    )
+    jira_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+/?$",
+        description="Jira Cloud site, e.g. https://example.atlassian.net: one issue per incident",
+    )
+    jira_email: str | None = Field(default=None, description="the Atlassian account the API token belongs to")
+    jira_api_token: SecretStr | None = Field(default=None, description="that account's Jira API token")
+    jira_project: str | None = Field(
+        default=None, pattern=r"^[A-Z][A-Z0-9_]{0,49}$", description="key of the Jira project issues are opened in"
+    )
+    jira_issue_type: str = Field(default="Task", min_length=1, max_length=60, description="issue type to open")
+    ocsf_topic: str = Field(
+        default="breachwatch.findings.ocsf",
+        pattern=r"^[A-Za-z0-9._-]{0,200}$",
+        description="Kafka topic (after BREACHWATCH_TOPIC_PREFIX) receiving every incident as an OCSF "
+        "Detection Finding, keyed by incident id, once per change; empty turns it off",
+    )
     sendgrid_webhook_public_key: str | None = Field(
         default=None,
         min_length=40,
@@ -199,6 +238,14 @@ class Settings(BaseSettings):
             raise ValueError("pseudonyms need BREACHWATCH_PSEUDONYM_KEY (at least 16 characters)")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Standard Webhooks secrets are base64 keys; a free-form string would fail at the first send.
+        if value is not None and value.get_secret_value() and not _is_webhook_key(value.get_secret_value()):
+            raise ValueError("must be whsec_ followed by base64 of 24 to 64 random bytes (Standard Webhooks)")
+        return value
+
     @field_validator("oncall_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: Any) -> Any:
@@ -248,6 +295,14 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+def _is_webhook_key(secret: str) -> bool:
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
 
 
 def _read_file(path: Path) -> dict[str, Any]:

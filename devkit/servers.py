@@ -1,18 +1,24 @@
-"""A local server that speaks enough of SendGrid's v3 API for the official client: Mail Send
-(``POST /v3/mail/send``) and the Email Activity feed (``GET /v3/messages``).
+"""Local servers that speak providers' APIs, for the tests and the demo: SendGrid's v3 API
+(``SendGridServer``) and Jira Cloud's REST API v3 (``JiraServer``).
 
-It is a real HTTP server on 127.0.0.1, used by the tests and by the demo in place of
-api.sendgrid.com (point ``BREACHWATCH_SENDGRID_HOST`` at ``.url``). It checks the bearer key
-and the request body as SendGrid does, answers with SendGrid-shaped errors, can be told to
-fail the next calls (429 with Retry-After, 5xx, 400) or to accept a message and then stall
-without answering (the client times out although SendGrid has the message), records what it
-accepted, and, given a URL and a signing key, posts signed "processed" events for each accepted
-message to an event webhook as SendGrid does.
+``SendGridServer`` speaks enough of SendGrid for the official client: Mail Send
+(``POST /v3/mail/send``) and the Email Activity feed (``GET /v3/messages``); point
+``BREACHWATCH_SENDGRID_HOST`` at its ``.url``. Besides failing on request, it can accept a
+message and then stall without answering (the client times out although SendGrid has the
+message) and, given a URL and a signing key, post signed "processed" events for each accepted
+message to an event webhook as SendGrid does. ``JiraServer`` speaks the issue, search, comment
+and transition endpoints the Jira channel uses; point ``BREACHWATCH_JIRA_URL`` at it.
+
+Each is a real HTTP server on 127.0.0.1. It checks credentials and request bodies as the
+provider does, answers with the provider's error shapes, can be told to fail the next calls
+(429 with Retry-After, 5xx, 400), and records what it accepted.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import itertools
 import json
 import logging
 import re
@@ -26,8 +32,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Self
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -396,24 +402,25 @@ class _Server(ThreadingHTTPServer):
         self.state = state
 
 
-class SendGridServer:
-    """A local SendGrid stand-in on 127.0.0.1 (a free port unless one is given)."""
+class _LocalServer:
+    """Start, stop and address of a local HTTP server on its own thread (a free port unless
+    one is given); a subclass says which server it runs (``_make``)."""
 
-    def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._state = _State(api_key=api_key)
-        self._host = host
-        self._port = port
-        self._server: _Server | None = None
+    _thread_name = "local-server"
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def __repr__(self) -> str:
-        return f"SendGridServer(url={self.url if self._server else None!r})"
+    def _make(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        raise NotImplementedError
 
-    def start(self) -> SendGridServer:
+    def start(self) -> Self:
         if self._server is None:
-            self._server = _Server((self._host, self._port), self._state)
+            self._server = self._make(self._address)
             self._thread = threading.Thread(
-                target=self._server.serve_forever, args=(0.05,), name="sendgrid-local", daemon=True
+                target=self._server.serve_forever, args=(0.05,), name=self._thread_name, daemon=True
             )
             self._thread.start()
         return self
@@ -427,7 +434,7 @@ class SendGridServer:
             self._server = None
             self._thread = None
 
-    def __enter__(self) -> SendGridServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -435,11 +442,27 @@ class SendGridServer:
 
     @property
     def url(self) -> str:
-        """The base URL to give the client as its ``host``."""
+        """The base URL to give the client."""
         if self._server is None:
             raise RuntimeError("the server is not running")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+
+class SendGridServer(_LocalServer):
+    """A local SendGrid stand-in on 127.0.0.1; give its ``url`` to the client as its ``host``."""
+
+    _thread_name = "sendgrid-local"
+
+    def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self._state = _State(api_key=api_key)
+
+    def __repr__(self) -> str:
+        return f"SendGridServer(url={self.url if self._server else None!r})"
+
+    def _make(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        return _Server(address, self._state)
 
     def fail_next(
         self, status: int, times: int = 1, *, retry_after: float | None = None, path: str = MAIL_SEND
@@ -512,3 +535,321 @@ def post_signed_events(url: str, private_key: ec.EllipticCurvePrivateKey, events
     except OSError as exc:
         log.warning("event webhook %s unreachable: %s", url, type(exc).__name__)
         return 0
+
+
+# --- Jira Cloud ------------------------------------------------------------------------------
+
+JIRA_API = "/rest/api/3"
+NOT_FOUND = "Issue does not exist or you do not have permission to see it."
+# A simple workflow: status -> (status category, transitions as (id, name, to)).
+WORKFLOW: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    "To Do": ("new", (("11", "Start progress", "In Progress"), ("31", "Done", "Done"))),
+    "In Progress": ("indeterminate", (("21", "Stop progress", "To Do"), ("31", "Done", "Done"))),
+    "Done": ("done", (("41", "Reopen", "To Do"),)),
+}
+_JQL_TERM = re.compile(r'^\s*(project|labels)\s*=\s*"([^"]*)"\s*$', re.IGNORECASE)
+
+
+def is_adf(doc: Any) -> bool:
+    """Whether ``doc`` is an Atlassian Document: the only text Jira's v3 API takes."""
+    if not isinstance(doc, dict) or doc.get("type") != "doc" or doc.get("version") != 1:
+        return False
+    content = doc.get("content")
+    return isinstance(content, list) and all(isinstance(n, dict) and isinstance(n.get("type"), str) for n in content)
+
+
+def _errors(messages: list[str] | None = None, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"errorMessages": messages or [], "errors": fields or {}}
+
+
+@dataclass(slots=True)
+class JiraIssue:
+    """One issue the local Jira holds."""
+
+    id: str
+    key: str
+    fields: dict[str, Any]
+    status: str = "To Do"
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    created: float = field(default_factory=time.monotonic)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.fields.get("labels") or [])
+
+    @property
+    def summary(self) -> str:
+        return str(self.fields.get("summary", ""))
+
+    def comment_texts(self) -> list[str]:
+        """Each comment's text, its paragraphs joined by new lines."""
+        return ["\n".join(_adf_text(c["body"])) for c in self.comments]
+
+
+def _adf_text(doc: dict[str, Any]) -> list[str]:
+    return ["".join(t.get("text", "") for t in p.get("content", [])) for p in doc.get("content", [])]
+
+
+@dataclass(slots=True)
+class _JiraState:
+    auth: str
+    project: str
+    issue_types: frozenset[str]
+    search_lag_s: float
+    # Re-entrant: a request holds it throughout, and its answer is logged under it too.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    issues: dict[str, JiraIssue] = field(default_factory=dict)
+    ids: Any = field(default_factory=lambda: itertools.count(10001))
+    requests: list[RequestRecord] = field(default_factory=list)
+    script: deque[_Scripted] = field(default_factory=deque)
+
+
+class _JiraHandler(BaseHTTPRequestHandler):
+    server: _JiraHttp
+    server_version = "LocalJira/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("jira-local: " + format, *args)
+
+    def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None, text: str = "") -> None:
+        state = self.server.state
+        with state.lock:
+            state.requests.append(RequestRecord(self.command, urlsplit(self.path).path, status))
+        data = text.encode() if text else (b"" if body is None else json.dumps(body).encode())
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if data:
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def _body(self) -> Any:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return json.loads(raw) if raw else None
+
+    def _admitted(self, path: str) -> bool:
+        """Credentials, then any scripted failure (answers and returns False if either stops it)."""
+        state = self.server.state
+        if not secrets.compare_digest(self.headers.get("Authorization", "").encode(), state.auth.encode()):
+            # Jira answers a bad token in plain text, not as an ErrorCollection.
+            self._reply(401, text="Client must be authenticated to access this resource.")
+            return False
+        with state.lock:
+            step = state.script.popleft() if state.script and path.startswith(state.script[0].path) else None
+        if step is None:
+            return True
+        headers = {"Retry-After": f"{step.retry_after:g}"} if step.retry_after is not None else {}
+        if step.status == 429:
+            headers["RateLimit-Reason"] = "jira-burst-based"
+        words = {429: "Rate limit exceeded.", 400: "Bad request."}.get(step.status, "Internal server error.")
+        self._reply(step.status, _errors([words]), headers)
+        return False
+
+    def _issue(self, key: str) -> JiraIssue | None:
+        issue = self.server.state.issues.get(key)
+        if issue is None:
+            self._reply(404, _errors([NOT_FOUND]))
+        return issue
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def _route(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        body = self._body() if method == "POST" else None
+        if not path.startswith(JIRA_API) or not self._admitted(path):
+            if not path.startswith(JIRA_API):
+                self._reply(404, _errors(["Not found."]))
+            return
+        rest = path[len(JIRA_API) :].strip("/").split("/")
+        query = parse_qs(parts.query)
+        with self.server.state.lock:
+            if rest == ["issue"] and method == "POST":
+                self._create(body)
+            elif rest == ["search", "jql"]:
+                self._search(body if method == "POST" else {k: v[0] for k, v in query.items()})
+            elif len(rest) == 2 and rest[0] == "issue" and method == "GET":
+                self._show(rest[1])
+            elif len(rest) == 3 and rest[0] == "issue" and rest[2] == "comment":
+                self._comment(rest[1], body) if method == "POST" else self._comments(rest[1], query)
+            elif len(rest) == 3 and rest[0] == "issue" and rest[2] == "transitions":
+                self._transition(rest[1], body) if method == "POST" else self._transitions(rest[1])
+            else:
+                self._reply(404, _errors(["Not found."]))
+
+    def _create(self, body: Any) -> None:
+        state = self.server.state
+        fields = body.get("fields") if isinstance(body, dict) else None
+        if not isinstance(fields, dict):
+            self._reply(400, _errors(["The request body must hold fields."]))
+            return
+        problems: dict[str, str] = {}
+        if (fields.get("project") or {}).get("key") != state.project:
+            problems["project"] = "Specify a valid project ID or key"
+        if (fields.get("issuetype") or {}).get("name") not in state.issue_types:
+            problems["issuetype"] = "Specify a valid issue type"
+        summary = fields.get("summary")
+        if not isinstance(summary, str) or not summary.strip():
+            problems["summary"] = "You must specify a summary of the issue."
+        elif len(summary) > 255 or "\n" in summary:
+            problems["summary"] = "Summary must be less than 255 characters and on one line."
+        if "description" in fields and not is_adf(fields["description"]):
+            problems["description"] = "Operation value must be an Atlassian Document (see the ADF)"
+        labels = fields.get("labels", [])
+        if not isinstance(labels, list) or any(not isinstance(x, str) or not x or " " in x for x in labels):
+            problems["labels"] = "Labels cannot contain spaces."
+        if problems:
+            self._reply(400, _errors(fields=problems))
+            return
+        n = next(state.ids)
+        key = f"{state.project}-{n - 10000}"
+        state.issues[key] = JiraIssue(id=str(n), key=key, fields=fields)
+        self._reply(201, {"id": str(n), "key": key, "self": f"{self._base()}/issue/{n}"})
+
+    def _base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{JIRA_API}"
+
+    def _search(self, body: Any) -> None:
+        state = self.server.state
+        jql = str((body or {}).get("jql") or "")
+        where = jql.split(" ORDER BY ", 1)[0] if " ORDER BY " in jql.upper() else jql
+        terms = [t for t in re.split(r"\s+AND\s+", where, flags=re.IGNORECASE) if t.strip()]
+        matches = [_JQL_TERM.match(t) for t in terms]
+        if not terms or any(m is None for m in matches):
+            self._reply(400, _errors(['Unbounded or unsupported JQL: use project = "X" AND labels = "y".']))
+            return
+        now = time.monotonic()
+        terms_of = [(m.group(1).lower(), m.group(2)) for m in matches if m is not None]
+        hits = [
+            i
+            for i in state.issues.values()
+            if now - i.created >= state.search_lag_s  # the index lags behind what was just created
+            and all((i.fields["project"]["key"] == v) if k == "project" else v in i.labels for k, v in terms_of)
+        ]
+        wanted = list((body or {}).get("fields") or [])
+        found = [
+            {
+                "id": i.id,
+                "key": i.key,
+                "self": f"{self._base()}/issue/{i.id}",
+                **({"fields": {"status": self._status(i)}} if "status" in wanted else {}),
+            }
+            for i in sorted(hits, key=lambda i: int(i.id))
+        ]
+        self._reply(200, {"issues": found[: int((body or {}).get("maxResults") or 50)], "isLast": True})
+
+    @staticmethod
+    def _status(issue: JiraIssue) -> dict[str, Any]:
+        category = WORKFLOW[issue.status][0]
+        return {"name": issue.status, "statusCategory": {"key": category}}
+
+    def _show(self, key: str) -> None:
+        issue = self._issue(key)
+        if issue is not None:
+            self._reply(200, {"id": issue.id, "key": issue.key, "fields": {"status": self._status(issue)}})
+
+    def _comment(self, key: str, body: Any) -> None:
+        issue = self._issue(key)
+        if issue is None:
+            return
+        if not isinstance(body, dict) or not is_adf(body.get("body")):
+            self._reply(400, _errors(fields={"comment": "Comment body is not valid!"}))
+            return
+        comment = {
+            "id": str(10000 + sum(len(i.comments) for i in self.server.state.issues.values())),
+            "body": body["body"],
+            "created": datetime.now(UTC).isoformat(),
+            "properties": list(body.get("properties") or []),
+        }
+        issue.comments.append(comment)
+        self._reply(201, {k: v for k, v in comment.items() if k != "properties"})
+
+    def _comments(self, key: str, query: dict[str, list[str]]) -> None:
+        issue = self._issue(key)
+        if issue is None:
+            return
+        expand = "properties" in query.get("expand", [""])[0]
+        ordered = issue.comments[::-1] if query.get("orderBy", [""])[0] == "-created" else issue.comments
+        limit = int(query.get("maxResults", ["5000"])[0])
+        shown = [{k: v for k, v in c.items() if k != "properties" or expand} for c in ordered[:limit]]
+        self._reply(200, {"startAt": 0, "maxResults": limit, "total": len(issue.comments), "comments": shown})
+
+    def _transitions(self, key: str) -> None:
+        issue = self._issue(key)
+        if issue is not None:
+            options = [
+                {"id": t, "name": name, "to": {"name": to, "statusCategory": {"key": WORKFLOW[to][0]}}}
+                for t, name, to in WORKFLOW[issue.status][1]
+            ]
+            self._reply(200, {"expand": "transitions", "transitions": options})
+
+    def _transition(self, key: str, body: Any) -> None:
+        issue = self._issue(key)
+        if issue is None:
+            return
+        wanted = str(((body or {}).get("transition") or {}).get("id"))
+        to = [to for t, _, to in WORKFLOW[issue.status][1] if t == wanted]
+        if not to:
+            self._reply(400, _errors([f"Transition id '{wanted}' is not valid for this issue."]))
+            return
+        issue.status = to[0]
+        self._reply(204)
+
+
+class _JiraHttp(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: _JiraState) -> None:
+        super().__init__(address, _JiraHandler)
+        self.state = state
+
+
+class JiraServer(_LocalServer):
+    """A local Jira Cloud stand-in on 127.0.0.1, with one project, basic auth by account email
+    and API token, and the workflow ``WORKFLOW``; its ``url`` is the site URL
+    (``BREACHWATCH_JIRA_URL``). ``search_lag_s`` keeps a new issue out of search results that
+    long, as Jira's index does."""
+
+    _thread_name = "jira-local"
+
+    def __init__(
+        self,
+        email: str,
+        api_token: str,
+        *,
+        project: str = "SEC",
+        issue_types: tuple[str, ...] = ("Task", "Bug"),
+        search_lag_s: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host, port)
+        auth = "Basic " + base64.b64encode(f"{email}:{api_token}".encode()).decode()
+        self._state = _JiraState(auth, project, frozenset(issue_types), search_lag_s)
+
+    def _make(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        return _JiraHttp(address, self._state)
+
+    def fail_next(self, status: int, times: int = 1, *, retry_after: float | None = None, path: str = JIRA_API) -> None:
+        """Answer the next ``times`` authorised calls whose path starts with ``path`` with ``status``."""
+        with self._state.lock:
+            for _ in range(times):
+                self._state.script.append(_Scripted(status, retry_after, path))
+
+    @property
+    def issues(self) -> list[JiraIssue]:
+        with self._state.lock:
+            return sorted(self._state.issues.values(), key=lambda i: int(i.id))
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._state.lock:
+            return list(self._state.requests)

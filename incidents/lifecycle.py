@@ -5,6 +5,8 @@ Every change writes a timeline entry (``incident_events``) and an audit row in t
 transaction as the change itself, so neither can exist without the other. The closed-incident
 policy decides what new evidence does to a closed incident: reopen it, open a new one that
 links back to it, or (for a fresh false-positive judgement) take the finding in without paging.
+Outside systems follow the changes through ``on_change`` hooks (``Change``), called in the
+same transaction; the composition root passes the notifier's, which queues them in the outbox.
 """
 
 from __future__ import annotations
@@ -96,6 +98,47 @@ class BreachRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of an incident that outside systems follow (tickets, pagers, the OCSF topic).
+
+    ``action`` is a timeline action (``acknowledge``, ``resolve``, ``merged_into``...) or
+    ``opened`` / ``updated`` (new findings joined) from the incident store; ``key`` tells
+    this change from every other of the incident, the same when a batch is stored again."""
+
+    incident_id: str
+    action: str
+    actor: str
+    at: datetime
+    key: str
+    reason: str = ""
+    from_status: str | None = None
+    to_status: str | None = None
+
+
+# Called in the change's transaction, after it: (session, the incident as changed, the change).
+ChangeHook = Callable[[Session, IncidentRow, Change], Any]
+
+
+def changed(session: Session, incident: IncidentRow, change: Change, hooks: Sequence[ChangeHook]) -> None:
+    """Hand one change to every hook (each queues what it needs in the same transaction)."""
+    for hook in hooks:
+        hook(session, incident, change)
+
+
+def _event_change(incident: IncidentRow, event: IncidentEventRow) -> Change:
+    return Change(
+        incident_id=incident.incident_id,
+        action=event.action,
+        actor=event.actor,
+        at=event.at,
+        key=f"event:{event.id}",
+        reason=event.reason,
+        from_status=event.from_status,
+        to_status=event.to_status if event.to_status is not None else incident.status,
+    )
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -168,9 +211,11 @@ def transition(
     reason: str | None = None,
     *,
     at: datetime | None = None,
+    on_change: Sequence[ChangeHook] = (),
 ) -> IncidentRow:
     """Apply one lifecycle action in the caller's transaction; raises ``LifecycleError`` if
-    the incident's status does not allow it, ``IncidentNotFound`` if there is no such incident."""
+    the incident's status does not allow it, ``IncidentNotFound`` if there is no such incident.
+    The ``on_change`` hooks then see the change, in the same transaction."""
     if action not in TRANSITIONS:
         raise LifecycleError(f"unknown action {action[:40]!r}")
     why = _reason(action, reason)
@@ -184,8 +229,9 @@ def transition(
         )
     before = incident.status
     incident.status = target
-    note(session, incident, actor, action, why, at=at, from_status=before, to_status=target)
+    event = note(session, incident, actor, action, why, at=at, from_status=before, to_status=target)
     session.flush()
+    changed(session, incident, _event_change(incident, event), on_change)
     return incident
 
 
@@ -271,6 +317,7 @@ def confirm_breach(
     at: datetime | None = None,
     *,
     on_confirmed: Sequence[BreachHook] = (),
+    on_change: Sequence[ChangeHook] = (),
 ) -> BreachRow:
     """Record that ``actor`` became aware of a breach at ``at`` (now by default), then run the
     ``on_confirmed`` hooks in the same transaction (the customer notices start there).
@@ -293,12 +340,13 @@ def confirm_breach(
         incident_id=incident_id, confirmed_by=actor[:200], confirmed_at=at, reason=why, recorded_at=utcnow()
     )
     session.add(row)
-    note(session, incident, actor, "confirm_breach", why, at=at, detail={"confirmed_at": at.isoformat()})
+    event = note(session, incident, actor, "confirm_breach", why, at=at, detail={"confirmed_at": at.isoformat()})
     session.flush()
     if not on_confirmed:
         log.info("breach on %s confirmed; no notice hook is wired, no customer notices started", incident_id)
     for hook in on_confirmed:
         hook(session, incident_id, actor, at)
+    changed(session, incident, _event_change(incident, event), on_change)
     return row
 
 
@@ -367,6 +415,7 @@ def merge(
     reason: str,
     *,
     at: datetime | None = None,
+    on_change: Sequence[ChangeHook] = (),
 ) -> IncidentRow:
     """Fold ``source_ids`` into ``target_id``: their findings and evidence move over, each
     source is closed as resolved with a ``merged_into`` link, and the target is re-derived."""
@@ -381,6 +430,7 @@ def merge(
     # Lock in id order, whatever order the request named them in, so two merges cannot deadlock.
     locked = {i: _lock(session, i) for i in sorted([target_id, *sources])}
     target = locked[target_id]
+    closed: list[tuple[IncidentRow, IncidentEventRow]] = []
     for sid in sources:
         source = locked[sid]
         have = set(session.scalars(select(EvidenceRow.event_id).where(EvidenceRow.incident_id == target_id)))
@@ -411,7 +461,7 @@ def merge(
         source.status = "resolved"
         source.evidence_count = 0
         link(session, sid, target_id, "merged_into", actor, at=at)
-        note(
+        closing = note(
             session,
             source,
             actor,
@@ -422,12 +472,17 @@ def merge(
             to_status="resolved",
             detail={"target": target_id, "findings": int(moved or 0)},
         )
+        closed.append((source, closing))
+    session.flush()
+    for source, closing in closed:
+        changed(session, source, _event_change(source, closing), on_change)
     session.flush()
     session.expire_all()
     target = _lock(session, target_id)
     recompute(session, target)
-    note(session, target, actor, "merge", why, at=at, detail={"merged": sources})
+    event = note(session, target, actor, "merge", why, at=at, detail={"merged": sources})
     session.flush()
+    changed(session, target, _event_change(target, event), on_change)
     return target
 
 
@@ -439,6 +494,7 @@ def split(
     reason: str,
     *,
     at: datetime | None = None,
+    on_change: Sequence[ChangeHook] = (),
 ) -> IncidentRow:
     """Move the named findings (and the evidence they brought) out into a new incident that
     keeps the original's status and links back to it; both are re-derived. Returns the new one."""
@@ -509,8 +565,8 @@ def split(
     recompute(session, original)
     recompute(session, new)
     link(session, new_id, incident_id, "split_from", actor, at=at)
-    note(session, original, actor, "split", why, at=at, detail={"new_incident": new_id, "findings": wanted})
-    note(
+    left = note(session, original, actor, "split", why, at=at, detail={"new_incident": new_id, "findings": wanted})
+    made = note(
         session,
         new,
         actor,
@@ -521,6 +577,8 @@ def split(
         detail={"original": incident_id, "findings": wanted},
     )
     session.flush()
+    changed(session, original, _event_change(original, left), on_change)
+    changed(session, new, _event_change(new, made), on_change)
     return new
 
 

@@ -10,6 +10,8 @@ deterministic ids, so a batch processed twice (after a crash or a rebalance) cha
 nothing the second time: no second incident, no doubled evidence, no second page.
 With a closed-incident policy, a finding that repeats a pattern lately judged a false
 positive is stored on that incident, marked suppressed, and opens and pages nothing.
+Each incident a batch opens, reopens or adds findings to is one ``Change`` for the
+``on_change`` hooks, in the batch's transaction.
 """
 
 from __future__ import annotations
@@ -29,7 +31,17 @@ from breachwatch.core.clock import utcnow
 from breachwatch.core.events import AccessEvent, AuthEvent, Event, LogRecord, Tenant
 from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding
 from breachwatch.core.ids import network_prefix, stable_id
-from breachwatch.incidents.lifecycle import SYSTEM, ClosedIncidentPolicy, IncidentLinkRow, Suppression, link, note
+from breachwatch.incidents.lifecycle import (
+    SYSTEM,
+    Change,
+    ChangeHook,
+    ClosedIncidentPolicy,
+    IncidentLinkRow,
+    Suppression,
+    changed,
+    link,
+    note,
+)
 from breachwatch.incidents.model import CLOSED_STATUSES, IncidentOut
 from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
 from breachwatch.storage import audit
@@ -46,6 +58,15 @@ TOPIC_OF: dict[type, str] = {AccessEvent: "erp.access", AuthEvent: "erp.auth", L
 NewIncidentHook = Callable[
     [Session, IncidentRow, Sequence[FindingRow], Sequence[EvidenceRow], Mapping[str, Tenant]], Any
 ]
+
+
+@dataclass(slots=True)
+class _Touched:
+    """What a batch did to one incident, for its ``Change``."""
+
+    incident: IncidentRow
+    findings: list[str] = field(default_factory=list)
+    reopened_from: str | None = None
 
 
 @dataclass(slots=True)
@@ -127,10 +148,13 @@ class IncidentStore:
         window: timedelta = timedelta(hours=6),
         on_new_incident: Sequence[NewIncidentHook] = (),
         closed_policy: ClosedIncidentPolicy | None = None,
+        on_change: Sequence[ChangeHook] = (),
     ) -> None:
         self.engine = engine
         self.window = window
         self.on_new_incident = list(on_new_incident)
+        # Told of every incident a batch opens, reopens or adds findings to (see ``Change``).
+        self.on_change = list(on_change)
         # What new evidence does to a closed incident (reopen it, or open a linked one).
         self.closed_policy = closed_policy
 
@@ -184,6 +208,7 @@ class IncidentStore:
         )
         suppressed: dict[str, tuple[IncidentRow, list[FindingRow], datetime]] = {}
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
+        touched: dict[str, _Touched] = {}
         for f in findings:
             fid = f.finding_id
             keys, sought = correlation_keys(f)
@@ -198,8 +223,12 @@ class IncidentStore:
                     self._fold(incident, f)
                     self._add_keys(session, fid, keys, stored_keys)
                     added = self._add_evidence(session, incident, fid, f.events)
+                    before = incident.status
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))
+                    if incident.status != before:
+                        touch = touched.setdefault(incident.incident_id, _Touched(incident))
+                        touch.reopened_from = touch.reopened_from or before
                 continue
             held = suppressions.get(fid)
             if held is not None:
@@ -213,11 +242,14 @@ class IncidentStore:
                 known[fid] = incident.incident_id
                 self._add_evidence(session, incident, fid, f.events)
                 suppressed.setdefault(incident.incident_id, (incident, [], held.until))[1].append(row)
+                touched.setdefault(incident.incident_id, _Touched(incident)).findings.append(fid)
                 result.suppressed.append(fid)
                 result.new_findings += 1
                 continue
-            matches = self._match(session, f, sought)
+            matches, reopened_from = self._match(session, f, sought)
             incident = matches[0] if matches else None
+            if incident is not None and reopened_from is not None:
+                touched.setdefault(incident.incident_id, _Touched(incident)).reopened_from = reopened_from
             if incident is None:
                 incident = self._open(session, f)
                 if self.closed_policy is not None:
@@ -238,6 +270,8 @@ class IncidentStore:
             if incident.incident_id in opened:
                 opened[incident.incident_id][1].append(row)
                 opened[incident.incident_id][2].extend(evidence)
+            else:
+                touched.setdefault(incident.incident_id, _Touched(incident)).findings.append(fid)
             result.new_findings += 1
         session.flush()
         if self.closed_policy is not None:
@@ -246,6 +280,43 @@ class IncidentStore:
         for incident, rows, evidence in opened.values():
             for hook in self.on_new_incident:
                 hook(session, incident, rows, evidence, tenants)
+        self._tell_changes(session, opened, touched)
+
+    def _tell_changes(
+        self,
+        session: Session,
+        opened: Mapping[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]],
+        touched: Mapping[str, _Touched],
+    ) -> None:
+        """One ``Change`` per incident the batch opened, reopened or added findings to. Keys
+        come from what the batch held, so a batch stored again (which changes nothing) could
+        only repeat changes the outbox already has."""
+        if not self.on_change:
+            return
+        now = utcnow()
+        for incident_id, (incident, rows, _) in opened.items():
+            key = "opened"
+            changed(
+                session,
+                incident,
+                Change(incident_id, "opened", SYSTEM, now, key, f"{len(rows)} finding(s)", None, incident.status),
+                self.on_change,
+            )
+        for incident_id, touch in touched.items():
+            ids = sorted(touch.findings)
+            digest = stable_id("findings", *ids) if ids else ""
+            if touch.reopened_from is not None:
+                action, key = "reopen", f"reopen:{digest or stable_id('evidence', now.isoformat())}"
+                why = "new evidence on a closed incident"
+            else:
+                action, key = "updated", f"findings:{digest}"
+                why = f"{len(ids)} new finding(s)"
+            changed(
+                session,
+                touch.incident,
+                Change(incident_id, action, SYSTEM, now, key, why, touch.reopened_from, touch.incident.status),
+                self.on_change,
+            )
 
     @staticmethod
     def _finding_row(f: Finding, incident: IncidentRow, *, suppressed: bool = False) -> FindingRow:
@@ -274,12 +345,13 @@ class IncidentStore:
                 stored.add((finding_id, key))
                 session.add(CorrelationKeyRow(key=key, finding_id=finding_id))
 
-    def _match(self, session: Session, f: Finding, sought: Sequence[str]) -> list[IncidentRow]:
+    def _match(self, session: Session, f: Finding, sought: Sequence[str]) -> tuple[list[IncidentRow], str | None]:
         """The open incidents holding a finding stored under any of ``sought`` (the keys ``f``
         correlates on) inside the window, earliest opened first (the one it joins); else the
-        closed incident it reopens, if any (the closed policy looks by the same keys)."""
+        closed incident it reopens, if any (the closed policy looks by the same keys), and
+        then the status it had."""
         if not sought:
-            return []
+            return [], None
         lo, hi = f.ts - self.window, f.ts + self.window
         stmt = (
             select(IncidentRow)
@@ -292,10 +364,11 @@ class IncidentStore:
         )
         # autoflush makes incidents opened earlier in this batch visible to the query.
         found = list(session.scalars(stmt))
-        if not found and self.closed_policy is not None:
-            reopened = self.closed_policy.match(session, sought, f.ts)
-            found = [reopened] if reopened is not None else []
-        return found
+        if found or self.closed_policy is None:
+            return found, None
+        reopened = self.closed_policy.match(session, sought, f.ts)
+        # Only a resolved incident is reopened (a false positive stays closed).
+        return ([reopened], "resolved") if reopened is not None else ([], None)
 
     @staticmethod
     def _relate(session: Session, joined: IncidentRow, other: IncidentRow, f: Finding) -> None:

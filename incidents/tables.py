@@ -112,5 +112,3 @@ def incidents_holding(keys: Sequence[str]) -> Select[tuple[str]]:
         .join(CorrelationKeyRow, CorrelationKeyRow.finding_id == FindingRow.finding_id)
         .where(CorrelationKeyRow.key.in_(list(keys)))
     )
-
-

@@ -17,6 +17,7 @@ from breachwatch.core.events import Tenant
 from breachwatch.core.ids import stable_id, unique
 from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
+from breachwatch.notifier.integrations import ordering_key, team_address
 from breachwatch.notifier.message import header_text
 from breachwatch.notifier.oncall_context import alert_context, console_link
 from breachwatch.notifier.outbox import queue_message
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "oncall_alert"
 ALERT_LOCALE = "en"
+
+
 def _fallback(incident: IncidentRow, link: str | None) -> Rendered:
     # Used only if the templates fail: a page with the facts this system made itself still
     # goes out, and the incident's transaction is not rolled back over a template bug.
@@ -80,9 +83,31 @@ def enqueue_incident_alert(
             headers={"X-BreachWatch-Severity": header_text(incident.severity, 16)},
         ):
             queued_to.append(recipient)
-    queued = len(queued_to)
+    queued = len(queued_to) + page_other_channels(session, incident, rendered, settings, MESSAGE_TYPE)
     if queued_to and sa_inspect(incident).persistent:  # escalation tracks stored incidents only
         first_page_queued(session, incident, queued_to)
+    return queued
+
+
+def page_other_channels(
+    session: Session, incident: IncidentRow, rendered: Rendered, settings: Settings, message_type: str, step: str = ""
+) -> int:
+    """Queue a page to the paging channels besides email (Slack, PagerDuty, the webhook), in
+    the incident's order on each, so PagerDuty has the trigger before any acknowledgement."""
+    team = team_address(settings)
+    queued = 0
+    for channel in paging_channel_names(settings):
+        queued += queue_message(
+            session,
+            message_id=stable_id(message_type, incident.incident_id, step, channel, team),
+            message_type=message_type,
+            recipient=team,
+            rendered=rendered,
+            channel=channel,
+            incident_id=incident.incident_id,
+            headers={"X-BreachWatch-Severity": header_text(incident.severity, 16)},
+            ordering_key=ordering_key(incident.incident_id),
+        )
     return queued
 
 

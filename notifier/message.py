@@ -74,6 +74,7 @@ class OutboxMessage:
     attempt: int = 0  # which delivery attempt this is (1 for the first), set by the dispatcher
     # The ``content_digest`` an approval sealed this message with; a send of other content is refused.
     sealed_digest: str | None = None
+    ordering_key: str | None = None  # delivered after the earlier messages of this key (see outbox)
 
     def checked(self) -> OutboxMessage:
         """This message with its subject and headers made header-safe; raises ``ValueError``
@@ -101,6 +102,7 @@ class OutboxMessage:
             headers=headers,
             attempt=self.attempt,
             sealed_digest=self.sealed_digest,
+            ordering_key=self.ordering_key,
         )
 
 

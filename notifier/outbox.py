@@ -1,6 +1,12 @@
 """The transactional outbox: messages are written in the same transaction as the incident
 that caused them, then delivered by a ``Dispatcher`` with retries and at most one copy.
 
+Messages that share an ``ordering_key`` (an incident's changes to one ticketing or paging
+system, its OCSF records) are delivered one at a time in the order they were queued: a message
+waits while an earlier one of its key is pending, being sent, held or of unknown fate. One that
+failed for good is not waited for; each such message carries the incident's whole state, so
+the next one makes up for it.
+
 Delivery is claim, commit, send, record. A row is marked ``sending`` and committed before
 the channel is called, so a crash between the call and the record leaves it ``sending``.
 Such a row is never blindly resent: once its lease has expired, the dispatcher asks the
@@ -23,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, select, update
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from breachwatch.core.clock import utcnow
 from breachwatch.notifier.delivery import (
@@ -45,6 +51,8 @@ from breachwatch.storage.db import Base, insert_or_ignore
 log = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "failed", "unknown", "held")
+# An ordered message waits while an earlier one of its key is in one of these.
+WAITED_FOR: tuple[str, ...] = ("pending", "sending", "unknown", "held")
 LAST_ERROR_MAX = 500
 
 
@@ -72,9 +80,13 @@ class OutboxRow(Base):
     sealed_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Messages with the same key and channel go out one at a time, in ``seq`` order.
+    ordering_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_order", "ordering_key", "channel", "seq", unique=True),
         CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="ck_outbox_status"),
     )
 
@@ -91,6 +103,7 @@ class OutboxRow(Base):
             headers={str(k): str(v) for k, v in (self.headers or {}).items()},
             attempt=self.attempts,
             sealed_digest=self.sealed_digest,
+            ordering_key=self.ordering_key,
         )
 
 
@@ -107,9 +120,19 @@ def enqueue(
     Returns False, changing nothing, if a message with that id is already there, so a
     re-processed batch never queues a second copy. ``hold`` parks it until ``requeue``
     (e.g. a notice awaiting approval). Raises ``ValueError`` for an unusable id or address.
+    An ordered message takes the next number of its key and channel; callers hold the lock of
+    what the key names (the incident's row), so two transactions cannot take the same one.
     """
     m = message.checked()
     now = now or utcnow()
+    seq = None
+    if m.ordering_key is not None:
+        last = session.scalar(
+            select(func.max(OutboxRow.seq)).where(
+                OutboxRow.ordering_key == m.ordering_key, OutboxRow.channel == m.channel
+            )
+        )
+        seq = (last or 0) + 1
     values: dict[str, Any] = {
         "message_id": m.message_id,
         "incident_id": m.incident_id,
@@ -125,6 +148,8 @@ def enqueue(
         "attempts": 0,
         "next_attempt_at": not_before or now,
         "created_at": now,
+        "ordering_key": m.ordering_key,
+        "seq": seq,
     }
     return insert_or_ignore(session, OutboxRow.__table__, values)
 
@@ -139,12 +164,14 @@ def queue_message(
     channel: str = EMAIL,
     incident_id: str | None = None,
     headers: Mapping[str, str] | None = None,
+    ordering_key: str | None = None,
     now: datetime | None = None,
 ) -> bool:
     """Build one message from what was rendered for it and queue it (see ``enqueue``): the one
-    way alerts, pages, reminders and notices reach the outbox. A message about an incident
-    names it in ``X-BreachWatch-Incident``. An address the mail path cannot use is logged
-    (without the address) and skipped; whether the message was newly queued."""
+    way alerts, pages, reminders, notices and incident changes reach the outbox. A message
+    about an incident names it in ``X-BreachWatch-Incident``; messages sharing an
+    ``ordering_key`` on a channel are delivered in the order queued. An address the mail path
+    cannot use is logged (without the address) and skipped; whether the message was newly queued."""
     extra = {"X-BreachWatch-Incident": incident_id} if incident_id else {}
     message = OutboxMessage(
         message_id=message_id,
@@ -156,6 +183,7 @@ def queue_message(
         message_type=message_type,
         incident_id=incident_id,
         headers={**extra, **(headers or {})},
+        ordering_key=ordering_key,
     )
     try:
         return enqueue(session, message, now=now)
@@ -165,7 +193,12 @@ def queue_message(
 
 
 def requeue(session: Session, message_id: str, *, now: datetime | None = None) -> bool:
-    """Make a held, failed or unknown message pending again (an operator's decision)."""
+    """Make a held, failed or unknown message pending again (an operator's decision). An
+    ordered message is not sent again once a later one of its key has gone out: it would
+    overwrite newer state with older."""
+    row = session.get(OutboxRow, message_id)
+    if row is not None and row.ordering_key is not None and _overtaken(session, row):
+        return False
     result = session.execute(
         update(OutboxRow)
         .where(OutboxRow.message_id == message_id, OutboxRow.status.in_(("held", "failed", "unknown")))
@@ -173,6 +206,20 @@ def requeue(session: Session, message_id: str, *, now: datetime | None = None) -
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def _overtaken(session: Session, row: OutboxRow) -> bool:
+    later = session.scalar(
+        select(func.count())
+        .select_from(OutboxRow)
+        .where(
+            OutboxRow.ordering_key == row.ordering_key,
+            OutboxRow.channel == row.channel,
+            OutboxRow.seq > (row.seq or 0),
+            OutboxRow.status == "sent",
+        )
+    )
+    return bool(later)
 
 
 def mark_sent(session: Session, message_id: str, *, now: datetime | None = None) -> bool:
@@ -298,12 +345,25 @@ class Dispatcher:
         now = self.clock()
         if not self.channels or limit < 1:
             return []
+        earlier = aliased(OutboxRow)
+        waiting = (
+            select(earlier.message_id)
+            .where(
+                earlier.ordering_key == OutboxRow.ordering_key,
+                earlier.channel == OutboxRow.channel,
+                earlier.seq < OutboxRow.seq,
+                earlier.status.in_(WAITED_FOR),
+            )
+            .exists()
+        )
         due = (
             select(OutboxRow.message_id)
             .where(
                 OutboxRow.status == "pending",
                 OutboxRow.next_attempt_at <= now,
                 OutboxRow.channel.in_(sorted(self.channels)),
+                # An ordered message waits for the earlier ones of its key (unordered: no match).
+                ~waiting,
             )
             .order_by(OutboxRow.next_attempt_at, OutboxRow.created_at)
             .limit(limit)

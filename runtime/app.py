@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 
 from breachwatch.core.findings import Detector
 from breachwatch.core.settings import Settings
-from breachwatch.incidents.lifecycle import BreachHook, ClosedIncidentPolicy
+from breachwatch.incidents.lifecycle import BreachHook, ChangeHook, ClosedIncidentPolicy
 from breachwatch.incidents.store import IncidentStore, NewIncidentHook
+from breachwatch.notifier.delivery import Channel
 from breachwatch.runtime.pipeline import Pipeline
 from breachwatch.runtime.schema import init_db
 from breachwatch.storage.db import make_engine
@@ -128,6 +129,17 @@ def breach_hooks(settings: Settings) -> list[BreachHook]:
     return [draft_notices]
 
 
+def lifecycle_hooks(settings: Settings) -> list[ChangeHook]:
+    """Run in the transaction of every incident change (opened, new findings, acknowledged,
+    resolved, breach confirmed...): queue it to the OCSF topic, PagerDuty, Jira and the webhook."""
+    from breachwatch.notifier.integrations import queue_change
+
+    def tell(session: Any, incident: Any, change: Any) -> None:
+        queue_change(session, incident, change, settings)
+
+    return [tell]
+
+
 def closed_incident_policy(settings: Settings) -> ClosedIncidentPolicy:
     """What new findings do to closed incidents, including how long a false positive suppresses."""
     return ClosedIncidentPolicy(suppress_false_positives=timedelta(days=settings.false_positive_suppress_days))
@@ -140,6 +152,7 @@ def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -
         window=timedelta(minutes=settings.incident_window_minutes),
         on_new_incident=incident_hooks(settings) if notify else (),
         closed_policy=closed_incident_policy(settings),
+        on_change=lifecycle_hooks(settings) if notify else (),
     )
 
 
@@ -165,16 +178,28 @@ def outbox_dispatcher(settings: Settings, engine: Engine, channels: Mapping[str,
     """The outbox dispatcher over the configured channels (or ``channels``), with the notices'
     send guard (approved content only, refusals paged) and the provider's receipts to consult
     before an unanswered send is looked up."""
-    from breachwatch.channels.registry import build_channels
     from breachwatch.notifier.notices import NoticeSendGuard, provider_receipt
     from breachwatch.notifier.outbox import Dispatcher
 
     return Dispatcher(
         engine,
-        build_channels(settings) if channels is None else channels,
+        delivery_channels(settings, engine) if channels is None else channels,
         guard=NoticeSendGuard(settings),
         confirmations=provider_receipt,
     )
+
+
+def delivery_channels(settings: Settings, engine: Engine, bootstrap: str | None = None) -> dict[str, Channel]:
+    """Every channel this deployment delivers through: mail, the paging channels, Jira (its
+    issue keys in ``engine``) and, with a Kafka cluster, the OCSF findings topic."""
+    from breachwatch.channels.registry import build_channels, ticket_channels
+    from breachwatch.notifier.integrations import OCSF
+    from breachwatch.streams.findings_topic import FindingsTopicChannel
+
+    channels = {**build_channels(settings), **ticket_channels(settings, engine)}
+    if settings.ocsf_topic and (bootstrap or settings.kafka_bootstrap):
+        channels[OCSF] = FindingsTopicChannel(settings, settings.topic(settings.ocsf_topic), bootstrap=bootstrap)
+    return channels
 
 
 class OutboxPump:
@@ -182,11 +207,16 @@ class OutboxPump:
     provider never stalls consumption; the consumer only nudges it after each batch."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, interval_s: float = 1.0, deadline_every_s: float = 60.0
+        self,
+        settings: Settings,
+        engine: Engine,
+        interval_s: float = 1.0,
+        deadline_every_s: float = 60.0,
+        bootstrap: str | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.dispatcher = outbox_dispatcher(settings, engine)
+        self.dispatcher = outbox_dispatcher(settings, engine, delivery_channels(settings, engine, bootstrap))
         self.deadline_every_s = deadline_every_s
         self._last_deadline_check = 0.0
         self._last_staff_check = 0.0
@@ -201,7 +231,9 @@ class OutboxPump:
             try:
                 self.check_deadlines()
                 self.check_staff_access()
-                self.dispatcher.dispatch_due(limit=100)
+                if self.dispatcher.dispatch_due(limit=100).attempted:
+                    # An incident's next change to a system is due once the last went out.
+                    continue
             except Exception:
                 logging.getLogger(__name__).exception("outbox dispatch failed; will retry")
             self._wake.wait(self.interval_s)
@@ -260,10 +292,14 @@ class OutboxPump:
             report = self.dispatcher.dispatch_due(limit=100)
             if not getattr(report, "attempted", 0):
                 break
+        for channel in self.dispatcher.channels.values():
+            close = getattr(channel, "close", None)  # HTTP clients, the findings topic's producer
+            if close is not None:
+                close()
 
 
-def dispatcher(settings: Settings, engine: Engine) -> OutboxPump:
-    return OutboxPump(settings, engine)
+def dispatcher(settings: Settings, engine: Engine, bootstrap: str | None = None) -> OutboxPump:
+    return OutboxPump(settings, engine, bootstrap=bootstrap)
 
 
 @contextmanager
@@ -292,7 +328,7 @@ def run_service(
 
     engine = database(settings)
     pipeline = build_pipeline(settings, engine, load_model(settings.model_path))
-    pump = dispatcher(settings, engine)
+    pump = dispatcher(settings, engine, bootstrap)
     checked = check_connection(settings, bootstrap)
     log.info("Kafka at %s: %s, %d broker(s)", checked.bootstrap, checked.security_protocol, checked.brokers)
     if echo is not None:

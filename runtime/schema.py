@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
 from breachwatch.incidents import lifecycle, tables, users
-from breachwatch.notifier import outbox
+from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models
-from breachwatch.notifier.paging import escalation, silences
+from breachwatch.notifier.paging import escalation, inbound, silences
 from breachwatch.privacy import approvals, transparency
 from breachwatch.runtime import checkpoints
 from breachwatch.storage import audit
@@ -30,6 +30,8 @@ TABLE_MODULES = (
     escalation,
     silences,
     checkpoints,
+    tickets,
+    inbound,
     transparency,
     approvals,
 )

@@ -130,7 +130,8 @@ def fetch_options(settings: Settings) -> dict[str, Any]:
 def topic_specs(settings: Settings, partitions: int | None = None) -> dict[str, dict[str, Any]]:
     """Every topic BreachWatch reads or writes, as kafka-python ``create_topics`` specs.
 
-    Event topics and all dead-letter topics use the normal delete policy; the reference topics
+    Event topics, all dead-letter topics and the OCSF findings topic use the normal delete
+    policy; the reference topics
     (tenants, staff, tickets) are compacted, so the latest value per key is kept forever.
     """
     count = partitions if partitions is not None else settings.partitions
@@ -146,6 +147,10 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> dict[str, 
         # A dead letter may have no usable key, which a compacted topic would reject, so
         # every DLQ uses the delete policy, reference topics' included.
         specs[dlq_topic(settings.topic(name))] = dict(base)
+    if settings.ocsf_topic:
+        # What BreachWatch publishes: a record per incident change, kept as long as the
+        # cluster's retention says (not compacted: evidence in it must age out).
+        specs[settings.topic(settings.ocsf_topic)] = dict(base)
     return specs
 
 

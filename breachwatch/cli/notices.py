@@ -168,16 +168,15 @@ def outcome_cmd(message_id: str, arrived: bool, person: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 def send_cmd(limit: int) -> None:
     """One delivery pass over the outbox (notices and pages), then print what happened."""
-    from breachwatch.channels.registry import build_channels
-    from breachwatch.runtime.app import database, outbox_dispatcher
+    from breachwatch.runtime.app import database, delivery_channels, outbox_dispatcher
 
     settings = _settings()
-    try:
-        channels = build_channels(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
     engine = database(settings)
     try:
+        try:
+            channels = delivery_channels(settings, engine)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
         report = outbox_dispatcher(settings, engine, channels).dispatch_due(limit=limit)
     finally:
         engine.dispose()

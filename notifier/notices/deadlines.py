@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from breachwatch.core.ids import stable_id, unique
 from breachwatch.core.settings import Settings
 from breachwatch.notifier.alerts import console_link, paging_channel_names
+from breachwatch.notifier.integrations import DEDUP_HEADER
 from breachwatch.notifier.message import EMAIL
 from breachwatch.notifier.notices.models import WITHDRAWN, DeadlinePageRow, NoticeDutyRow, NoticeRow
 from breachwatch.notifier.notices.service import first_sent_at, fulfils
@@ -229,7 +230,13 @@ def check_deadlines(
                 rendered=rendered,
                 channel=channel,
                 incident_id=notice.incident_id,
-                headers={"X-BreachWatch-Severity": SEVERITY[latest.level], "X-BreachWatch-Notice": notice.notice_id},
+                headers={
+                    "X-BreachWatch-Severity": SEVERITY[latest.level],
+                    "X-BreachWatch-Notice": notice.notice_id,
+                    # A pager keeps a deadline's pages apart from the incident's own alert,
+                    # which follows the incident (acknowledged, resolved) and this does not.
+                    **({DEDUP_HEADER: f"deadline:{notice.notice_id}:{duty.rule_id}"} if channel != EMAIL else {}),
+                },
                 now=now,
             ):
                 page.message_ids.append(message_id)

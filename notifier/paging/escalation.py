@@ -49,7 +49,7 @@ from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.incidents.lifecycle import IncidentEventRow, note
 from breachwatch.incidents.model import CLOSED_STATUSES
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
-from breachwatch.notifier.message import header_text, is_address
+from breachwatch.notifier.message import EMAIL, header_text, is_address
 from breachwatch.notifier.oncall_context import alert_context
 from breachwatch.notifier.outbox import queue_message
 from breachwatch.notifier.paging import silences
@@ -272,7 +272,11 @@ def _first_alert(session: Session, incident: IncidentRow, *, persist: bool) -> P
     alerts = list(
         session.scalars(
             select(OutboxRow)
-            .where(OutboxRow.incident_id == incident.incident_id, OutboxRow.message_type == ALERT_TYPE)
+            .where(
+                OutboxRow.incident_id == incident.incident_id,
+                OutboxRow.message_type == ALERT_TYPE,
+                OutboxRow.channel == EMAIL,
+            )
             .order_by(OutboxRow.created_at)
         )
     )

@@ -1,16 +1,21 @@
-"""Generic webhook against a local receiver: signed with HMAC-SHA256 over timestamp and body,
-verifiable by the receiver, and refusing to run unsigned."""
+"""Generic webhook against a local receiver: signed the Standard Webhooks way, so the stock
+``standardwebhooks`` library verifies what a receiver got; tampering, another secret and a
+replay fail; no secret, no webhook."""
 
 from __future__ import annotations
 
-import pytest
+import base64
+from datetime import UTC, datetime
 
-from breachwatch.channels.webhook import MESSAGE_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChannel, verify
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from breachwatch.channels.webhook import WebhookChannel
 from breachwatch.notifier.delivery import PermanentError, RetryableError
 from breachwatch.notifier.message import OutboxMessage
 
-SECRET = "wh-fictional-secret-5f2b9c"
-NOW = 1_795_000_000.0
+SECRET = "whsec_" + base64.b64encode(b"fictional-webhook-key-0123456789").decode()
+OTHER = "whsec_" + base64.b64encode(b"another-fictional-key-9876543210").decode()
 
 
 def _message(**kw) -> OutboxMessage:
@@ -26,30 +31,46 @@ def _message(**kw) -> OutboxMessage:
     return OutboxMessage(**{**fields, **kw})
 
 
-def test_the_receiver_can_verify_what_it_got(receiver) -> None:
-    WebhookChannel(receiver.url + "/hook", SECRET, clock=lambda: NOW).send(_message())
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+def test_the_stock_library_verifies_what_the_receiver_got(receiver) -> None:
+    WebhookChannel(receiver.url + "/hook", SECRET, clock=_now).send(_message())
     [req] = receiver.requests
-    assert req.headers[TIMESTAMP_HEADER] == str(int(NOW))
-    assert req.headers[MESSAGE_ID_HEADER] == "page-9"
-    assert req.headers[SIGNATURE_HEADER].startswith("v1=")
-    assert verify(SECRET, req.body, req.headers[TIMESTAMP_HEADER], req.headers[SIGNATURE_HEADER], now=NOW + 10)
-    body = req.json()
-    assert (body["id"], body["type"], body["incident_id"], body["text"]) == (
-        "page-9",
+    assert req.headers["webhook-id"] == "page-9"
+    assert req.headers["webhook-signature"].startswith("v1,")
+    body = Webhook(SECRET).verify(req.body, req.headers)
+    assert (body["type"], body["data"]["id"], body["data"]["incident_id"], body["data"]["text"]) == (
         "oncall_deadline",
+        "page-9",
         "inc-1",
         "Half the window is used.",
     )
+    assert body["timestamp"].endswith("Z")
 
 
-def test_tampering_a_wrong_secret_or_a_replay_fail_verification(receiver) -> None:
-    WebhookChannel(receiver.url, SECRET, clock=lambda: NOW).send(_message())
+def test_an_incident_change_is_typed_by_what_happened(receiver) -> None:
+    change = _message(
+        message_id="chg-1", message_type="incident.acknowledged", headers={"X-BreachWatch-Change": "acknowledge"}
+    )
+    WebhookChannel(receiver.url, SECRET, clock=_now).send(change)
+    body = Webhook(SECRET).verify(receiver.requests[0].body, receiver.requests[0].headers)
+    assert body["type"] == "incident.acknowledged"
+    assert body["data"]["headers"]["X-BreachWatch-Change"] == "acknowledge"
+
+
+def test_tampering_another_secret_or_a_replay_fail_verification(receiver) -> None:
+    WebhookChannel(receiver.url, SECRET, clock=_now).send(_message())
     [req] = receiver.requests
-    ts, sig = req.headers[TIMESTAMP_HEADER], req.headers[SIGNATURE_HEADER]
-    assert not verify(SECRET, req.body.replace(b"Half", b"Most"), ts, sig, now=NOW)
-    assert not verify("another-secret", req.body, ts, sig, now=NOW)
-    assert not verify(SECRET, req.body, ts, sig, now=NOW + 3600)  # too old: a replay
-    assert not verify(SECRET, req.body, "not-a-time", sig, now=NOW)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(req.body.replace(b"Half", b"Most"), req.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(OTHER).verify(req.body, req.headers)
+    old = WebhookChannel(receiver.url, SECRET, clock=lambda: _now() - 3600)
+    old.send(_message(message_id="page-10"))
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(SECRET).verify(receiver.requests[1].body, receiver.requests[1].headers)
 
 
 def test_a_webhook_needs_a_secret() -> None:

@@ -21,7 +21,10 @@ SECRETS = {
     "smtp_password": "smtp-secret-Vb8Nd3",
     "slack_webhook_url": "https://hooks.slack.example/services/T0/B0/slack-secret-Pk2Hs5",
     "pagerduty_routing_key": "pagerduty-secret-Ey6Gj1",
-    "webhook_secret": "webhook-secret-Ua3Zf9",
+    # A Standard Webhooks key: whsec_ and base64 of "webhook-secret-Ua3Zf9-fictional-key!"
+    "webhook_secret": "whsec_d2ViaG9vay1zZWNyZXQtVWEzWmY5LWZpY3Rpb25hbC1rZXkh",
+    "pagerduty_webhook_secret": "pagerduty-webhook-secret-Hn3Dx6",
+    "jira_api_token": "jira-token-secret-Wz5Kb2",
     "pseudonym_key": "pseudonym-secret-Mo7Qt4",
     "console_secret_key": "console-secret-Ci5Rw8",
 }

@@ -321,8 +321,9 @@ MARKED_MIN = int((NOW - datetime(2026, 11, 24, 2, 0, tzinfo=UTC)).total_seconds(
 
 
 def _pages(engine: Engine) -> int:
+    """Pages queued (the outbox also holds each incident change for the OCSF topic)."""
     with Session(engine) as session:
-        return session.scalar(select(func.count()).select_from(OutboxRow)) or 0
+        return session.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.channel == "email")) or 0
 
 
 def _incident_ids(engine: Engine) -> list[str]:

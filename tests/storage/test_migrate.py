@@ -201,6 +201,7 @@ def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrad
 def test_downgrading_folds_checkpoint_items_back_into_the_states(empty: Engine) -> None:
     """Code from before 0004 reads a unit's whole state from ``checkpoints.state``."""
     from breachwatch.runtime.checkpoints import Checkpoint
+
     upgrade(empty)
     store = CheckpointStore(empty)
     item = {"profile": {"n": 3}, "carry": [{"event_id": "a-1"}]}

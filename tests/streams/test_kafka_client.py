@@ -116,10 +116,12 @@ def test_parse_api_version(text: str, expected: tuple[int, ...]) -> None:
     assert parse_api_version(text) == expected
 
 
-def test_topic_specs_cover_every_topic_and_its_dead_letters() -> None:
+def test_topic_specs_cover_every_topic_its_dead_letters_and_the_findings_topic() -> None:
     specs = topic_specs(load_settings(topic_prefix="prod.", partitions=6))
 
-    assert len(specs) == 2 * len(ALL_TOPICS)
+    assert len(specs) == 2 * len(ALL_TOPICS) + 1  # and the OCSF findings topic BreachWatch writes
+    assert "configs" not in specs["prod.breachwatch.findings.ocsf"]  # delete policy: its evidence ages out
+    assert len(topic_specs(load_settings(ocsf_topic=""))) == 2 * len(ALL_TOPICS)
     assert specs["prod.erp.tenants"]["configs"] == {"cleanup.policy": "compact"}
     assert specs["prod.erp.staff"]["num_partitions"] == 6
     assert "configs" not in specs["prod.erp.access"]

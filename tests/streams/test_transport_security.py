@@ -45,7 +45,9 @@ SECRETS = {
     "smtp_password": "smtp-secret-Hx2Lp9",
     "slack_webhook_url": "https://hooks.slack.example/services/T0/B0/slack-secret-Zr6Vn1",
     "pagerduty_routing_key": "pagerduty-secret-Jc5Ue3",
-    "webhook_secret": "webhook-secret-Ba7Yk4",
+    "webhook_secret": "whsec_d2ViaG9vay1zZWNyZXQtQmE3WWs0LWZpY3Rpb25hbC1rZXkh",  # whsec_ and base64 of a fictional key
+    "pagerduty_webhook_secret": "pagerduty-webhook-secret-Rt8Mv2",
+    "jira_api_token": "jira-token-secret-Qe4Lc9",
     "pseudonym_key": "pseudonym-secret-Wd1Fs8",
     "console_secret_key": "console-secret-Np3Gh6",
 }

@@ -2,7 +2,7 @@
 its version was approved) and ``outbox.sealed_digest`` (the seal the dispatcher checks before it
 hands a message to a channel). Messages queued before this revision carry no seal.
 
-Revision ID: 0005_law_gate
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 09:00:00
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_law_gate"
+revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

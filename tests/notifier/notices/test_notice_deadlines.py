@@ -90,7 +90,7 @@ def test_pages_go_to_every_configured_oncall_channel(engine, confirmed, tmp_path
         pagerduty_routing_key="R0UT1NGKEY0FICTIONAL00000000000",
         slack_webhook_url="https://hooks.slack.example/services/T000/B000/fictional",
         webhook_url="https://hooks.unisen.example/breachwatch",
-        webhook_secret="fictional-webhook-secret",
+        webhook_secret="whsec_ZmljdGlvbmFsLXdlYmhvb2stc2VjcmV0LWtleS0wMDA=",
     )
     [page] = _check(engine, paging, CONFIRMED_AT + 12 * HOUR)
     assert len(page.message_ids) == 5
