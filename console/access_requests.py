@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -34,6 +36,8 @@ from breachwatch.storage import audit
 
 router = APIRouter()
 FORM_COOKIE = "bw_access_form"
+_LINK_PATH = re.compile(r"/access-requests/[A-Za-z0-9._-]{20,}")
+ApproverApi = Annotated[Caller, api_user("approver")]
 
 
 class AccessRequestBody(BaseModel):
@@ -47,6 +51,25 @@ class AccessRequestBody(BaseModel):
     reason: str = Field(default="", max_length=2000, description="what the approver is told, in a sentence or two")
     staff_names: dict[str, str] = Field(default_factory=dict, description="names to show, by staff id")
     request_id: str | None = Field(default=None, max_length=64, description="the ticketing system's own id")
+
+
+class LinkRedaction(logging.Filter):
+    """Keeps approvers' link secrets out of the web server's access log: a path naming one is
+    logged as ``/access-requests/[link]`` (the link decides a request until it is used)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _LINK_PATH.sub("/access-requests/[link]", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+def redact_links_in_access_log() -> None:
+    """Install ``LinkRedaction`` on uvicorn's access log (once)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, LinkRedaction) for f in logger.filters):
+        logger.addFilter(LinkRedaction())
 
 
 # --- the API ------------------------------------------------------------------------------------
@@ -140,7 +163,14 @@ def revoke(request: Request, request_id: str) -> dict[str, Any]:
         return approvals.as_dict(row)
 
 
-ApproverApi = Annotated[Caller, api_user("approver")]
+@router.get("/api/access-requests/{request_id}/audit", tags=["access approval"])
+def request_audit(request: Request, request_id: str, caller: ApproverApi) -> list[dict[str, Any]]:
+    """Every audited change of one request (filed, approved or denied, expired, revoked)."""
+    with ctx_of(request).session() as session:
+        return [
+            {"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "detail": r.detail}
+            for r in audit.for_subject(session, f"access_request:{request_id}")
+        ]
 
 
 # --- the approver's page -------------------------------------------------------------------------
@@ -262,13 +292,3 @@ def decide(
     response = _page(request, state=view["state"], ask=view, done=True)
     response.delete_cookie(_cookie_name(ctx), path="/", secure=ctx.secure, httponly=True, samesite="strict")
     return response
-
-
-@router.get("/api/access-requests/{request_id}/audit", tags=["access approval"])
-def request_audit(request: Request, request_id: str, caller: ApproverApi) -> list[dict[str, Any]]:
-    """Every audited change of one request (filed, approved or denied, expired, revoked)."""
-    with ctx_of(request).session() as session:
-        return [
-            {"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "detail": r.detail}
-            for r in audit.for_subject(session, f"access_request:{request_id}")
-        ]

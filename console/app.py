@@ -64,6 +64,7 @@ def create_app(
     app.include_router(sendgrid_events.router)
     app.include_router(transparency.router)
     app.include_router(access_requests.router)
+    access_requests.redact_links_in_access_log()
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(caller: api.Viewer) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from breachwatch.storage import audit
 
 # The way in (static files are mounted apart); SendGrid's event webhook, which proves itself
 # with SendGrid's signature instead (tests/console/test_webhook_mount.py); and the approver's
-# page of an access request, whose credential is the link itself (tests/console/test_staff_access.py).
+# page of an access request, whose credential is the link itself (tests/console/test_console_staff_access.py).
 PUBLIC = {
     ("GET", "/signin"),
     ("POST", "/signin"),

@@ -4,6 +4,7 @@ links to, with no account, once, and only with the form that page served."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -197,3 +198,21 @@ def test_a_tampered_link_shows_nothing_of_the_request(
     tampered = path[:-3] + ("xyz" if not path.endswith("xyz") else "abc")
     page = client.get(tampered)
     assert page.status_code == 400 and "This link cannot be used" in page.text and "Bilal" not in page.text
+
+
+def test_the_access_log_never_shows_a_link(client: TestClient, tokens: dict[str, str], engine: Engine) -> None:
+    _opt_in(engine)
+    _file(client, tokens["responder"])
+    path = _link(engine)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4", "GET", path, "1.1", 200),
+        None,
+    )
+    for f in logging.getLogger("uvicorn.access").filters:
+        f.filter(record)
+    assert record.getMessage() == '1.2.3.4 - "GET /access-requests/[link] HTTP/1.1" 200'
