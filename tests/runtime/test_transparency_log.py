@@ -94,3 +94,43 @@ def test_the_live_service_writes_the_log_replay_writes(
     Service(bw_settings, kafka_bootstrap, pipeline).run(until_caught_up=True)
     live = _log(engine)
     assert live and live == _replayed(bw_settings, staff_dump, tmp_path / "replay.db", jobs=1)
+
+
+def test_the_service_expires_requests_and_queues_last_months_summaries(tmp_path: Path) -> None:
+    """The outbox pump of every ``run`` process: requests nobody decided expire, and from the
+    second day of a month, last month's summaries are queued, once however often it looks."""
+    from datetime import UTC, datetime, timedelta
+
+    from breachwatch.core.clock import utcnow
+    from breachwatch.notifier.outbox import OutboxRow
+    from breachwatch.privacy import approvals, transparency
+    from breachwatch.privacy.staff_mail import Month
+    from tests.fixtures.staff_access import remember, staff_access, staff_settings, tenant
+
+    settings = staff_settings(tmp_path, db_url=f"sqlite:///{tmp_path / 'bw.db'}")
+    engine = app.database(settings)
+    now = utcnow()
+    last_month = Month.before(now).start + timedelta(days=3)
+    with Session(engine) as session, session.begin():
+        remember(session, tenant("t-rhein"))
+        transparency.record_staff_accesses(session, [staff_access(1, start=last_month)])
+        approvals.require_approval(session, "t-rhein", ["ciso@rhein.example"], "cli", now=now - timedelta(days=2))
+        req = approvals.AccessRequestIn(
+            "t-rhein",
+            ("st-bilal",),
+            "troubleshooting",
+            now - timedelta(hours=3),
+            now - timedelta(minutes=1),
+            request_id="AR-9",
+        )
+        approvals.file_request(session, req, "bot", approvals.approval_links(settings), now=now - timedelta(hours=4))
+    pump = app.OutboxPump(settings, engine)
+    pump.check_staff_access()
+    pump._last_staff_check = 0.0  # a minute later
+    pump.check_staff_access()
+    with Session(engine) as session:
+        assert approvals.get(session, "AR-9").state == "expired"
+        summaries = list(session.scalars(select(OutboxRow).where(OutboxRow.message_type == "transparency_summary")))
+    due = now.date() >= datetime(now.year, now.month, 2, tzinfo=UTC).date()
+    assert len(summaries) == (1 if due else 0)
+    engine.dispose()
