@@ -13,13 +13,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from breachwatch.console.context import CSRF_HEADER, Caller, ctx_of
+from breachwatch.console.context import CSRF_HEADER, ROLE_FOR, Caller, ctx_of
 from breachwatch.core.clock import utcnow
 from breachwatch.core.settings import Settings
-from breachwatch.incidents import lifecycle, ocsf, queries
+from breachwatch.incidents import lifecycle, ocsf, people, queries
 from breachwatch.incidents.activity import actor_activity
 from breachwatch.incidents.lifecycle import IncidentNotFound, LifecycleError
 from breachwatch.incidents.model import IncidentOut
+from breachwatch.incidents.priority import priority
 from breachwatch.incidents.store import IncidentStore
 from breachwatch.incidents.tables import IncidentRow
 from breachwatch.notifier import notices as notices_module
@@ -56,8 +57,11 @@ def api_user(role: str = "viewer") -> Any:
 
 Viewer = Annotated[Caller, api_user("viewer")]
 Responder = Annotated[Caller, api_user("responder")]
-Approver = Annotated[Caller, api_user("approver")]
-Admin = Annotated[Caller, api_user("admin")]
+Approver = Annotated[Caller, api_user(ROLE_FOR["approve_notice"])]
+Admin = Annotated[Caller, api_user(ROLE_FOR["audit"])]
+Confirmer = Annotated[Caller, api_user(ROLE_FOR["confirm_breach"])]
+Assigner = Annotated[Caller, api_user(ROLE_FOR["assign"])]
+Commenter = Annotated[Caller, api_user(ROLE_FOR["comment"])]
 
 
 # --- shapes ---------------------------------------------------------------------------------------
@@ -78,6 +82,24 @@ class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source_ids: list[str] = Field(min_length=1, max_length=100, description="incidents to fold into this one")
     reason: str = Field(max_length=2000)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assignee: str = Field(max_length=64, description="a console user name; empty: nobody")
+    reason: str = Field(default="", max_length=2000)
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(max_length=people.MAX_COMMENT, description="text; @name mentions a console user")
+
+
+class CommentOut(BaseModel):
+    author: str
+    at: datetime
+    body: str
+    mentions: list[str]
 
 
 class SplitIn(BaseModel):
@@ -177,6 +199,9 @@ class IncidentDetail(BaseModel):
     incident: IncidentOut
     evidence_count: int
     handled_by: str | None
+    assignee: str | None
+    priority: float = Field(description="0-100: score, data sensitivity, records and waiting time together")
+    comments: list[CommentOut]
     findings: list[FindingOut]
     timeline: list[TimelineOut]
     links: list[LinkOut]
@@ -251,11 +276,18 @@ def _detail(session: Session, incident: IncidentRow, suppress_days: int) -> Inci
     by = lifecycle.handled_by(session, incident.incident_id)
     br = lifecycle.breach(session, incident.incident_id)
     silence = silences.is_silenced(session, incident)
-    held = lifecycle.suppression_state(session, incident, timedelta(days=suppress_days))
+    fp = lifecycle.suppression_state(session, incident, timedelta(days=suppress_days))
+    held = people.assignee(session, incident.incident_id)
     return IncidentDetail(
         incident=IncidentStore.to_out(session, incident),
         evidence_count=incident.evidence_count,
         handled_by=by[0] if by else None,
+        assignee=held.assignee if held else None,
+        priority=priority(incident, breach=br is not None).value,
+        comments=[
+            CommentOut(author=c.author, at=c.at, body=c.body, mentions=m)
+            for c, m in people.comments(session, incident.incident_id)
+        ],
         findings=[
             FindingOut(
                 finding_id=f.finding_id,
@@ -289,9 +321,7 @@ def _detail(session: Session, incident: IncidentRow, suppress_days: int) -> Inci
         related_by_address=[r.incident_id for r in lifecycle.related_by_address(session, incident)],
         breach=BreachOut(confirmed_by=br.confirmed_by, confirmed_at=br.confirmed_at, reason=br.reason) if br else None,
         silenced_by=SilenceOut.of(silence) if silence else None,
-        suppression=SuppressionOut(
-            suppressed_findings=held.suppressed_findings, marked_at=held.marked_at, until=held.until
-        ),
+        suppression=SuppressionOut(suppressed_findings=fp.suppressed_findings, marked_at=fp.marked_at, until=fp.until),
         facts=dict(incident.facts or {}),
     )
 
@@ -334,16 +364,28 @@ def list_incidents(
     severity: str = "",
     kind: str = "",
     tenant: str = "",
-    q: str = Query("", description="an actor id, an address, or words of the title"),
+    q: str = Query("", description="an incident, actor or tenant id, an address, a network (CIDR), or title words"),
+    sort: str = Query("priority", description="priority, severity, score, updated, opened, evidence, status, title"),
+    order: Literal["asc", "desc"] = "desc",
+    mine: bool = Query(False, description="only incidents assigned to the caller or mentioning them"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> IncidentList:
-    """Incidents, open work first, most severe first, with counts per status and severity."""
+    """Incidents, open work first, highest priority first (or as ``sort`` says), with counts per status and severity."""
     flt = queries.IncidentFilter(
-        status=status, severity=severity, kind=kind, tenant=tenant, q=q, limit=limit, offset=offset
+        status=status,
+        severity=severity,
+        kind=kind,
+        tenant=tenant,
+        q=q,
+        sort=sort,
+        descending=order == "desc",
+        limit=limit,
+        offset=offset,
     )
     with ctx_of(request).session() as session:
-        page = queries.list_incidents(session, flt)
+        only = people.mine(session, caller.principal.username) if mine else None
+        page = queries.list_incidents(session, flt, only=only)
         items = [IncidentStore.to_out(session, r) for r in page.items]
     return IncidentList(total=page.total, by_status=page.by_status, by_severity=page.by_severity, items=items)
 
@@ -418,7 +460,7 @@ def _lifecycle_action(
 
 
 @router.post("/incidents/{incident_id}/confirm-breach", response_model=IncidentDetail)
-def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Responder) -> IncidentDetail:
+def confirm_breach(request: Request, incident_id: str, body: ReasonIn, caller: Confirmer) -> IncidentDetail:
     """Record that the caller became aware of a breach now; starts customer notices if installed."""
     settings = ctx_of(request).settings
     return _lifecycle_action(
@@ -461,16 +503,34 @@ def split(request: Request, incident_id: str, body: SplitIn, caller: Responder) 
     )
 
 
+@router.post("/incidents/{incident_id}/assign", response_model=IncidentDetail)
+def assign(request: Request, incident_id: str, body: AssignIn, caller: Assigner) -> IncidentDetail:
+    """Assign the incident to a console user (or to nobody); audited with the previous assignee."""
+    return _lifecycle_action(
+        request, incident_id, lambda s: people.assign(s, incident_id, body.assignee, caller.actor, body.reason)
+    )
+
+
+@router.post("/incidents/{incident_id}/comments", response_model=IncidentDetail, status_code=201)
+def add_comment(request: Request, incident_id: str, body: CommentIn, caller: Commenter) -> IncidentDetail:
+    """Comment on the incident; ``@name`` mentions a console user (their "mine" list shows it)."""
+    return _lifecycle_action(request, incident_id, lambda s: people.comment(s, incident_id, caller.actor, body.body))
+
+
 @router.post("/incidents/{incident_id}/{action}", response_model=IncidentDetail)
 def act(request: Request, incident_id: str, action: Action, body: ReasonIn, caller: Responder) -> IncidentDetail:
-    """Acknowledge, investigate, contain, resolve, mark false positive, or reopen."""
-    return _lifecycle_action(
-        request,
-        incident_id,
-        lambda s: lifecycle.transition(
+    """Acknowledge (which also assigns an unassigned incident to the caller), investigate,
+    contain, resolve, mark false positive, or reopen."""
+
+    def change(s: Session) -> Any:
+        row = lifecycle.transition(
             s, incident_id, action, caller.actor, body.reason, on_change=lifecycle_hooks(_settings(request))
-        ),
-    )
+        )
+        if action == "acknowledge":
+            people.take_if_unassigned(s, incident_id, caller.principal.username, caller.actor)
+        return row
+
+    return _lifecycle_action(request, incident_id, change)
 
 
 @router.get("/silences", response_model=list[SilenceOut], tags=["silences"])

@@ -16,7 +16,18 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breachwatch.channels import sendgrid_events
-from breachwatch.console import access_requests, api, transparency, views, webhooks
+from breachwatch.console import (
+    access_requests,
+    api,
+    entity_views,
+    live,
+    pending,
+    people_views,
+    risk,
+    transparency,
+    views,
+    webhooks,
+)
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
@@ -55,6 +66,10 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api.router)
     app.include_router(webhooks.router)
+    app.include_router(live.router)
+    app.include_router(people_views.router)
+    app.include_router(entity_views.router)
+    app.include_router(pending.router)
     app.include_router(views.router)
     # SendGrid's signed event webhook: delivery receipts, which also settle sends whose answer
     # was lost (the outbox asks them before the provider's look-up). 503 until a key is set.
@@ -62,6 +77,7 @@ def create_app(
     app.state.settings = settings
     app.state.sendgrid_webhook_public_key = settings.sendgrid_webhook_public_key
     app.include_router(sendgrid_events.router)
+    app.include_router(risk.router)
     app.include_router(transparency.router)
     app.include_router(access_requests.router)
     access_requests.redact_links_in_access_log()
@@ -87,6 +103,10 @@ def create_app(
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(request: Request, exc: SignInRequired) -> Response:
+        if request.method == "POST":
+            # The session lapsed while a form was open: keep it, to offer it again after sign-in.
+            response: Response = await pending.keep(request, ctx_of(request))
+            return response
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/signin?{urlencode({'next': target})}", status_code=303)
 
@@ -111,6 +131,9 @@ def create_app(
         if caller is None and exc.status_code == 404:
             # Unknown pages look the same as known ones to a stranger: sign in first.
             return RedirectResponse("/signin", status_code=303)
+        if exc.status_code == 405 and request.method == "GET" and pending.describe(request.url.path):
+            # The address of a form's action, opened as a page (a bookmark, a sign-in's "next").
+            return RedirectResponse(pending.back_of(request.url.path), status_code=303)
         title = {403: "Not allowed", 404: "Not found", 405: "Not allowed"}.get(exc.status_code, "Something went wrong")
         return ctx.page(request, "error.html", caller, status=exc.status_code, title=title, message=str(exc.detail))
 

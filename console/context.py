@@ -1,22 +1,25 @@
 """What every request handler of the console needs: settings, the database, the cookie
-signer, the password hasher, the sign-in throttle, templates, and who is asking."""
+signer, the password hasher, the sign-in throttle, templates, who is asking and what their
+role lets them do (``ROLE_FOR``: the one place the console's role checks are decided)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from starlette.responses import Response
 
+from breachwatch.console import words
 from breachwatch.console.security import SESSION_IDLE, CookieNames, Signer, SigninThrottle, csrf_ok
 from breachwatch.core.settings import Settings
 from breachwatch.incidents import users
@@ -29,6 +32,35 @@ HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 CSRF_HEADER = "x-csrf-token"
+
+# What each thing a person does in the console needs, as the README's console section states
+# it. Pages and API endpoints ask here (``Caller.may``), so the policy is read in one place.
+ROLE_FOR: dict[str, str] = {
+    "view": "viewer",
+    "comment": "viewer",
+    "acknowledge": "responder",
+    "investigate": "responder",
+    "contain": "responder",
+    "resolve": "responder",
+    "false_positive": "responder",
+    "reopen": "responder",
+    "assign": "responder",
+    "tasks": "responder",
+    "merge": "responder",
+    "split": "responder",
+    "silence": "responder",
+    "confirm_breach": "responder",
+    "preview_notice": "responder",
+    "approve_notice": "approver",
+    "audit": "admin",
+}
+# The roles in order, each with what it adds, for the help page and the README.
+ROLES: tuple[tuple[str, str], ...] = (
+    ("viewer", "reads incidents, entities and silences, and comments"),
+    ("responder", "also takes and assigns incidents, changes their status, confirms a breach, silences pages"),
+    ("approver", "also approves customer notices"),
+    ("admin", "also reads the audit log and manages users"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +82,10 @@ class Caller:
     def can(self, role: str) -> bool:
         return self.principal.can(role)
 
+    def may(self, what: str) -> bool:
+        """Whether the caller's role allows ``what`` (a key of ``ROLE_FOR``)."""
+        return self.principal.can(ROLE_FOR[what])
+
 
 class SignInRequired(Exception):
     """A page was asked for without a live session: the browser goes to the sign-in page."""
@@ -63,24 +99,6 @@ class Forbidden(Exception):
         self.role = role
 
 
-def _datetime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return "" if value is None else value.strftime(fmt) + " UTC"
-
-
-def _iso(value: Any) -> str:
-    """An ISO 8601 time from another module's dict, shown like every other time."""
-    if isinstance(value, datetime):
-        return _datetime(value)
-    try:
-        return _datetime(datetime.fromisoformat(str(value)).astimezone(UTC))
-    except ValueError:
-        return "" if value is None else str(value)
-
-
-def _words(value: str | None) -> str:
-    return (value or "").replace("_", " ")
-
-
 def build_templates() -> Jinja2Templates:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
@@ -88,11 +106,18 @@ def build_templates() -> Jinja2Templates:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Every value a page shows passes here: event text cannot reorder the page's own text.
+        finalize=words.neutralise,
     )
-    env.filters["dt"] = _datetime
-    env.filters["words"] = _words
-    env.filters["iso"] = _iso
-    env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
+    env.filters["dt"] = words.absolute
+    env.filters["iso"] = words.absolute
+    env.filters["ago"] = words.when
+    env.filters["words"] = words.words
+    env.filters["num"] = words.num
+    env.filters["country"] = words.country
+    env.filters["percent"] = words.percent
+    env.globals["ROLE_FOR"] = ROLE_FOR
+    env.globals["ROLES"] = ROLES
     return Jinja2Templates(env=env)
 
 
@@ -120,6 +145,40 @@ class ConsoleContext:
         self.hasher = password_hasher or users.default_hasher()
         self.throttle = throttle or SigninThrottle()
         self.templates = build_templates()
+        self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.console_trusted_proxies]
+
+    def client_address(self, request: Request) -> str:
+        """The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
+        address in X-Forwarded-For that is not one of them (the header is ignored otherwise)."""
+        peer = request.client.host if request.client else "unknown"
+        hops = [peer]
+        if self._trusted(peer):
+            forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+            hops = [peer, *reversed([h.strip() for h in forwarded.split(",") if h.strip()])]
+        for hop in hops:
+            if not self._trusted(hop):
+                return hop[:64]
+        return hops[-1][:64]
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_proxies)
+
+    def flash(self, response: Response, text: str, kind: str = "ok") -> Response:
+        """Show ``text`` once on the next page (``ok`` or ``error``), after a redirect."""
+        response.set_cookie(
+            self.cookies.flash,
+            self.signer.flash_cookie(kind, text),
+            max_age=300,
+            httponly=True,
+            secure=self.secure,
+            samesite="strict",
+            path="/",
+        )
+        return response
 
     def session(self) -> Session:
         """A database session whose objects stay readable after commit (pages render after it)."""
@@ -164,15 +223,45 @@ class ConsoleContext:
 
     def page(self, request: Request, name: str, caller: Caller | None, status: int = 200, **values: Any) -> Any:
         """Render a template with the values every page uses."""
+        flash = self.signer.flash(request.cookies.get(self.cookies.flash))
         context = {
             "user": caller.principal if caller else None,
+            "caller": caller,
             "csrf": caller.csrf if caller else None,
             "path": request.url.path,
+            "flash": flash,
             **values,
         }
-        return self.templates.TemplateResponse(request, name, context, status_code=status)
+        response = self.templates.TemplateResponse(request, name, context, status_code=status)
+        if flash is not None:
+            response.delete_cookie(self.cookies.flash, path="/", secure=self.secure, httponly=True, samesite="strict")
+        return response
 
 
 def ctx_of(request: Request) -> ConsoleContext:
     ctx: ConsoleContext = request.app.state.ctx
     return ctx
+
+
+def _signed_in(request: Request) -> Caller:
+    caller = ctx_of(request).caller(request)
+    if caller is None:
+        raise SignInRequired()
+    return caller
+
+
+def page_user(role: str = "viewer") -> Any:
+    """A dependency of a page: the signed-in caller, who must hold at least ``role``."""
+
+    def dependency(request: Request) -> Caller:
+        caller = _signed_in(request)
+        if not caller.can(role):
+            raise Forbidden(role)
+        return caller
+
+    return Depends(dependency)
+
+
+def may(what: str) -> Any:
+    """A dependency of a page that does ``what``: the caller, whose role must allow it."""
+    return page_user(ROLE_FOR[what])

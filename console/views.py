@@ -1,28 +1,33 @@
 """The server-rendered pages: sign-in, the incident list, the incident page with its
 actions, silences, notices and the audit log. Thin: parse the form, call one domain
-function, redirect or render."""
+function, then redirect with a message for the next page (post, redirect, get)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from breachwatch.console.chart import activity_svg
-from breachwatch.console.context import Caller, ConsoleContext, Forbidden, SignInRequired, ctx_of
+from breachwatch.console.chart import gauge_svg, series_svg
+from breachwatch.console.context import Caller, ConsoleContext, ctx_of, may, page_user
+from breachwatch.console.notice_state import queue_state
 from breachwatch.console.security import SESSION_LIFETIME, security_headers
+from breachwatch.console.words import distinct_reasons
+from breachwatch.core.attack import techniques_of
 from breachwatch.core.clock import utcnow
-from breachwatch.incidents import lifecycle, queries, users
-from breachwatch.incidents.activity import actor_activity
+from breachwatch.incidents import lifecycle, people, queries, users
 from breachwatch.incidents.lifecycle import ACTIONS, TRANSITIONS, IncidentNotFound, LifecycleError
 from breachwatch.incidents.model import CLOSED_STATUSES, STATUSES
+from breachwatch.incidents.priority import priority
 from breachwatch.incidents.tables import IncidentRow
+from breachwatch.incidents.trigger import trigger
 from breachwatch.notifier import notices as notices_mod
 from breachwatch.notifier import timeline
 from breachwatch.notifier.paging import silences
@@ -63,34 +68,30 @@ DONE: dict[str, str] = {
 }
 
 
-def _caller(request: Request) -> Caller:
-    caller = ctx_of(request).caller(request)
-    if caller is None:
-        raise SignInRequired()
-    return caller
-
-
-def page_user(role: str = "viewer") -> Any:
-    """A dependency: the signed-in caller, who must hold at least ``role``."""
-
-    def dependency(request: Request) -> Caller:
-        caller = _caller(request)
-        if not caller.can(role):
-            raise Forbidden(role)
-        return caller
-
-    return Depends(dependency)
-
-
 Viewer = Annotated[Caller, page_user("viewer")]
 Responder = Annotated[Caller, page_user("responder")]
-Approver = Annotated[Caller, page_user("approver")]
-Admin = Annotated[Caller, page_user("admin")]
+Admin = Annotated[Caller, may("audit")]
+Confirmer = Annotated[Caller, may("confirm_breach")]
+NoticeApprover = Annotated[Caller, may("approve_notice")]
+NoticeReader = Annotated[Caller, may("preview_notice")]
+EVIDENCE_PAGE = 50
 
 
-def _see(path: str, done: str | None = None, **params: str) -> RedirectResponse:
-    query = {**({"done": done} if done else {}), **params}
-    return RedirectResponse(path + (f"?{urlencode(query)}" if query else ""), status_code=303)
+def _see(path: str, done: str | None = None, *, error: str | None = None, ctx: ConsoleContext | None = None) -> Any:
+    """Redirect to ``path``; ``done`` (a key of DONE) or ``error`` is shown once on the next page."""
+    response = RedirectResponse(path, status_code=303)
+    if ctx is not None and (done or error):
+        ctx.flash(response, error if error else DONE.get(done or "", ""), "error" if error else "ok")
+    return response
+
+
+def _linker(base: dict[str, Any]) -> Callable[..., str]:
+    """Links to the same list with some parameters changed; empty ones are left out."""
+
+    def query(**changes: Any) -> str:
+        return "?" + urlencode({k: v for k, v in {**base, **changes}.items() if v not in ("", None)})
+
+    return query
 
 
 def _incident_url(incident_id: str) -> str:
@@ -105,10 +106,14 @@ def _safe_next(value: str | None) -> str:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return ctx_of(request).client_address(request)
 
 
 # --- sign-in ------------------------------------------------------------------------------------
+
+
+def _seconds(wait: int) -> str:
+    return f"{wait} second{'s' if wait != 1 else ''}" if wait < 120 else f"{wait // 60} minutes"
 
 
 def _signin_page(request: Request, ctx: ConsoleContext, *, error: str = "", status: int = 200, **extra: str) -> Any:
@@ -160,7 +165,8 @@ def signin(
         return _signin_page(
             request, ctx, error="The sign-in form expired. Please try again.", status=400, next=next, username=username
         )
-    wait = ctx.throttle.retry_after(username, address)
+    # Counted before the password is checked, so parallel guesses cannot all slip through.
+    wait = ctx.throttle.reserve(username, address)
     if wait is not None:
         with ctx.session() as session, session.begin():
             audit.serialize_writes(session)
@@ -168,7 +174,7 @@ def signin(
         return _signin_page(
             request,
             ctx,
-            error=f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s).",
+            error=f"Too many sign-in attempts. Try again in {_seconds(wait)}.",
             status=429,
             next=next,
             username=username,
@@ -184,11 +190,10 @@ def signin(
             sid, _ = users.start_session(session, user.username, lifetime=SESSION_LIFETIME)
             audit.record(session, user.username, "signin", f"user:{user.username}", {"address": address})
     if sid is None:
-        ctx.throttle.failed(username, address)
         return _signin_page(
             request, ctx, error="Wrong user name or password.", status=401, next=next, username=username
         )
-    ctx.throttle.succeeded(username)
+    ctx.throttle.succeeded(username, address)
     response = _see(_safe_next(next))
     response.set_cookie(
         ctx.cookies.session,
@@ -235,27 +240,48 @@ def incident_list(
     kind: str = "",
     tenant: str = "",
     q: str = "",
+    sort: str = "priority",
+    order: str = "desc",
+    mine: bool = False,
     page: int = 1,
+    per_page: int = 50,
 ) -> Any:
     ctx = ctx_of(request)
-    per_page = 50
+    per_page = max(10, min(per_page, 200))
     flt = queries.IncidentFilter(
         status=status,
         severity=severity,
         kind=kind,
         tenant=tenant,
         q=q,
+        sort=sort,
+        descending=order != "asc",
         limit=per_page,
         offset=(max(page, 1) - 1) * per_page,
     ).normalised()
     with ctx.session() as session:
-        result = queries.list_incidents(session, flt)
+        only = people.mine(session, caller.principal.username) if mine else None
+        result = queries.list_incidents(session, flt, only=only)
+        held = people.assignees(session, [i.incident_id for i in result.items])
     pages = max(1, -(-result.total // per_page))
-    base = {"status": flt.status, "severity": flt.severity, "kind": flt.kind, "tenant": flt.tenant, "q": flt.q}
+    base = {
+        "status": flt.status,
+        "severity": flt.severity,
+        "kind": flt.kind,
+        "tenant": flt.tenant,
+        "q": flt.q,
+        "sort": flt.sort,
+        "order": "desc" if flt.descending else "asc",
+        "mine": "1" if mine else "",
+        "per_page": per_page if per_page != 50 else "",
+    }
 
-    def query(**changes: Any) -> str:
-        merged = {**base, **changes}
-        return "?" + urlencode({k: v for k, v in merged.items() if v not in ("", None)})
+    query = _linker(base)
+
+    def sort_link(key: str) -> str:
+        """The column's link: by it, highest first; again to reverse."""
+        descending = not (flt.sort == key and flt.descending)
+        return query(sort=key, order="desc" if descending else "asc", page="")
 
     return ctx.page(
         request,
@@ -263,11 +289,14 @@ def incident_list(
         caller,
         result=result,
         flt=flt,
+        mine=mine,
+        held=held,
         statuses=STATUSES,
         closed=CLOSED_STATUSES,
         page=min(max(page, 1), pages),
         pages=pages,
         query=query,
+        sort_link=sort_link,
         active_count=sum(n for s, n in result.by_status.items() if s not in CLOSED_STATUSES),
     )
 
@@ -279,57 +308,91 @@ def _incident_or_404(session: Session, incident_id: str) -> IncidentRow:
     return row
 
 
-def _incident_values(
-    session: Session,
-    incident: IncidentRow,
-    suppress_days: int,
-    evidence: list[queries.EvidenceLine] | None = None,
-) -> dict[str, Any]:
-    findings = queries.findings(session, incident.incident_id)
-    if evidence is None:
-        evidence = queries.evidence_lines(session, incident.incident_id)
-    activity = actor_activity(session, incident)
-    notices = notices_mod.list_notices(session, incident.incident_id)
-    links = lifecycle.links(session, incident.incident_id)
-    # Open incidents one finding tied to this one: offered in the merge form, a person decides.
-    correlated: list[str] = []
+def _correlated(session: Session, incident: IncidentRow, links: list[Any]) -> list[str]:
+    """Open incidents one finding tied to this one: offered in the merge form, a person decides."""
+    out: list[str] = []
     for link in links:
         if link.kind != "correlated":
             continue
         other = link.related_id if link.incident_id == incident.incident_id else link.incident_id
         row = session.get(IncidentRow, other)
         if row is not None and row.status not in CLOSED_STATUSES:
-            correlated.append(other)
+            out.append(other)
+    return out
+
+
+def _incident_values(session: Session, caller: Caller, incident: IncidentRow, suppress_days: int) -> dict[str, Any]:
+    findings = queries.findings(session, incident.incident_id)
+    fired = trigger(session, incident)
+    now = utcnow()
+    notices = notices_mod.list_notices(session, incident.incident_id, now=now)
+    links = lifecycle.links(session, incident.incident_id)
+    breach = lifecycle.breach(session, incident.incident_id)
     return {
         "incident": incident,
         "findings": findings,
+        "reasons": distinct_reasons(incident.reasons or []),
         "playbooks": queries.playbooks(findings),
-        "evidence": evidence,
-        "activity": activity,
-        "chart": activity_svg(activity, incident.severity),
+        "trigger": fired,
+        "chart": series_svg(fired.series, incident.severity),
+        "gauges": [(g, gauge_svg(g)) for g in fired.gauges],
+        "attack": techniques_of([incident.kind, *(f.kind for f in findings)]),
         "timeline": timeline.build(session, incident),
         "actions": [a for a in ACTIONS if incident.status in TRANSITIONS[a][1]],
         "action_labels": ACTION_LABELS,
-        "handled_by": lifecycle.handled_by(session, incident.incident_id),
-        "breach": lifecycle.breach(session, incident.incident_id),
+        "assignment": people.assignee(session, incident.incident_id),
+        "comments": people.comments(session, incident.incident_id),
+        "tasks": people.tasks(session, incident.incident_id, findings),
+        "team": [u.username for u in users.list_users(session) if not u.disabled],
+        "priority": priority(incident, now=now, breach=breach is not None),
+        "breach": breach,
         "links": links,
-        "merge_suggestion": ", ".join(correlated),
+        "merge_suggestion": ", ".join(_correlated(session, incident, links)),
         "related": lifecycle.related_by_address(session, incident),
         "silence": silences.is_silenced(session, incident),
+        "silence_key": _silence_key(incident),
         "suppression": lifecycle.suppression_state(session, incident, timedelta(days=suppress_days)),
-        "notices": notices,
+        "notices": [
+            (n, queue_state(session, n, caller.actor if caller.may("approve_notice") else None, now)) for n in notices
+        ],
         "closed": incident.status in CLOSED_STATUSES,
+        "now": now,
     }
 
 
+def _silence_key(incident: IncidentRow) -> tuple[str, str]:
+    """What the incident is grouped on, which its silence form matches by default: the
+    attacking network of a network incident, else the actor, else the address."""
+    kind, _, value = (incident.group_key or "").partition(":")
+    if kind == "net" and value:
+        return "ip", value
+    if kind == "ip" and value:
+        return "ip", value
+    if incident.actor_ids:
+        return "actor", incident.actor_ids[0]
+    return "kind", incident.kind
+
+
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
-def incident_page(request: Request, incident_id: str, caller: Viewer, done: str = "", error: str = "") -> Any:
+def incident_page(
+    request: Request, incident_id: str, caller: Viewer, ev: int = 1, ev_sort: str = "ts", ev_order: str = "asc"
+) -> Any:
     ctx = ctx_of(request)
     with ctx.session() as session, session.begin():
         incident = session.get(IncidentRow, incident_id)
         if incident is None:
             return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
-        evidence = queries.evidence_lines(session, incident_id)
+        total = queries.evidence_count(session, incident_id)
+        pages = max(1, -(-total // EVIDENCE_PAGE))
+        ev = min(max(ev, 1), pages)
+        evidence = queries.evidence_lines(
+            session,
+            incident_id,
+            EVIDENCE_PAGE,
+            offset=(ev - 1) * EVIDENCE_PAGE,
+            sort=ev_sort,
+            descending=ev_order == "desc",
+        )
         # Opening the page shows the evidence: who saw it is part of the record (policy 6.1),
         # and the page's own timeline already shows this view.
         audit.serialize_writes(session)
@@ -340,18 +403,31 @@ def incident_page(request: Request, incident_id: str, caller: Viewer, done: str 
             lifecycle.subject(incident_id),
             {"events": len(evidence), "via": "console"},
         )
-        values = _incident_values(session, incident, ctx.settings.false_positive_suppress_days, evidence)
-    return ctx.page(request, "incident.html", caller, done=DONE.get(done, ""), error=error, **values)
+        values = _incident_values(session, caller, incident, ctx.settings.false_positive_suppress_days)
+    ev_sort = ev_sort if ev_sort in queries.EVIDENCE_SORTS else "ts"
+
+    def ev_link(**changes: Any) -> str:
+        merged = {"ev": ev, "ev_sort": ev_sort, "ev_order": ev_order, **changes}
+        return "?" + urlencode(merged) + "#evidence"
+
+    return ctx.page(
+        request,
+        "incident.html",
+        caller,
+        evidence=evidence,
+        evidence_total=total,
+        ev=ev,
+        ev_pages=pages,
+        ev_sort=ev_sort,
+        ev_order=ev_order,
+        ev_link=ev_link,
+        **values,
+    )
 
 
-def _render_incident_error(request: Request, caller: Caller, incident_id: str, message: str, status: int) -> Any:
-    ctx = ctx_of(request)
-    with ctx.session() as session:
-        incident = session.get(IncidentRow, incident_id)
-        if incident is None:
-            return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
-        values = _incident_values(session, incident, ctx.settings.false_positive_suppress_days)
-    return ctx.page(request, "incident.html", caller, status=status, done="", error=message, **values)
+def _refused(ctx: ConsoleContext, incident_id: str, message: str) -> Any:
+    """Back to the incident page, saying why the change was refused (post, redirect, get)."""
+    return _see(_incident_url(incident_id), error=message, ctx=ctx)
 
 
 @router.post("/incidents/{incident_id}/actions/{action}")
@@ -365,25 +441,27 @@ def incident_action(
 ) -> Any:
     ctx = ctx_of(request)
     ctx.check_csrf(caller, csrf)
-    if action not in TRANSITIONS:
+    if action not in TRANSITIONS or not caller.may(action):
         return ctx.page(request, "error.html", caller, status=404, title="No such action", message="")
     try:
         with ctx.session() as session, session.begin():
             lifecycle.transition(
                 session, incident_id, action, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings)
             )
+            if action == "acknowledge":
+                people.take_if_unassigned(session, incident_id, caller.principal.username, caller.actor)
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
     except LifecycleError as exc:
-        return _render_incident_error(request, caller, incident_id, str(exc), 409)
-    return _see(_incident_url(incident_id), action)
+        return _refused(ctx, incident_id, str(exc))
+    return _see(_incident_url(incident_id), action, ctx=ctx)
 
 
 @router.post("/incidents/{incident_id}/breach")
 def confirm_breach(
     request: Request,
     incident_id: str,
-    caller: Responder,
+    caller: Confirmer,
     reason: Annotated[str, Form(max_length=2000)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Any:
@@ -402,8 +480,8 @@ def confirm_breach(
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
     except LifecycleError as exc:
-        return _render_incident_error(request, caller, incident_id, str(exc), 409)
-    return _see(_incident_url(incident_id), "breach")
+        return _refused(ctx, incident_id, str(exc))
+    return _see(_incident_url(incident_id), "breach", ctx=ctx)
 
 
 @router.post("/incidents/{incident_id}/merge")
@@ -422,10 +500,10 @@ def merge(
         with ctx.session() as session, session.begin():
             lifecycle.merge(session, incident_id, ids, caller.actor, reason, on_change=lifecycle_hooks(ctx.settings))
     except IncidentNotFound as exc:
-        return _render_incident_error(request, caller, incident_id, f"No incident {str(exc)[:64]}.", 404)
+        return _refused(ctx, incident_id, f"No incident {str(exc)[:64]}.")
     except LifecycleError as exc:
-        return _render_incident_error(request, caller, incident_id, str(exc), 409)
-    return _see(_incident_url(incident_id), "merged")
+        return _refused(ctx, incident_id, str(exc))
+    return _see(_incident_url(incident_id), "merged", ctx=ctx)
 
 
 @router.post("/incidents/{incident_id}/split")
@@ -435,12 +513,6 @@ async def split(request: Request, incident_id: str, caller: Responder) -> Any:
     ctx.check_csrf(caller, str(form.get("csrf") or ""))
     finding_ids = [str(v) for v in form.getlist("finding_id")][:1000]
     reason = str(form.get("reason") or "")[:2000]
-    return _split(request, ctx, caller, incident_id, finding_ids, reason)
-
-
-def _split(
-    request: Request, ctx: ConsoleContext, caller: Caller, incident_id: str, finding_ids: list[str], reason: str
-) -> Any:
     try:
         with ctx.session() as session, session.begin():
             new = lifecycle.split(
@@ -450,8 +522,8 @@ def _split(
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
     except LifecycleError as exc:
-        return _render_incident_error(request, caller, incident_id, str(exc), 409)
-    return _see(_incident_url(new_id), "split")
+        return _refused(ctx, incident_id, str(exc))
+    return _see(_incident_url(new_id), "split", ctx=ctx)
 
 
 @router.post("/incidents/{incident_id}/silence")
@@ -465,6 +537,7 @@ def silence_incident(
     match_tenant: Annotated[str, Form(max_length=10)] = "",
     match_kind: Annotated[str, Form(max_length=10)] = "",
     match_ip: Annotated[str, Form(max_length=10)] = "",
+    match_address: Annotated[str, Form(max_length=10)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Any:
     ctx = ctx_of(request)
@@ -472,6 +545,11 @@ def silence_incident(
     try:
         with ctx.session() as session, session.begin():
             incident = _incident_or_404(session, incident_id)
+            key_kind, key = _silence_key(incident)
+            # The incident's own network (or address) unless one address was asked for.
+            ip = key if match_ip and key_kind == "ip" else None
+            if match_address and incident.source_ips:
+                ip = incident.source_ips[0]
             silences.add(
                 session,
                 caller.actor,
@@ -480,33 +558,24 @@ def silence_incident(
                 actor_id=incident.actor_ids[0] if match_actor and incident.actor_ids else None,
                 tenant_id=incident.tenant_ids[0] if match_tenant and incident.tenant_ids else None,
                 kind=incident.kind if match_kind else None,
-                ip=incident.source_ips[0] if match_ip and incident.source_ips else None,
+                ip=ip,
             )
     except IncidentNotFound:
         return ctx.page(request, "error.html", caller, status=404, title="No such incident", message="")
     except SilenceError as exc:
-        return _render_incident_error(request, caller, incident_id, str(exc), 422)
-    return _see(_incident_url(incident_id), "silenced")
+        return _refused(ctx, incident_id, str(exc))
+    return _see(_incident_url(incident_id), "silenced", ctx=ctx)
 
 
 # --- silences -----------------------------------------------------------------------------------
 
 
 @router.get("/silences", response_class=HTMLResponse)
-def silence_list(request: Request, caller: Viewer, done: str = "", include_ended: bool = False) -> Any:
+def silence_list(request: Request, caller: Viewer, include_ended: bool = False) -> Any:
     ctx = ctx_of(request)
     with ctx.session() as session:
         rows = silences.list_silences(session, include_ended=include_ended)
-    return ctx.page(
-        request,
-        "silences.html",
-        caller,
-        silences=rows,
-        done=DONE.get(done, ""),
-        error="",
-        include_ended=include_ended,
-        now=utcnow(),
-    )
+    return ctx.page(request, "silences.html", caller, silences=rows, include_ended=include_ended, now=utcnow())
 
 
 @router.post("/silences")
@@ -536,25 +605,8 @@ def silence_add(
                 ip=ip,
             )
     except SilenceError as exc:
-        return _silences_refused(request, ctx, caller, exc, status=422)
-    return _see("/silences", "silenced")
-
-
-def _silences_refused(request: Request, ctx: Any, caller: Any, exc: Exception, *, status: int) -> Any:
-    """The silences page again, saying why the change was refused."""
-    with ctx.session() as session:
-        rows = silences.list_silences(session)
-    return ctx.page(
-        request,
-        "silences.html",
-        caller,
-        status=status,
-        silences=rows,
-        done="",
-        error=str(exc),
-        include_ended=False,
-        now=utcnow(),
-    )
+        return _see("/silences", error=str(exc), ctx=ctx)
+    return _see("/silences", "silenced", ctx=ctx)
 
 
 @router.post("/silences/{silence_id}/expire")
@@ -567,15 +619,15 @@ def silence_expire(
         with ctx.session() as session, session.begin():
             silences.expire(session, silence_id, caller.actor)
     except SilenceError as exc:
-        return _silences_refused(request, ctx, caller, exc, status=409)
-    return _see("/silences", "expired")
+        return _see("/silences", error=str(exc), ctx=ctx)
+    return _see("/silences", "expired", ctx=ctx)
 
 
 # --- notices ------------------------------------------------------------------------------------
 
 
 @router.get("/notices/{notice_id}/preview", response_class=HTMLResponse)
-def notice_preview(request: Request, notice_id: str, caller: Responder, incident: str = "") -> Any:
+def notice_preview(request: Request, notice_id: str, caller: NoticeReader, incident: str = "") -> Any:
     ctx = ctx_of(request)
     with ctx.session() as session, session.begin():
         try:
@@ -600,7 +652,7 @@ def notice_preview(request: Request, notice_id: str, caller: Responder, incident
 
 
 @router.get("/notices/{notice_id}/preview.html")
-def notice_preview_html(request: Request, notice_id: str, caller: Responder, part: str = "notice") -> Any:
+def notice_preview_html(request: Request, notice_id: str, caller: NoticeReader, part: str = "notice") -> Any:
     """The HTML part of the notice, or with ``part=regulator_draft`` of its regulator-report draft."""
     ctx = ctx_of(request)
     with ctx.session() as session:
@@ -620,7 +672,7 @@ def notice_preview_html(request: Request, notice_id: str, caller: Responder, par
 def notice_approve(
     request: Request,
     notice_id: str,
-    caller: Approver,
+    caller: NoticeApprover,
     incident_id: Annotated[str, Form(max_length=64)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Any:
@@ -641,17 +693,17 @@ def notice_approve(
         return ctx.page(request, "error.html", caller, status=404, title="No such notice", message="")
     except (refused, ValueError) as exc:
         if incident_id:
-            return _render_incident_error(request, caller, incident_id, str(exc)[:300], 409)
+            return _refused(ctx, incident_id, str(exc)[:300])
         return ctx.page(request, "error.html", caller, status=409, title="Not approved", message=str(exc)[:300])
     done = "approved" if result["status"] == "approved" else "approval_recorded"
-    return _see(_incident_url(incident_id) if incident_id else "/incidents", done)
+    return _see(_incident_url(incident_id) if incident_id else "/incidents", done, ctx=ctx)
 
 
 @router.post("/notices/deliveries/{message_id}/outcome")
 def notice_delivery_outcome(
     request: Request,
     message_id: str,
-    caller: Approver,
+    caller: NoticeApprover,
     arrived: Annotated[Literal["yes", "no"], Form()],
     incident_id: Annotated[str, Form(max_length=64)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
@@ -665,20 +717,72 @@ def notice_delivery_outcome(
             outcome = notices_mod.resolve_unknown(session, message_id, arrived=arrived == "yes", by=caller.username)
     except notices_mod.NoticeError as exc:
         if incident_id:
-            return _render_incident_error(request, caller, incident_id, str(exc)[:300], 409)
+            return _refused(ctx, incident_id, str(exc)[:300])
         return ctx.page(request, "error.html", caller, status=409, title="Not recorded", message=str(exc)[:300])
-    return _see(_incident_url(incident_id) if incident_id else "/incidents", f"outcome_{outcome}")
+    return _see(_incident_url(incident_id) if incident_id else "/incidents", f"outcome_{outcome}", ctx=ctx)
 
 
 # --- audit --------------------------------------------------------------------------------------
 
 
+AUDIT_PAGE = 100
+
+
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, caller: Admin, action: str = "", verify: bool = False) -> Any:
+def audit_page(
+    request: Request,
+    caller: Admin,
+    action: str = "",
+    who: str = "",
+    since: str = "",
+    until: str = "",
+    verify: bool = False,
+    page: int = 1,
+) -> Any:
     ctx = ctx_of(request)
+    start, end = _day(since), _day(until, end=True)
+    page = max(page, 1)
     with ctx.session() as session:
-        rows = audit.recent(session, limit=300, action=action or None)
+        rows, total = audit.search(
+            session,
+            actor=who.strip()[:200] or None,
+            action=action or None,
+            since=start,
+            until=end,
+            limit=AUDIT_PAGE,
+            offset=(page - 1) * AUDIT_PAGE,
+        )
         # Verifying reads the whole chain: done when asked, not on every visit.
         check = audit.verify(session) if verify else None
         actions = sorted(set(session.scalars(select(audit.AuditRow.action).distinct())))
-    return ctx.page(request, "audit.html", caller, rows=rows, check=check, action=action, actions=actions)
+        actors = sorted(set(session.scalars(select(audit.AuditRow.actor).distinct().limit(500))))
+    base = {"action": action, "who": who, "since": since if start else "", "until": until if end else ""}
+
+    query = _linker(base)
+
+    return ctx.page(
+        request,
+        "audit.html",
+        caller,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // AUDIT_PAGE)),
+        check=check,
+        action=action,
+        who=who,
+        since=base["since"],
+        until=base["until"],
+        actions=actions,
+        actors=actors,
+        query=query,
+    )
+
+
+def _day(value: str, *, end: bool = False) -> datetime | None:
+    """A ``YYYY-MM-DD`` day from a date field as the start (or the end) of that UTC day."""
+    try:
+        day = datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return day + timedelta(days=1) if end else day

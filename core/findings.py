@@ -47,6 +47,9 @@ class Finding:
     # Event time at which the detector judged (the time to detect is measured to it); None
     # means at the latest evidence event. Evidence may run past it: the rest of the session.
     detected_at: datetime | None = None
+    # A signal below the incident threshold: it adds risk to its actor's and tenant's ledgers
+    # (``incidents.ledger``) instead of opening an incident of its own.
+    signal: bool = False
 
     @property
     def finding_id(self) -> str:
@@ -56,6 +59,21 @@ class Finding:
     @property
     def event_ids(self) -> tuple[str, ...]:
         return tuple(e.event_id for e in self.events[:MAX_EVIDENCE])
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A person's verdict on an incident, fed back to the detectors: ``false_positive`` (the
+    pattern of ``kinds`` by ``actor_id`` over ``start``..``end``, at ``score``, is benign), or
+    its withdrawal (the incident was reopened). ``seq`` orders verdicts as they were given."""
+
+    seq: int
+    actor_id: str
+    kinds: tuple[str, ...]
+    start: datetime
+    end: datetime
+    score: float
+    false_positive: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +145,12 @@ class Detector(ABC):
     def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
         """Restore from the saved head and every saved item (by default there are none)."""
         self.load_state(head)
+
+    def judgement_seq(self) -> int | None:
+        """The last verdict (``Judgement.seq``) this detector took in, as its state holds it;
+        None for a detector that learns nothing from verdicts (the default)."""
+        return None
+
+    def judged(self, judgements: Sequence[Judgement]) -> None:
+        """Take in verdicts given since ``judgement_seq()``, in order, between batches."""
+        return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import os
 import tomllib
@@ -101,6 +102,22 @@ class Settings(BaseSettings):
     # positive are attached to it instead of opening and paging a new one, for this many days
     # of event time after the judgement; 0 turns this off.
     false_positive_suppress_days: int = Field(default=14, ge=0, le=365)
+    risk_threshold: float = Field(
+        default=100.0,
+        ge=0,
+        description="risk points at which an actor's (or, at 1.5 times it, a tenant's) ledger of findings "
+        "below the incident threshold opens an incident listing every contribution; 0 turns the ledger off",
+    )
+    risk_source_cap: float = Field(
+        default=60.0,
+        gt=0,
+        description="the most risk one source (kind of finding) adds to a ledger, however often it fires",
+    )
+    risk_half_life_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="event time in which a contribution to a risk ledger loses half its points",
+    )
     # Once a partition holds more than profile_live_max live actor profiles, those idle for
     # profile_pack_after_s (event time) are kept packed in memory until the actor's next event:
     # a fifth of the memory or less, for about 100 us each time an actor comes back.
@@ -181,6 +198,22 @@ class Settings(BaseSettings):
     console_port: int = Field(default=8080, ge=1, le=65535)
     console_secret_key: SecretStr | None = None
     console_secure_cookies: bool = True
+    console_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        description=(
+            "the console's address as the on-call reaches it (e.g. https://breachwatch.example.com); "
+            "every alert, escalation and deadline page then links to its incident"
+        ),
+    )
+    console_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "comma-separated addresses or networks of reverse proxies in front of the console; only a "
+            "request from one of these may name the client in X-Forwarded-For (otherwise the header is ignored)"
+        ),
+    )
+
     console_public_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
@@ -254,6 +287,23 @@ class Settings(BaseSettings):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         if isinstance(value, str):
             return json.loads(value)
+        return value
+
+    @field_validator("console_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("console_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry[:60]!r} is not an address or a network such as 10.0.0.0/8") from None
         return value
 
     @field_validator("oncall_emails")

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -45,6 +46,19 @@ LEAD = timedelta(minutes=10)
 # ones the transparency log must mark not justified.
 STAFF_KINDS: tuple[str, ...] = ("staff_snooping", *STAFF_SCENARIO_KINDS)
 STAFF_FINDING_KINDS = frozenset({"staff_without_ticket", "staff_ticket_mismatch", "staff_access_unapproved"})
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile (linear between the two nearest values)."""
+    ordered = sorted(values)
+    pos = 0.95 * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
 
 
 def _ts(text: str) -> datetime:
@@ -111,6 +125,10 @@ class Evaluation:
         all_ttd = [t for v in self.time_to_detect_s.values() for t in v]
         return statistics.median(all_ttd) if all_ttd else None
 
+    def p95_ttd_s(self) -> float | None:
+        all_ttd = [t for v in self.time_to_detect_s.values() for t in v]
+        return p95(all_ttd) if all_ttd else None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "recall": {k: round(d / n, 3) if n else None for k, (d, n) in sorted(self.recall.items())},
@@ -122,8 +140,12 @@ class Evaluation:
             "false_by_kind": dict(self.false_by_kind),
             "false_by_hard_negative": dict(self.false_by_hard_negative),
             "median_time_to_detect_s": self.median_ttd_s(),
+            "p95_time_to_detect_s": self.p95_ttd_s(),
             "median_time_to_detect_s_by_kind": {
                 k: round(statistics.median(v), 1) for k, v in sorted(self.time_to_detect_s.items()) if v
+            },
+            "p95_time_to_detect_s_by_kind": {
+                k: round(p95(v), 1) for k, v in sorted(self.time_to_detect_s.items()) if v
             },
             "missed": self.missed[:50],
             "staff_access": {
@@ -133,18 +155,23 @@ class Evaluation:
         }
 
     def table(self) -> str:
-        lines = [f"{'scenario kind':26} {'recall':>8} {'detected':>9} {'median TTD':>11}"]
+        lines = [f"{'scenario kind':26} {'recall':>8} {'detected':>9} {'median TTD':>11} {'p95 TTD':>11}"]
         for kind, (d, n) in sorted(self.recall.items()):
             ttd = self.time_to_detect_s.get(kind)
-            med = f"{statistics.median(ttd) / 60:.1f} min" if ttd else "-"
-            lines.append(f"{kind:26} {d / n if n else 0:8.2f} {f'{d}/{n}':>9} {med:>11}")
+            med = _minutes(statistics.median(ttd)) if ttd else "-"
+            high = _minutes(p95(ttd)) if ttd else "-"
+            lines.append(f"{kind:26} {d / n if n else 0:8.2f} {f'{d}/{n}':>9} {med:>11} {high:>11}")
         lines.append(f"incident precision {self.precision:.3f} ({self.true_incidents}/{self.incidents})")
         lines.append(
             f"false incidents {self.false_incidents} over {self.days:.1f} days, {self.tenants} tenants"
             f" = {self.false_per_day_per_25_tenants:.2f} per day per 25 tenants"
         )
-        med = self.median_ttd_s()
-        lines.append(f"median time to detect: {med / 60:.1f} min" if med is not None else "median time to detect: -")
+        med, high = self.median_ttd_s(), self.p95_ttd_s()
+        lines.append(
+            f"time to detect (from detected_at): median {_minutes(med)}, p95 {_minutes(high)}"
+            if med is not None and high is not None
+            else "time to detect: -"
+        )
         if self.staff:
             st = self.staff
             false_staff = sum(n for k, n in self.false_by_kind.items() if k in STAFF_FINDING_KINDS)
@@ -156,14 +183,12 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate(
-    incidents: list[IncidentOut],
-    labels: dict[str, Any],
-    *,
-    since: datetime | None = None,
-    detected_at: dict[str, datetime] | None = None,
-) -> Evaluation:
-    """Score ``incidents`` against ``labels.json`` content, counting only what happens after ``since``."""
+def evaluate(incidents: list[IncidentOut], labels: dict[str, Any], *, since: datetime | None = None) -> Evaluation:
+    """Score ``incidents`` against ``labels.json`` content, counting only what happens after ``since``.
+
+    Time to detect runs from a scenario's first event to the ``detected_at`` of the first
+    incident that caught it (an incident without one, stored by an older version, counts at
+    its last activity)."""
     since = since or _ts(labels.get("clean_until") or labels["start"])
     end = _ts(labels["end"])
     scenarios = [Scenario.from_label(s) for s in labels.get("scenarios", ()) if _ts(s["end"]) >= since]
@@ -173,13 +198,12 @@ def evaluate(
     judged = [i for i in incidents if i.opened_at >= since or any(s.matches(i) for s in scenarios)]
     ev = Evaluation(days=max((end - since).total_seconds() / 86400, 0.0), tenants=int(labels.get("tenants", 0)))
     per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    detected_at = detected_at or {}
     for s in scenarios:
         per_kind[s.kind][1] += 1
         hits = [i for i in judged if s.matches(i)]
         if hits:
             per_kind[s.kind][0] += 1
-            when = min(detected_at.get(i.incident_id, i.updated_at) for i in hits)
+            when = min(i.detected_at or i.updated_at for i in hits)
             ev.time_to_detect_s.setdefault(s.kind, []).append(max((when - s.start).total_seconds(), 0.0))
         else:
             ev.missed.append(f"{s.kind} {s.scenario_id} ({', '.join(sorted(s.actors)[:3])})")
@@ -226,17 +250,18 @@ def backtest_dump(settings: Settings, dump: Path, truth: dict[str, Any], when: d
     """Train on ``dump`` before ``when``, replay all of it (with the dump's access approvals in
     the database first), and score the incidents and the transparency log against ``truth``
     (labels.json content): the figures of ``backtest`` and ``bench.quality``."""
+    if not settings.secret("pseudonym_key"):
+        # A backtest's model is thrown away; a random key keeps it pseudonymised all the same, and
+        # the pipeline must judge with the key the model was trained with.
+        settings = settings.model_copy(update={"pseudonym_key": SecretStr(secrets.token_hex(16))})
     key = (settings.secret("pseudonym_key") or "").encode()
-    if not key:
-        # A backtest's model is thrown away; a random key keeps it pseudonymised all the same.
-        key = secrets.token_hex(16).encode()
     trained = train_from_dump(settings, dump, when, key)
     with tempfile.TemporaryDirectory() as tmp:
         engine = app.database(settings, f"sqlite:///{tmp}/backtest.db")
         load_access_requests(engine, dump, settings, until=_ts(truth["end"]))
         pipeline = app.build_pipeline(settings, engine, trained, notify=False)
         replay(dump, pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes, jobs=jobs)
-        result = evaluate(pipeline.store.incidents(), truth, since=when, detected_at=pipeline.store.detected_at())
+        result = evaluate(pipeline.store.incidents(), truth, since=when)
         result.staff = staff_access_figures(engine, truth, when)
         engine.dispose()
     return result

@@ -3,19 +3,45 @@ it has caught up, and a summary of the incidents it opened and the alerts it wro
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from breachwatch.core.settings import Settings
 from breachwatch.devkit.approvals import load_access_requests
 from breachwatch.devkit.local_kafka import embedded_bootstrap
 from breachwatch.devkit.simulate import simulate
+from breachwatch.incidents import users
 from breachwatch.incidents.store import IncidentStore
 from breachwatch.runtime import app
 from breachwatch.streams.kafka_client import ensure_topics
 from breachwatch.streams.produce import Rate, produce_dump
 
 LISTED = 40
+DEMO_USER = "demo"
+SIGNIN_FILE = "console-signin.txt"
+
+
+def demo_sign_in(engine: Engine, workdir: Path) -> str:
+    """A console administrator ``demo`` with a fresh random password, for a first look at the
+    demo's incidents; the lines that say how to look are also kept in ``console-signin.txt``."""
+    password = secrets.token_urlsafe(12)
+    with Session(engine) as session, session.begin():
+        if session.get(users.UserRow, DEMO_USER) is None:
+            users.add_user(session, DEMO_USER, "admin", password, email="demo@unisen.example")
+        else:
+            users.set_password(session, DEMO_USER, password)
+    db = workdir / "breachwatch.db"
+    text = (
+        "Look at the incidents in the console:\n"
+        "  make console      (or: breachwatch console --db sqlite:///" + str(db) + ")\n"
+        "  then open http://127.0.0.1:8080/ and sign in as  demo  with the password  " + password + "\n"
+    )
+    (workdir / SIGNIN_FILE).write_text(text, encoding="utf-8")
+    return text
 
 
 def run_demo(
@@ -44,6 +70,7 @@ def run_demo(
         secs = time.perf_counter() - t0
     engine = app.database(settings)
     incidents = IncidentStore(engine).incidents()
+    look = demo_sign_in(engine, workdir)
     engine.dispose()
     consumed = sum(stats["consumed"].values())
     lines = [f"\nprocessed {consumed:,} events in {secs:.1f}s; {len(incidents)} incidents opened\n"]
@@ -55,4 +82,6 @@ def run_demo(
     n = len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
     lines.append(f"\non-call alert emails: {n} in {outbox}")
     lines.append(f"incident database: {db_path}")
+    lines.append("")
+    lines.append(look)
     return "\n".join(lines)

@@ -38,6 +38,8 @@ SEC_MS = 1000
 # window holds a month end (the busiest time for legitimate bulk exports).
 DEFAULT_END = datetime(2026, 12, 3, tzinfo=UTC)
 DEFAULT_EVENTS_PER_USER_DAY = 14.0
+# A new hire's workload grows from 40% to full over this many days.
+NEW_HIRE_RAMP_DAYS = 14
 LABELS_FILE = "labels.json"
 
 ATTACK_KINDS: tuple[str, ...] = (
@@ -1365,12 +1367,18 @@ class _Simulation:
                 u.active_from = rng.randint(1, days - 1)
                 while self.weekday(u.active_from) in t.weekend:
                     u.active_from += 1
-                if u.active_from >= clean:
-                    u.day_labels[u.active_from] = self._hard_negative(
+                if u.active_from + NEW_HIRE_RAMP_DAYS > clean:
+                    # The first weeks: light days growing to a full workload, every one of them
+                    # more than the days before (against the new hire's own short history).
+                    label = self._hard_negative(
                         "new_employee",
                         f"{u.actor_id} joined {t.tenant_id} as {u.role}: account set up, first "
-                        f"login and a light first day from the office",
+                        f"login, then {NEW_HIRE_RAMP_DAYS} days growing from a light first day to "
+                        "a full workload, from the office",
+                        min_ts=self.clean_ms,
                     )
+                    for d in range(max(u.active_from, clean), min(u.active_from + NEW_HIRE_RAMP_DAYS, days)):
+                        u.day_labels[d] = label
             elif r < 0.25:
                 length = rng.randint(5, 14)
                 begin = rng.randint(-length + 2, days - 2)
@@ -1666,8 +1674,8 @@ class _Simulation:
             mean *= 0.35
         if trip:
             mean *= 0.6
-        if d == u.active_from:
-            mean *= 0.4
+        if 0 <= d - u.active_from < NEW_HIRE_RAMP_DAYS:
+            mean *= 0.4 + 0.6 * (d - u.active_from) / NEW_HIRE_RAMP_DAYS
         n = max(1, _poisson(rng, mean * rng.lognormvariate(-0.05, 0.3)))
         tz = trip.tz if trip else t.tz
         midnight = self.midnight(tz, d)
@@ -3306,12 +3314,12 @@ class _Simulation:
                 )
 
     def plan_slow_exfiltration(self, rng: Random) -> bool:
-        """An insider reads several times their usual volume over a few working days."""
+        """An insider reads several times their usual volume on one to three working days."""
         u = self._pick_user(rng, ("sales", "hr", "accountant"), lambda u: u.volume > 0.5)
         if u is None:
             return False
         t = u.tenant
-        span = min(self.attack_days, rng.randint(3, 6))
+        span = min(self.attack_days, rng.randint(1, 3))
         d0 = self._attack_day(rng, span, t.tz)
         factor = rng.uniform(3.0, 6.0)
         days = [d for d in range(d0, min(self.days, d0 + span + 2)) if self.weekday(d) not in t.weekend][:span]

@@ -391,6 +391,7 @@ def recompute(session: Session, incident: IncidentRow) -> None:
     incident.score = round(max(f.score for f in findings), 1)
     incident.opened_at = min(f.ts for f in findings)
     incident.updated_at = max([f.ts for f in findings] + [e.ts for e in evidence])
+    incident.detected_at = min(f.detected_at or f.ts for f in findings)
     incident.actor_ids = list(unique(f.actor_id for f in findings))
     tenants = unique(
         (d.get("tenant_id") if e.topic.endswith("access") else d.get("actor_tenant") or d.get("tenant_id"))
@@ -525,6 +526,7 @@ def split(
         status=original.status,
         opened_at=first.ts,
         updated_at=first.ts,
+        detected_at=min(f.detected_at or f.ts for f in moving),
         actor_ids=actors,
         tenant_ids=[],
         source_ips=[],

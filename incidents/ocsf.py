@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from breachwatch.core.attack import ATTACK_VERSION, Technique, techniques_of
 from breachwatch.core.ids import stable_id, unique
-from breachwatch.incidents.attack import VERSION as ATTACK_VERSION
-from breachwatch.incidents.attack import Attack, attacks_for
 from breachwatch.incidents.lifecycle import BreachRow, Change
 from breachwatch.incidents.model import CLOSED_STATUSES
 from breachwatch.incidents.tables import FindingRow, IncidentRow
@@ -76,14 +75,17 @@ def _analytic(detector: str) -> dict[str, Any]:
     return {"name": detector, "uid": detector, "type_id": type_id, "type": type_name}
 
 
-def _attack(a: Attack) -> dict[str, Any]:
+def _attack(t: Technique) -> dict[str, Any]:
+    """OCSF's shape: a sub-technique (T1110.004) under its parent technique (T1110)."""
+    parent, _, sub = t.technique_id.partition(".")
+    parent_name, _, sub_name = t.technique.partition(": ")
     out: dict[str, Any] = {
         "version": ATTACK_VERSION,
-        "tactic": {"uid": a.tactic.uid, "name": a.tactic.name},
-        "technique": {"uid": a.technique.uid, "name": a.technique.name},
+        "tactic": {"uid": t.tactic_id, "name": t.tactic},
+        "technique": {"uid": parent, "name": parent_name},
     }
-    if a.sub_technique is not None:
-        out["sub_technique"] = {"uid": a.sub_technique.uid, "name": a.sub_technique.name}
+    if sub:
+        out["sub_technique"] = {"uid": t.technique_id, "name": sub_name or t.technique}
     return out
 
 
@@ -121,7 +123,7 @@ def _finding_info(incident: IncidentRow, findings: Sequence[FindingRow], modifie
         info["analytic"] = _analytic(detectors[0])
         if len(detectors) > 1:
             info["related_analytics"] = [_analytic(d) for d in detectors[1:MAX_LIST]]
-    attacks = attacks_for(kinds)
+    attacks = techniques_of(kinds)
     if attacks:
         info["attacks"] = [_attack(a) for a in attacks]
     return info

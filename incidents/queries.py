@@ -3,17 +3,21 @@ everything one incident page shows, as plain values."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from breachwatch.core.clock import utcnow
 from breachwatch.core.findings import SEVERITY_RANK
 from breachwatch.incidents.model import CLOSED_STATUSES, STATUSES
+from breachwatch.incidents.priority import priority
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
 
 SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
@@ -29,7 +33,9 @@ class IncidentFilter:
     severity: str = ""
     kind: str = ""
     tenant: str = ""
-    q: str = ""  # an actor id, an address, or words of the title
+    q: str = ""  # an incident or actor id, an e-mail, an address, a network (CIDR), or words of the title
+    sort: str = "priority"  # a key of SORTS
+    descending: bool = True
     limit: int = 50
     offset: int = 0
 
@@ -43,6 +49,8 @@ class IncidentFilter:
             kind=self.kind.strip()[:64].strip(),
             tenant=self.tenant.strip()[:128].strip(),
             q=self.q.strip()[:200].strip(),
+            sort=self.sort if self.sort in SORTS else "priority",
+            descending=self.descending,
             limit=max(1, min(self.limit, 500)),
             offset=max(0, self.offset),
         )
@@ -54,20 +62,58 @@ class IncidentPage:
 
     items: list[IncidentRow]
     total: int
+    priorities: dict[str, float] = field(default_factory=dict)
     by_status: dict[str, int] = field(default_factory=dict)
     by_severity: dict[str, int] = field(default_factory=dict)  # among active incidents
     kinds: list[str] = field(default_factory=list)
 
 
+def _network(q: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if "/" not in q:
+        return None
+    try:
+        return ipaddress.ip_network(q, strict=False)
+    except ValueError:
+        return None
+
+
+def in_network(addresses: list[str], net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    for a in addresses:
+        try:
+            if ipaddress.ip_address(a) in net:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def _matches_q(row: IncidentRow, q: str) -> bool:
     needle = q.lower()
-    if needle in row.title.lower() or needle == row.incident_id:
+    net = _network(q)
+    if net is not None:
+        return in_network(row.source_ips or [], net) or row.group_key == f"net:{net}"
+    if needle in row.title.lower() or needle == row.incident_id.lower():
         return True
-    return any(needle == v.lower() for v in [*(row.actor_ids or []), *(row.source_ips or [])])
+    ids = [*(row.actor_ids or []), *(row.source_ips or []), *(row.tenant_ids or [])]
+    return any(needle == v.lower() for v in ids)
 
 
-def list_incidents(session: Session, flt: IncidentFilter) -> IncidentPage:
-    """Incidents matching ``flt``, most severe and newest first."""
+# Sort keys of the incident list; each ascending, "descending" reverses.
+SORTS: dict[str, Callable[[IncidentRow, dict[str, float]], Any]] = {
+    "priority": lambda r, p: (p.get(r.incident_id, 0.0), SEVERITY_RANK.get(r.severity, 0), r.updated_at),
+    "severity": lambda r, p: (SEVERITY_RANK.get(r.severity, 0), r.score, r.updated_at),
+    "score": lambda r, p: (r.score, r.updated_at),
+    "updated": lambda r, p: (r.updated_at,),
+    "opened": lambda r, p: (r.opened_at,),
+    "evidence": lambda r, p: (r.evidence_count, r.updated_at),
+    "status": lambda r, p: (STATUSES.index(r.status) if r.status in STATUSES else 99, r.updated_at),
+    "title": lambda r, p: (r.title.lower(),),
+}
+
+
+def list_incidents(session: Session, flt: IncidentFilter, *, only: set[str] | None = None) -> IncidentPage:
+    """Incidents matching ``flt`` (and among ``only``, when given), open work first, then in
+    the order ``flt.sort`` names (by default the priority, highest first)."""
     flt = flt.normalised()
     stmt = select(IncidentRow).order_by(IncidentRow.updated_at.desc(), IncidentRow.incident_id).limit(MAX_SCAN)
     rows = list(session.scalars(stmt))
@@ -86,18 +132,18 @@ def list_incidents(session: Session, flt: IncidentFilter) -> IncidentPage:
         rows = [r for r in rows if flt.tenant in (r.tenant_ids or [])]
     if flt.q:
         rows = [r for r in rows if _matches_q(r, flt.q)]
-    # Open work first, then the most severe, then the most recent.
-    rows.sort(
-        key=lambda r: (
-            r.status in CLOSED_STATUSES,
-            -SEVERITY_RANK.get(r.severity, 0),
-            -r.updated_at.timestamp(),
-            r.incident_id,
-        )
-    )
+    if only is not None:
+        rows = [r for r in rows if r.incident_id in only]
+    now = utcnow()
+    prio = {r.incident_id: priority(r, now=now).value for r in rows}
+    key = SORTS[flt.sort]
+    rows.sort(key=lambda r: (key(r, prio), r.incident_id), reverse=flt.descending)
+    if flt.sort in ("priority", "severity"):
+        rows.sort(key=lambda r: r.status in CLOSED_STATUSES)  # stable: open work stays first
     return IncidentPage(
         items=rows[flt.offset : flt.offset + flt.limit],
         total=len(rows),
+        priorities={r.incident_id: prio[r.incident_id] for r in rows[flt.offset : flt.offset + flt.limit]},
         by_status={s: by_status.get(s, 0) for s in STATUSES},
         by_severity={s: by_severity.get(s, 0) for s in SEVERITIES},
         kinds=kinds,
@@ -128,45 +174,63 @@ class EvidenceLine:
     outcome: str
     finding_id: str
     event: dict[str, Any]
+    user_agent: str = ""
 
 
-def evidence_lines(session: Session, incident_id: str, limit: int = 1000) -> list[EvidenceLine]:
-    """The incident's evidence events, oldest first, in table form."""
-    out: list[EvidenceLine] = []
+EVIDENCE_SORTS = {"ts": EvidenceRow.ts, "topic": EvidenceRow.topic, "event": EvidenceRow.event_id}
+
+
+def evidence_lines(
+    session: Session,
+    incident_id: str,
+    limit: int = 1000,
+    *,
+    offset: int = 0,
+    sort: str = "ts",
+    descending: bool = False,
+) -> list[EvidenceLine]:
+    """The incident's evidence events in table form, oldest first unless asked otherwise."""
+    column = EVIDENCE_SORTS.get(sort, EvidenceRow.ts)
+    order = [column.desc() if descending else column.asc(), EvidenceRow.event_id]
     rows = session.scalars(
-        select(EvidenceRow)
-        .where(EvidenceRow.incident_id == incident_id)
-        .order_by(EvidenceRow.ts, EvidenceRow.event_id)
-        .limit(limit)
+        select(EvidenceRow).where(EvidenceRow.incident_id == incident_id).order_by(*order).offset(offset).limit(limit)
     )
-    for r in rows:
-        d = event_doc(r)
-        topic = r.topic.rsplit(".", 1)[-1]
-        if topic == "access":
-            target = f"{d.get('tenant_id', '')} · {d.get('resource_type', '')} ({d.get('sensitivity', '')})"
-        elif topic == "auth":
-            roles = d.get("roles")
-            target = ", ".join(str(x) for x in roles) if isinstance(roles, list) else str(d.get("actor_tenant") or "")
-        else:
-            target = f"{d.get('service', '')}: {str(d.get('message', ''))[:160]}"
-        records = d.get("records")
-        out.append(
-            EvidenceLine(
-                event_id=r.event_id,
-                ts=r.ts,
-                topic=topic,
-                actor=str(d.get("actor_id") or ""),
-                action=str(d.get("action") or d.get("level") or ""),
-                target=target,
-                records=records if isinstance(records, int) else None,
-                ip=str(d.get("ip") or ""),
-                country=str(d.get("country") or ""),
-                outcome=str(d.get("outcome") or ""),
-                finding_id=r.finding_id,
-                event=d,
-            )
-        )
-    return out
+    return [evidence_line(r) for r in rows]
+
+
+def evidence_count(session: Session, incident_id: str) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(EvidenceRow).where(EvidenceRow.incident_id == incident_id)) or 0
+    )
+
+
+def evidence_line(r: EvidenceRow) -> EvidenceLine:
+    """One stored evidence event as a table row."""
+    d = event_doc(r)
+    topic = r.topic.rsplit(".", 1)[-1]
+    if topic == "access":
+        target = f"{d.get('tenant_id', '')} · {d.get('resource_type', '')} ({d.get('sensitivity', '')})"
+    elif topic == "auth":
+        roles = d.get("roles")
+        target = ", ".join(str(x) for x in roles) if isinstance(roles, list) else str(d.get("actor_tenant") or "")
+    else:
+        target = f"{d.get('service', '')}: {str(d.get('message', ''))[:160]}"
+    records = d.get("records")
+    return EvidenceLine(
+        event_id=r.event_id,
+        ts=r.ts,
+        topic=topic,
+        actor=str(d.get("actor_id") or ""),
+        action=str(d.get("action") or d.get("level") or ""),
+        target=target,
+        records=records if isinstance(records, int) else None,
+        ip=str(d.get("ip") or ""),
+        country=str(d.get("country") or ""),
+        outcome=str(d.get("outcome") or ""),
+        finding_id=r.finding_id,
+        event=d,
+        user_agent=str(d.get("user_agent") or ""),
+    )
 
 
 def findings(session: Session, incident_id: str) -> list[FindingRow]:

@@ -27,25 +27,27 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from breachwatch.core.attack import techniques_of
 from breachwatch.core.clock import utcnow
 from breachwatch.core.events import AccessEvent, AuthEvent, Event, LogRecord, Tenant
-from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding
+from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, Finding, Judgement
 from breachwatch.core.ids import network_prefix, stable_id
+from breachwatch.incidents import ledger
 from breachwatch.incidents.lifecycle import (
     SYSTEM,
     Change,
     ChangeHook,
     ClosedIncidentPolicy,
+    IncidentEventRow,
     IncidentLinkRow,
     Suppression,
     changed,
     link,
     note,
 )
-from breachwatch.incidents.model import CLOSED_STATUSES, IncidentOut
+from breachwatch.incidents.model import CLOSED_STATUSES, AttackTechnique, IncidentOut
 from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, FindingRow, IncidentRow, incidents_holding
 from breachwatch.storage import audit
-from breachwatch.storage.db import aggregate_time
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,12 @@ def _merge(existing: list[str], new: Sequence[str], cap: int | None = None) -> l
             out.append(v)
             seen.add(v)
     return out
+
+
+def detected_time(f: Finding) -> datetime:
+    """When a finding was raised, in event time: what its detector says (the newest event it
+    had seen then), else its latest evidence event."""
+    return f.detected_at or (max(e.ts for e in f.events) if f.events else f.ts)
 
 
 def network_keys(ips: Sequence[str]) -> list[str]:
@@ -149,8 +157,11 @@ class IncidentStore:
         on_new_incident: Sequence[NewIncidentHook] = (),
         closed_policy: ClosedIncidentPolicy | None = None,
         on_change: Sequence[ChangeHook] = (),
+        risk: ledger.RiskPolicy | None = None,
     ) -> None:
         self.engine = engine
+        # How signals below the incident threshold add up (None: they are dropped).
+        self.risk = risk
         self.window = window
         self.on_new_incident = list(on_new_incident)
         # Told of every incident a batch opens, reopens or adds findings to (see ``Change``).
@@ -171,9 +182,23 @@ class IncidentStore:
         """Store a batch's findings in the caller's transaction (which may hold the batch's
         checkpoints too, so that both are stored or neither is)."""
         result = RecordResult()
+        signals = [f for f in findings if f.signal]
+        if signals:
+            findings = [f for f in findings if not f.signal] + self._book_risk(session, signals)
         if findings:
             self._record_findings(session, sorted(findings, key=lambda f: (f.ts, f.finding_id)), tenants or {}, result)
         return result
+
+    def _book_risk(self, session: Session, signals: Sequence[Finding]) -> list[Finding]:
+        """Signals below the incident threshold go to their ledgers (none without a policy);
+        returns the findings of ledgers they took over the threshold."""
+        if self.risk is None or not self.risk.enabled:
+            return []
+        _lock_keys(session, {f"actor:{f.actor_id}" for f in signals if f.actor_id} or {"ledger"})
+        over: list[Finding] = []
+        for f in sorted(signals, key=lambda f: (detected_time(f), f.finding_id)):
+            over.extend(ledger.add(session, f, detected_time(f), self.risk))
+        return over
 
     def _record_findings(
         self, session: Session, findings: Sequence[Finding], tenants: Mapping[str, Tenant], result: RecordResult
@@ -323,7 +348,7 @@ class IncidentStore:
         return FindingRow(
             finding_id=f.finding_id,
             incident_id=incident.incident_id,
-            detected_at=f.detected_at or (max(e.ts for e in f.events) if f.events else f.ts),
+            detected_at=detected_time(f),
             detector=f.detector,
             kind=f.kind,
             severity=f.severity,
@@ -411,6 +436,7 @@ class IncidentStore:
             status="open",
             opened_at=f.ts,
             updated_at=max(e.ts for e in f.events) if f.events else f.ts,
+            detected_at=detected_time(f),
             actor_ids=[f.actor_id] if f.actor_id else [],
             tenant_ids=list(f.tenant_ids),
             source_ips=list(f.source_ips),
@@ -433,6 +459,8 @@ class IncidentStore:
             incident.severity = f.severity
         incident.score = round(max(incident.score, f.score), 1)
         incident.opened_at = min(incident.opened_at, f.ts)
+        when = detected_time(f)
+        incident.detected_at = when if incident.detected_at is None else min(incident.detected_at, when)
         last = max(e.ts for e in f.events) if f.events else f.ts
         incident.updated_at = max(incident.updated_at, last)
         incident.actor_ids = _merge(incident.actor_ids, [f.actor_id] if f.actor_id else [])
@@ -480,15 +508,42 @@ class IncidentStore:
 
     # --- reading ------------------------------------------------------------------------
 
-    def detected_at(self) -> dict[str, datetime]:
-        """Per incident, the event time at which its first finding could have fired."""
+    def judgements_after(self, seq: int, limit: int = 1000) -> list[Judgement]:
+        """Verdicts given after ``seq`` (the incident timeline's order): each false positive,
+        and each reopening that withdrew one, per actor of the incident, with the kinds of its
+        findings, its window of event time and its score."""
         with Session(self.engine) as session:
             rows = session.execute(
-                select(FindingRow.incident_id, func.min(func.coalesce(FindingRow.detected_at, FindingRow.ts))).group_by(
-                    FindingRow.incident_id
+                select(IncidentEventRow, IncidentRow)
+                .join(IncidentRow, IncidentRow.incident_id == IncidentEventRow.incident_id)
+                .where(IncidentEventRow.id > seq)
+                .where(
+                    (IncidentEventRow.to_status == "false_positive")
+                    | ((IncidentEventRow.from_status == "false_positive") & (IncidentEventRow.action == "reopen"))
                 )
+                .order_by(IncidentEventRow.id)
+                .limit(limit)
             ).all()
-        return {incident_id: aggregate_time(when) for incident_id, when in rows}
+            out: list[Judgement] = []
+            for event, incident in rows:
+                kinds = tuple(
+                    session.scalars(
+                        select(FindingRow.kind).where(FindingRow.incident_id == incident.incident_id).distinct()
+                    )
+                )
+                for actor in incident.actor_ids:
+                    out.append(
+                        Judgement(
+                            seq=event.id,
+                            actor_id=actor,
+                            kinds=tuple(sorted({incident.kind, *kinds})),
+                            start=incident.opened_at,
+                            end=incident.updated_at,
+                            score=incident.score,
+                            false_positive=event.to_status == "false_positive",
+                        )
+                    )
+            return out
 
     def incidents(self) -> list[IncidentOut]:
         """Every incident in opening order, in the public JSON shape."""
@@ -504,10 +559,19 @@ class IncidentStore:
             .order_by(EvidenceRow.ts, EvidenceRow.event_id)
             .limit(MAX_EVIDENCE)
         ).all()
+        # Each kind once, in the order the incident first met it (PostgreSQL orders DISTINCT
+        # rows only by what they select, hence the grouping).
+        kinds = session.scalars(
+            select(FindingRow.kind)
+            .where(FindingRow.incident_id == r.incident_id)
+            .group_by(FindingRow.kind)
+            .order_by(func.min(FindingRow.ts), FindingRow.kind)
+        ).all()
         return IncidentOut(
             incident_id=r.incident_id,
             opened_at=r.opened_at,
             updated_at=r.updated_at,
+            detected_at=r.detected_at,
             severity=r.severity,  # type: ignore[arg-type]
             kind=r.kind,
             title=r.title,
@@ -519,4 +583,5 @@ class IncidentStore:
             evidence_event_ids=list(ev),
             status=r.status,  # type: ignore[arg-type]
             reasons=r.reasons,
+            attack=[AttackTechnique(**t.as_dict()) for t in techniques_of([r.kind, *kinds])],
         )

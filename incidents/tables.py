@@ -39,6 +39,10 @@ class IncidentRow(Base):
     status: Mapped[str] = mapped_column(String(32), default="open", index=True)
     opened_at: Mapped[datetime]  # event time of the first finding
     updated_at: Mapped[datetime]  # event time of the latest finding
+    # Event time of the newest event the detectors had seen when the incident's first finding
+    # was raised (the earliest of its findings'): how long detection took is measured to it.
+    # Null only for incidents stored before the column existed and holding no finding.
+    detected_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)  # wall clock
     modified_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     actor_ids: Mapped[list[str]] = mapped_column(default=list)

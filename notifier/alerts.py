@@ -64,6 +64,7 @@ def enqueue_incident_alert(
 
     if sa_inspect(incident).persistent and suppress_page(session, incident) is not None:
         return 0
+    console_url = console_url or settings.console_url
     try:
         context = alert_context(incident, findings, evidence, tenants, console_url=console_url)
         rendered = render(MESSAGE_TYPE, ALERT_LOCALE, context)

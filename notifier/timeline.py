@@ -34,6 +34,10 @@ ACTION_WORDS: dict[str, str] = {
     "paged": "paged",
     "evidence_after_close": "noted evidence after closing",
     "silenced": "suppressed the page (silence)",
+    "assign": "assigned the incident",
+    "comment": "commented",
+    "task_done": "ticked a task",
+    "task_undone": "unticked a task",
 }
 
 

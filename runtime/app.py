@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from breachwatch.core.findings import Detector
 from breachwatch.core.settings import Settings
+from breachwatch.incidents.ledger import RiskPolicy
 from breachwatch.incidents.lifecycle import BreachHook, ChangeHook, ClosedIncidentPolicy
 from breachwatch.incidents.store import IncidentStore, NewIncidentHook
 from breachwatch.notifier.delivery import Channel
@@ -87,6 +88,7 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
             pseudonym_key=key,
             pack_after=settings.profile_pack_after_s,
             live_max=settings.profile_live_max,
+            feedback_days=settings.false_positive_suppress_days,
         )
         # The log detector starts from what ``train`` learned of the logs, if the model has it.
         return [RulesDetector(), learned, LogDetector(trained=getattr(model, "logs", None))]
@@ -153,6 +155,11 @@ def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -
         on_new_incident=incident_hooks(settings) if notify else (),
         closed_policy=closed_incident_policy(settings),
         on_change=lifecycle_hooks(settings) if notify else (),
+        risk=RiskPolicy(
+            threshold=settings.risk_threshold,
+            source_cap=settings.risk_source_cap,
+            half_life=timedelta(hours=settings.risk_half_life_hours),
+        ),
     )
 
 

@@ -159,6 +159,7 @@ class Pipeline:
         group_id: str = "breachwatch",
         tables: ReferenceTables | None = None,
         db_retry: Callable[[Callable[[], RecordResult]], RecordResult] | None = None,
+        judgements_every_s: float = 5.0,
         grants: GrantsLoader | None = None,
     ) -> None:
         self.store = store
@@ -174,6 +175,10 @@ class Pipeline:
         # How the database write of a batch is retried; the service installs a backoff that
         # keeps the consumer in its group while the database is away.
         self.db_retry = db_retry or (lambda fn: fn())
+        # People's verdicts reach the detectors between batches, looked up at most this often
+        # (wall clock): a false positive stops the pattern in the running service.
+        self.judgements_every_s = judgements_every_s
+        self._judgements_due = 0.0
         self.grants_loader = grants
         self._grants_at = float("-inf")
         self.refresh_grants(force=True)
@@ -278,9 +283,31 @@ class Pipeline:
         """Staff accesses every unit judged since the last call, in unit order."""
         return [a for u in sorted(self.workers, key=unit_order) for a in self.workers[u].take_staff_accesses()]
 
+    def feed_judgements(self, units: Iterable[int], *, force: bool = False) -> int:
+        """Hand the units' detectors the verdicts given since each last took one in (their
+        states hold how far they are, so a restored unit catches up); returns how many went
+        in. Between batches only, so what a batch finds never depends on when a person
+        clicked during it; a replay takes in what the store held when it started."""
+        now = time.monotonic()
+        if not force and now < self._judgements_due:
+            return 0
+        self._judgements_due = now + self.judgements_every_s
+        takers = [(d, seq) for u in units for d in self.worker(u).detectors if (seq := d.judgement_seq()) is not None]
+        if not takers:
+            return 0
+        judgements = self.store.judgements_after(min(seq for _, seq in takers))
+        fed = 0
+        for d, seq in takers:
+            new = [j for j in judgements if j.seq > seq]
+            if new:
+                d.judged(new)
+                fed += len(new)
+        return fed
+
     def detect(self, events_by_unit: dict[int, list[Event]]) -> list[Finding]:
         """Run each unit's detectors on its events; findings in unit order (``unit_order``)."""
         self.refresh_grants()
+        self.feed_judgements(events_by_unit)
         findings: list[Finding] = []
         for u in sorted(events_by_unit, key=unit_order):
             events = events_by_unit[u]

@@ -139,10 +139,13 @@ def _detect_in_worker(pipeline: Pipeline, conn: Connection, siblings: list[Conne
         other.close()
     errors = pipeline.stats.detector_errors
     errors.clear()  # counted before the fork belongs to the parent
+    # The parent's pooled connections are its own: this process opens its own to read verdicts.
+    pipeline.store.engine.dispose(close=False)
     while True:
         work: _Work | None = conn.recv()
         if work is None:
             break
+        pipeline.feed_judgements(work)
         found: dict[int, tuple[list[Finding], list[StaffAccess]]] = {}
         failed: list[_Failed] = []
         for p in sorted(work):

@@ -10,7 +10,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 # Imported for their tables: each module declares some on ``Base``.
-from breachwatch.incidents import lifecycle, tables, users
+from breachwatch.incidents import ledger, lifecycle, people, tables, users
 from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models
 from breachwatch.notifier.paging import escalation, inbound, silences
@@ -22,8 +22,10 @@ from breachwatch.storage.migrate import upgrade
 
 TABLE_MODULES = (
     tables,
+    ledger,
     lifecycle,
     users,
+    people,
     audit,
     outbox,
     models,

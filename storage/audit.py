@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, event, select, update
+from sqlalchemy import BigInteger, Integer, String, event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -213,6 +213,34 @@ def recent(session: Session, limit: int = 200, action: str | None = None) -> lis
     if action:
         stmt = stmt.where(AuditRow.action == action)
     return list(session.scalars(stmt))
+
+
+def search(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[AuditRow], int]:
+    """A page of audit rows, newest first, narrowed by who (exact), action and time
+    (``since`` inclusive, ``until`` exclusive), and how many rows match in all."""
+    conditions = []
+    if actor:
+        conditions.append(AuditRow.actor == actor)
+    if action:
+        conditions.append(AuditRow.action == action)
+    if since is not None:
+        conditions.append(AuditRow.at >= since)
+    if until is not None:
+        conditions.append(AuditRow.at < until)
+    total = session.scalar(select(func.count()).select_from(AuditRow).where(*conditions)) or 0
+    rows = session.scalars(
+        select(AuditRow).where(*conditions).order_by(AuditRow.seq.desc()).offset(offset).limit(limit)
+    )
+    return list(rows), int(total)
 
 
 # --- verification -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,6 +96,8 @@ def demo(tenants: int, days: int, seed: int, workdir: Path) -> None:
         db_url=f"sqlite:///{workdir / 'breachwatch.db'}",
         outbox_dir=workdir / "outbox",
         group_id=f"breachwatch-demo-{stamp}",
+        # The alerts in demo/outbox link to the console as `make console` serves it.
+        console_url=os.environ.get("BREACHWATCH_CONSOLE_URL") or "http://127.0.0.1:8080",
         topic_prefix=f"demo{stamp}.",
     )
     app.setup_logging(settings)

@@ -89,6 +89,9 @@ def console(host: str | None, port: int | None, db_url: str | None) -> None:
             port=settings.console_port,
             log_level=settings.log_level.lower(),
             server_header=False,
+            # The console decides whom to believe about the client's address
+            # (BREACHWATCH_CONSOLE_TRUSTED_PROXIES); uvicorn must not rewrite it first.
+            proxy_headers=False,
         )
 
 

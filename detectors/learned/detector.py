@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from breachwatch.core.events import ACTOR_TOPICS, AccessEvent, AuthEvent, Event
-from breachwatch.core.findings import DetectionContext, Detector, Finding, Severity, StateDelta
+from breachwatch.core.findings import DetectionContext, Detector, Finding, Judgement, Severity, StateDelta
 from breachwatch.core.ids import unique
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.detectors.learned import explain
@@ -117,6 +117,16 @@ FAILURES_CAP = 20_000
 # session of a returning actor, so a small deployment, whose profiles fit anyway, pays nothing.
 PACK_AFTER = 30 * 60.0
 LIVE_MAX = 10_000
+
+# How long (event time after the judged incident's last activity) a false-positive verdict
+# keeps the same actor's findings of the same kind from being raised, unless one scores
+# clearly higher (ACCEPTED_MARGIN points) than the judged one: that is a new pattern.
+FEEDBACK_DAYS = 14.0
+ACCEPTED_MARGIN = 10.0
+ACCEPTED_CAP = 50_000
+# Rows scoring at least this share of the threshold (a kind's gate open) are signals for the
+# risk ledger: not an incident alone, but risk that adds up with others.
+SIGNAL_SHARE = 0.75
 
 # Per-event evidence flags.
 F_NOVEL = 1
@@ -232,6 +242,9 @@ class _Batch:
     hours: list[list[float] | None]
     # The end (exclusive) of the batch's events each row saw: its evidence stops there.
     upto: list[int]
+    # The time of the newest event of the unit's stream when each row was built (the event
+    # that made the actor due): when a finding from it was raised, deterministically.
+    seen: list[float]
     # Where the fold stopped: at the first event of a new report period, or the end.
     stop: int
 
@@ -256,8 +269,10 @@ class LearnedDetector(Detector):
         episode_gap: float = EPISODE_GAP,
         pack_after: float = PACK_AFTER,
         live_max: int = LIVE_MAX,
+        feedback_days: float = FEEDBACK_DAYS,
     ) -> None:
         self.model = model
+        self.feedback_days = feedback_days  # 0: verdicts change nothing here
         self.idle_days = idle_days
         self.episode_gap = episode_gap
         self.pack_after = pack_after  # 0: never pack
@@ -310,6 +325,13 @@ class LearnedDetector(Detector):
         self._dirty: set[str] = set()
         self._dropped: set[str] = set()
         self._complete = True
+        # Patterns people judged false positives: "actor\x1fkind" -> [until (event time), score
+        # judged], and the last verdict taken in (``judged``).
+        self._accepted: dict[str, list[float]] = {}
+        self._judged_seq = 0
+        self.muted = 0  # findings not raised because a person judged their pattern benign
+        # (actor, kind) that gave a signal in this report period (see ``_report``).
+        self._signalled: set[tuple[str, str]] = set()
 
     def _usable_baselines(self, model: TrainedModel) -> dict[str, Any]:
         empty: dict[str, Any] = {"actors": {}, "peers": {}}
@@ -408,6 +430,8 @@ class LearnedDetector(Detector):
             del self._episodes[k]
         for k in [k for k, e in self._failures.items() if now - e[1] > HOUR]:
             del self._failures[k]
+        for k in [k for k, e in self._accepted.items() if e[0] < now]:
+            del self._accepted[k]
 
     def _pack_idle(self) -> None:
         """Pack the profiles of actors idle for ``pack_after`` of event time, when more than
@@ -470,6 +494,42 @@ class LearnedDetector(Detector):
     def actor_count(self) -> int:
         return sum(self.profile_counts)
 
+    # ---- verdicts ---------------------------------------------------------------------------
+
+    def judgement_seq(self) -> int | None:
+        return self._judged_seq if self.feedback_days > 0 else None
+
+    def judged(self, judgements: Sequence[Judgement]) -> None:
+        """Verdicts from people: a false positive mutes the actor's pattern (its kinds, up to
+        the judged score plus a margin) for ``feedback_days`` of event time after the incident,
+        and a volume test it tripped starts again from the day's level; a reopened incident
+        withdraws that. The next ``train`` leaves the judged window out as well."""
+        start = self._judged_seq
+        for j in sorted(judgements, key=lambda j: j.seq):
+            if j.seq <= start:
+                continue  # taken in before (one verdict is one judgement per actor)
+            self._judged_seq = max(self._judged_seq, j.seq)
+            for kind in j.kinds:
+                if kind not in KINDS and kind != ANOMALOUS:
+                    continue
+                key = f"{j.actor_id}\x1f{kind}"
+                if not j.false_positive:
+                    self._accepted.pop(key, None)
+                    continue
+                if len(self._accepted) >= ACCEPTED_CAP:
+                    del self._accepted[next(iter(self._accepted))]
+                self._accepted[key] = [j.end.timestamp() + self.feedback_days * DAY, j.score]
+                if kind == "slow_exfiltration":
+                    prof = self._profiles.get(j.actor_id) or self._wake(j.actor_id)
+                    if prof is not None:
+                        prof.cusum = 0.0
+                        self._dirty.add(j.actor_id)
+
+    def _muted(self, aid: str, kind: str, now: float, score: float) -> bool:
+        """Whether a finding repeats a pattern judged a false positive (see ``judged``)."""
+        acc = self._accepted.get(f"{aid}\x1f{kind}")
+        return acc is not None and now <= acc[0] and score <= acc[1] + ACCEPTED_MARGIN
+
     # ---- the hot loop ---------------------------------------------------------------------
 
     def _fold(
@@ -493,6 +553,7 @@ class LearnedDetector(Detector):
         rows: list[list[float]] = []
         hours: list[list[float] | None] = []
         upto: list[int] = []
+        seen: list[float] = []
         max_ts = -1.0
         stop = len(events)
         for i in range(start, stop):
@@ -513,7 +574,7 @@ class LearnedDetector(Detector):
                     break
                 self._next_period(ts)
             if due and due[0][0] <= ts:
-                self._judge_due(ts, i, actors, nows, rows, hours, upto, every_row)
+                self._judge_due(ts, i, actors, nows, rows, hours, upto, seen, every_row)
             aid = ev.actor_id
             prof = profiles.get(aid)
             if prof is None and self._packed:
@@ -573,6 +634,7 @@ class LearnedDetector(Detector):
                 rows.append(window_row(prof, prof._peer, ts))
                 hours.append(prof.hour_so_far(ts))
                 upto.append(i + 1)
+                seen.append(ts)
             end = (ts // JUDGE_SLOT + 1.0) * JUDGE_SLOT
             slot = pending.get(aid)
             if slot is None or slot[0] != end:
@@ -590,7 +652,7 @@ class LearnedDetector(Detector):
                 self._clock = max_ts
             self._evict(max_ts)
         self._dirty.update(indices)
-        return _Batch(actors, rows, nows, indices, hours, upto, stop)
+        return _Batch(actors, rows, nows, indices, hours, upto, seen, stop)
 
     def _next_period(self, ts: float) -> None:
         """Event time reached ``ts`` in a later report period: what the findings of the one
@@ -601,6 +663,7 @@ class LearnedDetector(Detector):
                 prof.mark_reported(now, hour)
                 self._dirty.add(aid)
         self._marks = []
+        self._signalled.clear()
         self._period = int(ts // REPORT_PERIOD)
         self._period_end = (self._period + 1) * REPORT_PERIOD
 
@@ -613,6 +676,7 @@ class LearnedDetector(Detector):
         rows: list[list[float]],
         hours: list[list[float] | None],
         upto: list[int],
+        seen: list[float],
         every_row: bool,
     ) -> None:
         """Event time reached ``ts`` (at event ``i``): judge every actor whose slot ended by
@@ -638,6 +702,7 @@ class LearnedDetector(Detector):
                 rows.append(window_row(prof, prof._peer, last))
                 hours.append(prof.hour_so_far(last))
                 upto.append(i)
+                seen.append(ts)
 
     # ---- scoring --------------------------------------------------------------------------
 
@@ -678,8 +743,24 @@ class LearnedDetector(Detector):
         # events since to the same episode (same kind) or to the actor's incident (another).
         for r in sorted(hits.tolist(), key=lambda i: batch.nows[i]):
             kind = ANOMALOUS if best[r] < 0 else KINDS[int(best[r])]
+            if self._accepted and self._muted(batch.actors[r], kind, batch.nows[r], float(score[r])):
+                self.muted += 1
+                continue
             pop_r = float(pop[r]) if self._pop_score is not None else None
             f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X)
+            if f is not None:
+                findings.append(f)
+        # Rows a kind's gate let through but below the threshold: signals for the risk ledger,
+        # one per actor, kind and report period (they leave the actor's sums as they are).
+        weak = np.nonzero((best >= 0) & (score >= SIGNAL_SHARE * self.threshold) & (score < self.threshold))[0]
+        for r in sorted(weak.tolist(), key=lambda i: batch.nows[i]):
+            kind = KINDS[int(best[r])]
+            key = (batch.actors[r], kind)
+            if key in self._signalled or self._muted(batch.actors[r], kind, batch.nows[r], float(score[r])):
+                continue
+            self._signalled.add(key)
+            pop_r = float(pop[r]) if self._pop_score is not None else None
+            f = self._finding(events, batch, r, kind, float(score[r]), pop_r, X, signal=True)
             if f is not None:
                 findings.append(f)
 
@@ -718,7 +799,10 @@ class LearnedDetector(Detector):
         score: float,
         pop: float | None,
         X: np.ndarray,
+        *,
+        signal: bool = False,
     ) -> Finding | None:
+        """The finding of row ``r`` (a ``signal`` below the threshold: no episode, no mark)."""
         aid = batch.actors[r]
         now = batch.nows[r]
         prof = self._profiles[aid]
@@ -727,13 +811,17 @@ class LearnedDetector(Detector):
         if not evidence:
             return None
         start = evidence[0].ts.timestamp()
-        ekey = f"{aid}\x1f{kind}"
-        ep = self._episodes.get(ekey)
-        if ep is None or start - ep[1] > EPISODE_GAPS.get(kind, self.episode_gap):
-            ep = [start, now]
-            self._episodes[ekey] = ep
+        if signal:
+            dedup = f"signal|{kind}|{self._period}"
         else:
-            ep[1] = max(ep[1], now)
+            ekey = f"{aid}\x1f{kind}"
+            ep = self._episodes.get(ekey)
+            if ep is None or start - ep[1] > EPISODE_GAPS.get(kind, self.episode_gap):
+                ep = [start, now]
+                self._episodes[ekey] = ep
+            else:
+                ep[1] = max(ep[1], now)
+            dedup = f"{kind}|{int(ep[0])}"
         if kind == ANOMALOUS:
             contrib: dict[str, float] = {}
         else:
@@ -744,7 +832,9 @@ class LearnedDetector(Detector):
         w1 = prof.window_1h(now, judged)
         w24 = prof.window_24h(now, judged)
         reasons = explain.reasons(kind, contrib, prof, peer, now, pop, features=row, judged=judged)
-        self._marks.append((aid, now, judged))
+        reasons += tuple(r for r in explain.insights(prof, peer, evidence) if r not in reasons)
+        if not signal:
+            self._marks.append((aid, now, judged))
         facts: dict[str, Any] = {
             "score": round(score, 1),
             "threshold": round(self.threshold, 1),
@@ -760,14 +850,14 @@ class LearnedDetector(Detector):
             "local_hour": local_hour(now, prof.zone),
             "time_zone": prof.zone,
             "history_days": round(prof.history_days(now), 1),
-            # The event time at which the actor's window was judged (time to detect).
-            "detected_at": datetime.fromtimestamp(now, tz=UTC).isoformat(),
+            # The event time at which the actor's window was judged.
+            "judged_at": datetime.fromtimestamp(now, tz=UTC).isoformat(),
         }
         tenants = unique(e.tenant_id if isinstance(e, AccessEvent) else e.actor_tenant for e in evidence)
         return Finding(
             detector=self.name,
             kind=kind,
-            severity=_severity(score),
+            severity="low" if signal else _severity(score),
             score=round(min(max(score, 0.0), 100.0), 1),
             ts=evidence[0].ts,
             title=f"{explain.TITLES.get(kind, kind)}: {aid}",
@@ -778,8 +868,11 @@ class LearnedDetector(Detector):
             tenant_ids=tenants,
             source_ips=unique(getattr(e, "ip", None) for e in evidence),
             facts=facts,
-            dedup_key=f"{kind}|{int(ep[0])}",
-            detected_at=datetime.fromtimestamp(now, tz=UTC),
+            dedup_key=dedup,
+            signal=signal,
+            # Judged as the actor stood at ``now``, but only once the stream had moved on to
+            # the event that made the actor due: that is when it was known.
+            detected_at=datetime.fromtimestamp(batch.seen[r], tz=UTC),
         )
 
     def _flags(self, ev: Event, prof: ActorProfile) -> int:
@@ -853,6 +946,8 @@ class LearnedDetector(Detector):
             "pending": {a: list(v) for a, v in self._pending.items()},
             "period": self._period,
             "marks": [[a, now, hour] for a, now, hour in self._marks],
+            "accepted": {k: list(v) for k, v in self._accepted.items()},
+            "judged_seq": self._judged_seq,
         }
 
     def state(self) -> dict[str, Any]:
@@ -950,6 +1045,9 @@ class LearnedDetector(Detector):
             (str(a), float(now), None if hour is None else [float(x) for x in hour])
             for a, now, hour in state.get("marks", ())
         ]
+        # Checkpoints written before verdicts fed back hold none.
+        self._accepted = {k: [float(x) for x in v] for k, v in state.get("accepted", {}).items()}
+        self._judged_seq = int(state.get("judged_seq", 0))
         self._dirty = set()
         self._dropped = set()
         self._complete = True

@@ -7,9 +7,11 @@ points the ingredient added to the score, so the first reason is the main one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from breachwatch.core.countries import labelled
 from breachwatch.detectors.learned.features import (
     DAY,
     W_AFTER_ROLE,
@@ -18,12 +20,19 @@ from breachwatch.detectors.learned.features import (
     W_FAILED,
     W_NEW_RESOURCE,
     W_NOVEL_SENSITIVE,
-    W_OFFHOUR_NOVEL,
     W_RECORDS,
     W_SENSITIVE,
     local_hour,
 )
-from breachwatch.detectors.learned.profiles import LIVE, ActorProfile, Live, PeerProfile
+from breachwatch.detectors.learned.profiles import (
+    LIVE,
+    NOVEL_FOR,
+    T_RESOURCE,
+    T_SENSITIVITY,
+    ActorProfile,
+    Live,
+    PeerProfile,
+)
 
 TITLES: dict[str, str] = {
     "account_takeover": "Possible account takeover",
@@ -121,6 +130,43 @@ def reasons(
     return tuple(lines)
 
 
+def insights(profile: ActorProfile, peer: PeerProfile | None, events: Sequence[Any], limit: int = 3) -> list[str]:
+    """Insights against named baselines, with their windows: the first access (or export) of a
+    data type by this actor in the days it has been watched, and data no one else of its peer
+    group (its tenant's users of its kind) reads."""
+    who = ACTOR_WORD.get(profile.actor_type, "actor")
+    out: dict[tuple[str, str], str] = {}
+    for ev in events:
+        sensitivity = getattr(ev, "sensitivity", None)
+        resource = getattr(ev, "resource_type", None)
+        if sensitivity is None or resource is None:
+            continue
+        ts = ev.ts.timestamp()
+        watched = (ts - profile.first_seen) / DAY
+        if watched < 7.0:
+            continue  # "first" means little for an actor seen for days
+        verb = "export" if ev.action == "export" else "access"
+        for tag, key, noun in (
+            (T_SENSITIVITY, sensitivity, f"{sensitivity} data"),
+            (T_RESOURCE, resource, f"{resource} records"),
+        ):
+            first = profile.first_use(tag, key)
+            if first is not None and 0.0 <= ts - first < NOVEL_FOR and (verb, noun) not in out:
+                out[(verb, noun)] = (
+                    f"first {verb} of {noun} by this {who} in the {watched:.0f} days it has been watched"
+                )
+        if peer is not None and ("peers", resource) not in out and peer.watched_days(ts) >= 7.0 and peer.pushes >= 20:
+            first = profile.first_use(T_RESOURCE, resource)
+            # The group counted this actor once its first day with the resource closed.
+            others = peer.users_of(resource) - (1 if first is not None and first < (ts // DAY) * DAY else 0)
+            if others <= 0:
+                out[("peers", resource)] = (
+                    f"no other {who} of {profile.home} reads {resource} records "
+                    f"({peer.pushes} working days of its {who}s watched over {peer.watched_days(ts):.0f} days)"
+                )
+    return list(out.values())[:limit]
+
+
 def _reason(
     name: str,
     who: str,
@@ -133,8 +179,8 @@ def _reason(
     judged: list[float] | Live | None,
 ) -> str | None:
     if name == "new_country":
-        new = ", ".join(sorted(p.new_countries(now))) or ", ".join(sorted(p.countries_used(now)))
-        usual = ", ".join(p.usual_countries(now)) or "none yet"
+        new = ", ".join(labelled(c) for c in sorted(p.new_countries(now) or p.countries_used(now)))
+        usual = ", ".join(labelled(c) for c in p.usual_countries(now)) or "none yet"
         extra = (
             "; no one else in this tenant has used it before"
             if peer and any(peer.country_new(c, now) for c in p.countries_used(now))
@@ -154,8 +200,7 @@ def _reason(
         hour = local_hour(now, p.zone)
         return (
             f"active from the new location at {hour:02d}:00 local time ({p.zone}), an hour this {who} "
-            f"does not keep at home or at the location's local time (surprise {w1[W_OFFHOUR_NOVEL]:.1f} bits); "
-            f"usual hours {_hours_span(p.hours)}"
+            f"does not keep at home or at the location's local time; usual hours {_hours_span(p.hours)}"
         )
     if name == "volume_24h_spread_vs_own":
         return (
@@ -167,6 +212,12 @@ def _reason(
         return (
             f"read {_n(bg3)} sensitive records over the last 3 active days outside each "
             f"day's busiest hour; usual for 3 days: {_n(3 * p.spread_p50)}"
+        )
+    if name == "volume_cusum":
+        return (
+            f"sensitive reads outside the busiest hour ran above this {who}'s usual days by "
+            f"{x.get('volume_cusum', 0.0):.1f} deviations in all (a sequential test over its recent days, "
+            f"today included; usual day {_n(p.spread_p50)})"
         )
     if name == "elevated_days":
         days = int(x.get("elevated_days", 0))

@@ -29,6 +29,14 @@ DAY = 86400
 MIN_SLACK_RECORDS = 50.0
 # Active days of history before an actor's daily background volume has a usable median.
 MIN_BACKGROUND_DAYS = 7
+# The sequential test of slow exfiltration (see ``volume_z``): each active day adds how far its
+# background volume stands above the actor's usual day, in robust standard deviations of its
+# own days, less an allowance; the sum never falls below 0. Days at the usual level drain it,
+# so only volume well above usual, day after day or one day far out, keeps it growing.
+CUSUM_ALLOWANCE = 0.75
+# The smallest spread of an actor's days the test assumes (log2 units: a day 1.4x another is
+# half a deviation): an actor whose days were all alike must not make one busier day extreme.
+CUSUM_MIN_SCALE = 0.5
 # History an actor (or a peer group) needs before "new for it" means something.
 MATURE_DAYS = 3
 
@@ -60,6 +68,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "volume_24h_spread_vs_own",  # today's records without the busiest hour over the usual such day
     "volume_3d_spread_vs_own",  # the same over the last three active days
     "elevated_days",  # consecutive active days to today with background well above usual
+    "volume_cusum",  # sequential test (CUSUM) of daily background against own spread, today so far
     "volume_1h_vs_peers",  # log2 of last-hour records over the peer group's 99th-percentile hour
     "sensitive_1h_vs_own",  # log2 of last-hour sensitive records over the actor's 95th-percentile
     "sensitive_share_1h",  # share of last-hour records that are personal/financial/payment/credentials
@@ -225,6 +234,27 @@ def sorted_quantile(s: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def volume_z(background: float, days: Sequence[float], slack: float) -> float:
+    """How far a day's background volume stands above the ``days`` before it, in robust
+    standard deviations of log2(volume + slack), at least ``CUSUM_MIN_SCALE``. The slack (a
+    few pages) keeps a few more records than nothing from counting as a leap."""
+    if not days:
+        return 0.0
+    logs = sorted(math.log2(max(d, 0.0) + slack) for d in days)
+    center = sorted_quantile(logs, 0.5)
+    # The spread from the middle half (MAD) and from the upper tail (the 90th percentile is
+    # 1.28 deviations up): daily volumes of people who read a few lists a day are skewed, and
+    # their busy days, not their typical ones, say what a busy day is.
+    mad = 1.4826 * sorted_quantile(sorted(abs(x - center) for x in logs), 0.5)
+    tail = (sorted_quantile(logs, 0.9) - center) / 1.2816
+    return (math.log2(max(background, 0.0) + slack) - center) / max(mad, tail, CUSUM_MIN_SCALE)
+
+
+def cusum_step(total: float, z: float) -> float:
+    """The sequential sum after a day scoring ``z`` (see ``CUSUM_ALLOWANCE``)."""
+    return max(0.0, total + z - CUSUM_ALLOWANCE)
+
+
 def log_ratio(value: float, baseline: float) -> float:
     """log2((value + 1) / (baseline + 1)) floored at 0: doublings above the baseline."""
     if value <= baseline:
@@ -314,6 +344,7 @@ def window_row(
                 profile.background_volume(now, 3, w24) + 3.0 * slack, 3.0 * (profile.spread_p50 + slack)
             )
             row[c["elevated_days"]] = float(profile.elevated_days(now, w24, slack))
+            row[c["volume_cusum"]] = profile.volume_cusum(now, w24)
         row[c["sensitive_1h_vs_own"]] = log_ratio(sens_1h, profile.sens_p95)
         row[c["new_network"]] = profile.network_novelty(now)
         row[c["new_agent"]] = 1.0 if profile.new_agent(now) else 0.0

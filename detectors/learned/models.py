@@ -45,6 +45,7 @@ DEFAULT_SCALES: dict[str, float] = {
     "volume_24h_vs_own": 1.5,
     "volume_24h_spread_vs_own": 1.5,
     "volume_3d_spread_vs_own": 1.0,
+    "volume_cusum": 6.0,
     "volume_1h_vs_peers": 1.5,
     "sensitive_1h_vs_own": 2.0,
     "export_24h_vs_own": 2.0,
@@ -85,6 +86,7 @@ WEIGHTS: dict[str, dict[str, float]] = {
         "country_switch_1h": 4.0,
     },
     "slow_exfiltration": {
+        "volume_cusum": 25.0,
         "volume_3d_spread_vs_own": 30.0,
         "elevated_days": 6.0,
         "volume_24h_spread_vs_own": 20.0,
@@ -132,6 +134,11 @@ WEIGHTS: dict[str, dict[str, float]] = {
 }
 
 
+# Where the sequential test of background volume alone opens the slow-exfiltration gate (in
+# robust deviations of the actor's own days, summed over days, see ``features.volume_z``).
+CUSUM_ALARM = 6.0
+
+
 def _gates(X: np.ndarray) -> dict[str, np.ndarray]:
     """Rows where each kind can exist at all: the signals without which it is not that kind."""
     col = {name: X[:, i] for name, i in COL.items()}
@@ -158,7 +165,9 @@ def _gates(X: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "account_takeover": ~is_service & (new_country | (new_block & new_agent)) & behaviour,
         # Days, not an hour: a one-day burst is a busy day (or a bulk export, for the rules).
-        "slow_exfiltration": (col["elevated_days"] >= 2) & (col["volume_3d_spread_vs_own"] >= 1.0),
+        # Or the sequential test past its alarm: one day far above usual, or two well above.
+        "slow_exfiltration": ((col["elevated_days"] >= 2) & (col["volume_3d_spread_vs_own"] >= 1.0))
+        | ((col["volume_cusum"] >= CUSUM_ALARM) & ~is_service & (col["is_staff"] == 0)),
         # A never-seen integration key is a new integration, not a dormant one.
         "dormant_account": ((col["dormancy"] >= 2.0) | ((col["unseen_for"] >= 2.0) & ~is_service)) & stranger,
         "service_key_misuse": is_service & (new_block | new_country | new_agent),

@@ -29,6 +29,7 @@ from breachwatch.detectors.learned.features import (
     DAY,
     HOUR,
     MATURE_DAYS,
+    MIN_BACKGROUND_DAYS,
     MIN_SLACK_RECORDS,
     W_AFTER_ROLE,
     W_ATTEMPTS,
@@ -44,10 +45,12 @@ from breachwatch.detectors.learned.features import (
     W_SENSITIVE,
     W_SENSITIVE_READ,
     W_SIZE,
+    cusum_step,
     hour_surprises,
     local_hour,
     provider_prefix,
     quantile,
+    volume_z,
     zone_for_jurisdiction,
 )
 
@@ -79,6 +82,7 @@ CAP_RING_SMALL = 32
 CAP_PEER_COUNTRIES = 64
 CAP_PEER_PROVIDERS = 256
 CAP_PEER_RING = 512
+CAP_PEER_RESOURCES = 96
 HOURS_HALVE_AT = 2000.0
 
 # Kinds of notable things (bits of ``ActorProfile.notable_bits``).
@@ -224,6 +228,7 @@ class ActorProfile:
         "cur_lh",
         "cur_session",
         "cur_session_records",
+        "cusum",
         "day_p95",
         "day_peak",
         "day_ring",
@@ -284,6 +289,8 @@ class ActorProfile:
         # financial data than usual, day after day, does.
         self.spread_ring = _EMPTY
         self.spread_p50 = 0.0
+        # The sequential test of the background over the days closed so far (``volume_z``).
+        self.cusum = 0.0
         self.day_peak = 0.0
         self.export_ring = _EMPTY
         self.session_ring = _EMPTY
@@ -397,6 +404,8 @@ class ActorProfile:
                 self.export_p95 = quantile(self.export_ring, 0.95)
         background = self.cur_day_reads - self.day_peak
         if self.cur_day_records > 0:
+            if len(self.spread_ring) >= MIN_BACKGROUND_DAYS:
+                self.cusum = cusum_step(self.cusum, volume_z(background, self.spread_ring, self.slack()))
             self.day_ring = _appended(self.day_ring, (self.cur_day_records,), CAP_RING_DAYS)
             self.day_p95 = quantile(self.day_ring, 0.95)
             self.spread_ring = _appended(self.spread_ring, (background,), CAP_RING_DAYS)
@@ -692,6 +701,8 @@ class ActorProfile:
         v = self._cur
         if v is None:
             return False
+        if self.cusum >= 1.0:
+            return True  # the sequential test has been rising: today may take it over
         # Slow exfiltration needs today's background well above usual (see ``elevated_days``).
         cur = v[W_SENSITIVE_READ]
         today = self.cur_day_reads + cur - max(self.day_peak, cur)
@@ -777,6 +788,18 @@ class ActorProfile:
                 break
             n += 1
         return n
+
+    def slack(self) -> float:
+        """A rise in background volume counts from a few pages up, or from what the actor's
+        peers read on a usual day: rising to what colleagues read daily is not exfiltration."""
+        peer = self._peer.spread_p50 if self._peer is not None else 0.0
+        return max(MIN_SLACK_RECORDS, peer)
+
+    def volume_cusum(self, now: float, w24: list[float]) -> float:
+        """The sequential test with today's background so far as today's day: it grows through
+        a day that runs well above usual, so one such day can cross a threshold before it ends."""
+        today = volume_z(self.background_volume(now, 1, w24), self.spread_ring, self.slack())
+        return cusum_step(self.cusum, today)
 
     def providers_used(self, now: float) -> list[str]:
         """Provider blocks (digests) used in the last hour."""
@@ -935,7 +958,7 @@ class ActorProfile:
             ],
             "p95": [self.hour_p95, self.sens_p95, self.day_p95, self.export_p95],
             "cur": [self.cur_hour, self.cur_day, self.cur_day_records, self.cur_lh, self.day_peak, self.cur_day_reads],
-            "spread": [self.spread_ring.tolist(), self.spread_p50],
+            "spread": [self.spread_ring.tolist(), self.spread_p50, self.cusum],
             "notable": [self.notable_until, self.notable_bits],
             "session": [self.cur_session, self.cur_session_records],
             "burst": [self.burst_start, self.burst_gap, self.burst_level],
@@ -966,6 +989,8 @@ class ActorProfile:
         p.cur_day_reads = float(d["cur"][5])
         p.spread_ring = _ring_in(d["spread"][0])
         p.spread_p50 = float(d["spread"][1])
+        # Profiles saved before the sequential test start it at 0.
+        p.cusum = float(d["spread"][2]) if len(d["spread"]) > 2 else 0.0
         p.notable_until = float(d["notable"][0])
         p.notable_bits = int(d["notable"][1])
         p.cur_session, p.cur_session_records = str(d["session"][0]), float(d["session"][1])
@@ -1015,6 +1040,7 @@ class PeerProfile:
         "hours",
         "providers",
         "pushes",
+        "resources",
         "since",
         "spread_p50",
         "spread_ring",
@@ -1031,6 +1057,9 @@ class PeerProfile:
         self.since = since
         self.spread_ring = floats()
         self.spread_p50 = 0.0
+        # Resource types -> [members who took them up, first seen, last seen]: what is common
+        # among the group and what only one of them reads.
+        self.resources: Table = {}
 
     @staticmethod
     def _count(table: Table, key: str, ts: float, weight: float, cap: int) -> None:
@@ -1076,6 +1105,10 @@ class PeerProfile:
         for k, e in member.table(T_PROVIDER).items():
             if e[2] >= start:
                 self._count(self.providers, k, e[2], 1.0, CAP_PEER_PROVIDERS)
+        for k, e in member.table(T_RESOURCE).items():
+            if e[2] >= start:
+                # A member counts once per resource type: on the day it first used it.
+                self._count(self.resources, k, e[2], 1.0 if e[1] >= start else 0.0, CAP_PEER_RESOURCES)
         if background is not None:
             self.spread_ring = _appended(self.spread_ring, (background,), CAP_PEER_RING)
         self.pushes += 1
@@ -1091,6 +1124,11 @@ class PeerProfile:
     def watched_days(self, now: float) -> float:
         return max(0.0, (now - self.since) / DAY) if self.since >= 0 else 0.0
 
+    def users_of(self, resource: str) -> int:
+        """How many members took up ``resource`` (as far as the group has watched them)."""
+        e = self.resources.get(resource)
+        return int(e[0]) if e is not None else 0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "countries": table_out(self.countries),
@@ -1102,6 +1140,7 @@ class PeerProfile:
             "pushes": self.pushes,
             "since": self.since,
             "spread": [self.spread_ring.tolist(), self.spread_p50],
+            "resources": table_out(self.resources),
         }
 
     @classmethod
@@ -1116,4 +1155,5 @@ class PeerProfile:
         p.pushes = int(d["pushes"])
         p.spread_ring = floats(map(float, d["spread"][0]))
         p.spread_p50 = float(d["spread"][1])
+        p.resources = table_in(d.get("resources", {}))  # none in states saved before
         return p

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from breachwatch.core.attack import Technique, kind_techniques
 from breachwatch.core.events import Event
 from breachwatch.core.findings import DetectionContext, Severity
 
@@ -93,6 +94,11 @@ class Rule:
     @property
     def detector(self) -> str:
         return f"rules.{self.name}"
+
+    @property
+    def attack(self) -> tuple[Technique, ...]:
+        """The MITRE ATT&CK techniques of the rule's kind (``core/attack.toml``)."""
+        return kind_techniques().get(self.kind, ())
 
 
 def rule(

@@ -26,7 +26,7 @@ from breachwatch.core.findings import DetectionContext, Severity
 from breachwatch.core.justification import STAFF_PROBLEMS, Justification, StaffAccess
 from breachwatch.core.reference import TICKET_GRACE
 from breachwatch.detectors.rules.access import MAX_NOTES, AccessTally, TallyBook
-from breachwatch.detectors.rules.core import Hit, Verdict, bounded_add, day_of, listing, log_bonus, rule
+from breachwatch.detectors.rules.core import DAY, Hit, Verdict, bounded_add, day_of, listing, log_bonus, rule, when
 from breachwatch.detectors.rules.justification import describe, justify
 
 # Event time an unjustified access waits for its ticket or the directory to catch up: the
@@ -35,6 +35,9 @@ SETTLE = TICKET_GRACE + timedelta(minutes=5)
 MAX_PENDING = 100_000  # per unit; past it, the oldest held access is judged at once
 SEEN_HORIZON = 3600.0  # how long a judged access's id is remembered to drop re-deliveries
 MAX_SEEN = 200_000
+MAX_VISITS = 50_000  # tenants whose last staff access is remembered, per unit
+# A staff access to a tenant no staff member touched for this long is called a first access.
+FIRST_STAFF_GAP = 60 * DAY
 
 WITHOUT_TICKET = "staff_without_ticket"
 MISMATCH = "staff_ticket_mismatch"
@@ -156,6 +159,23 @@ class UnapprovedTally(StaffTally):
         return []
 
 
+def _first_staff_access(tenant_id: str, last: float | None, since: float, t: float) -> str | None:
+    """The insight of a staff access against the tenant's history of staff accesses."""
+    if last is None:
+        days = (t - since) / DAY
+        if days < 1.0:
+            return None  # watched too briefly to call anything a first
+        return (
+            f"the first access by any vendor staff member to tenant {tenant_id}'s data in the {days:.0f} days watched"
+        )
+    if t - last >= FIRST_STAFF_GAP:
+        return (
+            f"the first access by any vendor staff member to tenant {tenant_id}'s data in "
+            f"{(t - last) / DAY:.0f} days (the last on {when(last)})"
+        )
+    return None
+
+
 def _judged(ev: AccessEvent, j: Justification, ctx: DetectionContext) -> StaffAccess:
     staff = ctx.tables.staff.get(ev.actor_id)
     return StaffAccess(
@@ -178,7 +198,8 @@ def _judged(ev: AccessEvent, j: Justification, ctx: DetectionContext) -> StaffAc
 
 class StaffBook:
     """The staff rule's memory: accesses held until they settle, the day tallies of each finding
-    kind, the ids of accesses already judged, and the judged accesses not yet taken."""
+    kind, the ids of accesses already judged, the judged accesses not yet taken, and when vendor
+    staff last touched each tenant's data (ticket or not: a first access is worth saying)."""
 
     def __init__(self) -> None:
         self.books = {
@@ -186,10 +207,23 @@ class StaffBook:
             MISMATCH: TallyBook(MismatchTally),
             UNAPPROVED: TallyBook(UnapprovedTally),
         }
-        self.pending: list[tuple[float, str, AccessEvent]] = []  # heap by (due, event id)
+        # Heap by (due, event id) of held accesses, each with what its arrival said of the tenant.
+        self.pending: list[tuple[float, str, AccessEvent, str | None]] = []
         self.next_due = datetime.max.replace(tzinfo=UTC)
         self.seen: dict[str, float] = {}
         self.judged: list[StaffAccess] = []
+        self.since = -1.0  # when this book started watching (event time)
+        self.visits: dict[str, float] = {}
+
+    def visit(self, tenant_id: str, t: float) -> float | None:
+        """Note a staff access to ``tenant_id`` at ``t``; the previous one's time, if any."""
+        if self.since < 0:
+            self.since = t
+        last = self.visits.pop(tenant_id, None)
+        if len(self.visits) >= MAX_VISITS:
+            del self.visits[next(iter(self.visits))]  # the tenant staff touched longest ago
+        self.visits[tenant_id] = t if last is None else max(last, t)
+        return last
 
     # --- the stream ----------------------------------------------------------------------------
 
@@ -201,11 +235,13 @@ class StaffBook:
         if len(self.seen) >= MAX_SEEN:
             del self.seen[next(iter(self.seen))]
         self.seen[ev.event_id] = t
+        # In arrival (event) order, so the live service and a replay say the same.
+        first = _first_staff_access(ev.tenant_id, self.visit(ev.tenant_id, t), self.since, t)
         j = justify(ev, ctx.tables)
         if j.justified:
             self.judged.append(_judged(ev, j, ctx))
             return []
-        heapq.heappush(self.pending, (t + SETTLE.total_seconds(), ev.event_id, ev))
+        heapq.heappush(self.pending, (t + SETTLE.total_seconds(), ev.event_id, ev, first))
         hits = self.settle(datetime.min.replace(tzinfo=UTC), ctx) if len(self.pending) > MAX_PENDING else []
         self._next()
         return hits
@@ -215,11 +251,11 @@ class StaffBook:
         hits: list[Hit] = []
         limit = now.timestamp()
         while self.pending and (self.pending[0][0] <= limit or len(self.pending) > MAX_PENDING):
-            _, _, ev = heapq.heappop(self.pending)
+            _, _, ev, first = heapq.heappop(self.pending)
             j = justify(ev, ctx.tables)
             self.judged.append(_judged(ev, j, ctx))
             if not j.justified:
-                hits.extend(self._tally(ev, j, ctx))
+                hits.extend(self._tally(ev, j, ctx, first))
         self._next()
         return hits
 
@@ -228,7 +264,7 @@ class StaffBook:
             datetime.fromtimestamp(self.pending[0][0], UTC) if self.pending else datetime.max.replace(tzinfo=UTC)
         )
 
-    def _tally(self, ev: AccessEvent, j: Justification, ctx: DetectionContext) -> list[Hit]:
+    def _tally(self, ev: AccessEvent, j: Justification, ctx: DetectionContext, first: str | None) -> list[Hit]:
         t = ev.ts.timestamp()
         key = f"{ev.tenant_id}|{day_of(t)}"
         staff = ctx.tables.staff.get(ev.actor_id)
@@ -246,6 +282,7 @@ class StaffBook:
                 bounded_add(tally.flags, _FLAGS.get(p.code, p.code), 8)
                 if p.code not in _SAID_BY_FLAG:
                     bounded_add(tally.notes, describe(p, ev.ts, ev.tenant_id, ev.actor_id), MAX_NOTES)
+            bounded_add(tally.notes, first, MAX_NOTES)
             hits.append(Hit(key=k, actor_id=ev.actor_id, episode=tally, events=(ev,), until=tally.until))
         return hits
 
@@ -264,20 +301,26 @@ class StaffBook:
     def to_state(self) -> dict[str, Any]:
         return {
             "books": {name: book.to_state() for name, book in self.books.items()},
-            "pending": [[due, ev.model_dump_json(exclude_none=True)] for due, _, ev in sorted(self.pending)],
+            "pending": [
+                [due, ev.model_dump_json(exclude_none=True), first] for due, _, ev, first in sorted(self.pending)
+            ],
             "seen": [[k, t] for k, t in self.seen.items()],
+            "since": self.since,
+            "visits": [[k, v] for k, v in self.visits.items()],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         for name, book in self.books.items():
             book.load_state(state.get("books", {}).get(name, {}))
         pending = []
-        for due, doc in state.get("pending", []):
+        for due, doc, first in state.get("pending", []):
             ev = AccessEvent.model_validate_json(doc)
-            pending.append((float(due), ev.event_id, ev))
+            pending.append((float(due), ev.event_id, ev, first))
         heapq.heapify(pending)
         self.pending = pending
         self.seen = {k: float(t) for k, t in state.get("seen", [])}
+        self.since = float(state.get("since", -1.0))
+        self.visits = {k: float(v) for k, v in state.get("visits", [])}
         self.judged = []
         self._next()
 

@@ -133,13 +133,16 @@ def page_context(
     }
 
 
-def _fallback(notice: NoticeRow, duty: NoticeDutyRow, threshold: Threshold) -> Rendered:
+def _fallback(notice: NoticeRow, duty: NoticeDutyRow, threshold: Threshold, console_url: str | None = None) -> Rendered:
     subject = f"[BreachWatch] {threshold.level.upper()}: notice deadline {duty.rule_id} – incident {notice.incident_id}"
     text = (
         f"A notification deadline needs attention ({threshold.label}).\n"
         f"Incident: {notice.incident_id}\nNotice: {notice.notice_id}\nDuty: {duty.rule_id}\n"
         f"Target: {_time(duty.target_at)}\n"
     )
+    link = console_link(console_url, notice.incident_id)
+    if link:
+        text += f"Console: {link}\n"
     return Rendered(subject=subject, text=text, html=None, locale="en")
 
 
@@ -159,6 +162,7 @@ def check_deadlines(
     """
     if now.tzinfo is None:
         raise ValueError("now must be time-zone aware")
+    console_url = console_url or settings.console_url
     channels = [EMAIL, *sorted(paging_channel_names(settings))]
     emails = list(unique(settings.oncall_emails))
     team = emails[0] if emails else settings.mail_from
@@ -218,7 +222,7 @@ def check_deadlines(
             rendered = render(MESSAGE_TYPE, "en", page_context(notice, duty, latest, now, console_url))
         except Exception as exc:
             log.error("deadline page for %s rendered with the fallback: %s", notice.notice_id, type(exc).__name__)
-            rendered = _fallback(notice, duty, latest)
+            rendered = _fallback(notice, duty, latest, console_url)
         targets = [(EMAIL, addr) for addr in emails] + [(ch, team) for ch in channels if ch != EMAIL]
         for channel, recipient in targets:
             message_id = stable_id(MESSAGE_TYPE, notice.notice_id, duty.rule_id, latest.label, channel, recipient)

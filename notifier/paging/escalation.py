@@ -50,7 +50,7 @@ from breachwatch.incidents.lifecycle import IncidentEventRow, note
 from breachwatch.incidents.model import CLOSED_STATUSES
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
 from breachwatch.notifier.message import EMAIL, header_text, is_address
-from breachwatch.notifier.oncall_context import alert_context
+from breachwatch.notifier.oncall_context import alert_context, console_link
 from breachwatch.notifier.outbox import queue_message
 from breachwatch.notifier.paging import silences
 from breachwatch.notifier.render import Rendered, render
@@ -339,7 +339,13 @@ def _plan(
 
 
 def _message(
-    session: Session, incident: IncidentRow, page: _Page, level: Level, policy: EscalationPolicy, now: datetime
+    session: Session,
+    incident: IncidentRow,
+    page: _Page,
+    level: Level,
+    policy: EscalationPolicy,
+    now: datetime,
+    console_url: str | None = None,
 ) -> Rendered:
     findings = list(session.scalars(select(FindingRow).where(FindingRow.incident_id == incident.incident_id)))
     evidence = list(
@@ -369,12 +375,13 @@ def _message(
         "severity_rise": f"[Now {incident.severity.upper()}] ",
     }[page.reason]
     try:
-        rendered = render(ALERT_TYPE, "en", alert_context(incident, findings, evidence, {}))
+        rendered = render(ALERT_TYPE, "en", alert_context(incident, findings, evidence, {}, console_url=console_url))
         subject, text, html = rendered.subject, rendered.text, rendered.html
     except Exception as exc:  # a template bug must not stop escalation
         log.error("page for %s rendered without the template: %s", incident.incident_id, type(exc).__name__)
         subject = f"[BreachWatch] {header_text(incident.severity, 16).upper()} incident {incident.incident_id}"
-        text, html = f"Incident {incident.incident_id}\n", None
+        link = console_link(console_url, incident.incident_id)
+        text, html = f"Incident {incident.incident_id}\n" + (f"Console: {link}\n" if link else ""), None
     text = f"{preface}\n\n{text}"
     if html is not None:
         html = f"<p><strong>{escape(preface)}</strong></p>\n{html}"
@@ -388,9 +395,10 @@ def _send(
     page: _Page,
     policy: EscalationPolicy,
     now: datetime,
+    console_url: str | None = None,
 ) -> int:
     level = policy.levels[min(page.level, len(policy.levels) - 1)]
-    rendered = _message(session, incident, page, level, policy, now)
+    rendered = _message(session, incident, page, level, policy, now, console_url)
     recipients = level.recipients(now)
     queued = 0
     for recipient in recipients:
@@ -476,7 +484,7 @@ def run_once(
                     continue
                 cycle, due = _plan(session, incident, policy, now, adopt=True)
                 for page in due:
-                    report.messages += _send(session, incident, cycle, page, policy, now)
+                    report.messages += _send(session, incident, cycle, page, policy, now, settings.console_url)
                     report.paged[page.reason] = report.paged.get(page.reason, 0) + 1
         except Exception:
             log.exception("escalation of incident %s failed; the next pass tries again", incident_id)

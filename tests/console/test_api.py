@@ -69,6 +69,8 @@ def test_nothing_answers_without_a_session_or_token(app: FastAPI, client: TestCl
             if path.startswith("/api"):
                 assert response.status_code == 401, (method, path, response.status_code)
                 assert response.headers["www-authenticate"] == "Bearer"
+            elif path.startswith("/live/"):  # the page script's polls: a plain 401, no redirect
+                assert response.status_code == 401 and response.json() == {"signed_in": False}
             else:
                 assert response.status_code == 303, (method, path, response.status_code)
                 assert response.headers["location"].startswith("/signin")
@@ -96,6 +98,9 @@ def test_every_action_through_the_api(
     detail = client.get(url, headers=responder).json()
     assert detail["incident"]["status"] == "open" and len(detail["findings"]) == 2
     assert detail["incident"]["reasons"][0] == "exported 2 times in one hour"
+    # Evidence from 02:00 to 02:05 was judged at its last event; the first finding set the time.
+    assert detail["incident"]["opened_at"].startswith("2026-11-24T02:00")
+    assert detail["incident"]["detected_at"].startswith("2026-11-24T02:05")
 
     steps = [
         ("acknowledge", None, "acknowledged"),

@@ -882,3 +882,24 @@ def test_dense_streams_keep_the_checkpoint_promise(items: list[tuple[str, dict[s
         assert all(type(v) in (int, float) for v in f.facts.values()), f.facts
         assert f.events == tuple(sorted(f.events, key=lambda e: e.ts))
         assert len(f.events) <= MAX_EVIDENCE and 0 <= f.score <= 100
+
+
+def test_the_first_staff_access_to_a_tenant_is_named_with_its_window(ctx: DetectionContext) -> None:
+    d = RulesDetector()
+    day = 24 * 60.0
+    # Ticketed work on t-indus starts the watch (no finding).
+    assert run(settled([staff_access(0, tenant_id="t-indus")]), ctx, d) == []
+    # Must: 70 days on, an unticketed read of t-rhein, which no staff member touched before.
+    [first] = run(settled([staff_access(70 * day, tenant_id="t-rhein")]), ctx, d)
+    assert "the first access by any vendor staff member to tenant t-rhein's data in the 70 days watched" in text(first)
+    # Must: t-indus again after 70 days without staff: a first in 70 days, with the last one named.
+    [back] = run(settled([staff_access(70 * day + 60, tenant_id="t-indus")]), ctx, d)
+    assert "first access by any vendor staff member to tenant t-indus's data in 70 days (the last on" in text(back)
+    # Must not: t-rhein the next day (staff were there yesterday).
+    [again] = run(settled([staff_access(71 * day, tenant_id="t-rhein")]), ctx, d)
+    assert "first access" not in text(again)
+    # The register survives a restart.
+    restored = RulesDetector()
+    restored.load_state(json.loads(json.dumps(d.state())))
+    [later] = run(settled([staff_access(72 * day, tenant_id="t-rhein")]), ctx, restored)
+    assert "first access" not in text(later)

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from breachwatch.core.attack import kind_techniques, techniques_of
 from breachwatch.incidents import queries
-from breachwatch.incidents.attack import BY_KIND, attacks_for
 from breachwatch.incidents.ocsf import VERSION, detection_finding
 from breachwatch.incidents.store import IncidentStore
 from breachwatch.incidents.tables import IncidentRow
@@ -49,7 +49,7 @@ def test_a_credential_stuffing_incident_validates_with_its_sub_technique(sqlite_
 
 
 def test_a_kind_with_no_known_technique_carries_no_attack_tags(sqlite_engine, ev: SimpleNamespace) -> None:
-    odd = ev.finding([ev.log(1, message="template 17 burst")], detector="logs.session", kind="anomalous_log_session")
+    odd = ev.finding([ev.log(1, message="template 17 burst")], detector="logs.session", kind="unmapped_kind")
     [incident] = IncidentStore(sqlite_engine).record([odd]).opened
     record = _record(sqlite_engine, incident)
     assert ocsf_errors(record) == []
@@ -58,14 +58,17 @@ def test_a_kind_with_no_known_technique_carries_no_attack_tags(sqlite_engine, ev
 
 
 def test_the_attack_table_must_and_must_not() -> None:
-    assert [a.technique.uid for a in attacks_for(["bulk_export"])] == ["T1213", "T1567"]
-    assert attacks_for(["anomalous_access", "error_burst"]) == []
-    # Two kinds sharing a tag list it once.
-    assert len(attacks_for(["account_takeover", "dormant_account"])) == 2
-    for kind, tags in BY_KIND.items():
-        for tag in tags:
-            assert tag.tactic.uid.startswith("TA") and tag.technique.uid.startswith("T1"), kind
-            assert tag.sub_technique is None or tag.sub_technique.uid.startswith(tag.technique.uid + "."), kind
+    assert [t.technique_id for t in techniques_of(["bulk_export"])] == ["T1213", "T1567"]
+    assert techniques_of(["unmapped_kind"]) == []
+    # Two kinds sharing a technique under one tactic list it once.
+    assert [t.technique_id for t in techniques_of(["account_takeover", "dormant_account"])] == [
+        "T1078",
+        "T1213",
+        "T1078",
+    ]
+    for kind, techniques in kind_techniques().items():
+        for t in techniques:
+            assert t.tactic_id.startswith("TA") and t.technique_id.startswith("T1"), kind
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -103,6 +104,46 @@ def test_one_finding_opens_one_incident_in_the_public_shape(store: IncidentStore
     assert inc.actor_ids == ["u-hans"] and inc.tenant_ids == ["t-rhein"] and inc.source_ips == ["198.51.100.7"]
     assert inc.evidence_event_ids == ["a-u-hans-1", "a-u-hans-2"]
     assert inc.opened_at == T0
+
+
+def test_an_incident_is_detected_when_its_first_finding_was_raised_not_when_evidence_began(
+    store: IncidentStore,
+) -> None:
+    """Evidence from 02:00 judged when the stream reached 02:40: detected at 02:40, not 02:00;
+    a later finding raised earlier (another unit stored after) moves it back, one raised
+    later does not; without a detector's time, the finding's latest evidence counts."""
+    first = finding([access(1), access(2, minutes=5)])
+    store.record([dataclasses.replace(first, detected_at=T0 + timedelta(minutes=40))])
+    [inc] = store.incidents()
+    assert inc.opened_at == T0 and inc.detected_at == T0 + timedelta(minutes=40)
+    late = finding([access(3, minutes=50)], detector="learned", kind="ato")
+    store.record([dataclasses.replace(late, detected_at=T0 + timedelta(minutes=55))])
+    assert store.incidents()[0].detected_at == T0 + timedelta(minutes=40)
+    early = finding([access(4, minutes=1)], detector="rules.other", kind="ato")
+    store.record([dataclasses.replace(early, detected_at=T0 + timedelta(minutes=30))])
+    assert store.incidents()[0].detected_at == T0 + timedelta(minutes=30)
+    store.record([finding([access(9, actor="u-eva", minutes=7), access(8, actor="u-eva", minutes=9)], actor="u-eva")])
+    eva = next(i for i in store.incidents() if i.actor_ids == ["u-eva"])
+    assert eva.detected_at == T0 + timedelta(minutes=9)
+    assert json.loads(eva.model_dump_json())["detected_at"].startswith("2026-11-24T02:09")
+
+
+def test_an_incident_names_the_attack_techniques_of_its_findings(store: IncidentStore) -> None:
+    store.record([finding([access(1)])])
+    store.record([finding([access(2, minutes=3)], detector="learned", kind="account_takeover")])
+    [inc] = store.incidents()
+    assert [(a.technique_id, a.tactic_id) for a in inc.attack] == [
+        ("T1213", "TA0009"),
+        ("T1567", "TA0010"),
+        ("T1078", "TA0001"),
+    ]
+    doc = json.loads(inc.model_dump_json())["attack"][0]
+    assert doc == {
+        "technique_id": "T1213",
+        "technique": "Data from Information Repositories",
+        "tactic_id": "TA0009",
+        "tactic": "Collection",
+    }
 
 
 def test_redelivered_batch_changes_nothing(store: IncidentStore) -> None:

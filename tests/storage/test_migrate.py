@@ -111,7 +111,7 @@ def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrad
     a credential-stuffing finding from the takeover's network joins the open one."""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import select
+    from sqlalchemy import insert, select
     from sqlalchemy.orm import Session
 
     from breachwatch.core.events import AuthEvent
@@ -136,8 +136,9 @@ def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrad
 
     with Session(empty) as s, s.begin():
         for iid, actor, status, ip in (("i-open", "u-3", "open", "203.0.113.77"), ("i-old", "u-5", "resolved", "")):
-            s.add(
-                IncidentRow(
+            # Core, naming the columns a 0002 database has (the ORM row has later ones too).
+            s.execute(
+                insert(IncidentRow.__table__).values(
                     incident_id=iid,
                     kind="ato",
                     title="takeover",
@@ -150,7 +151,6 @@ def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrad
                     group_key=f"actor:{actor}",
                 )
             )
-            s.flush()
             s.add(
                 FindingRow(
                     finding_id=f"f-{iid}",

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from breachwatch.detectors.learned.features import DAY, HOUR, W_EVENTS, W_FAILED, W_RECORDS, W_SIZE
+from breachwatch.detectors.learned.models import CUSUM_ALARM
 from breachwatch.detectors.learned.profiles import (
     CAP_COUNTRIES,
     CAP_NETWORKS,
@@ -251,3 +252,74 @@ def test_a_report_marks_the_hour_as_it_stood_when_judged() -> None:
     # The 500 records read after the judgement still count in the 24-hour window.
     assert judged_then.window_24h(T0 + 700)[W_RECORDS] == 500
     assert later.window_24h(T0 + 700)[W_RECORDS] == 0
+
+
+def _workday(p: ActorProfile, d: int, per_hour: int, records: int = 5, action: str = "read") -> None:
+    for h in range(8, 16):
+        for k in range(per_hour):
+            read(p, T0 + d * DAY + h * HOUR + 60 * (k + 1), records, action=action)
+
+
+def _cusum_at_end_of(p: ActorProfile, d: int) -> float:
+    now = T0 + d * DAY + 15 * HOUR + 3000
+    p.flush()
+    return p.volume_cusum(now, p.window_24h(now))
+
+
+def test_one_day_far_above_usual_is_caught_the_same_day() -> None:
+    # Must: sixteen times the usual sensitive reads in ordinary sessions, spread over the day.
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    working_weeks(p, 14)
+    _workday(p, 14, per_hour=64)
+    assert _cusum_at_end_of(p, 14) >= CUSUM_ALARM
+    # Must not: a day like the others.
+    q = ActorProfile("customer_user", "t-a", "UTC", T0)
+    working_weeks(q, 14)
+    _workday(q, 14, per_hour=4)
+    assert _cusum_at_end_of(q, 14) == 0.0
+
+
+def test_a_month_end_export_is_not_slow_exfiltration() -> None:
+    # Must not: the same twelvefold volume exported at month-end close (exports are the bulk
+    # rules' business; slow exfiltration reads).
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    working_weeks(p, 14)
+    _workday(p, 14, per_hour=4)
+    _workday(p, 14, per_hour=44, action="export")
+    assert _cusum_at_end_of(p, 14) == 0.0
+
+
+def test_days_well_above_usual_accumulate_and_usual_days_drain_the_test() -> None:
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    working_weeks(p, 14)
+    _workday(p, 14, per_hour=16)
+    first = _cusum_at_end_of(p, 14)
+    _workday(p, 15, per_hour=16)
+    second = _cusum_at_end_of(p, 15)
+    assert 0.0 < first < second and p.cusum > 0.0  # day 14 closed into the running sum
+    for d in (16, 17, 18):
+        _workday(p, d, per_hour=4)
+    _workday(p, 21, per_hour=4)
+    assert p.cusum < second - 1.5  # back to usual: each usual day drains the sum
+    # The running sum survives a restart.
+    assert ActorProfile.from_dict(json.loads(json.dumps(p.to_dict()))).cusum == p.cusum
+
+
+def test_a_new_hire_is_not_tested_against_a_history_it_does_not_have() -> None:
+    # Must not: a first week growing from light to full days (no usual day yet to exceed).
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    for d in range(5):
+        _workday(p, d, per_hour=1 + 3 * d)
+    assert p.cusum == 0.0 and _cusum_at_end_of(p, 4) < CUSUM_ALARM
+
+
+def test_the_peer_group_counts_who_takes_up_each_resource_once() -> None:
+    peer = PeerProfile()
+    for i, resource in enumerate(("customer", "customer", "payroll")):
+        p = ActorProfile("customer_user", "t-a", "UTC", T0)
+        p._peer = peer
+        for d in range(3):  # three days each: a member counts on its first day only
+            read(p, T0 + d * DAY + 9 * HOUR + i, resource=resource)
+        read(p, T0 + 3 * DAY + 9 * HOUR, resource=resource)  # closes day 2
+    assert peer.users_of("customer") == 2 and peer.users_of("payroll") == 1 and peer.users_of("ledger") == 0
+    assert PeerProfile.from_dict(json.loads(json.dumps(peer.to_dict()))).users_of("customer") == 2

@@ -3,8 +3,8 @@ per vendor-staff access with its justification), ``access_approval_policies`` (t
 require approval before staff access) and ``access_requests`` (requests and their decisions),
 and ``api_tokens.tenant_id`` (a token scoped to one tenant's transparency log).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07 09:00:00.000000
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0006"
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
