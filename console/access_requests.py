@@ -23,8 +23,8 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from breachwatch.console.api import Responder, api_user
-from breachwatch.console.context import CSRF_HEADER, Caller, ConsoleContext, ctx_of
+from breachwatch.console.api import api_user
+from breachwatch.console.context import CSRF_HEADER, ROLE_FOR, Caller, ConsoleContext, ctx_of
 from breachwatch.console.security import security_headers
 from breachwatch.core.settings import ConfigError
 from breachwatch.notifier.notices import tenant_record
@@ -37,7 +37,8 @@ from breachwatch.storage import audit
 router = APIRouter()
 FORM_COOKIE = "bw_access_form"
 _LINK_PATH = re.compile(r"/access-requests/[A-Za-z0-9._-]{20,}")
-ApproverApi = Annotated[Caller, api_user("approver")]
+Filer = Annotated[Caller, api_user(ROLE_FOR["file_access_request"])]
+Revoker = Annotated[Caller, api_user(ROLE_FOR["revoke_access_approval"])]
 
 
 class AccessRequestBody(BaseModel):
@@ -85,7 +86,7 @@ def _caller(request: Request) -> Caller:
 
 
 @router.post("/api/access-requests", status_code=201, tags=["access approval"])
-def file(request: Request, body: AccessRequestBody, caller: Responder) -> dict[str, Any]:
+def file(request: Request, body: AccessRequestBody, caller: Filer) -> dict[str, Any]:
     """File a request for staff access to a tenant that requires approval; its approvers are
     e-mailed a link to decide. The request is pending until one of them does."""
     for name, value in (("starts_at", body.starts_at), ("ends_at", body.ends_at)):
@@ -125,7 +126,7 @@ def list_requests(
     tenant_id = tenant_id or caller.principal.tenant
     if tenant_id is not None:
         _may_see(caller, tenant_id)
-    elif not caller.can("viewer"):
+    elif not caller.may("view"):
         raise HTTPException(status_code=403, detail="this needs the viewer role")
     with ctx_of(request).session() as session:
         return [approvals.as_dict(r) for r in approvals.requests_of(session, tenant_id)]
@@ -154,7 +155,7 @@ def revoke(request: Request, request_id: str) -> dict[str, Any]:
             row = approvals.get(session, request_id)
         except ApprovalError:
             raise HTTPException(status_code=404, detail="no such access request") from None
-        if caller.principal.tenant != row.tenant_id and not caller.can("approver"):
+        if caller.principal.tenant != row.tenant_id and not caller.may("revoke_access_approval"):
             raise HTTPException(status_code=403, detail="only the tenant's token or an approver may revoke")
         try:
             approvals.revoke(session, request_id, caller.actor)
@@ -164,7 +165,7 @@ def revoke(request: Request, request_id: str) -> dict[str, Any]:
 
 
 @router.get("/api/access-requests/{request_id}/audit", tags=["access approval"])
-def request_audit(request: Request, request_id: str, caller: ApproverApi) -> list[dict[str, Any]]:
+def request_audit(request: Request, request_id: str, caller: Revoker) -> list[dict[str, Any]]:
     """Every audited change of one request (filed, approved or denied, expired, revoked)."""
     with ctx_of(request).session() as session:
         return [

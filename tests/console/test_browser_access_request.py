@@ -6,20 +6,16 @@ Content-Security-Policy must not block anything on it."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.console.app import create_app
+from bench import console_shots
 from breachwatch.core.clock import utcnow
 from breachwatch.core.settings import Settings
 from breachwatch.notifier.outbox import OutboxRow
@@ -28,61 +24,41 @@ from breachwatch.privacy.approvals import AccessRequestIn
 from breachwatch.privacy.staff_mail import file_and_ask
 from breachwatch.storage.db import make_engine
 from breachwatch.storage.migrate import upgrade
-from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port
 from tests.fixtures.staff_access import SECRET, remember, tenant
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("axe_playwright_python")
 APPROVERS = ("ciso@rhein.example", "it-lead@rhein.example")
-
-
-@dataclass
-class Site:
-    url: str
-    engine: Engine
-    settings: Settings
+Site = console_shots.Console
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    if not Path(CHROMIUM).exists():
+    if not Path(console_shots.CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed")
     work = tmp_path_factory.mktemp("approve")
-    port = _free_port()
     settings = Settings(
         db_url=f"sqlite:///{work / 'bw.db'}",
         outbox_dir=work / "outbox",
         console_secret_key=SECRET,
         console_secure_cookies=True,  # Chromium treats 127.0.0.1 as a secure origin
-        console_public_url=f"http://127.0.0.1:{port}",
     )
     engine = make_engine(settings.db_url)
     upgrade(engine)
     with Session(engine) as session, session.begin():
         remember(session, tenant("t-rhein"))
         approvals.require_approval(session, "t-rhein", APPROVERS, "cli:admin")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield Site(f"http://127.0.0.1:{port}", engine, settings)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        engine.dispose()
+    engine.dispose()
+    with console_shots.start_console(settings) as running:
+        # The approvers' links point at the console as it runs here.
+        yield Site(running.url, running.engine, settings.model_copy(update={"console_public_url": running.url}))
 
 
 @pytest.fixture
-def browser_page(site: Site) -> Iterator[object]:
+def browser_page(site: Site) -> Iterator[Any]:
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=console_shots.CHROMIUM, args=console_shots.CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
         blocked: list[str] = []
         page.on("console", lambda m: blocked.append(m.text) if "Refused to" in m.text else None)
@@ -91,6 +67,11 @@ def browser_page(site: Site) -> Iterator[object]:
         finally:
             browser.close()
         assert blocked == [], blocked
+
+
+def _accessible(page: Any) -> None:
+    found = console_shots.describe(console_shots.axe_violations(page))
+    assert found == [], (page.url, found)
 
 
 def _file(site: Site, request_id: str) -> dict[str, str]:
@@ -120,6 +101,7 @@ def test_the_approver_approves_and_the_other_link_then_shows_it(site: Site, brow
     p = browser_page  # type: ignore[assignment]
     links = _file(site, "AR-100")
     p.goto(links[APPROVERS[0]])  # type: ignore[attr-defined]
+    _accessible(p)
     assert p.locator("#who").inner_text() == "Bilal Example"  # type: ignore[attr-defined]
     text = p.locator("#access-request").inner_text()  # type: ignore[attr-defined]
     assert "support on request (ticket SUP-4411)" in text and "fix invoice rounding" in text
@@ -127,6 +109,7 @@ def test_the_approver_approves_and_the_other_link_then_shows_it(site: Site, brow
     p.fill("textarea[name=comment]", "Go ahead, today only")  # type: ignore[attr-defined]
     p.click("#approve")  # type: ignore[attr-defined]
     outcome = p.locator("#outcome").inner_text()  # type: ignore[attr-defined]
+    _accessible(p)
     assert outcome.startswith("Your decision is recorded. Approved by ciso@rhein.example")
     p.screenshot(path="/tmp/access-request-approved.png")  # type: ignore[attr-defined]
     p.goto(links[APPROVERS[1]])  # type: ignore[attr-defined]
@@ -150,5 +133,6 @@ def test_deny_and_an_altered_link(site: Site, browser_page: object) -> None:
     response = p.goto(altered)  # type: ignore[attr-defined]
     assert response.status == 400  # type: ignore[union-attr]
     assert "This link cannot be used" in p.content() and "Bilal" not in p.content()  # type: ignore[attr-defined]
+    _accessible(p)
     with Session(site.engine) as session:
         assert approvals.get(session, "AR-101").state == "denied"
