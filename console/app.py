@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breachwatch.channels import sendgrid_events
 from breachwatch.console import (
+    access_requests,
     api,
     breach,
     breach_api,
@@ -26,6 +27,7 @@ from breachwatch.console import (
     pending,
     people_views,
     risk,
+    transparency,
     views,
     webhooks,
 )
@@ -34,7 +36,8 @@ from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
 
 API_DESCRIPTION = (
-    "Incidents, their lifecycle, silences, customer notices and the audit trail of BreachWatch. "
+    "Incidents, their lifecycle, silences, customer notices, tenants' transparency logs, access requests "
+    "and the audit trail of BreachWatch. "
     "Authenticate with `Authorization: Bearer <token>` (`breachwatch tokens create USER`); every "
     "call made with a token is recorded in the audit trail."
 )
@@ -83,6 +86,9 @@ def create_app(
     app.state.sendgrid_webhook_public_key = settings.sendgrid_webhook_public_key
     app.include_router(sendgrid_events.router)
     app.include_router(risk.router)
+    app.include_router(transparency.router)
+    app.include_router(access_requests.router)
+    access_requests.redact_links_in_access_log()
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(caller: api.Viewer) -> dict[str, Any]:

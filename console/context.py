@@ -61,6 +61,11 @@ ROLE_FOR: dict[str, str] = {
     "record_delay": "approver",
     "decide_safe_harbour": "approver",
     "audit": "admin",
+    # Staff access (``console.access_requests``): staff or the ticketing system file a request for
+    # access to a tenant that requires approval; ending an approval early is the tenant's (its own
+    # token) or an approver's, at the tenant's request.
+    "file_access_request": "responder",
+    "revoke_access_approval": "approver",
 }
 # The roles in order, each with what it adds, for the help page and the README.
 ROLES: tuple[tuple[str, str], ...] = (

@@ -317,6 +317,42 @@ class Settings(BaseSettings):
         ),
     )
 
+    console_public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description=(
+            "the console's address as people outside the vendor reach it (e.g. https://breachwatch.unisen.example);"
+            " the links in access-request e-mails to tenants' approvers start with it, so filing a request needs it"
+        ),
+    )
+
+    # --- staff access: transparency and approval ------------------------------------------
+    transparency_staff_identity: Literal["name", "pseudonym"] = Field(
+        default="name",
+        description=(
+            "how a tenant's transparency log, summaries and approval e-mails name vendor staff: their directory"
+            " name, or a pseudonym stable per tenant (keyed by BREACHWATCH_PSEUDONYM_KEY, which it then needs)"
+        ),
+    )
+    transparency_retention_days: int = Field(
+        default=400,
+        ge=31,
+        le=36500,
+        description=(
+            "staff accesses older than this leave the transparency log at `breachwatch retention apply`"
+            " (privacy policy 5); the default keeps a year and a month, so each monthly summary can be checked"
+        ),
+    )
+    access_request_link_hours: int = Field(
+        default=72,
+        ge=1,
+        le=720,
+        description=(
+            "how long an approver's link to decide an access request works; an undecided request expires then,"
+            " or when its requested window ends if that is sooner"
+        ),
+    )
+
     # --- service ---------------------------------------------------------------------------
     metrics_host: str = Field(
         default="127.0.0.1",
@@ -342,6 +378,14 @@ class Settings(BaseSettings):
         session = info.data.get("session_timeout_ms")
         if session is not None and value * 3 > session:
             raise ValueError(f"must be at most a third of BREACHWATCH_SESSION_TIMEOUT_MS ({session})")
+        return value
+
+    @field_validator("transparency_staff_identity")
+    @classmethod
+    def _pseudonyms_need_a_key(cls, value: str, info: ValidationInfo) -> str:
+        key = info.data.get("pseudonym_key")
+        if value == "pseudonym" and (key is None or len(key.get_secret_value()) < 16):
+            raise ValueError("pseudonyms need BREACHWATCH_PSEUDONYM_KEY (at least 16 characters)")
         return value
 
     @field_validator("webhook_secret")

@@ -149,9 +149,22 @@ def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -
     )
 
 
+def grants_loader(engine: Engine) -> Callable[[], Any]:
+    """Reads the tenants that require approval before staff access, and their requests."""
+    from sqlalchemy.orm import Session
+
+    from breachwatch.privacy.approvals import load_grants
+
+    def load() -> Any:
+        with Session(engine) as session:
+            return load_grants(session)
+
+    return load
+
+
 def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
     store = incident_store(settings, engine, notify=notify)
-    return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id)
+    return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id, grants=grants_loader(engine))
 
 
 def outbox_dispatcher(settings: Settings, engine: Engine, channels: Mapping[str, Any] | None = None) -> Dispatcher:
@@ -199,6 +212,8 @@ class OutboxPump:
         self.dispatcher = outbox_dispatcher(settings, engine, delivery_channels(settings, engine, bootstrap))
         self.deadline_every_s = deadline_every_s
         self._last_deadline_check = 0.0
+        self._last_staff_check = 0.0
+        self._summarised: Any = None  # the month whose transparency summaries are queued
         self.interval_s = interval_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -208,6 +223,7 @@ class OutboxPump:
         while not self._stop.is_set():
             try:
                 self.check_deadlines()
+                self.check_staff_access()
                 if self.dispatcher.dispatch_due(limit=100).attempted:
                     # An incident's next change to a system is due once the last went out.
                     continue
@@ -229,6 +245,28 @@ class OutboxPump:
 
         with Session(self.engine) as session, session.begin():
             check_deadlines(session, self.settings, datetime.now(UTC))
+
+    def check_staff_access(self) -> None:
+        """Expire access requests nobody decided in time, and queue last month's transparency
+        summaries once it is over (once per month and process; queuing twice sends nothing twice)."""
+        if time.monotonic() - self._last_staff_check < self.deadline_every_s:
+            return
+        self._last_staff_check = time.monotonic()
+        from datetime import UTC, datetime
+
+        from sqlalchemy.orm import Session
+
+        from breachwatch.privacy.approvals import expire_due
+        from breachwatch.privacy.staff_mail import month_due, queue_month
+
+        now = datetime.now(UTC)
+        with Session(self.engine) as session, session.begin():
+            expire_due(session, now=now)
+        month = month_due(now)
+        if month is not None and month != self._summarised:
+            with Session(self.engine) as session, session.begin():
+                queue_month(session, month, self.settings, now=now)
+            self._summarised = month
 
     def tick(self) -> None:
         if self._thread is None:

@@ -15,6 +15,7 @@ from breachwatch.notifier import outbox, tickets
 from breachwatch.notifier.notices import models, records
 from breachwatch.notifier.paging import escalation, inbound, silences
 from breachwatch.notifier.register import models as register_models
+from breachwatch.privacy import approvals, transparency
 from breachwatch.runtime import checkpoints
 from breachwatch.storage import audit
 from breachwatch.storage.db import Base
@@ -36,6 +37,8 @@ TABLE_MODULES = (
     checkpoints,
     tickets,
     inbound,
+    transparency,
+    approvals,
 )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from breachwatch.cli import db, devkit, health, incidents, logs, notices, pipeline, register, settings
+from breachwatch.cli import db, devkit, health, incidents, logs, notices, pipeline, register, settings, staff_access
 from breachwatch.cli.main import entrypoint, main
 
-for _module in (pipeline, logs, devkit, db, notices, incidents, register, settings, health):
+for _module in (pipeline, logs, devkit, db, notices, incidents, register, staff_access, settings, health):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 # Decisions on a breach's notices: under ``breachwatch notices`` beside list, preview, approve.

@@ -194,9 +194,17 @@ def tokens_group() -> None:
 @click.option(
     "--expires-days", type=click.IntRange(1, 3650), default=None, help="days until it expires (default: never)"
 )
+@click.option(
+    "--tenant",
+    "tenant_id",
+    default=None,
+    help="a tenant's own token, issued by USERNAME: it reads only that tenant's transparency log",
+)
 @_db_option
-def tokens_create(username: str, name: str, expires_days: int | None, db_url: str | None) -> None:
-    """Create a token acting as USERNAME; prints it once."""
+def tokens_create(
+    username: str, name: str, expires_days: int | None, tenant_id: str | None, db_url: str | None
+) -> None:
+    """Create a token acting as USERNAME (or, with --tenant, a tenant's token); prints it once."""
     from breachwatch.incidents import users
     from breachwatch.storage import audit
 
@@ -205,14 +213,20 @@ def tokens_create(username: str, name: str, expires_days: int | None, db_url: st
             with Session(engine) as session, session.begin():
                 audit.serialize_writes(session)
                 row, token = users.create_token(
-                    session, username, name, expires_in=timedelta(days=expires_days) if expires_days else None
+                    session,
+                    username,
+                    name,
+                    expires_in=timedelta(days=expires_days) if expires_days else None,
+                    tenant_id=tenant_id,
                 )
                 token_id = row.token_id
-                audit.record(session, _actor(), "token.create", f"token:{token_id}", {"user": username, "name": name})
+                detail = {"user": username, "name": name, "tenant": tenant_id}
+                audit.record(session, _actor(), "token.create", f"token:{token_id}", detail)
         except users.UserError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(token)
-    click.echo(f"token {token_id} for {username}: store it now, it is not shown again", err=True)
+    whose = f"tenant {tenant_id} (issued by {username})" if tenant_id else username
+    click.echo(f"token {token_id} for {whose}: store it now, it is not shown again", err=True)
 
 
 @tokens_group.command("list")
@@ -226,7 +240,8 @@ def tokens_list(username: str | None, db_url: str | None) -> None:
         for t in users.list_tokens(session, username):
             state = "revoked" if t.revoked_at else "active"
             used = t.last_used_at.isoformat() if t.last_used_at else "never used"
-            click.echo(f"{t.token_id}\t{t.username}\t{t.name}\t{state}\t{used}")
+            scope = f"tenant:{t.tenant_id}" if t.tenant_id else "user"
+            click.echo(f"{t.token_id}\t{t.username}\t{t.name}\t{state}\t{used}\t{scope}")
 
 
 @tokens_group.command("revoke")
@@ -300,8 +315,9 @@ def retention_group() -> None:
 @click.option("--dry-run", is_flag=True, help="count what would change, change nothing")
 @_db_option
 def retention_apply(mode: str, days: int | None, dry_run: bool, db_url: str | None) -> None:
-    """Anonymise (or purge) evidence older than the retention period."""
-    from breachwatch.privacy import retention
+    """Anonymise (or purge) evidence older than the retention period, and delete staff
+    accesses older than BREACHWATCH_TRANSPARENCY_RETENTION_DAYS from the transparency log."""
+    from breachwatch.privacy import retention, transparency
 
     settings = _settings(db_url=db_url)
     key = settings.secret("pseudonym_key")
@@ -319,7 +335,11 @@ def retention_apply(mode: str, days: int | None, dry_run: bool, db_url: str | No
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(report.as_dict()))
+        with Session(engine) as session, session.begin():
+            staff = transparency.apply_retention(
+                session, settings.transparency_retention_days, _actor(), dry_run=dry_run
+            )
+    click.echo(json.dumps({**report.as_dict(), **staff}))
 
 
 @click.group("tenant")
@@ -332,13 +352,15 @@ def tenant_group() -> None:
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="default: stdout")
 @_db_option
 def tenant_export(tenant: str, out: Path | None, db_url: str | None) -> None:
-    """Write the tenant's incidents and notices as JSON."""
+    """Write the tenant's incidents, notices and the staff accesses to its data as JSON."""
     from breachwatch.privacy.data_rights import export_tenant
+    from breachwatch.privacy.transparency import identity_from
     from breachwatch.storage import audit
 
-    with _database(_settings(db_url=db_url)) as engine, Session(engine) as session, session.begin():
+    settings = _settings(db_url=db_url)
+    with _database(settings) as engine, Session(engine) as session, session.begin():
         audit.serialize_writes(session)
-        doc = export_tenant(session, tenant, _actor())
+        doc = export_tenant(session, tenant, _actor(), identity=identity_from(settings))
     text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
     if out is None:
         click.echo(text, nl=False)

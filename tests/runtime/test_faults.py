@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaConnectionError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from traffic import TENANTS, cross_tenant, send_reads
@@ -66,12 +66,27 @@ def signature(incidents: list[IncidentOut]) -> list[tuple]:
     )
 
 
-def committed_total(settings: Settings, bootstrap: str) -> int:
+def committed_offsets(settings: Settings, bootstrap: str) -> dict[int, int]:
+    """The group's committed offset per erp.access partition (the topics were made with
+    ``settings.partitions``). Each look-up is bounded: kafka-python's metadata fetch for a topic
+    a fresh client has not seen waits without a limit, and once hung this way outlived the test's
+    own deadlines on a loaded machine."""
     consumer = KafkaConsumer(**client_options(settings, bootstrap), group_id=settings.group_id)
     topic = settings.topic("erp.access")
-    total = sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in consumer.partitions_for_topic(topic))
-    consumer.close()
-    return total
+    try:
+        return {
+            p: consumer.committed(TopicPartition(topic, p), timeout_ms=10_000) or 0 for p in range(settings.partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def committed_total(settings: Settings, bootstrap: str) -> int:
+    """The committed offsets' sum; -1 while the group coordinator does not answer in time."""
+    try:
+        return sum(committed_offsets(settings, bootstrap).values())
+    except KafkaTimeoutError:
+        return -1
 
 
 @pytest.mark.kafka
@@ -182,10 +197,8 @@ def probe(port: int, path: str = "/readyz") -> tuple[int, dict]:
 
 def committed_event_ids(settings: Settings, bootstrap: str) -> set[str]:
     """The event ids of every erp.access message before the group's committed offset."""
-    group = KafkaConsumer(**client_options(settings, bootstrap), group_id=settings.group_id)
     topic = settings.topic("erp.access")
-    committed = {p: group.committed(TopicPartition(topic, p)) or 0 for p in group.partitions_for_topic(topic)}
-    group.close()
+    committed = committed_offsets(settings, bootstrap)
     reader = KafkaConsumer(**client_options(settings, bootstrap), enable_auto_commit=False)
     ids: set[str] = set()
     for p, end in committed.items():
