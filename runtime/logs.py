@@ -97,6 +97,7 @@ def setup_logging(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the process's level, not one an earlier uvicorn.Config left
 
 
 def json_logging() -> bool:

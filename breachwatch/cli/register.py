@@ -110,7 +110,14 @@ def show_cmd(incident_id: str, db_url: str | None) -> None:
 
 
 @register_group.command("export")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    help="JSON (one document) or CSV (one row per breach)",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="file (default: stdout)")
 @_db
 def export_cmd(fmt: str, out: Path | None, db_url: str | None) -> None:
@@ -132,9 +139,9 @@ def export_cmd(fmt: str, out: Path | None, db_url: str | None) -> None:
 
 @register_group.command("write")
 @click.argument("incident_id")
-@click.option("--facts", default=None)
-@click.option("--effects", default=None)
-@click.option("--remedial-action", "remedial_action", default=None)
+@click.option("--facts", default=None, help="what happened, as the register records it")
+@click.option("--effects", default=None, help="its effects on the people concerned")
+@click.option("--remedial-action", "remedial_action", default=None, help="what was done about it")
 @_by
 @_db
 def write_cmd(
@@ -165,7 +172,7 @@ def _factors(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
 
 @register_group.command("assess")
 @click.argument("incident_id")
-@click.option("--tenant", "tenant_id", required=True)
+@click.option("--tenant", "tenant_id", required=True, help="the tenant whose data subjects the assessment is for")
 @click.option("--jurisdiction", required=True, help="where the data subjects concerned live, e.g. DE or US-CA")
 @click.option("--owner", type=click.Choice(["vendor", "customer"]), required=True, help="whose decision this is")
 @click.option(
@@ -174,7 +181,12 @@ def _factors(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
     multiple=True,
     help=f"FACTOR=LEVEL[:note]; factors: {', '.join(FACTORS)}; levels: {', '.join(LEVELS)}",
 )
-@click.option("--decision", type=click.Choice(["notify", "no_notify"]), required=True)
+@click.option(
+    "--decision",
+    type=click.Choice(["notify", "no_notify"]),
+    required=True,
+    help="whether the people concerned must be told",
+)
 @click.option("--reasons", default="", help="required not to notify")
 @click.option("--waive", multiple=True, help="a duty the no-notify decision covers (default: every one it may)")
 @_by
@@ -236,7 +248,7 @@ def logs_cmd(db_url: str | None) -> None:
 @click.argument("incident_id")
 @click.argument("moment", type=click.Choice(PERSON_MOMENTS))
 @click.option("--at", "at", required=True, help="RFC 3339 with its offset, e.g. 2026-11-24T09:00:00Z")
-@click.option("--note", default="")
+@click.option("--note", default="", help="how the moment was established (kept with it)")
 @_by
 @_db
 def moment_cmd(incident_id: str, moment: str, at: str, note: str, by: str, db_url: str | None) -> None:
@@ -260,10 +272,21 @@ def delay_group() -> None:
 
 @delay_group.command("add")
 @click.argument("incident_id")
-@click.option("--requested-by", type=click.Choice(list(REQUESTERS)), default="law_enforcement", show_default=True)
-@click.option("--agency", required=True)
+@click.option(
+    "--requested-by",
+    type=click.Choice(list(REQUESTERS)),
+    default="law_enforcement",
+    show_default=True,
+    help="who asked for the delay",
+)
+@click.option("--agency", required=True, help="the agency that asked, as it named itself")
 @click.option("--official", required=True, help="who asked")
-@click.option("--form", type=click.Choice(["written", "oral"]), required=True)
+@click.option(
+    "--form",
+    type=click.Choice(["written", "oral"]),
+    required=True,
+    help="how it asked, written or oral (an oral request delays notice less under some laws, e.g. HIPAA 45 CFR 164.412(b))",
+)
 @click.option("--requested-at", "requested_at", required=True, help="RFC 3339 with its offset")
 @click.option("--until", default=None, help="RFC 3339 with its offset (default: until the agency says)")
 @click.option("--reference", default="", help="their case or letter reference")
@@ -312,7 +335,7 @@ def delay_add(
 @delay_group.command("lift")
 @click.argument("delay_id")
 @click.option("--at", "at", default=None, help="when the agency said notice may go ahead (default: now)")
-@click.option("--note", default="")
+@click.option("--note", default="", help="what the agency said (kept with it)")
 @_by
 @_db
 def delay_lift(delay_id: str, at: str | None, note: str, by: str, db_url: str | None) -> None:
@@ -339,12 +362,12 @@ def delay_list(incident_id: str, db_url: str | None) -> None:
 
 @click.command("safe-harbour")
 @click.argument("incident_id")
-@click.option("--tenant", "tenant_id", required=True)
+@click.option("--tenant", "tenant_id", required=True, help="the tenant whose data it is")
 @click.option(
     "--applies/--does-not-apply", "applies", required=True, help="whether the data reached was encrypted, its key safe"
 )
 @click.option("--encrypted", "encrypted", multiple=True, help="an encrypted resource type (default: as configured)")
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="why, as the record will show it")
 @_by
 @_db
 def safe_harbour_cmd(
@@ -378,9 +401,9 @@ def safe_harbour_cmd(
 
 @click.command("contacts")
 @click.argument("incident_id")
-@click.option("--tenant", "tenant_id", required=True)
+@click.option("--tenant", "tenant_id", required=True, help="the tenant whose people lack contact details")
 @click.option("--missing", type=click.IntRange(0), required=True, help="people without usable contact details")
-@click.option("--note", default="")
+@click.option("--note", default="", help="what is known of them (kept with it)")
 @_by
 @_db
 def contacts_cmd(incident_id: str, tenant_id: str, missing: int, note: str, by: str, db_url: str | None) -> None:

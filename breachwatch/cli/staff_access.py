@@ -61,7 +61,14 @@ def transparency_group() -> None:
 @click.argument("tenant")
 @click.option("--since", default=None, metavar="TIME", help="from this time (RFC 3339, e.g. 2026-11-01T00:00:00Z)")
 @click.option("--until", default=None, metavar="TIME", help="before this time")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    help="JSON (a list of records) or CSV (one row per access)",
+)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, help="default: stdout")
 @_db_option
 def transparency_export(
@@ -168,16 +175,17 @@ def requests_group() -> None:
 
 
 @requests_group.command("file")
-@click.option("--tenant", required=True)
+@click.option("--tenant", required=True, help="the tenant whose data the staff need")
 @click.option("--staff", "staff", multiple=True, required=True, help="a staff id (repeat for more), or ID=Name")
 @click.option(
     "--purpose",
     required=True,
     type=click.Choice(["troubleshooting", "support_on_request", "maintenance", "security"]),
+    help="why, in the privacy policy's words (section 6.1)",
 )
 @click.option("--from", "starts", required=True, metavar="TIME", help="start of the window (RFC 3339)")
 @click.option("--until", "ends", required=True, metavar="TIME", help="end of the window (RFC 3339)")
-@click.option("--ticket", default=None)
+@click.option("--ticket", default=None, help="the ticket the access is for")
 @click.option("--reason", default="", help="what the approver is told")
 @click.option("--id", "request_id", default=None, help="the ticketing system's own id for it")
 @_db_option
@@ -220,7 +228,7 @@ def requests_file(
 
 
 @requests_group.command("list")
-@click.option("--tenant", default=None)
+@click.option("--tenant", default=None, help="only this tenant's requests")
 @_db_option
 def requests_list(tenant: str | None, db_url: str | None) -> None:
     """Requests, newest first, with their state."""
