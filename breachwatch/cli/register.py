@@ -285,7 +285,7 @@ def delay_group() -> None:
     "--form",
     type=click.Choice(["written", "oral"]),
     required=True,
-    help="how it asked, written or oral (an oral request delays notice less under some laws, e.g. HIPAA 45 CFR 164.412(b))",
+    help="how it asked, written or oral (an oral request delays notice less under some laws: HIPAA 164.412(b))",
 )
 @click.option("--requested-at", "requested_at", required=True, help="RFC 3339 with its offset")
 @click.option("--until", default=None, help="RFC 3339 with its offset (default: until the agency says)")
