@@ -16,7 +16,7 @@ console:  ## the console on the demo's database (after `make demo`), with the de
 test:  ## the layers, then the whole test suite, with a real Kafka broker, PostgreSQL, SMTP and Chromium
 	@scripts/setup.sh --test
 	$(PY) scripts/lint_imports.py
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 lint:
 	ruff check .
