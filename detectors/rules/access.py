@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from breachwatch.core.batch import ACTOR_TYPES, K_ACCESS
 from breachwatch.core.events import SENSITIVE, AccessEvent
 from breachwatch.core.findings import DetectionContext, Severity
 from breachwatch.detectors.rules.books import Book
@@ -273,6 +274,7 @@ class CrossTenantTally(AccessTally):
     ),
     inputs=(AccessEvent,),
     memory=lambda: TallyBook(CrossTenantTally),
+    wants=lambda b: b.column("foreign") & (b.column("actor_type") != ACTOR_TYPES["staff"]),
 )
 def cross_tenant_access(ev: AccessEvent, book: TallyBook, ctx: DetectionContext) -> Hit | None:
     home = ev.actor_tenant
@@ -418,6 +420,7 @@ def _first_staff_access(tenant_id: str, last: float | None, since: float, t: flo
     ),
     inputs=(AccessEvent,),
     memory=StaffBook,
+    wants=lambda b: (b.column("kinds") == K_ACCESS) & (b.column("actor_type") == ACTOR_TYPES["staff"]),
 )
 def staff_without_ticket(ev: AccessEvent, book: StaffBook, ctx: DetectionContext) -> Hit | None:
     if ev.actor_type != "staff":
