@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from breachwatch.core.batch import EventBatch
 from breachwatch.core.events import ACTOR_TOPICS, LOGS, Event, LogRecord, Reference
 from breachwatch.core.findings import DetectionContext, Detector, Finding
 from breachwatch.core.justification import ApprovalPolicy, Grant, StaffAccess
@@ -95,10 +96,12 @@ class PartitionWorker:
         # Batches mix topics; detectors see them in event-time order (stable, so events with
         # equal times keep their arrival order and the result is deterministic).
         events.sort(key=_ts)
+        # Its columns are built once, by the first detector that reads them, for all of them.
+        batch = EventBatch(events)
         findings: list[Finding] = []
         for d in self.detectors:
             try:
-                findings.extend(d.process(events, self.ctx))
+                findings.extend(d.process(batch, self.ctx))
             except Exception:
                 # A detector bug must not stop detection for everyone: log, count, carry on.
                 self.stats.detector_errors[d.name] += 1

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from breachwatch.core.batch import EventBatch
 from breachwatch.core.events import ACTOR_TOPICS, AccessEvent, AuthEvent, Event
 from breachwatch.core.findings import DetectionContext, Detector, Finding, Judgement, Severity, StateDelta
 from breachwatch.core.ids import unique
@@ -540,6 +541,9 @@ class LearnedDetector(Detector):
         ``every_row`` (training needs the ordinary rows: they define normal).
         """
         self._pack_idle()
+        batch = EventBatch.of(events)
+        events = batch.events
+        times = batch.ts
         profiles = self._profiles
         keyed = self._keyed
         indices: dict[str, list[int]] = {}
@@ -563,7 +567,7 @@ class LearnedDetector(Detector):
                 is_access = False
             else:
                 continue
-            ts = ev.ts.timestamp()
+            ts = times[i]
             if ts >= self._period_end:
                 if actors or indices or unprofiled:
                     # This period's rows are scored, and its findings marked, before anything
@@ -645,7 +649,7 @@ class LearnedDetector(Detector):
         if max_ts > 0:
             touched = self._touched
             for aid, idx in indices.items():
-                touched[aid] = events[idx[-1]].ts.timestamp()
+                touched[aid] = times[idx[-1]]
             if max_ts > self._clock:
                 self._clock = max_ts
             self._evict(max_ts)
@@ -719,6 +723,7 @@ class LearnedDetector(Detector):
         return best, best_score, pop, kinds
 
     def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
+        events = EventBatch.of(events)
         findings: list[Finding] = []
         start = 0
         while start < len(events):
@@ -731,7 +736,7 @@ class LearnedDetector(Detector):
         self._pack_idle()
         return findings
 
-    def _report(self, events: Sequence[Event], batch: _Batch, findings: list[Finding]) -> None:
+    def _report(self, events: EventBatch, batch: _Batch, findings: list[Finding]) -> None:
         """Score the rows of one report period's part and add the findings they raise."""
         X = np.asarray(batch.rows, dtype=float)
         best, score, pop, _ = self._score(X)
@@ -762,22 +767,22 @@ class LearnedDetector(Detector):
             if f is not None:
                 findings.append(f)
 
-    def _carry_over(self, events: Sequence[Event], batch: _Batch) -> None:
+    def _carry_over(self, events: EventBatch, batch: _Batch) -> None:
         """Keep each active actor's last hour of events, so a finding raised in a later batch
         still shows how it started (the failed logins before a takeover) and starts at the
         same event however the stream was cut into batches. Bounded, and part of the state."""
         latest = -1.0
+        times = events.ts
         for aid, idx in batch.indices.items():
             if aid not in self._profiles and aid not in self._packed:
                 self._carry.pop(aid, None)
                 continue
-            last = events[idx[-1]].ts.timestamp()
+            last = times[idx[-1]]
             latest = max(latest, last)
-            kept = [c for c in self._carry.get(aid, ()) if last - c[0] <= HOUR]
-            for i in idx:
-                packed = _pack(events[i])
-                if last - packed[0] <= HOUR:
-                    kept.append(packed)
+            # Only the last CARRY_CAP are kept: older events of the batch are not packed at all.
+            new = [i for i in idx if last - times[i] <= HOUR][-CARRY_CAP:]
+            kept = [c for c in self._carry.get(aid, ()) if last - c[0] <= HOUR] if len(new) < CARRY_CAP else []
+            kept.extend(_pack(events[i], times[i]) for i in new)
             self._carry[aid] = kept[-CARRY_CAP:]
             self._dirty.add(aid)
         if latest > 0:
@@ -790,7 +795,7 @@ class LearnedDetector(Detector):
 
     def _finding(
         self,
-        events: Sequence[Event],
+        events: EventBatch,
         batch: _Batch,
         r: int,
         kind: str,
@@ -906,7 +911,7 @@ class LearnedDetector(Detector):
                 f |= F_LOGIN
         return f
 
-    def _evidence(self, events: Sequence[Event], batch: _Batch, r: int, kind: str) -> list[Event]:
+    def _evidence(self, events: EventBatch, batch: _Batch, r: int, kind: str) -> list[Event]:
         """The actor's last events up to the judged moment, within an hour of it, that carry
         the anomaly: the flagged ones (new location, new data type, sensitive, export, failed
         login, role change) when there are any, else all of them."""
@@ -915,9 +920,8 @@ class LearnedDetector(Detector):
         # What was carried over from earlier batches, then this batch's events up to the
         # judged moment (an actor judged when its slot ended may have none here).
         pool = [_unpack(c) for c in self._carry.get(aid, ()) if now - c[0] <= HOUR]
-        pool.extend(
-            events[i] for i in batch.indices.get(aid, ()) if i < upto and now - events[i].ts.timestamp() <= HOUR
-        )
+        times = events.ts
+        pool.extend(events[i] for i in batch.indices.get(aid, ()) if i < upto and now - times[i] <= HOUR)
         # The carried events are the actor's last CARRY_CAP, so the same cap here makes the pool
         # the same wherever the batches were cut.
         pool = pool[-CARRY_CAP:]
@@ -1028,7 +1032,9 @@ class LearnedDetector(Detector):
         self._register = {a: float(v) for a, v in state["register"].items()}
         self._episodes = {k: [float(x) for x in v] for k, v in state["episodes"].items()}
         self._failures = {k: [float(x) for x in v] for k, v in state["failures"].items()}
-        self._carry = {a: [_pack(_event_from_json(x)) for x in es] for a, es in state["carry"].items()}
+        self._carry = {
+            a: [_pack(e, e.ts.timestamp()) for e in map(_event_from_json, es)] for a, es in state["carry"].items()
+        }
         self._packed_carry = {}
         self._clock_day = int(state["clock_day"])
         self._clock = -1.0
@@ -1056,9 +1062,9 @@ _Carried = tuple[float, bool, tuple[Any, ...]]
 _FIELDS: dict[bool, tuple[str, ...]] = {True: tuple(AuthEvent.model_fields), False: tuple(AccessEvent.model_fields)}
 
 
-def _pack(e: Event) -> _Carried:
+def _pack(e: Event, ts: float) -> _Carried:
     # A validated model's __dict__ holds exactly its fields, in declaration order.
-    return (e.ts.timestamp(), e.__class__ is AuthEvent, tuple(e.__dict__.values()))
+    return (ts, e.__class__ is AuthEvent, tuple(e.__dict__.values()))
 
 
 def _unpack(c: _Carried) -> AccessEvent | AuthEvent:
@@ -1194,7 +1200,7 @@ def train(
     row_actor: list[str] = []
     row_day: list[int] = []
     for b in range(0, len(used), TRAIN_BATCH):
-        part = used[b : b + TRAIN_BATCH]
+        part = EventBatch(used[b : b + TRAIN_BATCH])
         start = 0
         while start < len(part):  # a report period at a time (see ``_fold``)
             batch = collector._fold(part, ctx.tables, every_row=True, start=start)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from breachwatch.core.ids import network_prefix
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
-    from breachwatch.detectors.learned.profiles import ActorProfile, PeerProfile
+    from breachwatch.detectors.learned.profiles import ActorProfile, PeerProfile, Places
 
 HOUR = 3600
 DAY = 86400
@@ -240,6 +240,12 @@ def volume_z(background: float, days: Sequence[float], slack: float) -> float:
     few pages) keeps a few more records than nothing from counting as a leap."""
     if not days:
         return 0.0
+    return volume_z_on(background, slack, volume_scale(days, slack))
+
+
+def volume_scale(days: Sequence[float], slack: float) -> tuple[float, float]:
+    """The centre and spread ``volume_z`` measures a day against (``days`` not empty): they
+    change only when a day closes, so a profile keeps them between its feature rows."""
     logs = sorted(math.log2(max(d, 0.0) + slack) for d in days)
     center = sorted_quantile(logs, 0.5)
     # The spread from the middle half (MAD) and from the upper tail (the 90th percentile is
@@ -247,7 +253,12 @@ def volume_z(background: float, days: Sequence[float], slack: float) -> float:
     # their busy days, not their typical ones, say what a busy day is.
     mad = 1.4826 * sorted_quantile(sorted(abs(x - center) for x in logs), 0.5)
     tail = (sorted_quantile(logs, 0.9) - center) / 1.2816
-    return (math.log2(max(background, 0.0) + slack) - center) / max(mad, tail, CUSUM_MIN_SCALE)
+    return center, max(mad, tail, CUSUM_MIN_SCALE)
+
+
+def volume_z_on(background: float, slack: float, scale: tuple[float, float]) -> float:
+    """``volume_z`` against a ``volume_scale`` worked out before."""
+    return (math.log2(max(background, 0.0) + slack) - scale[0]) / scale[1]
 
 
 def cusum_step(total: float, z: float) -> float:
@@ -293,10 +304,16 @@ def hour_surprises(hours: Sequence[float], prior: Sequence[float] | None = None)
     return [max(0.0, -math.log2(max(p, 1e-12)) - typical) for p in probs]
 
 
-def country_novelty(profile: ActorProfile, peer: PeerProfile | None, now: float, mature: bool) -> float:
+def country_novelty(
+    profile: ActorProfile, peer: PeerProfile | None, now: float, mature: bool, places: Places | None = None
+) -> float:
     """0: no new country in the last hour; 1: one new for the actor; 2: new for its peers too.
-    An actor without enough history only gets the peer-level signal."""
-    recent = profile.new_countries(now) if mature else profile.countries_used(now)
+    An actor without enough history only gets the peer-level signal. ``places``: the
+    profile's ``places(now)``, if read already."""
+    if places is None:
+        recent = profile.new_countries(now) if mature else profile.countries_used(now)
+    else:
+        recent = places.new_countries if mature else places.used_countries
     if not recent:
         return 0.0
     if peer is not None and any(peer.country_new(c, now) for c in recent):
@@ -319,6 +336,7 @@ def window_row(
     w1 = profile.window_1h(now)
     w24 = profile.window_24h(now)
     mature = profile.mature(now)
+    places = profile.places(now)
     recs_1h = w1[W_RECORDS]
     sens_1h = w1[W_SENSITIVE]
     peer_p99 = peer.hour_p99 if (peer is not None and peer_ready) else 0.0
@@ -346,8 +364,8 @@ def window_row(
             row[c["elevated_days"]] = float(profile.elevated_days(now, w24, slack))
             row[c["volume_cusum"]] = profile.volume_cusum(now, w24)
         row[c["sensitive_1h_vs_own"]] = log_ratio(sens_1h, profile.sens_p95)
-        row[c["new_network"]] = profile.network_novelty(now)
-        row[c["new_agent"]] = 1.0 if profile.new_agent(now) else 0.0
+        row[c["new_network"]] = places.network_novelty
+        row[c["new_agent"]] = 1.0 if places.new_agent else 0.0
         row[c["offhour_new_location"]] = w1[W_OFFHOUR_NOVEL]
         row[c["novel_location_sensitive"]] = log_ratio(w1[W_NOVEL_SENSITIVE], profile.sens_p95)
         row[c["new_resource"]] = math.log2(1.0 + w24[W_NEW_RESOURCE])
@@ -356,7 +374,7 @@ def window_row(
     if peer_p99 > 0:
         row[c["volume_1h_vs_peers"]] = log_ratio(recs_1h, peer_p99)
     row[c["sensitive_share_1h"]] = sens_1h / recs_1h if recs_1h > 0 else 0.0
-    row[c["new_country"]] = country_novelty(profile, peer, now, mature)
+    row[c["new_country"]] = country_novelty(profile, peer, now, mature, places)
     row[c["offhour"]] = w1[W_OFFHOUR]
     attempts = w1[W_ATTEMPTS]
     row[c["failed_logins_1h"]] = math.log2(1.0 + w1[W_FAILED])
@@ -375,10 +393,10 @@ def window_row(
             row[c["unseen_for"]] = math.log2(1.0 + watched / 3.0)
         if watched >= MATURE_DAYS:
             row[c["offhour_vs_peers"]] = peer.hour_surp[profile.cur_lh]
-            if any(peer.provider_new(k, now) for k in profile.providers_used(now)):
+            if any(peer.provider_new(k, now) for k in places.used_providers):
                 row[c["new_network_for_peers"]] = 1.0
-    row[c["country_switch_1h"]] = 1.0 if profile.countries_in_window(now) >= 2 else 0.0
-    row[c["distinct_resources_1h"]] = float(profile.distinct_resources_1h(now))
+    row[c["country_switch_1h"]] = 1.0 if len(places.used_countries) >= 2 else 0.0
+    row[c["distinct_resources_1h"]] = float(places.resources)
     row[c["maturity"]] = math.log2(1.0 + profile.history_days(now))
     row[c["is_service"]] = 1.0 if profile.actor_type == "service" else 0.0
     row[c["is_staff"]] = 1.0 if profile.actor_type == "staff" else 0.0

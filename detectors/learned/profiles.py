@@ -22,7 +22,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from breachwatch.core.ids import network_prefix
 from breachwatch.detectors.learned.features import (
@@ -50,7 +50,9 @@ from breachwatch.detectors.learned.features import (
     local_hour,
     provider_prefix,
     quantile,
+    volume_scale,
     volume_z,
+    volume_z_on,
     zone_for_jurisdiction,
 )
 
@@ -60,6 +62,17 @@ Keyed = Callable[[str, str], str]
 SENSITIVE = frozenset({"personal", "financial", "payment", "credentials"})
 # What an escalated account goes for first: secrets and payment data.
 CROWN_JEWELS = frozenset({"payment", "credentials"})
+
+
+class Places(NamedTuple):
+    """The tables as the window features read them at a moment (``ActorProfile.places``)."""
+
+    used_countries: list[str]  # countries used in the last hour, in table order
+    new_countries: list[str]  # of those, the ones first seen in the last day
+    used_providers: list[str]  # provider blocks (digests) used in the last hour
+    network_novelty: float  # as ``ActorProfile.network_novelty``
+    new_agent: bool  # a user agent first seen in the last day, used in the last hour
+    resources: int  # resource types used in the last hour
 
 
 class Live:
@@ -215,6 +228,7 @@ class ActorProfile:
         "_mature_from",
         "_next_day",
         "_peer",
+        "_vz",
         "active_days",
         "actor_type",
         "after_role_seen",
@@ -345,6 +359,8 @@ class ActorProfile:
         self._cur: array[float] | None = self.wv[i] if self.wb[i] == self.cur_hour else None
         # The peer group this actor teaches; set by the detector that owns both.
         self._peer: PeerProfile | None = getattr(self, "_peer", None)
+        # (slack, ``volume_scale`` of the spread ring at that slack), until the ring changes.
+        self._vz: tuple[float, tuple[float, float]] | None = None
 
     # ---- online update -------------------------------------------------------------------
 
@@ -409,6 +425,7 @@ class ActorProfile:
             self.day_ring = _appended(self.day_ring, (self.cur_day_records,), CAP_RING_DAYS)
             self.day_p95 = quantile(self.day_ring, 0.95)
             self.spread_ring = _appended(self.spread_ring, (background,), CAP_RING_DAYS)
+            self._vz = None
             self.spread_p50 = quantile(self.spread_ring, 0.5)
         if self._peer is not None and held:
             self._peer.observe_day(self, day, held, background if self.cur_day_records > 0 else None)
@@ -798,8 +815,13 @@ class ActorProfile:
     def volume_cusum(self, now: float, w24: list[float]) -> float:
         """The sequential test with today's background so far as today's day: it grows through
         a day that runs well above usual, so one such day can cross a threshold before it ends."""
-        today = volume_z(self.background_volume(now, 1, w24), self.spread_ring, self.slack())
-        return cusum_step(self.cusum, today)
+        slack = self.slack()
+        if not self.spread_ring:
+            return cusum_step(self.cusum, 0.0)
+        vz = self._vz
+        if vz is None or vz[0] != slack:
+            vz = self._vz = (slack, volume_scale(self.spread_ring, slack))
+        return cusum_step(self.cusum, volume_z_on(self.background_volume(now, 1, w24), slack, vz[1]))
 
     def providers_used(self, now: float) -> list[str]:
         """Provider blocks (digests) used in the last hour."""
@@ -853,6 +875,44 @@ class ActorProfile:
         """Keys of the table ``tag`` used in the last hour."""
         tv = self.tv
         return [k[1:] for k, i in self.tab.items() if k[0] == tag and now - tv[3 * i + 2] <= HOUR]
+
+    def places(self, now: float) -> Places:
+        """What the window features read of the tables at ``now``, in one pass over them (each
+        reader below makes a pass of its own; a feature row needs seven of them)."""
+        tv = self.tv
+        used_countries: list[str] = []
+        new_countries: list[str] = []
+        used_providers: list[str] = []
+        new_provider = new_network = new_agent = False
+        resources = 0
+        for k, i in self.tab.items():
+            tag = k[0]
+            j = 3 * i
+            if now - tv[j + 2] > HOUR or tag == T_SENSITIVITY:
+                continue  # not used in the last hour: neither used nor new in the window
+            if tag == T_RESOURCE:
+                resources += 1
+                continue
+            novel = 0.0 <= now - tv[j + 1] < NOVEL_FOR
+            if tag == T_COUNTRY:
+                used_countries.append(k[1:])
+                if novel:
+                    new_countries.append(k[1:])
+            elif tag == T_PROVIDER:
+                used_providers.append(k[1:])
+                new_provider = new_provider or novel
+            elif tag == T_NETWORK:
+                new_network = new_network or novel
+            elif tag == T_AGENT:
+                new_agent = new_agent or novel
+        return Places(
+            used_countries,
+            new_countries,
+            used_providers,
+            2.0 if new_provider else 1.0 if new_network else 0.0,
+            new_agent,
+            resources,
+        )
 
     def new_countries(self, now: float) -> list[str]:
         """Countries first seen in the last day and used in the last hour."""
@@ -1102,13 +1162,21 @@ class PeerProfile:
         self.hour_ring = _appended(self.hour_ring, (v[W_RECORDS] for _, v in hours), CAP_PEER_RING)
         for b, v in hours:
             self.hours[local_hour(b * HOUR, member.zone)] += v[W_EVENTS]
-        for k, e in member.table(T_PROVIDER).items():
-            if e[2] >= start:
-                self._count(self.providers, k, e[2], 1.0, CAP_PEER_PROVIDERS)
-        for k, e in member.table(T_RESOURCE).items():
-            if e[2] >= start:
+        # The member's provider blocks and resource types used that day, each table in its
+        # order (read off its slots: building the tables as dicts costs more than this).
+        tv = member.tv
+        for k, i in member.tab.items():
+            tag = k[0]
+            if tag != T_PROVIDER and tag != T_RESOURCE:
+                continue
+            last = tv[3 * i + 2]
+            if last < start:
+                continue
+            if tag == T_PROVIDER:
+                self._count(self.providers, k[1:], last, 1.0, CAP_PEER_PROVIDERS)
+            else:
                 # A member counts once per resource type: on the day it first used it.
-                self._count(self.resources, k, e[2], 1.0 if e[1] >= start else 0.0, CAP_PEER_RESOURCES)
+                self._count(self.resources, k[1:], last, 1.0 if tv[3 * i + 1] >= start else 0.0, CAP_PEER_RESOURCES)
         if background is not None:
             self.spread_ring = _appended(self.spread_ring, (background,), CAP_PEER_RING)
         self.pushes += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from breachwatch.core.batch import ACTOR_TYPES
 from breachwatch.core.events import SENSITIVE, AccessEvent
 from breachwatch.core.findings import DetectionContext, Severity
 from breachwatch.detectors.rules.books import Book
@@ -270,6 +271,7 @@ class CrossTenantTally(AccessTally):
     ),
     inputs=(AccessEvent,),
     memory=lambda: TallyBook(CrossTenantTally),
+    wants=lambda b: b.column("foreign") & (b.column("actor_type") != ACTOR_TYPES["staff"]),
 )
 def cross_tenant_access(ev: AccessEvent, book: TallyBook, ctx: DetectionContext) -> Hit | None:
     home = ev.actor_tenant

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
+
 from breachwatch.core.attack import Technique, kind_techniques
+from breachwatch.core.batch import EventBatch
 from breachwatch.core.events import Event
 from breachwatch.core.findings import DetectionContext, Severity
 
@@ -76,6 +79,9 @@ class RuleMemory(Protocol):
 
 
 MatchFn = Callable[[Any, Any, DetectionContext], "Hit | Sequence[Hit] | None"]
+# Which events of a batch a rule may act on, as one vectorised test over its columns: every
+# event it leaves out is one whose match would return None at once, with no effect on memory.
+WantsFn = Callable[[EventBatch], np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,8 @@ class Rule:
     inputs: tuple[type, ...]  # event classes the rule looks at
     match: MatchFn
     memory: Callable[[], RuleMemory] | None = None
+    # Without it, the rule sees every event of its inputs.
+    wants: WantsFn | None = None
 
     @property
     def detector(self) -> str:
@@ -110,6 +118,7 @@ def rule(
     playbook: str,
     inputs: tuple[type, ...],
     memory: Callable[[], RuleMemory] | None = None,
+    wants: WantsFn | None = None,
 ) -> Callable[[MatchFn], Rule]:
     """Declare a match function as a rule, StreamAlert style: metadata next to the logic."""
 
@@ -123,6 +132,7 @@ def rule(
             inputs=inputs,
             match=fn,
             memory=memory,
+            wants=wants,
         )
 
     return wrap

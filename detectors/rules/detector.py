@@ -1,8 +1,9 @@
 """``RulesDetector``: runs the rule catalogue over a partition's events and emits findings.
 
-Per event it does two dict look-ups (the rules that read that event type; whether the event
-already matched, i.e. is a re-delivered copy) and calls each rule; rules keep their own bounded
-memory. Hits of one batch are grouped per episode and become at most one finding each, worded
+Each rule picks the events it may act on with one vectorised test over the batch's columns
+(``core.batch``); only those events are walked, each checked against the ids that matched
+before (a re-delivered copy) and handed to the rules that want it, in catalogue order. Rules
+keep their own bounded memory. Hits of one batch are grouped per episode and become at most one finding each, worded
 from the episode's running totals. An episode that was already reported is reported again only
 when it has new evidence to add (up to the evidence cap), when its severity rises, or when its
 event count has doubled, so a long-running condition updates its finding (same ``finding_id``)
@@ -18,6 +19,9 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
+
+from breachwatch.core.batch import KINDS, EventBatch
 from breachwatch.core.events import ACTOR_TOPICS, Event
 from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, DetectionContext, Detector, Finding
 from breachwatch.core.ids import stable_id
@@ -59,18 +63,27 @@ class RulesDetector(Detector):
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ValueError("rule names must be unique")
+        if len(names) > 63:
+            # ``process`` keeps which rules want an event as one bit per rule in an int64.
+            raise ValueError(f"at most 63 rules, not {len(names)}")
         self.errors: dict[str, int] = {}
         self._reset()
 
     def _reset(self) -> None:
-        """Fresh memories for every rule, and the per-event-type dispatch table over them."""
+        """Fresh memories for every rule."""
         self._memories: dict[str, RuleMemory | None] = {}
-        by_type: dict[type, list[tuple[Rule, MatchFn, Any]]] = {}
+        rules: list[tuple[Rule, MatchFn, Any]] = []
+        inputs: list[np.ndarray] = []
         for r in self.rules:
             mem = self._memories[r.name] = r.memory() if r.memory else None
-            for cls in r.inputs:
-                by_type.setdefault(cls, []).append((r, r.match, mem))
-        self._by_type: dict[type, tuple[tuple[Rule, MatchFn, Any], ...]] = {k: tuple(v) for k, v in by_type.items()}
+            rules.append((r, r.match, mem))
+            kinds = np.zeros(len(KINDS), dtype=bool)
+            kinds[[KINDS[cls] for cls in r.inputs]] = True
+            inputs.append(kinds)
+        # In catalogue order, which is the order an event meets the rules in.
+        self._rules: tuple[tuple[Rule, MatchFn, Any], ...] = tuple(rules)
+        # Per rule, a lookup table over the topic codes (``EventBatch.column("kinds")``).
+        self._inputs = inputs
         self._watermark = float("-inf")
         self._next_sweep = float("-inf")
         # event_id -> time of its batch, for events that matched a rule.
@@ -83,19 +96,29 @@ class RulesDetector(Detector):
     def process(self, events: Sequence[Event], ctx: DetectionContext) -> list[Finding]:
         if not events:
             return []
-        by_type = self._by_type
+        batch = EventBatch.of(events)
+        events = batch.events
         matched = self._matched
-        # Batches come in event-time order: the ends bound the batch's times without reading
-        # every event's (the rules read it only for events they care about).
-        batch_t = max(events[0].ts.timestamp(), events[-1].ts.timestamp())
+        # Batches come in event-time order: the ends bound the batch's times.
+        ts = batch.ts
+        batch_t = max(ts[0], ts[-1])
+        # Which rules want which events, as one bit per rule (in catalogue order) per event:
+        # the few events any rule acts on are walked, each with the rules that want it.
+        kinds = batch.column("kinds")
+        wants = np.zeros(len(events), dtype=np.int64)
+        for bit, (r, _, _) in enumerate(self._rules):
+            wants |= self._wanted(r, self._inputs[bit][kinds], batch).astype(np.int64) << bit
+        picked = np.flatnonzero(wants)
         # (rule name, actor, key) -> [rule, latest hit, evidence events, event that fired first]
         pending: dict[tuple[str, str | None, str], list[Any]] = {}
-        for ev in events:
-            rules = by_type.get(type(ev))
-            if rules is None or ev.event_id in matched:
+        for i, bits in zip(picked.tolist(), wants[picked].tolist(), strict=True):
+            ev = events[i]
+            if ev.event_id in matched:
                 continue
             hit_any = False
-            for r, match, mem in rules:
+            for bit, (r, match, mem) in enumerate(self._rules):
+                if not bits >> bit & 1:
+                    continue
                 try:
                     res = match(ev, mem, ctx)
                 except Exception as exc:
@@ -122,6 +145,18 @@ class RulesDetector(Detector):
         if self._watermark >= self._next_sweep:
             self._sweep(self._watermark)
         return findings
+
+    @staticmethod
+    def _wanted(r: Rule, inputs: np.ndarray, batch: EventBatch) -> np.ndarray:
+        """The events of ``batch`` rule ``r`` is called on: of its ``inputs``, those it wants."""
+        if r.wants is None:
+            return inputs
+        try:
+            return inputs & r.wants(batch)
+        except Exception as exc:
+            # A filter that fails must not hide events from its rule: it sees all its inputs.
+            log.error("rule %s failed to filter a batch (%s); it reads every event", r.name, type(exc).__name__)
+            return inputs
 
     def take_staff_accesses(self) -> list[StaffAccess]:
         """The staff accesses the rules judged since the last call (see ``staff``)."""

@@ -28,6 +28,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from breachwatch.core.batch import ACTIONS, K_ACCESS, OUTCOMES, SENSITIVITIES, EventBatch, among
 from breachwatch.core.events import SENSITIVE, AccessEvent
 from breachwatch.core.findings import DetectionContext, Severity
 from breachwatch.detectors.rules.core import (
@@ -391,6 +394,21 @@ class ExportMemory:
         self.runs = {k: ExportRun.restore(row) for k, row in state.get("runs", []) if len(row) == len(ExportRun.FIELDS)}
 
 
+_SENSITIVE_DATA = among(SENSITIVITIES, *sorted(SENSITIVE))
+_READ = among(ACTIONS, "read", "search")
+
+
+def _may_export(b: EventBatch) -> np.ndarray:
+    """The accesses ``bulk_export`` reads: sensitive data handed out, exported or in a large read."""
+    action = b.column("action")
+    return (
+        (b.column("kinds") == K_ACCESS)
+        & _SENSITIVE_DATA[b.column("sensitivity")]
+        & (b.column("outcome") == OUTCOMES["success"])
+        & ((action == ACTIONS["export"]) | ((b.column("records") >= LARGE_READ) & _READ[action]))
+    )
+
+
 @rule(
     name="bulk_export",
     kind="bulk_export",
@@ -403,6 +421,7 @@ class ExportMemory:
     ),
     inputs=(AccessEvent,),
     memory=ExportMemory,
+    wants=_may_export,
 )
 def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hit | None:
     if ev.sensitivity not in SENSITIVE or ev.outcome != "success":

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from breachwatch.core.batch import ACTIONS, K_AUTH, among
 from breachwatch.core.events import AuthEvent
 from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Severity
 from breachwatch.detectors.rules.books import Book
@@ -413,6 +414,7 @@ def _start_run(ip: str, w: AddressWatch, t: float) -> list[Hit]:
     ),
     inputs=(AuthEvent,),
     memory=AddressBook,
+    wants=lambda b: (b.column("kinds") == K_AUTH) & (b.column("action") == ACTIONS["login"]),
 )
 def credential_stuffing(ev: AuthEvent, book: AddressBook, ctx: DetectionContext) -> list[Hit] | None:
     if ev.action != "login":
@@ -615,6 +617,9 @@ class AccountBook(Book[AccountWatch]):
         return entry.last < watermark - WINDOW and (entry.episode is None or entry.episode.until < watermark)
 
 
+_LOGIN_OR_RESET = among(ACTIONS, "login", "password_reset")
+
+
 @rule(
     name="brute_force",
     kind="brute_force",
@@ -627,6 +632,7 @@ class AccountBook(Book[AccountWatch]):
     ),
     inputs=(AuthEvent,),
     memory=AccountBook,
+    wants=lambda b: (b.column("kinds") == K_AUTH) & _LOGIN_OR_RESET[b.column("action")],
 )
 def brute_force(ev: AuthEvent, book: AccountBook, ctx: DetectionContext) -> Hit | None:
     action = ev.action

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -903,3 +904,75 @@ def test_the_first_staff_access_to_a_tenant_is_named_with_its_window(ctx: Detect
     restored.load_state(json.loads(json.dumps(d.state())))
     [later] = run(settled([staff_access(72 * day, tenant_id="t-rhein")]), ctx, restored)
     assert "first access" not in text(later)
+
+
+# --- the batch filters (``Rule.wants``) leave out only events a rule would pass over --------
+
+
+_ACCESS_ACTIONS = ("read", "search", "export", "create", "update", "delete")
+_AUTH_ACTIONS = ("login", "logout", "mfa", "password_reset", "role_change", "api_key_created")
+_SENSITIVITIES = ("public", "internal", "personal", "financial", "payment", "credentials")
+
+
+@st.composite
+def _mixed_events(draw: st.DrawFn) -> list[Event]:
+    """Accesses and logins over every value the filters test, a few actors, tenants and addresses."""
+    # A burst of failed logins first, or not: what follows (a reset, a success) then counts.
+    burst = draw(st.sampled_from(("", "u-ayesha", "u-mallory")))
+    out: list[Event] = [
+        auth(i * 0.1, actor_id=burst, actor_tenant="t-indus", outcome="failure", ip="203.0.113.9")
+        for i in range(12 if burst else 0)
+    ]
+    for i in range(draw(st.integers(1, 80))):
+        minutes = 2 + i * draw(st.sampled_from((0.05, 0.5, 3.0)))
+        actor = draw(st.sampled_from(("u-ayesha", "u-ayesha", "u-mallory", "svc-sync", "st-bilal", "st-ghost")))
+        actor_type = "staff" if actor.startswith("st-") else draw(st.sampled_from(("customer_user", "service")))
+        home = None if actor_type == "staff" else draw(st.sampled_from(("t-indus", "t-rhein")))
+        ip = draw(st.sampled_from(("203.0.113.9", "39.57.10.4", "198.51.100.7")))
+        if draw(st.booleans()):
+            out.append(
+                access(
+                    minutes,
+                    actor_id=actor,
+                    actor_type=actor_type,
+                    actor_tenant=home,
+                    tenant_id=draw(st.sampled_from(("t-indus", "t-rhein", "t-kiso"))),
+                    action=draw(st.sampled_from(_ACCESS_ACTIONS)),
+                    outcome=draw(st.sampled_from(("success", "denied"))),
+                    sensitivity=draw(st.sampled_from(_SENSITIVITIES)),
+                    records=draw(st.sampled_from((0, 3, 900, 2_000, 9_999, 10_000, 250_000))),
+                    ip=ip,
+                )
+            )
+        else:
+            out.append(
+                auth(
+                    minutes,
+                    actor_id=actor,
+                    actor_type=actor_type,
+                    actor_tenant=home,
+                    action=draw(st.sampled_from(_AUTH_ACTIONS)),
+                    outcome=draw(st.sampled_from(("success", "failure"))),
+                    ip=ip,
+                )
+            )
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_mixed_events())
+def test_batch_filters_change_no_finding_and_no_memory(events: list[Event]) -> None:
+    """The catalogue with its filters and the same rules calling ``match`` on every event of
+    their inputs: the same findings (ids, scores, reasons, evidence) and the same state."""
+
+    filtered = RulesDetector()
+    assert any(r.wants is not None for r in filtered.rules)
+    plain = RulesDetector(tuple(dataclasses.replace(r, wants=None) for r in RULES))
+    ctx = DetectionContext(tables=make_tables())
+    half = len(events) // 2
+    for part in (events[:half], events[half:]):  # two batches: state carries across them
+        got, want = run(part, ctx, filtered), run(part, ctx, plain)
+        assert [(f.finding_id, f.score, f.reasons, [e.event_id for e in f.events]) for f in got] == [
+            (f.finding_id, f.score, f.reasons, [e.event_id for e in f.events]) for f in want
+        ]
+    assert filtered.state() == plain.state()
