@@ -168,8 +168,12 @@ def _gates(X: np.ndarray) -> dict[str, np.ndarray]:
         # Or the sequential test past its alarm: one day far above usual, or two well above.
         "slow_exfiltration": ((col["elevated_days"] >= 2) & (col["volume_3d_spread_vs_own"] >= 1.0))
         | ((col["volume_cusum"] >= CUSUM_ALARM) & ~is_service & (col["is_staff"] == 0)),
-        # A never-seen integration key is a new integration, not a dormant one.
-        "dormant_account": ((col["dormancy"] >= 2.0) | ((col["unseen_for"] >= 2.0) & ~is_service)) & stranger,
+        # A never-seen integration key is a new integration, not a dormant one. Vendor staff work
+        # tenants ticket by ticket, weeks apart: their idleness says nothing, and each of their
+        # accesses is judged against its ticket and the staff directory by the staff-access rule.
+        "dormant_account": ((col["dormancy"] >= 2.0) | ((col["unseen_for"] >= 2.0) & ~is_service))
+        & stranger
+        & (col["is_staff"] == 0),
         "service_key_misuse": is_service & (new_block | new_country | new_agent),
         "privilege_escalation": (col["role_change_24h"] > 0) & (col["crown_jewels_after_role_change"] > 0),
     }

@@ -20,12 +20,15 @@ let through when it is within 3x of what the same actor has exported of that cla
 more are remembered: smaller habits could never vouch for an export big enough to fire. Fired
 exports do not enter the tenant's baseline (an attacker must not raise the bar for the next
 theft); they enter the actor's own at most once a day, so a real monthly routine is learned
-after a few months while a burst of thefts is not.
+after a few months while a burst of thefts is not. A staff member's export that a ticket open
+at the time asks for (an export purpose, approved where the tenant requires it) is the
+customer's request, left to the staff-access rule.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -48,6 +51,7 @@ from breachwatch.detectors.rules.core import (
     rule,
     when,
 )
+from breachwatch.detectors.rules.justification import justify
 
 FLOOR = 1_000  # an export this small never fires, whatever the baseline...
 # ...except of personal or card data at a small tenant, where a quarter of everyone it holds
@@ -70,6 +74,10 @@ FINANCIAL_LIMIT = 100_000
 # company fires (a mid-size ledger at period close is a few hundred thousand lines).
 FINANCIAL_COLD = 1_000_000
 LARGE_READ = 10_000  # a read or search returning this many sensitive records counts as an export
+# A staff export is the staff-access rule's to judge when a ticket open at the time (no grace:
+# a ticket opened afterwards is that rule's question) asks for an export and any approval the
+# tenant requires covers it: the support engineer is sending what the customer asked for.
+REQUESTED_EXPORT_GRACE = timedelta(0)
 # Share of all the people a tenant holds data on that fires by itself in one export of their
 # personal or card data: that many people is a notifiable breach on its own.
 SUBJECT_SHARE = 0.25
@@ -469,6 +477,8 @@ def bulk_export(ev: AccessEvent, mem: ExportMemory, ctx: DetectionContext) -> Hi
         own_p99 = ah.quantile(0.99)
         fire = n > ACTOR_FACTOR * own_p99
 
+    if fire and ev.actor_type == "staff":
+        fire = bool(justify(ev, ctx.tables, REQUESTED_EXPORT_GRACE).problems)
     if not fire:
         mem.tenant(tenant_key).add(n, t)
         mem.actor(actor_key).add(n, t)

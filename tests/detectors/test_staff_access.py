@@ -400,3 +400,33 @@ def test_a_redelivered_staff_access_counts_once(ctx: DetectionContext) -> None:
     [f] = d.process([ev, clock(30)], ctx)
     assert f.facts["accesses"] == 1
     assert len(d.take_staff_accesses()) == 1
+
+
+# --- bulk export of staff: the customer's request is the job, anything else still fires ----------
+
+
+def test_a_bulk_export_the_customers_ticket_asked_for_is_not_a_bulk_export(ctx: DetectionContext) -> None:
+    # Above the cold limit of a tenant with no export history: any other actor would fire.
+    findings, judged = judge([staff_access(30, action="export", records=25_000)], ctx)
+    assert findings == [], [text(f) for f in findings]
+    assert judged[0].justification.justified
+
+
+@pytest.mark.parametrize(
+    ("what", "event"),
+    [
+        ("no ticket", lambda: staff_access(30, tenant_id="t-andes", action="export", records=25_000)),
+        (
+            "a troubleshooting ticket the vendor opened",
+            lambda: staff_access(30, actor_id="st-nadia", tenant_id="t-kiso", action="export", records=25_000),
+        ),
+        # The ticket arrives within its grace: the staff rule forgives it, the export rule does
+        # not wait for it (the export was not asked for when it was taken).
+        ("a ticket opened only after the export", lambda: staff_access(-10, action="export", records=25_000)),
+    ],
+)
+def test_a_staff_bulk_export_no_request_covers_still_fires(
+    what: str, event: Callable[[], AccessEvent], ctx: DetectionContext
+) -> None:
+    findings, _ = judge([event()], ctx)
+    assert "bulk_export" in [f.kind for f in findings], what

@@ -137,6 +137,8 @@ def test_each_kind_has_its_gate() -> None:
             row(role_change_24h=1, reads_after_role_change=7),
             # a never-seen integration key is a new integration
             row(is_service=1, unseen_for=3, new_network_for_peers=1, offhour_vs_peers=4),
+            # a support engineer back at a tenant after weeks (the staff-access rule judges it)
+            row(is_staff=1, dormancy=4, offhour=3, sensitive_share_1h=1, volume_1h_vs_peers=2),
         ]
     )
     s = scorer.score_kinds(quiet)
@@ -145,6 +147,7 @@ def test_each_kind_has_its_gate() -> None:
     assert s["dormant_account"][2] == 0
     assert s["privilege_escalation"][3] == 0
     assert s["dormant_account"][4] == 0
+    assert s["dormant_account"][5] == 0
     assert set(s) == set(KINDS)
     assert np.array_equal(scorer.score_samples(quiet), np.max(np.vstack([s[k] for k in KINDS]), axis=0))
 
