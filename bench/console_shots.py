@@ -1,7 +1,7 @@
 """Screenshots of the console's incident page for each detection kind, and axe-core's verdict
 on every page, for a reviewer to look at.
 
-    python -m bench.console_shots [--out DIR] [--seed 11] [--days 4] [--tenants 4]
+    python -m bench.console_shots [--out DIR] [--seed 11] [--days 4] [--tenants 4] [--attack-days 2] [--trained]
 
 (by default the pictures go to ~/.cache/breachwatch/bench/console-shots)
 
@@ -17,16 +17,20 @@ serious or critical accessibility violations (should be 0) and seconds taken.
 from __future__ import annotations
 
 import argparse
+import json
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -34,11 +38,13 @@ from sqlalchemy.orm import Session
 from bench.common import BENCH_DIR, emit
 from breachwatch.console.app import create_app
 from breachwatch.console.security import SigninThrottle
+from breachwatch.core.attack import kind_techniques
 from breachwatch.core.settings import Settings
 from breachwatch.incidents import users
 from breachwatch.incidents.tables import IncidentRow
 from breachwatch.runtime import app as composition
 from breachwatch.runtime.replay import replay
+from breachwatch.runtime.training import train_from_dump
 from breachwatch.storage.db import make_engine
 from breachwatch.storage.migrate import upgrade
 
@@ -71,8 +77,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def seed_database(work: Path, *, seed: int, days: int, tenants: int) -> Settings:
-    """A database of incidents from a replay of simulated traffic with attacks, and the team."""
+def seed_database(
+    work: Path, *, seed: int, days: int, tenants: int, attack_days: int = 2, trained: bool = False
+) -> Settings:
+    """A database of incidents from a replay of simulated traffic with attacks, and the team.
+    ``trained``: a model fitted on the dump's clean days judges too, as in production, so the
+    learned detector's kinds (account takeover, dormant account, slow exfiltration, ...) appear."""
     from breachwatch.devkit.simulate import simulate
 
     settings = Settings(
@@ -81,11 +91,18 @@ def seed_database(work: Path, *, seed: int, days: int, tenants: int) -> Settings
         console_secret_key="fictional-e2e-console-key-0123456789",
         console_secure_cookies=True,  # Chromium treats 127.0.0.1 as a secure origin
         console_url="http://127.0.0.1",
+        pseudonym_key=SecretStr(secrets.token_hex(16)),
     )
-    simulate(work / "dump", seed=seed, days=days, tenants=tenants, attack_days=2)
+    simulate(work / "dump", seed=seed, days=days, tenants=tenants, attack_days=attack_days)
+    model = None
+    if trained:
+        labels = json.loads((work / "dump" / "labels.json").read_text())
+        until = datetime.fromisoformat(labels["clean_until"])
+        key = settings.pseudonym_key.get_secret_value().encode()  # type: ignore[union-attr]
+        model = train_from_dump(settings, work / "dump", until, key)
     engine = make_engine(settings.db_url)
     upgrade(engine)
-    pipeline = composition.build_pipeline(settings, engine, notify=True)
+    pipeline = composition.build_pipeline(settings, engine, model, notify=True)
     replay(work / "dump", pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes)
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     with Session(engine) as session, session.begin():
@@ -208,15 +225,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--days", type=int, default=4)
     parser.add_argument("--tenants", type=int, default=4)
+    parser.add_argument("--attack-days", type=int, default=2, help="the last days, where the attacks are")
+    parser.add_argument(
+        "--trained", action="store_true", help="judge with a model fitted on the clean days (more kinds)"
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "bw.db").unlink(missing_ok=True)
-    settings = seed_database(args.work, seed=args.seed, days=args.days, tenants=args.tenants)
+    settings = seed_database(
+        args.work,
+        seed=args.seed,
+        days=args.days,
+        tenants=args.tenants,
+        attack_days=args.attack_days,
+        trained=args.trained,
+    )
     with start_console(settings) as console:
         result = shoot(console, args.out)
     print(f"screenshots in {args.out}")
-    emit({**result, "seconds": round(time.perf_counter() - t0, 1)})
+    # Every detection kind there is (each has its ATT&CK entry) against those this replay opened.
+    missing = sorted(set(kind_techniques()) - set(result["kinds"]))
+    emit({**result, "kinds_without_incident": missing, "seconds": round(time.perf_counter() - t0, 1)})
 
 
 if __name__ == "__main__":

@@ -448,7 +448,8 @@ def test_repeated_sigkill_loses_nothing_and_sends_nothing_twice(
     """Kill the service with SIGKILL at random points, restart it each time, then compare
     with an uninterrupted replay: every event processed, no incident duplicated, no alert
     reaching the mail provider twice, every malformed message dead-lettered."""
-    kills = int(os.environ.get("BREACHWATCH_TEST_CRASH_KILLS", "20"))
+    # 12 random kill points per run here (bench.soak runs 50-60 against the same harness).
+    kills = int(os.environ.get("BREACHWATCH_TEST_CRASH_KILLS", "12"))
     assert count_events(crash_dump) - 6 >= 100_000
     # A group of its own: the harness's static member outlives the test by a session timeout,
     # which would hold up the next test joining the default group.
