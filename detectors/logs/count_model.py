@@ -278,7 +278,7 @@ class SessionCountModel(BaseEstimator):
 
     def knows_any(self, session: Session) -> bool:
         """Whether any of the session's templates is a column (else the model has nothing to say)."""
-        return any(t in self.vocabulary_ for t in session[0])
+        return not self.vocabulary_.keys().isdisjoint(session[0])
 
     # --------------------------------------------------------------- scoring
 

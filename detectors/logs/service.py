@@ -16,7 +16,7 @@ from typing import Any
 from breachwatch.core.events import LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE
 from breachwatch.detectors.logs.count_model import Session as Summary
-from breachwatch.detectors.logs.count_model import SessionCountModel, Step, steps_of
+from breachwatch.detectors.logs.count_model import SessionCountModel, Step
 from breachwatch.detectors.logs.sessions import START, Burst, Session, record_load, record_state
 from breachwatch.detectors.logs.templates import TemplateMiner
 
@@ -45,12 +45,21 @@ class ServiceLimits:
 
 def summary_of(counts: Mapping[int, int], seq: Iterable[int], leave_out: frozenset[int] = frozenset()) -> Summary:
     """A session as the count model sees it; templates in ``leave_out`` (never seen before) are
-    taken out first, so that a new template is novelty only, not also a broken step."""
-    kept = [t for t in seq if t not in leave_out]
+    taken out first, so that a new template is novelty only, not also a broken step. Steps as
+    ``count_model.steps_of`` makes them, counted in one pass."""
+    if leave_out:
+        seq = [t for t in seq if t not in leave_out]
+        kept = {t: c for t, c in counts.items() if t not in leave_out}
+    else:
+        kept = dict(counts)
     steps: dict[Step, int] = {}
-    for st in steps_of(kept):
-        steps[st] = steps.get(st, 0) + 1
-    return {t: c for t, c in counts.items() if t not in leave_out}, steps
+    prev = START
+    for key in seq:
+        if key != prev:
+            st = (prev, key)
+            steps[st] = steps.get(st, 0) + 1
+            prev = key
+    return kept, steps
 
 
 def _sampled(h: int, summary: Summary) -> Sampled:
@@ -205,15 +214,16 @@ class ServiceModel:
             kept = {st: d for st, d in kept.items() if st not in drop}
         self.steps = kept
 
-    def sample_session(self, sess: Session) -> None:
-        """Offer a closed, unflagged session to the count model's sample."""
+    def sample_session(self, sess: Session, summary: Summary | None = None) -> None:
+        """Offer a closed, unflagged session to the count model's sample (``summary``: the
+        session as ``summary_of`` sees it, if the caller has it already)."""
         h = int.from_bytes(hashlib.blake2b(sess.identity().encode("utf-8"), digest_size=8).digest(), "big")
         heap = self.sample
         if len(heap) < self.limits.count_reservoir:
-            heapq.heappush(heap, (-h, _sampled(h, summary_of(sess.counts, sess.seq))))
+            heapq.heappush(heap, (-h, _sampled(h, summary or summary_of(sess.counts, sess.seq))))
             self.count_changes += 1
         elif h < -heap[0][0]:
-            heapq.heapreplace(heap, (-h, _sampled(h, summary_of(sess.counts, sess.seq))))
+            heapq.heapreplace(heap, (-h, _sampled(h, summary or summary_of(sess.counts, sess.seq))))
             self.count_changes += 1
 
     def model_at(self, now: float) -> SessionCountModel | None:
