@@ -39,8 +39,8 @@ def dump_for(tenants: int, days: int, seed: int = 7) -> Path:
 
 def model_for(dump: Path) -> tuple[Path, str]:
     """A model trained on the dump's clean days (``breachwatch train``, kept for later runs) and
-    the pseudonym key it was trained with, generated once for the benchmarks and kept beside
-    their dumps (readable by this user only)."""
+    the key it was trained with (its pseudonym key and the key that signs it), generated once
+    for the benchmarks and kept beside their dumps (readable by this user only)."""
     key_file = BENCH_DIR / "pseudonym.key"
     if not key_file.exists():
         BENCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def model_for(dump: Path) -> tuple[Path, str]:
         until = json.loads((dump / "labels.json").read_text())["clean_until"]
         subprocess.run(
             [sys.executable, "-m", "breachwatch", "train", str(dump), "--until", until, "--model", str(model)],
-            env={**os.environ, "BREACHWATCH_PSEUDONYM_KEY": key},
+            env={**os.environ, "BREACHWATCH_PSEUDONYM_KEY": key, "BREACHWATCH_MODEL_SIGNING_KEY": key},
             stdout=subprocess.DEVNULL,
             check=True,
         )

@@ -46,6 +46,7 @@ OneInput = Callable[[bytes], None]
 SEP = b"\x1f"  # between the fields of one input
 REC = b"\x1e"  # between the records of one input
 NOW = 1_795_000_000.0  # a fixed "now" (late 2026) for time-dependent checks
+MODEL_KEY = b"fuzz-model-signing-key"  # signs the model files the model target mutates
 # The project's packages: what atheris instruments for coverage.
 PACKAGES = ["streams", "detectors", "incidents", "notifier", "console", "breachwatch"]
 
@@ -326,15 +327,16 @@ def model_file(work: Path) -> Path:
     rows = np.random.default_rng(0).normal(size=(200, N_FEATURES))
     small = dataclasses.replace(model, population=PopulationModel(n_estimators=3, max_samples=32).fit(rows))
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(small, path)
+    save_model(small, path, MODEL_KEY)
     return path
 
 
 def _model(work: Path) -> tuple[OneInput, list[bytes]]:
     from breachwatch.detectors.learned.detector import ModelFileError, TrainedModel, load_model
+    from breachwatch.detectors.learned.signing import seal
 
     real = model_file(work)
-    with zipfile.ZipFile(real) as z:
+    with zipfile.ZipFile(real) as z:  # reads past the signature in front of the archive
         members = {i.filename: z.read(i.filename) for i in z.infolist()}
     arrays = sorted(n for n in members if n != "schema.json")
     target = work / "model" / "fuzzed.skops"
@@ -350,15 +352,15 @@ def _model(work: Path) -> tuple[OneInput, list[bytes]]:
         if not data:
             return
         mode = data[0] % 3
-        if mode == 0:  # the file itself
+        if mode == 0:  # the file itself, signature and all
             blob = data[1:]
-        elif mode == 1:  # a real file with its schema replaced
-            blob = rezip("schema.json", data[1:])
-        else:  # a real file with one of its arrays replaced
-            blob = rezip(arrays[data[1] % len(arrays)] if len(data) > 1 else arrays[0], data[2:])
+        elif mode == 1:  # a real file with its schema replaced, signed (as by someone with the key)
+            blob = seal(rezip("schema.json", data[1:]), MODEL_KEY)
+        else:  # a real file with one of its arrays replaced, signed
+            blob = seal(rezip(arrays[data[1] % len(arrays)] if len(data) > 1 else arrays[0], data[2:]), MODEL_KEY)
         target.write_bytes(blob)
         try:
-            loaded = load_model(target)
+            loaded = load_model(target, MODEL_KEY)
         except ModelFileError:
             return
         assert isinstance(loaded, TrainedModel)

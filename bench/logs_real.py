@@ -45,8 +45,8 @@ from breachwatch.streams.logformats import BGL, Imported, parse_line
 REPO = Path(__file__).resolve().parents[1]
 # shared/ sits beside the checkout (CI) or at /work/shared (a developer's worktree).
 _SHARED = next((p for p in (REPO.parent / "shared", Path("/work/shared")) if (p / "datasets").is_dir()), REPO.parent)
-BGL_DIR = Path(os.environ.get("BREACHWATCH_BGL_2K", _SHARED / "datasets" / "loghub-bgl-2k"))
-HDFS_DIR = Path(os.environ.get("BREACHWATCH_DEEPLOG_HDFS", "/work/scratch/datasets/deeplog-hdfs"))
+BGL_DIR = Path(os.environ.get("BREACHWATCH_BENCH_BGL_2K", _SHARED / "datasets" / "loghub-bgl-2k"))
+HDFS_DIR = Path(os.environ.get("BREACHWATCH_BENCH_DEEPLOG_HDFS", "/work/scratch/datasets/deeplog-hdfs"))
 CTX = DetectionContext(tables=ReferenceTables())
 # HDFS full test set (DeepLog's split), for precision at its class ratio.
 HDFS_NORMAL, HDFS_ABNORMAL = 553_366, 16_838
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             final["cost"] = run_cost(args.bgl, args.cost_records)
             print("  cost:", json.dumps(final["cost"]))
     else:
-        print(f"skipped BGL_2k: {args.bgl / 'BGL_2k.log'} not found (set BREACHWATCH_BGL_2K or --bgl)")
+        print(f"skipped BGL_2k: {args.bgl / 'BGL_2k.log'} not found (set BREACHWATCH_BENCH_BGL_2K or --bgl)")
         final["bgl_2k"] = {"skipped": True}
     if (args.hdfs / "hdfs_train").is_file() and (args.hdfs / "hdfs_test_abnormal").is_file():
         hdfs = run_hdfs(args.hdfs, args.max_sessions, 0.6)
@@ -389,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  published, full test set: {name:40s} P {p:.3f} R {r:.3f} F1 {f1:.3f}")
         final["hdfs"] = {k: v["session"] for k, v in hdfs["results"].items()} | {"rates": hdfs["rates"]}
     else:
-        print(f"skipped HDFS: no hdfs_train / hdfs_test_abnormal in {args.hdfs} (BREACHWATCH_DEEPLOG_HDFS, --hdfs)")
+        where = f"{args.hdfs} (BREACHWATCH_BENCH_DEEPLOG_HDFS, --hdfs)"
+        print(f"skipped HDFS: no hdfs_train / hdfs_test_abnormal in {where}")
         final["hdfs"] = {"skipped": True}
     print(json.dumps(final, separators=(",", ":")))
     return 0

@@ -168,7 +168,8 @@ def measure_mature(tenants: int, days: int) -> dict[str, float]:
     dump = dump_for(tenants, days)
     model, key = model_for(dump)
     settings = load_settings(profile_live_max=10**9, pseudonym_key=key)
-    pipeline = app.build_pipeline(settings, app.database(settings, "sqlite://"), load_model(model), notify=False)
+    trained = load_model(model, key.encode())
+    pipeline = app.build_pipeline(settings, app.database(settings, "sqlite://"), trained, notify=False)
     replay(dump, pipeline, partitions=4, max_bytes=settings.max_message_bytes)
     profiles = [
         p

@@ -24,10 +24,11 @@ DEFAULT_RUNS = ("3:15", "7:25", "11:40")
 
 
 def _dump(seed: int, tenants: int, days: int, attack_days: int) -> Any:
-    from breachwatch.devkit.simulate import simulate
+    from breachwatch.devkit.simulate import ACCESS_REQUESTS_FILE, simulate
 
     out = BENCH_DIR / f"quality-t{tenants}-d{days}-a{attack_days}-s{seed}"
-    if not (out / "labels.json").exists():
+    # A dump cached by a simulator without staff scenarios (no approvals file) is made again.
+    if not (out / "labels.json").exists() or not (out / ACCESS_REQUESTS_FILE).exists():
         simulate(out, seed=seed, days=days, tenants=tenants, attack_days=attack_days)
     return out
 

@@ -111,6 +111,7 @@ def main() -> None:
         extra["model_path"] = args.model
     elif not args.no_model:
         extra["model_path"], extra["pseudonym_key"] = model_for(dump)
+        extra["model_signing_key"] = extra["pseudonym_key"]
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
         work = Path(tmp)
         settings = run_settings(bootstrap, work, args.partitions, **extra)
@@ -124,7 +125,7 @@ def main() -> None:
             bare_eps = bare_consume(settings, bootstrap, total)
         print(f"bare consume: {bare_eps:,.0f} events/s; {bare_cpu}", flush=True)
 
-        model = app.load_model(settings.model_path)
+        model = app.load_model(settings)
         engine = app.database(settings)
         pipeline = app.build_pipeline(settings, engine, model)
         service = Service(settings, bootstrap, pipeline)

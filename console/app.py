@@ -16,13 +16,28 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breachwatch.channels import sendgrid_events
-from breachwatch.console import api, entity_views, live, pending, people_views, risk, views, webhooks
+from breachwatch.console import (
+    access_requests,
+    api,
+    breach,
+    breach_api,
+    entity_views,
+    health,
+    live,
+    pending,
+    people_views,
+    risk,
+    transparency,
+    views,
+    webhooks,
+)
 from breachwatch.console.context import STATIC_DIR, ConsoleContext, Forbidden, SignInRequired, ctx_of
 from breachwatch.console.security import SigninThrottle, security_headers
 from breachwatch.core.settings import Settings
 
 API_DESCRIPTION = (
-    "Incidents, their lifecycle, silences, customer notices and the audit trail of BreachWatch. "
+    "Incidents, their lifecycle, silences, customer notices, tenants' transparency logs, access requests "
+    "and the audit trail of BreachWatch. "
     "Authenticate with `Authorization: Bearer <token>` (`breachwatch tokens create USER`); every "
     "call made with a token is recorded in the audit trail."
 )
@@ -52,6 +67,10 @@ def create_app(
     )
     app.state.ctx = ConsoleContext(settings, engine, password_hasher=password_hasher, throttle=throttle)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(health.router)  # before the others: no sign-in, no session
+    # The register's API first: its paths under /api/incidents/{id}/ would otherwise be taken
+    # for lifecycle actions by the API's /api/incidents/{id}/{action}.
+    app.include_router(breach_api.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.include_router(live.router)
@@ -59,6 +78,7 @@ def create_app(
     app.include_router(entity_views.router)
     app.include_router(pending.router)
     app.include_router(views.router)
+    app.include_router(breach.router)
     # SendGrid's signed event webhook: delivery receipts, which also settle sends whose answer
     # was lost (the outbox asks them before the provider's look-up). 503 until a key is set.
     app.state.engine = engine
@@ -66,6 +86,9 @@ def create_app(
     app.state.sendgrid_webhook_public_key = settings.sendgrid_webhook_public_key
     app.include_router(sendgrid_events.router)
     app.include_router(risk.router)
+    app.include_router(transparency.router)
+    app.include_router(access_requests.router)
+    access_requests.redact_links_in_access_log()
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(caller: api.Viewer) -> dict[str, Any]:

@@ -52,13 +52,34 @@ ROLE_FOR: dict[str, str] = {
     "confirm_breach": "responder",
     "preview_notice": "responder",
     "approve_notice": "approver",
+    # The breach register and the decisions that change a breach's duties.
+    "write_register": "responder",
+    "export_register": "responder",
+    "record_contacts": "responder",
+    "record_moment": "approver",
+    "assess_harm": "approver",
+    "record_delay": "approver",
+    "decide_safe_harbour": "approver",
     "audit": "admin",
+    # Staff access (``console.access_requests``): staff or the ticketing system file a request for
+    # access to a tenant that requires approval; ending an approval early is the tenant's (its own
+    # token) or an approver's, at the tenant's request.
+    "file_access_request": "responder",
+    "revoke_access_approval": "approver",
 }
 # The roles in order, each with what it adds, for the help page and the README.
 ROLES: tuple[tuple[str, str], ...] = (
     ("viewer", "reads incidents, entities and silences, and comments"),
-    ("responder", "also takes and assigns incidents, changes their status, confirms a breach, silences pages"),
-    ("approver", "also approves customer notices"),
+    (
+        "responder",
+        "also takes and assigns incidents, changes their status, confirms a breach, silences pages, "
+        "writes and exports the breach register",
+    ),
+    (
+        "approver",
+        "also approves customer notices and decides on a breach's duties (moments, risk assessments, "
+        "law-enforcement delays, safe harbour)",
+    ),
     ("admin", "also reads the audit log and manages users"),
 )
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from breachwatch.core.events import Event
 from breachwatch.core.ids import stable_id
+from breachwatch.core.justification import StaffAccess
 from breachwatch.core.reference import ReferenceTables
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -117,6 +118,12 @@ class Detector(ABC):
     def state(self) -> dict[str, Any]:
         """JSON-able state to checkpoint; stateless detectors keep the default."""
         return {}
+
+    def take_staff_accesses(self) -> list[StaffAccess]:
+        """Staff accesses judged since the last call, with their justification (the tenants'
+        transparency log). The pipeline takes them after every batch and stores them with the
+        batch's findings; a detector that judges none keeps the default."""
+        return []
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what ``state()`` returned."""

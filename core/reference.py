@@ -3,6 +3,9 @@
 The latest value per key wins; a ``None`` value (a Kafka tombstone) deletes the key. Ticket
 look-ups are by validity interval, not by "open now", so a replay of old events and the live
 service judge a staff access the same way whatever order the ticket and the access arrive in.
+Beside them, ``grants`` holds the access approvals BreachWatch itself records (tenants that
+require approval before staff access, and their requests), which staff accesses are judged
+against too.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from breachwatch.core.events import STAFF, TENANTS, TICKETS, Reference, Staff, Tenant, Ticket
+from breachwatch.core.justification import AccessGrants
 
 # A ticket is often opened a little after the engineer starts looking, and closed a little
 # before the last page view is logged; accept accesses within this margin of its interval.
@@ -25,6 +29,8 @@ class ReferenceTables:
         self.staff: dict[str, Staff] = {}
         self.tickets: dict[str, Ticket] = {}
         self._tickets_by_pair: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._tickets_by_tenant: dict[str, set[str]] = defaultdict(set)
+        self.grants = AccessGrants()
 
     def apply(self, topic: str, key: str, value: Reference | None) -> None:
         """Apply one record of a compacted topic (``topic`` without any deployment prefix)."""
@@ -37,10 +43,12 @@ class ReferenceTables:
             if old is not None:
                 for sid in old.staff_ids:
                     self._tickets_by_pair[(old.tenant_id, sid)].discard(key)
+                self._tickets_by_tenant[old.tenant_id].discard(key)
             self._put(self.tickets, key, value)
             if isinstance(value, Ticket):
                 for sid in value.staff_ids:
                     self._tickets_by_pair[(value.tenant_id, sid)].add(key)
+                self._tickets_by_tenant[value.tenant_id].add(key)
         else:
             raise ValueError(f"not a reference topic: {topic}")
 
@@ -55,11 +63,20 @@ class ReferenceTables:
         self, staff_id: str, tenant_id: str, ts: datetime, grace: timedelta = TICKET_GRACE
     ) -> Ticket | None:
         """A ticket for ``tenant_id`` naming ``staff_id`` that was open at ``ts``, if any."""
-        for tid in self._tickets_by_pair.get((tenant_id, staff_id), ()):
+        # In id order: when two tickets cover the access, the same one is named every time.
+        for tid in sorted(self._tickets_by_pair.get((tenant_id, staff_id), ())):
             t = self.tickets[tid]
             if t.opened_at - grace <= ts and (t.closed_at is None or ts <= t.closed_at + grace):
                 return t
         return None
+
+    def tickets_naming(self, staff_id: str, tenant_id: str) -> list[Ticket]:
+        """Every ticket for ``tenant_id`` that names ``staff_id``, whenever open (by id)."""
+        return [self.tickets[t] for t in sorted(self._tickets_by_pair.get((tenant_id, staff_id), ()))]
+
+    def tickets_of(self, tenant_id: str) -> list[Ticket]:
+        """Every ticket for ``tenant_id`` (by id)."""
+        return [self.tickets[t] for t in sorted(self._tickets_by_tenant.get(tenant_id, ()))]
 
     def tenant_opted_out(self, tenant_id: str) -> bool:
         t = self.tenants.get(tenant_id)

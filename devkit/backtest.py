@@ -7,6 +7,9 @@ its actors or attacking addresses while the scenario runs (from ten minutes befo
 event to a day after its last). Incidents
 matching no scenario are false; those matching a labelled hard negative are counted apart,
 since they say which benign pattern fooled the detectors.
+
+Staff access is also judged access by access, from the tenants' transparency log: each staff
+access of a staff scenario should be marked not justified, and every other one justified.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from breachwatch.core.settings import Settings
+from breachwatch.devkit.approvals import load_access_requests
+from breachwatch.devkit.simulate import STAFF_SCENARIO_KINDS
 from breachwatch.incidents.model import IncidentOut
+from breachwatch.privacy.transparency import StaffAccessRow
 from breachwatch.runtime import app
 from breachwatch.runtime.replay import replay
 from breachwatch.runtime.training import train_from_dump
@@ -33,6 +42,10 @@ GRACE = timedelta(days=1)
 # logins, events up to five minutes late in the stream): an incident opened this much earlier
 # still names the attack.
 LEAD = timedelta(minutes=10)
+# Scenarios of staff access no ticket, purpose or approval covers; their staff accesses are the
+# ones the transparency log must mark not justified.
+STAFF_KINDS: tuple[str, ...] = ("staff_snooping", *STAFF_SCENARIO_KINDS)
+STAFF_FINDING_KINDS = frozenset({"staff_without_ticket", "staff_ticket_mismatch", "staff_access_unapproved"})
 
 
 def p95(values: list[float]) -> float:
@@ -96,6 +109,7 @@ class Evaluation:
     days: float = 0.0
     tenants: int = 0
     missed: list[str] = field(default_factory=list)
+    staff: dict[str, Any] = field(default_factory=dict)  # access-level figures (``staff_access_figures``)
 
     @property
     def precision(self) -> float:
@@ -134,6 +148,10 @@ class Evaluation:
                 k: round(p95(v), 1) for k, v in sorted(self.time_to_detect_s.items()) if v
             },
             "missed": self.missed[:50],
+            "staff_access": {
+                **self.staff,
+                "false_incidents": sum(n for k, n in self.false_by_kind.items() if k in STAFF_FINDING_KINDS),
+            },
         }
 
     def table(self) -> str:
@@ -154,6 +172,14 @@ class Evaluation:
             if med is not None and high is not None
             else "time to detect: -"
         )
+        if self.staff:
+            st = self.staff
+            false_staff = sum(n for k, n in self.false_by_kind.items() if k in STAFF_FINDING_KINDS)
+            lines.append(
+                f"staff accesses judged {st['judged']}: unjustified ones marked so"
+                f" {st['caught']}/{st['unjustified']} (recall {st['recall']:.3f}); justified ones marked"
+                f" unjustified {st['false']}/{st['justified']}; false staff incidents {false_staff}"
+            )
         return "\n".join(lines)
 
 
@@ -195,9 +221,35 @@ def evaluate(incidents: list[IncidentOut], labels: dict[str, Any], *, since: dat
     return ev
 
 
+def staff_access_figures(engine: Engine, truth: dict[str, Any], since: datetime) -> dict[str, Any]:
+    """The transparency log against the labels, for staff accesses from ``since`` on: how many of
+    the staff scenarios' accesses it marks not justified, and how many others it marks so."""
+    labelled = {e for s in truth.get("scenarios", ()) if s["kind"] in STAFF_KINDS for e in s.get("event_ids", ())}
+    caught = unjustified = false = justified = 0
+    with Session(engine) as session:
+        for event_id, ok in session.execute(
+            select(StaffAccessRow.event_id, StaffAccessRow.justified).where(StaffAccessRow.ts >= since)
+        ):
+            if event_id in labelled:
+                unjustified += 1
+                caught += not ok
+            else:
+                justified += 1
+                false += not ok
+    return {
+        "judged": unjustified + justified,
+        "unjustified": unjustified,
+        "caught": caught,
+        "recall": round(caught / unjustified, 3) if unjustified else 1.0,
+        "justified": justified,
+        "false": false,
+    }
+
+
 def backtest_dump(settings: Settings, dump: Path, truth: dict[str, Any], when: datetime, *, jobs: int = 1) -> Any:
-    """Train on ``dump`` before ``when``, replay all of it, and score the incidents against
-    ``truth`` (labels.json content): the figures of ``backtest`` and ``bench.quality``."""
+    """Train on ``dump`` before ``when``, replay all of it (with the dump's access approvals in
+    the database first), and score the incidents and the transparency log against ``truth``
+    (labels.json content): the figures of ``backtest`` and ``bench.quality``."""
     if not settings.secret("pseudonym_key"):
         # A backtest's model is thrown away; a random key keeps it pseudonymised all the same, and
         # the pipeline must judge with the key the model was trained with.
@@ -206,8 +258,10 @@ def backtest_dump(settings: Settings, dump: Path, truth: dict[str, Any], when: d
     trained = train_from_dump(settings, dump, when, key)
     with tempfile.TemporaryDirectory() as tmp:
         engine = app.database(settings, f"sqlite:///{tmp}/backtest.db")
+        load_access_requests(engine, dump, settings, until=_ts(truth["end"]))
         pipeline = app.build_pipeline(settings, engine, trained, notify=False)
         replay(dump, pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes, jobs=jobs)
         result = evaluate(pipeline.store.incidents(), truth, since=when)
+        result.staff = staff_access_figures(engine, truth, when)
         engine.dispose()
     return result

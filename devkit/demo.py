@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from breachwatch.core.settings import Settings
+from breachwatch.devkit.approvals import load_access_requests
 from breachwatch.devkit.local_kafka import embedded_bootstrap
 from breachwatch.devkit.simulate import simulate
 from breachwatch.incidents import users
@@ -55,13 +56,17 @@ def run_demo(
     dump = workdir / "dump"
     echo(f"simulating {days} days of ERP traffic for {tenants} tenants into {dump}")
     simulate(dump, seed=seed, days=days, tenants=tenants)
+    # The simulated tenants that require approval, and the requests their approvers decided.
+    engine = app.database(settings)
+    load_access_requests(engine, dump, settings)
+    engine.dispose()
     with embedded_bootstrap(settings, echo) as boot:
         ensure_topics(settings, boot)
         echo(f"producing the dump into Kafka at {boot}")
         produce_dump(settings, boot, dump, progress=Rate("produce", echo=echo))
         echo("running the service until it has caught up")
         t0 = time.perf_counter()
-        stats = app.run_service(settings, boot, until_caught_up=True, echo=echo)
+        stats = app.run_service(settings, boot, until_caught_up=True)
         secs = time.perf_counter() - t0
     engine = app.database(settings)
     incidents = IncidentStore(engine).incidents()

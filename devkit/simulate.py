@@ -42,7 +42,7 @@ DEFAULT_EVENTS_PER_USER_DAY = 14.0
 NEW_HIRE_RAMP_DAYS = 14
 LABELS_FILE = "labels.json"
 
-SCENARIO_KINDS: tuple[str, ...] = (
+ATTACK_KINDS: tuple[str, ...] = (
     "account_takeover",
     "credential_stuffing",
     "slow_exfiltration",
@@ -53,6 +53,19 @@ SCENARIO_KINDS: tuple[str, ...] = (
     "cross_tenant_access",
     "bulk_export",
 )
+# Staff access that a ticket, its purpose or the tenant's approval does not cover; planned
+# after the attacks, from a random stream of their own, so the attacks stay where they were.
+STAFF_SCENARIO_KINDS: tuple[str, ...] = (
+    "staff_ticket_wrong_tenant",
+    "staff_ticket_expired",
+    "staff_ticket_other_assignee",
+    "staff_export_off_purpose",
+    "staff_access_unapproved",
+)
+SCENARIO_KINDS: tuple[str, ...] = ATTACK_KINDS + STAFF_SCENARIO_KINDS
+# Tenants that require approval before staff access, and the access requests filed for them:
+# what BreachWatch itself would hold (the backtest loads it; it is no ERP topic).
+ACCESS_REQUESTS_FILE = "access_requests.json"
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _ABSENT: Any = object()  # a field left out of the message, as opposed to sent as null
@@ -674,6 +687,7 @@ class _StaffMember:
     ip: str
     ua: str
     active: bool = True
+    country: str = ""  # office country (contract 1.1); the vendor's own unless set
 
 
 @dataclass(slots=True, eq=False)
@@ -698,6 +712,9 @@ class _Ticket:
     versions: list[_TicketVersion] = field(default_factory=list)
     # (staff_id, from_ms): when each named member was added
     added: dict[str, int] = field(default_factory=dict)
+    requested_by: str | None = None  # contract 1.1: customer (support on request) or vendor
+    summary: str | None = None
+    sessions: list[tuple[int, int, str]] = field(default_factory=list)  # (begin, end, staff_id) worked under it
 
 
 # --------------------------------------------------------------------------- output
@@ -790,6 +807,9 @@ class _Simulation:
         self.tickets: list[_Ticket] = []
         self.scenarios: list[_Label] = []
         self.hard_negatives: list[_Label] = []
+        self.approval_policies: list[dict[str, Any]] = []
+        self.access_requests: list[dict[str, Any]] = []
+        self.extra_tickets: list[_Ticket] = []
         self._actor_ids: set[str] = set()
         self._tz_cache: dict[str, ZoneInfo] = {}
         self._midnight: dict[tuple[str, int], int] = {}
@@ -1530,6 +1550,7 @@ class _Simulation:
         self.write_reference()
         self.plan_tickets()
         self.plan_scenarios()
+        self.plan_staff_access()
         try:
             for d in range(-1, self.days + 1):
                 for t in self.tenants:
@@ -1552,21 +1573,17 @@ class _Simulation:
         finally:
             self.writer.close()
         self.write_tickets()
+        self.write_access_requests()
         return self.write_labels()
 
     def write_reference(self) -> None:
         """The compacted tenant and staff topics, one record per key."""
         with (self.out / f"{TENANTS}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for t in self.tenants:
-                f.write(_ENCODE(t.record) + "\n")
+                f.write(_ENCODE(self._tenant_record(t)) + "\n")
         with (self.out / f"{STAFF}.jsonl").open("w", encoding="utf-8", newline="\n") as f:
             for m in self.staff:
-                f.write(
-                    _ENCODE(
-                        {"staff_id": m.staff_id, "name": m.name, "email": m.email, "team": m.team, "active": m.active}
-                    )
-                    + "\n"
-                )
+                f.write(_ENCODE(self._staff_record(m)) + "\n")
 
     def write_tickets(self) -> None:
         """Every version of every ticket, in the order the ERP would publish them."""
@@ -2282,6 +2299,8 @@ class _Simulation:
         else:
             closed = tk.opened + rng.randint(30, 48 * 60) * MIN_MS
         tk.closed = closed if closed < self.end_ms else None
+        tk.sessions = [(begin, end, who.staff_id) for begin, end, who in session_ranges]
+        self._ticket_meta(tk)
         self._ticket_versions(tk)
         self.tickets.append(tk)
         for begin, end, who in session_ranges:
@@ -2292,7 +2311,7 @@ class _Simulation:
         first_staff = [s for s in tk.staff if tk.added[s] <= tk.opened] or tk.staff[:1]
 
         def rec(staff: list[str], closed: int | None) -> dict[str, Any]:
-            return {
+            out = {
                 "ticket_id": tk.ticket_id,
                 "tenant_id": tk.tenant.tenant_id,
                 "kind": tk.kind,
@@ -2300,6 +2319,11 @@ class _Simulation:
                 "opened_at": self.clock.fmt(tk.opened),
                 "closed_at": None if closed is None else self.clock.fmt(closed),
             }
+            if tk.requested_by is not None:
+                out["requested_by"] = tk.requested_by
+            if tk.summary is not None:
+                out["summary"] = tk.summary
+            return out
 
         tk.versions.append(_TicketVersion(tk.opened, rec(first_staff, None)))
         for s in tk.staff:
@@ -2421,15 +2445,370 @@ class _Simulation:
                     return True
         return False
 
+    # ------------------------------------------------------------------ staff access: contract 1.1, approvals
+
+    def _ticket_meta(self, tk: _Ticket) -> None:
+        """Who opened a ticket and what it says (contract 1.1), from a stream of its own: most
+        support tickets are the customer's; the vendor opens the rest, and every other kind."""
+        rng = Random(f"{self.seed}:ticket-meta:{tk.ticket_id}")
+        if tk.kind == "support":
+            tk.requested_by = "customer" if rng.random() < 0.85 else "vendor"
+        else:
+            tk.requested_by = "vendor"
+        tk.summary = rng.choice(_TICKET_SUMMARIES[tk.topic])
+
+    def _tenant_record(self, t: _Tenant) -> dict[str, Any]:
+        """The directory entry, with where its data subjects live (contract 1.1): most at home,
+        some in one or two other jurisdictions."""
+        record = dict(t.record)
+        rng = Random(f"{self.seed}:subjects:{t.tenant_id}")
+        total = int(record["data_subjects"])
+        abroad = [j for j in sorted(self.world["jurisdictions"]) if j != t.jurisdiction]
+        split: dict[str, int] = {}
+        rest = total
+        for j in rng.sample(abroad, rng.randint(0, 2)):
+            n = int(total * rng.uniform(0.01, 0.15))
+            split[j], rest = n, rest - n
+        record["data_subjects_by_jurisdiction"] = {t.jurisdiction: rest, **split}
+        return record
+
+    def _staff_record(self, m: _StaffMember) -> dict[str, Any]:
+        return {
+            "staff_id": m.staff_id,
+            "name": m.name,
+            "email": m.email,
+            "team": m.team,
+            "active": m.active,
+            "country": m.country or self.world["vendor"]["country"],
+        }
+
+    def plan_staff_access(self) -> None:
+        """Tenants that require approval (every ticket session there gets an approved request),
+        and staff access that a ticket, its purpose or an approval does not cover."""
+        rng = Random(f"{self.seed}:staff-access")
+        self._approval_tenants(rng)
+        self._plan_kinds(rng, STAFF_SCENARIO_KINDS, 3.0)
+        for _ in range(max(2, self.n_tenants // 8)):
+            self.plan_staff_export_on_request(rng)
+        for t in [t for t in self.tenants if self.requires_approval(t)]:
+            for _ in range(2):
+                self.plan_staff_access_approved(rng, t)
+
+    def _approval_tenants(self, rng: Random) -> None:
+        n = max(1, round(self.n_tenants * 2 / 25))
+        since = self.start_ms - 12 * DAY_MS  # before the first ticket is opened
+        for t in rng.sample(self.tenants, min(n, len(self.tenants))):
+            approver = next(c["email"] for c in t.record["contacts"] if c["role"] == "security")
+            self.approval_policies.append(
+                {"tenant_id": t.tenant_id, "since": self.clock.fmt(since), "approvers": [approver]}
+            )
+        required = {p["tenant_id"] for p in self.approval_policies}
+        for tk in self.tickets:
+            if tk.tenant.tenant_id in required:
+                for begin, end, staff_id in tk.sessions:
+                    self._approved(rng, tk, staff_id, begin, end)
+
+    def requires_approval(self, t: _Tenant) -> bool:
+        return any(p["tenant_id"] == t.tenant_id for p in self.approval_policies)
+
+    def _approved(self, rng: Random, tk: _Ticket, staff_id: str, begin: int, end: int) -> dict[str, Any]:
+        """An approved request covering one work session (filed hours before, decided before it)."""
+        filed = begin - rng.randint(60, 6 * 60) * MIN_MS
+        return self._request(
+            tk,
+            staff_id,
+            begin - 15 * MIN_MS,
+            end + 30 * MIN_MS,
+            filed,
+            decision="approve",
+            decided=filed + (begin - filed) // 2,
+        )
+
+    def _request(
+        self,
+        tk: _Ticket,
+        staff_id: str,
+        starts: int,
+        ends: int,
+        filed: int,
+        *,
+        decision: str | None,
+        decided: int | None = None,
+        revoked: int | None = None,
+    ) -> dict[str, Any]:
+        purpose = {"support": "support_on_request" if tk.requested_by == "customer" else "troubleshooting"}.get(
+            tk.kind, "maintenance" if tk.kind == "maintenance" else "security"
+        )
+        req = {
+            "request_id": f"AR-{len(self.access_requests) + 1:05d}",
+            "tenant_id": tk.tenant.tenant_id,
+            "staff_ids": [staff_id],
+            "ticket_id": tk.ticket_id,
+            "purpose": purpose,
+            "reason": tk.summary or "",
+            "starts_at": self.clock.fmt(starts),
+            "ends_at": self.clock.fmt(ends),
+            "filed_at": self.clock.fmt(filed),
+            "decision": decision,
+            "decided_at": None if decided is None else self.clock.fmt(decided),
+            "revoked_at": None if revoked is None else self.clock.fmt(revoked),
+        }
+        self.access_requests.append(req)
+        return req
+
+    def write_access_requests(self) -> None:
+        doc = {"policies": self.approval_policies, "requests": self.access_requests}
+        text = json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+        (self.out / ACCESS_REQUESTS_FILE).write_text(text, encoding="utf-8")
+
+    def _extra_ticket(
+        self, t: _Tenant, kind: str, staff: list[str], opened: int, closed: int | None, requested_by: str, topic: str
+    ) -> _Ticket:
+        """A ticket of a staff scenario, numbered apart from the everyday ones."""
+        prefix = {"support": "SUP", "maintenance": "MNT", "security": "SEC"}[kind]
+        tk = _Ticket(
+            ticket_id=f"{prefix}-{90001 + len(self.extra_tickets)}",
+            tenant=t,
+            kind=kind,
+            topic=topic,
+            staff=list(staff),
+            opened=opened,
+            closed=closed,
+            added=dict.fromkeys(staff, opened),
+            requested_by=requested_by,
+            summary=_TICKET_SUMMARIES[topic][0],
+        )
+        self._ticket_versions(tk)
+        self.tickets.append(tk)
+        self.extra_tickets.append(tk)
+        return tk
+
+    def _free_staff(self, rng: Random, teams: Sequence[str] = ("support", "engineering", "operations")) -> _StaffMember:
+        return rng.choice([m for m in self.staff if m.active and m.team in teams])
+
+    def _work_hours(self, rng: Random) -> int:
+        """A moment in the vendor's office hours on an attack day."""
+        vendor_tz = self.tz(self.world["vendor"]["tz"])
+        d = self._attack_day(rng)
+        return self.midnight(vendor_tz, d) + int(rng.uniform(10, 16.5) * HOUR_MS)
+
+    def _ordinary_tenant(self, rng: Random, avoid: Sequence[_Tenant] = ()) -> _Tenant:
+        pool = [t for t in self.tenants if not self.requires_approval(t) and t not in avoid]
+        return rng.choice(pool or self.tenants)
+
+    def plan_staff_ticket_wrong_tenant(self, rng: Random) -> bool:
+        """Working a ticket of one tenant, a staff member opens another tenant's records under it."""
+        own = [tk for tk in self.tickets if tk.closed is None or tk.closed > self.clean_ms]
+        if not own:
+            return False
+        tk = rng.choice(own)
+        m = next(x for x in self.staff if x.staff_id == tk.staff[0])
+        t = self._ordinary_tenant(rng, avoid=[tk.tenant])
+        begin = max(self._work_hours(rng), tk.opened + HOUR_MS)
+        end = begin + rng.randint(5, 30) * MIN_MS
+        if (
+            end >= self.end_ms
+            or (tk.closed is not None and end > tk.closed)
+            or self.covered(m.staff_id, t.tenant_id, begin, end)
+        ):
+            return False
+        label = self._scenario(
+            "staff_ticket_wrong_tenant",
+            f"{m.staff_id} opened {t.tenant_id}'s records citing {tk.ticket_id}, a ticket of {tk.tenant.tenant_id}"
+            " ({records} records)",
+        )
+        self.staff_session(t, tk.topic, m, begin, end, rng, label=label, ticket_field=tk.ticket_id)
+        return True
+
+    def plan_staff_ticket_expired(self, rng: Random) -> bool:
+        """Days after a ticket was closed, its engineer goes back into the tenant's data under it."""
+        closed = [
+            tk
+            for tk in self.tickets
+            if tk.closed is not None
+            and self.clean_ms - 4 * DAY_MS <= tk.closed < self.end_ms - 2 * DAY_MS
+            and not self.requires_approval(tk.tenant)
+        ]
+        if not closed:
+            return False
+        tk = rng.choice(closed)
+        m = next(x for x in self.staff if x.staff_id == tk.staff[0])
+        begin = max(self._work_hours(rng), (tk.closed or 0) + rng.randint(1, 5) * DAY_MS)
+        end = begin + rng.randint(5, 40) * MIN_MS
+        if end >= self.end_ms or self.covered(m.staff_id, tk.tenant.tenant_id, begin, end):
+            return False
+        label = self._scenario(
+            "staff_ticket_expired",
+            f"{m.staff_id} accessed {tk.tenant.tenant_id}'s data citing {tk.ticket_id}, closed days before"
+            " ({records} records)",
+        )
+        self.staff_session(tk.tenant, tk.topic, m, begin, end, rng, label=label, ticket_field=tk.ticket_id)
+        return True
+
+    def plan_staff_ticket_other_assignee(self, rng: Random) -> bool:
+        """A colleague's open ticket: a staff member not named on it works the tenant's data under it."""
+        t = self._ordinary_tenant(rng)
+        m = self._free_staff(rng, ("support",))
+        colleague = self._free_staff(rng, ("support",))
+        if colleague is m:
+            return False
+        begin = self._work_hours(rng)
+        end = begin + rng.randint(10, 40) * MIN_MS
+        if end >= self.end_ms or self.covered(m.staff_id, t.tenant_id, begin - DAY_MS, end + DAY_MS):
+            return False
+        tk = self._extra_ticket(
+            t, "support", [colleague.staff_id], begin - 2 * HOUR_MS, end + DAY_MS, "customer", "billing"
+        )
+        label = self._scenario(
+            "staff_ticket_other_assignee",
+            f"{m.staff_id} worked {t.tenant_id}'s data under {tk.ticket_id}, which is assigned to"
+            f" {colleague.staff_id} ({{records}} records)",
+        )
+        self.staff_session(t, tk.topic, m, begin, end, rng, label=label, ticket_field=tk.ticket_id)
+        return True
+
+    def plan_staff_export_off_purpose(self, rng: Random) -> bool:
+        """Under a ticket the vendor opened (troubleshooting) or a maintenance ticket, an engineer
+        exports the tenant's personal data: the ticket's purpose does not cover that."""
+        t = self._ordinary_tenant(rng)
+        m = self._free_staff(rng, ("support", "engineering"))
+        begin = self._work_hours(rng)
+        if begin + HOUR_MS >= self.end_ms or self.covered(m.staff_id, t.tenant_id, begin - DAY_MS, begin + DAY_MS):
+            return False
+        kind, topic = ("maintenance", "maintenance") if rng.random() < 0.4 else ("support", "billing")
+        tk = self._extra_ticket(t, kind, [m.staff_id], begin - HOUR_MS, begin + 6 * HOUR_MS, "vendor", topic)
+        label = self._scenario(
+            "staff_export_off_purpose",
+            f"{m.staff_id} exported {t.tenant_id}'s personal data under {tk.ticket_id}, a {kind} ticket the"
+            " vendor opened, whose purpose does not cover exports ({records} records)",
+        )
+        self._staff_exports(t, m, begin, rng, tk.ticket_id, label)
+        return True
+
+    def plan_staff_export_on_request(self, rng: Random) -> None:
+        """A hard negative: the customer asked for an export, and support sends it."""
+        t = self._ordinary_tenant(rng)
+        m = self._free_staff(rng, ("support",))
+        begin = self._work_hours(rng)
+        if begin + HOUR_MS >= self.end_ms or self.covered(m.staff_id, t.tenant_id, begin - DAY_MS, begin + DAY_MS):
+            return
+        tk = self._extra_ticket(t, "support", [m.staff_id], begin - HOUR_MS, begin + 6 * HOUR_MS, "customer", "reports")
+        label = self._hard_negative(
+            "staff_export_on_request", f"{m.staff_id} exports {t.tenant_id}'s customers as {tk.ticket_id} asked"
+        )
+        self._staff_exports(t, m, begin, rng, tk.ticket_id, label)
+
+    def plan_staff_access_approved(self, rng: Random, t: _Tenant) -> None:
+        """A hard negative: at a tenant that requires approval, staff work a customer's ticket
+        inside the window its approver approved."""
+        m = self._free_staff(rng, ("support",))
+        begin = self._work_hours(rng)
+        end = begin + rng.randint(10, 40) * MIN_MS
+        if end + HOUR_MS >= self.end_ms or self.covered(m.staff_id, t.tenant_id, begin - DAY_MS, end + DAY_MS):
+            return
+        tk = self._extra_ticket(t, "support", [m.staff_id], begin - 2 * HOUR_MS, end + DAY_MS, "customer", "hr")
+        self._approved(rng, tk, m.staff_id, begin, end)
+        label = self._hard_negative(
+            "staff_access_approved", f"{m.staff_id} works {tk.ticket_id} at {t.tenant_id} inside the approved window"
+        )
+        self.staff_session(t, tk.topic, m, begin, end, rng, label=label, ticket_field=tk.ticket_id)
+
+    def _staff_exports(self, t: _Tenant, m: _StaffMember, begin: int, rng: Random, ticket: str, label: _Label) -> None:
+        """A short admin-console session of one to three modest exports of personal data."""
+        sid = self.ids.session()
+        self.auth(begin - 30_000, m.staff_id, "staff", None, "login", "success", m.ip, "PK", m.ua, sid, rng=rng)
+        when = begin
+        for _ in range(rng.randint(1, 3)):
+            when += rng.randint(1, 8) * MIN_MS
+            act = _act("export", _RESOURCES[rng.choice(("customer", "employee"))], "export")
+            self.access(
+                when,
+                m.staff_id,
+                "staff",
+                None,
+                t.tenant_id,
+                act,
+                rng.randint(40, 600),
+                m.ip,
+                "PK",
+                m.ua,
+                sid,
+                rng=rng,
+                ticket=ticket,
+                endpoint="admin: tenant inspector",
+                label=label,
+            )
+
+    def plan_staff_access_unapproved(self, rng: Random) -> bool:
+        """At a tenant that requires approval, staff access its data although the request was
+        denied, expired unanswered, was revoked, or its approved window had ended."""
+        tenants = [t for t in self.tenants if self.requires_approval(t)]
+        if not tenants:
+            return False
+        t = rng.choice(tenants)
+        m = self._free_staff(rng, ("support",))
+        begin = self._work_hours(rng)
+        if begin + 6 * HOUR_MS >= self.end_ms or self.covered(m.staff_id, t.tenant_id, begin - DAY_MS, begin + DAY_MS):
+            return False
+        tk = self._extra_ticket(t, "support", [m.staff_id], begin - 3 * DAY_MS, begin + DAY_MS, "customer", "inventory")
+        how = rng.choice(("denied", "expired", "revoked", "window_ended"))
+        filed = begin - rng.randint(2, 5) * HOUR_MS
+        if how == "denied":
+            self._request(tk, m.staff_id, begin, begin + 2 * HOUR_MS, filed, decision="deny", decided=filed + HOUR_MS)
+            start = begin
+        elif how == "expired":
+            # Nobody answered within the link's 72 hours; the engineer went ahead on the fourth day.
+            filed = begin - 80 * HOUR_MS
+            self._request(tk, m.staff_id, filed + HOUR_MS, begin + DAY_MS, filed, decision=None)
+            start = begin
+        elif how == "revoked":
+            self._request(
+                tk,
+                m.staff_id,
+                begin - HOUR_MS,
+                begin + 3 * HOUR_MS,
+                filed,
+                decision="approve",
+                decided=filed + HOUR_MS,
+                revoked=begin - 20 * MIN_MS,
+            )
+            start = begin
+        else:
+            self._request(
+                tk,
+                m.staff_id,
+                begin - 2 * HOUR_MS,
+                begin - 45 * MIN_MS,
+                filed,
+                decision="approve",
+                decided=filed + 30 * MIN_MS,
+            )
+            start = begin
+        end = start + rng.randint(10, 40) * MIN_MS
+        label = self._scenario(
+            "staff_access_unapproved",
+            f"{m.staff_id} accessed {t.tenant_id}'s data, which requires approval, although the request"
+            f" for it was {how.replace('_', ' ')} ({{records}} records)",
+        )
+        self.staff_session(t, tk.topic, m, start, end, rng, label=label, ticket_field=tk.ticket_id)
+        return True
+
     # ------------------------------------------------------------------ scenario planning
 
     def plan_scenarios(self) -> None:
         """Place the labelled attacks (about 2-3 of each kind per 25 tenants) and role changes."""
         rng = Random(f"{self.seed}:scenarios")
         # Dormant accounts are chosen first, so that no other scenario touches them while they sleep.
-        order = ["dormant_account", *(k for k in SCENARIO_KINDS if k != "dormant_account")]
-        for kind in order:
-            n = max(2, round(self.n_tenants * rng.uniform(2.0, 3.4) / 25))
+        order = ["dormant_account", *(k for k in ATTACK_KINDS if k != "dormant_account")]
+        self._plan_kinds(rng, order, 3.4)
+        for _ in range(max(2, self.n_tenants // 10)):
+            self.plan_role_change(rng)
+
+    def _plan_kinds(self, rng: Random, kinds: Iterable[str], most: float) -> None:
+        """Between 2 and ``most`` scenarios of each kind per 25 tenants (at least 2), each
+        planner (``plan_<kind>``, which says whether it placed one) given four tries per scenario."""
+        for kind in kinds:
+            n = max(2, round(self.n_tenants * rng.uniform(2.0, most) / 25))
             planner = getattr(self, f"plan_{kind}")
             made = 0
             for _ in range(n * 4):
@@ -2437,8 +2816,6 @@ class _Simulation:
                     break
                 if planner(rng):
                     made += 1
-        for _ in range(max(2, self.n_tenants // 10)):
-            self.plan_role_change(rng)
 
     def plan_role_change(self, rng: Random) -> None:
         """An admin legitimately changes a colleague's roles (sometimes making them an admin too),
@@ -3416,6 +3793,18 @@ _EXFIL_ACTS: dict[str, list[_Act]] = {
         _act("read", _RESOURCES["customer"], "page"),
         _act("read", _RESOURCES["ledger"], "page"),
     ],
+}
+
+# What a ticket says it is about (contract 1.1 ``summary``), by topic.
+_TICKET_SUMMARIES: dict[str, tuple[str, ...]] = {
+    "billing": ("Invoice totals off by a cent after currency conversion", "Duplicate payment run for one supplier"),
+    "inventory": ("Stock counts differ between warehouse and ledger", "Negative stock after a returned delivery"),
+    "hr": ("Leave balance wrong after the carry-over", "Payslip shows last month's allowance"),
+    "access": ("New manager cannot see the team's approvals", "Single sign-on rejects two users"),
+    "reports": ("Aged receivables report times out", "Customer asked for an export of their customer list"),
+    "maintenance": ("Database index rebuild for the ledger", "Migration of attachments to the new store"),
+    "security": ("Review of suspicious sign-ins", "Rotation of integration credentials"),
+    "fraud": ("Payment to a changed bank account flagged", "Refund pattern flagged by the bank"),
 }
 
 _STAFF_TOOLS = (

@@ -156,6 +156,7 @@ class IncidentStore:
         window: timedelta = timedelta(hours=6),
         on_new_incident: Sequence[NewIncidentHook] = (),
         closed_policy: ClosedIncidentPolicy | None = None,
+        on_incident_stored: Sequence[NewIncidentHook] = (),
         on_change: Sequence[ChangeHook] = (),
         risk: ledger.RiskPolicy | None = None,
     ) -> None:
@@ -164,6 +165,9 @@ class IncidentStore:
         self.risk = risk
         self.window = window
         self.on_new_incident = list(on_new_incident)
+        # Run for every incident a batch opened or added to (with what it added), e.g. to keep
+        # the directory entries of tenants an existing incident now also concerns.
+        self.on_incident_stored = list(on_incident_stored)
         # Told of every incident a batch opens, reopens or adds findings to (see ``Change``).
         self.on_change = list(on_change)
         # What new evidence does to a closed incident (reopen it, or open a linked one).
@@ -234,6 +238,7 @@ class IncidentStore:
         suppressed: dict[str, tuple[IncidentRow, list[FindingRow], datetime]] = {}
         opened: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
         touched: dict[str, _Touched] = {}
+        stored: dict[str, tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]] = {}
         for f in findings:
             fid = f.finding_id
             keys, sought = correlation_keys(f)
@@ -248,6 +253,7 @@ class IncidentStore:
                     self._fold(incident, f)
                     self._add_keys(session, fid, keys, stored_keys)
                     added = self._add_evidence(session, incident, fid, f.events)
+                    stored.setdefault(incident.incident_id, (incident, [], []))[2].extend(added)
                     before = incident.status
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))
@@ -265,9 +271,12 @@ class IncidentStore:
                 session.add(row)
                 self._add_keys(session, fid, keys, stored_keys)
                 known[fid] = incident.incident_id
-                self._add_evidence(session, incident, fid, f.events)
+                kept = self._add_evidence(session, incident, fid, f.events)
                 suppressed.setdefault(incident.incident_id, (incident, [], held.until))[1].append(row)
                 touched.setdefault(incident.incident_id, _Touched(incident)).findings.append(fid)
+                entry = stored.setdefault(incident.incident_id, (incident, [], []))
+                entry[1].append(row)
+                entry[2].extend(kept)
                 result.suppressed.append(fid)
                 result.new_findings += 1
                 continue
@@ -297,6 +306,9 @@ class IncidentStore:
                 opened[incident.incident_id][2].extend(evidence)
             else:
                 touched.setdefault(incident.incident_id, _Touched(incident)).findings.append(fid)
+            entry = stored.setdefault(incident.incident_id, (incident, [], []))
+            entry[1].append(row)
+            entry[2].extend(evidence)
             result.new_findings += 1
         session.flush()
         if self.closed_policy is not None:
@@ -304,6 +316,9 @@ class IncidentStore:
                 self.closed_policy.suppressed(session, incident, rows, until)
         for incident, rows, evidence in opened.values():
             for hook in self.on_new_incident:
+                hook(session, incident, rows, evidence, tenants)
+        for incident, rows, evidence in stored.values():
+            for hook in self.on_incident_stored:
                 hook(session, incident, rows, evidence, tenants)
         self._tell_changes(session, opened, touched)
 

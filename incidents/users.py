@@ -3,7 +3,9 @@
 Passwords are stored as argon2id hashes; API tokens and session ids are random 256-bit
 secrets stored only as SHA-256 hashes (they are not guessable, so a slow hash buys nothing),
 so a copy of the database lets nobody sign in. Roles are ordered: each includes the one
-before it (viewer < responder < approver < admin).
+before it (viewer < responder < approver < admin). A token may instead be scoped to one tenant:
+it then holds no role at all and reads only that tenant's transparency log (for the tenant's
+own automation; ``Principal.tenant``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class ApiTokenRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Set: the token is the tenant's, reads only its transparency log, and has no role.
+    tenant_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class ConsoleSessionRow(Base):
@@ -85,14 +89,21 @@ class Principal:
     username: str
     role: str
     via: str  # "session", "token:<token_id>" or "cli"
+    tenant: str | None = None  # a tenant's token: no role, only that tenant's transparency log
 
     @property
     def actor(self) -> str:
         """The name the audit trail and the timeline record."""
+        if self.tenant is not None:
+            return f"tenant {self.tenant} (token {self.via[6:]})"
         return f"{self.username} (token {self.via[6:]})" if self.via.startswith("token:") else self.username
 
     def can(self, role: str) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+        return self.tenant is None and ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    def may_read_tenant(self, tenant_id: str) -> bool:
+        """Whether this principal may read ``tenant_id``'s transparency log."""
+        return self.tenant == tenant_id if self.tenant is not None else self.can("viewer")
 
 
 def default_hasher() -> PasswordHasher:
@@ -232,12 +243,21 @@ def authenticate(
 
 
 def create_token(
-    session: Session, username: str, name: str = "api", *, expires_in: timedelta | None = None
+    session: Session,
+    username: str,
+    name: str = "api",
+    *,
+    expires_in: timedelta | None = None,
+    tenant_id: str | None = None,
 ) -> tuple[ApiTokenRow, str]:
-    """A new token for ``username``: the row, and the plain token (shown once, stored hashed)."""
+    """A new token for ``username``: the row, and the plain token (shown once, stored hashed).
+    With ``tenant_id`` it is that tenant's token, issued by ``username``: it can read only the
+    tenant's transparency log, whatever the issuer's role."""
     user = _get(session, username)
     if user.disabled:
         raise UserError(f"user {username!r} is disabled")
+    if tenant_id is not None and not (0 < len(tenant_id) <= 128):
+        raise UserError("a tenant id has 1-128 characters")
     token_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     row = ApiTokenRow(
@@ -246,6 +266,7 @@ def create_token(
         name=(name or "api")[:100],
         token_hash=sha256_hex(secret),
         expires_at=utcnow() + expires_in if expires_in else None,
+        tenant_id=tenant_id,
     )
     session.add(row)
     session.flush()
@@ -282,7 +303,7 @@ def authenticate_token(session: Session, token: str, *, now: datetime | None = N
     if user is None or user.disabled:
         return None
     row.last_used_at = now
-    return Principal(user.username, user.role, f"token:{row.token_id}")
+    return Principal(user.username, user.role, f"token:{row.token_id}", tenant=row.tenant_id)
 
 
 # --- browser sessions --------------------------------------------------------------------------

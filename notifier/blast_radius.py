@@ -14,7 +14,10 @@ Method, in order, each step widening what the one before could see:
    events add up to, it is used as a lower bound ("at least").
 
 Records are the ERP's own counts of rows read, searched, exported or changed; a row read twice
-counts twice. People are estimated as the records of personal-data kinds, capped by the number
+counts twice. Legal data categories come from the records' resource types through the category
+map (``notifier.duties.categories``, plus a tenant's own entries); a resource type the map does
+not know falls back to its sensitivity label and is named in ``uncategorised``, so the duties
+it could trigger stay open. People are estimated as the records of personal-data kinds, capped by the number
 of data subjects the tenant declares. Those limits travel with the result (``limits``), and a
 person can correct any number; ``correct`` returns the corrected copy.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from breachwatch.core.events import ACCESS, SENSITIVE, AccessEvent, Tenant
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
-from breachwatch.notifier.duties import DATA_CATEGORIES, SENSITIVITY_CATEGORIES
+from breachwatch.notifier.duties import DATA_CATEGORIES, CategoryMap, default_category_map
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class TenantImpact(BaseModel):
     tenant_id: str
     categories: tuple[CategoryCount, ...] = ()
     data_categories: tuple[str, ...] = ()  # the duties vocabulary (personal, financial, ...)
+    uncategorised: tuple[str, ...] = ()  # records whose legal categories the map does not know
     records: int | None = Field(default=None, ge=0)  # None: not known
     records_lower_bound: bool = False  # True: "at least", a detector counted more than the events
     subjects: int | None = Field(default=None, ge=0)
@@ -207,15 +211,13 @@ class _Tally:
         cell[1] += 1
         cell[2].add(e.action)
 
-    def impact(self, tenant_id: str, tenant: Tenant | None) -> TenantImpact:
+    def impact(self, tenant_id: str, tenant: Tenant | None, category_map: CategoryMap) -> TenantImpact:
         categories = tuple(
             CategoryCount(resource_type=rt, sensitivity=s, records=c[0], events=c[1], actions=tuple(sorted(c[2])))
             for (rt, s), c in sorted(self.cells.items(), key=lambda kv: (-kv[1][0], kv[0]))
         )
         reached = [c for c in categories if c.records > 0 or set(c.actions) & (ALTERING | REMOVING)]
-        vocab: set[str] = set()
-        for c in reached:
-            vocab |= SENSITIVITY_CATEGORIES.get(c.sensitivity, frozenset())
+        classified = category_map.classify((c.resource_type, c.sensitivity) for c in reached)
         personal = [c for c in reached if c.sensitivity in SENSITIVE]
         counted = sum(c.records for c in categories)
         records = max(counted, self.floor)
@@ -236,7 +238,8 @@ class _Tally:
         return TenantImpact(
             tenant_id=tenant_id,
             categories=categories,
-            data_categories=tuple(sorted(vocab)),
+            data_categories=tuple(sorted(classified.categories)),
+            uncategorised=classified.uncategorised,
             records=records,
             records_lower_bound=self.floor > counted,
             subjects=subjects,
@@ -263,13 +266,17 @@ def compute(
     until: datetime | None = None,
     tenants: Mapping[str, Tenant] | None = None,
     max_history_events: int = MAX_HISTORY_EVENTS,
+    category_map: Callable[[str], CategoryMap] | None = None,
 ) -> BlastRadius:
     """The blast radius of ``incident`` from its evidence, the history source and its findings.
 
     The window runs from the first evidence (or the incident's opening) to the later of its
     last activity and ``until`` (the confirmation: until then the account was not contained).
+    ``category_map`` gives each tenant's map from resource types to legal data categories
+    (default: the bundled map for everyone).
     """
     tenants = tenants or {}
+    maps = category_map or (lambda tenant_id: default_category_map())
     stored = [e for e in evidence if e.topic == ACCESS]
     first = min([incident.opened_at, *(e.ts for e in evidence)])
     end = max([incident.updated_at, *(e.ts for e in evidence), *([until] if until else [])])
@@ -319,7 +326,7 @@ def compute(
     for tid in incident.tenant_ids or []:
         if tid:
             by_tenant.setdefault(tid, _Tally())
-    impacts = tuple(by_tenant[t].impact(t, tenants.get(t)) for t in sorted(by_tenant))
+    impacts = tuple(by_tenant[t].impact(t, tenants.get(t), maps(t)) for t in sorted(by_tenant))
     limits = LIMITS
     if truncated:
         limits = (*limits, f"the history source was read up to {max_history_events:,} events; counts are lower bounds")

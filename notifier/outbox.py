@@ -24,8 +24,9 @@ superseded notice), is never sent; the row fails with the reason and the guard p
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -262,6 +263,19 @@ class ExponentialBackoff:
         return min(self.cap_s, self.base_s * self.factor ** max(attempts - 1, 0))
 
 
+@dataclass(frozen=True, slots=True)
+class FullJitter:
+    """Seconds to wait: uniformly random between none and what ``ceiling`` allows ("full
+    jitter"). Messages that failed together, as all do while a provider is down, are retried
+    spread over that span instead of all at the same instant when it comes back."""
+
+    ceiling: Callable[[int], float] = field(default_factory=ExponentialBackoff)
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def __call__(self, attempts: int) -> float:
+        return self.rng.uniform(0.0, self.ceiling(attempts))
+
+
 @dataclass(slots=True)
 class DispatchReport:
     """What one ``dispatch_due`` pass did."""
@@ -294,7 +308,7 @@ class Dispatcher:
         *,
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = 8,
-        backoff: Callable[[int], float] = ExponentialBackoff(),
+        backoff: Callable[[int], float] | None = None,
         lease: timedelta = timedelta(minutes=5),
         max_delay: timedelta = timedelta(hours=6),
         guard: SendGuard | None = None,
@@ -308,7 +322,7 @@ class Dispatcher:
         self.channels = dict(channels)
         self.clock = clock
         self.max_attempts = max_attempts
-        self.backoff = backoff
+        self.backoff = backoff or FullJitter()
         self.lease = lease
         self.max_delay = max_delay
         self.guard = guard

@@ -1,5 +1,5 @@
-"""A tenant's data rights (privacy policy 7): export its incidents and notices as JSON, and
-erase them.
+"""A tenant's data rights (privacy policy 7): export its incidents, notices and the staff
+accesses to its data (the transparency log) as JSON, and erase them.
 
 An evidence event belongs to a tenant when its ``tenant_id`` is that tenant's, or, for
 events without one (logins), when the actor's home tenant is. An incident about this tenant
@@ -29,6 +29,10 @@ from breachwatch.notifier import notices as notices_module
 from breachwatch.notifier import outbox  # noqa: F401
 from breachwatch.notifier.notices import models  # noqa: F401
 from breachwatch.notifier.paging import escalation, silences  # noqa: F401
+from breachwatch.notifier.register import archive as register_archive
+from breachwatch.notifier.register import models as register_models  # noqa: F401
+from breachwatch.privacy import transparency
+from breachwatch.privacy.approvals import AccessRequestRow, ApprovalPolicyRow
 from breachwatch.storage import audit
 from breachwatch.storage.db import Base
 
@@ -71,10 +75,22 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def export_tenant(session: Session, tenant_id: str, actor: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """The tenant's incidents (with findings, timeline and the tenant's own evidence) and
-    notices, as one JSON-able document; the export is audited in the caller's transaction."""
+def export_tenant(
+    session: Session,
+    tenant_id: str,
+    actor: str,
+    *,
+    now: datetime | None = None,
+    identity: transparency.StaffIdentity | None = None,
+) -> dict[str, Any]:
+    """The tenant's incidents (with findings, timeline and the tenant's own evidence), notices
+    and staff accesses (staff named as ``identity`` says, by default by name), as one JSON-able
+    document; the export is audited in the caller's transaction."""
     now = now or utcnow()
+    staff_accesses = [
+        transparency.entry(row, identity or transparency.StaffIdentity())
+        for row in transparency.iter_rows(session, tenant_id)
+    ]
     incidents: list[dict[str, Any]] = []
     notices: list[dict[str, Any]] = []
     events_total = 0
@@ -140,7 +156,12 @@ def export_tenant(session: Session, tenant_id: str, actor: str, *, now: datetime
         actor,
         "tenant.export",
         f"tenant:{tenant_id}",
-        {"incidents": len(incidents), "evidence_events": events_total, "notices": len(notices)},
+        {
+            "incidents": len(incidents),
+            "evidence_events": events_total,
+            "notices": len(notices),
+            "staff_accesses": len(staff_accesses),
+        },
         at=now,
     )
     return {
@@ -151,6 +172,7 @@ def export_tenant(session: Session, tenant_id: str, actor: str, *, now: datetime
         "incidents": incidents,
         "notices": json.loads(json.dumps(notices, default=str)),
         "notices_available": True,
+        "staff_accesses": staff_accesses,
     }
 
 
@@ -162,6 +184,7 @@ class Erasure:
     incidents_trimmed: int = 0  # shared with other tenants: only this tenant's part removed
     evidence_deleted: int = 0
     rows_deleted: dict[str, int] = field(default_factory=dict)  # table -> rows, everything else removed
+    register_entries_kept: int = 0  # breach records the law requires, frozen before the rest went
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -169,11 +192,13 @@ class Erasure:
             "incidents_trimmed": self.incidents_trimmed,
             "evidence_deleted": self.evidence_deleted,
             "rows_deleted": dict(sorted(self.rows_deleted.items())),
+            "register_entries_kept": self.register_entries_kept,
         }
 
 
-# Tables that must survive an erasure: the audit trail is the record that it happened.
-_KEEP: frozenset[str] = frozenset({"audit_log", "audit_head"})
+# Tables that must survive an erasure: the audit trail (the record that it happened) and the
+# frozen register entries of erased breaches (kept by law, see ``notifier.register.archive``).
+_KEEP: frozenset[str] = frozenset({"audit_log", "audit_head", "breach_register_archive"})
 
 
 def _children(table: Table) -> list[tuple[Table, ForeignKeyConstraint]]:
@@ -235,6 +260,9 @@ def erase_tenant(session: Session, tenant_id: str, actor: str, *, now: datetime 
     session.flush()
     tables = [t for t in Base.metadata.sorted_tables if t.name not in _KEEP]
     if whole:
+        result.register_entries_kept = register_archive.archive(
+            session, whole, f"tenant {tenant_id} erased at the tenant's request", now=now
+        )
         result.evidence_deleted += int(
             session.scalar(select(func.count()).select_from(EvidenceRow).where(EvidenceRow.incident_id.in_(whole))) or 0
         )
@@ -254,6 +282,9 @@ def erase_tenant(session: Session, tenant_id: str, actor: str, *, now: datetime 
         key = [c.name for c in table.primary_key.columns]
         if key == ["tenant_id"]:
             _delete_where(session, table, table.c.tenant_id == tenant_id, counts)
+    # The transparency log and the tenant's access approvals.
+    for table in (transparency.StaffAccessRow.__table__, AccessRequestRow.__table__, ApprovalPolicyRow.__table__):
+        _delete_where(session, table, table.c.tenant_id == tenant_id, counts)
     result.incidents_deleted = counts.pop("incidents", 0)
     result.incidents_trimmed = len(shared)
     session.flush()

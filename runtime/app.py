@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from breachwatch.core.findings import Detector
-from breachwatch.core.settings import Settings
+from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.incidents.ledger import RiskPolicy
 from breachwatch.incidents.lifecycle import BreachHook, ChangeHook, ClosedIncidentPolicy
 from breachwatch.incidents.store import IncidentStore, NewIncidentHook
@@ -31,46 +28,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    # kafka-python is chatty at INFO about every connection; its warnings still show.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    # Alembic lists its plugins at INFO when it is first imported; its migrations still show.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-
 def database(settings: Settings, url: str | None = None) -> Engine:
     engine = make_engine(url or settings.db_url, settings.db_lock_timeout_s)
     init_db(engine)
     return engine
 
 
-def load_model(path: Path | None) -> Any:
-    if path is None:
+def load_model(settings: Settings) -> Any:
+    """The trained model BREACHWATCH_MODEL_PATH names, its signature checked; None without one."""
+    if settings.model_path is None:
         return None
+    key = settings.secret("model_signing_key")
+    if not key:
+        raise ConfigError(
+            "BREACHWATCH_MODEL_SIGNING_KEY is not set: it is needed to check the signature of the model file"
+            " BREACHWATCH_MODEL_PATH names"
+        )
     from breachwatch.detectors.learned.detector import load_model as _load
 
-    return _load(path)
+    return _load(settings.model_path, key.encode())
 
 
 def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list[Detector]]:
@@ -97,15 +73,22 @@ def detector_factory(settings: Settings, model: Any = None) -> Callable[[], list
 
 
 def incident_hooks(settings: Settings) -> list[NewIncidentHook]:
-    """Run in the batch transaction for each new incident: keep the directory entries of
-    its tenants (a breach notice needs them later, maybe in another process), page the on-call."""
+    """Run in the batch transaction for each new incident: page the on-call."""
     from breachwatch.notifier.alerts import enqueue_incident_alert
-    from breachwatch.notifier.notices import remember_incident_tenants
 
     def page(session: Any, incident: Any, findings: Any, evidence: Any, tenants: Any) -> None:
         enqueue_incident_alert(session, incident, findings, evidence, tenants, settings)
 
-    return [remember_incident_tenants, page]
+    return [page]
+
+
+def directory_hooks() -> list[NewIncidentHook]:
+    """Run in the batch transaction for every incident a batch opens or adds to, paged or not:
+    keep the directory entries of its tenants, which a breach notice needs later (maybe in
+    another process, maybe after a replay that paged nobody)."""
+    from breachwatch.notifier.notices import remember_incident_tenants
+
+    return [remember_incident_tenants]
 
 
 def breach_hooks(settings: Settings) -> list[BreachHook]:
@@ -148,11 +131,14 @@ def closed_incident_policy(settings: Settings) -> ClosedIncidentPolicy:
 
 
 def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -> IncidentStore:
-    """The incident store the pipeline writes to: correlation window, paging hooks, closed-incident policy."""
+    """The incident store the pipeline writes to: correlation window, the directory and paging
+    hooks (``notify`` False: no page, but the tenants' directory entries are still kept),
+    closed-incident policy."""
     return IncidentStore(
         engine,
         window=timedelta(minutes=settings.incident_window_minutes),
         on_new_incident=incident_hooks(settings) if notify else (),
+        on_incident_stored=directory_hooks(),
         closed_policy=closed_incident_policy(settings),
         on_change=lifecycle_hooks(settings) if notify else (),
         risk=RiskPolicy(
@@ -163,9 +149,22 @@ def incident_store(settings: Settings, engine: Engine, *, notify: bool = True) -
     )
 
 
+def grants_loader(engine: Engine) -> Callable[[], Any]:
+    """Reads the tenants that require approval before staff access, and their requests."""
+    from sqlalchemy.orm import Session
+
+    from breachwatch.privacy.approvals import load_grants
+
+    def load() -> Any:
+        with Session(engine) as session:
+            return load_grants(session)
+
+    return load
+
+
 def build_pipeline(settings: Settings, engine: Engine, model: Any = None, *, notify: bool = True) -> Pipeline:
     store = incident_store(settings, engine, notify=notify)
-    return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id)
+    return Pipeline(store, detector_factory(settings, model), group_id=settings.group_id, grants=grants_loader(engine))
 
 
 def outbox_dispatcher(settings: Settings, engine: Engine, channels: Mapping[str, Any] | None = None) -> Dispatcher:
@@ -213,6 +212,8 @@ class OutboxPump:
         self.dispatcher = outbox_dispatcher(settings, engine, delivery_channels(settings, engine, bootstrap))
         self.deadline_every_s = deadline_every_s
         self._last_deadline_check = 0.0
+        self._last_staff_check = 0.0
+        self._summarised: Any = None  # the month whose transparency summaries are queued
         self.interval_s = interval_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -222,6 +223,7 @@ class OutboxPump:
         while not self._stop.is_set():
             try:
                 self.check_deadlines()
+                self.check_staff_access()
                 if self.dispatcher.dispatch_due(limit=100).attempted:
                     # An incident's next change to a system is due once the last went out.
                     continue
@@ -243,6 +245,28 @@ class OutboxPump:
 
         with Session(self.engine) as session, session.begin():
             check_deadlines(session, self.settings, datetime.now(UTC))
+
+    def check_staff_access(self) -> None:
+        """Expire access requests nobody decided in time, and queue last month's transparency
+        summaries once it is over (once per month and process; queuing twice sends nothing twice)."""
+        if time.monotonic() - self._last_staff_check < self.deadline_every_s:
+            return
+        self._last_staff_check = time.monotonic()
+        from datetime import UTC, datetime
+
+        from sqlalchemy.orm import Session
+
+        from breachwatch.privacy.approvals import expire_due
+        from breachwatch.privacy.staff_mail import month_due, queue_month
+
+        now = datetime.now(UTC)
+        with Session(self.engine) as session, session.begin():
+            expire_due(session, now=now)
+        month = month_due(now)
+        if month is not None and month != self._summarised:
+            with Session(self.engine) as session, session.begin():
+                queue_month(session, month, self.settings, now=now)
+            self._summarised = month
 
     def tick(self) -> None:
         if self._thread is None:
@@ -273,22 +297,20 @@ def dispatcher(settings: Settings, engine: Engine, bootstrap: str | None = None)
 
 @contextmanager
 def metrics_server(settings: Settings, service: Any) -> Iterator[None]:
-    """/metrics (Prometheus) and /healthz on ``metrics_port``, when it is set."""
+    """/metrics (Prometheus), /healthz and /readyz on ``metrics_host:metrics_port``, when it is set."""
     if settings.metrics_port is None:
         yield
         return
     from breachwatch.runtime.metrics import serve
 
-    server = serve(settings.console_host, settings.metrics_port, service)
+    server = serve(settings.metrics_host, settings.metrics_port, service)
     try:
         yield
     finally:
         server.shutdown()
 
 
-def run_service(
-    settings: Settings, bootstrap: str, *, until_caught_up: bool, echo: Callable[[str], None] | None = None
-) -> dict[str, Any]:
+def run_service(settings: Settings, bootstrap: str, *, until_caught_up: bool) -> dict[str, Any]:
     """The service on ``bootstrap`` until SIGTERM (or until caught up): the database, the model,
     the pipeline, the outbox pump and metrics wired together; its counters at the end."""
     from breachwatch.runtime.pipeline import fewer_collections
@@ -296,12 +318,10 @@ def run_service(
     from breachwatch.streams.kafka_client import check_connection, ensure_topics
 
     engine = database(settings)
-    pipeline = build_pipeline(settings, engine, load_model(settings.model_path))
+    pipeline = build_pipeline(settings, engine, load_model(settings))
     pump = dispatcher(settings, engine, bootstrap)
     checked = check_connection(settings, bootstrap)
     log.info("Kafka at %s: %s, %d broker(s)", checked.bootstrap, checked.security_protocol, checked.brokers)
-    if echo is not None:
-        echo(f"Kafka at {checked.bootstrap}: {checked.security_protocol}, {checked.brokers} broker(s)")
     ensure_topics(settings, bootstrap)
     service = Service(settings, bootstrap, pipeline, after_batch=pump.tick)
     service.install_signal_handlers()

@@ -22,7 +22,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from breachwatch.core.clock import utcnow
 from breachwatch.core.events import Tenant
 from breachwatch.core.findings import Finding
+from breachwatch.core.justification import StaffAccess
 from breachwatch.incidents.store import IncidentStore, RecordResult
+from breachwatch.notifier.notices import remember_tenants
+from breachwatch.privacy.transparency import record_staff_accesses
 from breachwatch.storage.db import Base, dialect_insert
 
 
@@ -199,15 +202,24 @@ def commit_batch(
     findings: Sequence[Finding],
     states: Sequence[Checkpoint],
     tenants: Mapping[str, Tenant] | None = None,
+    accesses: Sequence[StaffAccess] = (),
 ) -> tuple[RecordResult, dict[int, int]]:
-    """Make one batch durable, in one transaction, so both parts are stored or neither is:
+    """Make one batch durable, in one transaction, so all parts are stored or none is:
 
     1. the findings, correlated into incidents (the store's hooks queue their pages);
-    2. the checkpoints of the detector state that produced them.
+    2. the staff accesses judged, for the tenants' transparency log (keyed by event, so a
+       re-delivered batch adds none), and the directory entries of their tenants (the
+       monthly summary is addressed from them);
+    3. the checkpoints of the detector state that produced them.
 
     The consumer commits its offsets only after this returns. A stale checkpoint (another
-    consumer wrote the unit since) raises ``StaleCheckpoint`` and rolls back both."""
+    consumer wrote the unit since) raises ``StaleCheckpoint`` and rolls back all of it."""
     with Session(store.engine) as session, session.begin():
         result = store.record_in(session, findings, tenants)
+        if accesses:
+            record_staff_accesses(session, accesses)
+            if tenants:
+                wanted = sorted({a.tenant_id for a in accesses})
+                remember_tenants(session, (tenants[t] for t in wanted if t in tenants))
         seqs = checkpoints.write(session, states)
     return result, seqs

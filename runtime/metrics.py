@@ -1,4 +1,5 @@
-"""Prometheus metrics and a health endpoint for ``run``, read from the service's own counters."""
+"""Prometheus metrics and the health endpoints of ``run`` (/healthz alive, /readyz ready), read
+from the service's own counters and state."""
 
 from __future__ import annotations
 
@@ -130,7 +131,19 @@ class ServiceCollector(Collector):
             yield family
 
 
+def _alive(service: Any) -> tuple[int, dict[str, Any]]:
+    """/healthz: whether to restart the process, nothing more."""
+    return (200, {"status": "alive"}) if service.alive() else (503, {"status": "stalled"})
+
+
+def _ready(service: Any) -> tuple[int, dict[str, Any]]:
+    """/readyz: whether the process does its share now, and if not, why (in fixed words)."""
+    reasons = service.readiness()
+    return (503, {"status": "not ready", "reasons": reasons}) if reasons else (200, {"status": "ready"})
+
+
 def serve(host: str, port: int, service: Any) -> ThreadingHTTPServer:
+    """/metrics, /healthz and /readyz of ``service`` on ``host:port``, from a daemon thread."""
     registry = CollectorRegistry()
     registry.register(ServiceCollector(service))
     # process_resident_memory_bytes, process_cpu_seconds_total, open file descriptors.
@@ -140,10 +153,9 @@ def serve(host: str, port: int, service: Any) -> ThreadingHTTPServer:
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 body, ctype, code = generate_latest(registry), "text/plain; version=0.0.4", 200
-            elif self.path == "/healthz":
-                h = service.health
-                code = 200 if h.status in ("ok", "starting") else 503
-                body, ctype = json.dumps({"status": h.status, "detail": h.detail}).encode(), "application/json"
+            elif self.path in ("/healthz", "/readyz"):
+                code, answer = _alive(service) if self.path == "/healthz" else _ready(service)
+                body, ctype = json.dumps(answer).encode(), "application/json"
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
             self.send_response(code)

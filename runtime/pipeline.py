@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from breachwatch.core.events import ACTOR_TOPICS, LOGS, Event, LogRecord, Reference
 from breachwatch.core.findings import DetectionContext, Detector, Finding
+from breachwatch.core.justification import ApprovalPolicy, Grant, StaffAccess
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.incidents.store import IncidentStore, RecordResult
 from breachwatch.runtime.checkpoints import Checkpoint, CheckpointStore, StaleCheckpoint, commit_batch
@@ -41,6 +44,9 @@ from breachwatch.streams.units import (
 log = logging.getLogger(__name__)
 
 DetectorFactory = Callable[[], list[Detector]]
+# Reads the tenants that require approval and their access requests (``privacy.approvals``).
+GrantsLoader = Callable[[], tuple[list[ApprovalPolicy], list[Grant]]]
+GRANTS_EVERY_S = 5.0  # how often the live service re-reads them; accesses wait longer to settle
 
 
 # Event times are all held in UTC (see ``streams.models``), so comparing them as datetimes
@@ -101,6 +107,10 @@ class PartitionWorker:
                 )
         return findings
 
+    def take_staff_accesses(self) -> list[StaffAccess]:
+        """The staff accesses its detectors judged since the last call (the transparency log)."""
+        return [a for d in self.detectors for a in d.take_staff_accesses()]
+
     def state(self) -> dict[str, Any]:
         """Every detector's whole state."""
         return {d.name: d.state() for d in self.detectors}
@@ -152,6 +162,7 @@ class Pipeline:
         tables: ReferenceTables | None = None,
         db_retry: Callable[[Callable[[], RecordResult]], RecordResult] | None = None,
         judgements_every_s: float = 5.0,
+        grants: GrantsLoader | None = None,
     ) -> None:
         self.store = store
         self.detector_factory = detector_factory
@@ -170,6 +181,23 @@ class Pipeline:
         # (wall clock): a false positive stops the pattern in the running service.
         self.judgements_every_s = judgements_every_s
         self._judgements_due = 0.0
+        self.grants_loader = grants
+        self._grants_at = float("-inf")
+        self.refresh_grants(force=True)
+
+    def refresh_grants(self, *, force: bool = False) -> None:
+        """Re-read the approval table the detectors judge staff accesses against, at most every
+        ``GRANTS_EVERY_S``. Judgements read it "as of" each access's time, so when it is read
+        changes nothing as long as it is before the access settles; a failed read keeps the last."""
+        if self.grants_loader is None or (not force and time.monotonic() - self._grants_at < GRANTS_EVERY_S):
+            return
+        self._grants_at = time.monotonic()
+        try:
+            policies, grants = self.grants_loader()
+        except Exception as exc:
+            log.warning("could not read access approvals (%s); judging with the last ones read", type(exc).__name__)
+            return
+        self.tables.grants.replace(policies, grants)
 
     def _new_worker(self, unit: int) -> PartitionWorker:
         detectors = [d for d in self.detector_factory() if _judges(d, unit_topics(unit))]
@@ -250,7 +278,12 @@ class Pipeline:
         transient database error never applies the same events to detector state twice.
         ``retry=False`` makes one attempt, for callers that must not block (a rebalance).
         """
-        return self.record(self.detect(events_by_unit), checkpoint_offsets, retry=retry)
+        findings = self.detect(events_by_unit)
+        return self.record(findings, checkpoint_offsets, retry=retry, accesses=self.take_staff_accesses())
+
+    def take_staff_accesses(self) -> list[StaffAccess]:
+        """Staff accesses every unit judged since the last call, in unit order."""
+        return [a for u in sorted(self.workers, key=unit_order) for a in self.workers[u].take_staff_accesses()]
 
     def feed_judgements(self, units: Iterable[int], *, force: bool = False) -> int:
         """Hand the units' detectors the verdicts given since each last took one in (their
@@ -264,7 +297,16 @@ class Pipeline:
         takers = [(d, seq) for u in units for d in self.worker(u).detectors if (seq := d.judgement_seq()) is not None]
         if not takers:
             return 0
-        judgements = self.store.judgements_after(min(seq for _, seq in takers))
+        try:
+            judgements = self.store.judgements_after(min(seq for _, seq in takers))
+        except DBAPIError as exc:
+            # The database is away: the batch is judged without the newest verdicts, which the
+            # detectors take in once it is back (their states hold how far they got). Waiting
+            # here instead would let a rebalance take units away before they are judged; the
+            # batch's write waits for the database (``db_retry``) with nothing judged twice.
+            log.warning("verdicts not read (%s); fed to the detectors once the database is back", type(exc).__name__)
+            self._judgements_due = 0.0
+            return 0
         fed = 0
         for d, seq in takers:
             new = [j for j in judgements if j.seq > seq]
@@ -275,6 +317,7 @@ class Pipeline:
 
     def detect(self, events_by_unit: dict[int, list[Event]]) -> list[Finding]:
         """Run each unit's detectors on its events; findings in unit order (``unit_order``)."""
+        self.refresh_grants()
         self.feed_judgements(events_by_unit)
         findings: list[Finding] = []
         for u in sorted(events_by_unit, key=unit_order):
@@ -284,8 +327,10 @@ class Pipeline:
             self.costs.add(kind_of(u), len(events), time.perf_counter() - started)
         return findings
 
-    def _write(self, findings: list[Finding], checkpoints: list[Checkpoint]) -> tuple[RecordResult, dict[int, int]]:
-        return commit_batch(self.store, self.checkpoints, findings, checkpoints, self.tables.tenants)
+    def _write(
+        self, findings: list[Finding], checkpoints: list[Checkpoint], accesses: list[StaffAccess] | None = None
+    ) -> tuple[RecordResult, dict[int, int]]:
+        return commit_batch(self.store, self.checkpoints, findings, checkpoints, self.tables.tenants, accesses or [])
 
     def record(
         self,
@@ -293,12 +338,14 @@ class Pipeline:
         checkpoint_offsets: dict[int, dict[str, int]] | None = None,
         *,
         retry: bool = True,
+        accesses: list[StaffAccess] | None = None,
     ) -> RecordResult:
-        """Durably record one batch's findings (and, if given, checkpoints); see ``process``."""
+        """Durably record one batch's findings and judged staff accesses (and, if given,
+        checkpoints); see ``process``."""
         checkpoints: list[Checkpoint] = []
 
         def write() -> tuple[RecordResult, dict[int, int]]:
-            return self._write(findings, checkpoints)
+            return self._write(findings, checkpoints, accesses)
 
         # A checkpoint is a unit's state (of its actors, those that changed) as plain JSON
         # values: up to hundreds of thousands of short-lived objects. Counted as allocations,

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from breachwatch.core.events import EVENT_TOPICS, Event
 from breachwatch.core.findings import Finding
+from breachwatch.core.justification import StaffAccess
 from breachwatch.core.settings import Settings
 from breachwatch.runtime.pipeline import Pipeline, fewer_collections, group_by_unit
 from breachwatch.streams.decode import DeadLetter, DecodeFailure, dead_letter, decode
@@ -125,9 +126,9 @@ def _replay_here(
 _Work = dict[int, list[tuple[int, int, bytes]]]
 # A line a worker could not decode: (topic rank, line number, bytes, failure kind, reason).
 _Failed = tuple[int, int, bytes, str, str]
-# What a worker sends back per batch: per unit its findings, detector errors counted, and the
-# lines that could not be decoded.
-_Result = tuple[dict[int, list[Finding]], dict[str, int], list[_Failed]]
+# What a worker sends back per batch: per unit its findings and the staff accesses it judged,
+# detector errors counted, and the lines that could not be decoded.
+_Result = tuple[dict[int, tuple[list[Finding], list[StaffAccess]]], dict[str, int], list[_Failed]]
 
 
 def _detect_in_worker(pipeline: Pipeline, conn: Connection, siblings: list[Connection], max_bytes: int) -> None:
@@ -145,7 +146,7 @@ def _detect_in_worker(pipeline: Pipeline, conn: Connection, siblings: list[Conne
         if work is None:
             break
         pipeline.feed_judgements(work)
-        found: dict[int, list[Finding]] = {}
+        found: dict[int, tuple[list[Finding], list[StaffAccess]]] = {}
         failed: list[_Failed] = []
         for p in sorted(work):
             # The parent read only the time and key of most lines: the full check is here.
@@ -155,7 +156,8 @@ def _detect_in_worker(pipeline: Pipeline, conn: Connection, siblings: list[Conne
                     events.append(decode(EVENT_TOPICS[rank], raw, max_bytes))  # type: ignore[arg-type]
                 except DecodeFailure as failure:
                     failed.append((rank, lineno, raw, failure.kind, failure.reason))
-            found[p] = pipeline.worker(p).detect(events)
+            worker = pipeline.worker(p)
+            found[p] = (worker.detect(events), worker.take_staff_accesses())
         result: _Result = (found, dict(errors), failed)
         errors.clear()
         conn.send(result)
@@ -205,8 +207,8 @@ class _Workers:
         proc.join(timeout=10)
         raise RuntimeError(f"replay worker {proc.name} exited with code {proc.exitcode}")
 
-    def receive(self) -> tuple[dict[int, list[Finding]], Counter[str], list[_Failed]]:
-        found: dict[int, list[Finding]] = {}
+    def receive(self) -> tuple[dict[int, tuple[list[Finding], list[StaffAccess]]], Counter[str], list[_Failed]]:
+        found: dict[int, tuple[list[Finding], list[StaffAccess]]] = {}
         errors: Counter[str] = Counter()
         failed: list[_Failed] = []
         for conn, proc in zip(self.conns, self.procs, strict=True):
@@ -257,7 +259,7 @@ def _replay_in_workers(
         then record those findings while they work (in that order: a worker answering
         while it is being sent a batch would wait on a full pipe, and so would we)."""
         nonlocal total, sent
-        found: dict[int, list[Finding]] = {}
+        found: dict[int, tuple[list[Finding], list[StaffAccess]]] = {}
         failed: list[_Failed] = []
         if sent:
             found, errors, failed = workers.receive()
@@ -269,7 +271,8 @@ def _replay_in_workers(
                 topic = EVENT_TOPICS[rank]
                 failure = DecodeFailure(kind, reason)  # type: ignore[arg-type]
                 sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
-            pipeline.record([f for u in sorted(found, key=unit_order) for f in found[u]])
+            units = sorted(found, key=unit_order)
+            pipeline.record([f for u in units for f in found[u][0]], accesses=[a for u in units for a in found[u][1]])
             total += sent - len(failed)
             if progress:
                 progress(total)
@@ -309,7 +312,7 @@ def replay_to_file(
     from breachwatch.streams.produce import Rate
 
     engine = app.database(settings, db_url)
-    pipeline = app.build_pipeline(settings, engine, app.load_model(settings.model_path), notify=notify)
+    pipeline = app.build_pipeline(settings, engine, app.load_model(settings), notify=notify)
     dlq = DeadLetterFile(out.with_name(out.name + ".dlq.jsonl"))
     try:
         report = replay(

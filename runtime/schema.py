@@ -12,8 +12,10 @@ from sqlalchemy.engine import Engine
 # Imported for their tables: each module declares some on ``Base``.
 from breachwatch.incidents import ledger, lifecycle, people, tables, users
 from breachwatch.notifier import outbox, tickets
-from breachwatch.notifier.notices import models
+from breachwatch.notifier.notices import models, records
 from breachwatch.notifier.paging import escalation, inbound, silences
+from breachwatch.notifier.register import models as register_models
+from breachwatch.privacy import approvals, transparency
 from breachwatch.runtime import checkpoints
 from breachwatch.storage import audit
 from breachwatch.storage.db import Base
@@ -28,11 +30,15 @@ TABLE_MODULES = (
     audit,
     outbox,
     models,
+    records,
+    register_models,
     escalation,
     silences,
     checkpoints,
     tickets,
     inbound,
+    transparency,
+    approvals,
 )
 
 

@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from breachwatch.core.events import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, E
 from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.runtime.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from breachwatch.runtime.pipeline import Backoff, EventTimeBuffer, Pipeline
+from breachwatch.storage.db import reachable
 from breachwatch.streams.assignor import StickyUnitAssignor, UnitAssignor
 from breachwatch.streams.decode import DecodeFailure, dead_letter, decode
 from breachwatch.streams.kafka_client import client_options, fetch_options
@@ -48,13 +49,30 @@ BROKER_AWAY = "Kafka unavailable"  # the health detail while poll() cannot reach
 DB_AWAY = "database unavailable"  # ... and while the database cannot be written or read
 
 
+# /healthz says the process is stalled once its loop has not come round for this long (it
+# comes round at least every poll timeout, also while it waits for the database or Kafka; the
+# longest step, a first checkpoint of 100,000 actors, takes about 13 s).
+STALLED_AFTER_S = 300.0
+# What /readyz may say, and nothing else (no host names, versions or error texts).
+NOT_READY = {
+    "starting": "starting",
+    "stopping": "stopping",
+    "db": "database unreachable",
+    "kafka": "Kafka unreachable",
+    "unassigned": "no partitions assigned",
+    "restoring": "partitions being restored",
+}
+
+
 @dataclass(slots=True)
 class Health:
-    """What the health endpoint and the logs report."""
+    """What the health endpoints and the logs report."""
 
     status: str = "starting"  # starting | ok | degraded | stopping
     detail: str = ""
     last_batch_at: float = 0.0
+    # When the consumer loop last came round (monotonic): what liveness is judged by.
+    last_loop_at: float = field(default_factory=time.monotonic)
 
 
 class StepOutLock:
@@ -208,6 +226,30 @@ class Service:
         """Ask the loop to finish the batch in hand, commit, and exit (SIGTERM calls this)."""
         self._stop.set()
 
+    def alive(self) -> bool:
+        """The loop keeps coming round (/healthz); an outage it waits out is no reason to restart."""
+        return time.monotonic() - self.health.last_loop_at < STALLED_AFTER_S
+
+    def readiness(self) -> list[str]:
+        """Why this consumer is not doing its share now (/readyz); empty when it is.
+
+        The database is asked (a trivial query) as well as remembered failing, so an outage shows
+        while the consumer is idle too; Kafka shows as away once the client gives up on a request
+        (about half a minute into an outage). Called from the metrics thread.
+        """
+        status, detail = self.health.status, self.health.detail
+        reasons = [NOT_READY[status]] if status in ("starting", "stopping") else []
+        if detail.startswith(DB_AWAY) or not reachable(self.pipeline.store.engine):
+            reasons.append(NOT_READY["db"])
+        if detail.startswith(BROKER_AWAY):
+            reasons.append(NOT_READY["kafka"])
+        if status not in ("starting", "stopping"):
+            if not self.consumer.assignment():
+                reasons.append(NOT_READY["unassigned"])
+            elif self._pending:
+                reasons.append(NOT_READY["restoring"])
+        return reasons
+
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
@@ -232,6 +274,7 @@ class Service:
         deadline = time.monotonic() + delay
         with self._lock.stepped_out():
             while (left := deadline - time.monotonic()) > 0:
+                self.health.last_loop_at = time.monotonic()
                 polled = self.consumer.poll(timeout_ms=max(1, int(min(left, 0.5) * 1000)))
                 for tp, msgs in polled.items():
                     self.consumer.seek(tp, msgs[0].offset)
@@ -241,8 +284,10 @@ class Service:
         self.health.status, self.health.detail = "degraded", f"{what}: {type(exc).__name__}"
 
     def _broker_waiting(self, exc: KafkaError) -> None:
+        # Said once per outage; the client's own reconnect attempts are DEBUG (``runtime.logs``).
+        first = not self.health.detail.startswith(BROKER_AWAY)
         self._degraded(BROKER_AWAY, exc)
-        log.warning("Kafka unavailable (%s); retrying", type(exc).__name__)
+        log.log(logging.WARNING if first else logging.DEBUG, "Kafka unavailable (%s); waiting", type(exc).__name__)
         self._stop.wait(1.0)
 
     def _recovered(self) -> None:
@@ -266,6 +311,7 @@ class Service:
         while any(self.refs.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise TimeoutError("reference topics could not be read to their end in time")
+            self.health.last_loop_at = time.monotonic()
             n += self._poll_reference(500)
         return n
 
@@ -455,6 +501,7 @@ class Service:
         self.health.status = "ok"
         try:
             while not self._stop.is_set():
+                self.health.last_loop_at = time.monotonic()
                 self._poll_reference(0)
                 try:
                     polled = self.consumer.poll(
@@ -471,6 +518,7 @@ class Service:
                     self._broker_waiting(exc)
                     continue
                 if self.health.detail.startswith(BROKER_AWAY):
+                    log.info("Kafka available again")
                     self.health.status, self.health.detail = "ok", ""
                 if polled or len(self._buffer):
                     self._handle(polled)

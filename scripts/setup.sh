@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what BreachWatch needs on a Debian machine, idempotently:
 #   scripts/setup.sh          the Python packages (editable) with their pinned dependencies, Kafka broker jars
-#   scripts/setup.sh --test   the above plus the test services and tools (PostgreSQL, kcat, Chromium)
+#   scripts/setup.sh --test   the above plus the test services and tools (PostgreSQL, kcat, Chromium,
+#                             promtool; helm, kubeconform and the Kubernetes schemas into the cache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,13 @@ if (( ${#need_apt[@]} )); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+if (( want_test )) && ! command -v promtool >/dev/null; then
+  # Prometheus's rule checker, for the alerting rules' unit tests (the server is not started).
+  [[ $(id -u) -eq 0 ]] || { echo "missing promtool (run as root, or: apt-get install prometheus)" >&2; exit 1; }
+  echo "installing Debian package: prometheus (for promtool)"
+  (( ${#need_apt[@]} )) || apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 
 PY=${PYTHON:-python3}
 # The pinned, hashed dependencies (requirements/dev.lock), then the service and the development
@@ -41,3 +49,8 @@ fi
 
 # The Kafka broker's jars from Maven Central into the cache (a no-op once cached).
 "$PY" -m breachwatch broker fetch
+
+# The deployment tests' tools (helm, kubeconform, the Kubernetes schemas) into the cache.
+if (( want_test )); then
+  scripts/install_deploy_tools.sh
+fi

@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Table, create_engine, event
+from sqlalchemy import JSON, DateTime, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -68,6 +69,16 @@ def make_engine(url: str, lock_timeout_s: float = 30.0) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return create_engine(url, pool_pre_ping=True)
+
+
+def reachable(engine: Engine) -> bool:
+    """Whether the database answers a trivial query now (what a readiness check asks)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError:  # refused, gone away, the pool timed out: all mean "not now"
+        return False
+    return True
 
 
 def dialect_insert(session: Session, table: Table) -> Any:

@@ -71,7 +71,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 current = MigrationContext.configure(conn).get_current_revision()
             if head is not None and current == head:
                 return  # the usual case at start-up: nothing to do, nothing to log
-        command.upgrade(cfg, revision)
+        command.upgrade(cfg, revision)  # Alembic tells each step at INFO; the logging setup makes that DEBUG
+        if revision == "head":
+            log.info("database schema migrated from %s to %s", current or "nothing", head)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -112,6 +112,9 @@ def test_the_wheels_work_beside_namesake_packages_in_a_fresh_environment(tmp_pat
     site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
     for name in NAMESAKES:  # the namesakes are really there, beside BreachWatch
         assert (site / name).exists() or any(site.glob(f"{name}*.dist-info")), name
+    # The console's files come with the wheel (the favicon was once left out).
+    for asset in ("static/favicon.svg", "static/console.css", "templates/base.html"):
+        assert (site / "breachwatch" / "console" / asset).is_file(), asset
     cli = str(venv / "bin" / "breachwatch")
     env = {**os.environ, "PYTHONPATH": "", "BREACHWATCH_CACHE_DIR": str(tmp_path / "cache")}
     work = dict(cwd=tmp_path, env=env)

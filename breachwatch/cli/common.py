@@ -3,27 +3,38 @@ time arguments, JSON output and the CPUs a process may use."""
 
 from __future__ import annotations
 
+import getpass
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
+from breachwatch.cli.main import SettingError
 from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.runtime.logs import json_logging
 
 
 def settings_or_exit(**overrides: Any) -> Settings:
-    """The settings, or a usage error naming the bad one."""
+    """The settings, or an error naming the bad one (exit status 2)."""
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
 
 
 def echo(msg: str) -> None:
-    """Progress goes to stderr, so stdout carries only the command's result."""
-    click.echo(msg, err=True)
+    """Progress goes to stderr, so stdout carries only the command's result; where the process
+    logs JSON, as a log record, so that a log shipper never meets a plain line."""
+    if json_logging():
+        logging.getLogger("breachwatch.progress").info(msg)
+    else:
+        click.echo(msg, err=True)
 
 
 def parse_ts(text: str) -> datetime:
@@ -57,3 +68,25 @@ def jsonable(obj: Any) -> Any:
 def cpus() -> int:
     """CPUs this process may use (a container's limit, not the host's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cli_actor() -> str:
+    """Who runs a command, as the audit trail names them."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return f"cli:{name}"
+
+
+@contextmanager
+def database_session(settings: Settings) -> Iterator[Session]:
+    """One transaction on the configured database (migrated first), committed on success."""
+    from breachwatch.runtime.app import database
+
+    engine = database(settings)
+    try:
+        with Session(engine) as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()

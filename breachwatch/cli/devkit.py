@@ -16,7 +16,7 @@ import click
 
 from breachwatch.cli.common import cpus, echo, jsonable, parse_ts, settings_or_exit
 from breachwatch.core.settings import Settings
-from breachwatch.runtime import app
+from breachwatch.runtime import logs
 
 DEVKIT = "breachwatch.devkit"
 
@@ -42,9 +42,9 @@ def embedded_bootstrap(settings: Settings) -> Iterator[str]:
 
 @click.command()
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="dump folder to write")
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--days", type=click.IntRange(3, 400), default=21, show_default=True)
-@click.option("--tenants", type=click.IntRange(2, 100_000), default=25, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True, help="random seed: the same seed writes the same dump")
+@click.option("--days", type=click.IntRange(3, 400), default=21, show_default=True, help="days of traffic")
+@click.option("--tenants", type=click.IntRange(2, 100_000), default=25, show_default=True, help="ERP tenants")
 @click.option("--attack-days", type=click.IntRange(1, 399), default=None, help="scenarios only in the last N days")
 def simulate(out: Path, seed: int, days: int, tenants: int, attack_days: int | None) -> None:
     """Write realistic multi-tenant ERP traffic with labelled attacks (labels.json)."""
@@ -75,16 +75,22 @@ def backtest(dump: Path, labels: Path | None, until: str | None, as_json: bool) 
     labels = labels or dump / "labels.json"
     truth = json.loads(labels.read_text(encoding="utf-8"))
     settings = settings_or_exit()
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     result = backtest_dump(settings, dump, truth, parse_ts(until or truth["clean_until"]), jobs=cpus())
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.table())
 
 
 @click.command()
-@click.option("--tenants", type=click.IntRange(1, 10_000), default=12, show_default=True)
-@click.option("--days", type=click.IntRange(3, 60), default=7, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
+@click.option("--tenants", type=click.IntRange(1, 10_000), default=12, show_default=True, help="ERP tenants simulated")
+@click.option("--days", type=click.IntRange(3, 60), default=7, show_default=True, help="days of traffic simulated")
+@click.option("--seed", type=int, default=7, show_default=True, help="random seed of the simulation")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("demo"),
+    show_default=True,
+    help="where the dump, the database and the email outbox are written",
+)
 def demo(tenants: int, days: int, seed: int, workdir: Path) -> None:
     """Local broker + simulated ERP traffic + the service until caught up + a summary."""
     require_devkit("demo")
@@ -100,7 +106,7 @@ def demo(tenants: int, days: int, seed: int, workdir: Path) -> None:
         console_url=os.environ.get("BREACHWATCH_CONSOLE_URL") or "http://127.0.0.1:8080",
         topic_prefix=f"demo{stamp}.",
     )
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     click.echo(run_demo(settings, workdir, tenants=tenants, days=days, seed=seed, echo=echo))
 
 

@@ -4,7 +4,6 @@ the ``breachwatch`` command. Thin: parse, call one domain function, print."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -19,17 +18,16 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.cli.common import cli_actor, echo, settings_or_exit
+from breachwatch.cli.main import SettingError
+from breachwatch.core.settings import ConfigError, Settings
 
 PASSWORD_ENV = "BREACHWATCH_NEW_USER_PASSWORD"
 ESCALATION_ENV = "BREACHWATCH_ESCALATION_FILE"
 
 
 def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return settings_or_exit(**overrides)
 
 
 @contextmanager
@@ -48,11 +46,7 @@ def _database(settings: Settings) -> Iterator[Engine]:
 
 def _actor() -> str:
     """Who runs a command, as the audit trail names them."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "unknown"
-    return f"cli:{name}"
+    return cli_actor()
 
 
 def _db_option(f: Any) -> Any:
@@ -72,22 +66,21 @@ def console(host: str | None, port: int | None, db_url: str | None) -> None:
 
     from breachwatch.console.app import create_app
     from breachwatch.incidents.users import list_users
-    from breachwatch.runtime import app
+    from breachwatch.runtime import logs
 
     settings = _settings(console_host=host, console_port=port, db_url=db_url)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     with _database(settings) as engine:
         with Session(engine) as session:
             if not list_users(session):
-                click.echo(
-                    "no users yet: create the first admin with `breachwatch users add NAME --role admin`", err=True
-                )
-        click.echo(f"console on http://{settings.console_host}:{settings.console_port}/", err=True)
+                echo("no users yet: create the first admin with `breachwatch users add NAME --role admin`")
+        echo(f"console on http://{settings.console_host}:{settings.console_port}/")
         uvicorn.run(
             create_app(settings, engine),
             host=settings.console_host,
             port=settings.console_port,
             log_level=settings.log_level.lower(),
+            log_config=None,  # its loggers go through the process's handler (plain text or ECS JSON)
             server_header=False,
             # The console decides whom to believe about the client's address
             # (BREACHWATCH_CONSOLE_TRUSTED_PROXIES); uvicorn must not rewrite it first.
@@ -114,7 +107,12 @@ def _new_password() -> str:
 
 @users_group.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["viewer", "responder", "approver", "admin"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "responder", "approver", "admin"]),
+    required=True,
+    help="what the user may do (each role may also do what the ones before it may)",
+)
 @click.option("--email", default=None, help="for silence reminders")
 @_db_option
 def users_add(username: str, role: str, email: str | None, db_url: str | None) -> None:
@@ -193,10 +191,20 @@ def tokens_group() -> None:
 @tokens_group.command("create")
 @click.argument("username")
 @click.option("--name", default="api", show_default=True, help="what the token is for")
-@click.option("--expires-days", type=click.IntRange(1, 3650), default=None)
+@click.option(
+    "--expires-days", type=click.IntRange(1, 3650), default=None, help="days until it expires (default: never)"
+)
+@click.option(
+    "--tenant",
+    "tenant_id",
+    default=None,
+    help="a tenant's own token, issued by USERNAME: it reads only that tenant's transparency log",
+)
 @_db_option
-def tokens_create(username: str, name: str, expires_days: int | None, db_url: str | None) -> None:
-    """Create a token acting as USERNAME; prints it once."""
+def tokens_create(
+    username: str, name: str, expires_days: int | None, tenant_id: str | None, db_url: str | None
+) -> None:
+    """Create a token acting as USERNAME (or, with --tenant, a tenant's token); prints it once."""
     from breachwatch.incidents import users
     from breachwatch.storage import audit
 
@@ -205,14 +213,20 @@ def tokens_create(username: str, name: str, expires_days: int | None, db_url: st
             with Session(engine) as session, session.begin():
                 audit.serialize_writes(session)
                 row, token = users.create_token(
-                    session, username, name, expires_in=timedelta(days=expires_days) if expires_days else None
+                    session,
+                    username,
+                    name,
+                    expires_in=timedelta(days=expires_days) if expires_days else None,
+                    tenant_id=tenant_id,
                 )
                 token_id = row.token_id
-                audit.record(session, _actor(), "token.create", f"token:{token_id}", {"user": username, "name": name})
+                detail = {"user": username, "name": name, "tenant": tenant_id}
+                audit.record(session, _actor(), "token.create", f"token:{token_id}", detail)
         except users.UserError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(token)
-    click.echo(f"token {token_id} for {username}: store it now, it is not shown again", err=True)
+    whose = f"tenant {tenant_id} (issued by {username})" if tenant_id else username
+    click.echo(f"token {token_id} for {whose}: store it now, it is not shown again", err=True)
 
 
 @tokens_group.command("list")
@@ -226,7 +240,8 @@ def tokens_list(username: str | None, db_url: str | None) -> None:
         for t in users.list_tokens(session, username):
             state = "revoked" if t.revoked_at else "active"
             used = t.last_used_at.isoformat() if t.last_used_at else "never used"
-            click.echo(f"{t.token_id}\t{t.username}\t{t.name}\t{state}\t{used}")
+            scope = f"tenant:{t.tenant_id}" if t.tenant_id else "user"
+            click.echo(f"{t.token_id}\t{t.username}\t{t.name}\t{state}\t{used}\t{scope}")
 
 
 @tokens_group.command("revoke")
@@ -287,20 +302,27 @@ def retention_group() -> None:
 
 
 @retention_group.command("apply")
-@click.option("--mode", type=click.Choice(["anonymise", "purge"]), default="anonymise", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["anonymise", "purge"]),
+    default="anonymise",
+    show_default=True,
+    help="anonymise (keyed pseudonyms, needs BREACHWATCH_PSEUDONYM_KEY) or purge the expired evidence",
+)
 @click.option(
     "--days", type=click.IntRange(1, 36500), default=None, help="default: BREACHWATCH_EVIDENCE_RETENTION_DAYS"
 )
 @click.option("--dry-run", is_flag=True, help="count what would change, change nothing")
 @_db_option
 def retention_apply(mode: str, days: int | None, dry_run: bool, db_url: str | None) -> None:
-    """Anonymise (or purge) evidence older than the retention period."""
-    from breachwatch.privacy import retention
+    """Anonymise (or purge) evidence older than the retention period, and delete staff
+    accesses older than BREACHWATCH_TRANSPARENCY_RETENTION_DAYS from the transparency log."""
+    from breachwatch.privacy import retention, transparency
 
     settings = _settings(db_url=db_url)
     key = settings.secret("pseudonym_key")
     if mode == "anonymise" and not key:
-        raise click.ClickException("anonymising needs BREACHWATCH_PSEUDONYM_KEY (or use --mode purge)")
+        raise SettingError("anonymising needs BREACHWATCH_PSEUDONYM_KEY (or use --mode purge)")
     with _database(settings) as engine:
         try:
             report = retention.apply(
@@ -313,7 +335,11 @@ def retention_apply(mode: str, days: int | None, dry_run: bool, db_url: str | No
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(report.as_dict()))
+        with Session(engine) as session, session.begin():
+            staff = transparency.apply_retention(
+                session, settings.transparency_retention_days, _actor(), dry_run=dry_run
+            )
+    click.echo(json.dumps({**report.as_dict(), **staff}))
 
 
 @click.group("tenant")
@@ -326,13 +352,15 @@ def tenant_group() -> None:
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="default: stdout")
 @_db_option
 def tenant_export(tenant: str, out: Path | None, db_url: str | None) -> None:
-    """Write the tenant's incidents and notices as JSON."""
+    """Write the tenant's incidents, notices and the staff accesses to its data as JSON."""
     from breachwatch.privacy.data_rights import export_tenant
+    from breachwatch.privacy.transparency import identity_from
     from breachwatch.storage import audit
 
-    with _database(_settings(db_url=db_url)) as engine, Session(engine) as session, session.begin():
+    settings = _settings(db_url=db_url)
+    with _database(settings) as engine, Session(engine) as session, session.begin():
         audit.serialize_writes(session)
-        doc = export_tenant(session, tenant, _actor())
+        doc = export_tenant(session, tenant, _actor(), identity=identity_from(settings))
     text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
     if out is None:
         click.echo(text, nl=False)
@@ -366,12 +394,12 @@ def silences_group() -> None:
 
 
 @silences_group.command("add")
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="why, for the audit trail and the reminders")
 @click.option("--hours", type=click.FloatRange(min=0.01, max=90 * 24), default=None, help="how long (default 24)")
 @click.option("--until", "until", type=click.DateTime(["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]), default=None, help="UTC")
-@click.option("--actor", default=None)
-@click.option("--tenant", default=None)
-@click.option("--kind", default=None)
+@click.option("--actor", default=None, help="match incidents of this actor id")
+@click.option("--tenant", default=None, help="match incidents touching this tenant id")
+@click.option("--kind", default=None, help="match incidents of this kind")
 @click.option("--ip", default=None, help="an address or a network such as 198.51.100.0/24")
 @click.option("--owner", default=None, help="the console user who owns it (default: you)")
 @_db_option
@@ -469,15 +497,15 @@ def silences_expire(silence_id: str, db_url: str | None) -> None:
 def escalate(escalation_file: Path | None, every: float | None, deliver: bool, db_url: str | None) -> None:
     """Re-page unacknowledged incidents, escalate up the chain, remind silence owners."""
     from breachwatch.notifier.paging import escalation
-    from breachwatch.runtime import app
+    from breachwatch.runtime import app, logs
 
     settings = _settings(db_url=db_url)
-    app.setup_logging(settings)
+    logs.setup_logging(settings)
     path = escalation_file or (Path(os.environ[ESCALATION_ENV]) if os.environ.get(ESCALATION_ENV) else None)
     try:
         policy = escalation.load_policy(path, settings)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
     with _database(settings) as engine:
         while True:
             report = escalation.run_once(engine, settings, policy)

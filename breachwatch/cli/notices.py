@@ -5,38 +5,25 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from breachwatch.core.settings import ConfigError, Settings, load_settings
+from breachwatch.cli.common import database_session, settings_or_exit
+from breachwatch.cli.main import SettingError
+from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.notifier import notices
 from breachwatch.notifier.notices.models import NoticeRow
 
 
 def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return settings_or_exit()
 
 
-@contextmanager
-def _session(settings: Settings) -> Iterator[Session]:
-    from breachwatch.runtime.app import database
-
-    engine = database(settings)
-    try:
-        with Session(engine) as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
+_session = database_session
 
 
 def _next_deadline(n: dict[str, Any]) -> str:
@@ -165,7 +152,9 @@ def outcome_cmd(message_id: str, arrived: bool, person: str) -> None:
 
 
 @notices_group.command("send")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="most messages sent in this pass"
+)
 def send_cmd(limit: int) -> None:
     """One delivery pass over the outbox (notices and pages), then print what happened."""
     from breachwatch.runtime.app import database, delivery_channels, outbox_dispatcher
@@ -195,7 +184,7 @@ def deadlines_cmd() -> None:
             pages = notices.check_deadlines(session, settings, now)
             overdue = notices.overdue_duties(session, now)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
     for p in pages:
         click.echo(f"paged: {p.notice_id} {p.rule_id} {p.threshold} ({len(p.message_ids)} message(s))")
     for d in overdue:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import hmac
+import io
 import json
 import logging
 import math
@@ -74,11 +75,12 @@ from breachwatch.detectors.learned.profiles import (
     ActorProfile,
     PeerProfile,
 )
+from breachwatch.detectors.learned.signing import ModelFileError, seal, unseal
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "breachwatch.learned"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: signed (``signing``), no unkeyed digest inside
 
 # The lowest score the product raises an incident for: roughly two clearly unusual signals at
 # once (each ingredient adds ~30 points at its learned scale). Calibration may raise the
@@ -136,10 +138,6 @@ F_EXPORT = 8
 F_FAILED = 16
 F_ROLE = 32
 F_LOGIN = 64
-
-
-class ModelFileError(Exception):
-    """A model file that cannot be trusted or read: wrong format, unknown types, tampered."""
 
 
 class _Keyed:
@@ -1303,17 +1301,6 @@ def _pseudonymised_baselines(collector: LearnedDetector, keyed: _Keyed, until: f
 # ---- model files ------------------------------------------------------------------------------
 
 
-def _digest(metadata_json: str, baselines_json: str, logs_json: str | None = None) -> str:
-    h = hashlib.sha256()
-    h.update(metadata_json.encode("utf-8"))
-    h.update(b"\x00")
-    h.update(baselines_json.encode("utf-8"))
-    if logs_json is not None:  # files without a log model keep the digest they always had
-        h.update(b"\x00")
-        h.update(logs_json.encode("utf-8"))
-    return h.hexdigest()
-
-
 def logs_only_model(logs: dict[str, Any], pseudonym_key: bytes, until: datetime, report: TrainReport) -> TrainedModel:
     """A model file for a history with log records but no access or login events (imported log
     files): the learned detector starts as it would without a model, the log detector trained."""
@@ -1340,8 +1327,9 @@ def logs_only_model(logs: dict[str, Any], pseudonym_key: bytes, until: datetime,
     )
 
 
-def save_model(model: TrainedModel, path: Path) -> None:
-    """Write the model with skops (no pickle): estimators, metadata and baselines."""
+def save_model(model: TrainedModel, path: Path, signing_key: bytes) -> None:
+    """Write the model with skops (no pickle): estimators, metadata and baselines, signed
+    with ``signing_key`` (``signing.seal``)."""
     import skops.io as sio
 
     metadata_json = json.dumps(model.metadata, sort_keys=True, separators=(",", ":"))
@@ -1356,13 +1344,12 @@ def save_model(model: TrainedModel, path: Path) -> None:
         "anomaly_threshold": float(model.anomaly_threshold),
         "metadata": metadata_json,
         "baselines": baselines_json,
-        "digest": _digest(metadata_json, baselines_json, logs_json),
     }
     if logs_json is not None:
         payload["logs"] = logs_json
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    sio.dump(payload, tmp)
+    tmp.write_bytes(seal(sio.dumps(payload), signing_key))
     tmp.replace(path)
 
 
@@ -1393,9 +1380,9 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 )
 
 
-def _types_in(path: Path) -> set[str]:
-    """Every ``module.class`` named in a skops file's schema."""
-    with zipfile.ZipFile(path) as z:
+def _types_in(archive: bytes) -> set[str]:
+    """Every ``module.class`` named in a skops archive's schema."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
         schema = json.loads(z.read("schema.json"))
     found: set[str] = set()
     stack: list[Any] = [schema]
@@ -1410,14 +1397,20 @@ def _types_in(path: Path) -> set[str]:
     return found
 
 
-def load_model(path: Path) -> TrainedModel:
-    """Read a model written by ``save_model``; refuse unknown types and tampered content."""
+def load_model(path: Path, signing_key: bytes) -> TrainedModel:
+    """Read a model written by ``save_model``: its signature and scikit-learn version are
+    checked before anything in it is read, then unknown types are refused."""
     import skops.io as sio
 
     path = Path(path)
     try:
-        present = _types_in(path)
-        untrusted = set(sio.get_untrusted_types(file=path))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the model file: {exc.strerror}") from None
+    archive = unseal(data, signing_key, str(path))
+    try:
+        present = _types_in(archive)
+        untrusted = set(sio.get_untrusted_types(data=archive))
     except Exception as exc:  # zipfile, json and skops raise many kinds on foreign bytes
         raise ModelFileError(f"{path}: not a BreachWatch model file ({type(exc).__name__})") from exc
     # Every type in the file must be one this code writes, including those skops would
@@ -1428,7 +1421,7 @@ def load_model(path: Path) -> TrainedModel:
             f"{path}: refusing to load, the file contains types this version does not trust: {unknown}"
         )
     try:
-        payload = sio.load(path, trusted=sorted(untrusted))
+        payload = sio.loads(archive, trusted=sorted(untrusted))
     except Exception as exc:  # skops raises many kinds on a damaged file; all mean "cannot trust it"
         raise ModelFileError(f"{path}: model file is damaged or not readable ({type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
@@ -1443,8 +1436,6 @@ def load_model(path: Path) -> TrainedModel:
     logs_json = payload.get("logs")
     if logs_json is not None and not isinstance(logs_json, str):
         raise ModelFileError(f"{path}: log model of the wrong type")
-    if not hmac.compare_digest(str(payload.get("digest", "")), _digest(metadata_json, baselines_json, logs_json)):
-        raise ModelFileError(f"{path}: model content does not match its digest (modified after it was written)")
     patterns, population = payload.get("patterns"), payload.get("population")
     if not isinstance(patterns, PatternScorer) or not (population is None or isinstance(population, PopulationModel)):
         raise ModelFileError(f"{path}: model estimators missing or of the wrong type")

@@ -283,7 +283,7 @@ class SessionCountModel(BaseEstimator):
     # --------------------------------------------------------------- scoring
 
     def _nearest(self, weighted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = _distances(weighted, self.points_)
+        d = _judged_distances(weighted, self.points_)
         j = d.argmin(axis=1)
         return j, d[np.arange(len(weighted)), j]
 
@@ -312,7 +312,7 @@ class SessionCountModel(BaseEstimator):
         j, dist = int(j_arr[0]), float(d_arr[0])
         spread = float(self.spread_[j])
         score = dist / (spread + self.grain_) / self.limit_ if self.ready_ else 0.0
-        parts = (w[0] - self.points_[j]) ** 2
+        parts = _judged_parts(w[0], self.points_[j])
         total = float(parts.sum()) or 1.0
         order = [int(c) for c in np.argsort(-parts, kind="stable") if parts[c] > 0][: 4 * self.top_reasons]
         expected = self.counts_[j]
@@ -332,6 +332,29 @@ class SessionCountModel(BaseEstimator):
         else:
             kind = "unusual_count"
         return Deviation(kind, self.column_keys_[j], seen, exp, med, mx, share)
+
+
+# A session that does more than its nearest learned session (the same task twice, as a month-end
+# close runs it) is less telling than one that stops short of it (a flow cut off by a failure):
+# what a session has beyond its neighbour counts this much. Steps never seen at all are novelty,
+# which the detector weighs on its own.
+MORE_WEIGHT = 0.5
+
+
+def _judged_parts(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per column, the squared difference of a judged session ``x`` from a learned one ``p``,
+    what ``x`` has more of weighed by ``MORE_WEIGHT``."""
+    diff = x - p
+    return np.where(diff > 0, (MORE_WEIGHT * diff) ** 2, diff**2)
+
+
+def _judged_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distances from judged sessions (rows of ``a``) to learned ones (rows of ``b``), as
+    ``_judged_parts`` weighs them."""
+    out = np.empty((len(a), len(b)))
+    for i, x in enumerate(a):
+        out[i] = np.sqrt(_judged_parts(x[None, :], b).sum(axis=1))
+    return out
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -155,9 +155,11 @@ class LogDetector(Detector):
         nor with one never-seen template (a new error message once is what a release looks like;
         many at once are an error burst).
     min_session_score : float
-        The raw score a session needs to be flagged. The count model's signal is worth it when the
-        session is three times its limit (see ``count_model``), nothing at the limit, and in
-        between grows with the logarithm of the ratio.
+        The raw score a session needs to be flagged.
+    count_solo_factor : float
+        How many times its limit (see ``count_model``) a session's counts must be for the count
+        model alone to flag it; nothing at the limit, in between its weight grows with the
+        logarithm of the ratio, so a lesser deviation adds to other evidence.
     trained : mapping or None
         What ``history.learn_history`` learned from history (``breachwatch train``): the
         detector starts from it, and from it again after a reset.
@@ -193,6 +195,7 @@ class LogDetector(Detector):
         count_refit_interval: timedelta = timedelta(hours=24),
         severity_weight: float = 0.4,
         min_session_score: float = 1.5,
+        count_solo_factor: float = 3.0,
         trained: Mapping[str, Any] | None = None,
     ) -> None:
         self.idle_gap = idle_gap
@@ -222,6 +225,7 @@ class LogDetector(Detector):
         # a rare but harmless path (a user denied a page once) looks like, and paging on it is
         # noise; with it, another signal (an unseen order of steps, odd counts, errors) is needed.
         self.min_session_score = min_session_score
+        self.count_solo_factor = count_solo_factor
         self.trained = trained
         # Derived settings, in seconds, for the per-record path.
         self.close_after_s = (idle_gap + lateness).total_seconds()
@@ -545,9 +549,9 @@ class LogDetector(Detector):
             scores = model.score_samples([a.summary for a in group if a.summary is not None])
             for a, s in zip(group, scores, strict=True):
                 # Its weight grows with how far past the limit the session is: nothing at it (so
-                # no session is flagged for landing a rounding error beyond it), one signal's
-                # worth at about twice, enough to flag alone at three times.
-                weight = self.min_session_score * min(1.5, math.log(s, 3.0)) if s > 1.0 else 0.0
+                # no session is flagged for landing a rounding error beyond it), enough to flag
+                # alone at ``count_solo_factor`` times.
+                weight = self.min_session_score * min(1.5, math.log(s, self.count_solo_factor)) if s > 1.0 else 0.0
                 if weight >= 0.05:
                     self._count_term(svc, model, a, float(s), weight)
         for a in items:

@@ -21,16 +21,18 @@ from typing import Any
 from breachwatch.core.events import ACTOR_TOPICS, Event
 from breachwatch.core.findings import MAX_EVIDENCE, SEVERITY_RANK, DetectionContext, Detector, Finding
 from breachwatch.core.ids import stable_id
-from breachwatch.detectors.rules.access import cross_tenant_access, staff_without_ticket
+from breachwatch.core.justification import StaffAccess
+from breachwatch.detectors.rules.access import cross_tenant_access
 from breachwatch.detectors.rules.core import Hit, MatchFn, Rule, RuleMemory
 from breachwatch.detectors.rules.exports import bulk_export
 from breachwatch.detectors.rules.logins import brute_force, credential_stuffing
+from breachwatch.detectors.rules.staff import staff_access
 
 log = logging.getLogger(__name__)
 
 RULES: tuple[Rule, ...] = (
     cross_tenant_access,
-    staff_without_ticket,
+    staff_access,
     credential_stuffing,
     brute_force,
     bulk_export,
@@ -120,6 +122,15 @@ class RulesDetector(Detector):
         if self._watermark >= self._next_sweep:
             self._sweep(self._watermark)
         return findings
+
+    def take_staff_accesses(self) -> list[StaffAccess]:
+        """The staff accesses the rules judged since the last call (see ``staff``)."""
+        out: list[StaffAccess] = []
+        for mem in self._memories.values():
+            take = getattr(mem, "take_judged", None)
+            if take is not None:
+                out.extend(take())
+        return out
 
     def _failed(self, r: Rule, ev: Event, exc: Exception) -> None:
         n = self.errors[r.name] = self.errors.get(r.name, 0) + 1

@@ -1,7 +1,10 @@
 """Breach-notification duties: which laws apply to a breach, whom to notify, by when, with what.
 
 The rules are data (``rules/*.toml``, each duty with its sources); :mod:`.engine` validates
-them and applies them to a breach, :mod:`.calendars` does the deadline arithmetic.
+them and applies them to a breach, :mod:`.calendars` does the deadline arithmetic,
+:mod:`.provisos` reads what a statute allows beside its duties (encryption safe harbour,
+law-enforcement delay, substitute notice) and :mod:`.delays` holds clocks back for a recorded
+law-enforcement request.
 """
 
 from breachwatch.notifier.duties.calendars import (
@@ -22,6 +25,7 @@ from breachwatch.notifier.duties.categories import (
     default_category_map,
     load_category_map,
 )
+from breachwatch.notifier.duties.delays import DelayRequest, Hold, hold, hold_all
 from breachwatch.notifier.duties.engine import (
     ANCHORS,
     CONTENT_ELEMENTS,
@@ -59,6 +63,15 @@ from breachwatch.notifier.duties.engine import (
     window_used,
 )
 from breachwatch.notifier.duties.facts import Headcount, TraitFacts, split_by_jurisdiction
+from breachwatch.notifier.duties.provisos import (
+    REQUESTERS,
+    DelayTerms,
+    Exempted,
+    LawEnforcementDelay,
+    SafeHarbour,
+    SubstituteNotice,
+    SubstituteOption,
+)
 
 __all__ = [
     "ANCHORS",
@@ -72,6 +85,7 @@ __all__ = [
     "MOMENTS",
     "QUALITATIVE_UNITS",
     "RECIPIENT_KINDS",
+    "REQUESTERS",
     "SENSITIVITY_CATEGORIES",
     "US_FEDERAL",
     "Advisory",
@@ -82,17 +96,25 @@ __all__ = [
     "Classified",
     "ContractualOverride",
     "Deadline",
+    "DelayRequest",
+    "DelayTerms",
     "DueTime",
     "Duty",
     "DutyRule",
+    "Exempted",
     "Headcount",
+    "Hold",
     "JurisdictionDuties",
+    "LawEnforcementDelay",
     "Policy",
     "Recipient",
     "RuleFile",
     "RuleFileError",
     "RuleSet",
+    "SafeHarbour",
     "Source",
+    "SubstituteNotice",
+    "SubstituteOption",
     "TraitFacts",
     "Trigger",
     "Undecided",
@@ -105,6 +127,8 @@ __all__ = [
     "due_time",
     "duties_for",
     "easter_sunday",
+    "hold",
+    "hold_all",
     "load_category_map",
     "load_rules",
     "split_by_jurisdiction",

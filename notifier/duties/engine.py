@@ -21,10 +21,16 @@ Conventions, as the law reads (also in ``rules/_policy.toml``):
   or notes say so. A draft bill yields an advisory note, never a duty.
 * A duty that cannot be decided for lack of a fact (an entity trait, the data categories, the
   number of people) is reported as undecided, never silently dropped.
+* Only what a statute itself provides is relief (:mod:`.provisos`): an encryption safe harbour
+  judges the unencrypted data alone and lists the duties it lifts as exempted; a
+  law-enforcement request holds back only the duties whose statute allows it, and their clocks
+  restart when it ends (:mod:`.delays`, at the end of the delay if the deadline fell inside it);
+  substitute notice is offered where the statute allows it, with the facts that decide it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -50,6 +56,15 @@ from breachwatch.notifier.duties.calendars import (
     year_end,
 )
 from breachwatch.notifier.duties.facts import Headcount, TraitFacts, split_by_jurisdiction, utc
+from breachwatch.notifier.duties.provisos import (
+    DelayTerms,
+    Exempted,
+    LawEnforcementDelay,
+    SafeHarbour,
+    SubstituteNotice,
+    SubstituteOption,
+    substitute_option,
+)
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
 POLICY_FILE = "_policy.toml"
@@ -452,7 +467,9 @@ class RuleFile(_RuleModel):
     ``draft`` marks a bill that is not law: its rules yield advisory notes, never duties.
     ``requires_traits`` must all be held by the reporting entity; ``traits_implied_by`` lists
     data categories whose presence settles those traits (data that is "PHI" is, by definition,
-    held by or for a HIPAA covered entity).
+    held by or for a HIPAA covered entity). ``safe_harbour``, ``law_enforcement_delay`` and
+    ``substitute_notice`` are what the statute itself allows beside its duties
+    (:mod:`.provisos`).
     """
 
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
@@ -465,6 +482,9 @@ class RuleFile(_RuleModel):
     notes: str = ""
     sources: Annotated[tuple[Source, ...], Field(min_length=1)]
     duties: Annotated[tuple[DutyRule, ...], Field(min_length=1)]
+    safe_harbour: SafeHarbour | None = None
+    law_enforcement_delay: LawEnforcementDelay | None = None
+    substitute_notice: SubstituteNotice | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleFile:
@@ -485,6 +505,16 @@ class RuleFile(_RuleModel):
             missing = [s for s in rule.sources if s not in source_ids]
             if missing:
                 raise ValueError(f"duty {rule.id!r} cites unknown sources {missing}")
+        for name in ("safe_harbour", "law_enforcement_delay", "substitute_notice"):
+            proviso = getattr(self, name)
+            if proviso is None:
+                continue
+            unknown = [d for d in proviso.duties if d not in seen]
+            if unknown:
+                raise ValueError(f"{name} names duties {unknown} that this regime does not define")
+            missing = [s for s in proviso.sources if s not in source_ids]
+            if missing:
+                raise ValueError(f"{name} cites unknown sources {missing}")
         return self
 
     def covers(self, code: str) -> bool:
@@ -594,6 +624,8 @@ class Duty(BaseModel):
     after: str | None = None
     not_before: str | None = None
     notes: str = ""
+    delay_terms: DelayTerms | None = None  # how law enforcement may hold it back, where the statute lets it
+    substitute: SubstituteOption | None = None  # substitute notice to individuals, where the statute allows it
 
 
 class Undecided(BaseModel):
@@ -635,6 +667,7 @@ class JurisdictionDuties(BaseModel):
     duties: tuple[Duty, ...]
     undecided: tuple[Undecided, ...]
     advisories: tuple[Advisory, ...]
+    exempted: tuple[Exempted, ...] = ()  # lifted by an encryption safe harbour
 
 
 class Assessment(BaseModel):
@@ -660,6 +693,9 @@ class Assessment(BaseModel):
 
     def advisories(self) -> list[Advisory]:
         return [a for block in self.jurisdictions for a in block.advisories]
+
+    def exempted(self) -> list[Exempted]:
+        return [e for block in self.jurisdictions for e in block.exempted]
 
 
 _FAR = datetime.max.replace(tzinfo=UTC)
@@ -693,6 +729,10 @@ class BreachFacts:
     traits: TraitFacts
     overrides: tuple[ContractualOverride, ...]
     on: date | None
+    # The categories of the data that was NOT encrypted (None: no safe harbour is claimed).
+    unencrypted: frozenset[str] | None = None
+    unencrypted_uncategorised: tuple[str, ...] = ()
+    contacts_missing: int | None = None  # people whose contact details are insufficient
 
 
 @dataclass(frozen=True, slots=True)
@@ -751,6 +791,9 @@ class RuleSet:
         clock_starts: Mapping[str, datetime] | None = None,
         sent_notices: Mapping[str, datetime] | None = None,
         on: date | None = None,
+        unencrypted_categories: Iterable[str] | None = None,
+        unencrypted_uncategorised: Sequence[str] | None = None,
+        contacts_missing: int | None = None,
     ) -> Assessment:
         """The duties owed in ``role`` for one breach, per jurisdiction where data subjects live.
 
@@ -761,6 +804,12 @@ class RuleSet:
         moment, or the earliest moment that may stand in for it. ``uncategorised`` names data
         whose legal categories are unknown (e.g. unmapped resource types). ``traits`` lists the
         traits held, or maps traits to held / not held; any other trait is unknown.
+
+        ``unencrypted_categories`` (and ``unencrypted_uncategorised``) describe the part of the
+        data that was not encrypted, or whose key was taken too: a regime with an encryption
+        safe harbour judges only that part, and a duty it lifts is listed as exempted. None
+        claims no safe harbour. ``contacts_missing`` is how many affected people have no usable
+        contact details (None: not known), for substitute notice.
         """
         facts = self._facts(
             role,
@@ -774,6 +823,7 @@ class RuleSet:
             sent_notices,
             on,
         )
+        facts = self._with_provisos(facts, unencrypted_categories, unencrypted_uncategorised, contacts_missing)
         heads = self._headcounts(
             _jurisdiction(jurisdiction),
             affected_subjects,
@@ -853,6 +903,7 @@ class RuleSet:
         duties: list[Duty] = []
         undecided: list[Undecided] = []
         advisories: list[Advisory] = []
+        exempted: list[Exempted] = []
         for regime in self.regimes:
             if not regime.covers(code):
                 continue
@@ -862,6 +913,8 @@ class RuleSet:
                     duties.append(outcome)
                 elif isinstance(outcome, Advisory):
                     advisories.append(outcome)
+                elif isinstance(outcome, Exempted):
+                    exempted.append(outcome)
                 if isinstance(outcome, Undecided) or (isinstance(outcome, Duty) and outcome.threshold_met is None):
                     undecided.append(self._undecided(regime, rule, ctx, outcome))
         duties.extend(self._contract_duties(ctx, duties))
@@ -871,10 +924,11 @@ class RuleSet:
             duties=tuple(sorted(duties, key=_order)),
             undecided=tuple(u for u in undecided if u.missing),
             advisories=tuple(advisories),
+            exempted=tuple(exempted),
         )
 
-    def _apply(self, regime: RuleFile, rule: DutyRule, ctx: _Context) -> Duty | Advisory | Undecided | None:
-        """A rule applied to one jurisdiction's facts: a duty, an advisory, undecided, or nothing."""
+    def _apply(self, regime: RuleFile, rule: DutyRule, ctx: _Context) -> Duty | Advisory | Undecided | Exempted | None:
+        """A rule applied to one jurisdiction's facts: a duty, an advisory, undecided, exempted, or nothing."""
         facts = ctx.facts
         if facts.role not in rule.roles or not self._in_force(rule, ctx):
             return None
@@ -884,6 +938,10 @@ class RuleSet:
         traits = self._trait_gaps(regime, rule, facts)
         if traits is False:
             return None
+        harbour = self._safe_harbour(regime, rule, ctx, verdict)
+        if isinstance(harbour, Exempted):
+            return harbour
+        verdict = harbour
         if traits:
             return Undecided(
                 rule_id=rule.id,
@@ -898,10 +956,39 @@ class RuleSet:
             return _advisory(regime, rule, ctx.code)
         return self._duty(regime, rule, ctx, verdict)
 
+    @staticmethod
+    def _safe_harbour(regime: RuleFile, rule: DutyRule, ctx: _Context, verdict: Verdict) -> Verdict | Exempted:
+        """The verdict on the unencrypted data alone where the regime has a safe harbour for this
+        duty; the exemption when that data no longer meets the trigger (or there is none)."""
+        harbour, facts = regime.safe_harbour, ctx.facts
+        if harbour is None or facts.unencrypted is None or not harbour.covers(rule.id):
+            return verdict
+        plain, plain_unknown = facts.unencrypted, facts.unencrypted_uncategorised
+        # Every record reached was encrypted: nothing is left that the statute counts. (An empty
+        # category set would otherwise read as "not known yet".)
+        lifted = bool(facts.categories or facts.uncategorised) and not (plain or plain_unknown)
+        judged = verdict
+        if not lifted and rule.trigger.any_of_categories:
+            judged = rule.trigger.evaluate(ctx.local, facts.total, plain, plain_unknown)
+            lifted = judged.met is False
+        if not lifted:
+            return judged
+        return Exempted(
+            rule_id=rule.id,
+            regime=regime.id,
+            jurisdiction=ctx.code,
+            title=rule.title,
+            role=facts.role,
+            provision=harbour.provision,
+            text=harbour.text,
+        )
+
     def _undecided(self, regime: RuleFile, rule: DutyRule, ctx: _Context, outcome: Duty | Undecided) -> Undecided:
         if isinstance(outcome, Undecided):
             return outcome
         verdict = rule.trigger.evaluate(ctx.local, ctx.facts.total, ctx.facts.categories, ctx.facts.uncategorised)
+        judged = self._safe_harbour(regime, rule, ctx, verdict)
+        verdict = judged if isinstance(judged, Verdict) else verdict
         return Undecided(
             rule_id=rule.id,
             regime=regime.id,
@@ -988,7 +1075,21 @@ class RuleSet:
             after=rule.after,
             not_before=rule.not_before,
             notes=rule.notes,
+            delay_terms=self._delay_terms(regime, rule),
+            substitute=self._substitute(regime, rule, ctx),
         )
+
+    @staticmethod
+    def _delay_terms(regime: RuleFile, rule: DutyRule) -> DelayTerms | None:
+        delay = regime.law_enforcement_delay
+        return DelayTerms.of(delay) if delay is not None and delay.covers(rule.id) else None
+
+    @staticmethod
+    def _substitute(regime: RuleFile, rule: DutyRule, ctx: _Context) -> SubstituteOption | None:
+        proviso = regime.substitute_notice
+        if proviso is None or not proviso.covers(rule.id):
+            return None
+        return substitute_option(proviso, ctx.local, ctx.facts.contacts_missing)
 
     def _contract_duties(self, ctx: _Context, duties: Sequence[Duty]) -> list[Duty]:
         """The vendor's contractual duties to its customer, as processor."""
@@ -1091,6 +1192,31 @@ class RuleSet:
             traits=_traits(traits),
             overrides=tuple(tenant_overrides),
             on=on,
+        )
+
+    @staticmethod
+    def _with_provisos(
+        facts: BreachFacts,
+        unencrypted: Iterable[str] | None,
+        unencrypted_uncategorised: Sequence[str] | None,
+        contacts_missing: int | None,
+    ) -> BreachFacts:
+        if contacts_missing is not None and contacts_missing < 0:
+            raise ValueError(f"contacts_missing cannot be negative, got {contacts_missing}")
+        if unencrypted is None:
+            return dataclasses.replace(facts, contacts_missing=contacts_missing)
+        plain = frozenset(unencrypted)
+        unknown = sorted(plain - set(DATA_CATEGORIES))
+        if unknown:
+            expected = ", ".join(DATA_CATEGORIES)
+            raise ValueError(f"unknown unencrypted categories {unknown}; expected some of: {expected}")
+        return dataclasses.replace(
+            facts,
+            unencrypted=plain,
+            unencrypted_uncategorised=tuple(
+                facts.uncategorised if unencrypted_uncategorised is None else unencrypted_uncategorised
+            ),
+            contacts_missing=contacts_missing,
         )
 
     @staticmethod

@@ -7,7 +7,8 @@ same convention as ``BREACHWATCH_CONFIG``), then passed around as a frozen value
 * ``BREACHWATCH_CONTRACTS_FILE``: tenant id -> notification deadline in hours, either
   ``t-rhein = 24`` or a table ``[t-rhein]`` with ``hours`` and ``reference`` (the clause).
 * ``BREACHWATCH_NOTICES_FILE``: ``approvals`` (1 or 2), ``[vendor]`` (name, contact_email,
-  contact_phone, dpo_name, dpo_email, address), ``sendgrid_webhook_public_key``.
+  contact_phone, dpo_name, dpo_email, address), ``sendgrid_webhook_public_key``, and the duties'
+  facts about tenants: ``[all_tenants]`` and ``[tenants.<id>]`` (see ``tenant_facts``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from breachwatch.core.settings import ConfigError, Settings
 from breachwatch.notifier.duties import ContractualOverride
 from breachwatch.notifier.message import is_address
+from breachwatch.notifier.notices.tenant_facts import TenantFacts, parse_all
 
 CONTRACTS_ENV = "BREACHWATCH_CONTRACTS_FILE"
 NOTICES_ENV = "BREACHWATCH_NOTICES_FILE"
@@ -58,10 +60,16 @@ class NoticeConfig:
     contracts: Mapping[str, ContractualOverride] = field(default_factory=dict)
     approvals: int = 1
     sendgrid_webhook_public_key: str | None = None
+    all_tenants: TenantFacts = field(default_factory=TenantFacts)
+    tenants: Mapping[str, TenantFacts] = field(default_factory=dict)
 
     def overrides_for(self, tenant_id: str) -> tuple[ContractualOverride, ...]:
         term = self.contracts.get(tenant_id)
         return (term,) if term is not None else ()
+
+    def facts_for(self, tenant_id: str) -> TenantFacts:
+        """Traits, jurisdictions, encryption and category map entries configured for a tenant."""
+        return self.tenants.get(tenant_id) or self.all_tenants
 
 
 def _read_toml(path: Path, variable: str) -> dict[str, Any]:
@@ -127,9 +135,12 @@ def load_notice_config(settings: Settings, environ: Mapping[str, str] | None = N
     if approvals not in (1, 2) or isinstance(approvals, bool):
         raise ConfigError(f"{NOTICES_ENV}: approvals must be 1 or 2")
     key = raw.get("sendgrid_webhook_public_key")
+    all_tenants, tenants = parse_all(raw, NOTICES_ENV)
     return NoticeConfig(
         vendor=_vendor(raw.get("vendor"), settings),
         contracts=contracts,
         approvals=int(approvals),
         sendgrid_webhook_public_key=str(key) if key else None,
+        all_tenants=all_tenants,
+        tenants=tenants,
     )

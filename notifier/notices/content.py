@@ -71,6 +71,16 @@ ADVICE_BY_CATEGORY: Mapping[str, tuple[str, ...]] = {
     "health_insurance": ("watch_statements",),
 }
 NATURE_CONSEQUENCES: Mapping[str, str] = {"integrity": "data_altered", "availability": "data_lost"}
+EMPTY_LAW: Mapping[str, Any] = {
+    "moments": [],
+    "jurisdictions": [],
+    "undecided": [],
+    "advisories": [],
+    "exempted": [],
+    "holds": [],
+    "substitute": [],
+    "waived": [],
+}
 
 
 def direction(locale: str) -> str:
@@ -119,6 +129,16 @@ def duty_context(duty: Duty | Mapping[str, Any]) -> dict[str, Any]:
             "clock_started_at": _iso(duty.clock_started_at),
             "elements": list(duty.required_elements),
             "conditions": list(duty.conditions),
+            "clock_start": duty.clock_start,
+            "clock_start_text": duty.clock_start_text or "",
+            "moment_used": duty.moment_used or "",
+            "moment_is_fallback": duty.moment_is_fallback,
+            "due_last_day": duty.due_last_day.isoformat() if duty.due_last_day else "",
+            "due_zone": duty.due_zone or "",
+            "jurisdictions": [duty.jurisdiction],
+            "hold": {},
+            "substitute": duty.substitute.model_dump(mode="json") if duty.substitute is not None else {},
+            "waived": {},
         }
     return dict(duty)
 
@@ -145,8 +165,10 @@ def notice_context(
     issued_at: datetime,
     previous: Mapping[str, Any] | None = None,
     mark: Callable[..., str] = no_marks,
+    law: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The context of ``customer_notice``, ``followup`` and ``regulator_draft`` templates."""
+    """The context of ``customer_notice``, ``followup`` and ``regulator_draft`` templates;
+    ``law`` is what ``law_context`` reads of the notice's jurisdictions and clocks."""
     categories = [c.model_dump(mode="json") for c in impact.categories[:MAX_CATEGORIES]]
     more = max(len(impact.categories) - MAX_CATEGORIES, 0)
     data_categories = list(impact.data_categories)
@@ -210,7 +232,16 @@ def notice_context(
         },
         "duties": {"vendor": list(vendor_duties), "customer": list(customer_duties)},
         "authority_duties": authority_duties,
+        "law": _local_law(law, locale),
     }
+
+
+def _local_law(law: Mapping[str, Any] | None, locale: str) -> dict[str, Any]:
+    """``law`` with each entry naming a duty given its provision's local form, where there is one."""
+    out = {**EMPTY_LAW, **(law or {})}
+    for key in ("undecided", "advisories", "exempted", "holds", "substitute", "waived"):
+        out[key] = [localise(e, locale) if isinstance(e, Mapping) and "rule_id" in e else e for e in out[key]]
+    return out
 
 
 # --- the renderer with locale-aware filters ---------------------------------------------------

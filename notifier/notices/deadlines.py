@@ -25,6 +25,7 @@ from breachwatch.core.settings import Settings
 from breachwatch.notifier.alerts import console_link, paging_channel_names
 from breachwatch.notifier.integrations import DEDUP_HEADER
 from breachwatch.notifier.message import EMAIL
+from breachwatch.notifier.notices.law_context import paused
 from breachwatch.notifier.notices.models import WITHDRAWN, DeadlinePageRow, NoticeDutyRow, NoticeRow
 from breachwatch.notifier.notices.service import first_sent_at, fulfils
 from breachwatch.notifier.outbox import queue_message
@@ -184,6 +185,8 @@ def check_deadlines(
             if sent is not None:
                 duty.met_at = sent
                 continue
+        if duty.waived or paused(duty, now):
+            continue  # decided not to notify, or held back at law enforcement's request
         crossed = [
             t for t in thresholds(duty, warn_fractions=warn_fractions, overdue_repeat=overdue_repeat) if t.at <= now
         ]
@@ -273,6 +276,8 @@ def overdue_duties(session: Session, now: datetime) -> list[dict[str, Any]]:
     ).all()
     for duty, notice in rows:
         if fulfils(duty) and first_sent_at(session, notice.notice_id) is not None:
+            continue
+        if duty.waived or paused(duty, now):
             continue
         out.append(
             {

@@ -8,10 +8,10 @@ An approved version's content can never change; a correction is a new version.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, event, inspect
+from sqlalchemy import JSON, Date, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, event, inspect
 from sqlalchemy.orm import Mapped, mapped_column
 
 from breachwatch.core.clock import utcnow
@@ -152,6 +152,20 @@ class NoticeDutyRow(Base):
     required_elements: Mapped[list[str]] = mapped_column(default=list)
     met_at: Mapped[datetime | None] = mapped_column(nullable=True)
     active: Mapped[bool] = mapped_column(default=True)  # False once a correction removed it
+    # Where the clock starts: the anchor the law names, the recorded moment used for it, and
+    # whether that moment only stands in for the anchor's own (not recorded).
+    clock_start: Mapped[str] = mapped_column(String(40), default="")
+    clock_start_text: Mapped[str] = mapped_column(Text, default="")
+    moment_used: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    moment_is_fallback: Mapped[bool] = mapped_column(default=False)
+    due_last_day: Mapped[date | None] = mapped_column(Date, nullable=True)  # the last local day allowed
+    due_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    jurisdictions: Mapped[list[str]] = mapped_column(default=list)  # where the data subjects it is for live
+    # A law-enforcement request holding the clock back: {ref, provision, start, end, capped,
+    # original_due_at, original_target_at}; empty when none does.
+    hold: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    substitute: Mapped[dict[str, Any]] = mapped_column(default=dict)  # substitute notice, where allowed
+    waived: Mapped[dict[str, Any]] = mapped_column(default=dict)  # a no-notify decision covering it
 
 
 class NoticeDeliveryRow(Base):

@@ -1,13 +1,14 @@
 """The customer-notice workflow: confirm -> blast radius -> draft per tenant -> approve -> outbox.
 
-``on_breach_confirmed`` records when the vendor became aware (the clock start), works out the
-blast radius and drafts one notice per affected tenant in that tenant's language, with the
-duties that apply to it and their deadlines. Nothing is sent until enough distinct approvers
-approve the current version (``approval``); only then are its messages put in the outbox, one
-per recipient, under ids made of the notice id, the version and the recipient, so approving
-twice or re-running anything never queues a second copy. An approved version never changes; a
-correction (of the blast radius or of the notice's own facts) is a new version, and what the
-outbox may send of a version is decided at send time (``sending``).
+``on_breach_confirmed`` records the breach's moments (detection, confirmation, awareness: each
+duty's clock starts at its own anchor, see ``moments``), works out the blast radius and drafts
+one notice per affected tenant in that tenant's language, with the duties that apply to it and
+their deadlines (``obligations``). Nothing is sent until enough distinct approvers approve the
+current version (``approval``); only then are its messages put in the outbox, one per recipient,
+under ids made of the notice id, the version and the recipient, so approving twice or re-running
+anything never queues a second copy. An approved version never changes; a correction (of the
+blast radius or of the notice's own facts) is a new version, and what the outbox may send of a
+version is decided at send time (``sending``).
 
 Every function works inside the caller's session and transaction and never commits.
 """
@@ -28,9 +29,9 @@ from breachwatch.core.ids import stable_id
 from breachwatch.core.settings import Settings
 from breachwatch.incidents.tables import IncidentRow
 from breachwatch.notifier import blast_radius as br
-from breachwatch.notifier.duties import Duty, RuleSet, default_rules
-from breachwatch.notifier.duties import duties_for as engine_duties
+from breachwatch.notifier.duties import CategoryMap, RuleSet
 from breachwatch.notifier.message import is_address
+from breachwatch.notifier.notices import moments, obligations
 from breachwatch.notifier.notices.config import NoticeConfig, load_notice_config
 from breachwatch.notifier.notices.content import (
     CUSTOMER_NOTICE,
@@ -43,6 +44,7 @@ from breachwatch.notifier.notices.content import (
     rendering_locale,
 )
 from breachwatch.notifier.notices.directory import tenant_record
+from breachwatch.notifier.notices.law_context import law_context, paused
 from breachwatch.notifier.notices.models import (
     APPROVED,
     DRAFT,
@@ -106,6 +108,10 @@ def _audit(
     audit.record(session, actor, action, subject, dict(detail))
 
 
+# The notice timeline and audit trail, for the modules that record decisions about a breach.
+audit_event = _audit
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -166,65 +172,6 @@ def delivery_message_id(notice_id: str, version: int, recipient: str, message_ty
 # --- duties ------------------------------------------------------------------------------------
 
 
-def tenant_duties(
-    impact: br.TenantImpact,
-    jurisdiction: str,
-    aware_at: datetime,
-    config: NoticeConfig,
-    rules: RuleSet | None = None,
-) -> tuple[list[Duty], list[Duty]]:
-    """(the vendor's duties as processor, the customer's own duties as controller) for one tenant."""
-    rules = rules or default_rules()
-    kwargs: dict[str, Any] = {
-        "affected_subjects": impact.subjects,
-        "data_categories": impact.data_categories,
-        "aware_at": aware_at,
-        "rules": rules,
-    }
-    vendor = engine_duties(
-        jurisdiction, role="processor", tenant_overrides=config.overrides_for(impact.tenant_id), **kwargs
-    )
-    customer = engine_duties(jurisdiction, role="controller", **kwargs)
-    return vendor, customer
-
-
-def _store_duties(session: Session, notice_id: str, vendor: Sequence[Duty], customer: Sequence[Duty]) -> None:
-    existing = {
-        d.rule_id: d for d in session.scalars(select(NoticeDutyRow).where(NoticeDutyRow.notice_id == notice_id))
-    }
-    wanted: set[str] = set()
-    for owner, duties in (("vendor", vendor), ("customer", customer)):
-        for d in duties:
-            wanted.add(d.rule_id)
-            values = {
-                "owner": owner,
-                "title": d.title,
-                "whom_kind": d.whom.kind,
-                "whom": d.whom.name,
-                "provision": d.provision,
-                "regime": d.regime_name,
-                "basis": d.basis,
-                "deadline_text": d.deadline.text,
-                "deadline_unit": d.deadline.unit,
-                "deadline_amount": d.deadline.amount,
-                "clock_started_at": d.clock_started_at,
-                "due_at": d.due_at,
-                "target_at": d.target_at,
-                "conditions": list(d.conditions),
-                "required_elements": list(d.required_elements),
-                "active": True,
-            }
-            row = existing.get(d.rule_id)
-            if row is None:
-                session.add(NoticeDutyRow(notice_id=notice_id, rule_id=d.rule_id, **values))
-            else:
-                for k, v in values.items():
-                    setattr(row, k, v)
-    for rule_id, row in existing.items():
-        if rule_id not in wanted:
-            row.active = False  # a correction took the duty away (e.g. fewer people than a threshold)
-
-
 def _duty_dict(row: NoticeDutyRow) -> dict[str, Any]:
     return {
         "rule_id": row.rule_id,
@@ -244,14 +191,29 @@ def _duty_dict(row: NoticeDutyRow) -> dict[str, Any]:
         "clock_started_at": _iso(row.clock_started_at) or "",
         "elements": list(row.required_elements or []),
         "conditions": list(row.conditions or []),
+        "clock_start": row.clock_start,
+        "clock_start_text": row.clock_start_text,
+        "moment_used": row.moment_used or "",
+        "moment_is_fallback": bool(row.moment_is_fallback),
+        "due_last_day": row.due_last_day.isoformat() if row.due_last_day else "",
+        "due_zone": row.due_zone or "",
+        "jurisdictions": list(row.jurisdictions or []),
+        "hold": dict(row.hold or {}),
+        "substitute": dict(row.substitute or {}),
+        "waived": dict(row.waived or {}),
     }
 
 
 def duty_status(row: NoticeDutyRow, now: datetime, met_at: datetime | None = None) -> str:
-    """ok | due_soon | overdue, or met | met_late once the vendor's notice went out."""
+    """ok | due_soon | overdue, or met | met_late once the vendor's notice went out; waived by a
+    no-notify decision; paused while a law-enforcement request holds it."""
     met = met_at or row.met_at
     if met is not None:
         return "met_late" if row.target_at is not None and met > row.target_at else "met"
+    if row.waived:
+        return "waived"
+    if paused(row, now):
+        return "paused"
     start, target = row.clock_started_at, row.target_at
     if start is None or target is None:
         return "ok"
@@ -296,6 +258,8 @@ def _render_version(
     main_type = CUSTOMER_NOTICE if version.kind == "initial" else FOLLOWUP
     locales = sorted({notice.locale, *version.recipients.values()})
     renderer = notice_renderer()
+    recorded = moments.moments(session, incident.incident_id)
+    law = law_context(session, notice.notice_id, now)
     for locale in locales:
         context = notice_context(
             notice_id=notice.notice_id,
@@ -314,10 +278,10 @@ def _render_version(
             vendor_duties=vendor_duties,
             customer_duties=customer_duties,
             confirmed_at=confirmation.confirmed_at,
-            # Wall-clock detection; a replay of old events would otherwise show it after awareness.
-            detected_at=min(incident.created_at or confirmation.confirmed_at, confirmation.confirmed_at),
+            detected_at=recorded.get("detected", confirmation.confirmed_at),
             issued_at=now,
             previous=previous,
+            law=law,
         )
         types = [main_type] + ([REGULATOR_DRAFT] if context["authority_duties"] else [])
         for message_type in types:
@@ -447,8 +411,7 @@ def _draft_notice(
     )
     session.add(notice)
     session.flush()
-    vendor, customer = tenant_duties(impact, jurisdiction, confirmation.confirmed_at, config, rules)
-    _store_duties(session, notice.notice_id, vendor, customer)
+    obligations.assess_and_store(session, notice, impact, tenant, config, rules)
     recipients = recipients_for(tenant)
     facts = {"phase": "preliminary", "measures": default_measures(incident.kind)}
     _new_version(
@@ -523,6 +486,9 @@ def on_breach_confirmed(
             at=now,
         )
         session.flush()
+    moments.record_confirmation(
+        session, incident_id, confirmed_at=confirmation.confirmed_at, confirmed_by=confirmation.confirmed_by, now=now
+    )
     config = config or load_notice_config(settings)
     latest = _latest_radius(session, incident_id)
     if latest is None:
@@ -532,7 +498,7 @@ def on_breach_confirmed(
             sources = [br.StoreHistory(session)]
         else:
             sources = list(history) if isinstance(history, Sequence) else [history]
-        radius = _compute(incident_row, findings, evidence, sources, confirmation.confirmed_at, directory)
+        radius = _compute(incident_row, findings, evidence, sources, confirmation.confirmed_at, directory, config)
         session.add(
             BlastRadiusRow(
                 incident_id=incident_id,
@@ -583,13 +549,26 @@ def _compute(
     sources: Sequence[br.AccessHistory],
     until: datetime,
     directory: Mapping[str, Tenant],
+    config: NoticeConfig,
 ) -> br.BlastRadius:
     # A history source that fails (broker down, retention gone) must not stop the breach from
     # being recorded: the next source is used and the fallback is stated among the limits.
     notes: list[str] = []
+
+    def category_map(tenant_id: str) -> CategoryMap:
+        return config.facts_for(tenant_id).category_map()
+
     for i, source in enumerate(sources):
         try:
-            radius = br.compute(incident, findings, evidence, history=source, until=until, tenants=directory)
+            radius = br.compute(
+                incident,
+                findings,
+                evidence,
+                history=source,
+                until=until,
+                tenants=directory,
+                category_map=category_map,
+            )
         except Exception as exc:
             if i == len(sources) - 1:
                 raise
@@ -602,7 +581,7 @@ def _compute(
             notes.append(f"the {source.name} could not be read ({type(exc).__name__}); the next source was used")
             continue
         return radius.model_copy(update={"limits": (*radius.limits, *notes)}) if notes else radius
-    return br.compute(incident, findings, evidence, until=until, tenants=directory)
+    return br.compute(incident, findings, evidence, until=until, tenants=directory, category_map=category_map)
 
 
 def _directory(session: Session, tenant_ids: Sequence[str], given: Mapping[str, Tenant] | None) -> dict[str, Tenant]:
@@ -719,8 +698,7 @@ def correct_blast_radius(
             continue
         if impact.tenant_id not in touched and (change.window_start is None and change.window_end is None):
             continue
-        vendor, customer = tenant_duties(impact, notice.jurisdiction, confirmation.confirmed_at, config, rules)
-        _store_duties(session, nid, vendor, customer)
+        obligations.assess_and_store(session, notice, impact, directory.get(impact.tenant_id), config, rules)
         current = _version(session, nid, notice.current_version)
         _new_version(
             session,
@@ -735,6 +713,50 @@ def correct_blast_radius(
         )
         out["redrafted"].append(nid)
     return out
+
+
+def reassess_incident(
+    session: Session,
+    incident_id: str,
+    *,
+    actor: str,
+    reason: str,
+    settings: Settings,
+    config: NoticeConfig | None = None,
+    rules: RuleSet | None = None,
+    tenants: Mapping[str, Tenant] | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Work every notice's duties out again from what is recorded now (a moment, a delay, a
+    decision); a notice whose duties changed gets a new version. Returns those notices' ids."""
+    now = now or utcnow()
+    latest = _latest_radius(session, incident_id)
+    if latest is None:
+        raise NoticeError(f"incident {incident_id!r} has no confirmed breach")
+    _, radius = latest
+    config = config or load_notice_config(settings)
+    directory = _directory(session, [t.tenant_id for t in radius.affected], tenants)
+    redrafted: list[str] = []
+    for notice in session.scalars(
+        select(NoticeRow).where(NoticeRow.incident_id == incident_id, NoticeRow.status != WITHDRAWN)
+    ).all():
+        impact = radius.tenant(notice.tenant_id) or br.TenantImpact(tenant_id=notice.tenant_id)
+        if not obligations.assess_and_store(session, notice, impact, directory.get(notice.tenant_id), config, rules):
+            continue
+        current = _version(session, notice.notice_id, notice.current_version)
+        _new_version(
+            session,
+            notice,
+            radius_version=current.blast_radius_version,
+            facts={**current.facts, "changes": reason},
+            recipients=current.recipients,
+            actor=actor,
+            reason=reason,
+            config=config,
+            now=now,
+        )
+        redrafted.append(notice.notice_id)
+    return redrafted
 
 
 def _withdraw(session: Session, notice: NoticeRow, actor: str, reason: str, now: datetime) -> bool:
@@ -952,6 +974,7 @@ def notice_summary(session: Session, notice: NoticeRow, now: datetime) -> dict[s
         problems.append("no usable contact address for this tenant")
     if notice.jurisdiction == UNKNOWN_JURISDICTION:
         problems.append("the tenant's directory entry is unknown: jurisdiction and language could not be checked")
+    law = law_context(session, notice.notice_id, now)
     return {
         "notice_id": notice.notice_id,
         "incident_id": notice.incident_id,
@@ -970,6 +993,8 @@ def notice_summary(session: Session, notice: NoticeRow, now: datetime) -> dict[s
         "duties": duties,
         "deliveries": deliveries,
         "problems": problems,
+        "jurisdictions": law["jurisdictions"],
+        "law": law,
     }
 
 

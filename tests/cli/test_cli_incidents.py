@@ -166,7 +166,7 @@ def test_retention_needs_the_key_to_anonymise(cli: Callable[..., Result], db_url
     cli("users", "list")
     _incident(db_url)
     no_key = cli("retention", "apply")
-    assert no_key.exit_code == 1 and "BREACHWATCH_PSEUDONYM_KEY" in no_key.output
+    assert no_key.exit_code == 2 and "BREACHWATCH_PSEUDONYM_KEY" in no_key.output
     env = {"BREACHWATCH_PSEUDONYM_KEY": "fictional-pseudonym-key-0123456789"}
     report = json.loads(cli("retention", "apply", "--days", "1", env=env).stdout)
     # The incident is still open, so its evidence is held whatever its age.
@@ -189,7 +189,7 @@ def test_escalate_runs_one_pass_with_the_configured_chain(
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1  # delivered by --deliver
     chain.write_text("[[level]]\nemails = 3\n", encoding="utf-8")
     bad = cli("escalate", env=env)
-    assert bad.exit_code == 1 and "BREACHWATCH_ESCALATION_FILE" in bad.output and "emails" in bad.output
+    assert bad.exit_code == 2 and "BREACHWATCH_ESCALATION_FILE" in bad.output and "emails" in bad.output
 
 
 def test_the_console_command_serves_the_console(db_url: str, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ def test_run_without_a_bootstrap_stops_naming_kafka_bootstrap(tmp_path: Path) ->
         "BREACHWATCH_CACHE_DIR": str(tmp_path / "cache"),
     }
     result = CliRunner().invoke(main, ["run"], env=env)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "KAFKA_BOOTSTRAP is not set" in result.output
     assert "--embedded-broker" in result.output
     # No broker was fetched or started: the cache it would use is untouched.

@@ -23,9 +23,19 @@ from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.runtime.app import incident_store
 from breachwatch.storage import audit
 
-# The way in (static files are mounted apart), and SendGrid's event webhook, which proves
-# itself with SendGrid's signature instead (tests/console/test_webhook_mount.py).
-PUBLIC = {("GET", "/signin"), ("POST", "/signin"), ("POST", "/webhooks/sendgrid/events")}
+# The way in (static files are mounted apart); the health endpoints (alive, ready: nothing
+# else); SendGrid's event webhook, which proves itself with SendGrid's signature instead
+# (tests/console/test_webhook_mount.py); and the approver's page of an access request, whose
+# credential is the link itself (tests/console/test_console_staff_access.py).
+PUBLIC = {
+    ("GET", "/signin"),
+    ("POST", "/signin"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/webhooks/sendgrid/events"),
+    ("GET", "/access-requests/x1"),
+    ("POST", "/access-requests/x1"),
+}
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ SECRETS = {
     "jira_api_token": "jira-token-secret-Wz5Kb2",
     "pseudonym_key": "pseudonym-secret-Mo7Qt4",
     "console_secret_key": "console-secret-Ci5Rw8",
+    "model_signing_key": "model-signing-secret-Hd4Kp6",
 }
 FROM_FILE = "smtp_password"  # given as BREACHWATCH_SMTP_PASSWORD_FILE, as a mounted secret would be
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from breachwatch.core.settings import ConfigError, load_settings
+from breachwatch.core.settings import RESERVED_PREFIXES, ConfigError, known_variables, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +105,59 @@ def test_as_env_reproduces_settings_in_another_process_but_never_secrets(monkeyp
     )
     with pytest.raises(ValueError, match="secret"):
         s.as_env("sendgrid_api_key")
+
+
+def test_a_misspelt_variable_stops_start_up_naming_the_nearest_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BREACHWATCH_KAFKA_BOOTSTRAPP", "kafka-1.example:9092")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "BREACHWATCH_KAFKA_BOOTSTRAPP: not a known setting (did you mean BREACHWATCH_KAFKA_BOOTSTRAP?)" in str(
+        caught.value
+    )
+    assert "kafka-1.example" not in str(caught.value)  # the value may be a secret: never shown
+
+
+def test_an_unknown_variable_far_from_any_setting_is_named_without_a_guess(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BREACHWATCH_ZZZ", "1")
+    with pytest.raises(ConfigError, match=r"BREACHWATCH_ZZZ: not a known setting$"):
+        load_settings()
+
+
+def test_secret_files_other_variables_and_the_test_namespace_are_known(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text("fictional-password\n")
+    monkeypatch.setenv("BREACHWATCH_SMTP_PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("BREACHWATCH_NEW_USER_PASSWORD", "fictional-password")
+    monkeypatch.setenv("BREACHWATCH_TEST_PG_URL", "postgresql://db.example/test")
+    assert load_settings().secret("smtp_password") == "fictional-password"
+    monkeypatch.setenv("BREACHWATCH_DB_URL_FILE", "/nowhere")  # only secrets have a _FILE form
+    with pytest.raises(ConfigError, match="BREACHWATCH_DB_URL_FILE: not a known setting"):
+        load_settings()
+
+
+def test_every_variable_the_code_and_deployment_files_name_is_known() -> None:
+    """A variable read by name in one place and misspelt (or removed from the model) in
+    another would be refused at start-up; this finds it first."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [p for p in root.rglob("*") if p.suffix in {".py", ".yml", ".yaml", ".sh", ".md", ".tpl", ".toml"}]
+    sources += [root / "Dockerfile"]
+    named: dict[str, Path] = {}
+    for path in sources:
+        if {"tests", ".git", "node_modules"} & set(path.relative_to(root).parts) or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        # A name shown as the example of a mistake ("X: not a known setting") is no use of it.
+        for name in re.findall(r"\bBREACHWATCH_[A-Z0-9_]*[A-Z0-9]\b(?!: not a known setting)", text):
+            named.setdefault(name, path)
+    known = known_variables()
+    strangers = {
+        name: str(path.relative_to(root))
+        for name, path in named.items()
+        if name not in known and not name.startswith(RESERVED_PREFIXES)
+    }
+    assert not strangers
+    assert "BREACHWATCH_KAFKA_BOOTSTRAP" in named  # the scan found the names it should

@@ -88,6 +88,13 @@ def staff_access(minutes: float = 0, **kw: Any) -> AccessEvent:
     return access(minutes, **{**base, **kw})
 
 
+def settled(evs: list[Event]) -> list[Event]:
+    """``evs`` and an ordinary access half an hour after the last: staff accesses that nothing
+    justifies are judged once the unit's event time is past them by ``staff.SETTLE``."""
+    last = max(e.ts for e in evs)
+    return [*evs, access((last - T0).total_seconds() / 60 + 30, actor_id="u-clock")]
+
+
 def make_tables() -> ReferenceTables:
     tables = ReferenceTables()
     for t in (
@@ -195,19 +202,21 @@ CASES: list[tuple[str, str, bool, Callable[[], list[Event]]]] = [
      lambda: [staff_access(tenant_id="t-indus", ticket_id="SUP-4411")]),
     ("cross_tenant_access", "service account without a tenant", False,
      lambda: [access(actor_id="svc-backup", actor_type="service", actor_tenant=None, tenant_id="t-rhein")]),
-    # staff_without_ticket
-    ("staff_without_ticket", "staff reads a tenant without any ticket", True,
-     lambda: [staff_access(tenant_id="t-rhein")]),
-    ("staff_without_ticket", "staff cites another tenant's ticket", True,
-     lambda: [staff_access(tenant_id="t-rhein", ticket_id="SUP-4411")]),
-    ("staff_without_ticket", "unknown staff account", True,
-     lambda: [staff_access(actor_id="st-ghost", tenant_id="t-indus", ticket_id="SUP-4411")]),
-    ("staff_without_ticket", "inactive staff even with a ticket", True,
-     lambda: [staff_access(actor_id="st-old", tenant_id="t-indus", ticket_id="SUP-4411")]),
-    ("staff_without_ticket", "ticket open, ticket_id missing on the event", False,
-     lambda: [staff_access(30, tenant_id="t-indus")]),
-    ("staff_without_ticket", "shortly before the ticket was opened (grace)", False,
-     lambda: [staff_access(-15, tenant_id="t-indus")]),
+    # staff_access (the whole matrix of mismatches is in test_staff_access.py)
+    ("staff_access", "staff reads a tenant without any ticket", True,
+     lambda: settled([staff_access(tenant_id="t-rhein")])),
+    ("staff_access", "staff cites another tenant's ticket", True,
+     lambda: settled([staff_access(tenant_id="t-rhein", ticket_id="SUP-4411")])),
+    ("staff_access", "unknown staff account", True,
+     lambda: settled([staff_access(actor_id="st-ghost", tenant_id="t-indus", ticket_id="SUP-4411")])),
+    ("staff_access", "inactive staff even with a ticket", True,
+     lambda: settled([staff_access(actor_id="st-old", tenant_id="t-indus", ticket_id="SUP-4411")])),
+    ("staff_access", "ticket open, ticket_id missing on the event", False,
+     lambda: settled([staff_access(30, tenant_id="t-indus")])),
+    ("staff_access", "shortly before the ticket was opened (grace)", False,
+     lambda: settled([staff_access(-15, tenant_id="t-indus")])),
+    ("staff_access", "not yet settled: judged only once event time is past it", False,
+     lambda: [staff_access(tenant_id="t-rhein"), access(19, actor_id="u-clock")]),
     # credential_stuffing
     ("credential_stuffing", "12 accounts fail from one address in 3 minutes", True, lambda: stuffing()),
     ("credential_stuffing", "a user mistypes three times", False,
@@ -307,32 +316,33 @@ def test_a_late_event_joins_its_days_finding(ctx: DetectionContext) -> None:
     assert late.finding_id == day1.finding_id and late.facts["accesses"] == 2
 
 
-# --- staff without a ticket --------------------------------------------------------------------
+# --- staff access (more in test_staff_access.py) -----------------------------------------------
 
 
 def test_staff_without_ticket_explains_the_cited_ticket(ctx: DetectionContext) -> None:
-    [other_tenant] = run([staff_access(tenant_id="t-rhein", ticket_id="SUP-4411")], ctx)
-    assert other_tenant.severity == "high"
+    [other_tenant] = run(settled([staff_access(tenant_id="t-rhein", ticket_id="SUP-4411")]), ctx)
+    assert (other_tenant.kind, other_tenant.severity) == ("staff_ticket_mismatch", "high")
     assert "ticket SUP-4411, which is for tenant t-indus, not t-rhein" in text(other_tenant)
-    assert "no ticket for tenant t-rhein naming st-bilal" in text(other_tenant)
-    [not_named] = run([staff_access(tenant_id="t-rhein", ticket_id="SUP-9000")], ctx)
-    assert "SUP-9000, which does not name st-bilal" in text(not_named)
-    [missing] = run([staff_access(tenant_id="t-rhein", ticket_id="SUP-0001")], ctx)
+    [not_named] = run(settled([staff_access(tenant_id="t-rhein", ticket_id="SUP-9000")]), ctx)
+    assert "ticket SUP-9000 for tenant t-rhein is assigned to st-sara, not st-bilal" in text(not_named)
+    [missing] = run(settled([staff_access(tenant_id="t-rhein", ticket_id="SUP-0001")]), ctx)
+    assert missing.kind == "staff_without_ticket"
     assert "SUP-0001, which is not in the ticket directory" in text(missing)
-    [after_close] = run([staff_access(120 + 16, tenant_id="t-indus", ticket_id="SUP-4411")], ctx)
-    assert "SUP-4411, which was open from" in text(after_close)
+    assert "no ticket for tenant t-rhein naming st-bilal" in text(missing)
+    [after_close] = run(settled([staff_access(120 + 16, tenant_id="t-indus", ticket_id="SUP-4411")]), ctx)
+    assert "ticket SUP-4411 names st-bilal but was open from" in text(after_close)
 
 
 def test_staff_ticket_window_has_grace_but_no_more(ctx: DetectionContext) -> None:
     # SUP-4411 is open from minute -5 to 120; the tables accept 15 minutes either side.
-    assert not run([staff_access(-19, tenant_id="t-indus"), staff_access(134, tenant_id="t-indus")], ctx)
-    assert run([staff_access(-21, tenant_id="t-indus")], ctx)
-    assert run([staff_access(136, tenant_id="t-indus")], ctx)
+    assert not run(settled([staff_access(-19, tenant_id="t-indus"), staff_access(134, tenant_id="t-indus")]), ctx)
+    assert run(settled([staff_access(-21, tenant_id="t-indus")]), ctx)
+    assert run(settled([staff_access(136, tenant_id="t-indus")]), ctx)
 
 
 def test_unknown_and_inactive_staff_are_critical(ctx: DetectionContext) -> None:
-    [ghost] = run([staff_access(actor_id="st-ghost", tenant_id="t-indus", sensitivity="internal")], ctx)
-    [old] = run([staff_access(actor_id="st-old", tenant_id="t-indus", ticket_id="SUP-4411")], ctx)
+    [ghost] = run(settled([staff_access(actor_id="st-ghost", tenant_id="t-indus", sensitivity="internal")]), ctx)
+    [old] = run(settled([staff_access(actor_id="st-old", tenant_id="t-indus", ticket_id="SUP-4411")]), ctx)
     assert ghost.severity == old.severity == "critical"
     assert "st-ghost is not in the vendor staff directory" in text(ghost)
     assert "st-old is marked inactive" in text(old)
@@ -343,8 +353,8 @@ def test_unknown_and_inactive_staff_are_critical(ctx: DetectionContext) -> None:
 
 def test_staff_findings_dedup_per_staff_tenant_and_day(ctx: DetectionContext) -> None:
     d = RulesDetector()
-    a = run([staff_access(i, tenant_id="t-rhein") for i in range(3)], ctx, d)
-    b = run([staff_access(10, tenant_id="t-rhein", action="export", records=800)], ctx, d)
+    a = run(settled([staff_access(i, tenant_id="t-rhein") for i in range(3)]), ctx, d)
+    b = run(settled([staff_access(60, tenant_id="t-rhein", action="export", records=800)]), ctx, d)
     assert len(a) == 1 and [f.finding_id for f in b] == [a[0].finding_id]
     assert b[0].severity == "critical"  # a sensitive export without a ticket escalates
     assert b[0].facts["accesses"] == 4
@@ -563,6 +573,7 @@ def scenario() -> list[Event]:
         access(40, actor_id="u-hans", action="export", records=48211),
         access(41, actor_id="u-hans", action="export", records=9000),
         access(42, action="read", records=25000),
+        access(55, actor_id="u-clock"),
         LogRecord.model_validate_json(
             json.dumps({"event_id": "g-1", "ts": at(43), "service": "api", "level": "INFO", "message": "ok"})
         ),
@@ -621,7 +632,7 @@ def test_scenario_raises_each_rule_once(ctx: DetectionContext) -> None:
         ("bulk_export", "u-hans"),
         ("credential_stuffing", ""),
         ("cross_tenant_access", "u-m"),
-        ("staff_without_ticket", "st-bilal"),
+        ("staff_ticket_mismatch", "st-bilal"),  # SUP-9000 of t-rhein was open, assigned to st-sara
     ]
     [hans] = [f for f in findings if f.actor_id == "u-hans"]
     assert hans.facts["exports_over_limit"] == 2 and hans.facts["records_over_limit"] == 57211
@@ -658,7 +669,7 @@ def test_old_episodes_are_forgotten(ctx: DetectionContext) -> None:
     run([access(60 * 24 * 3)], ctx, d)
     rules = d.state()["rules"]
     assert rules["cross_tenant_access"]["tallies"] == []
-    assert rules["staff_without_ticket"]["tallies"] == []
+    assert all(book == {"tallies": []} for book in rules["staff_access"]["books"].values())
     assert rules["credential_stuffing"]["addresses"] == []
     assert d.state()["reported"] == []
 
@@ -877,18 +888,18 @@ def test_the_first_staff_access_to_a_tenant_is_named_with_its_window(ctx: Detect
     d = RulesDetector()
     day = 24 * 60.0
     # Ticketed work on t-indus starts the watch (no finding).
-    assert run([staff_access(0, tenant_id="t-indus")], ctx, d) == []
+    assert run(settled([staff_access(0, tenant_id="t-indus")]), ctx, d) == []
     # Must: 70 days on, an unticketed read of t-rhein, which no staff member touched before.
-    [first] = run([staff_access(70 * day, tenant_id="t-rhein")], ctx, d)
+    [first] = run(settled([staff_access(70 * day, tenant_id="t-rhein")]), ctx, d)
     assert "the first access by any vendor staff member to tenant t-rhein's data in the 70 days watched" in text(first)
     # Must: t-indus again after 70 days without staff: a first in 70 days, with the last one named.
-    [back] = run([staff_access(70 * day + 5, tenant_id="t-indus")], ctx, d)
+    [back] = run(settled([staff_access(70 * day + 60, tenant_id="t-indus")]), ctx, d)
     assert "first access by any vendor staff member to tenant t-indus's data in 70 days (the last on" in text(back)
     # Must not: t-rhein the next day (staff were there yesterday).
-    [again] = run([staff_access(71 * day, tenant_id="t-rhein")], ctx, d)
+    [again] = run(settled([staff_access(71 * day, tenant_id="t-rhein")]), ctx, d)
     assert "first access" not in text(again)
     # The register survives a restart.
     restored = RulesDetector()
     restored.load_state(json.loads(json.dumps(d.state())))
-    [later] = run([staff_access(72 * day, tenant_id="t-rhein")], ctx, restored)
+    [later] = run(settled([staff_access(72 * day, tenant_id="t-rhein")]), ctx, restored)
     assert "first access" not in text(later)

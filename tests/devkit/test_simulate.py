@@ -25,10 +25,21 @@ from breachwatch.core.events import (
     STAFF,
     TENANTS,
     TICKETS,
+    AccessEvent,
+    Staff,
     Ticket,
 )
+from breachwatch.core.justification import ApprovalPolicy, Grant
 from breachwatch.core.reference import ReferenceTables
-from breachwatch.devkit.simulate import LABELS_FILE, SCENARIO_KINDS, SimulationSummary, simulate
+from breachwatch.detectors.rules.justification import justify
+from breachwatch.devkit.simulate import (
+    ACCESS_REQUESTS_FILE,
+    LABELS_FILE,
+    SCENARIO_KINDS,
+    STAFF_SCENARIO_KINDS,
+    SimulationSummary,
+    simulate,
+)
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "core" / "contracts"
 TENANTS_N, DAYS = 8, 6
@@ -105,7 +116,7 @@ def _validators() -> Iterator[tuple[str, jsonschema.protocols.Validator]]:
 
 def test_writes_every_topic_and_labels(dump: Dump) -> None:
     names = sorted(p.name for p in dump.path.iterdir())
-    assert names == sorted([*(f"{t}.jsonl" for t in ALL_TOPICS), LABELS_FILE])
+    assert names == sorted([*(f"{t}.jsonl" for t in ALL_TOPICS), LABELS_FILE, ACCESS_REQUESTS_FILE])
     for topic in ALL_TOPICS:
         assert dump.rows[topic], topic
         assert dump.summary.counts[topic] == len(dump.rows[topic])
@@ -220,26 +231,92 @@ def test_no_unlabelled_customer_reads_another_tenant(dump: Dump) -> None:
 
 
 def _tables(dump: Dump) -> ReferenceTables:
+    """The dump's tickets and staff, and its approvals as the backtest loads them (links last
+    72 hours, so an undecided request expires then or when its window ends)."""
     tables = ReferenceTables()
     for line in (dump.path / f"{TICKETS}.jsonl").read_text(encoding="utf-8").splitlines():
         ticket = Ticket.model_validate_json(line)
         tables.apply(TICKETS, ticket.ticket_id, ticket)
+    for line in (dump.path / f"{STAFF}.jsonl").read_text(encoding="utf-8").splitlines():
+        staff = Staff.model_validate_json(line)
+        tables.apply(STAFF, staff.staff_id, staff)
+    doc = json.loads((dump.path / ACCESS_REQUESTS_FILE).read_text(encoding="utf-8"))
+    grants = []
+    for r in doc["requests"]:
+        decided = _ts(r["decided_at"]) if r["decided_at"] else None
+        state = {"approve": "approved", "deny": "denied", None: "expired"}[r["decision"]]
+        grants.append(
+            Grant(
+                request_id=r["request_id"],
+                tenant_id=r["tenant_id"],
+                staff_ids=tuple(r["staff_ids"]),
+                ticket_id=r["ticket_id"],
+                purpose=r["purpose"],
+                starts_at=_ts(r["starts_at"]),
+                ends_at=_ts(r["ends_at"]),
+                filed_at=_ts(r["filed_at"]),
+                expires_at=min(_ts(r["filed_at"]) + timedelta(hours=72), _ts(r["ends_at"])),
+                state="revoked" if r["revoked_at"] else state,
+                decided_at=decided,
+                revoked_at=_ts(r["revoked_at"]) if r["revoked_at"] else None,
+            )
+        )
+    tables.grants.replace([ApprovalPolicy(p["tenant_id"], _ts(p["since"])) for p in doc["policies"]], grants)
     return tables
 
 
-def test_staff_access_is_ticketed_except_when_snooping(dump: Dump) -> None:
+def test_staff_access_is_justified_except_in_the_staff_scenarios(dump: Dump) -> None:
+    """Every staff access outside the staff scenarios has a ticket that fits it, a purpose that
+    covers it and, where the tenant requires it, an approval; none inside them does."""
     tables = _tables(dump)
-    snooping = {e for s in dump.scenarios("staff_snooping") for e in s["event_ids"]}
-    staff_reads = [r for r in dump.rows[ACCESS] if r["actor_type"] == "staff"]
-    assert any("ticket_id" not in r or r["ticket_id"] is None for r in staff_reads if r["event_id"] not in snooping)
-    for r in staff_reads:
-        ticket = tables.covering_ticket(r["actor_id"], r["tenant_id"], _ts(r["ts"]))
-        if r["event_id"] in snooping:
-            assert ticket is None, r
-        else:
-            assert ticket is not None, r
+    kinds = ("staff_snooping", *STAFF_SCENARIO_KINDS)
+    unjustified = {e for k in kinds for s in dump.scenarios(k) for e in s["event_ids"]}
+    staff = [r for r in dump.rows[ACCESS] if r["actor_type"] == "staff"]
+    assert any("ticket_id" not in r or r["ticket_id"] is None for r in staff if r["event_id"] not in unjustified)
+    for r in staff:
+        j = justify(AccessEvent.model_validate_json(json.dumps(r)), tables)
+        assert j.justified is (r["event_id"] not in unjustified), (r, j.problems)
     for s in dump.scenarios("staff_snooping"):
         assert any(dump.by_id[e].get("sensitivity") == "personal" for e in s["event_ids"])
+    negatives = {s["kind"] for s in dump.labels["hard_negatives"]}
+    assert "staff_export_on_request" in negatives
+
+
+def test_staff_scenarios_show_each_kind_of_mismatch(dump: Dump) -> None:
+    tables = _tables(dump)
+    expected = {
+        "staff_ticket_wrong_tenant": "ticket_other_tenant",
+        "staff_ticket_expired": "ticket_outside_window",
+        "staff_ticket_other_assignee": "ticket_other_assignee",
+        "staff_export_off_purpose": "purpose_excludes_export",
+        "staff_access_unapproved": "approval_missing",
+    }
+    for kind, code in expected.items():
+        for s in dump.scenarios(kind):
+            for r in dump.events_of(s, ACCESS):
+                j = justify(AccessEvent.model_validate_json(json.dumps(r)), tables)
+                assert code in [p.code for p in j.problems], (kind, r, j.problems)
+
+
+def test_contract_1_1_fields(dump: Dump) -> None:
+    tickets = dump.rows[TICKETS]
+    assert {t["requested_by"] for t in tickets} == {"customer", "vendor"}
+    assert all(t["summary"] for t in tickets)
+    assert all(t["requested_by"] == "vendor" for t in tickets if t["kind"] != "support")
+    assert all(m["country"] == "PK" for m in dump.rows[STAFF])
+    for t in dump.rows[TENANTS]:
+        split = t["data_subjects_by_jurisdiction"]
+        assert sum(split.values()) == t["data_subjects"] and t["jurisdiction"] in split
+
+
+def test_tenants_that_require_approval_approve_every_ticket_session(dump: Dump) -> None:
+    doc = json.loads((dump.path / ACCESS_REQUESTS_FILE).read_text(encoding="utf-8"))
+    required = {p["tenant_id"] for p in doc["policies"]}
+    assert required and all(p["approvers"] for p in doc["policies"])
+    states = {r["decision"] for r in doc["requests"]}
+    assert {"approve"} <= states
+    assert any(r["revoked_at"] for r in doc["requests"]) or {"deny", None} & states
+    assert {r["tenant_id"] for r in doc["requests"]} <= required
 
 
 def test_account_takeover_is_a_night_login_from_a_new_country(dump: Dump) -> None:

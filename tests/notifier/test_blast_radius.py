@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from breachwatch.core.events import ACCESS, AUTH, MODEL_BY_TOPIC, Tenant
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
 from breachwatch.notifier import blast_radius as br
+from breachwatch.notifier.duties import CategoryMap, default_category_map
 
 T0 = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)
@@ -138,7 +139,9 @@ def test_evidence_gives_tenants_categories_counts_and_window() -> None:
         ("employee", "personal"): (2, 1, ("update",)),
     }
     assert (impact.records, impact.subjects, impact.records_lower_bound) == (542, 542, False)
-    assert impact.data_categories == ("financial", "personal")
+    # Employee records hold national ids and bank details (categories.toml), not just "personal".
+    assert impact.data_categories == ("financial", "financial_account", "government_id", "personal")
+    assert impact.uncategorised == ()
     assert impact.nature == ("confidentiality", "integrity")
     assert impact.denied_events == 1
     assert (radius.window_start, radius.window_end) == (T0, T0 + 30 * MIN)
@@ -283,3 +286,21 @@ def test_a_correction_refuses_unknown_categories_and_a_backwards_window() -> Non
         )
     with pytest.raises(ValueError, match="window"):
         br.correct(radius, br.Correction(window_end=T0 - 60 * MIN), by="a", reason="r")
+
+
+def test_legal_categories_come_from_resource_types_and_unknown_types_are_named() -> None:
+    # Sensitivity labels alone never say "health" or "government_id": the resource type does.
+    rows = [
+        evidence_row("inc-1", access("a-1", 1, resource_type="leave_request", records=12)),
+        evidence_row("inc-1", access("a-2", 2, resource_type="telemetry_blob", sensitivity="internal", records=3)),
+    ]
+    [impact] = br.compute(incident(), [finding()], rows).tenants
+    assert impact.data_categories == ("health", "personal")
+    assert impact.uncategorised == ("resource type 'telemetry_blob'",)
+    # A tenant's own map entry decides its types (here: clinical visits are PHI).
+    base = default_category_map()
+    clinic = CategoryMap(
+        resource_types={**base.resource_types, "telemetry_blob": frozenset({"phi"})}, sensitivity=base.sensitivity
+    )
+    [impact] = br.compute(incident(), [finding()], rows, category_map=lambda tenant_id: clinic).tenants
+    assert impact.data_categories == ("health", "personal", "phi") and impact.uncategorised == ()

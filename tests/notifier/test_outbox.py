@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import threading
 import uuid
 
@@ -21,6 +22,7 @@ from breachwatch.notifier.outbox import (
     Dispatcher,
     DispatchReport,
     ExponentialBackoff,
+    FullJitter,
     OutboxRow,
     enqueue,
     mark_sent,
@@ -165,6 +167,33 @@ def test_5xx_backs_off_exponentially(engine, sendgrid, sendgrid_server, new_mess
     clock.advance(60)
     assert dispatcher.dispatch_due().sent == 1
     assert len(sendgrid_server.messages) == 1
+
+
+def test_messages_failing_together_are_retried_spread_out(
+    engine, sendgrid, sendgrid_server, new_message, clock
+) -> None:
+    """A provider outage fails every held message in one pass; their retries are spread over
+    the backoff span (full jitter), not all due at the same instant when it comes back."""
+    for n in range(40):
+        _enqueue(engine, new_message(f"msg-{n:04d}"), clock)
+    sendgrid_server.fail_next(503, times=40)
+    dispatcher = Dispatcher(engine, {"email": sendgrid}, clock=clock, backoff=FullJitter(rng=random.Random(7)))
+    assert dispatcher.dispatch_due().retried == 40
+    with Session(engine) as session:
+        due = [(r.next_attempt_at - clock()).total_seconds() for r in session.scalars(select(OutboxRow))]
+    assert all(0 <= d <= 30 for d in due)
+    assert len(set(due)) == 40 and max(due) - min(due) > 20  # spread over most of the 30 s
+    clock.advance(15)
+    assert 5 < dispatcher.dispatch_due().sent < 35  # about half are due by the middle of the span
+
+
+def test_full_jitter_stays_under_an_exponential_ceiling() -> None:
+    jitter = FullJitter(ExponentialBackoff(base_s=30, cap_s=600), rng=random.Random(1))
+    for attempts, ceiling in ((1, 30), (2, 60), (3, 120), (6, 600), (20, 600)):
+        waits = [jitter(attempts) for _ in range(500)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > 0.9 * ceiling and min(waits) < 0.1 * ceiling  # the whole span is used
+    assert Dispatcher(None, {}).backoff != ExponentialBackoff()  # jittered unless a test asks otherwise
 
 
 def test_400_fails_permanently_without_retry(engine, sendgrid, sendgrid_server, new_message, clock) -> None:

@@ -21,7 +21,7 @@ from breachwatch.incidents.tables import CorrelationKeyRow, EvidenceRow, Finding
 from breachwatch.notifier.notices import list_notices
 from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.privacy.data_rights import erase_tenant, export_tenant
-from breachwatch.runtime.app import breach_hooks, incident_hooks
+from breachwatch.runtime.app import breach_hooks, directory_hooks, incident_hooks
 from breachwatch.storage import audit
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -29,7 +29,7 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 def _setup(engine: Engine, ev: SimpleNamespace, tmp_path: Path) -> dict[str, str]:
     settings = Settings(outbox_dir=tmp_path / "outbox")
-    store = IncidentStore(engine, on_new_incident=incident_hooks(settings))
+    store = IncidentStore(engine, on_new_incident=incident_hooks(settings), on_incident_stored=directory_hooks())
     [own] = store.record([ev.finding([ev.access(1), ev.access(2, minutes=1)])]).opened
     cross = [
         ev.access(1, actor="u-ines", actor_tenant="t-fjord", tenant="t-rhein", ip="203.0.113.9", minutes=30),
@@ -109,3 +109,23 @@ def test_erasure_removes_the_tenants_data_and_nothing_else(engine: Engine, ev: S
         assert audit.verify(session).ok
     with Session(engine) as session, session.begin():
         assert export_tenant(session, "t-rhein", "cli:dpo")["incidents"] == []
+
+
+def test_erasure_keeps_the_breach_record_the_law_requires(engine: Engine, ev: SimpleNamespace, tmp_path: Path) -> None:
+    """GDPR Art. 17(3)(b): erasure does not reach what a legal obligation requires kept, and the
+    register of breaches (Art. 33(5), LGPD/ANPD five years, ...) is one. The erased breach's
+    register entry stays, frozen, without the tenant's contact people."""
+    from breachwatch.notifier.register.entries import entries
+
+    ids = _setup(engine, ev, tmp_path)
+    with Session(engine) as session:
+        [before] = [e for e in entries(session) if e["incident_id"] == ids["own"]]
+    with Session(engine) as session, session.begin():
+        result = erase_tenant(session, "t-rhein", "cli:dpo", now=NOW)
+    assert result.register_entries_kept == 1
+    with Session(engine) as session:
+        assert session.get(IncidentRow, ids["own"]) is None  # the incident itself is gone
+        [kept] = [e for e in entries(session) if e["incident_id"] == ids["own"]]
+    assert kept["archived"] is True and kept["confirmed_at"] == before["confirmed_at"]
+    assert [t["tenant_id"] for t in kept["tenants"]] == [t["tenant_id"] for t in before["tenants"]]
+    assert "rhein-logistik.example" not in json.dumps(kept)  # no contact person's address

@@ -448,7 +448,7 @@ def test_repeated_sigkill_loses_nothing_and_sends_nothing_twice(
     """Kill the service with SIGKILL at random points, restart it each time, then compare
     with an uninterrupted replay: every event processed, no incident duplicated, no alert
     reaching the mail provider twice, every malformed message dead-lettered."""
-    kills = int(os.environ.get("BREACHWATCH_CRASH_KILLS", "20"))
+    kills = int(os.environ.get("BREACHWATCH_TEST_CRASH_KILLS", "20"))
     assert count_events(crash_dump) - 6 >= 100_000
     # A group of its own: the harness's static member outlives the test by a session timeout,
     # which would hold up the next test joining the default group.

@@ -27,8 +27,8 @@ def test_a_log_only_history_trains_a_model_file_whose_log_detector_is_not_blind(
     assert trained.logs is not None
     assert trained.report.log_history.endswith(f"sessions learned per service: {SERVICE} 400")
     path = tmp_path / "model.skops"
-    save_model(trained, path)
-    loaded = load_model(path)
+    save_model(trained, path, b"fictional-model-signing-key")
+    loaded = load_model(path, b"fictional-model-signing-key")
     assert loaded.logs == json.loads(json.dumps(trained.logs))
 
     stream = Stream(seed=5)

@@ -50,6 +50,7 @@ SECRETS = {
     "jira_api_token": "jira-token-secret-Qe4Lc9",
     "pseudonym_key": "pseudonym-secret-Wd1Fs8",
     "console_secret_key": "console-secret-Np3Gh6",
+    "model_signing_key": "model-signing-secret-Rt8Kq2",
 }
 
 TENANTS = [
@@ -298,7 +299,9 @@ def test_no_secret_in_the_logs_or_metrics_of_a_run(
 ) -> None:
     """Every secret set, the pipeline run over SASL_SSL with every logger (kafka-python's too)
     at DEBUG: no secret in the log records, the metrics page, the alert mails or the database."""
-    settings = secure_settings(secured, "SASL_SSL", tmp_path, **SECRETS)
+    # Jira's token is accepted only with the rest of the Jira settings.
+    jira = {"jira_url": "https://jira.example", "jira_email": "oncall@unisen.example", "jira_project": "SEC"}
+    settings = secure_settings(secured, "SASL_SSL", tmp_path, **SECRETS, **jira)
     assert set(SECRETS) == set(SECRET_FIELDS)
     events = write_dump(tmp_path / "dump")
     caplog.set_level(logging.DEBUG)

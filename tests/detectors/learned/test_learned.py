@@ -3,6 +3,7 @@ policy 6.2), model files, findings with reasons, determinism, and restart via st
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import zipfile
@@ -19,6 +20,7 @@ from breachwatch.core.events import TENANTS, AccessEvent, AuthEvent, Contact, Ev
 from breachwatch.core.findings import DetectionContext, Finding, Judgement
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.detectors.learned import detector as learned
+from breachwatch.detectors.learned import signing
 from breachwatch.detectors.learned.detector import (
     LearnedDetector,
     ModelFileError,
@@ -29,6 +31,7 @@ from breachwatch.detectors.learned.detector import (
 )
 
 KEY = b"fictional-pseudonym-key-for-tests-only"
+SIGNING_KEY = b"fictional-model-signing-key-for-tests"
 T0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 HISTORY_DAYS = 14
 UNTIL = T0 + timedelta(days=HISTORY_DAYS)
@@ -285,7 +288,7 @@ def model(world_history: tuple[World, list[Event]]) -> TrainedModel:
 @pytest.fixture(scope="module")
 def model_file(model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "learned.skops"
-    save_model(model, path)
+    save_model(model, path, SIGNING_KEY)
     return path
 
 
@@ -312,7 +315,7 @@ def test_model_file_holds_no_identities(model_file: Path, world_history: tuple[W
 
 
 def test_model_file_round_trips_with_its_metadata(model: TrainedModel, model_file: Path) -> None:
-    loaded = load_model(model_file)
+    loaded = load_model(model_file, SIGNING_KEY)
     meta = loaded.metadata
     assert meta["features"] == model.metadata["features"] and len(meta["features"]) > 10
     assert meta["training_window"]["until"] == UNTIL.isoformat()
@@ -327,28 +330,85 @@ def test_damaged_or_foreign_model_files_are_refused(model_file: Path, tmp_path: 
     garbage = tmp_path / "garbage.skops"
     garbage.write_bytes(b"this is not a model")
     with pytest.raises(ModelFileError, match="not a BreachWatch model"):
-        load_model(garbage)
+        load_model(garbage, SIGNING_KEY)
 
+    # Signed with the right key, but holding types this version never writes.
     foreign = tmp_path / "foreign.skops"
-    sio.dump({"format": "breachwatch.learned", "version": 1, "patterns": LogisticRegression()}, foreign)
+    archive = sio.dumps({"format": "breachwatch.learned", "version": 2, "patterns": LogisticRegression()})
+    foreign.write_bytes(signing.seal(archive, SIGNING_KEY))
     with pytest.raises(ModelFileError, match="does not trust"):
-        load_model(foreign)
+        load_model(foreign, SIGNING_KEY)
 
-    # Edit the stored baselines without updating the digest, as a tamperer might.
-    tampered = tmp_path / "tampered.skops"
-    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(tampered, "w") as dst:
+
+def _edit_baselines(model_file: Path, out: Path) -> None:
+    """The model file with its stored baselines edited and its signature line kept, as someone
+    who can write the file but has no key might try (a long history faked)."""
+    data = model_file.read_bytes()
+    head, archive = data[: data.index(b"PK\x03\x04")], data[data.index(b"PK\x03\x04") :]
+    edited = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as src, zipfile.ZipFile(edited, "w") as dst:
         for item in src.infolist():
-            data = src.read(item.filename)
+            blob = src.read(item.filename)
             if item.filename == "schema.json":
-                schema = json.loads(data)
+                schema = json.loads(blob)
                 content = schema["content"]["baselines"]
                 baselines = json.loads(json.loads(content["content"]))
-                next(iter(baselines["actors"].values()))["days"] += 100  # fake a long history
+                next(iter(baselines["actors"].values()))["days"] += 100
                 content["content"] = json.dumps(json.dumps(baselines))
-                data = json.dumps(schema).encode()
-            dst.writestr(item, data)
-    with pytest.raises(ModelFileError, match="digest"):
-        load_model(tampered)
+                blob = json.dumps(schema).encode()
+            dst.writestr(item, blob)
+    out.write_bytes(head + edited.getvalue())
+
+
+def test_model_files_are_signed_and_refused_on_any_mismatch(model_file: Path, tmp_path: Path) -> None:
+    assert model_file.read_bytes().startswith(signing.MAGIC)
+
+    tampered = tmp_path / "tampered.skops"
+    _edit_baselines(model_file, tampered)
+    with pytest.raises(ModelFileError, match="changed after it was signed"):
+        load_model(tampered, SIGNING_KEY)
+
+    other_key = b"another-fictional-signing-key"
+    with pytest.raises(ModelFileError, match="signed with another key than BREACHWATCH_MODEL_SIGNING_KEY") as caught:
+        load_model(model_file, other_key)
+    assert other_key.decode() not in str(caught.value) and SIGNING_KEY.decode() not in str(caught.value)
+
+    # Re-signed by someone who guessed no key: still the wrong signature.
+    forged = tmp_path / "forged.skops"
+    archive = model_file.read_bytes()[model_file.read_bytes().index(b"PK\x03\x04") :]
+    forged.write_bytes(signing.seal(archive, other_key))
+    with pytest.raises(ModelFileError, match="signed with another key"):
+        load_model(forged, SIGNING_KEY)
+
+    # A file of the version before signing: a plain skops archive.
+    unsigned = tmp_path / "unsigned.skops"
+    unsigned.write_bytes(archive)
+    with pytest.raises(ModelFileError, match=r"not signed \(written by an older version\): train it again"):
+        load_model(unsigned, SIGNING_KEY)
+
+    damaged = tmp_path / "damaged.skops"
+    damaged.write_bytes(signing.MAGIC + b"{not json\n" + archive)
+    with pytest.raises(ModelFileError, match="signature line is damaged"):
+        load_model(damaged, SIGNING_KEY)
+
+
+def test_a_model_from_another_scikit_learn_is_refused(
+    model: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sklearn
+
+    path = tmp_path / "old.skops"
+    monkeypatch.setattr(signing, "library_versions", lambda: {"scikit-learn": "1.4.2", "skops": "0.10.0"})
+    save_model(model, path, SIGNING_KEY)
+    monkeypatch.undo()
+    header = json.loads(path.read_bytes().split(b"\n")[1])
+    assert header["versions"] == {"scikit-learn": "1.4.2", "skops": "0.10.0"}
+    expected = f"written with scikit-learn 1.4.2 and this installation has {sklearn.__version__}"
+    with pytest.raises(ModelFileError, match=expected):
+        load_model(path, SIGNING_KEY)
+    save_model(model, path, SIGNING_KEY)  # written here: recorded as this version, and loads
+    assert json.loads(path.read_bytes().split(b"\n")[1])["versions"]["scikit-learn"] == sklearn.__version__
+    assert load_model(path, SIGNING_KEY).threshold == model.threshold
 
 
 def test_takeover_is_found_with_reasons_numbers_and_evidence(

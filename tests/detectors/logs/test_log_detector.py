@@ -607,6 +607,14 @@ def test_session_of_familiar_templates_and_steps_in_wrong_counts_is_flagged_by_c
     assert [e.event_id for e in f.events] == [r.event_id for r in session]
 
 
+def test_the_same_task_twice_in_one_session_is_not_flagged(warm: tuple[LogDetector, Stream]) -> None:
+    """Doing more of what learned sessions do (a month-end close runs the same job twice in a
+    session) is not a wrong count: only stopping short of a learned flow is."""
+    det, stream = warm
+    twice = [stream.record(stream.fill(t), session="s-twice", actor="user-3") for t in [*FLOWS[2], *FLOWS[2]]]
+    assert run(det, [*twice, stream.idle(20)]) == []
+
+
 def test_one_fewer_or_one_more_ordinary_record_is_not_flagged(warm: tuple[LogDetector, Stream]) -> None:
     det, stream = warm
     sync = FLOWS[2]

@@ -193,3 +193,9 @@ def store_incident(engine: Engine) -> Callable[..., str]:
         return incident_id
 
     return store
+
+
+@pytest.fixture
+def takeover() -> Callable[..., tuple[IncidentRow, list[FindingRow], list[EvidenceRow]]]:
+    """``build_takeover``, for tests that change the incident's rows before storing them."""
+    return build_takeover

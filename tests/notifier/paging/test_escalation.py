@@ -19,7 +19,7 @@ from breachwatch.incidents.store import IncidentStore
 from breachwatch.notifier.outbox import OutboxRow
 from breachwatch.notifier.paging import escalation, silences
 from breachwatch.notifier.paging.escalation import EscalationPolicy, Level
-from breachwatch.runtime.app import incident_hooks
+from breachwatch.runtime.app import directory_hooks, incident_hooks
 from breachwatch.storage import audit
 
 ONCALL = "oncall-security@unisen.example"
@@ -53,7 +53,7 @@ def policy(tmp_path: Path, settings: Settings) -> EscalationPolicy:
 
 def _open_paged(engine: Engine, settings: Settings, ev: SimpleNamespace, **kw: object) -> tuple[str, datetime]:
     """An incident opened by the real store with the real paging hook; its id and page time."""
-    store = IncidentStore(engine, on_new_incident=incident_hooks(settings))
+    store = IncidentStore(engine, on_new_incident=incident_hooks(settings), on_incident_stored=directory_hooks())
     [iid] = store.record([ev.finding([ev.access(1)], **kw)]).opened
     with Session(engine) as session:
         queued = session.scalar(select(func.min(OutboxRow.created_at)).where(OutboxRow.incident_id == iid))
@@ -153,7 +153,9 @@ def test_a_severity_rise_repages_once_after_the_repeat_interval(
     with Session(engine) as session, session.begin():
         lifecycle.transition(session, iid, "acknowledge", "ada", at=t0 + timedelta(minutes=2))
     worse = ev.finding([ev.access(2, minutes=20)], detector="learned", severity="critical", score=97)
-    IncidentStore(engine, on_new_incident=incident_hooks(settings)).record([worse])
+    IncidentStore(engine, on_new_incident=incident_hooks(settings), on_incident_stored=directory_hooks()).record(
+        [worse]
+    )
 
     assert escalation.run_once(engine, settings, policy, now=t0 + timedelta(minutes=30)).pages == 0  # too soon
     report = escalation.run_once(engine, settings, policy, now=t0 + timedelta(minutes=61))
