@@ -7,9 +7,11 @@ service's learned sessions were like. The signals, each with a weight and a reas
 * templates never seen before in the service's sessions, and template-to-template steps never
   seen between known templates (novelty);
 * counts far above anything learned, and sessions longer than any learned;
-* a count model (``count_model``: PCA residuals and Hotelling's T² over tf-idf counts of
-  templates and steps) that finds the session's mix, counts or order of familiar messages
-  unlike every learned session: enough on its own to flag it;
+* a count model (``count_model``: each session's tf-idf counts of templates and steps against
+  its nearest learned session) that finds the session's mix, counts or order of familiar
+  messages unlike every learned session: enough on its own to flag it far enough out;
+* count invariants (``invariants``): a pair of templates whose counts keep one ratio in the
+  learned sessions, broken (a partner missing, or two records off): enough on its own;
 * ERROR and CRITICAL records, weighted by how rarely the service's learned sessions had any.
 
 A session is flagged when its signals add up to more than one signal's worth: a single
@@ -41,6 +43,7 @@ from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, 
 from breachwatch.core.ids import unique
 from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel
+from breachwatch.detectors.logs.invariants import Broken
 from breachwatch.detectors.logs.service import ServiceLimits, ServiceModel, summary_of
 from breachwatch.detectors.logs.sessions import ERROR_LEVELS, START, Burst, Session, evidence, first_actor
 
@@ -160,6 +163,11 @@ class LogDetector(Detector):
         How many times its limit (see ``count_model``) a session's counts must be for the count
         model alone to flag it; nothing at the limit, in between its weight grows with the
         logarithm of the ratio, so a lesser deviation adds to other evidence.
+    invariant_break_rate : float
+        Pairs of templates whose counts keep one ratio in learned sessions (login and logout,
+        three replicas written and three closed; see ``invariants``) are learned where learned
+        sessions broke the ratio at most at this rate; a session breaking one is flagged alone,
+        whatever the alert budget (the rate is that invariant's own budget). 0 learns none.
     trained : mapping or None
         What ``history.learn_history`` learned from history (``breachwatch train``): the
         detector starts from it, and from it again after a reset.
@@ -196,6 +204,7 @@ class LogDetector(Detector):
         severity_weight: float = 0.4,
         min_session_score: float = 1.5,
         count_solo_factor: float = 3.0,
+        invariant_break_rate: float = 0.005,
         trained: Mapping[str, Any] | None = None,
     ) -> None:
         self.idle_gap = idle_gap
@@ -226,6 +235,7 @@ class LogDetector(Detector):
         # noise; with it, another signal (an unseen order of steps, odd counts, errors) is needed.
         self.min_session_score = min_session_score
         self.count_solo_factor = count_solo_factor
+        self.invariant_break_rate = invariant_break_rate
         self.trained = trained
         # Derived settings, in seconds, for the per-record path.
         self.close_after_s = (idle_gap + lateness).total_seconds()
@@ -244,6 +254,7 @@ class LogDetector(Detector):
             count_min_sessions=count_min_sessions,
             count_refit_share=count_refit_share,
             count_refit_interval_s=count_refit_interval.total_seconds(),
+            invariant_break_rate=invariant_break_rate,
             warmup_s=self.warmup_s,
             half_life_s=rate_half_life.total_seconds(),
         )
@@ -546,7 +557,11 @@ class LogDetector(Detector):
             if a.model is not None:
                 groups.setdefault(id(a.model), (a.model, []))[1].append(a)
         for model, group in groups.values():
-            scores = model.score_samples([a.summary for a in group if a.summary is not None])
+            summaries = [a.summary for a in group if a.summary is not None]
+            for a, breaks in zip(group, model.broken(summaries), strict=True):
+                if breaks:
+                    self._invariant_term(svc, model, a, breaks)
+            scores = model.score_samples(summaries)
             for a, s in zip(group, scores, strict=True):
                 # Its weight grows with how far past the limit the session is: nothing at it (so
                 # no session is flagged for landing a rounding error beyond it), enough to flag
@@ -556,8 +571,44 @@ class LogDetector(Detector):
                     self._count_term(svc, model, a, float(s), weight)
         for a in items:
             raw = float(sum(w for w, _ in a.terms))
+            if "count_invariants" in a.facts:
+                # A broken invariant carries its own budget: learned sessions broke it at most at
+                # the alert budget's rate, so a service whose sessions vary (which raises the bar
+                # for the other signals) does not hide a flow that stopped short.
+                a.threshold = min(a.threshold, self.min_session_score)
             if raw >= a.threshold:
                 findings.append(self._session_finding(svc, a, raw, a.threshold))
+
+    def _invariant_term(
+        self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, breaks: list[Broken]
+    ) -> None:
+        """A broken count invariant flags a session alone: learned sessions broke it at most at
+        the alert budget's rate (see ``invariants``)."""
+        name = svc.miner.template
+        keys = model.column_keys_
+        b = breaks[0]
+        inv = b.invariant
+        a.terms.append(
+            (
+                self.min_session_score,
+                f"session {a.session.key} broke {_plural(len(breaks), 'count ratio')} that learned sessions keep: "
+                f"{_quote(name(keys[b.missing]))} seen {b.seen:,} times, expected {b.expected:g} "
+                f"({inv.p}:{inv.q} with {_quote(name(keys[inv.b if b.missing == inv.a else inv.a]))} "
+                f"in {inv.held:,} of the {inv.support:,} learned sessions with either)",
+            )
+        )
+        a.facts["count_invariants"] = [
+            {
+                "template": keys[x.missing],
+                "seen": x.seen,
+                "expected": round(x.expected, 2),
+                "ratio": [x.invariant.p, x.invariant.q],
+                "partner": keys[x.invariant.b if x.missing == x.invariant.a else x.invariant.a],
+                "held_in": x.invariant.held,
+                "learned_sessions_with_either": x.invariant.support,
+            }
+            for x in breaks[:10]
+        ]
 
     def _count_term(
         self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, score: float, weight: float

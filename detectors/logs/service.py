@@ -39,6 +39,7 @@ class ServiceLimits:
     count_min_sessions: int
     count_refit_share: float
     count_refit_interval_s: float
+    invariant_break_rate: float
     warmup_s: float
     half_life_s: float
 
@@ -245,15 +246,18 @@ class ServiceModel:
 
     def refit(self, now: float, *, full: bool = False) -> SessionCountModel:
         """Fit the count model on the sample now (event time ``now``). Sampled sessions the
-        model in force finds anomalous are left out (unless ``full``), so that a pattern first
-        flagged by its counts never becomes part of the yardstick; what the first fit (or a
-        history given to ``train``, fitted in full) learned stays normal."""
+        model in force finds anomalous (over its limit, or breaking a count invariant) are left
+        out (unless ``full``), so that a pattern first flagged by its counts never becomes part
+        of the yardstick; what the first fit (or a history given to ``train``, fitted in full)
+        learned stays normal."""
         lim = self.limits
         entries = [e for _, e in sorted(self.sample, key=lambda x: x[0])]
         previous = self.count_model
         if not full and previous is not None and previous.ready_:
-            scores = previous.score_samples([_summary(e) for e in entries])
-            kept = [e for e, s in zip(entries, scores, strict=True) if s <= 1.0 + 1e-6]
+            summaries = [_summary(e) for e in entries]
+            scores = previous.score_samples(summaries)
+            breaks = previous.broken(summaries)
+            kept = [e for e, s, b in zip(entries, scores, breaks, strict=True) if s <= 1.0 + 1e-6 and not b]
             if len(kept) >= lim.count_min_sessions:
                 entries = kept
         self.count_fitted = entries
@@ -265,8 +269,11 @@ class ServiceModel:
     def _fit(self, sessions: list[Summary]) -> SessionCountModel:
         lim = self.limits
         # The limit lets the alert budget's share of learned sessions be over it.
-        quantile = 1.0 - lim.max_flag_rate
-        return SessionCountModel(quantile=quantile, min_sessions=lim.count_min_sessions).fit(sessions)
+        return SessionCountModel(
+            quantile=1.0 - lim.max_flag_rate,
+            min_sessions=lim.count_min_sessions,
+            invariant_alpha=lim.invariant_break_rate,
+        ).fit(sessions)
 
     # --------------------------------------------------------------- the alert budget
 

@@ -52,7 +52,7 @@ BGL_2K = {
     "default": (0, "4f53cda18c2baa0c", "0ee33f92cc9c6e98"),
     "sensitive": (23, "6ca83342f9a0bcad", "96672476ff8dde67"),
 }
-HDFS = (5, "92c01078656fd52c", "233372c6dd489b1e")
+HDFS = (170, "7785366b987fe546", "594d7c874aff3e58")
 
 
 def state_digest(det: LogDetector) -> str:
