@@ -70,13 +70,19 @@ def fit_invariants(counts: np.ndarray, alpha: float, min_off: int = 2) -> list[I
     df = present.sum(axis=0)
     # (0 + 1) / (support + 2) <= alpha needs this many sessions with either template.
     need = max(1, int(np.ceil(1.0 / alpha - 2.0)))
-    cols = [int(j) for j in np.flatnonzero(df >= min(need, n + 1))] if n else []
+    cols = np.flatnonzero(df >= min(need, n + 1)) if n else np.zeros(0, dtype=int)
+    # A session with one of a pair but not the other is a break: pairs with too many of those
+    # are dropped from one matrix product, before any pair is looked at row by row.
+    p = present[:, cols].astype(float)
+    both = p.T @ p
+    either = df[cols][:, None] + df[cols][None, :] - both
+    candidates = np.argwhere(np.triu((either - both + 1) <= alpha * (either + 2), k=1))
     out: list[Invariant] = []
-    for i, a in enumerate(cols):
-        for b in cols[i + 1 :]:
-            inv = _pair(counts[:, a], counts[:, b], a, b, alpha, min_off)
-            if inv is not None:
-                out.append(inv)
+    for i, j in candidates:
+        a, b = int(cols[i]), int(cols[j])
+        inv = _pair(counts[:, a], counts[:, b], a, b, alpha, min_off)
+        if inv is not None:
+            out.append(inv)
     return out
 
 
@@ -86,8 +92,11 @@ def _pair(ca: np.ndarray, cb: np.ndarray, a: int, b: int, alpha: float, min_off:
         return None
     x, y = ca[both].astype(np.int64), cb[both].astype(np.int64)
     g = np.gcd(x, y)
-    ratios, freq = np.unique(np.stack([x // g, y // g], axis=1), axis=0, return_counts=True)
-    p, q = (int(v) for v in ratios[int(freq.argmax())])
+    # The most common reduced ratio; ties to the smallest, so a refit is the same.
+    num, den = x // g, y // g
+    codes, freq = np.unique(num * (int(den.max()) + 1) + den, return_counts=True)
+    code = int(codes[int(freq.argmax())])
+    p, q = divmod(code, int(den.max()) + 1)
     if p > MAX_TERM or q > MAX_TERM:
         return None
     either = (ca > 0) | (cb > 0)
