@@ -356,6 +356,7 @@ class SessionCountModel(BaseEstimator):
 # what a session has beyond its neighbour counts this much. Steps never seen at all are novelty,
 # which the detector weighs on its own.
 MORE_WEIGHT = 0.5
+_BLOCK_CELLS = 1 << 20
 
 
 def _judged_parts(x: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -369,8 +370,11 @@ def _judged_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distances from judged sessions (rows of ``a``) to learned ones (rows of ``b``), as
     ``_judged_parts`` weighs them."""
     out = np.empty((len(a), len(b)))
-    for i, x in enumerate(a):
-        out[i] = np.sqrt(_judged_parts(x[None, :], b).sum(axis=1))
+    # Judged sessions a block at a time (one array operation each), a block at most
+    # ``_BLOCK_CELLS`` differences big.
+    step = max(1, _BLOCK_CELLS // max(b.size, 1))
+    for i in range(0, len(a), step):
+        out[i : i + step] = np.sqrt(_judged_parts(a[i : i + step, None, :], b[None, :, :]).sum(axis=2))
     return out
 
 
