@@ -32,6 +32,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from breachwatch.detectors.logs.invariants import Broken, broken, fit_invariants
+
 START = 0  # the pseudo template before a session's first record (template ids start at 1)
 Step = tuple[int, int]
 # A session as the model sees it: how often each template and each step occurred.
@@ -145,6 +147,9 @@ class SessionCountModel(BaseEstimator):
         from a handful of sessions is worth paging on.
     top_reasons : int
         Deviations ``explain`` returns.
+    invariant_alpha : float
+        Pairs of templates whose counts keep one ratio in learned sessions (``invariants``) are
+        kept where learned sessions broke them at most at this rate; 0 learns none.
     """
 
     def __init__(
@@ -155,12 +160,14 @@ class SessionCountModel(BaseEstimator):
         max_transitions: int = 1000,
         min_sessions: int = 20,
         top_reasons: int = 4,
+        invariant_alpha: float = 0.005,
     ) -> None:
         self.quantile = quantile
         self.transitions = transitions
         self.max_transitions = max_transitions
         self.min_sessions = min_sessions
         self.top_reasons = top_reasons
+        self.invariant_alpha = invariant_alpha
 
     # --------------------------------------------------------------- fitting
 
@@ -187,6 +194,8 @@ class SessionCountModel(BaseEstimator):
         self.n_training_sessions_ = n
         self.ready_ = n >= self.min_sessions and self.n_features_ > 0 and len(uniq) > 0
         self.limit_ = self._fit_limit(first, n)
+        templates = counts[:, : len(self.vocabulary_)]
+        self.invariants_ = fit_invariants(templates, self.invariant_alpha) if self.invariant_alpha > 0 else []
         return self
 
     def _spread(self) -> np.ndarray:
@@ -278,7 +287,7 @@ class SessionCountModel(BaseEstimator):
 
     def knows_any(self, session: Session) -> bool:
         """Whether any of the session's templates is a column (else the model has nothing to say)."""
-        return any(t in self.vocabulary_ for t in session[0])
+        return not self.vocabulary_.keys().isdisjoint(session[0])
 
     # --------------------------------------------------------------- scoring
 
@@ -295,6 +304,14 @@ class SessionCountModel(BaseEstimator):
             return np.zeros(len(sessions))
         j, dist = self._nearest(self._weigh(self._counts(sessions)))
         return dist / (self.spread_[j] + self.grain_) / self.limit_
+
+    def broken(self, X: Iterable[Session]) -> list[list[Broken]]:
+        """Per session, the learned count invariants it breaks (none while not ready)."""
+        check_is_fitted(self, "points_")
+        sessions = list(X)
+        if not self.ready_ or not self.invariants_ or not sessions:
+            return [[] for _ in sessions]
+        return broken(self._counts(sessions)[:, : len(self.vocabulary_)], self.invariants_)
 
     def predict(self, X: Iterable[Session]) -> np.ndarray:
         """True for anomalous sessions (not scikit-learn's -1/+1 outlier convention)."""
@@ -339,6 +356,7 @@ class SessionCountModel(BaseEstimator):
 # what a session has beyond its neighbour counts this much. Steps never seen at all are novelty,
 # which the detector weighs on its own.
 MORE_WEIGHT = 0.5
+_BLOCK_CELLS = 1 << 20
 
 
 def _judged_parts(x: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -352,8 +370,11 @@ def _judged_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distances from judged sessions (rows of ``a``) to learned ones (rows of ``b``), as
     ``_judged_parts`` weighs them."""
     out = np.empty((len(a), len(b)))
-    for i, x in enumerate(a):
-        out[i] = np.sqrt(_judged_parts(x[None, :], b).sum(axis=1))
+    # Judged sessions a block at a time (one array operation each), a block at most
+    # ``_BLOCK_CELLS`` differences big.
+    step = max(1, _BLOCK_CELLS // max(b.size, 1))
+    for i in range(0, len(a), step):
+        out[i : i + step] = np.sqrt(_judged_parts(a[i : i + step, None, :], b[None, :, :]).sum(axis=2))
     return out
 
 

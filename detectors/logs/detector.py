@@ -7,9 +7,11 @@ service's learned sessions were like. The signals, each with a weight and a reas
 * templates never seen before in the service's sessions, and template-to-template steps never
   seen between known templates (novelty);
 * counts far above anything learned, and sessions longer than any learned;
-* a count model (``count_model``: PCA residuals and Hotelling's T² over tf-idf counts of
-  templates and steps) that finds the session's mix, counts or order of familiar messages
-  unlike every learned session: enough on its own to flag it;
+* a count model (``count_model``: each session's tf-idf counts of templates and steps against
+  its nearest learned session) that finds the session's mix, counts or order of familiar
+  messages unlike every learned session: enough on its own to flag it far enough out;
+* count invariants (``invariants``): a pair of templates whose counts keep one ratio in the
+  learned sessions, broken (a partner missing, or two records off): enough on its own;
 * ERROR and CRITICAL records, weighted by how rarely the service's learned sessions had any.
 
 A session is flagged when its signals add up to more than one signal's worth: a single
@@ -31,7 +33,6 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,12 +43,12 @@ from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, 
 from breachwatch.core.ids import unique
 from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel
+from breachwatch.detectors.logs.invariants import Broken
 from breachwatch.detectors.logs.service import ServiceLimits, ServiceModel, summary_of
-from breachwatch.detectors.logs.sessions import MAX_SEQUENCE, START, Burst, Session, evidence, first_actor
+from breachwatch.detectors.logs.sessions import ERROR_LEVELS, START, Burst, Session, evidence, first_actor
 
 KIND_SESSION = "anomalous_log_session"
 KIND_BURST = "error_burst"
-ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 STATE_VERSION = 2  # 2: count model and error counts per service, template order per session
 _TEXT_CHARS = 160  # template text quoted in a reason is cut to this
 _COUNT_TOLERANCE = 1e-6  # a session equal to a learned one is at its limit, not over it
@@ -94,21 +95,22 @@ def _severity(score: float) -> Severity:
     return "low"
 
 
-@dataclass(slots=True)
 class _Assessment:
     """A closed session's signals, computed when it closed, before it was learned."""
 
-    session: Session
-    warm: bool
-    learned: int
-    raw: float = 0.0  # the sum of the explainable terms' weights
-    threshold: float = 1.0
-    flagged: bool = False  # by the terms known at close (the count model's comes at batch end)
-    closed_at: float = 0.0  # event time at which the session was judged
-    terms: list[tuple[float, str]] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-    model: SessionCountModel | None = None  # the count model as it stood at the close
-    summary: Summary | None = None  # the session as that model sees it
+    __slots__ = ("closed_at", "facts", "flagged", "learned", "model", "raw", "session", "summary", "terms", "threshold")
+
+    def __init__(self, session: Session, learned: int, closed_at: float) -> None:
+        self.session = session
+        self.learned = learned
+        self.closed_at = closed_at  # event time at which the session was judged
+        self.raw = 0.0  # the sum of the explainable terms' weights
+        self.threshold = 1.0
+        self.flagged = False  # by the terms known at close (the count model's comes at batch end)
+        self.terms: list[tuple[float, str]] = []
+        self.facts: dict[str, Any] = {}
+        self.model: SessionCountModel | None = None  # the count model as it stood at the close
+        self.summary: Summary | None = None  # the session as that model sees it
 
 
 class LogDetector(Detector):
@@ -161,6 +163,11 @@ class LogDetector(Detector):
         How many times its limit (see ``count_model``) a session's counts must be for the count
         model alone to flag it; nothing at the limit, in between its weight grows with the
         logarithm of the ratio, so a lesser deviation adds to other evidence.
+    invariant_break_rate : float
+        Pairs of templates whose counts keep one ratio in learned sessions (login and logout,
+        three replicas written and three closed; see ``invariants``) are learned where learned
+        sessions broke the ratio at most at this rate; a session breaking one is flagged alone,
+        whatever the alert budget (the rate is that invariant's own budget). 0 learns none.
     trained : mapping or None
         What ``history.learn_history`` learned from history (``breachwatch train``): the
         detector starts from it, and from it again after a reset.
@@ -197,6 +204,7 @@ class LogDetector(Detector):
         severity_weight: float = 0.4,
         min_session_score: float = 1.5,
         count_solo_factor: float = 3.0,
+        invariant_break_rate: float = 0.005,
         trained: Mapping[str, Any] | None = None,
     ) -> None:
         self.idle_gap = idle_gap
@@ -227,6 +235,7 @@ class LogDetector(Detector):
         # noise; with it, another signal (an unseen order of steps, odd counts, errors) is needed.
         self.min_session_score = min_session_score
         self.count_solo_factor = count_solo_factor
+        self.invariant_break_rate = invariant_break_rate
         self.trained = trained
         # Derived settings, in seconds, for the per-record path.
         self.close_after_s = (idle_gap + lateness).total_seconds()
@@ -245,6 +254,7 @@ class LogDetector(Detector):
             count_min_sessions=count_min_sessions,
             count_refit_share=count_refit_share,
             count_refit_interval_s=count_refit_interval.total_seconds(),
+            invariant_break_rate=invariant_break_rate,
             warmup_s=self.warmup_s,
             half_life_s=rate_half_life.total_seconds(),
         )
@@ -258,6 +268,7 @@ class LogDetector(Detector):
         self._watermark: float | None = None
         self._held = 0  # records held as evidence by open sessions
         self._bursting: dict[str, None] = {}  # services with an open burst
+        self._last_service: ServiceModel | None = None  # the most recently active service
         if self.trained:
             if self.trained.get("version") != STATE_VERSION:
                 raise ValueError(f"unsupported trained log model version: {self.trained.get('version')!r}")
@@ -288,29 +299,25 @@ class LogDetector(Detector):
 
     def _observe(self, rec: LogRecord, closed: list[_Assessment], findings: list[Finding]) -> None:
         t = rec.ts.timestamp()
-        svc = self._services.get(rec.service)
-        if svc is None:
-            svc = self._services[rec.service] = ServiceModel(rec.service, t, self.limits)
-            if len(self._services) > self.max_services:
-                self._evict_service(next(iter(self._services)), closed, findings)
-        else:
-            self._services.move_to_end(rec.service)
+        svc = self._last_service
+        if svc is None or svc.name != rec.service:
+            svc = self._service(rec.service, t, closed, findings)
         wm = self._watermark
         # Idle sessions and finished bursts are looked for when event time enters a new
         # second, not at every record: as exact for a decision counted in minutes, and the
         # same whatever the batching or a restart in between.
-        tick = wm is None or int(t) > int(wm)
+        tick = False
         if wm is None or t > wm:
+            tick = wm is None or int(t) > int(wm)
             self._watermark = t
         if t - svc.clock >= 1.0:
             svc.advance(t)
         tid, created = svc.miner.add(rec.message)
 
-        burst = svc.burst
         if created and rec.level in ERROR_LEVELS:
             self._new_error_template(svc, rec, tid, t, findings)
-        elif burst is not None and tid in burst.tids:
-            burst.add(rec, tid, False, t)
+        elif svc.burst is not None and tid in svc.burst.tids:
+            svc.burst.add(rec, tid, False, t)
 
         key = rec.session_id or rec.trace_id
         if key:
@@ -318,44 +325,42 @@ class LogDetector(Detector):
         if tick:
             self._close_idle(closed, findings)
 
+    def _service(self, name: str, t: float, closed: list[_Assessment], findings: list[Finding]) -> ServiceModel:
+        """The service's model, made most recently active (created, evicting the least recently
+        active one beyond ``max_services``, if new). Records of one service often come in runs:
+        ``_observe`` asks only when the service changes, the last one being the most recent."""
+        svc = self._services.get(name)
+        if svc is None:
+            svc = self._services[name] = ServiceModel(name, t, self.limits)
+            if len(self._services) > self.max_services:
+                self._evict_service(next(iter(self._services)), closed, findings)
+        else:
+            self._services.move_to_end(name)
+        self._last_service = svc
+        return svc
+
     def _add_to_session(self, rec: LogRecord, key: str, tid: int, t: float, closed: list[_Assessment]) -> None:
         skey = (rec.service, key)
-        sess = self._sessions.get(skey)
+        sessions = self._sessions
+        sess = sessions.get(skey)
         if sess is not None and t - sess.first_ts > self.max_duration_s:
-            del self._sessions[skey]
+            del sessions[skey]
             self._close(sess, closed)
             sess = None
         if sess is None:
-            sess = self._sessions[skey] = Session(rec.service, key, rec, t)
-            if len(self._sessions) > self.max_open_sessions:
-                oldest = next(iter(self._sessions))
-                self._close(self._sessions.pop(oldest), closed)
+            sess = sessions[skey] = Session(rec.service, key, rec, t)
+            if len(sessions) > self.max_open_sessions:
+                self._close(sessions.pop(next(iter(sessions))), closed)
         else:
             if rec.event_id in sess.event_ids:
                 return  # a re-delivered record must not count twice
-            self._sessions.move_to_end(skey)
+            sessions.move_to_end(skey)
         held = len(sess.events)
         if held < MAX_EVIDENCE and (held < self.min_session_evidence or self._held < self.max_held_records):
             sess.events.append(rec)
             sess.event_ids.add(rec.event_id)
             self._held += 1
-        if sess.actor_id is None and rec.actor_id:
-            sess.actor_id = rec.actor_id
-        sess.records += 1
-        if rec.level in ERROR_LEVELS:
-            sess.errors += 1
-        sess.counts[tid] = sess.counts.get(tid, 0) + 1
-        if len(sess.seq) < MAX_SEQUENCE:
-            sess.seq.append(tid)
-        if tid != sess.last_tid:
-            # Runs of one template collapse to one step, so "read x100" is one transition.
-            if len(sess.steps) < MAX_EVIDENCE:
-                sess.steps[(sess.last_tid, tid)] = None
-            sess.last_tid = tid
-        if t > sess.last_ts:
-            sess.last_ts = t
-        elif t < sess.first_ts:
-            sess.first_ts = t
+        sess.add(rec, tid, t)
 
     def _close_idle(self, closed: list[_Assessment], findings: list[Finding]) -> None:
         wm = self._watermark
@@ -385,6 +390,8 @@ class LogDetector(Detector):
         if svc.burst is not None:
             self._end_burst(svc, findings)
         del self._services[name]
+        if self._last_service is svc:
+            self._last_service = None
 
     # --------------------------------------------------------------- session scoring
 
@@ -400,34 +407,54 @@ class LogDetector(Detector):
         batches; the model's signal is computed for the whole batch at its end (``_score``)."""
         self._held -= len(sess.events)
         svc = self._services[sess.service]
-        a = _Assessment(sess, self._warm(svc), svc.learned)
+        if not self._warm(svc):
+            svc.learn(sess, flagged=False)
+            svc.sample_session(sess)
+            return
         # The moment the session was judged: when event time showed it idle (or it was cut).
-        a.closed_at = max(sess.last_ts, self._watermark if self._watermark is not None else sess.last_ts)
-        if a.warm:
-            novel = self._assess(svc, a)
-            a.raw = float(sum(w for w, _ in a.terms))
-            a.threshold = svc.threshold()
-            a.flagged = a.raw >= a.threshold
-            svc.push_score(a.raw)
-            model = svc.model_at(a.closed_at)
-            if model is not None and model.ready_:
-                summary = summary_of(sess.counts, sess.seq, frozenset(novel))
-                if model.knows_any(summary):
-                    a.model, a.summary = model, summary
+        wm = self._watermark
+        a = _Assessment(sess, svc.learned, max(sess.last_ts, wm if wm is not None else sess.last_ts))
+        novel = self._assess(svc, a)
+        a.raw = float(sum(w for w, _ in a.terms))
+        a.threshold = svc.threshold()
+        a.flagged = a.raw >= a.threshold
+        svc.push_score(a.raw)
+        model = svc.model_at(a.closed_at)
+        summary = None
+        if model is not None and model.ready_:
+            summary = summary_of(sess.counts, sess.seq, novel)
+            if model.knows_any(summary):
+                a.model, a.summary = model, summary
         svc.learn(sess, flagged=a.flagged)
         if not a.flagged:
-            svc.sample_session(sess)
-        if a.warm and (a.flagged or a.model is not None):
+            # The model's view of the session is the sample's too when it left nothing out.
+            svc.sample_session(sess, summary if not novel else None)
+        if a.flagged or a.model is not None:
             closed.append(a)  # the rest can become no finding (see ``_score``)
 
-    def _assess(self, svc: ServiceModel, a: _Assessment) -> list[int]:
-        """The signals known at close; returns the session's never-seen templates."""
+    def _assess(self, svc: ServiceModel, a: _Assessment) -> frozenset[int]:
+        """The signals known at close; returns the session's never-seen templates. Each
+        signal's loop runs only where a set comparison (in C) says it may find something."""
         sess = a.session
         label = f"session {sess.key}"
-        n_learned = svc.learned
+        novel: frozenset[int] = frozenset()
+        if not sess.counts.keys() <= svc.support.keys():
+            novel = self._assess_novelty(svc, a, label)
+        if not sess.steps.keys() <= svc.steps.keys():
+            self._assess_steps(svc, a, label, novel)
+        # A count above a learned maximum needs a template twice in the session.
+        if sess.records > len(sess.counts):
+            self._assess_counts(svc, a, label)
+        if svc.max_records and sess.records > svc.max_records:
+            self._assess_length(svc, a, label)
+        if sess.errors:
+            self._assess_errors(svc, a, label)
+        return novel
+
+    def _assess_novelty(self, svc: ServiceModel, a: _Assessment, label: str) -> frozenset[int]:
+        sess = a.session
         miner = svc.miner
         support = svc.support
-
         novel = [
             tid
             for tid, c in sess.counts.items()
@@ -444,9 +471,11 @@ class LogDetector(Detector):
                 )
             )
             a.facts["new_templates"] = [miner.template(t) for t in novel[:20]]
+        return frozenset(novel)
 
-        novel_set = set(novel)
-        unseen = [st for st in sess.steps if st[0] not in novel_set and st[1] not in novel_set and st not in svc.steps]
+    def _assess_steps(self, svc: ServiceModel, a: _Assessment, label: str, novel: frozenset[int]) -> None:
+        miner = svc.miner
+        unseen = [st for st in a.session.steps if st[0] not in novel and st[1] not in novel and st not in svc.steps]
         if unseen:
             a0, b0 = unseen[0]
             first = "(session start)" if a0 == START else _quote(miner.template(a0))
@@ -454,16 +483,11 @@ class LogDetector(Detector):
                 (
                     min(2.0, 0.4 * len(unseen)),
                     f"{label} went from one message to the next in "
-                    f"{_plural(len(unseen), 'way')} never seen in {n_learned:,} learned sessions, "
+                    f"{_plural(len(unseen), 'way')} never seen in {svc.learned:,} learned sessions, "
                     f"e.g. {first} → {_quote(miner.template(b0))}",
                 )
             )
             a.facts["unseen_transitions"] = len(unseen)
-
-        self._assess_counts(svc, a, label)
-        if sess.errors:
-            self._assess_errors(svc, a, label)
-        return novel
 
     def _assess_counts(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
         sess = a.session
@@ -487,7 +511,9 @@ class LogDetector(Detector):
             )
             a.facts["count_excess"] = {"count": c, "learned_max": s[1], "learned_sessions_with_it": s[2]}
 
+    def _assess_length(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
         n_learned = svc.learned
+        sess = a.session
         if n_learned >= self.min_support_for_counts and svc.max_records and sess.records > svc.max_records:
             ratio = sess.records / svc.max_records
             a.terms.append(
@@ -531,7 +557,11 @@ class LogDetector(Detector):
             if a.model is not None:
                 groups.setdefault(id(a.model), (a.model, []))[1].append(a)
         for model, group in groups.values():
-            scores = model.score_samples([a.summary for a in group if a.summary is not None])
+            summaries = [a.summary for a in group if a.summary is not None]
+            for a, breaks in zip(group, model.broken(summaries), strict=True):
+                if breaks:
+                    self._invariant_term(svc, model, a, breaks)
+            scores = model.score_samples(summaries)
             for a, s in zip(group, scores, strict=True):
                 # Its weight grows with how far past the limit the session is: nothing at it (so
                 # no session is flagged for landing a rounding error beyond it), enough to flag
@@ -541,8 +571,44 @@ class LogDetector(Detector):
                     self._count_term(svc, model, a, float(s), weight)
         for a in items:
             raw = float(sum(w for w, _ in a.terms))
+            if "count_invariants" in a.facts:
+                # A broken invariant carries its own budget: learned sessions broke it at most at
+                # the alert budget's rate, so a service whose sessions vary (which raises the bar
+                # for the other signals) does not hide a flow that stopped short.
+                a.threshold = min(a.threshold, self.min_session_score)
             if raw >= a.threshold:
                 findings.append(self._session_finding(svc, a, raw, a.threshold))
+
+    def _invariant_term(
+        self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, breaks: list[Broken]
+    ) -> None:
+        """A broken count invariant flags a session alone: learned sessions broke it at most at
+        the alert budget's rate (see ``invariants``)."""
+        name = svc.miner.template
+        keys = model.column_keys_
+        b = breaks[0]
+        inv = b.invariant
+        a.terms.append(
+            (
+                self.min_session_score,
+                f"session {a.session.key} broke {_plural(len(breaks), 'count ratio')} that learned sessions keep: "
+                f"{_quote(name(keys[b.missing]))} seen {b.seen:,} times, expected {b.expected:g} "
+                f"({inv.p}:{inv.q} with {_quote(name(keys[inv.b if b.missing == inv.a else inv.a]))} "
+                f"in {inv.held:,} of the {inv.support:,} learned sessions with either)",
+            )
+        )
+        a.facts["count_invariants"] = [
+            {
+                "template": keys[x.missing],
+                "seen": x.seen,
+                "expected": round(x.expected, 2),
+                "ratio": [x.invariant.p, x.invariant.q],
+                "partner": keys[x.invariant.b if x.missing == x.invariant.a else x.invariant.a],
+                "held_in": x.invariant.held,
+                "learned_sessions_with_either": x.invariant.support,
+            }
+            for x in breaks[:10]
+        ]
 
     def _count_term(
         self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, score: float, weight: float

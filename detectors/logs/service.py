@@ -16,7 +16,7 @@ from typing import Any
 from breachwatch.core.events import LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE
 from breachwatch.detectors.logs.count_model import Session as Summary
-from breachwatch.detectors.logs.count_model import SessionCountModel, Step, steps_of
+from breachwatch.detectors.logs.count_model import SessionCountModel, Step
 from breachwatch.detectors.logs.sessions import START, Burst, Session, record_load, record_state
 from breachwatch.detectors.logs.templates import TemplateMiner
 
@@ -39,18 +39,28 @@ class ServiceLimits:
     count_min_sessions: int
     count_refit_share: float
     count_refit_interval_s: float
+    invariant_break_rate: float
     warmup_s: float
     half_life_s: float
 
 
 def summary_of(counts: Mapping[int, int], seq: Iterable[int], leave_out: frozenset[int] = frozenset()) -> Summary:
     """A session as the count model sees it; templates in ``leave_out`` (never seen before) are
-    taken out first, so that a new template is novelty only, not also a broken step."""
-    kept = [t for t in seq if t not in leave_out]
+    taken out first, so that a new template is novelty only, not also a broken step. Steps as
+    ``count_model.steps_of`` makes them, counted in one pass."""
+    if leave_out:
+        seq = [t for t in seq if t not in leave_out]
+        kept = {t: c for t, c in counts.items() if t not in leave_out}
+    else:
+        kept = dict(counts)
     steps: dict[Step, int] = {}
-    for st in steps_of(kept):
-        steps[st] = steps.get(st, 0) + 1
-    return {t: c for t, c in counts.items() if t not in leave_out}, steps
+    prev = START
+    for key in seq:
+        if key != prev:
+            st = (prev, key)
+            steps[st] = steps.get(st, 0) + 1
+            prev = key
+    return kept, steps
 
 
 def _sampled(h: int, summary: Summary) -> Sampled:
@@ -205,15 +215,16 @@ class ServiceModel:
             kept = {st: d for st, d in kept.items() if st not in drop}
         self.steps = kept
 
-    def sample_session(self, sess: Session) -> None:
-        """Offer a closed, unflagged session to the count model's sample."""
+    def sample_session(self, sess: Session, summary: Summary | None = None) -> None:
+        """Offer a closed, unflagged session to the count model's sample (``summary``: the
+        session as ``summary_of`` sees it, if the caller has it already)."""
         h = int.from_bytes(hashlib.blake2b(sess.identity().encode("utf-8"), digest_size=8).digest(), "big")
         heap = self.sample
         if len(heap) < self.limits.count_reservoir:
-            heapq.heappush(heap, (-h, _sampled(h, summary_of(sess.counts, sess.seq))))
+            heapq.heappush(heap, (-h, _sampled(h, summary or summary_of(sess.counts, sess.seq))))
             self.count_changes += 1
         elif h < -heap[0][0]:
-            heapq.heapreplace(heap, (-h, _sampled(h, summary_of(sess.counts, sess.seq))))
+            heapq.heapreplace(heap, (-h, _sampled(h, summary or summary_of(sess.counts, sess.seq))))
             self.count_changes += 1
 
     def model_at(self, now: float) -> SessionCountModel | None:
@@ -235,15 +246,18 @@ class ServiceModel:
 
     def refit(self, now: float, *, full: bool = False) -> SessionCountModel:
         """Fit the count model on the sample now (event time ``now``). Sampled sessions the
-        model in force finds anomalous are left out (unless ``full``), so that a pattern first
-        flagged by its counts never becomes part of the yardstick; what the first fit (or a
-        history given to ``train``, fitted in full) learned stays normal."""
+        model in force finds anomalous (over its limit, or breaking a count invariant) are left
+        out (unless ``full``), so that a pattern first flagged by its counts never becomes part
+        of the yardstick; what the first fit (or a history given to ``train``, fitted in full)
+        learned stays normal."""
         lim = self.limits
         entries = [e for _, e in sorted(self.sample, key=lambda x: x[0])]
         previous = self.count_model
         if not full and previous is not None and previous.ready_:
-            scores = previous.score_samples([_summary(e) for e in entries])
-            kept = [e for e, s in zip(entries, scores, strict=True) if s <= 1.0 + 1e-6]
+            summaries = [_summary(e) for e in entries]
+            scores = previous.score_samples(summaries)
+            breaks = previous.broken(summaries)
+            kept = [e for e, s, b in zip(entries, scores, breaks, strict=True) if s <= 1.0 + 1e-6 and not b]
             if len(kept) >= lim.count_min_sessions:
                 entries = kept
         self.count_fitted = entries
@@ -255,8 +269,11 @@ class ServiceModel:
     def _fit(self, sessions: list[Summary]) -> SessionCountModel:
         lim = self.limits
         # The limit lets the alert budget's share of learned sessions be over it.
-        quantile = 1.0 - lim.max_flag_rate
-        return SessionCountModel(quantile=quantile, min_sessions=lim.count_min_sessions).fit(sessions)
+        return SessionCountModel(
+            quantile=1.0 - lim.max_flag_rate,
+            min_sessions=lim.count_min_sessions,
+            invariant_alpha=lim.invariant_break_rate,
+        ).fit(sessions)
 
     # --------------------------------------------------------------- the alert budget
 

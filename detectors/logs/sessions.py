@@ -14,6 +14,7 @@ START = 0  # pseudo template id before a session's first record (template ids st
 # Template ids of a session kept in order, for its steps as the count model sees them; the
 # counts stay exact beyond it.
 MAX_SEQUENCE = 256
+ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 
 
 def record_state(rec: LogRecord) -> dict[str, Any]:
@@ -72,6 +73,28 @@ class Session:
         self.events: list[LogRecord] = []
         self.event_ids: set[str] = set()
         self.actor_id: str | None = None
+
+    def add(self, rec: LogRecord, tid: int, t: float) -> None:
+        """Count a record of template ``tid`` at event time ``t`` (its evidence is kept, or
+        not, by the caller)."""
+        if self.actor_id is None and rec.actor_id:
+            self.actor_id = rec.actor_id
+        self.records += 1
+        if rec.level in ERROR_LEVELS:
+            self.errors += 1
+        counts = self.counts
+        counts[tid] = counts.get(tid, 0) + 1
+        if len(self.seq) < MAX_SEQUENCE:
+            self.seq.append(tid)
+        if tid != self.last_tid:
+            # Runs of one template collapse to one step, so "read x100" is one transition.
+            if len(self.steps) < MAX_EVIDENCE:
+                self.steps[(self.last_tid, tid)] = None
+            self.last_tid = tid
+        if t > self.last_ts:
+            self.last_ts = t
+        elif t < self.first_ts:
+            self.first_ts = t
 
     def identity(self) -> str:
         """What tells one session from every other, also after a restart."""

@@ -43,6 +43,7 @@ _HEX_NUM = re.compile(
     r"|(?P<NUM>[-+\d](?<![\w.][-+\d])(?:(?<=\d)|\d)\d*(?:[.,]\d+)*)"
 )
 _DIGIT = re.compile(r"\d")
+_ASCII_DIGIT = re.compile(r"[0-9]")
 # Infrastructure logs (register dumps, hardware inventories) need three more masks, each run
 # only where a cheap test says it may match. Before the masks above: zero-padded words of 8 or
 # 16 hex digits and the all-ones word, so one register field gets one type whatever its value
@@ -56,11 +57,13 @@ _LOC = re.compile(
     r"(?<![\w:-])[A-Za-z]{0,4}\d+[A-Za-z]*(?:[-:][A-Za-z]*\d*[A-Za-z]*)*[-:][A-Za-z]{0,4}\d+[A-Za-z]*(?![\w:-])"
 )
 _LOC_HINT = re.compile(r"\d[A-Za-z]{0,4}[-:][A-Za-z]{0,4}\d")
-# A line's shape: nonzero digits made one digit. Every mask treats 1-9 alike (only the
-# register-word mask looks for a leading 0), so lines of one shape mask alike wherever the
-# masked text keeps no digit; those are remembered by shape, which log lines repeat far more
-# often than text.
-_SHAPE = str.maketrans("23456789", "11111111")
+# A line's shape: its UTF-8 bytes with nonzero ASCII digits made one digit. Every mask treats
+# 1-9 alike (only the register-word mask looks for a leading 0), so lines of one shape mask
+# alike wherever the masked text keeps no digit (whether it keeps one is itself a matter of
+# shape); their template is remembered by shape, which log lines repeat far more often than
+# text. Bytes, because ``bytes.translate`` with a 256-byte table is a tenth of the cost of
+# ``str.translate`` with a mapping, and "surrogatepass" keeps the key one-to-one for any text.
+_SHAPE = bytes.maketrans(b"23456789", b"11111111")
 # A timestamp whose date and time are separated by a space: the one non-quoted variable that
 # spans two whitespace-separated tokens.
 _SPACED_TS = re.compile(r"-\d\d \d\d:\d\d")
@@ -151,6 +154,10 @@ def _wildcard_for(old: str, new: str) -> str:
 
 
 def _has_digit(token: str) -> bool:
+    # str.isdigit's notion of a digit (wider than the masks' ``\d``); an ASCII token has none
+    # but 0-9, which one regex search finds in C.
+    if token.isascii():
+        return _ASCII_DIGIT.search(token) is not None
     return any(c.isdigit() for c in token)
 
 
@@ -173,6 +180,12 @@ class _Leaf:
         # Bumped on any change to this leaf's templates; a cached match is valid only while
         # the leaf it was found in is unchanged, which keeps the cache invisible in results.
         self.version = 0
+
+
+# A remembered match: the masked line, its template, the template's leaf, the leaf's version, the
+# line's token count and the routing epoch of lines of that count when it was found (valid while
+# both are unchanged).
+_Hit = tuple[str, _Template, _Leaf, int, int, int]
 
 
 class TemplateMiner:
@@ -216,69 +229,117 @@ class TemplateMiner:
         self._leaves: dict[tuple[int, str, str], _Leaf] = {}
         self._first: dict[int, set[str]] = {}
         self._second: dict[tuple[int, str], set[str]] = {}
-        self._routing_epoch = 0
-        self._cache: dict[str, tuple[_Template, _Leaf, int, int]] = {}
-        # Log lines repeat heavily, and their tokens more so: masking is a pure function of
-        # the text, so its results are remembered, per line shape, per line and per token.
-        self._masked_shapes: dict[str, str] = {}
-        self._masked_lines: dict[str, str] = {}
+        self._routing_epoch = 0  # counts changes of the tree's routing
+        self._route_of: dict[int, int] = {}  # token count -> the epoch its routing last changed
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        # Log lines repeat heavily, and their tokens more so. Masking is a pure function of the
+        # text, and a line's template is the one last found for it while neither its tree leaf
+        # nor the routing above has changed since (``_Hit``): both are remembered, so the common
+        # line costs one dictionary look-up. ``_known`` holds lines by what their masked text
+        # depends on (``_key``); ``_cache`` holds matches by masked text, for a line of a new
+        # shape that masks as an old one; ``_literal`` the tokens of a shape that keep digits.
+        self._known: dict[bytes | str | tuple[str | bytes, ...], _Hit] = {}
+        self._cache: dict[str, _Hit] = {}
+        self._literal: dict[bytes, tuple[int, ...]] = {}
         self._masked_tokens: dict[str, tuple[str, str, bool]] = {}
 
     # ----------------------------------------------------------------- mining
 
+    def _first_line(self, message: str) -> str:
+        """What is mined of ``message``: its first line, cut to ``max_chars``."""
+        if len(message) > self.max_chars or "\n" in message:
+            message = message[: self.max_chars]
+            cut = message.find("\n")
+            if cut >= 0:
+                message = message[:cut]
+        return message
+
+    def _key(self, line: str, shape: bytes) -> str | tuple[str | bytes, ...]:
+        """What the masked text of a line whose masked text keeps a digit depends on: its shape
+        and the tokens that keep digits (``route=/api/v2/items``) where it is masked token by
+        token (whose tokens keep digits is a matter of shape, like the rest), else its text."""
+        literal = self._literal.get(shape)
+        if literal is None:
+            return line
+        tokens = line.split()
+        return (shape, *[tokens[i] for i in literal])
+
     def preprocess(self, message: str) -> str:
         """What is mined of ``message``: its first line, cut to ``max_chars``, masked, with runs
-        of whitespace made one space. Remembered per line and per token, so a line or a token
-        seen before is not masked again."""
-        line = message[: self.max_chars]
-        cut = line.find("\n")
-        if cut >= 0:
-            line = line[:cut]
-        shape = line.translate(_SHAPE)
-        masked = self._masked_shapes.get(shape)
-        if masked is not None:
-            return masked
-        masked = self._masked_lines.get(line)
-        if masked is not None:
-            return masked
-        masked = self._mask_line(line)
-        if len(line) <= _CACHED_LINE_CHARS:
-            # A masked line without digits is the mask of every line of its shape.
-            cache = self._masked_lines if _DIGIT.search(masked) is not None else self._masked_shapes
-            key = line if cache is self._masked_lines else shape
-            if len(cache) >= self.cache_size:
-                cache.clear()
-            cache[key] = masked
-        return masked
+        of whitespace made one space."""
+        line = self._first_line(message)
+        shape = line.encode("utf-8", "surrogatepass").translate(_SHAPE)
+        hit = self._known.get(shape) or self._known.get(self._key(line, shape))
+        return hit[0] if hit is not None else self._mask_line(line)[0]
 
-    def _mask_line(self, line: str) -> str:
-        if _masks_per_token(line):
-            known = self._masked_tokens
-            parts = []
-            digits = False
-            for tok in line.split():
-                m = known.get(tok)
-                if m is None:
-                    m = _token_masks(tok)
-                    if len(tok) <= _CACHED_TOKEN_CHARS:
-                        if len(known) >= self.cache_size:
-                            known.clear()
-                        known[tok] = m
-                parts.append(m)
-                digits = digits or m[2]
-            return " ".join([m[0] if digits else m[1] for m in parts])
-        return " ".join(mask(line).split())
+    def _mask_line(self, line: str) -> tuple[str, tuple[int, ...] | None]:
+        """``line`` masked, and which of its tokens keep a digit (None: not masked by token)."""
+        if not _masks_per_token(line):
+            return " ".join(mask(line).split()), None
+        known = self._masked_tokens
+        parts = []
+        digits = False
+        for tok in line.split():
+            m = known.get(tok)
+            if m is None:
+                m = _token_masks(tok)
+                if len(tok) <= _CACHED_TOKEN_CHARS:
+                    if len(known) >= self.cache_size:
+                        known.clear()
+                    known[tok] = m
+            parts.append(m)
+            digits = digits or m[2]
+        chosen = [m[0] if digits else m[1] for m in parts]
+        return " ".join(chosen), tuple(i for i, m in enumerate(chosen) if _DIGIT.search(m) is not None)
 
     def add(self, message: str) -> tuple[int, bool]:
         """Mine one message; return its template id and whether the template is new."""
-        line = self.preprocess(message)
-        hit = self._cache.get(line)
+        line = message if len(message) <= self.max_chars and "\n" not in message else self._first_line(message)
+        shape = line.encode("utf-8", "surrogatepass").translate(_SHAPE)
+        known = self._known
+        hit = known.get(shape) or known.get(self._key(line, shape))
+        literal = None
         if hit is not None:
-            tpl, leaf, version, epoch = hit
-            if leaf.version == version and epoch == self._routing_epoch:
+            masked, tpl, leaf, version, n, epoch = hit
+            if leaf.version == version and self._route_of.get(n, 0) == epoch:
                 tpl.size += 1
                 self._templates.move_to_end(tpl.tid)
                 return tpl.tid, False
+        else:
+            masked, literal = self._mask_line(line)
+        tpl, created = self._match(masked)
+        if len(line) <= _CACHED_LINE_CHARS:
+            self._remember(line, shape, masked, literal)
+        return tpl.tid, created
+
+    def _remember(self, line: str, shape: bytes, masked: str, literal: tuple[int, ...] | None) -> None:
+        """Remember the match just made for ``masked`` under the key of ``line``: its shape, or
+        ``_key``'s where its masked text keeps a digit (``literal``: which tokens, if just masked)."""
+        known = self._known
+        if len(known) >= self.cache_size:
+            known.clear()
+            self._literal.clear()
+        if _DIGIT.search(masked) is None:
+            # A masked line without digits is the mask of every line of its shape.
+            key: bytes | str | tuple[str | bytes, ...] = shape
+        else:
+            if literal:
+                self._literal[shape] = literal
+            key = self._key(line, shape)
+        known[key] = self._cache[masked]
+
+    def _match(self, line: str) -> tuple[_Template, bool]:
+        """The template of masked ``line`` (created if none is similar enough), generalised to
+        cover it; and whether it is new. Remembered by ``line`` (see ``_reset_caches``)."""
+        hit = self._cache.get(line)
+        if hit is not None:
+            _, tpl, leaf, version, n, epoch = hit
+            if leaf.version == version and self._route_of.get(n, 0) == epoch:
+                tpl.size += 1
+                self._templates.move_to_end(tpl.tid)
+                return tpl, False
         tokens = line.split()
         if len(tokens) > self.max_tokens:
             tokens = [*tokens[: self.max_tokens - 1], WILDCARD]
@@ -287,15 +348,15 @@ class TemplateMiner:
         created = tpl is None
         if tpl is None:
             tpl = self._create(tokens)
-            leaf = tpl.leaf
         else:
             self._generalise(tpl, tokens)
             tpl.size += 1
             self._templates.move_to_end(tpl.tid)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()
-        self._cache[line] = (tpl, tpl.leaf, tpl.leaf.version, self._routing_epoch)
-        return tpl.tid, created
+        n = len(tokens)
+        self._cache[line] = (line, tpl, tpl.leaf, tpl.leaf.version, n, self._route_of.get(n, 0))
+        return tpl, created
 
     def _find_leaf(self, tokens: list[str]) -> _Leaf | None:
         n = len(tokens)
@@ -367,12 +428,12 @@ class TemplateMiner:
         k1 = self._insert_key(first, tokens[0] if n > 0 else _NO_TOKEN)
         if k1 not in first:
             first.add(k1)
-            self._routing_epoch += 1
+            self._reroute(n)
         second = self._second.setdefault((n, k1), set())
         k2 = self._insert_key(second, tokens[1] if n > 1 else _NO_TOKEN)
         if k2 not in second:
             second.add(k2)
-            self._routing_epoch += 1
+            self._reroute(n)
         key = (n, k1, k2)
         leaf = self._leaves.get(key)
         if leaf is None:
@@ -404,7 +465,13 @@ class TemplateMiner:
                 first.discard(k1)
                 if not first:
                     del self._first[n]
-            self._routing_epoch += 1
+            self._reroute(n)
+
+    def _reroute(self, n: int) -> None:
+        """Lines of ``n`` tokens may now be routed to another leaf: their remembered matches
+        lapse (the routing of lines of other lengths is untouched)."""
+        self._routing_epoch += 1
+        self._route_of[n] = self._routing_epoch
 
     # ----------------------------------------------------------------- look-ups
 
@@ -445,11 +512,9 @@ class TemplateMiner:
         self._leaves = {}
         self._first = {}
         self._second = {}
-        self._cache = {}
-        self._masked_shapes = {}
-        self._masked_lines = {}
-        self._masked_tokens = {}
+        self._reset_caches()
         self._routing_epoch = 0
+        self._route_of = {}
         by_id: dict[int, _Template] = {}
         for raw_key, templates in state["leaves"]:
             n, k1, k2 = int(raw_key[0]), str(raw_key[1]), str(raw_key[2])

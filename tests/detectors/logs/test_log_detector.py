@@ -747,3 +747,45 @@ def test_a_version_1_checkpoint_under_a_trained_model_keeps_the_trained_state() 
     restored = small_detector(trained=trained)
     restored.load_state(version_1_state(det))
     assert learned_sessions(restored) == 300
+
+
+def warm_with_invariants(rate: float) -> tuple[LogDetector, Stream]:
+    """A detector past its warm-up on enough ordinary sessions to learn count invariants at
+    ``rate`` (80 sessions with a login: one break in 82 is above 0.02 only if there was none)."""
+    det = small_detector(invariant_break_rate=rate)
+    stream = Stream()
+    assert run(det, [*stream.normal_sessions(160), stream.idle(40)]) == []
+    return det, stream
+
+
+def test_session_of_familiar_templates_that_breaks_a_count_ratio_is_flagged_by_it_alone() -> None:
+    """Every learned login had its logout: a session that logs in, works and never logs out
+    broke that, though each of its templates and steps is familiar and its counts are not far
+    enough from a learned session's for the count model to flag it alone."""
+    flagged = []
+    for rate in (0.02, 0.0):
+        det, stream = warm_with_invariants(rate)
+        session = [stream.record(stream.fill(t), session="s-open", actor="user-2") for t in FLOWS[1][:4]]
+        flagged.append(run(det, [*session, stream.idle(20)]))
+    [f], without = flagged
+    assert without == []  # with no invariant learned, the same session passes
+    assert f.facts["session"] == "s-open"
+    assert "new_templates" not in f.facts and "unseen_transitions" not in f.facts and "count_excess" not in f.facts
+    assert f.facts["count_model"]["score"] < 3.0  # below the count model's own bar to flag alone
+    assert f.reasons[0].startswith("session s-open broke 2 count ratios that learned sessions keep:")
+    assert "'logout user=user-<NUM>' seen 0 times, expected 1 (1:1 with" in f.reasons[0]
+    assert "in 80 of the 80 learned sessions with either" in f.reasons[0]
+    assert all(b["seen"] == 0 and b["expected"] == 1 for b in f.facts["count_invariants"])
+
+
+def test_one_record_more_or_fewer_breaks_no_count_ratio() -> None:
+    """A retried login or one more view is one record off a learned ratio: not a broken flow
+    (a flow done twice keeps every ratio: ``test_invariants``)."""
+    det, stream = warm_with_invariants(0.02)
+    browse = FLOWS[0]
+    sessions = {
+        "s-relogin": [browse[0], *browse],  # one login more than logouts
+        "s-two-views": [*browse[:3], browse[2], browse[3]],  # one view more than logins
+    }
+    records = [stream.record(stream.fill(t), session=sid) for sid, flow in sessions.items() for t in flow]
+    assert run(det, [*records, stream.idle(20)]) == []
