@@ -296,7 +296,10 @@ class StaffBook:
         for book in self.books.values():
             book.sweep(watermark)
         horizon = watermark - SEEN_HORIZON
-        self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
+        # An access still held stays known however old it is: a late copy of it must not be
+        # held a second time (the two would tie on the heap).
+        held = {event_id for _, event_id, _, _ in self.pending}
+        self.seen = {k: t for k, t in self.seen.items() if t >= horizon or k in held}
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -402,6 +402,18 @@ def test_a_redelivered_staff_access_counts_once(ctx: DetectionContext) -> None:
     assert len(d.take_staff_accesses()) == 1
 
 
+def test_a_late_copy_of_an_access_still_held_is_not_held_twice(ctx: DetectionContext) -> None:
+    # An access hours older than the unit's clock, re-delivered after the memory of judged ids
+    # was swept: it is still held (not yet settled), so the copy is the same access.
+    d = RulesDetector()
+    ev = staff_access(-240, tenant_id="t-andes")
+    d.process([clock(0), ev], ctx)
+    assert d.process([ev], ctx) == [] and d.errors == {}
+    [f] = d.process([clock(30)], ctx)
+    assert f.facts["accesses"] == 1 and d.errors == {}
+    assert len(d.take_staff_accesses()) == 1
+
+
 # --- bulk export of staff: the customer's request is the job, anything else still fires ----------
 
 
