@@ -374,6 +374,7 @@ class LocalKafka:
         self._work_dir = Path(work_dir) if work_dir is not None else None
         self._owns_work_dir = work_dir is None
         self._port = port
+        self._port_given = port is not None
         self._controller_port: int | None = None
         self._secure_ports: dict[str, int] = {}  # protocol -> port, with ``security`` only
         self._proc: subprocess.Popen[bytes] | None = None
@@ -381,6 +382,7 @@ class LocalKafka:
         self._atexit_registered = False
         self._archive_dump: tuple[Path, Path] | None = None  # (being written, final name)
         self._served = False  # the running process became ready
+        self._ever_served = False  # some process of this broker did: its address is known
 
     # --- jars ------------------------------------------------------------------------------
 
@@ -683,8 +685,32 @@ class LocalKafka:
         """Start the broker (fetching its jars first if needed) and wait until it serves metadata.
 
         Returns the bootstrap address. If the process dies or is not ready in ``timeout``
-        seconds, raises ``LocalKafkaError`` with the tail of the broker's log.
+        seconds, raises ``LocalKafkaError`` with the tail of the broker's log. A port this
+        broker chose itself that another process took before the broker bound it (free ports
+        are ephemeral ones, which outgoing connections use too) is chosen again, twice at most.
         """
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except LocalKafkaError as exc:
+                if attempt == 2 or not self._may_choose_ports_again(exc):
+                    raise
+                log.info("a port of the local Kafka broker was taken before it bound it; choosing others")
+                self._choose_ports_again()
+        raise AssertionError("unreachable")
+
+    def _may_choose_ports_again(self, exc: LocalKafkaError) -> bool:
+        # Only ports it chose, and only before it ever served: no client knows its address yet.
+        return "Address already in use" in str(exc) and not self._ever_served and not self._port_given
+
+    def _choose_ports_again(self) -> None:
+        self._port = None
+        self._controller_port = None
+        self._secure_ports = {}
+        # The storage was formatted with the controller's old address: format it anew.
+        shutil.rmtree(self.work_dir / "data", ignore_errors=True)
+
+    def _start_once(self, timeout: float) -> str:
         if self.running:
             return self.bootstrap
         if self._proc is not None:
@@ -739,7 +765,7 @@ class LocalKafka:
         except BaseException:
             self.stop(timeout=10)
             raise
-        self._served = True
+        self._served = self._ever_served = True
         log.info("local Kafka %s ready at %s (pid %s)", self.version, self.bootstrap, self.pid)
         return self.bootstrap
 

@@ -152,6 +152,23 @@ def test_broker_that_cannot_start_reports_its_log(make_local_kafka: Callable[...
     assert not broker.running
 
 
+def test_a_port_taken_before_the_broker_binds_it_is_chosen_again(make_local_kafka: Callable[..., LocalKafka]) -> None:
+    # Free ports are ephemeral ones: an outgoing connection may take the one the broker chose
+    # before it binds it. The broker then chooses others instead of failing.
+    broker = make_local_kafka()
+    broker._choose_ports()  # the ports it would bind, chosen now so one can be taken first
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", broker.port))
+        taken = broker.port
+        bootstrap = broker.start(timeout=90)
+    assert broker.running and broker.port != taken and bootstrap == f"127.0.0.1:{broker.port}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        assert admin.describe_cluster()["brokers"][0]["port"] == broker.port  # it serves there
+    finally:
+        admin.close()
+
+
 def test_fetch_is_cached_and_needs_no_maven_afterwards(
     make_local_kafka: Callable[..., LocalKafka], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
