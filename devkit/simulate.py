@@ -18,7 +18,7 @@ import math
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -3608,11 +3608,14 @@ class _Simulation:
         ip, country = self._attacker_network(rng, [t.country])
         ua = rng.choice(_TOOL_UA)
         n = rng.randint(25, 90)
+        ts = next((x for x in self._brute_force_times(rng) if self._clear_of_stuffing(t, x)), None)
+        if ts is None:
+            u.reserved = False
+            return False
         label = self._scenario(
             "brute_force",
             f"{ip} ({country}) tried {n} passwords against {u.actor_id} of {t.tenant_id} within minutes; none worked",
         )
-        ts = self.start_ms + self._attack_day(rng) * DAY_MS + rng.randint(0, 22 * HOUR_MS)
         for _ in range(n):
             ts += rng.randint(1_500, 12_000)
             self.auth(
@@ -3631,6 +3634,20 @@ class _Simulation:
                 label=label,
             )
         return True
+
+    def _brute_force_times(self, rng: Random, tries: int = 8) -> Iterator[int]:
+        for _ in range(tries):
+            yield self.start_ms + self._attack_day(rng) * DAY_MS + rng.randint(0, 22 * HOUR_MS)
+
+    def _clear_of_stuffing(self, t: _Tenant, ts: int) -> bool:
+        """Whether a brute force at ``ts`` is half a day from every credential-stuffing wave that
+        tried ``t``'s accounts: a wave may try the same account, and the two would then be one
+        incident, named by whichever came first."""
+        return all(
+            t.tenant_id not in lab.tenants or ts + HOUR_MS < lab.first - 12 * HOUR_MS or ts > lab.last + 12 * HOUR_MS
+            for lab in self.scenarios
+            if lab.kind == "credential_stuffing"
+        )
 
     def plan_error_burst(self, rng: Random) -> bool:
         """A service starts failing in ways it never has: many new error messages in minutes

@@ -23,17 +23,29 @@ SIZE: dict[str, int] = {"seed": 5, "days": 10, "tenants": 5, "attack_days": 3}
 KEY = "extra-kinds-" + "7" * 20  # a pseudonym key for this test alone
 
 
-@pytest.fixture(scope="module")
-def judged(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[IncidentOut]]:
-    work = tmp_path_factory.mktemp("extra")
+Judged = tuple[dict[str, Any], list[IncidentOut]]
+
+
+def _judge(work: Path, *, extra_kinds: bool) -> Judged:
+    """Simulate, train on the clean days, replay: the labels and the incidents."""
     dump = work / "dump"
-    simulate(dump, extra_kinds=True, **SIZE)
+    simulate(dump, extra_kinds=extra_kinds, **SIZE)
     labels = json.loads((dump / LABELS_FILE).read_text())
     settings = load_settings(outbox_dir=work / "outbox", partitions=2, pseudonym_key=SecretStr(KEY))
     model = train_from_dump(settings, dump, datetime.fromisoformat(labels["clean_until"]), KEY.encode())
     pipeline = app.build_pipeline(settings, app.database(settings, "sqlite://"), model, notify=False)
     replay(dump, pipeline, partitions=2, max_bytes=settings.max_message_bytes, jobs=1)
     return labels, pipeline.store.incidents()
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    return _judge(tmp_path_factory.mktemp("extra"), extra_kinds=True)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    return _judge(tmp_path_factory.mktemp("plain"), extra_kinds=False)
 
 
 def _caught(labels: dict[str, Any], incidents: list[IncidentOut], kind: str) -> list[str]:
@@ -48,9 +60,7 @@ def _caught(labels: dict[str, Any], incidents: list[IncidentOut], kind: str) -> 
 
 
 @pytest.mark.parametrize("kind", ["brute_force", "error_burst"])
-def test_each_scenario_opens_an_incident_of_its_kind(
-    judged: tuple[dict[str, Any], list[IncidentOut]], kind: str
-) -> None:
+def test_each_scenario_opens_an_incident_of_its_kind(judged: Judged, kind: str) -> None:
     labels, incidents = judged
     scenarios = [s["scenario_id"] for s in labels["scenarios"] if s["kind"] == kind]
     assert _caught(labels, incidents, kind) == scenarios
@@ -63,10 +73,28 @@ def test_each_scenario_opens_an_incident_of_its_kind(
     " with every feature at 50 scores about 70, the scenario's hour 60-68",
 )
 def test_an_hour_unlike_any_opens_an_anomalous_access_incident(
-    judged: tuple[dict[str, Any], list[IncidentOut]],
+    judged: Judged,
 ) -> None:
     labels, incidents = judged
     assert _caught(labels, incidents, "anomalous_access")
+
+
+def test_the_other_scenarios_keep_their_incidents(judged: Judged, plain: Judged) -> None:
+    """No extra scenario joins, renames or hides an incident of another scenario."""
+
+    def kinds_by_scenario(j: Judged) -> dict[tuple[str, str, str], list[str]]:
+        labels, incidents = j
+        return {
+            (s["kind"], s["start"], s["description"]): sorted(
+                i.kind for i in incidents if set(s["event_ids"]) & set(i.evidence_event_ids)
+            )
+            for s in labels["scenarios"]
+            if s["kind"] not in EXTRA_KINDS
+        }
+
+    want = kinds_by_scenario(plain)
+    assert sum(map(len, want.values())) >= 15  # the comparison is about something
+    assert kinds_by_scenario(judged) == want
 
 
 def test_the_scenarios_add_to_the_dump_and_change_nothing_else(tmp_path: Path) -> None:
