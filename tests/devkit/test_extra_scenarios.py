@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pydantic import SecretStr
 
+from breachwatch.cli import main
 from breachwatch.core.settings import load_settings
 from breachwatch.devkit.simulate import EXTRA_KINDS, LABELS_FILE, simulate
 from breachwatch.incidents.model import IncidentOut
@@ -111,3 +113,14 @@ def test_the_scenarios_add_to_the_dump_and_change_nothing_else(tmp_path: Path) -
     assert all(extra.scenarios[k] >= 2 for k in EXTRA_KINDS)
     labelled = json.loads((tmp_path / "extra" / LABELS_FILE).read_text())["scenarios"]
     assert {s["kind"] for s in labelled} - set(plain.scenarios) == set(EXTRA_KINDS)
+
+
+def test_the_command_line_asks_for_them_by_a_flag(tmp_path: Path) -> None:
+    small = ["--seed", "5", "--days", "10", "--tenants", "5", "--attack-days", "3"]
+    runs = {}
+    for flag in ([], ["--extra-kinds"]):
+        result = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path / f"d{len(flag)}"), *small, *flag])
+        assert result.exit_code == 0, result.output
+        runs[bool(flag)] = json.loads(result.stdout)["scenarios"]
+    assert not set(EXTRA_KINDS) & set(runs[False])
+    assert all(runs[True][k] >= 2 for k in EXTRA_KINDS)
