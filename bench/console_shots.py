@@ -2,14 +2,17 @@
 on every page, for a reviewer to look at.
 
     python -m bench.console_shots [--out DIR] [--seed 11] [--days 4] [--tenants 4] [--attack-days 2] [--trained]
+                                  [--all-kinds]
 
 (by default the pictures go to ~/.cache/breachwatch/bench/console-shots)
 
 Simulates ERP traffic with attacks, replays it through the real pipeline into SQLite, serves
 the console with uvicorn on 127.0.0.1 and drives Debian's Chromium with Playwright: for each
-kind, the incident with the highest score, at 1400 px wide (light and dark) and at 390 px
-(a phone). Prints where the pictures are and, last, one JSON line: kinds shot, pages checked,
-serious or critical accessibility violations (should be 0) and seconds taken.
+kind, the highest-scoring incident with a finding of that kind (``incident-{kind}-{scheme}.png``),
+at 1400 px wide (light and dark) and at 390 px (a phone). ``--all-kinds`` adds the simulator's
+opt-in scenarios, so that every detection kind can have an incident. Prints where the pictures
+are and, last, one JSON line: kinds shot, pages checked, serious or critical accessibility
+violations (should be 0), the detection kinds without an incident, and seconds taken.
 
 ``start_console`` and ``axe_violations`` are also what ``tests/console/test_browser.py`` uses.
 """
@@ -41,7 +44,7 @@ from breachwatch.console.security import SigninThrottle
 from breachwatch.core.attack import kind_techniques
 from breachwatch.core.settings import Settings
 from breachwatch.incidents import users
-from breachwatch.incidents.tables import IncidentRow
+from breachwatch.incidents.tables import FindingRow, IncidentRow
 from breachwatch.runtime import app as composition
 from breachwatch.runtime.replay import replay
 from breachwatch.runtime.training import train_from_dump
@@ -78,11 +81,20 @@ def _free_port() -> int:
 
 
 def seed_database(
-    work: Path, *, seed: int, days: int, tenants: int, attack_days: int = 2, trained: bool = False
+    work: Path,
+    *,
+    seed: int,
+    days: int,
+    tenants: int,
+    attack_days: int = 2,
+    trained: bool = False,
+    extra_kinds: bool = False,
 ) -> Settings:
     """A database of incidents from a replay of simulated traffic with attacks, and the team.
     ``trained``: a model fitted on the dump's clean days judges too, as in production, so the
-    learned detector's kinds (account takeover, dormant account, slow exfiltration, ...) appear."""
+    learned detector's kinds (account takeover, dormant account, slow exfiltration, ...) appear.
+    ``extra_kinds``: the simulator's opt-in scenarios too (brute force, error burst, ...)."""
+    from breachwatch.devkit.approvals import load_access_requests
     from breachwatch.devkit.simulate import simulate
 
     settings = Settings(
@@ -93,15 +105,18 @@ def seed_database(
         console_url="http://127.0.0.1",
         pseudonym_key=SecretStr(secrets.token_hex(16)),
     )
-    simulate(work / "dump", seed=seed, days=days, tenants=tenants, attack_days=attack_days)
+    simulate(work / "dump", seed=seed, days=days, tenants=tenants, attack_days=attack_days, extra_kinds=extra_kinds)
+    labels = json.loads((work / "dump" / "labels.json").read_text())
     model = None
     if trained:
-        labels = json.loads((work / "dump" / "labels.json").read_text())
         until = datetime.fromisoformat(labels["clean_until"])
         key = settings.pseudonym_key.get_secret_value().encode()  # type: ignore[union-attr]
         model = train_from_dump(settings, work / "dump", until, key)
     engine = make_engine(settings.db_url)
     upgrade(engine)
+    # The tenants that require approval and the requests decided, as the backtest has them:
+    # without them no access can be unapproved.
+    load_access_requests(engine, work / "dump", settings, until=datetime.fromisoformat(labels["end"]))
     pipeline = composition.build_pipeline(settings, engine, model, notify=True)
     replay(work / "dump", pipeline, partitions=settings.partitions, max_bytes=settings.max_message_bytes)
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -164,11 +179,20 @@ def sign_in(page: Any, url: str, user: str = "amara") -> None:
 
 
 def top_incident_per_kind(engine: Engine) -> dict[str, str]:
+    """For each detection kind, the highest-scoring incident it names, else the highest-scoring
+    incident with a finding of that kind: a finding may join an incident another kind named (a
+    brute force on an account a credential-stuffing address also tried), and that page is then
+    where a responder sees it."""
+    found = select(FindingRow.kind, IncidentRow.kind, IncidentRow.score, IncidentRow.incident_id).join(
+        IncidentRow, FindingRow.incident_id == IncidentRow.incident_id
+    )
+    named = select(IncidentRow.kind, IncidentRow.kind, IncidentRow.score, IncidentRow.incident_id)
     with Session(engine) as session:
-        rows = session.scalars(select(IncidentRow).order_by(IncidentRow.score.desc(), IncidentRow.incident_id))
-        out: dict[str, str] = {}
-        for r in rows:
-            out.setdefault(r.kind, r.incident_id)
+        rows = session.execute(named.union_all(found)).all()
+    out: dict[str, str] = {}
+    # Incidents the kind names first, then by score (ties by id, so the choice is repeatable).
+    for kind, _named_by, _, incident_id in sorted(rows, key=lambda r: (r[0] != r[1], -r[2], r[3])):
+        out.setdefault(kind, incident_id)
     return out
 
 
@@ -195,7 +219,7 @@ def shoot(
         page = context.new_page()
         sign_in(page, console.url)
         pages = ["/incidents", "/silences", "/help"]
-        pages += [f"/incidents/{i}" for i in kinds.values()]
+        pages += [f"/incidents/{i}" for i in dict.fromkeys(kinds.values())]  # one incident may serve two kinds
         for path in pages:
             page.goto(console.url + path)
             found = describe(axe_violations(page))
@@ -229,6 +253,11 @@ def main() -> None:
     parser.add_argument(
         "--trained", action="store_true", help="judge with a model fitted on the clean days (more kinds)"
     )
+    parser.add_argument(
+        "--all-kinds",
+        action="store_true",
+        help="add the simulator's opt-in scenarios (brute force, error burst, anomalous access)",
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -240,6 +269,7 @@ def main() -> None:
         tenants=args.tenants,
         attack_days=args.attack_days,
         trained=args.trained,
+        extra_kinds=args.all_kinds,
     )
     with start_console(settings) as console:
         result = shoot(console, args.out)

@@ -18,7 +18,7 @@ import math
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -63,6 +63,9 @@ STAFF_SCENARIO_KINDS: tuple[str, ...] = (
     "staff_access_unapproved",
 )
 SCENARIO_KINDS: tuple[str, ...] = ATTACK_KINDS + STAFF_SCENARIO_KINDS
+# Opt-in scenarios (``simulate(extra_kinds=True)``), so that every dump without them, and every
+# figure measured on one, stays as it was: planned last, from random and id streams of their own.
+EXTRA_KINDS: tuple[str, ...] = ("brute_force", "error_burst", "anomalous_access")
 # Tenants that require approval before staff access, and the access requests filed for them:
 # what BreachWatch itself would hold (the backtest loads it; it is no ERP topic).
 ACCESS_REQUESTS_FILE = "access_requests.json"
@@ -121,6 +124,7 @@ def simulate(
     start: datetime | None = None,
     events_per_user_day: float = DEFAULT_EVENTS_PER_USER_DAY,
     progress: Callable[[int], None] | None = None,
+    extra_kinds: bool = False,
 ) -> SimulationSummary:
     """Write a labelled topic dump of ``days`` days of traffic from ``tenants`` tenants to ``out``.
 
@@ -129,7 +133,8 @@ def simulate(
     (the window ends 2026-12-03) so that output depends on the arguments alone.
     ``events_per_user_day`` is the mean number of data accesses of an average user on a
     working day. ``progress`` is called after each day is written with the number of event
-    messages written so far.
+    messages written so far. ``extra_kinds`` adds the scenarios of ``EXTRA_KINDS`` (brute
+    force, error bursts, anomalous hours); the rest of the dump is the same with or without.
     """
     if days < 3:
         # Trips, leave and new integrations are placed strictly inside the window.
@@ -149,7 +154,7 @@ def simulate(
     start = start.astimezone(UTC).replace(microsecond=(start.microsecond // 1000) * 1000)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sim = _Simulation(out, seed, days, tenants, attack_days, start, events_per_user_day)
+    sim = _Simulation(out, seed, days, tenants, attack_days, start, events_per_user_day, extra_kinds)
     return sim.run(progress)
 
 
@@ -492,8 +497,9 @@ class _Ids:
     128 random bits make a collision vanishingly unlikely; the tests check uniqueness anyway.
     """
 
-    def __init__(self, seed: int) -> None:
-        self._bits = Random(f"breachwatch-simulate-ids:{seed}").getrandbits
+    def __init__(self, seed: int, stream: str = "") -> None:
+        # The default stream's name is the one every existing dump was written with.
+        self._bits = Random(f"breachwatch-simulate-ids:{seed}{':' + stream if stream else ''}").getrandbits
 
     def event(self) -> str:
         h = f"{self._bits(128):032x}"
@@ -784,8 +790,11 @@ class _Simulation:
         attack_days: int,
         start: datetime,
         events_per_user_day: float,
+        extra_kinds: bool = False,
     ) -> None:
         self.out = out
+        self.extra_kinds = extra_kinds
+        self._burst_services: set[str] = set()
         self.seed = seed
         self.days = days
         self.n_tenants = n_tenants
@@ -1551,6 +1560,8 @@ class _Simulation:
         self.plan_tickets()
         self.plan_scenarios()
         self.plan_staff_access()
+        if self.extra_kinds:
+            self.plan_extra_scenarios()
         try:
             for d in range(-1, self.days + 1):
                 for t in self.tenants:
@@ -1633,7 +1644,7 @@ class _Simulation:
         n_tickets = sum(len(tk.versions) for tk in self.tickets)
         counts = dict(zip(_DumpWriter.TOPICS, self.writer.counts, strict=True))
         counts.update({TENANTS: len(self.tenants), STAFF: len(self.staff), TICKETS: n_tickets})
-        by_kind: dict[str, int] = {k: 0 for k in SCENARIO_KINDS}
+        by_kind: dict[str, int] = {k: 0 for k in SCENARIO_KINDS + (EXTRA_KINDS if self.extra_kinds else ())}
         for lab in scenarios:
             by_kind[lab.kind] += 1
         hn: dict[str, int] = {}
@@ -3575,6 +3586,125 @@ class _Simulation:
             u.injections.setdefault(d, []).append(("bulk_export", label, {}))
         return True
 
+    # ------------------------------------------------------------------ opt-in scenarios
+
+    def plan_extra_scenarios(self) -> None:
+        """Brute force, error bursts and anomalous hours (``simulate(extra_kinds=True)``):
+        planned last, from a random stream and an id stream of their own, so that every event
+        the other scenarios and ordinary life write is the same with or without them."""
+        rng = Random(f"{self.seed}:extra-scenarios")
+        ids, self.ids = self.ids, _Ids(self.seed, stream="extra")
+        try:
+            self._plan_kinds(rng, EXTRA_KINDS, 3.0)
+        finally:
+            self.ids = ids
+
+    def plan_brute_force(self, rng: Random) -> bool:
+        """Password after password against one account, from one address, in a few minutes."""
+        u = self._pick_user(rng, ("sales", "hr", "accountant", "clerk", "admin"))
+        if u is None:
+            return False
+        t = u.tenant
+        ip, country = self._attacker_network(rng, [t.country])
+        ua = rng.choice(_TOOL_UA)
+        n = rng.randint(25, 90)
+        ts = next((x for x in self._brute_force_times(rng) if self._clear_of_stuffing(t, x)), None)
+        if ts is None:
+            u.reserved = False
+            return False
+        label = self._scenario(
+            "brute_force",
+            f"{ip} ({country}) tried {n} passwords against {u.actor_id} of {t.tenant_id} within minutes; none worked",
+        )
+        for _ in range(n):
+            ts += rng.randint(1_500, 12_000)
+            self.auth(
+                ts,
+                u.actor_id,
+                "customer_user",
+                t.tenant_id,
+                "login",
+                "failure",
+                ip,
+                country,
+                ua,
+                None,
+                rng=rng,
+                detail="bad password",
+                label=label,
+            )
+        return True
+
+    def _brute_force_times(self, rng: Random, tries: int = 8) -> Iterator[int]:
+        for _ in range(tries):
+            yield self.start_ms + self._attack_day(rng) * DAY_MS + rng.randint(0, 22 * HOUR_MS)
+
+    def _clear_of_stuffing(self, t: _Tenant, ts: int) -> bool:
+        """Whether a brute force at ``ts`` is half a day from every credential-stuffing wave that
+        tried ``t``'s accounts: a wave may try the same account, and the two would then be one
+        incident, named by whichever came first."""
+        return all(
+            t.tenant_id not in lab.tenants or ts + HOUR_MS < lab.first - 12 * HOUR_MS or ts > lab.last + 12 * HOUR_MS
+            for lab in self.scenarios
+            if lab.kind == "credential_stuffing"
+        )
+
+    def plan_error_burst(self, rng: Random) -> bool:
+        """A service starts failing in ways it never has: many new error messages in minutes
+        (a bad release, or input crafted to break it), on no one's session."""
+        # One burst per service: a second would repeat messages the service has learned by then.
+        free = [s for s in _BURST_SERVICES if s not in self._burst_services]
+        if not free:
+            return False
+        service = rng.choice(free)
+        self._burst_services.add(service)
+        messages = rng.sample(_BURST_ERRORS, rng.randint(7, len(_BURST_ERRORS)))
+        label = self._scenario(
+            "error_burst",
+            f"service {service} logged {len(messages)} error messages it had never logged, within minutes",
+        )
+        ts = self.start_ms + self._attack_day(rng) * DAY_MS + rng.randint(HOUR_MS, 22 * HOUR_MS)
+        for _ in range(rng.randint(2, 4)):  # each failure recurs as requests keep arriving
+            for level, message in messages:
+                ts += rng.randint(500, 6_000)
+                text = message.format(n=rng.randint(2, 900), ms=rng.randint(5_000, 30_000))
+                self.log(ts, service, level, text, rng=rng, label=label)
+        return True
+
+    def plan_anomalous_access(self, rng: Random) -> bool:
+        """A user's account, from the user's own home network and browser, at an hour no one
+        works: failed passwords, then many kinds of data the user never touched, a page each.
+        Nothing new about the place or the device, no role change, no idleness: no kind of
+        attack the learned detector knows, only an hour unlike any in the population's history."""
+        u = self._pick_user(rng, ("clerk", "sales"))
+        if u is None:
+            return False
+        t = u.tenant
+        d = self._attack_day(rng, 2, t.tz)
+        start = self._inside(self.midnight(t.tz, d) + int(rng.uniform(2.0, 4.0) * HOUR_MS))
+        resources = rng.sample(_UNUSUAL_READS, rng.randint(6, len(_UNUSUAL_READS)))
+        label = self._scenario(
+            "anomalous_access",
+            f"{u.actor_id} ({u.role}) of {t.tenant_id} signed in at night local time after failed"
+            f" passwords, from its usual home network and browser, and read {len(resources)} kinds"
+            " of data it never used ({records} records)",
+        )
+        self._attacker_session(
+            label,
+            rng,
+            u.actor_id,
+            "customer_user",
+            t,
+            u.home_ip,
+            t.country,
+            u.ua,
+            start,
+            [("read", res, "page", rng.randint(1, 3)) for res in resources],
+            failures=rng.randint(4, 7),  # fewer than brute force counts
+            gap=(3_000, 40_000),
+        )
+        return True
+
     # ------------------------------------------------------------------ injected behaviour
 
     def exfiltrate(
@@ -3898,4 +4028,30 @@ _INFRA_MESSAGES = (
     ("WARNING", "kafka producer retry topic=erp.access attempt={n}"),
     ("ERROR", "failed to send notification email: 421 try again later"),
     ("INFO", "certificate expires in {n} days, renewal scheduled"),
+)
+# New error messages of a failing service (an error burst): each a template of its own.
+_BURST_ERRORS = (
+    ("ERROR", "unhandled exception in invoice renderer: KeyError currency_code"),
+    ("ERROR", "column ledger_entries.fx_rate does not exist"),
+    ("ERROR", "TypeError unsupported operand NoneType and Decimal in tax totals"),
+    ("CRITICAL", "worker process {n} exited with signal 11 segmentation fault"),
+    ("ERROR", "template quote_pdf failed: undefined variable customer vat_id"),
+    ("ERROR", "ZeroDivisionError in margin report compute"),
+    ("ERROR", "duplicate key value violates unique constraint payments_pkey"),
+    ("ERROR", "request handler crashed after {ms} ms with status 500"),
+    ("ERROR", "deserialization of order payload failed at field lines[{n}].qty"),
+    ("CRITICAL", "out of memory while building export batch {n}"),
+)
+_BURST_SERVICES = ("api", "export-worker", "integration-gw", "db-proxy", "web")
+# Data a clerk or a salesperson has no business reading (an anomalous hour reads a page of each).
+_UNUSUAL_READS = (
+    "payroll",
+    "bank_statement",
+    "tax_return",
+    "vendor_bank_account",
+    "audit_log",
+    "journal_entry",
+    "leave_request",
+    "settings",
+    "ledger",
 )

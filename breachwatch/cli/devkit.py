@@ -46,12 +46,17 @@ def embedded_bootstrap(settings: Settings) -> Iterator[str]:
 @click.option("--days", type=click.IntRange(3, 400), default=21, show_default=True, help="days of traffic")
 @click.option("--tenants", type=click.IntRange(2, 100_000), default=25, show_default=True, help="ERP tenants")
 @click.option("--attack-days", type=click.IntRange(1, 399), default=None, help="scenarios only in the last N days")
-def simulate(out: Path, seed: int, days: int, tenants: int, attack_days: int | None) -> None:
+@click.option(
+    "--extra-kinds",
+    is_flag=True,
+    help="add brute force, error burst and anomalous-hour scenarios (the rest of the dump is unchanged)",
+)
+def simulate(out: Path, seed: int, days: int, tenants: int, attack_days: int | None, extra_kinds: bool) -> None:
     """Write realistic multi-tenant ERP traffic with labelled attacks (labels.json)."""
     require_devkit("simulate")
     from breachwatch.devkit.simulate import simulate as run_sim
 
-    summary = run_sim(out, seed=seed, days=days, tenants=tenants, attack_days=attack_days)
+    summary = run_sim(out, seed=seed, days=days, tenants=tenants, attack_days=attack_days, extra_kinds=extra_kinds)
     click.echo(json.dumps(jsonable(summary), indent=2, default=str))
 
 
