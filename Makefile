@@ -1,5 +1,7 @@
 # The two commands the README starts with. Both install what they need first.
 PY ?= python3
+# One test worker more than the cores: many tests wait on a broker or a server part of the time.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 .PHONY: demo console test lint bench
 
@@ -16,7 +18,7 @@ console:  ## the console on the demo's database (after `make demo`), with the de
 test:  ## the layers, then the whole test suite, with a real Kafka broker, PostgreSQL, SMTP and Chromium
 	@scripts/setup.sh --test
 	$(PY) scripts/lint_imports.py
-	$(PY) -m pytest -q -n auto --dist worksteal
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint:
 	ruff check .
