@@ -138,22 +138,10 @@ def register_page(request: Request, caller: Viewer, notified: str = "") -> Any:
 def register_export(request: Request, fmt: str, caller: Exporter) -> Any:
     if fmt not in ("json", "csv"):
         return Response(status_code=404)
-    ctx = ctx_of(request)
-    with ctx.session() as session, session.begin():
-        found = entries.entries(session)
-        audit.serialize_writes(session)
-        audit.record(
-            session,
-            caller.actor,
-            "register.export",
-            "register",
-            {"format": fmt, "entries": len(found), "via": "console"},
-        )
+    with ctx_of(request).session() as session, session.begin():
+        body, _ = export.audited_export(session, caller.actor, fmt, "console")
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
-    if fmt == "json":
-        body, media = export.to_json(found), "application/json"
-    else:
-        body, media = export.to_csv(found), "text/csv; charset=utf-8"
+    media = export.MEDIA_TYPES[fmt]
     return Response(
         body, media_type=media, headers={"Content-Disposition": f'attachment; filename="breach-register-{stamp}.{fmt}"'}
     )

@@ -118,18 +118,8 @@ def register(request: Request, caller: Viewer, notified: bool | None = Query(Non
 def register_export(request: Request, caller: Exporter, format: Literal["json", "csv"] = "json") -> Response:
     """The whole register as JSON or CSV (the export is audited)."""
     with ctx_of(request).session() as session, session.begin():
-        found = entries.entries(session)
-        audit.serialize_writes(session)
-        audit.record(
-            session,
-            caller.actor,
-            "register.export",
-            "register",
-            {"format": format, "entries": len(found), "via": "api"},
-        )
-    if format == "csv":
-        return Response(export.to_csv(found), media_type="text/csv; charset=utf-8")
-    return Response(export.to_json(found), media_type="application/json")
+        body, _ = export.audited_export(session, caller.actor, format, "api")
+    return Response(body, media_type=export.MEDIA_TYPES[format])
 
 
 @router.get("/register/hipaa-logs")

@@ -122,19 +122,13 @@ def show_cmd(incident_id: str, db_url: str | None) -> None:
 @_db
 def export_cmd(fmt: str, out: Path | None, db_url: str | None) -> None:
     """The whole register as JSON or CSV (one CSV row per breach, tenant and jurisdiction)."""
-    from breachwatch.storage import audit
-
     with _session(settings_or_exit(db_url=db_url)) as session:
-        found = entries.entries(session)
-        audit.record(
-            session, cli_actor(), "register.export", "register", {"format": fmt, "entries": len(found), "via": "cli"}
-        )
-    body = export.to_json(found) if fmt == "json" else export.to_csv(found)
+        body, count = export.audited_export(session, cli_actor(), fmt, "cli")
     if out is None:
         click.echo(body, nl=False)
     else:
         out.write_text(body, encoding="utf-8")
-        click.echo(f"{len(found)} breach(es) written to {out}", err=True)
+        click.echo(f"{count} breach(es) written to {out}", err=True)
 
 
 @register_group.command("write")

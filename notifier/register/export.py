@@ -9,6 +9,13 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from breachwatch.notifier.register.entries import entries as register_entries
+from breachwatch.storage import audit
+
+MEDIA_TYPES: dict[str, str] = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+
 CSV_COLUMNS: tuple[str, ...] = (
     "incident_id",
     "kind",
@@ -122,3 +129,11 @@ def to_csv(entries: Iterable[Mapping[str, Any]]) -> str:
         for row in _rows(e):
             writer.writerow({k: _cell(v) for k, v in row.items()})
     return out.getvalue()
+
+
+def audited_export(session: Session, actor: str, fmt: str, via: str) -> tuple[str, int]:
+    """The whole register as ``fmt`` (json, else csv), and how many breaches it holds; the export is audited
+    (who, format, how many, and ``via`` console, api or cli) in the caller's transaction."""
+    found = register_entries(session)
+    audit.record(session, actor, "register.export", "register", {"format": fmt, "entries": len(found), "via": via})
+    return (to_json(found) if fmt == "json" else to_csv(found)), len(found)
