@@ -56,6 +56,8 @@ def main(runs: tuple[str, ...], days: int, attack_days: int) -> None:
         print(f"\n== seed {seed}, {tenants} tenants ({time.perf_counter() - t0:.0f}s)\n{ev.table()}", flush=True)
         for miss in ev.missed:
             print(f"   missed: {miss}")
+        for false in ev.false_list:
+            print(f"   false: {false}")
         results.append({"seed": seed, "tenants": tenants, **ev.as_dict()})
     kinds = sorted({k for r in results for k in r["recall"]})
     worst_recall = {k: min(r["recall"][k] for r in results if r["recall"].get(k) is not None) for k in kinds}

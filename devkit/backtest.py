@@ -109,6 +109,8 @@ class Evaluation:
     days: float = 0.0
     tenants: int = 0
     missed: list[str] = field(default_factory=list)
+    # Each false incident as "kind id actor: title", for the reader to look into.
+    false_list: list[str] = field(default_factory=list)
     staff: dict[str, Any] = field(default_factory=dict)  # access-level figures (``staff_access_figures``)
 
     @property
@@ -148,6 +150,7 @@ class Evaluation:
                 k: round(p95(v), 1) for k, v in sorted(self.time_to_detect_s.items()) if v
             },
             "missed": self.missed[:50],
+            "false": self.false_list[:50],
             "staff_access": {
                 **self.staff,
                 "false_incidents": sum(n for k, n in self.false_by_kind.items() if k in STAFF_FINDING_KINDS),
@@ -215,6 +218,7 @@ def evaluate(incidents: list[IncidentOut], labels: dict[str, Any], *, since: dat
             continue
         ev.false_incidents += 1
         ev.false_by_kind[inc.kind] += 1
+        ev.false_list.append(f"{inc.kind} {inc.incident_id} ({', '.join(inc.actor_ids[:3])}): {inc.title}")
         fooled = next((n.kind for n in negatives if n.matches(inc)), None)
         if fooled:
             ev.false_by_hard_negative[fooled] += 1

@@ -89,6 +89,10 @@ def test_recall_precision_false_rate_and_time_to_detect() -> None:
     assert (ev.incidents, ev.true_incidents, ev.false_incidents) == (4, 2, 2)
     assert ev.precision == 0.5
     assert ev.false_by_hard_negative == {"business_trip": 1}
+    # Each false incident is named, so a reader can look it up.
+    named = [f.split(":")[0] for f in ev.false_list]
+    assert named == ["account_takeover i-3 (u-traveller)", "bulk_export i-4 (u-nobody)"]
+    assert ev.as_dict()["false"] == ev.false_list
     # Two false incidents in 7 days at 50 tenants: 2 / 7 * 25 / 50 per day per 25 tenants.
     assert abs(ev.false_per_day_per_25_tenants - 2 / 7 / 2) < 1e-9
     assert ev.time_to_detect_s == {"account_takeover": [120.0], "dormant_account": [360.0]}
