@@ -57,6 +57,7 @@ from breachwatch.core.ids import unique
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.detectors.learned import explain
 from breachwatch.detectors.learned.features import (
+    COL,
     DAY,
     FEATURE_NAMES,
     HOUR,
@@ -65,7 +66,14 @@ from breachwatch.detectors.learned.features import (
     window_row,
     zone_for_jurisdiction,
 )
-from breachwatch.detectors.learned.models import ANOMALOUS, KINDS, PatternScorer, PopulationModel, calibrate_threshold
+from breachwatch.detectors.learned.models import (
+    ANOMALOUS,
+    KINDS,
+    PatternScorer,
+    PopulationModel,
+    calibrate_threshold,
+    tail_threshold,
+)
 from breachwatch.detectors.learned.profiles import (
     NOVEL_FOR,
     SENSITIVE,
@@ -717,7 +725,9 @@ class LearnedDetector(Detector):
         stacked = np.vstack([np.where(kinds[k] > 0, np.minimum(kinds[k] + bonus, 100.0), 0.0) for k in KINDS])
         best = np.argmax(stacked, axis=0)
         best_score = stacked[best, np.arange(len(X))]
-        lone = (best_score < self.threshold) & (pop >= self.anomaly_threshold)
+        # Vendor staff work tenants ticket by ticket, unlike any population; the staff-access
+        # rule judges each of their accesses against its ticket instead.
+        lone = (best_score < self.threshold) & (pop >= self.anomaly_threshold) & (X[:, COL["is_staff"]] == 0)
         best = np.where(lone, -1, best)
         best_score = np.where(lone, pop, best_score)
         return best, best_score, pop, kinds
@@ -1237,15 +1247,15 @@ def train(
     calibration = calibrate_threshold(
         np.fromiter(windows.values(), dtype=float, count=len(windows)), fit_days, max_alerts_per_day, ALERT_FLOOR
     )
-    # The population model alone alerts only beyond every hour of the training history.
+    # The population model alone alerts only for a day rarer than the training history
+    # predicts once a quarter, and beyond every hour of that history (``tail_threshold``); staff
+    # rows are left out, as they are when judging (see ``_score``).
     lone: dict[tuple[str, int], float] = {}
-    for r in range(len(X)):
+    for r in np.nonzero(X[:, COL["is_staff"]] == 0)[0]:
         key2 = (row_actor[r], row_day[r])
         lone[key2] = max(lone.get(key2, 0.0), float(pop[r]))
-    lone_cal = calibrate_threshold(
-        np.fromiter(lone.values(), dtype=float, count=len(lone)), fit_days, max_alerts_per_day / 4.0, 90.0
-    )
-    anomaly_threshold = max(lone_cal.threshold, float(pop.max()) + 1e-6)
+    lone_cal = tail_threshold(np.fromiter(lone.values(), dtype=float, count=len(lone)), fit_days, ALERT_FLOOR)
+    anomaly_threshold = lone_cal.threshold  # past every non-staff training day already
     report.threshold = calibration.threshold
     report.alerts_per_day_at_threshold = calibration.alerts_per_day_at_threshold
 

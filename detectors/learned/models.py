@@ -378,6 +378,68 @@ def calibrate_threshold(window_scores: np.ndarray, days: float, max_alerts_per_d
     )
 
 
+# The population model alone (``anomalous_access``) pages for an actor's day the training
+# history predicts fewer than once in this many days across the whole deployment: a catch-all
+# for what no kind describes must be rarer than any kind's alerts. (At 30 days, one ordinary
+# user-day in a simulated week of 25 tenants crossed it.)
+LONE_RETURN_DAYS = 90.0
+# The share of the highest actor-days whose excesses the tail is fitted on, and the fewest of
+# them: fewer would make the fitted spread a guess.
+LONE_TAIL_SHARE = 0.02
+LONE_MIN_TAIL = 10
+
+
+@dataclass(frozen=True)
+class TailCalibration:
+    """How the population model's own alert level was extrapolated from training data."""
+
+    threshold: float
+    return_days: float
+    days: float
+    candidate_windows: int
+    tail_size: int
+    tail_start: float
+    mean_excess: float
+    training_max: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tail_threshold(window_scores: np.ndarray, days: float, floor: float) -> TailCalibration:
+    """The score a normal actor-day exceeds about once in ``LONE_RETURN_DAYS`` days of the
+    deployment, from the peaks of the training windows (one max score per actor and day), and
+    never below ``floor`` or the highest training window.
+
+    The training history rarely holds a day that unusual, so the level is extrapolated: the
+    excesses of the top ``LONE_TAIL_SHARE`` over the next score are taken as exponential (peaks
+    over threshold; a shape fitted on a few dozen points would be noise), whose rate of
+    exceeding u + x per day is k / days * exp(-x / mean excess). With too few windows for a
+    tail, the level is the old fixed one: 90 and beyond every training window.
+    """
+    scores = np.sort(np.asarray(window_scores, dtype=float))[::-1]
+    days = max(days, 1e-9)
+    top = float(scores[0]) if len(scores) else 0.0
+    k = max(LONE_MIN_TAIL, int(np.ceil(LONE_TAIL_SHARE * len(scores))))
+    if len(scores) <= 2 * k:
+        level, start, excess, k = max(90.0, floor), top, 0.0, 0
+    else:
+        start = float(scores[k])
+        excess = float(np.mean(scores[:k] - start))
+        level = start + excess * float(np.log(k * LONE_RETURN_DAYS / days))
+    threshold = max(level, floor, float(np.nextafter(top, np.inf)))
+    return TailCalibration(
+        threshold=round(threshold, 6),
+        return_days=LONE_RETURN_DAYS,
+        days=round(days, 4),
+        candidate_windows=len(scores),
+        tail_size=k,
+        tail_start=round(start, 6),
+        mean_excess=round(excess, 6),
+        training_max=round(top, 6),
+    )
+
+
 __all__ = [
     "ANOMALOUS",
     "FEATURE_NAMES",
@@ -385,5 +447,7 @@ __all__ = [
     "Calibration",
     "PatternScorer",
     "PopulationModel",
+    "TailCalibration",
     "calibrate_threshold",
+    "tail_threshold",
 ]

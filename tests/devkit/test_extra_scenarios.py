@@ -70,9 +70,9 @@ def test_each_scenario_opens_an_incident_of_its_kind(judged: Judged, kind: str) 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the learned detector raises anomalous_access only at a population score of 90 or more"
-    " (its calibration floor), which its IsolationForest (512 rows a tree) does not reach: a row"
-    " with every feature at 50 scores about 70, the scenario's hour 60-68",
+    reason="in this small dump (10 days, 5 tenants) the scenario's hour scores below the level the"
+    " population model's training peaks extrapolate to once a quarter; on 21-day dumps of"
+    " 15-40 tenants it opens anomalous_access incidents for some such scenarios (README, Benchmarks)",
 )
 def test_an_hour_unlike_any_opens_an_anomalous_access_incident(
     judged: Judged,

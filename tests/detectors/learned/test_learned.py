@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
@@ -29,6 +30,7 @@ from breachwatch.detectors.learned.detector import (
     save_model,
     train,
 )
+from breachwatch.detectors.learned.features import FEATURE_NAMES
 
 KEY = b"fictional-pseudonym-key-for-tests-only"
 SIGNING_KEY = b"fictional-model-signing-key-for-tests"
@@ -771,3 +773,19 @@ def test_reasons_state_first_times_against_the_actors_own_history() -> None:
     # Must not: data the actor reads every day is no first, and what colleagues read is common.
     assert not any("first access of personal data" in r or "of internal data" in r for r in esc.reasons)
     assert not any("reads customer records" in r for r in esc.reasons)
+
+
+def test_the_population_model_alone_names_only_days_beyond_its_extrapolated_level(model: TrainedModel) -> None:
+    """``anomalous_access`` is raised for a row no kind explains whose population score is past
+    the level extrapolated from the training days' peaks (``tail_threshold``), never for one
+    below it and never instead of a kind."""
+    cal = model.metadata["anomaly_calibration"]
+    assert model.anomaly_threshold >= cal["threshold"] > cal["training_max"]
+    assert model.anomaly_threshold <= 100.0  # reachable: the population score tops out at 100
+    det = LearnedDetector(model, KEY)
+    level = model.anomaly_threshold
+    det._pop_score = lambda X: np.array([level + 0.5, level - 0.5][: len(X)])
+    quiet = np.zeros((2, len(FEATURE_NAMES)))  # no kind's gate is open on an all-zero row
+    best, score, _, _ = det._score(quiet)
+    assert best.tolist()[0] == -1 and score[0] == pytest.approx(level + 0.5)
+    assert best.tolist()[1] != -1 and score[1] < det.threshold

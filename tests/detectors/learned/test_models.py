@@ -12,9 +12,11 @@ from breachwatch.detectors.learned.features import COL, N_FEATURES
 from breachwatch.detectors.learned.models import (
     DEFAULT_SCALES,
     KINDS,
+    LONE_RETURN_DAYS,
     PatternScorer,
     PopulationModel,
     calibrate_threshold,
+    tail_threshold,
 )
 
 
@@ -164,3 +166,22 @@ def test_threshold_meets_the_alert_budget_and_keeps_the_floor() -> None:
     assert quiet.threshold == 60  # a quiet history never pulls the threshold below the floor
     assert quiet.alerts_per_day_at_threshold == pytest.approx(0.1)
     assert set(quiet.to_dict()) >= {"threshold", "floor", "max_alerts_per_day", "days", "quantiles"}
+
+
+def test_the_population_models_own_level_is_exceeded_about_once_a_quarter() -> None:
+    # Actor-days whose scores have a known exponential tail: 300 a day, 20 + Exp(mean 5). The
+    # level a normal day exceeds once in 90 days is 20 + 5 ln(300 * 90) = 71.0.
+    rng = np.random.default_rng(3)
+    train = 20.0 + rng.exponential(5.0, 300 * 10)
+    cal = tail_threshold(train, days=10, floor=0.0)
+    assert LONE_RETURN_DAYS == 90
+    assert cal.threshold == pytest.approx(20.0 + 5.0 * np.log(300 * 90), abs=3.0)
+    assert cal.threshold > train.max() and cal.training_max == pytest.approx(train.max(), abs=1e-5)
+    # Must: on the next 360 days of such normal days, about 4 exceed it (one a quarter).
+    later = 20.0 + rng.exponential(5.0, 300 * 360)
+    assert 1 <= int(np.sum(later >= cal.threshold)) <= 10
+    # Must not: a level below the floor, or one guessed from too few days for a tail.
+    assert tail_threshold(train, days=10, floor=90.0).threshold == 90.0
+    short = tail_threshold(np.array([10.0, 30.0, 55.0] * 5), days=10, floor=60.0)
+    assert short.threshold == 90.0 and short.tail_size == 0
+    assert set(cal.to_dict()) >= {"threshold", "return_days", "tail_size", "mean_excess", "training_max"}
