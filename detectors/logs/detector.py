@@ -12,7 +12,9 @@ service's learned sessions were like. The signals, each with a weight and a reas
   messages unlike every learned session: enough on its own to flag it far enough out;
 * count invariants (``invariants``): a pair of templates whose counts keep one ratio in the
   learned sessions, broken (a partner missing, or two records off): enough on its own;
-* ERROR and CRITICAL records, weighted by how rarely the service's learned sessions had any.
+* ERROR and CRITICAL records, weighted by how rarely the service's learned sessions had any;
+* a CRITICAL record, weighted by how rarely learned sessions had its message: enough on its own
+  when in a hundredth or fewer of them (a one-record session has nothing else to show).
 
 A session is flagged when its signals add up to more than one signal's worth: a single
 never-seen template, or a single error, on an otherwise ordinary session is learned, not paged.
@@ -23,9 +25,11 @@ history (``history``) and then online.
 
 Every closed session is learned, so a new template or step is reported once per service; a
 flagged session's counts and length are not, so that one attack's volume never becomes the
-yardstick for the next. The count model is refitted on a sample of learned sessions at most
-once per ``count_refit_interval`` of event time, and scores the sessions a batch closed in one
-call at the end of the batch, each with the model as it stood when the session closed.
+yardstick for the next, until another source repeats its exact pattern after a cool-off (see
+``familiar_after``): then it is how the service behaves. The count model is refitted on a
+sample of learned sessions at most once per ``count_refit_interval`` of event time, and scores
+the sessions a batch closed in one call at the end of the batch, each with the model as it
+stood when the session closed.
 """
 
 from __future__ import annotations
@@ -469,7 +473,11 @@ class LogDetector(Detector):
         if svc.recurring:
             a.pattern = pattern_of(summary_of(sess.counts, sess.seq))
             familiar = svc.familiar(a.pattern, source_of(sess), a.closed_at)
-        novel = self._assess_severity(svc, a) if familiar else self._assess(svc, a)
+        if familiar:
+            novel: frozenset[int] = frozenset()
+            self._assess_severity(svc, a)
+        else:
+            novel = self._assess(svc, a)
         a.raw = float(sum(w for w, _ in a.terms))
         a.threshold = svc.threshold()
         if a.facts.get("fatal_record", {}).get("alone"):
@@ -509,14 +517,13 @@ class LogDetector(Detector):
         self._assess_severity(svc, a)
         return novel
 
-    def _assess_severity(self, svc: ServiceModel, a: _Assessment) -> frozenset[int]:
+    def _assess_severity(self, svc: ServiceModel, a: _Assessment) -> None:
         """The signals of the session's records' levels (all a familiar pattern is judged on)."""
         label = f"session {a.session.key}"
         if a.session.errors:
             self._assess_errors(svc, a, label)
         if a.session.fatal:
             self._assess_fatal(svc, a, label)
-        return frozenset()
 
     def _assess_novelty(self, svc: ServiceModel, a: _Assessment, label: str) -> frozenset[int]:
         sess = a.session
@@ -673,7 +680,7 @@ class LogDetector(Detector):
 
     def _note_flagged(self, svc: ServiceModel, a: _Assessment) -> None:
         """Count a flagged session's pattern, so that a benign one repeated widely becomes
-        familiar (see ``familiar_sessions``) instead of paging on every repeat."""
+        familiar (see ``familiar_after``) instead of paging on every repeat."""
         if a.pattern is None:
             a.pattern = pattern_of(summary_of(a.session.counts, a.session.seq))
         svc.note_flagged(a.pattern, source_of(a.session), a.closed_at)

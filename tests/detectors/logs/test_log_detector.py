@@ -15,6 +15,7 @@ from breachwatch.core.events import AccessEvent, LogRecord
 from breachwatch.core.findings import DetectionContext, Finding
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.detectors.logs.detector import KIND_BURST, KIND_SESSION, LogDetector
+from breachwatch.detectors.logs.service import _entry_pattern, _summary
 from breachwatch.detectors.logs.templates import TemplateMiner, mask
 
 CTX = DetectionContext(tables=ReferenceTables())
@@ -726,6 +727,22 @@ def test_a_pattern_flagged_once_is_familiar_when_another_source_repeats_it_after
     assert flagged(det, sessions) == ["s-a"]
     svc = det._services[SERVICE]
     assert [row[0] for row in svc.recurring.values()] == [1]  # flagged once, then familiar
+
+
+def test_the_count_model_keeps_a_familiar_pattern_when_refitted(warm: tuple[LogDetector, Stream]) -> None:
+    """A refit leaves out sampled sessions the model in force finds anomalous, except those of a
+    familiar pattern: the count model learns it too."""
+    det, stream = warm
+    svc = det._services[SERVICE]
+    assert flagged(det, [scrape(stream, "s-a", "tenant-a")]) == ["s-a"]
+    assert flagged(det, [scrape(stream, "s-b", "tenant-b", timedelta(hours=13))]) == []
+    [pattern] = svc.recurring
+    assert svc.settled(pattern, stream.now.timestamp())
+    kept = [e for e in svc.sample if _entry_pattern(e[1]) == pattern]
+    assert len(kept) == 1  # s-b was sampled, s-a (flagged) was not
+    model = svc.refit(stream.now.timestamp())
+    assert any(_entry_pattern(e) == pattern for e in svc.count_fitted)
+    assert model.score_samples([_summary(kept[0][1])])[0] <= 1.0
 
 
 def test_one_actor_repeating_a_flagged_pattern_is_flagged_every_time(warm: tuple[LogDetector, Stream]) -> None:
