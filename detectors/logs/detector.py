@@ -12,7 +12,9 @@ service's learned sessions were like. The signals, each with a weight and a reas
   messages unlike every learned session: enough on its own to flag it far enough out;
 * count invariants (``invariants``): a pair of templates whose counts keep one ratio in the
   learned sessions, broken (a partner missing, or two records off): enough on its own;
-* ERROR and CRITICAL records, weighted by how rarely the service's learned sessions had any.
+* ERROR and CRITICAL records, weighted by how rarely the service's learned sessions had any;
+* a CRITICAL record, weighted by how rarely learned sessions had its message: enough on its own
+  when in a hundredth or fewer of them (a one-record session has nothing else to show).
 
 A session is flagged when its signals add up to more than one signal's worth: a single
 never-seen template, or a single error, on an otherwise ordinary session is learned, not paged.
@@ -23,9 +25,11 @@ history (``history``) and then online.
 
 Every closed session is learned, so a new template or step is reported once per service; a
 flagged session's counts and length are not, so that one attack's volume never becomes the
-yardstick for the next. The count model is refitted on a sample of learned sessions at most
-once per ``count_refit_interval`` of event time, and scores the sessions a batch closed in one
-call at the end of the batch, each with the model as it stood when the session closed.
+yardstick for the next, until another source repeats its exact pattern after a cool-off (see
+``familiar_after``): then it is how the service behaves. The count model is refitted on a
+sample of learned sessions at most once per ``count_refit_interval`` of event time, and scores
+the sessions a batch closed in one call at the end of the batch, each with the model as it
+stood when the session closed.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from breachwatch.core.ids import unique
 from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel
 from breachwatch.detectors.logs.invariants import Broken
-from breachwatch.detectors.logs.service import ServiceLimits, ServiceModel, summary_of
+from breachwatch.detectors.logs.service import ServiceLimits, ServiceModel, pattern_of, source_of, summary_of
 from breachwatch.detectors.logs.sessions import ERROR_LEVELS, START, Burst, Session, evidence, first_actor
 
 KIND_SESSION = "anomalous_log_session"
@@ -98,7 +102,19 @@ def _severity(score: float) -> Severity:
 class _Assessment:
     """A closed session's signals, computed when it closed, before it was learned."""
 
-    __slots__ = ("closed_at", "facts", "flagged", "learned", "model", "raw", "session", "summary", "terms", "threshold")
+    __slots__ = (
+        "closed_at",
+        "facts",
+        "flagged",
+        "learned",
+        "model",
+        "pattern",
+        "raw",
+        "session",
+        "summary",
+        "terms",
+        "threshold",
+    )
 
     def __init__(self, session: Session, learned: int, closed_at: float) -> None:
         self.session = session
@@ -111,6 +127,7 @@ class _Assessment:
         self.facts: dict[str, Any] = {}
         self.model: SessionCountModel | None = None  # the count model as it stood at the close
         self.summary: Summary | None = None  # the session as that model sees it
+        self.pattern: int | None = None  # ``service.pattern_of`` the whole session, once needed
 
 
 class LogDetector(Detector):
@@ -126,6 +143,9 @@ class LogDetector(Detector):
         A session older than this is closed and judged anyway; later records start a new one.
     warmup, warmup_sessions : timedelta, int
         A service's first stretch of event time, and its first sessions, are learned only.
+    warmup_max : timedelta
+        A service seen for this long in event time is judged once it has learned a tenth of
+        ``warmup_sessions``: a service with a few sessions a day must not stay blind for months.
     max_flag_rate : float
         Alert budget: at most this share of a service's sessions is flagged, whatever the
         signals say (the threshold rises to the matching quantile of recent session scores);
@@ -137,9 +157,10 @@ class LogDetector(Detector):
         chance at the service's usual rate is at most ``burst_p_value``.
     rate_half_life : timedelta
         Memory of the usual rate of new error templates.
-    max_services, max_open_sessions, max_templates, max_transitions : int
+    max_services, max_open_sessions, max_templates, max_transitions, max_patterns : int
         Memory bounds; the least recently active service or session, the least recently
-        matched template and the least seen transitions give way first.
+        matched template, the least seen transitions and the least recently flagged session
+        pattern give way first.
     max_held_records : int
         Records held as evidence across all open sessions; past it, each session keeps only
         its first ``min_session_evidence`` records (its counts stay exact).
@@ -157,6 +178,20 @@ class LogDetector(Detector):
         errors add to other evidence (a never-seen template, odd counts) but never page alone,
         nor with one never-seen template (a new error message once is what a release looks like;
         many at once are an error burst).
+    fatal_weight : float
+        What a CRITICAL record (FATAL, FAILURE, PANIC: the software says a component failed)
+        adds to its session's score when its template was in a hundredth or less of the
+        service's learned sessions (flagged ones included; less the more usual it is). A
+        signal's worth: a rare fatal record pages alone, also in a one-record session, which
+        is all a per-node or per-request log gives; one seen every day does not.
+    familiar_after, familiar_sources, familiar_span : int, int, timedelta
+        A flagged session's pattern (its templates and steps, with their counts) is not
+        learned, so that an attack never becomes the yardstick; but once flagged in at least
+        ``familiar_after`` sessions, the first at least ``familiar_span`` ago (a cool-off for an
+        analyst to act), and seen from at least ``familiar_sources`` distinct sources (actors,
+        else tenants, else hosts), it is how the service behaves: later sessions with it are
+        learned, not flagged, on everything but their records' levels, and the count model
+        learns it. One actor's repeats, or sessions naming no source, never become familiar.
     min_session_score : float
         The raw score a session needs to be flagged.
     count_solo_factor : float
@@ -184,6 +219,7 @@ class LogDetector(Detector):
         max_session_duration: timedelta = timedelta(hours=8),
         warmup: timedelta = timedelta(hours=1),
         warmup_sessions: int = 300,
+        warmup_max: timedelta = timedelta(days=7),
         max_flag_rate: float = 0.005,
         novelty_min_elsewhere: int = 3,
         burst_window: timedelta = timedelta(minutes=5),
@@ -202,6 +238,11 @@ class LogDetector(Detector):
         count_refit_share: float = 0.25,
         count_refit_interval: timedelta = timedelta(hours=24),
         severity_weight: float = 0.4,
+        fatal_weight: float = 1.5,
+        familiar_after: int = 1,
+        familiar_sources: int = 2,
+        familiar_span: timedelta = timedelta(hours=12),
+        max_patterns: int = 2000,
         min_session_score: float = 1.5,
         count_solo_factor: float = 3.0,
         invariant_break_rate: float = 0.005,
@@ -212,6 +253,7 @@ class LogDetector(Detector):
         self.max_session_duration = max_session_duration
         self.warmup = warmup
         self.warmup_sessions = warmup_sessions
+        self.warmup_max = warmup_max
         self.max_flag_rate = max_flag_rate
         self.novelty_min_elsewhere = novelty_min_elsewhere
         self.burst_window = burst_window
@@ -230,6 +272,11 @@ class LogDetector(Detector):
         self.count_refit_share = count_refit_share
         self.count_refit_interval = count_refit_interval
         self.severity_weight = severity_weight
+        self.fatal_weight = fatal_weight
+        self.familiar_after = familiar_after
+        self.familiar_sources = familiar_sources
+        self.familiar_span = familiar_span
+        self.max_patterns = max_patterns
         # More than one signal's worth: one never-seen template alone is what a new release or
         # a rare but harmless path (a user denied a page once) looks like, and paging on it is
         # noise; with it, another signal (an unseen order of steps, odd counts, errors) is needed.
@@ -241,6 +288,7 @@ class LogDetector(Detector):
         self.close_after_s = (idle_gap + lateness).total_seconds()
         self.max_duration_s = max_session_duration.total_seconds()
         self.warmup_s = warmup.total_seconds()
+        self.warmup_max_s = warmup_max.total_seconds()
         self.window_s = burst_window.total_seconds()
         self.limits = ServiceLimits(
             similarity=similarity,
@@ -257,6 +305,10 @@ class LogDetector(Detector):
             invariant_break_rate=invariant_break_rate,
             warmup_s=self.warmup_s,
             half_life_s=rate_half_life.total_seconds(),
+            familiar_after=familiar_after,
+            familiar_sources=familiar_sources,
+            familiar_span_s=familiar_span.total_seconds(),
+            max_patterns=max_patterns,
         )
         self.min_support_for_counts = 50
         self._reset()
@@ -397,7 +449,10 @@ class LogDetector(Detector):
 
     def _warm(self, svc: ServiceModel) -> bool:
         wm = self._watermark if self._watermark is not None else svc.first_ts
-        return svc.learned >= self.warmup_sessions and wm - svc.first_ts >= self.warmup_s
+        age = wm - svc.first_ts
+        if age >= self.warmup_max_s:
+            return svc.learned >= self.warmup_sessions // 10
+        return svc.learned >= self.warmup_sessions and age >= self.warmup_s
 
     def _close(self, sess: Session, closed: list[_Assessment]) -> None:
         """Assess a closed session against what was learned before it, then learn it.
@@ -414,14 +469,26 @@ class LogDetector(Detector):
         # The moment the session was judged: when event time showed it idle (or it was cut).
         wm = self._watermark
         a = _Assessment(sess, svc.learned, max(sess.last_ts, wm if wm is not None else sess.last_ts))
-        novel = self._assess(svc, a)
+        familiar = False
+        if svc.recurring:
+            a.pattern = pattern_of(summary_of(sess.counts, sess.seq))
+            familiar = svc.familiar(a.pattern, source_of(sess), a.closed_at)
+        if familiar:
+            novel: frozenset[int] = frozenset()
+            self._assess_severity(svc, a)
+        else:
+            novel = self._assess(svc, a)
         a.raw = float(sum(w for w, _ in a.terms))
         a.threshold = svc.threshold()
+        if a.facts.get("fatal_record", {}).get("alone"):
+            # Like a broken invariant, a fatal record rare enough to page alone carries its own
+            # budget: its template was in at most a hundredth of learned sessions.
+            a.threshold = min(a.threshold, self.min_session_score)
         a.flagged = a.raw >= a.threshold
         svc.push_score(a.raw)
         model = svc.model_at(a.closed_at)
         summary = None
-        if model is not None and model.ready_:
+        if model is not None and model.ready_ and not familiar:
             summary = summary_of(sess.counts, sess.seq, novel)
             if model.knows_any(summary):
                 a.model, a.summary = model, summary
@@ -447,9 +514,16 @@ class LogDetector(Detector):
             self._assess_counts(svc, a, label)
         if svc.max_records and sess.records > svc.max_records:
             self._assess_length(svc, a, label)
-        if sess.errors:
-            self._assess_errors(svc, a, label)
+        self._assess_severity(svc, a)
         return novel
+
+    def _assess_severity(self, svc: ServiceModel, a: _Assessment) -> None:
+        """The signals of the session's records' levels (all a familiar pattern is judged on)."""
+        label = f"session {a.session.key}"
+        if a.session.errors:
+            self._assess_errors(svc, a, label)
+        if a.session.fatal:
+            self._assess_fatal(svc, a, label)
 
     def _assess_novelty(self, svc: ServiceModel, a: _Assessment, label: str) -> frozenset[int]:
         sess = a.session
@@ -542,6 +616,30 @@ class LogDetector(Detector):
         a.facts["error_records"] = a.session.errors
         a.facts["learned_sessions_with_errors"] = svc.error_sessions
 
+    def _assess_fatal(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+        """A CRITICAL record weighs by how rare its template is among learned sessions: a rare
+        fatal record is evidence on its own, where a session has little else to show (one
+        record per node or request); a fatal message seen every day is the service's normal."""
+        tid = max(a.session.fatal, key=svc.rarity)
+        rarity = svc.rarity(tid)
+        weight = self.fatal_weight * min(1.0, rarity / 2.0)
+        if weight < 0.05:
+            return
+        s = svc.support.get(tid)
+        seen = s[0] if s is not None else 0
+        a.terms.append(
+            (
+                weight,
+                f"{label} has a CRITICAL record {_quote(svc.miner.template(tid))}; "
+                f"{seen:,} of {svc.learned:,} learned sessions had that message",
+            )
+        )
+        a.facts["fatal_record"] = {
+            "template": svc.miner.template(tid),
+            "learned_sessions_with_it": seen,
+            "alone": weight >= self.min_session_score,
+        }
+
     def _finish(self, closed: list[_Assessment], findings: list[Finding]) -> None:
         """Turn the batch's closed sessions that reached their threshold into findings."""
         by_service: dict[str, list[_Assessment]] = {}
@@ -578,6 +676,14 @@ class LogDetector(Detector):
                 a.threshold = min(a.threshold, self.min_session_score)
             if raw >= a.threshold:
                 findings.append(self._session_finding(svc, a, raw, a.threshold))
+                self._note_flagged(svc, a)
+
+    def _note_flagged(self, svc: ServiceModel, a: _Assessment) -> None:
+        """Count a flagged session's pattern, so that a benign one repeated widely becomes
+        familiar (see ``familiar_after``) instead of paging on every repeat."""
+        if a.pattern is None:
+            a.pattern = pattern_of(summary_of(a.session.counts, a.session.seq))
+        svc.note_flagged(a.pattern, source_of(a.session), a.closed_at)
 
     def _invariant_term(
         self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, breaks: list[Broken]

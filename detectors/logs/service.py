@@ -8,7 +8,7 @@ import bisect
 import hashlib
 import heapq
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +42,10 @@ class ServiceLimits:
     invariant_break_rate: float
     warmup_s: float
     half_life_s: float
+    familiar_after: int
+    familiar_sources: int
+    familiar_span_s: float
+    max_patterns: int
 
 
 def summary_of(counts: Mapping[int, int], seq: Iterable[int], leave_out: frozenset[int] = frozenset()) -> Summary:
@@ -71,6 +75,31 @@ def _sampled(h: int, summary: Summary) -> Sampled:
 def _summary(entry: Sampled) -> Summary:
     _, counts, steps = entry
     return dict(counts), {(a, b): c for a, b, c in steps}
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def pattern_of(summary: Summary) -> int:
+    """A session's exact pattern (every template and step with its count) as one number, the
+    same for every session that repeats it, also after a restart."""
+    _, counts, steps = _sampled(0, summary)
+    return _digest(repr((counts, steps)))
+
+
+def _entry_pattern(entry: Sampled) -> int:
+    _, counts, steps = entry
+    return _digest(repr((counts, steps)))
+
+
+def source_of(sess: Session) -> int | None:
+    """Who or what a session came from (its actor, else its tenant, else its host), hashed; None
+    when its records name none: a session key is no source, every session having its own, so
+    that "many sources repeat it" cannot be told from "one source repeats it"."""
+    first = sess.events[0] if sess.events else None
+    who = sess.actor_id or (first.tenant_id or first.host if first is not None else None)
+    return _digest(who) & 0xFFFFFFFF if who else None
 
 
 class ServiceModel:
@@ -104,6 +133,9 @@ class ServiceModel:
         self.exposure_h = 0.0
         self.clock = first_ts
         self.burst: Burst | None = None
+        # Patterns of flagged sessions: pattern -> [flagged sessions with it, event time of the
+        # first, the last, then up to ``familiar_sources`` distinct sources], least recent first.
+        self.recurring: OrderedDict[int, list[int | float]] = OrderedDict()
 
     # --------------------------------------------------------------- state
 
@@ -126,6 +158,7 @@ class ServiceModel:
             "exposure_h": self.exposure_h,
             "clock": self.clock,
             "burst": self.burst.state() if self.burst is not None else None,
+            "recurring": [[p, *row] for p, row in self.recurring.items()],
         }
 
     @classmethod
@@ -150,6 +183,9 @@ class ServiceModel:
         m.exposure_h = float(s["exposure_h"])
         m.clock = float(s["clock"])
         m.burst = Burst.from_state(s["burst"]) if s["burst"] is not None else None
+        # Absent from states saved before flagged patterns were counted.
+        for row in s.get("recurring", ()):
+            m.recurring[int(row[0])] = [int(row[1]), float(row[2]), float(row[3]), *(int(x) for x in row[4:])]
         if m.count_fitted:
             # Refit on exactly the sessions the saved model was fitted on: the fit is
             # deterministic, so the restored model is the same model.
@@ -215,6 +251,49 @@ class ServiceModel:
             kept = {st: d for st, d in kept.items() if st not in drop}
         self.steps = kept
 
+    def note_flagged(self, pattern: int, source: int | None, t: float) -> None:
+        """Count a flagged session of ``pattern`` from ``source`` at event time ``t``; one with
+        no source counts nothing."""
+        if source is None:
+            return
+        row = self.recurring.get(pattern)
+        if row is None:
+            self.recurring[pattern] = [1, t, t, source]
+            if len(self.recurring) > self.limits.max_patterns:
+                self.recurring.popitem(last=False)
+            return
+        row[0] = int(row[0]) + 1
+        row[1], row[2] = min(row[1], t), max(row[2], t)
+        self._add_source(pattern, row, source)
+
+    def _add_source(self, pattern: int, row: list[int | float], source: int) -> None:
+        self.recurring.move_to_end(pattern)
+        if source not in row[3:] and len(row) - 3 < self.limits.familiar_sources:
+            row.append(source)
+
+    def familiar(self, pattern: int, source: int | None, now: float) -> bool:
+        """Whether ``pattern``, seen now from ``source``, is how this service behaves: flagged
+        before in at least ``familiar_after`` sessions, the first at least ``familiar_span``
+        ago (a cool-off in which an analyst can act on it), and now seen from at least
+        ``familiar_sources`` distinct sources. One actor's repeats never become familiar. A
+        familiar sighting adds its source (see ``settled``)."""
+        row = self.recurring.get(pattern)
+        if row is None or source is None or not self._cooled(row, now):
+            return False
+        if len(row) - 3 + (source not in row[3:]) < self.limits.familiar_sources:
+            return False
+        self._add_source(pattern, row, source)
+        return True
+
+    def _cooled(self, row: list[int | float], now: float) -> bool:
+        lim = self.limits
+        return row[0] >= lim.familiar_after and now - row[1] >= lim.familiar_span_s
+
+    def settled(self, pattern: int, now: float) -> bool:
+        """Whether ``pattern`` has been found familiar: the count model keeps it when refitted."""
+        row = self.recurring.get(pattern)
+        return row is not None and self._cooled(row, now) and len(row) - 3 >= self.limits.familiar_sources
+
     def sample_session(self, sess: Session, summary: Summary | None = None) -> None:
         """Offer a closed, unflagged session to the count model's sample (``summary``: the
         session as ``summary_of`` sees it, if the caller has it already)."""
@@ -247,9 +326,9 @@ class ServiceModel:
     def refit(self, now: float, *, full: bool = False) -> SessionCountModel:
         """Fit the count model on the sample now (event time ``now``). Sampled sessions the
         model in force finds anomalous (over its limit, or breaking a count invariant) are left
-        out (unless ``full``), so that a pattern first flagged by its counts never becomes part
-        of the yardstick; what the first fit (or a history given to ``train``, fitted in full)
-        learned stays normal."""
+        out (unless ``full``, or their pattern has become familiar), so that a pattern first
+        flagged by its counts never becomes part of the yardstick until it has recurred widely;
+        what the first fit (or a history given to ``train``, fitted in full) learned stays normal."""
         lim = self.limits
         entries = [e for _, e in sorted(self.sample, key=lambda x: x[0])]
         previous = self.count_model
@@ -257,7 +336,11 @@ class ServiceModel:
             summaries = [_summary(e) for e in entries]
             scores = previous.score_samples(summaries)
             breaks = previous.broken(summaries)
-            kept = [e for e, s, b in zip(entries, scores, breaks, strict=True) if s <= 1.0 + 1e-6 and not b]
+            kept = [
+                e
+                for e, s, b in zip(entries, scores, breaks, strict=True)
+                if (s <= 1.0 + 1e-6 and not b) or (self.recurring and self.settled(_entry_pattern(e), now))
+            ]
             if len(kept) >= lim.count_min_sessions:
                 entries = kept
         self.count_fitted = entries
@@ -299,6 +382,12 @@ class ServiceModel:
         of learned sessions that had one (Laplace-smoothed, so a short history cannot make it
         infinite)."""
         return -math.log10((self.error_sessions + 1) / (self.learned + 2))
+
+    def rarity(self, tid: int) -> float:
+        """How rare template ``tid`` is in this service's learned sessions, flagged ones included:
+        -log10 of the share that had it (Laplace-smoothed like ``error_surprise``)."""
+        s = self.support.get(tid)
+        return -math.log10(((s[0] if s is not None else 0) + 1) / (self.learned + 2))
 
     # --------------------------------------------------------------- rates
 

@@ -15,6 +15,7 @@ START = 0  # pseudo template id before a session's first record (template ids st
 # counts stay exact beyond it.
 MAX_SEQUENCE = 256
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
+FATAL_LEVEL = "CRITICAL"  # what FATAL, FAILURE and PANIC map to: a component says it failed
 
 
 def record_state(rec: LogRecord) -> dict[str, Any]:
@@ -47,6 +48,7 @@ class Session:
         "errors",
         "event_ids",
         "events",
+        "fatal",
         "first_event_id",
         "first_ts",
         "key",
@@ -66,6 +68,7 @@ class Session:
         self.last_ts = t
         self.records = 0
         self.errors = 0
+        self.fatal: dict[int, None] = {}  # templates of its CRITICAL records, an ordered set
         self.counts: dict[int, int] = {}
         self.steps: dict[tuple[int, int], None] = {}  # an ordered set
         self.seq: list[int] = []
@@ -82,6 +85,8 @@ class Session:
         self.records += 1
         if rec.level in ERROR_LEVELS:
             self.errors += 1
+            if rec.level == FATAL_LEVEL:
+                self.fatal[tid] = None
         counts = self.counts
         counts[tid] = counts.get(tid, 0) + 1
         if len(self.seq) < MAX_SEQUENCE:
@@ -109,6 +114,7 @@ class Session:
             "last_ts": self.last_ts,
             "records": self.records,
             "errors": self.errors,
+            "fatal": list(self.fatal),
             "counts": [[t, c] for t, c in self.counts.items()],
             "steps": [list(s) for s in self.steps],
             "seq": self.seq,
@@ -128,6 +134,7 @@ class Session:
         sess.last_ts = float(s["last_ts"])
         sess.records = int(s["records"])
         sess.errors = int(s["errors"])
+        sess.fatal = {int(t): None for t in s.get("fatal", ())}  # absent before fatal records counted
         sess.counts = {int(t): int(c) for t, c in s["counts"]}
         sess.steps = {(int(a), int(b)): None for a, b in s["steps"]}
         # Sessions of version-1 checkpoints kept no order: their steps stand in, as a chain.

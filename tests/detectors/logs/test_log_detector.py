@@ -15,6 +15,7 @@ from breachwatch.core.events import AccessEvent, LogRecord
 from breachwatch.core.findings import DetectionContext, Finding
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.detectors.logs.detector import KIND_BURST, KIND_SESSION, LogDetector
+from breachwatch.detectors.logs.service import _entry_pattern, _summary
 from breachwatch.detectors.logs.templates import TemplateMiner, mask
 
 CTX = DetectionContext(tables=ReferenceTables())
@@ -650,6 +651,142 @@ def test_errors_add_weight_to_other_signals(warm: tuple[LogDetector, Stream]) ->
     assert f.reasons[1] == "session s-ERROR has 1 ERROR/CRITICAL record; 0 of 90 learned sessions (0.0%) had any"
     assert 1.35 < f.facts["raw_score"] < 1.5 and f.facts["error_records"] == 1
     assert odd("ERROR") == []
+
+
+def test_a_rare_fatal_record_in_a_one_record_session_is_flagged() -> None:
+    """A node's log, a request's log: sessions of one record, as on a supercomputer's RAS log.
+    A CRITICAL (FATAL) record of a message in under a hundredth of learned sessions pages
+    alone, whatever the alert budget; the same message at ERROR, or at INFO, does not."""
+    det, stream = small_detector(), Stream()
+    assert run(det, [*stream.normal_sessions(150), stream.idle(40)]) == []
+    state = json.loads(json.dumps(det.state()))
+
+    def one(level: str, key: str) -> list[Finding]:
+        d = small_detector()
+        d.load_state(json.loads(json.dumps(state)))
+        rec = stream.record("Lustre mount FAILED : io17 : block_id : location", session=key, level=level)
+        return run(d, [rec, stream.idle(20)])
+
+    [f] = one("CRITICAL", "node-R02-M1-N0")
+    assert f.facts["records"] == 1
+    assert f.facts["fatal_record"] == {
+        "template": "Lustre mount FAILED : io17 : block_id : location",
+        "learned_sessions_with_it": 0,
+        "alone": True,
+    }
+    assert any(r.startswith("session node-R02-M1-N0 has a CRITICAL record 'Lustre mount FAILED") for r in f.reasons)
+    assert one("ERROR", "node-R02-M1-N1") == []
+    assert one("INFO", "node-R02-M1-N2") == []
+
+
+def test_a_fatal_record_every_learned_session_has_does_not_page() -> None:
+    """A service that logs the same CRITICAL line in a third of its sessions: that line is its
+    normal, not a failure worth a page."""
+    det = small_detector()
+    stream = Stream(seed=11)
+    records: list[LogRecord] = []
+    for i in range(120):
+        sid = f"n-{i}"
+        records.append(stream.record(stream.fill(FLOWS[2][0]), session=sid))
+        if i % 3 == 0:
+            records.append(stream.record("ciod: Error loading /bin/x: program image", session=sid, level="CRITICAL"))
+        records.append(stream.record(stream.fill(FLOWS[2][3]), session=sid))
+    records.append(stream.idle(40))
+    assert run(det, records) == []
+    again = [
+        stream.record(stream.fill(FLOWS[2][0]), session="n-late"),
+        stream.record("ciod: Error loading /bin/y: program image", session="n-late", level="CRITICAL"),
+        stream.record(stream.fill(FLOWS[2][3]), session="n-late"),
+    ]
+    assert run(det, [*again, stream.idle(20)]) == []
+
+
+def scrape(stream: Stream, sid: str, actor: str | None, after: timedelta = timedelta(seconds=2)) -> list[LogRecord]:
+    """A session reading forty items: over the learned maximum, flagged every time it comes
+    (a flagged session's counts are not learned), until it becomes familiar."""
+    session = [stream.record(stream.fill(FLOWS[0][0]), session=sid, actor=actor, step=after)]
+    session += [stream.record(stream.fill(FLOWS[0][2]), session=sid, actor=actor) for _ in range(40)]
+    session.append(stream.record(stream.fill(FLOWS[0][3]), session=sid, actor=actor))
+    return [*session, stream.idle(20)]
+
+
+def flagged(det: LogDetector, sessions: Sequence[list[LogRecord]]) -> list[str]:
+    return [f.facts["session"] for s in sessions for f in run(det, s)]
+
+
+def test_a_pattern_flagged_once_is_familiar_when_another_source_repeats_it_after_a_cool_off(
+    warm: tuple[LogDetector, Stream],
+) -> None:
+    """Like a nightly job that sometimes logs its retry before it finishes: the first session
+    is flagged; unconfirmed, the same pattern from another tenant half a day later is how the
+    service behaves (learned, not flagged), and so it is for a third."""
+    det, stream = warm
+    hours = timedelta(hours=13)
+    sessions = [scrape(stream, "s-a", "tenant-a"), scrape(stream, "s-b", "tenant-b", hours)]
+    sessions.append(scrape(stream, "s-c", "tenant-c", hours))
+    assert flagged(det, sessions) == ["s-a"]
+    svc = det._services[SERVICE]
+    assert [row[0] for row in svc.recurring.values()] == [1]  # flagged once, then familiar
+
+
+def test_the_count_model_keeps_a_familiar_pattern_when_refitted(warm: tuple[LogDetector, Stream]) -> None:
+    """A refit leaves out sampled sessions the model in force finds anomalous, except those of a
+    familiar pattern: the count model learns it too."""
+    det, stream = warm
+    svc = det._services[SERVICE]
+    assert flagged(det, [scrape(stream, "s-a", "tenant-a")]) == ["s-a"]
+    assert flagged(det, [scrape(stream, "s-b", "tenant-b", timedelta(hours=13))]) == []
+    [pattern] = svc.recurring
+    assert svc.settled(pattern, stream.now.timestamp())
+    kept = [e for e in svc.sample if _entry_pattern(e[1]) == pattern]
+    assert len(kept) == 1  # s-b was sampled, s-a (flagged) was not
+    model = svc.refit(stream.now.timestamp())
+    assert any(_entry_pattern(e) == pattern for e in svc.count_fitted)
+    assert model.score_samples([_summary(kept[0][1])])[0] <= 1.0
+
+
+def test_one_actor_repeating_a_flagged_pattern_is_flagged_every_time(warm: tuple[LogDetector, Stream]) -> None:
+    det, stream = warm
+    sessions = [scrape(stream, f"s-x{i}", "user-x", timedelta(hours=13)) for i in range(3)]
+    assert flagged(det, sessions) == ["s-x0", "s-x1", "s-x2"]
+
+
+def test_others_repeating_a_flagged_pattern_within_the_cool_off_are_flagged(warm: tuple[LogDetector, Stream]) -> None:
+    """A campaign is hours: other actors repeating a flagged pattern soon after are flagged."""
+    det, stream = warm
+    sessions = [scrape(stream, f"s-w{i}", f"user-w{i}", timedelta(hours=1)) for i in range(3)]
+    assert flagged(det, sessions) == ["s-w0", "s-w1", "s-w2"]
+
+
+def test_a_pattern_whose_sessions_name_no_source_never_becomes_familiar(warm: tuple[LogDetector, Stream]) -> None:
+    det, stream = warm
+    sessions = [scrape(stream, f"s-anon{i}", None, timedelta(hours=13)) for i in range(3)]
+    assert flagged(det, sessions) == ["s-anon0", "s-anon1", "s-anon2"]
+
+
+def test_familiar_patterns_survive_a_checkpoint(warm: tuple[LogDetector, Stream]) -> None:
+    det, stream = warm
+    assert flagged(det, [scrape(stream, "s-c1", "tenant-a")]) == ["s-c1"]
+    restored = small_detector()
+    restored.load_state(json.loads(json.dumps(det.state())))
+    assert flagged(restored, [scrape(stream, "s-c2", "tenant-b", timedelta(hours=13))]) == []
+
+
+def test_a_service_with_few_sessions_is_judged_after_a_week() -> None:
+    """Ten sessions a day: 300 would take a month, so after a week a tenth of them is enough."""
+    det = small_detector(warmup_sessions=300)
+    stream = Stream(seed=5)
+    records: list[LogRecord] = []
+    for day in range(8):
+        stream.now = T0 + timedelta(days=day)
+        records += [*stream.normal_sessions(10, prefix=f"d{day}"), stream.idle(40)]
+    assert run(det, records) == []
+    odd = ("bulk export started scope=all", "export finished rows=48211 format=csv", "archive uploaded size=900MB")
+    late = [*(stream.record(m, session="s-odd") for m in odd), stream.idle(20)]
+    [f] = run(det, late)
+    assert f.facts["session"] == "s-odd"
+    # Waiting a month for the sessions instead, the same session is still warm-up.
+    assert run(small_detector(warmup_sessions=300, warmup_max=timedelta(days=30)), [*records, *late]) == []
 
 
 def history_of(count: int, seed: int = 7) -> list[LogRecord]:
