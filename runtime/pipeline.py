@@ -428,10 +428,15 @@ def unit_for(event: Event, partitioner: Partitioner) -> int:
 
 
 def group_by_unit(events: Iterable[Event], partitioner: Partitioner) -> dict[int, list[Event]]:
-    """Assign events to units the way Kafka would assign them to partitions."""
+    """Assign events to units the way Kafka would assign them to partitions (``unit_for``,
+    inlined: this runs once per event of a replay)."""
     out: dict[int, list[Event]] = defaultdict(list)
+    log_unit = [unit_of(LOGS, p) for p in range(partitioner.partitions)]
     for e in events:
-        out[unit_for(e, partitioner)].append(e)
+        if e.__class__ is LogRecord:
+            out[log_unit[partitioner(e.service)]].append(e)  # type: ignore[union-attr]
+        else:
+            out[partitioner(e.actor_id)].append(e)  # type: ignore[union-attr]
     return out
 
 
