@@ -25,9 +25,15 @@ RULES: tuple[tuple[str, str], ...] = (
     ("/detectors/", "detect: learned (profiles, features, forest)"),
     ("/streams/decode.py", "decode (pydantic)"),
     ("/streams/models.py", "decode (pydantic)"),
+    ("/core/events.py", "decode (pydantic)"),  # the event-time validator pydantic calls back
     ("/incidents/", "store (incidents, checkpoints, outbox)"),
     ("/notifier/", "store (incidents, checkpoints, outbox)"),
+    ("/privacy/", "store (incidents, checkpoints, outbox)"),  # staff accesses, approvals read
+    ("/runtime/checkpoints.py", "store (incidents, checkpoints, outbox)"),
     ("/streams/", "consumer loop (reorder, batching, offsets)"),
+    ("/runtime/service.py", "consumer loop (reorder, batching, offsets)"),
+    ("/runtime/pipeline.py", "consumer loop (reorder, batching, offsets)"),
+    ("/core/batch.py", "consumer loop (reorder, batching, offsets)"),
     ("/kafka/", "kafka-python (fetch, parse records)"),
 )
 OTHER = "other"

@@ -151,14 +151,20 @@ def main() -> None:
             stage_us = profile_run(settings, bootstrap, model, work, args.profile, 1e6 / run_eps)
 
         replay_eps: dict[int, float] = {}
+        replay_cpu_us = 0.0
         for jobs in sorted({1, args.jobs}):
             r_engine = app.database(settings, f"sqlite:///{work / f'replay-{jobs}.db'}")
             r_pipeline = app.build_pipeline(settings, r_engine, model, notify=False)
+            cpu_started = time.process_time()
             report = replay(
                 dump, r_pipeline, partitions=args.partitions, max_bytes=settings.max_message_bytes, jobs=jobs
             )
             replay_eps[jobs] = report.events_per_second
             print(f"replay (jobs={jobs}): {report.events:,} events = {replay_eps[jobs]:,.0f} events/s", flush=True)
+            if jobs == 1:
+                # CPU time, which other work on a shared machine inflates far less than wall time.
+                replay_cpu_us = 1e6 * (time.process_time() - cpu_started) / max(1, report.events)
+                print(f"replay (jobs=1): {replay_cpu_us:.1f} µs of CPU per event", flush=True)
 
     emit(
         {
@@ -179,6 +185,10 @@ def main() -> None:
             "model": str(settings.model_path) if settings.model_path else None,
             "bare_us_per_event": round(1e6 / bare_eps, 1),
             "run_us_per_event": round(1e6 / run_eps, 1),
+            # The same per event in this process's CPU time (kafka-python's network thread included).
+            "bare_cpu_us_per_event": round(1e6 / bare_eps * bare_cpu.own, 1),
+            "run_cpu_us_per_event": round(1e6 / run_eps * run_cpu.own, 1),
+            "replay_cpu_us_per_event_one_process": round(replay_cpu_us, 1),
             "run_judging_us_per_event": round(judge_us, 1),
             "run_stage_us_per_event": stage_us,
         }

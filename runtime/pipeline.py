@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ GRANTS_EVERY_S = 5.0  # how often the live service re-reads them; accesses wait 
 # orders them as their timestamps would, without a Python call per event.
 _ts = attrgetter("ts")
 _time_topic_offset = itemgetter(0, 1, 2)
+_first = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -428,10 +430,15 @@ def unit_for(event: Event, partitioner: Partitioner) -> int:
 
 
 def group_by_unit(events: Iterable[Event], partitioner: Partitioner) -> dict[int, list[Event]]:
-    """Assign events to units the way Kafka would assign them to partitions."""
+    """Assign events to units the way Kafka would assign them to partitions (``unit_for``,
+    inlined: this runs once per event of a replay)."""
     out: dict[int, list[Event]] = defaultdict(list)
+    log_unit = [unit_of(LOGS, p) for p in range(partitioner.partitions)]
     for e in events:
-        out[unit_for(e, partitioner)].append(e)
+        if e.__class__ is LogRecord:
+            out[log_unit[partitioner(e.service)]].append(e)  # type: ignore[union-attr]
+        else:
+            out[partitioner(e.actor_id)].append(e)  # type: ignore[union-attr]
     return out
 
 
@@ -477,21 +484,32 @@ class EventTimeBuffer:
     Items are held per source in offset order (sources are read in order, and releasing keeps
     the order of what stays), so the lowest held offset of a source is its first item: commits
     ask for it every batch without a pass over everything held.
+
+    A source whose held items are in time order as well (the usual case: a producer writes
+    events as they happen) is split at the watermark by a binary search; only one whose
+    times go back and forth is filtered item by item. Either way the same items are released:
+    a stream far ahead of the others is held for many polls, and filtering all it holds at
+    every poll cost more than judging its events.
     """
 
     def __init__(self) -> None:
         # unit -> source -> [(time, topic rank, offset, source, event)] in offset order
         self._items: dict[int, dict[Any, list[tuple[float, int, int, Any, Event]]]] = defaultdict(dict)
         self._max_ts: dict[Any, float] = {}
+        self._in_time_order: dict[Any, bool] = {}  # per source: its held items' times never decrease
 
     def extend(self, source: Any, unit: int, items: list[tuple[float, int, int, Any, Event]]) -> None:
         """Hold ``items`` of ``source``, (time, topic rank, offset, source, event) in offset order."""
         if not items:
             return
         held = self._items[unit].get(source)
-        if held is None:
+        times = list(map(_first, items))
+        ordered = times == sorted(times)
+        if not held:
             self._items[unit][source] = items
+            self._in_time_order[source] = ordered
         else:
+            self._in_time_order[source] = ordered and self._in_time_order[source] and held[-1][0] <= times[0]
             held.extend(items)
         # Tuples compare by time first; offsets are unique within a source, so events are never
         # compared.
@@ -512,6 +530,11 @@ class EventTimeBuffer:
             if watermark == float("inf"):
                 ready.extend(items)
                 sources[source] = []
+            elif self._in_time_order[source]:
+                cut = bisect_right(items, watermark, key=_first)
+                if cut:
+                    ready.extend(items[:cut])
+                    sources[source] = items[cut:]
             else:
                 out = [it for it in items if it[0] <= watermark]
                 if out:
@@ -534,6 +557,7 @@ class EventTimeBuffer:
         # Every source that ever held items of the unit is still a key of its table.
         for source in self._items.pop(unit, {}):
             self._max_ts.pop(source, None)
+            self._in_time_order.pop(source, None)
 
     def __len__(self) -> int:
         return sum(len(items) for sources in self._items.values() for items in sources.values())

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
@@ -103,16 +104,8 @@ def _replay_here(
 ) -> int:
     partitioner = Partitioner(partitions)
     total = 0
-    batch: list[Event] = []
-    for event in iter_events(dump, sink, max_bytes):
-        batch.append(event)
-        if len(batch) >= batch_size:
-            pipeline.process(group_by_unit(batch, partitioner))
-            total += len(batch)
-            batch = []
-            if progress:
-                progress(total)
-    if batch:
+    events = iter_events(dump, sink, max_bytes)
+    while batch := list(islice(events, batch_size)):
         pipeline.process(group_by_unit(batch, partitioner))
         total += len(batch)
         if progress:

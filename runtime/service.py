@@ -19,7 +19,7 @@ import logging
 import signal
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +39,7 @@ from breachwatch.runtime.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogra
 from breachwatch.runtime.pipeline import Backoff, EventTimeBuffer, Pipeline
 from breachwatch.storage.db import reachable
 from breachwatch.streams.assignor import StickyUnitAssignor, UnitAssignor
-from breachwatch.streams.decode import DecodeFailure, dead_letter, decode
+from breachwatch.streams.decode import DecodeFailure, dead_letter, decode, decode_all
 from breachwatch.streams.kafka_client import client_options, fetch_options
 from breachwatch.streams.units import kind_of, unit_name, unit_of
 
@@ -323,7 +323,9 @@ class Service:
                 try:
                     value = decode(base, m.value, self.settings.max_message_bytes)
                 except DecodeFailure as failure:
-                    self._send_dead_letter(tp, m, failure)
+                    if self._send_dead_letter(tp, m, failure):
+                        # A directory entry lost is worth a line of its own (they are few).
+                        log.warning("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, failure.kind)
                     continue
                 key = m.key.decode("utf-8", "replace") if m.key is not None else None
                 if value is not None:
@@ -624,29 +626,13 @@ class Service:
     ) -> dict[TopicPartition, OffsetAndMetadata] | None:
         """Take in a poll's messages, judge what the reorder buffer releases and write the
         checkpoints that are due; the offsets to commit, or None if nothing was done."""
-        max_bytes = self.settings.max_message_bytes
         for tp, msgs in polled.items():
             if tp not in self._processed:
                 # Fetched for a unit not restored yet (that predates its seek), or for one the
                 # group has taken away since poll() returned.
                 continue
             stamps += [m.timestamp for m in msgs]
-            base = self._topic_base[tp.topic]
-            rank = EVENT_TOPICS.index(base)
-            held: list[tuple[float, int, int, Any, Event]] = []
-            started = time.perf_counter()
-            for m in msgs:
-                try:
-                    event: Event = decode(base, m.value, max_bytes)  # type: ignore[assignment]
-                except DecodeFailure as failure:
-                    self._send_dead_letter(tp, m, failure)
-                    continue
-                held.append((event.ts.timestamp(), rank, m.offset, tp, event))
-            # Decoding is part of what a unit's events cost (counted once judged, in ``detect``).
-            self.pipeline.costs.add(kind_of(self._unit(tp)), 0, time.perf_counter() - started)
-            self._buffer.extend(tp, self._unit(tp), held)
-            self._processed[tp] = msgs[-1].offset + 1
-            self.pipeline.stats.consumed[base] += len(msgs)
+            self._take_in(tp, msgs)
         released: dict[int, list[Event]] = {}
         for u in self._buffer.units():
             busy = [tp for tp in self._processed if self._unit(tp) == u and self._busy(tp)]
@@ -664,6 +650,35 @@ class Service:
             for u in due:
                 self._next_checkpoint[u] = now + self.settings.checkpoint_interval_s
         return self._commit_offsets()
+
+    def _take_in(self, tp: TopicPartition, msgs: list[Any]) -> None:
+        """Decode a poll's messages of one partition into the reorder buffer, the bad ones to
+        the dead-letter topic."""
+        base = self._topic_base[tp.topic]
+        rank = EVENT_TOPICS.index(base)
+        held: list[tuple[float, int, int, Any, Event]] = []
+        dead: Counter[str] = Counter()
+        started = time.perf_counter()
+        for m, event in zip(
+            msgs, decode_all(base, [m.value for m in msgs], self.settings.max_message_bytes), strict=True
+        ):
+            if isinstance(event, DecodeFailure):
+                if self._send_dead_letter(tp, m, event):
+                    dead[event.kind] += 1
+                continue
+            held.append((event.ts.timestamp(), rank, m.offset, tp, event))
+        # Decoding is part of what a unit's events cost (counted once judged, in ``detect``).
+        self.pipeline.costs.add(kind_of(self._unit(tp)), 0, time.perf_counter() - started)
+        if dead:
+            # One line per partition and poll: a flood of bad messages must not become a flood
+            # of log lines (each dead letter's reason is in its headers).
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(dead.items()))
+            log.warning(
+                "dead-lettered %d of %d messages of %s[%d]: %s", dead.total(), len(msgs), tp.topic, tp.partition, kinds
+            )
+        self._buffer.extend(tp, self._unit(tp), held)
+        self._processed[tp] = msgs[-1].offset + 1
+        self.pipeline.stats.consumed[base] += len(msgs)
 
     def _due_checkpoints(self) -> set[int]:
         now = time.monotonic()
@@ -683,16 +698,18 @@ class Service:
         low = self._buffer.lowest_offsets()
         return {tp: min(off, low.get(tp, off)) for tp, off in self._processed.items()}
 
-    def _send_dead_letter(self, tp: TopicPartition, m: Any, failure: DecodeFailure) -> None:
+    def _send_dead_letter(self, tp: TopicPartition, m: Any, failure: DecodeFailure) -> bool:
+        """Send a message that cannot be decoded to the dead-letter topic; False if it was sent
+        before."""
         base = self._topic_base[tp.topic]
         self.pipeline.stats.dead_lettered[base] += 1
         # After a restart the same bad message may be read again from a checkpoint; it was
         # dead-lettered already if it lies before the offset committed then.
         if m.offset < self._committed_at_assign.get(tp, 0):
-            return
+            return False
         d = dead_letter(tp.topic, tp.partition, m.offset, m.key, m.value, failure, m.timestamp)
         self.producer.send(d.topic, key=d.key, value=d.value, headers=d.headers)
-        log.warning("dead-lettered %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, failure.kind)
+        return True
 
     def _checkpoint_offsets(self, units: set[int]) -> dict[int, dict[str, int]]:
         out: dict[int, dict[str, int]] = defaultdict(dict)

@@ -8,6 +8,7 @@ was wrong with it without slowing down the millions that are fine.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,14 +67,44 @@ def decode(topic: str, value: bytes | None, max_bytes: int) -> Event | Reference
     if len(value) > max_bytes:
         raise DecodeFailure("too_large", f"{len(value)} bytes exceeds the limit of {max_bytes}")
     try:
-        decoded = model.model_validate_json(value)
+        # The compiled validator itself: ``model_validate_json`` only forwards its default
+        # options to it, at about a fifth of the cost of the validation on a short event.
+        decoded = model.__pydantic_validator__.validate_json(value)
     except ValidationError as exc:
         raise _classify(value, exc) from None
     # JSON may carry U+0000 in a string (only as an escape), and the schemas allow it, but
     # PostgreSQL text cannot hold it: stored, it would fail every retry and stop the stream.
     if b"\\u0000" in value and _holds_nul(decoded.model_dump()):
         raise DecodeFailure("nul_text", "a text field holds U+0000 (NUL), which the incident store cannot keep")
-    return decoded  # type: ignore[return-value]
+    return decoded  # type: ignore[no-any-return]
+
+
+def decode_all(topic: str, values: Sequence[bytes | None], max_bytes: int) -> list[Event | DecodeFailure]:
+    """Decode the values of one event topic's messages: for each, in order, its event or
+    why it cannot be one, exactly as ``decode`` says (``decode`` decides every value the
+    plain path below does not take).
+
+    Values are validated one call each: joined into one JSON array, a value that is not one
+    JSON value on its own (``{..}, {..`` beside ``..}``) could pair up with its neighbour and
+    pass as someone else's event. The saving is the per-message overhead of ``decode``."""
+    model = MODEL_BY_TOPIC.get(topic)
+    if model is None or topic in REFERENCE_TOPICS:
+        raise ValueError(f"{topic!r} is not an event topic")
+    validate = model.__pydantic_validator__.validate_json
+    out: list[Event | DecodeFailure] = []
+    append = out.append
+    for value in values:
+        if value is None or len(value) > max_bytes or b"\\u0000" in value:
+            try:
+                append(decode(topic, value, max_bytes))  # type: ignore[arg-type]
+            except DecodeFailure as failure:
+                append(failure)
+            continue
+        try:
+            append(validate(value))
+        except ValidationError as exc:
+            append(_classify(value, exc))
+    return out
 
 
 def _holds_nul(obj: object) -> bool:

@@ -14,12 +14,13 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from itertools import chain, islice
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from breachwatch.core.events import EVENT_TOPICS, KEY_FIELD, REFERENCE_TOPICS, Event, Reference
-from breachwatch.streams.decode import DeadLetter, DecodeFailure, dead_letter, decode
+from breachwatch.streams.decode import DeadLetter, DecodeFailure, dead_letter, decode, decode_all
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +62,43 @@ def message_key(topic: str, raw: bytes) -> bytes | None:
     return value.encode("utf-8") if isinstance(value, str) else None
 
 
+# Lines of an event topic decoded per call of ``decode_all``: enough to spread its call over
+# many, few enough that a merge of the topics holds little that is not due yet.
+_CHUNK = 256
+
+
+def _decoded_chunks(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[list[tuple[Any, bytes]]]:
+    """The lines of a topic file decoded, a chunk at a time, each with its original bytes; a
+    line that cannot be decoded is handed to ``sink``."""
+    lines = read_lines(dump_file(dump, topic))
+    while chunk := list(islice(lines, _CHUNK)):
+        if topic in REFERENCE_TOPICS:
+            decoded: list[Any] = []
+            for _, raw in chunk:
+                try:
+                    decoded.append(decode(topic, raw, max_bytes))
+                except DecodeFailure as failure:
+                    decoded.append(failure)
+        else:
+            decoded = decode_all(topic, [raw for _, raw in chunk], max_bytes)  # type: ignore[assignment]
+        good: list[tuple[Any, bytes]] = []
+        for (lineno, raw), value in zip(chunk, decoded, strict=True):
+            if isinstance(value, DecodeFailure):
+                sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, value))
+            else:
+                good.append((value, raw))
+        yield good
+
+
 def _decoded_lines(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[tuple[Any, bytes]]:
     """Each line of a topic file decoded, with its original bytes; a line that cannot be
     decoded is handed to ``sink``."""
-    for lineno, raw in read_lines(dump_file(dump, topic)):
-        try:
-            value = decode(topic, raw, max_bytes)
-        except DecodeFailure as failure:
-            sink(dead_letter(topic, 0, lineno, message_key(topic, raw), raw, failure))
-            continue
-        yield value, raw
+    return chain.from_iterable(_decoded_chunks(dump, topic, sink, max_bytes))
 
 
 def _decoded(dump: Path, topic: str, sink: DeadLetterSink, max_bytes: int) -> Iterator[Any]:
     """Each line of a topic file decoded; a line that cannot be is handed to ``sink``."""
-    return (value for value, _ in _decoded_lines(dump, topic, sink, max_bytes))
+    return chain.from_iterable([value for value, _ in chunk] for chunk in _decoded_chunks(dump, topic, sink, max_bytes))
 
 
 def load_reference_tables(apply: ApplyReference, dump: Path, sink: DeadLetterSink, max_bytes: int) -> int:

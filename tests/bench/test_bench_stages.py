@@ -38,6 +38,9 @@ def test_stage_names_follow_the_innermost_known_file() -> None:
     assert stage_of("/srv/app/detectors/logs/count_model.py") == "detect: log sessions"
     assert stage_of("/usr/lib/python3/site-packages/kafka/record/default_records.py").startswith("kafka-python")
     assert stage_of("/usr/lib/python3/site-packages/sklearn/tree/_classes.py") is None
+    # The service's own loop and the checkpoints' encoding are named, not left as "other".
+    assert stage_of("/srv/app/runtime/pipeline.py").startswith("consumer loop")
+    assert stage_of("/srv/app/runtime/checkpoints.py").startswith("store")
 
 
 def test_stages_are_scaled_to_the_unprofiled_cost_per_event() -> None:

@@ -26,7 +26,7 @@ WITH_BROKER = [
     (
         "throughput",
         ["--tenants", "2", "--days", "3", "--partitions", "1", "--jobs", "1", "--no-model"],
-        ("bare_eps", "run_eps", "replay_eps", "ratio"),
+        ("bare_eps", "run_eps", "replay_eps", "ratio", "run_cpu_us_per_event", "replay_cpu_us_per_event_one_process"),
     ),
     ("scaleout", ["--tenants", "2", "--days", "3", "--partitions", "2"], ("one_eps", "two_eps", "speedup")),
     (

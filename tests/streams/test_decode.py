@@ -18,6 +18,7 @@ from breachwatch.streams.decode import (
     DecodeFailure,
     dead_letter,
     decode,
+    decode_all,
 )
 
 GOOD = {
@@ -144,3 +145,38 @@ def test_a_time_that_is_not_rfc_3339_is_a_schema_failure(ts: object) -> None:
 def test_rfc_3339_offsets_are_held_in_utc() -> None:
     event = decode("erp.access", json.dumps({**GOOD, "ts": "2026-11-24T14:12:03.250+05:00"}).encode(), 10_000)
     assert event is not None and event.ts.isoformat() == "2026-11-24T09:12:03.250000+00:00"
+
+
+def test_a_batch_decodes_each_message_as_decode_does_alone() -> None:
+    """What the consumer and a replay decode a poll or a chunk with: every message's event, or
+    the very reason ``decode`` gives it, in order, good and bad side by side."""
+    good = json.dumps(GOOD).encode()
+    # Neither half is a JSON value; joined with a comma into one array they read as one event.
+    halves = [json.dumps(GOOD).encode()[:-1] + b', "x": "', b'"}']
+    values = [
+        good,
+        b"\xff\xfe{}",
+        *halves,
+        json.dumps({**GOOD, "records": -1}).encode(),
+        None,
+        json.dumps({**GOOD, "endpoint": "x" * 5000}).encode(),
+        json.dumps({**GOOD, "actor_id": "u-mal\u0000lory"}).encode(),
+        json.dumps({**GOOD, "actor_id": "u-back\\u0000slash"}).encode(),
+        b"[1, 2]",
+        good,
+    ]
+    out = decode_all("erp.access", values, 1024)
+    assert len(out) == len(values)
+    for value, got in zip(values, out, strict=True):
+        try:
+            alone: object = decode("erp.access", value, 1024)
+        except DecodeFailure as failure:
+            assert isinstance(got, DecodeFailure) and (got.kind, got.reason) == (failure.kind, failure.reason)
+        else:
+            assert got == alone
+    assert [isinstance(x, AccessEvent) for x in out] == [True] + [False] * 7 + [True, False, True]
+
+
+def test_a_batch_of_a_reference_topic_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an event topic"):
+        decode_all("erp.tenants", [b"{}"], 100)
