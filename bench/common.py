@@ -20,6 +20,7 @@ from kafka.errors import KafkaError
 
 from breachwatch.core.events import EVENT_TOPICS
 from breachwatch.core.settings import Settings, load_settings
+from breachwatch.detectors.learned.detector import ModelFileError, load_model
 from breachwatch.streams.kafka_client import client_options
 
 BENCH_DIR = Path(os.environ.get("BREACHWATCH_BENCH_DIR", Path.home() / ".cache" / "breachwatch" / "bench"))
@@ -48,6 +49,8 @@ def model_for(dump: Path) -> tuple[Path, str]:
         key_file.write_text(secrets.token_hex(32))
     key = key_file.read_text().strip()
     model = dump / "model.skops"
+    if model.exists() and not _loads(model, key):
+        model.unlink()  # left by an older version (unsigned) or another key: trained again
     if not model.exists():
         until = json.loads((dump / "labels.json").read_text())["clean_until"]
         subprocess.run(
@@ -57,6 +60,15 @@ def model_for(dump: Path) -> tuple[Path, str]:
             check=True,
         )
     return model, key
+
+
+def _loads(model: Path, key: str) -> bool:
+    """Whether the kept model is one this version reads with this key."""
+    try:
+        load_model(model, key.encode())
+    except ModelFileError:
+        return False
+    return True
 
 
 def count_events(dump: Path) -> int:

@@ -134,7 +134,8 @@ class ServiceModel:
         self.clock = first_ts
         self.burst: Burst | None = None
         # Patterns of flagged sessions: pattern -> [flagged sessions with it, event time of the
-        # first, the last, then up to ``familiar_sources`` distinct sources], least recent first.
+        # first, the last, then up to ``familiar_sources`` distinct sources, each followed by the
+        # event time it was noted at], least recent first.
         self.recurring: OrderedDict[int, list[int | float]] = OrderedDict()
 
     # --------------------------------------------------------------- state
@@ -185,7 +186,11 @@ class ServiceModel:
         m.burst = Burst.from_state(s["burst"]) if s["burst"] is not None else None
         # Absent from states saved before flagged patterns were counted.
         for row in s.get("recurring", ()):
-            m.recurring[int(row[0])] = [int(row[1]), float(row[2]), float(row[3]), *(int(x) for x in row[4:])]
+            head = [int(row[1]), float(row[2]), float(row[3])]
+            rest = row[4:]
+            if len(rest) % 2:  # sources without the time each was noted: as of the first flag
+                rest = [x for src in rest for x in (src, row[2])]
+            m.recurring[int(row[0])] = [*head, *(int(x) if i % 2 == 0 else float(x) for i, x in enumerate(rest))]
         if m.count_fitted:
             # Refit on exactly the sessions the saved model was fitted on: the fit is
             # deterministic, so the restored model is the same model.
@@ -252,37 +257,45 @@ class ServiceModel:
         self.steps = kept
 
     def note_flagged(self, pattern: int, source: int | None, t: float) -> None:
-        """Count a flagged session of ``pattern`` from ``source`` at event time ``t``; one with
-        no source counts nothing."""
+        """Count a flagged session of ``pattern`` from ``source`` closed at event time ``t``;
+        one with no source counts nothing. A row is [flags, first, last, source, noted at, ...]."""
         if source is None:
             return
         row = self.recurring.get(pattern)
         if row is None:
-            self.recurring[pattern] = [1, t, t, source]
+            self.recurring[pattern] = [1, t, t, source, t]
             if len(self.recurring) > self.limits.max_patterns:
                 self.recurring.popitem(last=False)
             return
         row[0] = int(row[0]) + 1
         row[1], row[2] = min(row[1], t), max(row[2], t)
-        self._add_source(pattern, row, source)
+        self._add_source(pattern, row, source, t)
 
-    def _add_source(self, pattern: int, row: list[int | float], source: int) -> None:
+    def _add_source(self, pattern: int, row: list[int | float], source: int, t: float) -> None:
         self.recurring.move_to_end(pattern)
-        if source not in row[3:] and len(row) - 3 < self.limits.familiar_sources:
-            row.append(source)
+        if source not in row[3::2] and (len(row) - 3) // 2 < self.limits.familiar_sources:
+            row.extend((source, t))
+
+    def _sources_before(self, row: list[int | float], now: float) -> set[int | float]:
+        """The sources noted at least ``familiar_span`` before ``now``. Flags are noted when
+        their batch is scored, after later sessions of that batch closed; counting only those
+        a cool-off old makes familiarity the same however the stream was cut into batches
+        (shorter than the cool-off in event time)."""
+        span = self.limits.familiar_span_s
+        return {row[i] for i in range(3, len(row) - 1, 2) if now - row[i + 1] >= span}
 
     def familiar(self, pattern: int, source: int | None, now: float) -> bool:
         """Whether ``pattern``, seen now from ``source``, is how this service behaves: flagged
         before in at least ``familiar_after`` sessions, the first at least ``familiar_span``
-        ago (a cool-off in which an analyst can act on it), and now seen from at least
-        ``familiar_sources`` distinct sources. One actor's repeats never become familiar. A
-        familiar sighting adds its source (see ``settled``)."""
+        ago (a cool-off in which an analyst can act on it), and, with ``source``, from at
+        least ``familiar_sources`` distinct sources noted that long ago. One actor's repeats
+        never become familiar. A familiar sighting adds its source (see ``settled``)."""
         row = self.recurring.get(pattern)
         if row is None or source is None or not self._cooled(row, now):
             return False
-        if len(row) - 3 + (source not in row[3:]) < self.limits.familiar_sources:
+        if len(self._sources_before(row, now) | {source}) < self.limits.familiar_sources:
             return False
-        self._add_source(pattern, row, source)
+        self._add_source(pattern, row, source, now)
         return True
 
     def _cooled(self, row: list[int | float], now: float) -> bool:
@@ -292,7 +305,7 @@ class ServiceModel:
     def settled(self, pattern: int, now: float) -> bool:
         """Whether ``pattern`` has been found familiar: the count model keeps it when refitted."""
         row = self.recurring.get(pattern)
-        return row is not None and self._cooled(row, now) and len(row) - 3 >= self.limits.familiar_sources
+        return row is not None and self._cooled(row, now) and (len(row) - 3) // 2 >= self.limits.familiar_sources
 
     def sample_session(self, sess: Session, summary: Summary | None = None) -> None:
         """Offer a closed, unflagged session to the count model's sample (``summary``: the

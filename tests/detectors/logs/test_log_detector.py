@@ -15,7 +15,7 @@ from breachwatch.core.events import AccessEvent, LogRecord
 from breachwatch.core.findings import DetectionContext, Finding
 from breachwatch.core.reference import ReferenceTables
 from breachwatch.detectors.logs.detector import KIND_BURST, KIND_SESSION, LogDetector
-from breachwatch.detectors.logs.service import _entry_pattern, _summary
+from breachwatch.detectors.logs.service import ServiceModel, _entry_pattern, _summary
 from breachwatch.detectors.logs.templates import TemplateMiner, mask
 
 CTX = DetectionContext(tables=ReferenceTables())
@@ -926,3 +926,20 @@ def test_one_record_more_or_fewer_breaks_no_count_ratio() -> None:
     }
     records = [stream.record(stream.fill(t), session=sid) for sid, flow in sessions.items() for t in flow]
     assert run(det, [*records, stream.idle(20)]) == []
+
+
+def test_familiarity_counts_only_flags_a_cool_off_old() -> None:
+    """A flag is noted when its batch is scored, after later sessions of the batch closed:
+    familiarity that counted it at once would depend on where the stream was cut. Only sources
+    flagged a cool-off ago count, so the answer is the same for every cut."""
+    svc = ServiceModel("scheduler", 0.0, LogDetector().limits)
+    pattern, a, b = 1234, 1, 2
+    svc.note_flagged(pattern, a, 0.0)
+    svc.note_flagged(pattern, b, 13 * 3600.0)  # scored in this batch or the one before
+    # Must not: actor a's repeat a minute later is not made familiar by b's fresh flag.
+    assert not svc.familiar(pattern, a, 13 * 3600.0 + 60)
+    # Must: once b's flag is itself 12 hours old, a's repeat is how the service behaves.
+    assert svc.familiar(pattern, a, 25 * 3600.0 + 60)
+    # The state keeps when each source was noted, through a checkpoint.
+    again = ServiceModel.from_state("scheduler", json.loads(json.dumps(svc.state())), svc.limits)
+    assert again.recurring == svc.recurring
