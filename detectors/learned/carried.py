@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import marshal
 import struct
-import zlib
 from datetime import UTC, datetime
 from typing import Any
 
 from breachwatch.core.events import AccessEvent, AuthEvent, Event
+from breachwatch.detectors.learned.squeeze import Squeezer
 
 # A carried event: its time, whether it is an auth event, and its field values in model order
 # (its time among them as None: it is the first item).
@@ -66,8 +66,39 @@ def last_time(blob: bytes) -> float:
 
 def squeezed(blob: bytes) -> bytes:
     """An idle actor's blob, compressed (it is read again only when the actor returns)."""
-    return blob[: _HEAD.size] + zlib.compress(blob[_HEAD.size :], 1)
+    return blob[: _HEAD.size] + _SQUEEZER.squeeze(blob[_HEAD.size :])
 
 
 def unsqueezed(blob: bytes) -> bytes:
-    return blob[: _HEAD.size] + zlib.decompress(blob[_HEAD.size :])
+    return blob[: _HEAD.size] + _SQUEEZER.unsqueeze(blob[_HEAD.size :])
+
+
+def _typical() -> bytes:
+    """The blob of a login and a few reads (synthetic, example values): the preset dictionary
+    of squeezed blobs (see ``squeeze``)."""
+    who = {
+        "actor_id": "user-0001",
+        "actor_type": "customer_user",
+        "actor_tenant": "tenant-01",
+        "ip": "192.0.2.1",
+        "country": "DE",
+        "user_agent": "agent/1.0",
+        "session_id": "session-0001",
+    }
+    ts = 1.7e9
+    events: list[Event] = [
+        AuthEvent.model_validate(
+            {**who, "event_id": "evt-0", "ts": datetime.fromtimestamp(ts, UTC), "action": "login", "outcome": "success"}
+        )
+    ]
+    for k in range(1, 4):
+        read = {"tenant_id": "tenant-01", "action": "read", "resource_type": "invoice", "sensitivity": "financial"}
+        events.append(
+            AccessEvent.model_validate(
+                {**who, **read, "event_id": f"evt-{k}", "ts": datetime.fromtimestamp(ts + k, UTC), "records": 5}
+            )
+        )
+    return to_blob([carried(e, e.ts.timestamp()) for e in events])[_HEAD.size :]
+
+
+_SQUEEZER = Squeezer(_typical())
