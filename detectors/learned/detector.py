@@ -156,9 +156,16 @@ class _Keyed:
         if d is None:
             if len(self._cache) > 500_000:
                 self._cache.clear()
-            d = hmac.new(self.key, k.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
-            self._cache[k] = d
+            d = self._cache[k] = self._digest(k, length)
         return d
+
+    def once(self, kind: str, value: str, length: int = 16) -> str:
+        """The digest of a value looked up about once, such as an actor id (when its profile is
+        made) or a name in failed logins: caching those would hold a string per actor."""
+        return self._digest(kind + ":" + value, length)
+
+    def _digest(self, k: str, length: int) -> str:
+        return hmac.new(self.key, k.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
 
     def check(self) -> str:
         """A fingerprint that tells whether two parties hold the same key, revealing nothing."""
@@ -355,10 +362,11 @@ class LearnedDetector(Detector):
         the register of evicted actors (its failed logins then belong to its profile)."""
         if actor_id in self._register:
             return True
-        return bool(self._baselines["actors"]) and self._keyed("actor", actor_id, 24) in self._baselines["actors"]
+        return bool(self._baselines["actors"]) and self._keyed.once("actor", actor_id, 24) in self._baselines["actors"]
 
     def _new_profile(self, actor_id: str, actor_type: str, home: str, ts: float, zone: str) -> ActorProfile:
-        seed = self._baselines["actors"].get(self._keyed("actor", actor_id, 24)) if self._baselines else None
+        seeds = self._baselines["actors"]
+        seed = seeds.get(self._keyed.once("actor", actor_id, 24)) if seeds else None
         if seed is not None and seed["last"] <= ts:
             prof = ActorProfile.from_dict(seed)
             prof.home = home
