@@ -29,7 +29,10 @@ Carried = tuple[float, bool, tuple[Any, ...]]
 _FIELDS: dict[bool, tuple[str, ...]] = {True: tuple(AuthEvent.model_fields), False: tuple(AccessEvent.model_fields)}
 # Where each model keeps its time among its fields.
 _TS: dict[bool, int] = {auth: names.index("ts") for auth, names in _FIELDS.items()}
-_HEAD = struct.Struct("<d")
+# A blob: its newest event's time, its oldest time and how many events it holds, then chunks
+# (the events of one or more batches), each its length and a marshal of a list of events.
+_HEAD = struct.Struct("<ddI")
+_CHUNK = struct.Struct("<I")
 
 
 def carried(e: Event, ts: float) -> Carried:
@@ -50,13 +53,45 @@ def event(c: Carried) -> AccessEvent | AuthEvent:
 
 
 def to_blob(events: list[Carried]) -> bytes:
-    """One actor's carried events (oldest first, at least one) as bytes."""
-    return _HEAD.pack(events[-1][0]) + marshal.dumps(events)
+    """One actor's carried events (in the order they came, at least one) as bytes."""
+    return _HEAD.pack(events[-1][0], min(c[0] for c in events), len(events)) + _chunk(events)
+
+
+def _chunk(events: list[Carried]) -> bytes:
+    body = marshal.dumps(events)
+    return _CHUNK.pack(len(body)) + body
+
+
+def appended(blob: bytes | None, new: list[Carried], last: float, span: float, cap: int) -> bytes:
+    """``blob`` (None: no events yet) and then the ``new`` events (at least one), keeping those
+    within ``span`` of ``last`` and of them the last ``cap``.
+
+    When nothing of ``blob`` goes (the actor's events of its last few batches), the new events
+    are one more chunk behind it: what was carried is neither decoded nor written again.
+    """
+    if blob is not None and len(new) < cap:
+        _, oldest, held = _HEAD.unpack_from(blob)
+        if last - oldest <= span and held + len(new) <= cap:
+            head = _HEAD.pack(new[-1][0], min(oldest, min(c[0] for c in new)), held + len(new))
+            return head + blob[_HEAD.size :] + _chunk(new)
+    kept = [c for c in from_blob(blob) if last - c[0] <= span] if len(new) < cap else []
+    kept.extend(new)
+    return to_blob(kept[-cap:])
 
 
 def from_blob(blob: bytes | None) -> list[Carried]:
-    """The events ``to_blob`` kept (none for None)."""
-    return [] if blob is None else marshal.loads(blob[_HEAD.size :])  # type: ignore[no-any-return]
+    """The events a blob holds, in the order they came (none for None)."""
+    if blob is None:
+        return []
+    out: list[Carried] = []
+    view = memoryview(blob)
+    at = _HEAD.size
+    while at < len(blob):
+        (size,) = _CHUNK.unpack_from(blob, at)
+        at += _CHUNK.size
+        out.extend(marshal.loads(view[at : at + size]))
+        at += size
+    return out
 
 
 def last_time(blob: bytes) -> float:
@@ -98,7 +133,7 @@ def _typical() -> bytes:
                 {**who, **read, "event_id": f"evt-{k}", "ts": datetime.fromtimestamp(ts + k, UTC), "records": 5}
             )
         )
-    return to_blob([carried(e, e.ts.timestamp()) for e in events])[_HEAD.size :]
+    return to_blob([carried(e, e.ts.timestamp()) for e in events])
 
 
 _SQUEEZER = Squeezer(_typical())

@@ -788,10 +788,8 @@ class LearnedDetector(Detector):
             latest = max(latest, last)
             # Only the last CARRY_CAP are kept: older events of the batch are not packed at all.
             new = [i for i in idx if last - times[i] <= HOUR][-CARRY_CAP:]
-            old = self._carry.get(aid) if len(new) < CARRY_CAP else None
-            kept = [c for c in carried.from_blob(old) if last - c[0] <= HOUR]
-            kept.extend(carried.carried(events[i], times[i]) for i in new)
-            self._carry[aid] = carried.to_blob(kept[-CARRY_CAP:])
+            fresh = [carried.carried(events[i], times[i]) for i in new]
+            self._carry[aid] = carried.appended(self._carry.get(aid), fresh, last, HOUR, CARRY_CAP)
             self._dirty.add(aid)
         if latest > 0:
             for aid in [a for a, b in self._carry.items() if latest - carried.last_time(b) > HOUR]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 
 from breachwatch.core.events import AccessEvent, AuthEvent, Event
@@ -91,3 +92,37 @@ def test_a_blobs_time_is_its_last_events_even_a_late_one() -> None:
     # The blob's time is its last event's, as the detector appends them (it expires by it).
     assert carried.last_time(blob) == late.timestamp()
     assert carried.event(carried.from_blob(blob)[-1]).event_id == "e-late"
+
+
+def test_appending_keeps_the_last_hour_and_the_cap_as_a_rewrite_would() -> None:
+    """Batch after batch, with late events among them: the blob holds exactly what filtering
+    everything carried by the newest time and capping would keep."""
+    rng = random.Random(5)
+    template = _events()
+    span, cap = 3600.0, 12
+    blob: bytes | None = None
+    expected: list[carried.Carried] = []
+    t = template[0].ts.timestamp()
+    for batch in range(60):
+        new = []
+        for _ in range(rng.randint(1, 6)):
+            t += rng.choice([5.0, 60.0, 900.0, 2400.0])
+            late = rng.random() < 0.1
+            e = rng.choice(template)
+            new.append(carried.carried(e, t - 3000.0 if late else t))
+        last = new[-1][0]
+        blob = carried.appended(blob, new, last, span, cap)
+        expected = ([c for c in expected if last - c[0] <= span] + new)[-cap:]
+        assert carried.from_blob(blob) == expected, batch
+        assert carried.last_time(blob) == last
+
+
+def test_appending_without_expiry_adds_a_chunk_and_rewrites_nothing() -> None:
+    events = _events()
+    first = [carried.carried(e, e.ts.timestamp()) for e in events[:2]]
+    blob = carried.to_blob(first)
+    more = [carried.carried(e, e.ts.timestamp()) for e in events[2:]]
+    grown = carried.appended(blob, more, more[-1][0], 3600.0, 50)
+    head = carried._HEAD.size
+    assert grown[head:].startswith(blob[head:])  # what was carried, byte for byte
+    assert carried.from_blob(grown) == first + more
