@@ -38,10 +38,8 @@ import io
 import json
 import logging
 import math
-import pickle
 import struct
 import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,7 +53,7 @@ from breachwatch.core.events import ACTOR_TOPICS, AccessEvent, AuthEvent, Event
 from breachwatch.core.findings import DetectionContext, Detector, Finding, Judgement, Severity, StateDelta
 from breachwatch.core.ids import unique
 from breachwatch.core.reference import ReferenceTables
-from breachwatch.detectors.learned import explain
+from breachwatch.detectors.learned import carried, explain
 from breachwatch.detectors.learned.features import (
     COL,
     DAY,
@@ -166,9 +164,16 @@ class _Keyed:
         if d is None:
             if len(self._cache) > 500_000:
                 self._cache.clear()
-            d = hmac.new(self.key, k.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
-            self._cache[k] = d
+            d = self._cache[k] = self._digest(k, length)
         return d
+
+    def once(self, kind: str, value: str, length: int = 16) -> str:
+        """The digest of a value looked up about once, such as an actor id (when its profile is
+        made) or a name in failed logins: caching those would hold a string per actor."""
+        return self._digest(kind + ":" + value, length)
+
+    def _digest(self, k: str, length: int) -> str:
+        return hmac.new(self.key, k.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
 
     def check(self) -> str:
         """A fingerprint that tells whether two parties hold the same key, revealing nothing."""
@@ -311,10 +316,10 @@ class LearnedDetector(Detector):
         self._register: dict[str, float] = {}
         self._episodes: dict[str, list[float]] = {}
         self._failures: dict[str, list[float]] = {}
-        # Each active actor's last hour of events, packed (see ``_pack``): a validated model
+        # Each active actor's last hour of events, as one blob (``carried``): a validated model
         # costs several times its field values, and most carried events are never evidence.
-        self._carry: dict[str, list[_Carried]] = {}
-        # The carried events of packed actors, packed with them (see ``_pack_carry``).
+        self._carry: dict[str, bytes] = {}
+        # The carried events of packed actors, compressed with them (``carried.squeezed``).
         self._packed_carry: dict[str, bytes] = {}
         self._clock_day = -1
         # Actors waiting for their slot's judgement: actor -> [slot end, its last event time in
@@ -365,10 +370,11 @@ class LearnedDetector(Detector):
         the register of evicted actors (its failed logins then belong to its profile)."""
         if actor_id in self._register:
             return True
-        return bool(self._baselines["actors"]) and self._keyed("actor", actor_id, 24) in self._baselines["actors"]
+        return bool(self._baselines["actors"]) and self._keyed.once("actor", actor_id, 24) in self._baselines["actors"]
 
     def _new_profile(self, actor_id: str, actor_type: str, home: str, ts: float, zone: str) -> ActorProfile:
-        seed = self._baselines["actors"].get(self._keyed("actor", actor_id, 24)) if self._baselines else None
+        seeds = self._baselines["actors"]
+        seed = seeds.get(self._keyed.once("actor", actor_id, 24)) if seeds else None
         if seed is not None and seed["last"] <= ts:
             prof = ActorProfile.from_dict(seed)
             prof.home = home
@@ -462,9 +468,9 @@ class LearnedDetector(Detector):
             prof = profiles.pop(aid, None)
             if prof is not None:
                 packed[aid] = _pack_profile(prof)
-                carried = self._carry.pop(aid, None)
-                if carried:
-                    self._packed_carry[aid] = _pack_carry(carried)
+                blob = self._carry.pop(aid, None)
+                if blob is not None:
+                    self._packed_carry[aid] = carried.squeezed(blob)
 
     def _wake(self, aid: str) -> ActorProfile | None:
         """The live profile of a packed actor (it stays live until it is idle again)."""
@@ -475,9 +481,9 @@ class LearnedDetector(Detector):
         prof._peer = self._peer_of(prof)
         self._profiles[aid] = prof
         self._touched[aid] = self._clock
-        carried = self._packed_carry.pop(aid, None)
-        if carried is not None:
-            self._carry[aid] = _unpack_carry(carried)
+        blob = self._packed_carry.pop(aid, None)
+        if blob is not None:
+            self._carry[aid] = carried.unsqueezed(blob)
         return prof
 
     def _profile_dicts(self) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -487,10 +493,11 @@ class LearnedDetector(Detector):
         for aid, blob in self._packed.items():
             yield aid, _unpack_profile(blob).to_dict()
 
-    def _all_carried(self) -> Iterable[tuple[str, list[_Carried]]]:
-        yield from self._carry.items()
+    def _all_carried(self) -> Iterable[tuple[str, list[carried.Carried]]]:
+        for aid, blob in self._carry.items():
+            yield aid, carried.from_blob(blob)
         for aid, blob in self._packed_carry.items():
-            yield aid, _unpack_carry(blob)
+            yield aid, carried.from_blob(carried.unsqueezed(blob))
 
     @property
     def profile_counts(self) -> tuple[int, int]:
@@ -791,15 +798,14 @@ class LearnedDetector(Detector):
             latest = max(latest, last)
             # Only the last CARRY_CAP are kept: older events of the batch are not packed at all.
             new = [i for i in idx if last - times[i] <= HOUR][-CARRY_CAP:]
-            kept = [c for c in self._carry.get(aid, ()) if last - c[0] <= HOUR] if len(new) < CARRY_CAP else []
-            kept.extend(_pack(events[i], times[i]) for i in new)
-            self._carry[aid] = kept[-CARRY_CAP:]
+            fresh = [carried.carried(events[i], times[i]) for i in new]
+            self._carry[aid] = carried.appended(self._carry.get(aid), fresh, last, HOUR, CARRY_CAP)
             self._dirty.add(aid)
         if latest > 0:
-            for aid in [a for a, cs in self._carry.items() if latest - cs[-1][0] > HOUR]:
+            for aid in [a for a, b in self._carry.items() if latest - carried.last_time(b) > HOUR]:
                 del self._carry[aid]
                 self._dirty.add(aid)
-            for aid in [a for a, b in self._packed_carry.items() if latest - _blob_time(b) > HOUR]:
+            for aid in [a for a, b in self._packed_carry.items() if latest - carried.last_time(b) > HOUR]:
                 del self._packed_carry[aid]
                 self._dirty.add(aid)
 
@@ -929,7 +935,7 @@ class LearnedDetector(Detector):
         prof = self._profiles[aid]
         # What was carried over from earlier batches, then this batch's events up to the
         # judged moment (an actor judged when its slot ended may have none here).
-        pool = [_unpack(c) for c in self._carry.get(aid, ()) if now - c[0] <= HOUR]
+        pool = [carried.event(c) for c in carried.from_blob(self._carry.get(aid)) if now - c[0] <= HOUR]
         times = events.ts
         pool.extend(events[i] for i in batch.indices.get(aid, ()) if i < upto and now - times[i] <= HOUR)
         # The carried events are the actor's last CARRY_CAP, so the same cap here makes the pool
@@ -968,7 +974,7 @@ class LearnedDetector(Detector):
             **self._head(),
             "register": dict(self._register),
             "profiles": dict(self._profile_dicts()),
-            "carry": {a: [_event_json(_unpack(c)) for c in cs] for a, cs in self._all_carried()},
+            "carry": {a: [_event_json(carried.event(c)) for c in cs] for a, cs in self._all_carried()},
         }
 
     def _item(self, aid: str) -> dict[str, Any]:
@@ -981,11 +987,11 @@ class LearnedDetector(Detector):
             prof = _unpack_profile(self._packed[aid])
         if prof is not None:
             item["profile"] = prof.to_dict()
-            carried = self._carry.get(aid)
-            if carried is None and aid in self._packed_carry:
-                carried = _unpack_carry(self._packed_carry[aid])
-            if carried:
-                item["carry"] = [_event_json(_unpack(c)) for c in carried]
+            blob = self._carry.get(aid)
+            if blob is None and aid in self._packed_carry:
+                blob = carried.unsqueezed(self._packed_carry[aid])
+            if blob is not None:
+                item["carry"] = [_event_json(carried.event(c)) for c in carried.from_blob(blob)]
         last = self._register.get(aid)
         if last is not None:
             item["register"] = last
@@ -1043,7 +1049,9 @@ class LearnedDetector(Detector):
         self._episodes = {k: [float(x) for x in v] for k, v in state["episodes"].items()}
         self._failures = {k: [float(x) for x in v] for k, v in state["failures"].items()}
         self._carry = {
-            a: [_pack(e, e.ts.timestamp()) for e in map(_event_from_json, es)] for a, es in state["carry"].items()
+            a: carried.to_blob([carried.carried(e, e.ts.timestamp()) for e in map(_event_from_json, es)])
+            for a, es in state["carry"].items()
+            if es
         }
         self._packed_carry = {}
         self._clock_day = int(state["clock_day"])
@@ -1067,22 +1075,6 @@ class LearnedDetector(Detector):
         self._complete = True
 
 
-# A carried event: its time, whether it is an auth event, and its field values in model order.
-_Carried = tuple[float, bool, tuple[Any, ...]]
-_FIELDS: dict[bool, tuple[str, ...]] = {True: tuple(AuthEvent.model_fields), False: tuple(AccessEvent.model_fields)}
-
-
-def _pack(e: Event, ts: float) -> _Carried:
-    # A validated model's __dict__ holds exactly its fields, in declaration order.
-    return (ts, e.__class__ is AuthEvent, tuple(e.__dict__.values()))
-
-
-def _unpack(c: _Carried) -> AccessEvent | AuthEvent:
-    """The event again, without validating what was validated when it arrived."""
-    model = AuthEvent if c[1] else AccessEvent
-    return model.model_construct(**dict(zip(_FIELDS[c[1]], c[2], strict=True)))
-
-
 def _pack_profile(prof: ActorProfile) -> bytes:
     """``ActorProfile.pack`` behind the last-seen time (``_evict`` reads it without unpacking).
     A few hundred bytes for a new actor, about a kilobyte for a mature one; several KB live."""
@@ -1091,16 +1083,6 @@ def _pack_profile(prof: ActorProfile) -> bytes:
 
 def _unpack_profile(blob: bytes) -> ActorProfile:
     return ActorProfile.unpack(blob[8:])
-
-
-def _pack_carry(carried: list[_Carried]) -> bytes:
-    """An idle actor's carried events, compressed, behind the time of the last one. pickle is
-    safe here: these bytes live only in this process's memory (checkpoints hold JSON)."""
-    return struct.pack("<d", carried[-1][0]) + zlib.compress(pickle.dumps(carried, protocol=5), 1)
-
-
-def _unpack_carry(blob: bytes) -> list[_Carried]:
-    return pickle.loads(zlib.decompress(blob[8:]))  # type: ignore[no-any-return]
 
 
 def _blob_time(blob: bytes) -> float:

@@ -16,10 +16,10 @@ profile can also travel inside a model file.
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import math
 import sys
-import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeAlias
@@ -55,6 +55,7 @@ from breachwatch.detectors.learned.features import (
     volume_z_on,
     zone_for_jurisdiction,
 )
+from breachwatch.detectors.learned.squeeze import Squeezer
 
 # A keyed hash: (what, value) -> digest. Profiles hold digests of networks and user agents.
 Keyed = Callable[[str, str], str]
@@ -970,16 +971,20 @@ class ActorProfile:
         leave the process; checkpoints use ``to_dict``.
         """
         self.flush()
-        # marshal takes no arrays: they travel as their bytes (the same doubles, bit for bit).
+        return _SQUEEZER.squeeze(marshal.dumps(self._packed_values()))
+
+    def _packed_values(self) -> list[Any]:
+        """The persisted slots as marshal takes them: arrays travel as their bytes (the same
+        doubles, bit for bit)."""
         values = [v.tobytes() if isinstance(v, array) else v for v in map(self.__getattribute__, _PACKED)]
         values[_WV] = [None if v is _NO_BUCKET else v.tobytes() for v in self.wv]
-        return zlib.compress(marshal.dumps(values), 1)
+        return values
 
     @classmethod
     def unpack(cls, blob: bytes) -> ActorProfile:
         """The profile ``pack`` copied, identical in every later verdict (its caches rebuilt)."""
         p = cls.__new__(cls)
-        for name, value in zip(_PACKED, marshal.loads(zlib.decompress(blob)), strict=True):
+        for name, value in zip(_PACKED, marshal.loads(_SQUEEZER.unsqueeze(blob)), strict=True):
             if name in _ARRAYS:
                 # What a new profile shares (an empty ring, a zero histogram) is shared again:
                 # every writer replaces such an array before writing (see ``_EMPTY``).
@@ -1084,6 +1089,28 @@ _SHARED: dict[str, array[float]] = {
     if any(getattr(_fresh, name) is shared for shared in (_EMPTY, _ZEROS_24, _ZEROS_W))
 }
 del _fresh
+
+
+def _typical_packing() -> bytes:
+    """What ``pack`` compresses for a young actor (a login and a few reads, synthetic values):
+    the preset dictionary of every packed profile (see ``squeeze``)."""
+
+    def digest(kind: str, value: str, length: int = 16) -> str:
+        return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:length]
+
+    ts = 1.7e9
+    p = ActorProfile("customer_user", "tenant", "UTC", ts)
+    h = int(ts // HOUR)
+    p.observe_auth(ts, h, "login", True, "192.0.2.1", "DE", "agent/1.0", None, digest)
+    for k in range(3):
+        p.observe_access(
+            ts + k, h, "read", "invoice", "financial", 5, "192.0.2.1", "DE", "agent/1.0", "session", False, digest
+        )
+    p.flush()
+    return marshal.dumps(p._packed_values())
+
+
+_SQUEEZER = Squeezer(_typical_packing())
 # Every array any number of profiles may point at: none of them is one profile's memory.
 SHARED_ARRAYS: tuple[array[float], ...] = (_EMPTY, _ZEROS_24, _ZEROS_W, _NO_BUCKET, _SURP_OF_NONE)
 
