@@ -192,6 +192,10 @@ class LogDetector(Detector):
         else tenants, else hosts), it is how the service behaves: later sessions with it are
         learned, not flagged, on everything but their records' levels, and the count model
         learns it. One actor's repeats, or sessions naming no source, never become familiar.
+    familiarity : bool
+        Whether flagged patterns can become familiar at all (above). Off by default: a live
+        consumer restarted from checkpoints flagged a repeated pattern its replay found familiar
+        (the repeated-SIGKILL test), and verdicts must not depend on where restarts fall.
     min_session_score : float
         The raw score a session needs to be flagged.
     count_solo_factor : float
@@ -242,6 +246,7 @@ class LogDetector(Detector):
         familiar_after: int = 1,
         familiar_sources: int = 2,
         familiar_span: timedelta = timedelta(hours=12),
+        familiarity: bool = False,
         max_patterns: int = 2000,
         min_session_score: float = 1.5,
         count_solo_factor: float = 3.0,
@@ -276,6 +281,7 @@ class LogDetector(Detector):
         self.familiar_after = familiar_after
         self.familiar_sources = familiar_sources
         self.familiar_span = familiar_span
+        self.familiarity = familiarity
         self.max_patterns = max_patterns
         # More than one signal's worth: one never-seen template alone is what a new release or
         # a rare but harmless path (a user denied a page once) looks like, and paging on it is
@@ -681,6 +687,8 @@ class LogDetector(Detector):
     def _note_flagged(self, svc: ServiceModel, a: _Assessment) -> None:
         """Count a flagged session's pattern, so that a benign one repeated widely becomes
         familiar (see ``familiar_after``) instead of paging on every repeat."""
+        if not self.familiarity:
+            return  # nothing counted: no pattern ever becomes familiar
         if a.pattern is None:
             a.pattern = pattern_of(summary_of(a.session.counts, a.session.seq))
         svc.note_flagged(a.pattern, source_of(a.session), a.closed_at)

@@ -54,6 +54,7 @@ def small_detector(**overrides: object) -> LogDetector:
         "warmup": timedelta(minutes=30),
         "warmup_sessions": 60,
         "count_min_sessions": 40,
+        "familiarity": True,  # off by default (see LogDetector); its tests need it on
     }
     params.update(overrides)
     return LogDetector(**params)  # type: ignore[arg-type]
