@@ -48,6 +48,16 @@ def parse_ts(text: str) -> datetime:
     return ts
 
 
+def db_option(f: Any) -> Any:
+    """The ``--db URL`` option of commands that read or write the incident database."""
+    return click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default: BREACHWATCH_DB_URL)")(f)
+
+
+def optional_ts(text: str | None) -> datetime | None:
+    """``parse_ts`` of an option that may be absent (None or empty: no bound)."""
+    return parse_ts(text) if text else None
+
+
 def jsonable(obj: Any) -> Any:
     """Models, dataclasses, times and paths as plain JSON values."""
     if hasattr(obj, "model_dump"):

@@ -18,7 +18,7 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from breachwatch.cli.common import cli_actor, echo, settings_or_exit
+from breachwatch.cli.common import cli_actor, db_option, echo, settings_or_exit
 from breachwatch.cli.main import SettingError
 from breachwatch.core.settings import ConfigError, Settings
 
@@ -49,17 +49,13 @@ def _actor() -> str:
     return cli_actor()
 
 
-def _db_option(f: Any) -> Any:
-    return click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default: BREACHWATCH_DB_URL)")(f)
-
-
 # --- console ------------------------------------------------------------------------------------
 
 
 @click.command("console")
 @click.option("--host", default=None, help="address to listen on (default: BREACHWATCH_CONSOLE_HOST)")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="port (default: BREACHWATCH_CONSOLE_PORT)")
-@_db_option
+@db_option
 def console(host: str | None, port: int | None, db_url: str | None) -> None:
     """Serve the on-call web console and the JSON API."""
     import uvicorn
@@ -114,7 +110,7 @@ def _new_password() -> str:
     help="what the user may do (each role may also do what the ones before it may)",
 )
 @click.option("--email", default=None, help="for silence reminders")
-@_db_option
+@db_option
 def users_add(username: str, role: str, email: str | None, db_url: str | None) -> None:
     """Create a user; the password comes from a prompt or BREACHWATCH_NEW_USER_PASSWORD."""
     from breachwatch.incidents import users
@@ -133,7 +129,7 @@ def users_add(username: str, role: str, email: str | None, db_url: str | None) -
 
 
 @users_group.command("list")
-@_db_option
+@db_option
 def users_list(db_url: str | None) -> None:
     """List users."""
     from breachwatch.incidents import users
@@ -146,7 +142,7 @@ def users_list(db_url: str | None) -> None:
 
 @users_group.command("disable")
 @click.argument("username")
-@_db_option
+@db_option
 def users_disable(username: str, db_url: str | None) -> None:
     """Lock a user out: sessions end and tokens are revoked at once."""
     from breachwatch.incidents import users
@@ -165,7 +161,7 @@ def users_disable(username: str, db_url: str | None) -> None:
 
 @users_group.command("password")
 @click.argument("username")
-@_db_option
+@db_option
 def users_password(username: str, db_url: str | None) -> None:
     """Set a new password (prompt or BREACHWATCH_NEW_USER_PASSWORD); ends the user's sessions."""
     from breachwatch.incidents import users
@@ -200,7 +196,7 @@ def tokens_group() -> None:
     default=None,
     help="a tenant's own token, issued by USERNAME: it reads only that tenant's transparency log",
 )
-@_db_option
+@db_option
 def tokens_create(
     username: str, name: str, expires_days: int | None, tenant_id: str | None, db_url: str | None
 ) -> None:
@@ -231,7 +227,7 @@ def tokens_create(
 
 @tokens_group.command("list")
 @click.argument("username", required=False)
-@_db_option
+@db_option
 def tokens_list(username: str | None, db_url: str | None) -> None:
     """List tokens (ids, owners, last use; never the secrets)."""
     from breachwatch.incidents import users
@@ -246,7 +242,7 @@ def tokens_list(username: str | None, db_url: str | None) -> None:
 
 @tokens_group.command("revoke")
 @click.argument("token_id")
-@_db_option
+@db_option
 def tokens_revoke(token_id: str, db_url: str | None) -> None:
     """Revoke a token by its id."""
     from breachwatch.incidents import users
@@ -270,7 +266,7 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @click.option("--anchor", default=None, metavar="SEQ:HASH", help="a (seq, hash) recorded earlier, e.g. by this command")
-@_db_option
+@db_option
 def audit_verify(anchor: str | None, db_url: str | None) -> None:
     """Recompute the audit chain; names every edited or deleted row and exits 1 if any."""
     from breachwatch.storage import audit
@@ -313,7 +309,7 @@ def retention_group() -> None:
     "--days", type=click.IntRange(1, 36500), default=None, help="default: BREACHWATCH_EVIDENCE_RETENTION_DAYS"
 )
 @click.option("--dry-run", is_flag=True, help="count what would change, change nothing")
-@_db_option
+@db_option
 def retention_apply(mode: str, days: int | None, dry_run: bool, db_url: str | None) -> None:
     """Anonymise (or purge) evidence older than the retention period, and delete staff
     accesses older than BREACHWATCH_TRANSPARENCY_RETENTION_DAYS from the transparency log."""
@@ -350,7 +346,7 @@ def tenant_group() -> None:
 @tenant_group.command("export")
 @click.argument("tenant")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="default: stdout")
-@_db_option
+@db_option
 def tenant_export(tenant: str, out: Path | None, db_url: str | None) -> None:
     """Write the tenant's incidents, notices and the staff accesses to its data as JSON."""
     from breachwatch.privacy.data_rights import export_tenant
@@ -373,7 +369,7 @@ def tenant_export(tenant: str, out: Path | None, db_url: str | None) -> None:
 @tenant_group.command("erase")
 @click.argument("tenant")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
-@_db_option
+@db_option
 def tenant_erase(tenant: str, yes: bool, db_url: str | None) -> None:
     """Erase the tenant's incidents, evidence and notices."""
     from breachwatch.privacy.data_rights import erase_tenant
@@ -402,7 +398,7 @@ def silences_group() -> None:
 @click.option("--kind", default=None, help="match incidents of this kind")
 @click.option("--ip", default=None, help="an address or a network such as 198.51.100.0/24")
 @click.option("--owner", default=None, help="the console user who owns it (default: you)")
-@_db_option
+@db_option
 def silences_add(
     reason: str,
     hours: float | None,
@@ -443,7 +439,7 @@ def silences_add(
 
 @silences_group.command("list")
 @click.option("--all", "include_ended", is_flag=True, help="include ended silences")
-@_db_option
+@db_option
 def silences_list(include_ended: bool, db_url: str | None) -> None:
     """List silences in force (one JSON object per line)."""
     from breachwatch.notifier.paging import silences
@@ -467,7 +463,7 @@ def silences_list(include_ended: bool, db_url: str | None) -> None:
 
 @silences_group.command("expire")
 @click.argument("silence_id")
-@_db_option
+@db_option
 def silences_expire(silence_id: str, db_url: str | None) -> None:
     """End a silence now."""
     from breachwatch.notifier.paging import silences
@@ -493,7 +489,7 @@ def silences_expire(silence_id: str, db_url: str | None) -> None:
 )
 @click.option("--every", type=click.FloatRange(min=5), default=None, help="keep running, one pass every N seconds")
 @click.option("--deliver", is_flag=True, help="also deliver due outbox messages (when no `run` service does)")
-@_db_option
+@db_option
 def escalate(escalation_file: Path | None, every: float | None, deliver: bool, db_url: str | None) -> None:
     """Re-page unacknowledged incidents, escalate up the chain, remind silence owners."""
     from breachwatch.notifier.paging import escalation

@@ -15,7 +15,15 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from breachwatch.cli.common import cli_actor, database_session, jsonable, parse_ts, settings_or_exit
+from breachwatch.cli.common import (
+    cli_actor,
+    database_session,
+    db_option,
+    jsonable,
+    optional_ts,
+    parse_ts,
+    settings_or_exit,
+)
 from breachwatch.core.settings import Settings
 from breachwatch.incidents.users import ROLE_RANK, UserRow
 from breachwatch.notifier.duties import REQUESTERS
@@ -55,14 +63,6 @@ def _by(f: Any) -> Any:
     return click.option("--by", "by", required=True, help="the console user deciding (recorded in the audit trail)")(f)
 
 
-def _db(f: Any) -> Any:
-    return click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default: BREACHWATCH_DB_URL)")(f)
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else parse_ts(value)
-
-
 # --- breachwatch register -----------------------------------------------------------------------
 
 
@@ -75,7 +75,7 @@ def register_group() -> None:
 @click.option("--notified/--not-notified", "notified", default=None, help="only breaches notified (or not)")
 @click.option("--tenant", default=None, help="only this tenant's breaches")
 @click.option("--json", "as_json", is_flag=True, help="print the entries as JSON")
-@_db
+@db_option
 def list_cmd(notified: bool | None, tenant: str | None, as_json: bool, db_url: str | None) -> None:
     """One line per confirmed breach: when, which tenants, notified or not, decisions, kept until."""
     with _session(settings_or_exit(db_url=db_url)) as session:
@@ -99,7 +99,7 @@ def list_cmd(notified: bool | None, tenant: str | None, as_json: bool, db_url: s
 
 @register_group.command("show")
 @click.argument("incident_id")
-@_db
+@db_option
 def show_cmd(incident_id: str, db_url: str | None) -> None:
     """One breach's whole register entry, as JSON."""
     try:
@@ -119,7 +119,7 @@ def show_cmd(incident_id: str, db_url: str | None) -> None:
     help="JSON (one document) or CSV (one row per breach)",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="file (default: stdout)")
-@_db
+@db_option
 def export_cmd(fmt: str, out: Path | None, db_url: str | None) -> None:
     """The whole register as JSON or CSV (one CSV row per breach, tenant and jurisdiction)."""
     with _session(settings_or_exit(db_url=db_url)) as session:
@@ -137,7 +137,7 @@ def export_cmd(fmt: str, out: Path | None, db_url: str | None) -> None:
 @click.option("--effects", default=None, help="its effects on the people concerned")
 @click.option("--remedial-action", "remedial_action", default=None, help="what was done about it")
 @_by
-@_db
+@db_option
 def write_cmd(
     incident_id: str, facts: str | None, effects: str | None, remedial_action: str | None, by: str, db_url: str | None
 ) -> None:
@@ -184,7 +184,7 @@ def _factors(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--reasons", default="", help="required not to notify")
 @click.option("--waive", multiple=True, help="a duty the no-notify decision covers (default: every one it may)")
 @_by
-@_db
+@db_option
 def assess_cmd(
     incident_id: str,
     tenant_id: str,
@@ -221,7 +221,7 @@ def assess_cmd(
 
 
 @register_group.command("logs")
-@_db
+@db_option
 def logs_cmd(db_url: str | None) -> None:
     """HIPAA annual logs: breaches under 500 per covered entity and local year, and when each is due."""
     with _session(settings_or_exit(db_url=db_url)) as session:
@@ -244,7 +244,7 @@ def logs_cmd(db_url: str | None) -> None:
 @click.option("--at", "at", required=True, help="RFC 3339 with its offset, e.g. 2026-11-24T09:00:00Z")
 @click.option("--note", default="", help="how the moment was established (kept with it)")
 @_by
-@_db
+@db_option
 def moment_cmd(incident_id: str, moment: str, at: str, note: str, by: str, db_url: str | None) -> None:
     """Record when the entity became aware, determined a breach, finished its assessment or
     determined materiality; the clocks that start there move and the notices are redrafted."""
@@ -285,7 +285,7 @@ def delay_group() -> None:
 @click.option("--until", default=None, help="RFC 3339 with its offset (default: until the agency says)")
 @click.option("--reference", default="", help="their case or letter reference")
 @_by
-@_db
+@db_option
 def delay_add(
     incident_id: str,
     requested_by: str,
@@ -311,7 +311,7 @@ def delay_add(
             official=official,
             form=form,
             requested_at=parse_ts(requested_at),
-            until=_time(until),
+            until=optional_ts(until),
             reference=reference,
             by=who,
             settings=settings,
@@ -331,7 +331,7 @@ def delay_add(
 @click.option("--at", "at", default=None, help="when the agency said notice may go ahead (default: now)")
 @click.option("--note", default="", help="what the agency said (kept with it)")
 @_by
-@_db
+@db_option
 def delay_lift(delay_id: str, at: str | None, note: str, by: str, db_url: str | None) -> None:
     """Record that the agency said notice may go ahead: the held clocks restart."""
     result = _decide(
@@ -339,7 +339,7 @@ def delay_lift(delay_id: str, at: str | None, note: str, by: str, db_url: str | 
         by,
         db_url,
         lambda s, who, settings: dec.lift_delay(
-            s, delay_id, at=_time(at) or datetime.now(UTC), by=who, note=note, settings=settings
+            s, delay_id, at=optional_ts(at) or datetime.now(UTC), by=who, note=note, settings=settings
         ),
     )
     click.echo(f"delay {delay_id} lifted; restarted: {', '.join(h['rule_id'] for h in result['restarted']) or 'none'}")
@@ -347,7 +347,7 @@ def delay_lift(delay_id: str, at: str | None, note: str, by: str, db_url: str | 
 
 @delay_group.command("list")
 @click.argument("incident_id")
-@_db
+@db_option
 def delay_list(incident_id: str, db_url: str | None) -> None:
     """The incident's delays with the duties each holds, as JSON."""
     with _session(settings_or_exit(db_url=db_url)) as session:
@@ -363,7 +363,7 @@ def delay_list(incident_id: str, db_url: str | None) -> None:
 @click.option("--encrypted", "encrypted", multiple=True, help="an encrypted resource type (default: as configured)")
 @click.option("--reason", required=True, help="why, as the record will show it")
 @_by
-@_db
+@db_option
 def safe_harbour_cmd(
     incident_id: str,
     tenant_id: str,
@@ -399,7 +399,7 @@ def safe_harbour_cmd(
 @click.option("--missing", type=click.IntRange(0), required=True, help="people without usable contact details")
 @click.option("--note", default="", help="what is known of them (kept with it)")
 @_by
-@_db
+@db_option
 def contacts_cmd(incident_id: str, tenant_id: str, missing: int, note: str, by: str, db_url: str | None) -> None:
     """Record how many affected people have no usable contact details (substitute notice)."""
     _decide(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy.orm import Session
 
-from breachwatch.cli.common import parse_ts, settings_or_exit
+from breachwatch.cli.common import db_option, optional_ts, parse_ts, settings_or_exit
 from breachwatch.core.settings import ConfigError, Settings
 
 
@@ -41,14 +41,6 @@ def _session(settings: Settings, *, write: bool = True) -> Iterator[Session]:
         engine.dispose()
 
 
-def _db_option(f: object) -> object:
-    return click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default: BREACHWATCH_DB_URL)")(f)
-
-
-def _time(value: str | None) -> datetime | None:
-    return parse_ts(value) if value else None
-
-
 # --- transparency ---------------------------------------------------------------------------------
 
 
@@ -70,7 +62,7 @@ def transparency_group() -> None:
     help="JSON (a list of records) or CSV (one row per access)",
 )
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, help="default: stdout")
-@_db_option
+@db_option
 def transparency_export(
     tenant: str, since: str | None, until: str | None, fmt: str, out: str | None, db_url: str | None
 ) -> None:
@@ -80,7 +72,7 @@ def transparency_export(
     from breachwatch.storage import audit
 
     settings = settings_or_exit(db_url=db_url)
-    lo, hi = _time(since), _time(until)
+    lo, hi = optional_ts(since), optional_ts(until)
     identity = transparency.identity_from(settings)
     sink = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115 - closed below
     n = 0
@@ -107,7 +99,7 @@ def transparency_export(
 @transparency_group.command("summaries")
 @click.option("--month", default=None, metavar="YYYY-MM", help="default: last month")
 @click.option("--tenant", default=None, help="only this tenant (default: every tenant with staff access that month)")
-@_db_option
+@db_option
 def transparency_summaries(month: str | None, tenant: str | None, db_url: str | None) -> None:
     """Queue the monthly summaries to tenants' security contacts (once per tenant and month:
     running it again queues nothing new). The service queues last month's by itself."""
@@ -138,7 +130,7 @@ def approval_group() -> None:
 @click.argument("tenant")
 @click.option("--approver", "approvers", multiple=True, required=True, help="an approver's e-mail (repeat for more)")
 @click.option("--locale", default=None, help="language of the approvers' e-mails (default: the tenant's)")
-@_db_option
+@db_option
 def approval_require(tenant: str, approvers: tuple[str, ...], locale: str | None, db_url: str | None) -> None:
     """From now on, TENANT requires approval before staff access (or: change its approvers)."""
     from breachwatch.privacy import approvals
@@ -155,7 +147,7 @@ def approval_require(tenant: str, approvers: tuple[str, ...], locale: str | None
 
 @approval_group.command("release")
 @click.argument("tenant")
-@_db_option
+@db_option
 def approval_release(tenant: str, db_url: str | None) -> None:
     """From now on, TENANT no longer requires approval."""
     from breachwatch.privacy import approvals
@@ -188,7 +180,7 @@ def requests_group() -> None:
 @click.option("--ticket", default=None, help="the ticket the access is for")
 @click.option("--reason", default="", help="what the approver is told")
 @click.option("--id", "request_id", default=None, help="the ticketing system's own id for it")
-@_db_option
+@db_option
 def requests_file(
     tenant: str,
     staff: tuple[str, ...],
@@ -229,7 +221,7 @@ def requests_file(
 
 @requests_group.command("list")
 @click.option("--tenant", default=None, help="only this tenant's requests")
-@_db_option
+@db_option
 def requests_list(tenant: str | None, db_url: str | None) -> None:
     """Requests, newest first, with their state."""
     from breachwatch.privacy import approvals
@@ -245,7 +237,7 @@ def requests_list(tenant: str | None, db_url: str | None) -> None:
 
 @requests_group.command("show")
 @click.argument("request_id")
-@_db_option
+@db_option
 def requests_show(request_id: str, db_url: str | None) -> None:
     """One request as JSON."""
     from breachwatch.privacy import approvals
@@ -260,7 +252,7 @@ def requests_show(request_id: str, db_url: str | None) -> None:
 @requests_group.command("revoke")
 @click.argument("request_id")
 @click.option("--by", default=None, help="who asked for it (default: you)")
-@_db_option
+@db_option
 def requests_revoke(request_id: str, by: str | None, db_url: str | None) -> None:
     """End an approval now (for instance at the tenant's request)."""
     from breachwatch.privacy import approvals
@@ -274,7 +266,7 @@ def requests_revoke(request_id: str, by: str | None, db_url: str | None) -> None
 
 
 @requests_group.command("expire")
-@_db_option
+@db_option
 def requests_expire(db_url: str | None) -> None:
     """Mark requests nobody decided in time as expired (the service does this every minute)."""
     from breachwatch.privacy import approvals
