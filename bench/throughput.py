@@ -42,7 +42,10 @@ def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore
         auto_offset_reset="earliest",
         **fetch_options(settings),
     )
-    consumer.subscribe([settings.topic(t) for t in EVENT_TOPICS])
+    topics = [settings.topic(t) for t in EVENT_TOPICS]
+    for t in topics:  # partitions known before joining, as the service does (runtime.service.run)
+        consumer.partitions_for_topic(t)
+    consumer.subscribe(topics)
     seen = 0
     started = None
     while seen < total:
