@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaProducer
 from sqlalchemy import select
@@ -68,6 +69,33 @@ def _attack(n: int, now: datetime, tenants: list[str]) -> tuple[bytes, bytes]:
     return actor.encode(), json.dumps(doc).encode()
 
 
+# How long a started service may take to join the group and be given its units, and how long
+# the last attacks may take to land once everything is sent, before the run gives up on them.
+# Generous: on a loaded machine a start-up took over 20 s; a healthy run uses a second or two.
+ASSIGNED_S = 180.0
+LANDING_S = 60.0
+
+
+def _wait_until_assigned(service: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until the service has joined the group and taken its units: sending before that would
+    count its start-up as the first attacks' latency."""
+    deadline = time.monotonic() + ASSIGNED_S
+    while "assigned (checkpoint" not in log_path.read_text():
+        if service.poll() is not None or time.monotonic() > deadline:
+            service.kill()
+            raise SystemExit("the service did not start: " + log_path.read_text()[-2000:])
+        time.sleep(0.2)
+
+
+def _latencies(engine: Any, sent_attacks: dict[str, float]) -> list[float]:
+    """Seconds from each attack's send to its incident's row, for the attacks stored so far."""
+    latencies: list[float] = []
+    with Session(engine) as session:
+        for row in session.scalars(select(IncidentRow)):
+            latencies += [row.created_at.timestamp() - sent_attacks[a] for a in row.actor_ids if a in sent_attacks]
+    return latencies
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -95,8 +123,10 @@ def main() -> None:
                 producer.send(settings.topic(topic), key=message_key(topic, raw), value=raw)
         producer.flush()
         env = {**os.environ, **service_env(settings), "BREACHWATCH_POLL_TIMEOUT_MS": "50"}
-        service = subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=subprocess.DEVNULL)
-        time.sleep(8)  # let it join the group and load the reference tables
+        service_log = work / "service.log"
+        with service_log.open("w") as err:
+            service = subprocess.Popen([sys.executable, "-m", "breachwatch", "run"], env=env, stderr=err)
+        _wait_until_assigned(service, service_log)
 
         # The three event topics interleaved in event-time order, as the ERP emits them.
         lines = heapq.merge(*(_topic_lines(dump, t) for t in EVENT_TOPICS), key=lambda item: json.loads(item[1])["ts"])
@@ -128,17 +158,12 @@ def main() -> None:
                 next_attack += 1.0 / args.attacks_per_second
             time.sleep(0.002)
         producer.flush()
-        time.sleep(10)  # let the last attacks land
+        engine = app.database(settings)
+        deadline = time.monotonic() + LANDING_S
+        while len(latencies := _latencies(engine, sent_attacks)) < len(sent_attacks) and time.monotonic() < deadline:
+            time.sleep(0.5)  # the last attacks are still on their way
         service.send_signal(signal.SIGTERM)
         service.wait(60)
-
-        engine = app.database(settings)
-        latencies: list[float] = []
-        with Session(engine) as session:
-            for row in session.scalars(select(IncidentRow)):
-                for actor in row.actor_ids:
-                    if actor in sent_attacks:
-                        latencies.append(row.created_at.timestamp() - sent_attacks[actor])
         missing = len(sent_attacks) - len(latencies)
     if not latencies:
         emit({"bench": "latency", "error": "no attack produced an incident"})

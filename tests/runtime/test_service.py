@@ -284,6 +284,10 @@ def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstra
         **client_options(settings, kafka_bootstrap),
         group_id=settings.group_id,
         enable_auto_commit=False,
+        # The service's session timeout, not kafka-python's 10 s: with the suite's other workers
+        # on the same cores, this thread once went 10 s without rejoining the rebalance the
+        # eager consumer started, and the group dropped it (the eager one ended up alone).
+        session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=1000,
         partition_assignment_strategy=[
             UnitAssignor(lambda t, p: unit_of(t.removeprefix(settings.topic_prefix), p), dict),
