@@ -36,6 +36,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kafka)
         if names & POSTGRES_FIXTURES:
             item.add_marker(pytest.mark.postgres)
+    # The longest tests first: started last, one of them (up to two minutes) is the whole
+    # suite's tail while the other workers sit idle. A stable sort keeps the rest in order.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _missing_service(message: str) -> None:

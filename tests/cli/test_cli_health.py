@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from breachwatch.devkit.local_kafka import free_port
 
@@ -21,6 +22,7 @@ def breachwatch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.slow
 def test_console_logs_only_ecs_json_and_answers_health_checks(tmp_path: Path) -> None:
     port = free_port()
     env = {

@@ -160,6 +160,7 @@ def test_a_teammates_comment_arrives_without_a_reload(browser: Any, console: con
     assert errors == []
 
 
+@pytest.mark.slow
 def test_every_page_works_on_a_phone_in_dark_mode(browser: Any, console: console_shots.Console) -> None:
     errors: list[str] = []
     p = _page(browser, errors, viewport={"width": 390, "height": 844}, color_scheme="dark")
@@ -195,6 +196,7 @@ def test_every_page_works_on_a_phone_in_dark_mode(browser: Any, console: console
     assert errors == []
 
 
+@pytest.mark.slow
 def test_screenshots_of_the_incident_page_for_each_kind(
     browser: Any, console: console_shots.Console, tmp_path: Path
 ) -> None:

@@ -126,6 +126,7 @@ def test_database_outage_pauses_commits_nothing_and_resumes(
     assert committed_total(settings, kafka_bootstrap) == 20
 
 
+@pytest.mark.slow
 @pytest.mark.kafka
 def test_broker_restart_mid_stream_loses_nothing(
     make_local_kafka: Callable[..., LocalKafka], tmp_path: Path, topic_prefix: str
@@ -220,6 +221,7 @@ def stored_evidence(engine: Engine) -> set[str]:
         return set(conn.scalars(select(EvidenceRow.event_id)))
 
 
+@pytest.mark.slow
 @pytest.mark.kafka
 def test_postgres_outage_pauses_commits_only_what_is_stored_and_resumes(
     kafka_bootstrap: str, make_postgres: Callable[[], Any], tmp_path: Path, topic_prefix: str

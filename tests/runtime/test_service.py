@@ -212,6 +212,7 @@ def _unit_names(tps: set[tuple[str, int]]) -> set[str]:
     return {unit_name(unit_of(t, p)) for t, p in tps}
 
 
+@pytest.mark.slow
 def test_two_consumers_share_the_units_and_find_what_replay_finds(
     bw_settings: Settings, kafka_bootstrap: str, small_dump: Path, tmp_path: Path
 ) -> None:
@@ -274,6 +275,7 @@ def test_two_consumers_share_the_units_and_find_what_replay_finds(
     assert not duplicates(live)
 
 
+@pytest.mark.slow
 def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> None:
     """A group that still holds a consumer of an older version (its assignors: the eager unit
     assignor and range): a cooperative consumer is refused at once with the setting to
@@ -456,6 +458,7 @@ def crash_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_crash_dump(tmp_path_factory.mktemp("crash"), malformed=6)
 
 
+@pytest.mark.slow
 def test_repeated_sigkill_loses_nothing_and_sends_nothing_twice(
     bw_settings: Settings, kafka_bootstrap: str, crash_dump: Path, tmp_path: Path
 ) -> None:
@@ -489,6 +492,7 @@ def test_repeated_sigkill_loses_nothing_and_sends_nothing_twice(
     assert report.dead_lettered == 6, "every malformed message is dead-lettered (at least once)"
 
 
+@pytest.mark.slow
 def test_sigterm_drains_and_commits(bw_settings: Settings, kafka_bootstrap: str) -> None:
     ensure_topics(bw_settings, kafka_bootstrap)
     send_reads(bw_settings, kafka_bootstrap, 50)

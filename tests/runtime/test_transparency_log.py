@@ -55,6 +55,7 @@ def _replayed(settings: Settings, dump: Path, path: Path, jobs: int) -> list[tup
     return rows
 
 
+@pytest.mark.slow
 def test_replay_writes_the_log_alike_in_one_process_or_two(staff_dump: Path, tmp_path: Path) -> None:
     settings = Settings(outbox_dir=tmp_path / "outbox")
     one = _replayed(settings, staff_dump, tmp_path / "one.db", jobs=1)

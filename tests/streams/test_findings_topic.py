@@ -62,6 +62,7 @@ def _until_sent(dispatcher: Dispatcher, clock: Clock, passes: int = 12) -> Dispa
     return total
 
 
+@pytest.mark.slow
 @pytest.mark.kafka
 def test_every_change_reaches_the_topic_in_order_through_a_broker_outage(
     make_local_kafka: Callable[..., LocalKafka], tmp_path: Path, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
