@@ -23,6 +23,7 @@ import pytest
 
 from breachwatch.core.settings import Settings, load_settings
 from breachwatch.devkit.local_kafka import LocalKafka, free_port
+from tests.fixtures.sqlite import sqlite_template  # noqa: F401 - a fixture for every test folder
 
 KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "local_kafka", "make_local_kafka"})
 POSTGRES_FIXTURES = frozenset({"postgres_url", "make_postgres"})

@@ -18,6 +18,7 @@ from breachwatch.incidents.ledger import RiskPolicy
 from breachwatch.incidents.store import IncidentStore
 from breachwatch.runtime.schema import init_db
 from breachwatch.storage.db import make_engine
+from tests.fixtures.sqlite import sqlite_copy
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -59,9 +60,8 @@ def signal(n: int, kind: str, hours: float, actor: str = "u-hans", score: float 
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> IncidentStore:
-    engine = make_engine(f"sqlite:///{tmp_path}/bw.db")
-    init_db(engine)
+def store(sqlite_template: Path, tmp_path: Path) -> IncidentStore:
+    engine = make_engine(sqlite_copy(sqlite_template, tmp_path / "bw.db"))
     return IncidentStore(engine, risk=RiskPolicy(threshold=100.0, source_cap=60.0, half_life=timedelta(hours=24)))
 
 

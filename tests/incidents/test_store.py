@@ -21,8 +21,8 @@ from breachwatch.core.findings import Finding
 from breachwatch.incidents.lifecycle import SYSTEM, IncidentEventRow, IncidentLinkRow
 from breachwatch.incidents.store import IncidentStore
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
-from breachwatch.runtime.schema import init_db
 from breachwatch.storage.db import make_engine
+from tests.fixtures.sqlite import sqlite_copy
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
@@ -85,9 +85,8 @@ def finding(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> IncidentStore:
-    engine = make_engine(f"sqlite:///{tmp_path}/bw.db")
-    init_db(engine)
+def store(sqlite_template: Path, tmp_path: Path) -> IncidentStore:
+    engine = make_engine(sqlite_copy(sqlite_template, tmp_path / "bw.db"))
     return IncidentStore(engine, window=timedelta(hours=6))
 
 
