@@ -193,9 +193,12 @@ class LogDetector(Detector):
         learned, not flagged, on everything but their records' levels, and the count model
         learns it. One actor's repeats, or sessions naming no source, never become familiar.
     familiarity : bool
-        Whether flagged patterns can become familiar at all (above). Off by default: a live
-        consumer restarted from checkpoints flagged a repeated pattern its replay found familiar
-        (the repeated-SIGKILL test), and verdicts must not depend on where restarts fall.
+        Whether flagged patterns can become familiar at all (above). A flag is noted when its
+        batch is scored, so sessions closing a cool-off after a flagged one first have the
+        batch's earlier sessions judged (``_score_cooled``): a consumer catching up reads days of
+        a quiet service's log in one poll, and the answer must be the one a replay in small
+        batches gives (without that, a live consumer restarted from checkpoints flagged a repeat
+        its replay found familiar).
     min_session_score : float
         The raw score a session needs to be flagged.
     count_solo_factor : float
@@ -246,7 +249,7 @@ class LogDetector(Detector):
         familiar_after: int = 1,
         familiar_sources: int = 2,
         familiar_span: timedelta = timedelta(hours=12),
-        familiarity: bool = False,
+        familiarity: bool = True,
         max_patterns: int = 2000,
         min_session_score: float = 1.5,
         count_solo_factor: float = 3.0,
@@ -351,7 +354,7 @@ class LogDetector(Detector):
         closed: list[_Assessment] = []
         while self._sessions:
             _, sess = self._sessions.popitem(last=False)
-            self._close(sess, closed)
+            self._close(sess, closed, findings)
         self._finish(closed, findings)
         return findings
 
@@ -379,7 +382,7 @@ class LogDetector(Detector):
 
         key = rec.session_id or rec.trace_id
         if key:
-            self._add_to_session(rec, key, tid, t, closed)
+            self._add_to_session(rec, key, tid, t, closed, findings)
         if tick:
             self._close_idle(closed, findings)
 
@@ -397,18 +400,20 @@ class LogDetector(Detector):
         self._last_service = svc
         return svc
 
-    def _add_to_session(self, rec: LogRecord, key: str, tid: int, t: float, closed: list[_Assessment]) -> None:
+    def _add_to_session(
+        self, rec: LogRecord, key: str, tid: int, t: float, closed: list[_Assessment], findings: list[Finding]
+    ) -> None:
         skey = (rec.service, key)
         sessions = self._sessions
         sess = sessions.get(skey)
         if sess is not None and t - sess.first_ts > self.max_duration_s:
             del sessions[skey]
-            self._close(sess, closed)
+            self._close(sess, closed, findings)
             sess = None
         if sess is None:
             sess = sessions[skey] = Session(rec.service, key, rec, t)
             if len(sessions) > self.max_open_sessions:
-                self._close(sessions.pop(next(iter(sessions))), closed)
+                self._close(sessions.pop(next(iter(sessions))), closed, findings)
         else:
             if rec.event_id in sess.event_ids:
                 return  # a re-delivered record must not count twice
@@ -429,7 +434,7 @@ class LogDetector(Detector):
             if wm - sess.last_ts <= self.close_after_s:
                 break
             del sessions[skey]
-            self._close(sess, closed)
+            self._close(sess, closed, findings)
         if self._bursting:
             for name in list(self._bursting):
                 b = self._services[name].burst
@@ -439,7 +444,7 @@ class LogDetector(Detector):
     def _evict_service(self, name: str, closed: list[_Assessment], findings: list[Finding]) -> None:
         svc = self._services[name]
         for skey in [k for k in self._sessions if k[0] == name]:
-            self._close(self._sessions.pop(skey), closed)
+            self._close(self._sessions.pop(skey), closed, findings)
         # Closed sessions are judged at the end of the batch, so judge this service's now,
         # while its model still exists.
         own = [a for a in closed if a.session.service == name]
@@ -460,7 +465,7 @@ class LogDetector(Detector):
             return svc.learned >= self.warmup_sessions // 10
         return svc.learned >= self.warmup_sessions and age >= self.warmup_s
 
-    def _close(self, sess: Session, closed: list[_Assessment]) -> None:
+    def _close(self, sess: Session, closed: list[_Assessment], findings: list[Finding]) -> None:
         """Assess a closed session against what was learned before it, then learn it.
 
         Done here, session by session, so that what is learned, which count model judges the
@@ -476,6 +481,8 @@ class LogDetector(Detector):
         wm = self._watermark
         a = _Assessment(sess, svc.learned, max(sess.last_ts, wm if wm is not None else sess.last_ts))
         familiar = False
+        if self.familiarity:
+            self._score_cooled(closed, findings, a.closed_at)
         if svc.recurring:
             a.pattern = pattern_of(summary_of(sess.counts, sess.seq))
             familiar = svc.familiar(a.pattern, source_of(sess), a.closed_at)
@@ -645,6 +652,22 @@ class LogDetector(Detector):
             "learned_sessions_with_it": seen,
             "alone": weight >= self.min_session_score,
         }
+
+    def _score_cooled(self, closed: list[_Assessment], findings: list[Finding], now: float) -> None:
+        """Judge the batch's closed sessions that closed a cool-off before ``now``, ahead of the
+        rest of the batch. Their flags count towards familiarity from then on, and a session
+        closing at ``now`` must find them noted however the stream was cut: a consumer catching
+        up reads days of a quiet service's log in one poll, where a replay reads them in several
+        (a live consumer once flagged a repeat that its replay found familiar)."""
+        horizon = now - self.familiar_span.total_seconds()
+        # ``closed`` is in closing order, which is event-time order (the watermark only rises).
+        cut = 0
+        while cut < len(closed) and closed[cut].closed_at <= horizon:
+            cut += 1
+        if cut:
+            due = closed[:cut]
+            del closed[:cut]
+            self._finish(due, findings)
 
     def _finish(self, closed: list[_Assessment], findings: list[Finding]) -> None:
         """Turn the batch's closed sessions that reached their threshold into findings."""

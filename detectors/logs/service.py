@@ -272,9 +272,17 @@ class ServiceModel:
         self._add_source(pattern, row, source, t)
 
     def _add_source(self, pattern: int, row: list[int | float], source: int, t: float) -> None:
+        """Keep the ``familiar_sources`` distinct sources noted first, each at its first note:
+        the same sources whatever order a batch's flags were noted in."""
         self.recurring.move_to_end(pattern)
-        if source not in row[3::2] and (len(row) - 3) // 2 < self.limits.familiar_sources:
-            row.extend((source, t))
+        noted = {int(row[i]): float(row[i + 1]) for i in range(3, len(row) - 1, 2)}
+        if noted.get(source, math.inf) <= t:
+            return
+        noted[source] = t
+        kept = sorted(noted.items(), key=lambda st: (st[1], st[0]))[: self.limits.familiar_sources]
+        del row[3:]
+        for src, at in kept:
+            row.extend((src, at))
 
     def _sources_before(self, row: list[int | float], now: float) -> set[int | float]:
         """The sources noted at least ``familiar_span`` before ``now``. Flags are noted when
@@ -305,7 +313,11 @@ class ServiceModel:
     def settled(self, pattern: int, now: float) -> bool:
         """Whether ``pattern`` has been found familiar: the count model keeps it when refitted."""
         row = self.recurring.get(pattern)
-        return row is not None and self._cooled(row, now) and (len(row) - 3) // 2 >= self.limits.familiar_sources
+        return (
+            row is not None
+            and self._cooled(row, now)
+            and len(self._sources_before(row, now)) >= self.limits.familiar_sources
+        )
 
     def sample_session(self, sess: Session, summary: Summary | None = None) -> None:
         """Offer a closed, unflagged session to the count model's sample (``summary``: the
