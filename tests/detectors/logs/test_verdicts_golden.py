@@ -44,13 +44,13 @@ PROBING = (
 
 # (findings, digest of the findings, digest of the detector's checkpoint at the end)
 SIMULATED = {
-    "trained": (4, "f979907ababccdfb", "3ce16c1fbb8149ab"),
-    "online": (6, "b326321e0b31f3d6", "1f1289e3fb3b40b9"),
-    "sensitive": (24, "1afbf05809c39acf", "0af00095c4ff3a0c"),
+    "trained": (4, "f979907ababccdfb", "456f243dca4e36aa"),
+    "online": (6, "b326321e0b31f3d6", "46220f77777c2750"),
+    "sensitive": (24, "1afbf05809c39acf", "3207ae3eef39a310"),
 }
 BGL_2K = {
-    "default": (22, "b5149ed735b6cb9c", "3bab1bd2f996f3ae"),
-    "sensitive": (37, "6b08d2721dff79b4", "1a3abb3cede8fd2d"),
+    "default": (22, "3d9313d7821002ac", "af47c5e2a973ae8f"),
+    "sensitive": (37, "0bf1ab7e29951a28", "e2962db494ff779e"),
 }
 HDFS = (202, "1098b3a6d09855ca", "635e27c6255ffdf0")
 
