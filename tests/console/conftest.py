@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from breachwatch.incidents import users
 from breachwatch.incidents.store import IncidentStore
 from breachwatch.storage.db import make_engine
 from breachwatch.storage.migrate import upgrade
+from tests.fixtures.sqlite import sqlite_copy
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
@@ -40,17 +40,6 @@ ROLES = ("viewer", "responder", "approver", "admin")
 @pytest.fixture(scope="session")
 def hasher() -> PasswordHasher:
     return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("console-template") / "bw.db"
-    eng = make_engine(f"sqlite:///{path}")
-    upgrade(eng)
-    with eng.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    eng.dispose()
-    return path
 
 
 def _admin(server: str) -> str:
@@ -66,9 +55,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if backend == "sqlite":
-        target = tmp_path / "bw.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
-        eng = make_engine(f"sqlite:///{target}")
+        eng = make_engine(sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "bw.db"))
         yield eng
         eng.dispose()
         return
