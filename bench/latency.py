@@ -24,10 +24,10 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from kafka import KafkaProducer
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bench.common import broker, dump_for, emit, run_settings, service_env
@@ -87,7 +87,7 @@ def _wait_until_assigned(service: subprocess.Popen[bytes], log_path: Path) -> No
         time.sleep(0.2)
 
 
-def _latencies(engine: Any, sent_attacks: dict[str, float]) -> list[float]:
+def _latencies(engine: Engine, sent_attacks: dict[str, float]) -> list[float]:
     """Seconds from each attack's send to its incident's row, for the attacks stored so far."""
     latencies: list[float] = []
     with Session(engine) as session:

@@ -30,7 +30,7 @@ from breachwatch.runtime import app
 from breachwatch.runtime.pipeline import fewer_collections
 from breachwatch.runtime.replay import replay
 from breachwatch.runtime.service import Service
-from breachwatch.streams.kafka_client import client_options, ensure_topics, fetch_options
+from breachwatch.streams.kafka_client import client_options, ensure_topics, fetch_options, know_partitions
 from breachwatch.streams.produce import produce_dump
 
 
@@ -43,8 +43,7 @@ def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore
         **fetch_options(settings),
     )
     topics = [settings.topic(t) for t in EVENT_TOPICS]
-    for t in topics:  # partitions known before joining, as the service does (runtime.service.run)
-        consumer.partitions_for_topic(t)
+    know_partitions(consumer, topics)
     consumer.subscribe(topics)
     seen = 0
     started = None

@@ -40,7 +40,7 @@ from breachwatch.runtime.pipeline import Backoff, EventTimeBuffer, Pipeline
 from breachwatch.storage.db import reachable
 from breachwatch.streams.assignor import StickyUnitAssignor, UnitAssignor
 from breachwatch.streams.decode import DecodeFailure, dead_letter, decode, decode_all
-from breachwatch.streams.kafka_client import client_options, fetch_options
+from breachwatch.streams.kafka_client import client_options, fetch_options, know_partitions
 from breachwatch.streams.units import kind_of, unit_name, unit_of
 
 log = logging.getLogger(__name__)
@@ -491,11 +491,7 @@ class Service:
         self.health.status = "starting"
         refs = self.load_reference_tables()
         log.info("reference tables loaded: %d records", refs)
-        # Know the topics' partitions before joining the group: a group leader without them
-        # assigns nobody anything and the start then waits on a second rebalance once the
-        # metadata arrives (one suite run after repeated SIGKILLs sat unassigned for minutes).
-        for t in topics:
-            self.consumer.partitions_for_topic(t)
+        know_partitions(self.consumer, topics)
         self._refresh_weights(topics)
         self.consumer.subscribe(topics, listener=_Rebalance(self))
         end_offsets: dict[TopicPartition, int] | None = None

@@ -154,6 +154,17 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> dict[str, 
     return specs
 
 
+def know_partitions(consumer: Any, topics: list[str]) -> dict[str, set[int]]:
+    """Fetch the topics' partitions into ``consumer``'s metadata; call it before ``subscribe``.
+
+    kafka-python refreshes metadata before a first join only for pattern subscriptions. A group
+    leader that joins before it knows the partitions assigns nobody anything, and the group
+    waits for a second rebalance once the metadata arrives (one suite run after repeated
+    SIGKILLs sat unassigned for minutes; a test's member once never rebalanced at all).
+    """
+    return {t: set(consumer.partitions_for_topic(t) or ()) for t in topics}
+
+
 def ensure_topics(
     settings: Settings, bootstrap: str | None = None, partitions: int | None = None, timeout: float = 30.0
 ) -> None:

@@ -35,6 +35,7 @@ stood when the session closed.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -661,9 +662,7 @@ class LogDetector(Detector):
         (a live consumer once flagged a repeat that its replay found familiar)."""
         horizon = now - self.familiar_span.total_seconds()
         # ``closed`` is in closing order, which is event-time order (the watermark only rises).
-        cut = 0
-        while cut < len(closed) and closed[cut].closed_at <= horizon:
-            cut += 1
+        cut = bisect_right(closed, horizon, key=lambda a: a.closed_at)
         if cut:
             due = closed[:cut]
             del closed[:cut]

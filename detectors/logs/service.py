@@ -287,8 +287,8 @@ class ServiceModel:
     def _sources_before(self, row: list[int | float], now: float) -> set[int | float]:
         """The sources noted at least ``familiar_span`` before ``now``. Flags are noted when
         their batch is scored, after later sessions of that batch closed; counting only those
-        a cool-off old makes familiarity the same however the stream was cut into batches
-        (shorter than the cool-off in event time)."""
+        a cool-off old, which the detector scores before judging a session closing after them
+        (``LogDetector._score_cooled``), makes familiarity the same however the stream was cut."""
         span = self.limits.familiar_span_s
         return {row[i] for i in range(3, len(row) - 1, 2) if now - row[i + 1] >= span}
 

@@ -32,7 +32,7 @@ from breachwatch.runtime import app
 from breachwatch.runtime.metrics import ServiceCollector, serve
 from breachwatch.runtime.service import Service
 from breachwatch.streams.assignor import UnitAssignor
-from breachwatch.streams.kafka_client import client_options, ensure_topics
+from breachwatch.streams.kafka_client import client_options, ensure_topics, know_partitions
 from breachwatch.streams.partitions import partition_for
 from breachwatch.streams.produce import produce_dump
 from breachwatch.streams.units import COST_MIN_EVENTS, EVENT_COST, unit_name, unit_of
@@ -296,11 +296,10 @@ def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstra
             RangePartitionAssignor,
         ],
     )
-    # As the service does: know the partitions before joining. A leader that joins first and
-    # learns them after assigns nothing and never rebalances again (the suite saw it once).
-    for t in EVENT_TOPICS:
-        assert older.partitions_for_topic(settings.topic(t))
-    older.subscribe([settings.topic(t) for t in EVENT_TOPICS])
+    # As the service does: know the partitions before joining (see ``know_partitions``).
+    topics = [settings.topic(t) for t in EVENT_TOPICS]
+    assert all(know_partitions(older, topics).values())
+    older.subscribe(topics)
     stop = threading.Event()
     member = threading.Thread(target=lambda: [older.poll(200) for _ in iter(stop.is_set, True)])
     member.start()
