@@ -30,6 +30,7 @@ from breachwatch.detectors.rules.access import cross_tenant_access
 from breachwatch.detectors.rules.core import Hit, MatchFn, Rule, RuleMemory
 from breachwatch.detectors.rules.exports import bulk_export
 from breachwatch.detectors.rules.logins import brute_force, credential_stuffing
+from breachwatch.detectors.rules.roles import self_granted_role
 from breachwatch.detectors.rules.staff import staff_access
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ RULES: tuple[Rule, ...] = (
     credential_stuffing,
     brute_force,
     bulk_export,
+    self_granted_role,
 )
 
 STATE_VERSION = 1

@@ -192,6 +192,15 @@ def export_history(n: int = 40, actor: str = "u-clerk") -> list[AccessEvent]:
     ]
 
 
+def role_change(minutes: float, roles: list[str], session: str | None = "s-own", **kw: Any) -> AuthEvent:
+    extra = {"session_id": session} if session else {}
+    return auth(minutes, action="role_change", roles=roles, **extra, **kw)
+
+
+def own_session(session: str = "s-own", minutes: float = -20) -> AuthEvent:
+    return auth(minutes, session_id=session)
+
+
 CASES: list[tuple[str, str, bool, Callable[[], list[Event]]]] = [
     # cross_tenant_access
     ("cross_tenant_access", "user reads another tenant", True,
@@ -249,6 +258,20 @@ CASES: list[tuple[str, str, bool, Callable[[], list[Event]]]] = [
      lambda: [access(action="export", records=1200)]),
     ("bulk_export", "1,500 card numbers with no card exports on record", True,
      lambda: [access(action="export", resource_type="payment_card", sensitivity="payment", records=1500)]),
+    # self_granted_role
+    ("self_granted_role", "a clerk becomes admin in a session it opened", True,
+     lambda: [own_session(), role_change(0, ["clerk", "admin"])]),
+    ("self_granted_role", "a clerk becomes admin in a session opened with MFA", True,
+     lambda: [auth(-5, action="mfa", session_id="s-own"), role_change(0, ["clerk", "admin"])]),
+    ("self_granted_role", "an administrator promotes a colleague from their own session", False,
+     lambda: [own_session(), auth(-30, actor_id="u-boss", session_id="s-admin"),
+              role_change(0, ["admin"], session="s-admin")]),
+    ("self_granted_role", "a role change carrying no session", False,
+     lambda: [own_session(), role_change(0, ["clerk", "admin"], session=None)]),
+    ("self_granted_role", "a non-administrative role from its own session", False,
+     lambda: [own_session(), role_change(0, ["clerk", "sales"])]),
+    ("self_granted_role", "its own session, but opened more than a day before", False,
+     lambda: [own_session(minutes=-60 * 25), role_change(0, ["clerk", "admin"])]),
 ]  # fmt: skip
 
 
@@ -451,6 +474,32 @@ def test_brute_force_with_a_reset_before_the_login_is_only_high(ctx: DetectionCo
 
 
 # --- bulk export -------------------------------------------------------------------------------
+
+
+def test_self_granted_admin_is_reported_at_the_change(ctx: DetectionContext) -> None:
+    """Reported at the role change itself, before the new rights are used, with the session that
+    ties the change to the account's own login; repeats within the hour join that finding."""
+    d = RulesDetector()
+    change = role_change(0, ["clerk", "admin"], ip="39.57.10.4")
+    [f] = run([own_session(minutes=-12), change], ctx, d)
+    assert f.kind == "privilege_escalation" and f.severity == "high" and f.score >= 60
+    assert f.actor_id == "u-ayesha" and f.events == (change,) and f.detected_at == change.ts
+    assert f.title == "u-ayesha gained the admin role in a session of its own"
+    assert "session s-own, which u-ayesha itself opened at 2026-11-24 08:48:00 UTC" in text(f)
+    assert f.facts["granted"] == ["admin"] and f.tenant_ids == ("t-indus",)
+    again = run([role_change(20, ["admin"])], ctx, d)
+    assert [g.finding_id for g in again] == [f.finding_id] and len(again[0].events) == 1
+    later = run([own_session("s-next", 100), role_change(110, ["admin"], session="s-next")], ctx, d)
+    assert [g.finding_id for g in later] != [f.finding_id] and len(later) == 1
+
+
+def test_self_granted_role_memory_survives_a_checkpoint(ctx: DetectionContext) -> None:
+    before = RulesDetector()
+    run([own_session(minutes=-12)], ctx, before)
+    after = RulesDetector()
+    after.load_state(json.loads(json.dumps(before.state())))
+    [f] = of(run([role_change(0, ["clerk", "admin"])], ctx, after), "self_granted_role")
+    assert f.kind == "privilege_escalation"
 
 
 def test_bulk_export_reasons_quote_the_baseline(ctx: DetectionContext) -> None:

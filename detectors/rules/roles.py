@@ -1,0 +1,161 @@
+"""The rule on an account granting itself an administrator role.
+
+A ``role_change`` event names the account whose roles changed (``actor_id``) and carries the
+session it was made in. When that session is one the same account opened by logging in, the
+account changed its own roles: separation of duties forbids a user to approve their own
+privileges, so an administrator role gained that way is privilege escalation whatever
+follows, and the on-call wants it at the change, not once the new rights have been used.
+A change made by an administrator for a colleague comes from the administrator's session (or
+none), never from one the colleague opened, and does not fire.
+
+Sessions are learned from the account's own successful logins and second factors over the
+last day; all of an account's events share its partition, so every unit sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from breachwatch.core.batch import ACTIONS, K_AUTH, OUTCOMES, among
+from breachwatch.core.events import AuthEvent
+from breachwatch.core.findings import DetectionContext
+from breachwatch.detectors.rules.books import Book
+from breachwatch.detectors.rules.core import Hit, Verdict, listing, minute_of, rule, when
+
+# Roles that administer users, roles and credentials: the ones worth granting oneself.
+PRIVILEGED_ROLES = frozenset({"admin", "administrator", "owner", "superuser", "security_admin", "user_admin"})
+SESSION_HORIZON = 86400.0  # how long after its last login event a session counts as the account's
+MAX_SESSIONS = 8  # per account: the most recent ones
+MAX_ACCOUNTS = 100_000
+EPISODE_SPAN = 3600.0  # later self-grants of one account within this join its finding
+
+
+class SelfGrant:
+    """An account's administrator role granted from its own session."""
+
+    __slots__ = ("account", "at", "ip", "login_at", "roles", "session", "tenant")
+
+    def __init__(self, ev: AuthEvent, t: float, login_at: float) -> None:
+        self.account = ev.actor_id
+        self.tenant = ev.actor_tenant
+        self.at = t
+        self.login_at = login_at
+        self.ip = ev.ip
+        self.session = ev.session_id
+        self.roles = tuple(ev.roles or ())
+
+    @property
+    def key(self) -> str:
+        return minute_of(self.at)
+
+    def verdict(self) -> Verdict:
+        granted = sorted(PRIVILEGED_ROLES.intersection(self.roles))
+        source = f" from {self.ip}" if self.ip else ""
+        reasons = (
+            f"{self.account}'s roles became {listing(list(self.roles))} at {when(self.at)}{source}",
+            f"the change was made in session {self.session}, which {self.account} itself opened at"
+            f" {when(self.login_at)}: the account was given {listing(granted)} from its own session",
+            "an administrator changing a colleague's roles does so from their own session; a user"
+            " granting itself administrator rights is what separation of duties forbids",
+        )
+        return Verdict(
+            severity="high",
+            score=80.0,
+            title=f"{self.account} gained the {listing(granted)} role in a session of its own",
+            reasons=reasons,
+            tenant_ids=(self.tenant or "",),
+            source_ips=(self.ip,) if self.ip else (),
+            facts={"roles_after": list(self.roles), "granted": granted, "session_opened_at": self.login_at},
+        )
+
+    def dump(self) -> list[Any]:
+        return [self.account, self.tenant, self.at, self.login_at, self.ip, self.session, list(self.roles)]
+
+
+class OwnSessions:
+    """The sessions one account opened lately, with when each was last confirmed, and its
+    latest self-grant (so repeats within the hour join one finding)."""
+
+    __slots__ = ("grant", "last", "opened")
+
+    def __init__(self) -> None:
+        self.opened: dict[str, float] = {}  # session id -> time of its first login event
+        self.last = float("-inf")
+        self.grant: SelfGrant | None = None
+
+    def note(self, session: str, t: float) -> None:
+        if t > self.last:
+            self.last = t
+        if session in self.opened:
+            return
+        if len(self.opened) >= MAX_SESSIONS:
+            del self.opened[min(self.opened, key=self.opened.__getitem__)]
+        self.opened[session] = t
+
+    def dump(self) -> list[Any]:
+        return [self.last, [[s, t] for s, t in self.opened.items()], self.grant.dump() if self.grant else None]
+
+    @classmethod
+    def restore(cls, row: list[Any]) -> OwnSessions:
+        w = cls()
+        w.last = row[0]
+        w.opened = {s: t for s, t in row[1]}
+        if row[2]:
+            g = SelfGrant.__new__(SelfGrant)
+            g.account, g.tenant, g.at, g.login_at, g.ip, g.session, roles = row[2]
+            g.roles = tuple(roles)
+            w.grant = g
+        return w
+
+
+class SessionBook(Book[OwnSessions]):
+    """Each account's recent sessions (the self-granted role rule's memory)."""
+
+    state_key = "accounts"
+
+    def __init__(self) -> None:
+        super().__init__(OwnSessions, MAX_ACCOUNTS)
+
+    def expired(self, entry: OwnSessions, watermark: float) -> bool:
+        return entry.last < watermark - SESSION_HORIZON
+
+
+_SESSION_OR_ROLE = among(ACTIONS, "login", "mfa", "role_change")
+
+
+@rule(
+    name="self_granted_role",
+    kind="privilege_escalation",
+    severity="high",
+    description="An account gained an administrator role in a change made from its own session.",
+    playbook=(
+        "Ask the tenant's administrators whether anyone granted this role; if not, revoke it and the"
+        " account's sessions and tokens, and review what the account read or changed since the grant."
+    ),
+    inputs=(AuthEvent,),
+    memory=SessionBook,
+    wants=lambda b: (
+        (b.column("kinds") == K_AUTH)
+        & _SESSION_OR_ROLE[b.column("action")]
+        & (b.column("outcome") == OUTCOMES["success"])
+    ),
+)
+def self_granted_role(ev: AuthEvent, book: SessionBook, ctx: DetectionContext) -> Hit | None:
+    session = ev.session_id
+    if ev.outcome != "success" or not session:
+        return None
+    t = ev.ts.timestamp()
+    if ev.action != "role_change":
+        if ev.action in ("login", "mfa"):
+            book.get_or_add(ev.actor_id, OwnSessions).note(session, t)
+        return None
+    w = book.get(ev.actor_id)
+    opened = w.opened.get(session) if w is not None else None
+    if w is None or opened is None or t - w.last > SESSION_HORIZON:
+        return None
+    if not PRIVILEGED_ROLES.intersection(ev.roles or ()):
+        return None
+    grant = w.grant
+    if grant is None or t - grant.at > EPISODE_SPAN:
+        grant = w.grant = SelfGrant(ev, t, opened)
+    return Hit(key=grant.key, actor_id=ev.actor_id, episode=grant, events=(ev,), until=grant.at + EPISODE_SPAN)
