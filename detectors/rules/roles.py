@@ -76,12 +76,23 @@ class OwnSessions:
     """The sessions one account opened lately, with when each was last confirmed, and its
     latest self-grant (so repeats within the hour join one finding)."""
 
-    __slots__ = ("grant", "last", "opened")
+    __slots__ = ("grant", "last", "opened", "roles", "roles_at")
 
     def __init__(self) -> None:
         self.opened: dict[str, float] = {}  # session id -> time of its first login event
-        self.last = float("-inf")
+        self.last = 0.0  # epoch: no login seen (JSON cannot hold -inf)
         self.grant: SelfGrant | None = None
+        # The roles after the account's last role change seen, and when: a change that keeps an
+        # administrator role the account already had grants nothing.
+        self.roles: tuple[str, ...] | None = None
+        self.roles_at = 0.0
+
+    def changed_roles(self, roles: tuple[str, ...], t: float) -> frozenset[str]:
+        """Note the roles after a change at ``t``; the administrator roles it newly grants (all of
+        them when no earlier change of this account is remembered)."""
+        before = self.roles or ()
+        self.roles, self.roles_at = roles, t
+        return PRIVILEGED_ROLES.intersection(roles).difference(before)
 
     def note(self, session: str, t: float) -> None:
         if t > self.last:
@@ -93,7 +104,9 @@ class OwnSessions:
         self.opened[session] = t
 
     def dump(self) -> list[Any]:
-        return [self.last, [[s, t] for s, t in self.opened.items()], self.grant.dump() if self.grant else None]
+        grant = self.grant.dump() if self.grant else None
+        roles = list(self.roles) if self.roles is not None else None
+        return [self.last, [[s, t] for s, t in self.opened.items()], grant, roles, self.roles_at]
 
     @classmethod
     def restore(cls, row: list[Any]) -> OwnSessions:
@@ -105,6 +118,8 @@ class OwnSessions:
             g.account, g.tenant, g.at, g.login_at, g.ip, g.session, roles = row[2]
             g.roles = tuple(roles)
             w.grant = g
+        if len(row) > 3 and row[3] is not None:
+            w.roles, w.roles_at = tuple(row[3]), row[4]
         return w
 
 
@@ -117,7 +132,7 @@ class SessionBook(Book[OwnSessions]):
         super().__init__(OwnSessions, MAX_ACCOUNTS)
 
     def expired(self, entry: OwnSessions, watermark: float) -> bool:
-        return entry.last < watermark - SESSION_HORIZON
+        return max(entry.last, entry.roles_at) < watermark - SESSION_HORIZON
 
 
 _SESSION_OR_ROLE = among(ACTIONS, "login", "mfa", "role_change")
@@ -142,18 +157,18 @@ _SESSION_OR_ROLE = among(ACTIONS, "login", "mfa", "role_change")
 )
 def self_granted_role(ev: AuthEvent, book: SessionBook, ctx: DetectionContext) -> Hit | None:
     session = ev.session_id
-    if ev.outcome != "success" or not session:
+    if ev.outcome != "success":
         return None
     t = ev.ts.timestamp()
     if ev.action != "role_change":
-        if ev.action in ("login", "mfa"):
+        if session and ev.action in ("login", "mfa"):
             book.get_or_add(ev.actor_id, OwnSessions).note(session, t)
         return None
-    w = book.get(ev.actor_id)
-    opened = w.opened.get(session) if w is not None else None
-    if w is None or opened is None or t - w.last > SESSION_HORIZON:
-        return None
-    if not PRIVILEGED_ROLES.intersection(ev.roles or ()):
+    # Every change is noted, from whatever session, so the next one is judged on what it adds.
+    w = book.get_or_add(ev.actor_id, OwnSessions)
+    granted = w.changed_roles(tuple(ev.roles or ()), t)
+    opened = w.opened.get(session) if session else None
+    if not granted or opened is None or t - w.last > SESSION_HORIZON:
         return None
     grant = w.grant
     if grant is None or t - grant.at > EPISODE_SPAN:

@@ -272,6 +272,12 @@ CASES: list[tuple[str, str, bool, Callable[[], list[Event]]]] = [
      lambda: [own_session(), role_change(0, ["clerk", "sales"])]),
     ("self_granted_role", "its own session, but opened more than a day before", False,
      lambda: [own_session(minutes=-60 * 25), role_change(0, ["clerk", "admin"])]),
+    ("self_granted_role", "an administrator edits its own roles, keeping the admin role it was given", False,
+     lambda: [role_change(-90, ["clerk", "admin"], session="s-admin"), own_session(),
+              role_change(0, ["admin", "auditor"])]),
+    ("self_granted_role", "admin taken away, then granted back from its own session", True,
+     lambda: [role_change(-90, ["clerk", "admin"], session="s-admin"), own_session(),
+              role_change(-5, ["clerk"]), role_change(0, ["clerk", "admin"])]),
 ]  # fmt: skip
 
 
@@ -487,9 +493,13 @@ def test_self_granted_admin_is_reported_at_the_change(ctx: DetectionContext) -> 
     assert f.title == "u-ayesha gained the admin role in a session of its own"
     assert "session s-own, which u-ayesha itself opened at 2026-11-24 08:48:00 UTC" in text(f)
     assert f.facts["granted"] == ["admin"] and f.tenant_ids == ("t-indus",)
-    again = run([role_change(20, ["admin"])], ctx, d)
+    # A change that keeps the role grants nothing; taken away and granted again, it joins the finding.
+    assert run([role_change(15, ["admin", "auditor"])], ctx, d) == []
+    again = run([role_change(18, ["clerk"]), role_change(20, ["admin"])], ctx, d)
     assert [g.finding_id for g in again] == [f.finding_id] and len(again[0].events) == 1
-    later = run([own_session("s-next", 100), role_change(110, ["admin"], session="s-next")], ctx, d)
+    later = run(
+        [own_session("s-next", 100), role_change(105, ["clerk"]), role_change(110, ["admin"], session="s-next")], ctx, d
+    )
     assert [g.finding_id for g in later] != [f.finding_id] and len(later) == 1
 
 
