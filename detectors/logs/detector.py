@@ -43,6 +43,7 @@ from typing import Any
 
 from scipy.special import pdtrc
 
+from breachwatch.core.batch import EventBatch
 from breachwatch.core.events import LOG_TOPICS, Event, LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity
 from breachwatch.core.ids import unique
@@ -300,6 +301,8 @@ class LogDetector(Detector):
         self.warmup_s = warmup.total_seconds()
         self.warmup_max_s = warmup_max.total_seconds()
         self.window_s = burst_window.total_seconds()
+        self.lateness_s = lateness.total_seconds()
+        self.familiar_span_s = familiar_span.total_seconds()
         self.limits = ServiceLimits(
             similarity=similarity,
             max_templates=max_templates,
@@ -331,6 +334,7 @@ class LogDetector(Detector):
         self._held = 0  # records held as evidence by open sessions
         self._bursting: dict[str, None] = {}  # services with an open burst
         self._last_service: ServiceModel | None = None  # the most recently active service
+        self._forget_oldest()
         if self.trained:
             if self.trained.get("version") != STATE_VERSION:
                 raise ValueError(f"unsupported trained log model version: {self.trained.get('version')!r}")
@@ -343,9 +347,10 @@ class LogDetector(Detector):
         """Mine, sessionise and judge a batch of records; other event types are ignored."""
         findings: list[Finding] = []
         closed: list[_Assessment] = []
-        for ev in events:
+        batch = EventBatch.of(events)
+        for ev, t in zip(batch.events, batch.ts, strict=True):
             if isinstance(ev, LogRecord):
-                self._observe(ev, closed, findings)
+                self._observe(ev, t, closed, findings)
         self._finish(closed, findings)
         return findings
 
@@ -356,11 +361,17 @@ class LogDetector(Detector):
         while self._sessions:
             _, sess = self._sessions.popitem(last=False)
             self._close(sess, closed, findings)
+        self._forget_oldest()
         self._finish(closed, findings)
         return findings
 
-    def _observe(self, rec: LogRecord, closed: list[_Assessment], findings: list[Finding]) -> None:
-        t = rec.ts.timestamp()
+    def _forget_oldest(self) -> None:
+        """The least recently active open session may have changed: ``_close_idle`` looks."""
+        self._oldest: Session | None = None
+        self._oldest_ts = -math.inf
+
+    def _observe(self, rec: LogRecord, t: float, closed: list[_Assessment], findings: list[Finding]) -> None:
+        """One record at event time ``t`` (epoch seconds)."""
         svc = self._last_service
         if svc is None or svc.name != rec.service:
             svc = self._service(rec.service, t, closed, findings)
@@ -384,7 +395,8 @@ class LogDetector(Detector):
         key = rec.session_id or rec.trace_id
         if key:
             self._add_to_session(rec, key, tid, t, closed, findings)
-        if tick:
+        # Nothing is idle while the least recently active session is not (``_oldest``).
+        if tick and (self._bursting or self._watermark - self._oldest_ts > self.close_after_s):
             self._close_idle(closed, findings)
 
     def _service(self, name: str, t: float, closed: list[_Assessment], findings: list[Finding]) -> ServiceModel:
@@ -409,15 +421,19 @@ class LogDetector(Detector):
         sess = sessions.get(skey)
         if sess is not None and t - sess.first_ts > self.max_duration_s:
             del sessions[skey]
+            self._forget_oldest()
             self._close(sess, closed, findings)
             sess = None
         if sess is None:
             sess = sessions[skey] = Session(rec.service, key, rec, t)
             if len(sessions) > self.max_open_sessions:
+                self._forget_oldest()
                 self._close(sessions.pop(next(iter(sessions))), closed, findings)
         else:
             if rec.event_id in sess.event_ids:
                 return  # a re-delivered record must not count twice
+            if sess is self._oldest:
+                self._forget_oldest()
             sessions.move_to_end(skey)
         held = len(sess.events)
         if held < MAX_EVIDENCE and (held < self.min_session_evidence or self._held < self.max_held_records):
@@ -430,22 +446,26 @@ class LogDetector(Detector):
         wm = self._watermark
         assert wm is not None
         sessions = self._sessions
+        self._forget_oldest()
         while sessions:
             skey, sess = next(iter(sessions.items()))
             if wm - sess.last_ts <= self.close_after_s:
+                # Until it gets a record or goes, no session is idle before this one.
+                self._oldest, self._oldest_ts = sess, sess.last_ts
                 break
             del sessions[skey]
             self._close(sess, closed, findings)
         if self._bursting:
             for name in list(self._bursting):
                 b = self._services[name].burst
-                if b is not None and wm - b.last_ts > self.window_s + self.lateness.total_seconds():
+                if b is not None and wm - b.last_ts > self.window_s + self.lateness_s:
                     self._end_burst(self._services[name], findings)
 
     def _evict_service(self, name: str, closed: list[_Assessment], findings: list[Finding]) -> None:
         svc = self._services[name]
         for skey in [k for k in self._sessions if k[0] == name]:
             self._close(self._sessions.pop(skey), closed, findings)
+        self._forget_oldest()
         # Closed sessions are judged at the end of the batch, so judge this service's now,
         # while its model still exists.
         own = [a for a in closed if a.session.service == name]
@@ -660,7 +680,9 @@ class LogDetector(Detector):
         closing at ``now`` must find them noted however the stream was cut: a consumer catching
         up reads days of a quiet service's log in one poll, where a replay reads them in several
         (a live consumer once flagged a repeat that its replay found familiar)."""
-        horizon = now - self.familiar_span.total_seconds()
+        horizon = now - self.familiar_span_s
+        if not closed or closed[0].closed_at > horizon:
+            return  # the earliest is not due, nor is any later one
         # ``closed`` is in closing order, which is event-time order (the watermark only rises).
         cut = bisect_right(closed, horizon, key=lambda a: a.closed_at)
         if cut:

@@ -119,6 +119,7 @@ class ServiceModel:
         self.steps: dict[tuple[int, int], int] = {}
         self.recent_scores: deque[float] = deque(maxlen=limits.score_memory)
         self.sorted_scores: list[float] = []  # the same scores in order: the budget's quantile
+        self._threshold: float | None = None  # ``threshold()`` while the scores are unchanged
         # A uniform sample of all sessions ever closed unflagged (those whose hash is among the
         # smallest): deterministic, bounded, needs no random-generator state and holds no ids.
         self.sample: list[tuple[int, Sampled]] = []  # a heap on -hash
@@ -388,19 +389,28 @@ class ServiceModel:
     def push_score(self, raw: float) -> None:
         scores, ordered = self.recent_scores, self.sorted_scores
         if scores.maxlen is not None and len(scores) == scores.maxlen:
+            if scores[0] == raw:
+                # The score that leaves equals the one that comes (most sessions score 0):
+                # the order, and so the threshold, stay as they are.
+                scores.append(raw)
+                return
             del ordered[bisect.bisect_left(ordered, scores[0])]
         scores.append(raw)
         bisect.insort(ordered, raw)
+        self._threshold = None
 
     def threshold(self) -> float:
         """The raw score a session needs: ``min_session_score`` at least, more if this
         service's recent sessions are so varied that the alert budget would be overspent."""
-        lim = self.limits
-        ranked = self.sorted_scores
-        if len(ranked) < lim.score_memory_min:
-            return lim.min_session_score
-        idx = min(len(ranked) - 1, math.ceil((1.0 - lim.max_flag_rate) * len(ranked)) - 1)
-        return max(lim.min_session_score, ranked[max(idx, 0)] + 1e-9)
+        if self._threshold is None:
+            lim = self.limits
+            ranked = self.sorted_scores
+            if len(ranked) < lim.score_memory_min:
+                self._threshold = lim.min_session_score
+            else:
+                idx = min(len(ranked) - 1, math.ceil((1.0 - lim.max_flag_rate) * len(ranked)) - 1)
+                self._threshold = max(lim.min_session_score, ranked[max(idx, 0)] + 1e-9)
+        return self._threshold
 
     def error_surprise(self) -> float:
         """How unusual a session with an ERROR or CRITICAL record is here: -log10 of the share
