@@ -47,10 +47,16 @@ from breachwatch.core.batch import EventBatch
 from breachwatch.core.events import LOG_TOPICS, Event, LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity
 from breachwatch.core.ids import unique
-from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel
 from breachwatch.detectors.logs.invariants import Broken
-from breachwatch.detectors.logs.service import ServiceLimits, ServiceModel, pattern_of, source_of, summary_of
+from breachwatch.detectors.logs.service import (
+    ModelView,
+    ServiceLimits,
+    ServiceModel,
+    pattern_of,
+    source_of,
+    summary_of,
+)
 from breachwatch.detectors.logs.sessions import ERROR_LEVELS, START, Burst, Session, evidence, first_actor
 
 KIND_SESSION = "anomalous_log_session"
@@ -113,9 +119,9 @@ class _Assessment:
         "pattern",
         "raw",
         "session",
-        "summary",
         "terms",
         "threshold",
+        "view",
     )
 
     def __init__(self, session: Session, learned: int, closed_at: float) -> None:
@@ -128,7 +134,7 @@ class _Assessment:
         self.terms: list[tuple[float, str]] = []
         self.facts: dict[str, Any] = {}
         self.model: SessionCountModel | None = None  # the count model as it stood at the close
-        self.summary: Summary | None = None  # the session as that model sees it
+        self.view: ModelView | None = None  # the session as that model sees it
         self.pattern: int | None = None  # ``service.pattern_of`` the whole session, once needed
 
 
@@ -521,15 +527,15 @@ class LogDetector(Detector):
         a.flagged = a.raw >= a.threshold
         svc.push_score(a.raw)
         model = svc.model_at(a.closed_at)
-        summary = None
+        view = None
         if model is not None and model.ready_ and not familiar:
-            summary = summary_of(sess.counts, sess.seq, novel)
-            if model.knows_any(summary):
-                a.model, a.summary = model, summary
+            view = svc.view(model, sess, novel)
+            if view.known:
+                a.model, a.view = model, view
         svc.learn(sess, flagged=a.flagged)
         if not a.flagged:
             # The model's view of the session is the sample's too when it left nothing out.
-            svc.sample_session(sess, summary if not novel else None)
+            svc.sample_session(sess, view.summary if view is not None and not novel else None)
         if a.flagged or a.model is not None:
             closed.append(a)  # the rest can become no finding (see ``_score``)
 
@@ -705,18 +711,19 @@ class LogDetector(Detector):
             if a.model is not None:
                 groups.setdefault(id(a.model), (a.model, []))[1].append(a)
         for model, group in groups.values():
-            summaries = [a.summary for a in group if a.summary is not None]
-            for a, breaks in zip(group, model.broken(summaries), strict=True):
-                if breaks:
-                    self._invariant_term(svc, model, a, breaks)
-            scores = model.score_samples(summaries)
-            for a, s in zip(group, scores, strict=True):
+            views = [a.view for a in group if a.view is not None]
+            _score_views(model, views)
+            for a, v in zip(group, views, strict=True):
+                if v.breaks:
+                    self._invariant_term(svc, model, a, v.breaks)
+                s = v.score
+                assert s is not None
                 # Its weight grows with how far past the limit the session is: nothing at it (so
                 # no session is flagged for landing a rounding error beyond it), enough to flag
                 # alone at ``count_solo_factor`` times.
                 weight = self.min_session_score * min(1.5, math.log(s, self.count_solo_factor)) if s > 1.0 else 0.0
                 if weight >= 0.05:
-                    self._count_term(svc, model, a, float(s), weight)
+                    self._count_term(svc, model, a, s, weight)
         for a in items:
             raw = float(sum(w for w, _ in a.terms))
             if "count_invariants" in a.facts:
@@ -771,8 +778,8 @@ class LogDetector(Detector):
     def _count_term(
         self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, score: float, weight: float
     ) -> None:
-        assert a.summary is not None
-        why = model.explain(a.summary)
+        assert a.view is not None
+        why = model.explain(a.view.summary)
         name = svc.miner.template
         a.terms.append(
             (
@@ -973,6 +980,17 @@ class LogDetector(Detector):
                 svc.refit(now, full=True)
             services.append([name, _without_rare_templates(svc.state(), min_template_count)])
         return {"version": STATE_VERSION, "services": services}
+
+
+def _score_views(model: SessionCountModel, views: list[ModelView]) -> None:
+    """Score the views not scored yet, in one call (a view scored once keeps its score: the
+    same session pattern, the same model)."""
+    todo = list({id(v): v for v in views if v.score is None}.values())
+    if not todo:
+        return
+    summaries = [v.summary for v in todo]
+    for v, breaks, s in zip(todo, model.broken(summaries), model.score_samples(summaries), strict=True):
+        v.breaks, v.score = breaks, float(s)
 
 
 def _without_rare_templates(s: dict[str, Any], min_count: int) -> dict[str, Any]:

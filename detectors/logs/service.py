@@ -17,11 +17,14 @@ from breachwatch.core.events import LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE
 from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel, Step
+from breachwatch.detectors.logs.invariants import Broken
 from breachwatch.detectors.logs.sessions import START, Burst, Session, record_load, record_state
 from breachwatch.detectors.logs.templates import TemplateMiner
 
 # A sampled session as stored: its hash, its template counts and its step counts.
 Sampled = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ...]]
+# Distinct sessions whose count-model view is remembered (``ServiceModel.view``).
+_MAX_VIEWS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,19 @@ def summary_of(counts: Mapping[int, int], seq: Iterable[int], leave_out: frozens
             steps[st] = steps.get(st, 0) + 1
             prev = key
     return kept, steps
+
+
+class ModelView:
+    """What a count model makes of a closed session: the session as it sees it (``summary_of``),
+    whether it knows any of its templates, and once scored, its score and broken invariants."""
+
+    __slots__ = ("breaks", "known", "score", "summary")
+
+    def __init__(self, summary: Summary, known: bool) -> None:
+        self.summary = summary
+        self.known = known
+        self.score: float | None = None  # ``SessionCountModel.score_samples``, once scored
+        self.breaks: list[Broken] = []
 
 
 def _sampled(h: int, summary: Summary) -> Sampled:
@@ -138,6 +154,9 @@ class ServiceModel:
         # first, the last, then up to ``familiar_sources`` distinct sources, each followed by the
         # event time it was noted at], least recent first.
         self.recurring: OrderedDict[int, list[int | float]] = OrderedDict()
+        # The views of closed sessions by the count model in ``_viewed_by`` (see ``view``).
+        self._views: dict[tuple[tuple[int, ...], frozenset[int]], ModelView] = {}
+        self._viewed_by: SessionCountModel | None = None
 
     # --------------------------------------------------------------- state
 
@@ -331,6 +350,24 @@ class ServiceModel:
         elif h < -heap[0][0]:
             heapq.heapreplace(heap, (-h, _sampled(h, summary or summary_of(sess.counts, sess.seq))))
             self.count_changes += 1
+
+    def view(self, model: SessionCountModel, sess: Session, leave_out: frozenset[int]) -> ModelView:
+        """``model``'s view of closed session ``sess`` without the templates in ``leave_out``,
+        shared by the sessions that repeat its templates in the same order while that model is
+        in force: most sessions repeat one of a few patterns, each summarised and scored once."""
+        if self._viewed_by is not model:
+            self._views, self._viewed_by = {}, model
+        # A sequence that holds every record (``sessions.MAX_SEQUENCE``) decides the summary.
+        key = (tuple(sess.seq), leave_out) if len(sess.seq) == sess.records else None
+        v = self._views.get(key) if key is not None else None
+        if v is None:
+            summary = summary_of(sess.counts, sess.seq, leave_out)
+            v = ModelView(summary, model.knows_any(summary))
+            if key is not None:
+                if len(self._views) >= _MAX_VIEWS:
+                    self._views.clear()
+                self._views[key] = v
+        return v
 
     def model_at(self, now: float) -> SessionCountModel | None:
         """The count model, refitted first if a good part of its sample has changed and it is
