@@ -518,9 +518,9 @@ class LogDetector(Detector):
             self._assess_severity(svc, a)
         else:
             novel = self._assess(svc, a)
-        a.raw = float(sum(w for w, _ in a.terms))
+        a.raw = float(sum(w for w, _ in a.terms)) if a.terms else 0.0
         a.threshold = svc.threshold()
-        if a.facts.get("fatal_record", {}).get("alone"):
+        if "fatal_record" in a.facts and a.facts["fatal_record"]["alone"]:
             # Like a broken invariant, a fatal record rare enough to page alone carries its own
             # budget: its template was in at most a hundredth of learned sessions.
             a.threshold = min(a.threshold, self.min_session_score)
@@ -543,29 +543,29 @@ class LogDetector(Detector):
         """The signals known at close; returns the session's never-seen templates. Each
         signal's loop runs only where a set comparison (in C) says it may find something."""
         sess = a.session
-        label = f"session {sess.key}"
         novel: frozenset[int] = frozenset()
         if not sess.counts.keys() <= svc.support.keys():
-            novel = self._assess_novelty(svc, a, label)
+            novel = self._assess_novelty(svc, a)
         if not sess.steps.keys() <= svc.steps.keys():
-            self._assess_steps(svc, a, label, novel)
+            self._assess_steps(svc, a, novel)
         # A count above a learned maximum needs a template twice in the session.
         if sess.records > len(sess.counts):
-            self._assess_counts(svc, a, label)
+            self._assess_counts(svc, a)
         if svc.max_records and sess.records > svc.max_records:
-            self._assess_length(svc, a, label)
-        self._assess_severity(svc, a)
+            self._assess_length(svc, a)
+        if sess.errors or sess.fatal:
+            self._assess_severity(svc, a)
         return novel
 
     def _assess_severity(self, svc: ServiceModel, a: _Assessment) -> None:
         """The signals of the session's records' levels (all a familiar pattern is judged on)."""
-        label = f"session {a.session.key}"
         if a.session.errors:
-            self._assess_errors(svc, a, label)
+            self._assess_errors(svc, a)
         if a.session.fatal:
-            self._assess_fatal(svc, a, label)
+            self._assess_fatal(svc, a)
 
-    def _assess_novelty(self, svc: ServiceModel, a: _Assessment, label: str) -> frozenset[int]:
+    def _assess_novelty(self, svc: ServiceModel, a: _Assessment) -> frozenset[int]:
+        label = f"session {a.session.key}"
         sess = a.session
         miner = svc.miner
         support = svc.support
@@ -587,7 +587,8 @@ class LogDetector(Detector):
             a.facts["new_templates"] = [miner.template(t) for t in novel[:20]]
         return frozenset(novel)
 
-    def _assess_steps(self, svc: ServiceModel, a: _Assessment, label: str, novel: frozenset[int]) -> None:
+    def _assess_steps(self, svc: ServiceModel, a: _Assessment, novel: frozenset[int]) -> None:
+        label = f"session {a.session.key}"
         miner = svc.miner
         unseen = [st for st in a.session.steps if st[0] not in novel and st[1] not in novel and st not in svc.steps]
         if unseen:
@@ -603,7 +604,8 @@ class LogDetector(Detector):
             )
             a.facts["unseen_transitions"] = len(unseen)
 
-    def _assess_counts(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_counts(self, svc: ServiceModel, a: _Assessment) -> None:
+        label = f"session {a.session.key}"
         sess = a.session
         excess: list[tuple[float, int, int, list[int]]] = []
         for tid, c in sess.counts.items():
@@ -625,7 +627,8 @@ class LogDetector(Detector):
             )
             a.facts["count_excess"] = {"count": c, "learned_max": s[1], "learned_sessions_with_it": s[2]}
 
-    def _assess_length(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_length(self, svc: ServiceModel, a: _Assessment) -> None:
+        label = f"session {a.session.key}"
         n_learned = svc.learned
         sess = a.session
         if n_learned >= self.min_support_for_counts and svc.max_records and sess.records > svc.max_records:
@@ -638,9 +641,10 @@ class LogDetector(Detector):
                 )
             )
 
-    def _assess_errors(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_errors(self, svc: ServiceModel, a: _Assessment) -> None:
         """ERROR/CRITICAL records weigh by how rare a session with any is in this service: a
         signal with a weight, never a gate (an error alone, or a usual one, pages nothing)."""
+        label = f"session {a.session.key}"
         surprise = svc.error_surprise()
         weight = self.severity_weight * min(1.0, surprise / 2.0)
         if weight < 0.05:
@@ -656,10 +660,11 @@ class LogDetector(Detector):
         a.facts["error_records"] = a.session.errors
         a.facts["learned_sessions_with_errors"] = svc.error_sessions
 
-    def _assess_fatal(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_fatal(self, svc: ServiceModel, a: _Assessment) -> None:
         """A CRITICAL record weighs by how rare its template is among learned sessions: a rare
         fatal record is evidence on its own, where a session has little else to show (one
         record per node or request); a fatal message seen every day is the service's normal."""
+        label = f"session {a.session.key}"
         tid = max(a.session.fatal, key=svc.rarity)
         rarity = svc.rarity(tid)
         weight = self.fatal_weight * min(1.0, rarity / 2.0)

@@ -394,21 +394,22 @@ class ServiceModel:
         what the first fit (or a history given to ``train``, fitted in full) learned stays normal."""
         lim = self.limits
         entries = [e for _, e in sorted(self.sample, key=lambda x: x[0])]
+        summaries = [_summary(e) for e in entries]
         previous = self.count_model
         if not full and previous is not None and previous.ready_:
-            summaries = [_summary(e) for e in entries]
             scores = previous.score_samples(summaries)
             breaks = previous.broken(summaries)
             kept = [
-                e
-                for e, s, b in zip(entries, scores, breaks, strict=True)
+                i
+                for i, (e, s, b) in enumerate(zip(entries, scores, breaks, strict=True))
                 if (s <= 1.0 + 1e-6 and not b) or (self.recurring and self.settled(_entry_pattern(e), now))
             ]
             if len(kept) >= lim.count_min_sessions:
-                entries = kept
+                entries = [entries[i] for i in kept]
+                summaries = [summaries[i] for i in kept]
         self.count_fitted = entries
         self.count_fitted_at = now
-        self.count_model = self._fit([_summary(e) for e in entries])
+        self.count_model = self._fit(summaries)
         self.count_changes = 0
         return self.count_model
 
@@ -468,7 +469,7 @@ class ServiceModel:
         once a second of event time at most, which gives the same sums for less work."""
         lim = self.limits
         since = self.first_ts + lim.warmup_s
-        start = max(self.clock, since)
+        start = since if since > self.clock else self.clock
         if t > start:
             f = 0.5 ** ((t - start) / lim.half_life_s)
             self.new_error_count *= f
