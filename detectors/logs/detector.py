@@ -53,9 +53,7 @@ from breachwatch.detectors.logs.service import (
     ModelView,
     ServiceLimits,
     ServiceModel,
-    pattern_of,
     source_of,
-    summary_of,
 )
 from breachwatch.detectors.logs.sessions import ERROR_LEVELS, START, Burst, Session, evidence, first_actor
 
@@ -511,7 +509,7 @@ class LogDetector(Detector):
         if self.familiarity:
             self._score_cooled(closed, findings, a.closed_at)
         if svc.recurring:
-            a.pattern = pattern_of(summary_of(sess.counts, sess.seq))
+            a.pattern = svc.pattern(sess)
             familiar = svc.familiar(a.pattern, source_of(sess), a.closed_at)
         if familiar:
             novel: frozenset[int] = frozenset()
@@ -746,7 +744,7 @@ class LogDetector(Detector):
         if not self.familiarity:
             return  # nothing counted: no pattern ever becomes familiar
         if a.pattern is None:
-            a.pattern = pattern_of(summary_of(a.session.counts, a.session.seq))
+            a.pattern = svc.pattern(a.session)
         svc.note_flagged(a.pattern, source_of(a.session), a.closed_at)
 
     def _invariant_term(

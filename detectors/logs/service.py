@@ -157,6 +157,7 @@ class ServiceModel:
         # The views of closed sessions by the count model in ``_viewed_by`` (see ``view``).
         self._views: dict[tuple[tuple[int, ...], frozenset[int]], ModelView] = {}
         self._viewed_by: SessionCountModel | None = None
+        self._patterns: dict[tuple[int, ...], int] = {}  # ``pattern_of`` by template sequence
 
     # --------------------------------------------------------------- state
 
@@ -350,6 +351,18 @@ class ServiceModel:
         elif h < -heap[0][0]:
             heapq.heapreplace(heap, (-h, _sampled(h, summary or summary_of(sess.counts, sess.seq))))
             self.count_changes += 1
+
+    def pattern(self, sess: Session) -> int:
+        """``pattern_of`` closed session ``sess``, remembered by its sequence like ``view``'s."""
+        key = tuple(sess.seq) if len(sess.seq) == sess.records else None
+        p = self._patterns.get(key) if key is not None else None
+        if p is None:
+            p = pattern_of(summary_of(sess.counts, sess.seq))
+            if key is not None:
+                if len(self._patterns) >= _MAX_VIEWS:
+                    self._patterns.clear()
+                self._patterns[key] = p
+        return p
 
     def view(self, model: SessionCountModel, sess: Session, leave_out: frozenset[int]) -> ModelView:
         """``model``'s view of closed session ``sess`` without the templates in ``leave_out``,
