@@ -23,8 +23,11 @@ from breachwatch.detectors.logs.templates import TemplateMiner
 
 # A sampled session as stored: its hash, its template counts and its step counts.
 Sampled = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ...]]
-# Distinct sessions whose count-model view is remembered (``ServiceModel.view``).
+# Distinct sessions whose count-model view and pattern are remembered (``ServiceModel.view``),
+# and the most records such a session has: long sessions seldom repeat exactly, and would
+# make the memory a few repeats save many times what short ones take.
 _MAX_VIEWS = 4096
+_VIEWED_RECORDS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,14 @@ class ModelView:
         self.known = known
         self.score: float | None = None  # ``SessionCountModel.score_samples``, once scored
         self.breaks: list[Broken] = []
+
+
+def _sequence_key(sess: Session) -> tuple[int, ...] | None:
+    """A short session's template ids in order, which decide its summary when they are all its
+    records (``sessions.MAX_SEQUENCE``); None for a longer one."""
+    if sess.records > _VIEWED_RECORDS or len(sess.seq) != sess.records:
+        return None
+    return tuple(sess.seq)
 
 
 def _sampled(h: int, summary: Summary) -> Sampled:
@@ -354,7 +365,7 @@ class ServiceModel:
 
     def pattern(self, sess: Session) -> int:
         """``pattern_of`` closed session ``sess``, remembered by its sequence like ``view``'s."""
-        key = tuple(sess.seq) if len(sess.seq) == sess.records else None
+        key = _sequence_key(sess)
         p = self._patterns.get(key) if key is not None else None
         if p is None:
             p = pattern_of(summary_of(sess.counts, sess.seq))
@@ -370,8 +381,8 @@ class ServiceModel:
         in force: most sessions repeat one of a few patterns, each summarised and scored once."""
         if self._viewed_by is not model:
             self._views, self._viewed_by = {}, model
-        # A sequence that holds every record (``sessions.MAX_SEQUENCE``) decides the summary.
-        key = (tuple(sess.seq), leave_out) if len(sess.seq) == sess.records else None
+        seq = _sequence_key(sess)
+        key = (seq, leave_out) if seq is not None else None
         v = self._views.get(key) if key is not None else None
         if v is None:
             summary = summary_of(sess.counts, sess.seq, leave_out)
