@@ -27,6 +27,7 @@ Sampled = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ..
 # and the most records such a session has: long sessions seldom repeat exactly, and would
 # make the memory a few repeats save many times what short ones take.
 _MAX_VIEWS = 4096
+_LN2 = math.log(2)
 _VIEWED_RECORDS = 64
 
 
@@ -495,9 +496,10 @@ class ServiceModel:
         since = self.first_ts + lim.warmup_s
         start = since if since > self.clock else self.clock
         if t > start:
-            f = 0.5 ** ((t - start) / lim.half_life_s)
+            hl = lim.half_life_s
+            f = 0.5 ** ((t - start) / hl)
             self.new_error_count *= f
-            self.exposure_h = self.exposure_h * f + (1.0 - f) * lim.half_life_s / 3600.0 / math.log(2)
+            self.exposure_h = self.exposure_h * f + (1.0 - f) * hl / 3600.0 / _LN2
         self.clock = t
 
 
