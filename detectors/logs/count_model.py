@@ -302,8 +302,9 @@ class SessionCountModel(BaseEstimator):
         sessions = list(X)
         if not self.ready_ or not sessions:
             return np.zeros(len(sessions))
-        j, dist = self._nearest(self._weigh(self._counts(sessions)))
-        return dist / (self.spread_[j] + self.grain_) / self.limit_
+        distinct, twin = _distinct(sessions)
+        j, dist = self._nearest(self._weigh(self._counts(distinct)))
+        return (dist / (self.spread_[j] + self.grain_) / self.limit_)[twin]
 
     def broken(self, X: Iterable[Session]) -> list[list[Broken]]:
         """Per session, the learned count invariants it breaks (none while not ready)."""
@@ -311,7 +312,9 @@ class SessionCountModel(BaseEstimator):
         sessions = list(X)
         if not self.ready_ or not self.invariants_ or not sessions:
             return [[] for _ in sessions]
-        return broken(self._counts(sessions)[:, : len(self.vocabulary_)], self.invariants_)
+        distinct, twin = _distinct(sessions)
+        found = broken(self._counts(distinct)[:, : len(self.vocabulary_)], self.invariants_)
+        return [list(found[i]) for i in twin]
 
     def predict(self, X: Iterable[Session]) -> np.ndarray:
         """True for anomalous sessions (not scikit-learn's -1/+1 outlier convention)."""
@@ -349,6 +352,25 @@ class SessionCountModel(BaseEstimator):
         else:
             kind = "unusual_count"
         return Deviation(kind, self.column_keys_[j], seen, exp, med, mx, share)
+
+
+def _distinct(sessions: list[Session]) -> tuple[list[Session], np.ndarray]:
+    """Each distinct session once, and per session the index of its twin there. Most sessions a
+    service closes repeat one of a few patterns (a batch's few hundred, a few dozen), and a
+    session's row, score and broken invariants depend on that session alone."""
+    index: dict[tuple[tuple[Any, ...], tuple[Any, ...]], int] = {}
+    distinct: list[Session] = []
+    twin = np.empty(len(sessions), dtype=np.intp)
+    for i, session in enumerate(sessions):
+        # Items in insertion order: equal keys are equal sessions (equal sessions seen in
+        # another order are merely computed twice).
+        key = (tuple(session[0].items()), tuple(session[1].items()))
+        k = index.get(key)
+        if k is None:
+            k = index[key] = len(distinct)
+            distinct.append(session)
+        twin[i] = k
+    return distinct, twin
 
 
 # A session that does more than its nearest learned session (the same task twice, as a month-end

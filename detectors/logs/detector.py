@@ -43,13 +43,18 @@ from typing import Any
 
 from scipy.special import pdtrc
 
+from breachwatch.core.batch import EventBatch
 from breachwatch.core.events import LOG_TOPICS, Event, LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity
 from breachwatch.core.ids import unique
-from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel
 from breachwatch.detectors.logs.invariants import Broken
-from breachwatch.detectors.logs.service import ServiceLimits, ServiceModel, pattern_of, source_of, summary_of
+from breachwatch.detectors.logs.service import (
+    ModelView,
+    ServiceLimits,
+    ServiceModel,
+    source_of,
+)
 from breachwatch.detectors.logs.sessions import ERROR_LEVELS, START, Burst, Session, evidence, first_actor
 
 KIND_SESSION = "anomalous_log_session"
@@ -112,9 +117,9 @@ class _Assessment:
         "pattern",
         "raw",
         "session",
-        "summary",
         "terms",
         "threshold",
+        "view",
     )
 
     def __init__(self, session: Session, learned: int, closed_at: float) -> None:
@@ -127,7 +132,7 @@ class _Assessment:
         self.terms: list[tuple[float, str]] = []
         self.facts: dict[str, Any] = {}
         self.model: SessionCountModel | None = None  # the count model as it stood at the close
-        self.summary: Summary | None = None  # the session as that model sees it
+        self.view: ModelView | None = None  # the session as that model sees it
         self.pattern: int | None = None  # ``service.pattern_of`` the whole session, once needed
 
 
@@ -300,6 +305,8 @@ class LogDetector(Detector):
         self.warmup_s = warmup.total_seconds()
         self.warmup_max_s = warmup_max.total_seconds()
         self.window_s = burst_window.total_seconds()
+        self.lateness_s = lateness.total_seconds()
+        self.familiar_span_s = familiar_span.total_seconds()
         self.limits = ServiceLimits(
             similarity=similarity,
             max_templates=max_templates,
@@ -331,6 +338,7 @@ class LogDetector(Detector):
         self._held = 0  # records held as evidence by open sessions
         self._bursting: dict[str, None] = {}  # services with an open burst
         self._last_service: ServiceModel | None = None  # the most recently active service
+        self._forget_oldest()
         if self.trained:
             if self.trained.get("version") != STATE_VERSION:
                 raise ValueError(f"unsupported trained log model version: {self.trained.get('version')!r}")
@@ -343,9 +351,10 @@ class LogDetector(Detector):
         """Mine, sessionise and judge a batch of records; other event types are ignored."""
         findings: list[Finding] = []
         closed: list[_Assessment] = []
-        for ev in events:
+        batch = EventBatch.of(events)
+        for ev, t in zip(batch.events, batch.ts, strict=True):
             if isinstance(ev, LogRecord):
-                self._observe(ev, closed, findings)
+                self._observe(ev, t, closed, findings)
         self._finish(closed, findings)
         return findings
 
@@ -356,11 +365,17 @@ class LogDetector(Detector):
         while self._sessions:
             _, sess = self._sessions.popitem(last=False)
             self._close(sess, closed, findings)
+        self._forget_oldest()
         self._finish(closed, findings)
         return findings
 
-    def _observe(self, rec: LogRecord, closed: list[_Assessment], findings: list[Finding]) -> None:
-        t = rec.ts.timestamp()
+    def _forget_oldest(self) -> None:
+        """The least recently active open session may have changed: ``_close_idle`` looks."""
+        self._oldest: Session | None = None
+        self._oldest_ts = -math.inf
+
+    def _observe(self, rec: LogRecord, t: float, closed: list[_Assessment], findings: list[Finding]) -> None:
+        """One record at event time ``t`` (epoch seconds)."""
         svc = self._last_service
         if svc is None or svc.name != rec.service:
             svc = self._service(rec.service, t, closed, findings)
@@ -384,7 +399,8 @@ class LogDetector(Detector):
         key = rec.session_id or rec.trace_id
         if key:
             self._add_to_session(rec, key, tid, t, closed, findings)
-        if tick:
+        # Nothing is idle while the least recently active session is not (``_oldest``).
+        if tick and (self._bursting or self._watermark - self._oldest_ts > self.close_after_s):
             self._close_idle(closed, findings)
 
     def _service(self, name: str, t: float, closed: list[_Assessment], findings: list[Finding]) -> ServiceModel:
@@ -409,15 +425,19 @@ class LogDetector(Detector):
         sess = sessions.get(skey)
         if sess is not None and t - sess.first_ts > self.max_duration_s:
             del sessions[skey]
+            self._forget_oldest()
             self._close(sess, closed, findings)
             sess = None
         if sess is None:
             sess = sessions[skey] = Session(rec.service, key, rec, t)
             if len(sessions) > self.max_open_sessions:
+                self._forget_oldest()
                 self._close(sessions.pop(next(iter(sessions))), closed, findings)
         else:
             if rec.event_id in sess.event_ids:
                 return  # a re-delivered record must not count twice
+            if sess is self._oldest:
+                self._forget_oldest()
             sessions.move_to_end(skey)
         held = len(sess.events)
         if held < MAX_EVIDENCE and (held < self.min_session_evidence or self._held < self.max_held_records):
@@ -430,22 +450,26 @@ class LogDetector(Detector):
         wm = self._watermark
         assert wm is not None
         sessions = self._sessions
+        self._forget_oldest()
         while sessions:
             skey, sess = next(iter(sessions.items()))
             if wm - sess.last_ts <= self.close_after_s:
+                # Until it gets a record or goes, no session is idle before this one.
+                self._oldest, self._oldest_ts = sess, sess.last_ts
                 break
             del sessions[skey]
             self._close(sess, closed, findings)
         if self._bursting:
             for name in list(self._bursting):
                 b = self._services[name].burst
-                if b is not None and wm - b.last_ts > self.window_s + self.lateness.total_seconds():
+                if b is not None and wm - b.last_ts > self.window_s + self.lateness_s:
                     self._end_burst(self._services[name], findings)
 
     def _evict_service(self, name: str, closed: list[_Assessment], findings: list[Finding]) -> None:
         svc = self._services[name]
         for skey in [k for k in self._sessions if k[0] == name]:
             self._close(self._sessions.pop(skey), closed, findings)
+        self._forget_oldest()
         # Closed sessions are judged at the end of the batch, so judge this service's now,
         # while its model still exists.
         own = [a for a in closed if a.session.service == name]
@@ -485,31 +509,31 @@ class LogDetector(Detector):
         if self.familiarity:
             self._score_cooled(closed, findings, a.closed_at)
         if svc.recurring:
-            a.pattern = pattern_of(summary_of(sess.counts, sess.seq))
+            a.pattern = svc.pattern(sess)
             familiar = svc.familiar(a.pattern, source_of(sess), a.closed_at)
         if familiar:
             novel: frozenset[int] = frozenset()
             self._assess_severity(svc, a)
         else:
             novel = self._assess(svc, a)
-        a.raw = float(sum(w for w, _ in a.terms))
+        a.raw = float(sum(w for w, _ in a.terms)) if a.terms else 0.0
         a.threshold = svc.threshold()
-        if a.facts.get("fatal_record", {}).get("alone"):
+        if "fatal_record" in a.facts and a.facts["fatal_record"]["alone"]:
             # Like a broken invariant, a fatal record rare enough to page alone carries its own
             # budget: its template was in at most a hundredth of learned sessions.
             a.threshold = min(a.threshold, self.min_session_score)
         a.flagged = a.raw >= a.threshold
         svc.push_score(a.raw)
         model = svc.model_at(a.closed_at)
-        summary = None
+        view = None
         if model is not None and model.ready_ and not familiar:
-            summary = summary_of(sess.counts, sess.seq, novel)
-            if model.knows_any(summary):
-                a.model, a.summary = model, summary
+            view = svc.view(model, sess, novel)
+            if view.known:
+                a.model, a.view = model, view
         svc.learn(sess, flagged=a.flagged)
         if not a.flagged:
             # The model's view of the session is the sample's too when it left nothing out.
-            svc.sample_session(sess, summary if not novel else None)
+            svc.sample_session(sess, view.summary if view is not None and not novel else None)
         if a.flagged or a.model is not None:
             closed.append(a)  # the rest can become no finding (see ``_score``)
 
@@ -517,29 +541,29 @@ class LogDetector(Detector):
         """The signals known at close; returns the session's never-seen templates. Each
         signal's loop runs only where a set comparison (in C) says it may find something."""
         sess = a.session
-        label = f"session {sess.key}"
         novel: frozenset[int] = frozenset()
         if not sess.counts.keys() <= svc.support.keys():
-            novel = self._assess_novelty(svc, a, label)
+            novel = self._assess_novelty(svc, a)
         if not sess.steps.keys() <= svc.steps.keys():
-            self._assess_steps(svc, a, label, novel)
+            self._assess_steps(svc, a, novel)
         # A count above a learned maximum needs a template twice in the session.
         if sess.records > len(sess.counts):
-            self._assess_counts(svc, a, label)
+            self._assess_counts(svc, a)
         if svc.max_records and sess.records > svc.max_records:
-            self._assess_length(svc, a, label)
-        self._assess_severity(svc, a)
+            self._assess_length(svc, a)
+        if sess.errors or sess.fatal:
+            self._assess_severity(svc, a)
         return novel
 
     def _assess_severity(self, svc: ServiceModel, a: _Assessment) -> None:
         """The signals of the session's records' levels (all a familiar pattern is judged on)."""
-        label = f"session {a.session.key}"
         if a.session.errors:
-            self._assess_errors(svc, a, label)
+            self._assess_errors(svc, a)
         if a.session.fatal:
-            self._assess_fatal(svc, a, label)
+            self._assess_fatal(svc, a)
 
-    def _assess_novelty(self, svc: ServiceModel, a: _Assessment, label: str) -> frozenset[int]:
+    def _assess_novelty(self, svc: ServiceModel, a: _Assessment) -> frozenset[int]:
+        label = f"session {a.session.key}"
         sess = a.session
         miner = svc.miner
         support = svc.support
@@ -561,7 +585,8 @@ class LogDetector(Detector):
             a.facts["new_templates"] = [miner.template(t) for t in novel[:20]]
         return frozenset(novel)
 
-    def _assess_steps(self, svc: ServiceModel, a: _Assessment, label: str, novel: frozenset[int]) -> None:
+    def _assess_steps(self, svc: ServiceModel, a: _Assessment, novel: frozenset[int]) -> None:
+        label = f"session {a.session.key}"
         miner = svc.miner
         unseen = [st for st in a.session.steps if st[0] not in novel and st[1] not in novel and st not in svc.steps]
         if unseen:
@@ -577,7 +602,8 @@ class LogDetector(Detector):
             )
             a.facts["unseen_transitions"] = len(unseen)
 
-    def _assess_counts(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_counts(self, svc: ServiceModel, a: _Assessment) -> None:
+        label = f"session {a.session.key}"
         sess = a.session
         excess: list[tuple[float, int, int, list[int]]] = []
         for tid, c in sess.counts.items():
@@ -599,7 +625,8 @@ class LogDetector(Detector):
             )
             a.facts["count_excess"] = {"count": c, "learned_max": s[1], "learned_sessions_with_it": s[2]}
 
-    def _assess_length(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_length(self, svc: ServiceModel, a: _Assessment) -> None:
+        label = f"session {a.session.key}"
         n_learned = svc.learned
         sess = a.session
         if n_learned >= self.min_support_for_counts and svc.max_records and sess.records > svc.max_records:
@@ -612,9 +639,10 @@ class LogDetector(Detector):
                 )
             )
 
-    def _assess_errors(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_errors(self, svc: ServiceModel, a: _Assessment) -> None:
         """ERROR/CRITICAL records weigh by how rare a session with any is in this service: a
         signal with a weight, never a gate (an error alone, or a usual one, pages nothing)."""
+        label = f"session {a.session.key}"
         surprise = svc.error_surprise()
         weight = self.severity_weight * min(1.0, surprise / 2.0)
         if weight < 0.05:
@@ -630,10 +658,11 @@ class LogDetector(Detector):
         a.facts["error_records"] = a.session.errors
         a.facts["learned_sessions_with_errors"] = svc.error_sessions
 
-    def _assess_fatal(self, svc: ServiceModel, a: _Assessment, label: str) -> None:
+    def _assess_fatal(self, svc: ServiceModel, a: _Assessment) -> None:
         """A CRITICAL record weighs by how rare its template is among learned sessions: a rare
         fatal record is evidence on its own, where a session has little else to show (one
         record per node or request); a fatal message seen every day is the service's normal."""
+        label = f"session {a.session.key}"
         tid = max(a.session.fatal, key=svc.rarity)
         rarity = svc.rarity(tid)
         weight = self.fatal_weight * min(1.0, rarity / 2.0)
@@ -660,7 +689,9 @@ class LogDetector(Detector):
         closing at ``now`` must find them noted however the stream was cut: a consumer catching
         up reads days of a quiet service's log in one poll, where a replay reads them in several
         (a live consumer once flagged a repeat that its replay found familiar)."""
-        horizon = now - self.familiar_span.total_seconds()
+        horizon = now - self.familiar_span_s
+        if not closed or closed[0].closed_at > horizon:
+            return  # the earliest is not due, nor is any later one
         # ``closed`` is in closing order, which is event-time order (the watermark only rises).
         cut = bisect_right(closed, horizon, key=lambda a: a.closed_at)
         if cut:
@@ -683,18 +714,19 @@ class LogDetector(Detector):
             if a.model is not None:
                 groups.setdefault(id(a.model), (a.model, []))[1].append(a)
         for model, group in groups.values():
-            summaries = [a.summary for a in group if a.summary is not None]
-            for a, breaks in zip(group, model.broken(summaries), strict=True):
-                if breaks:
-                    self._invariant_term(svc, model, a, breaks)
-            scores = model.score_samples(summaries)
-            for a, s in zip(group, scores, strict=True):
+            views = [a.view for a in group if a.view is not None]
+            _score_views(model, views)
+            for a, v in zip(group, views, strict=True):
+                if v.breaks:
+                    self._invariant_term(svc, model, a, v.breaks)
+                s = v.score
+                assert s is not None
                 # Its weight grows with how far past the limit the session is: nothing at it (so
                 # no session is flagged for landing a rounding error beyond it), enough to flag
                 # alone at ``count_solo_factor`` times.
                 weight = self.min_session_score * min(1.5, math.log(s, self.count_solo_factor)) if s > 1.0 else 0.0
                 if weight >= 0.05:
-                    self._count_term(svc, model, a, float(s), weight)
+                    self._count_term(svc, model, a, s, weight)
         for a in items:
             raw = float(sum(w for w, _ in a.terms))
             if "count_invariants" in a.facts:
@@ -712,7 +744,7 @@ class LogDetector(Detector):
         if not self.familiarity:
             return  # nothing counted: no pattern ever becomes familiar
         if a.pattern is None:
-            a.pattern = pattern_of(summary_of(a.session.counts, a.session.seq))
+            a.pattern = svc.pattern(a.session)
         svc.note_flagged(a.pattern, source_of(a.session), a.closed_at)
 
     def _invariant_term(
@@ -749,8 +781,8 @@ class LogDetector(Detector):
     def _count_term(
         self, svc: ServiceModel, model: SessionCountModel, a: _Assessment, score: float, weight: float
     ) -> None:
-        assert a.summary is not None
-        why = model.explain(a.summary)
+        assert a.view is not None
+        why = model.explain(a.view.summary)
         name = svc.miner.template
         a.terms.append(
             (
@@ -951,6 +983,17 @@ class LogDetector(Detector):
                 svc.refit(now, full=True)
             services.append([name, _without_rare_templates(svc.state(), min_template_count)])
         return {"version": STATE_VERSION, "services": services}
+
+
+def _score_views(model: SessionCountModel, views: list[ModelView]) -> None:
+    """Score the views not scored yet, in one call (a view scored once keeps its score: the
+    same session pattern, the same model)."""
+    todo = list({id(v): v for v in views if v.score is None}.values())
+    if not todo:
+        return
+    summaries = [v.summary for v in todo]
+    for v, breaks, s in zip(todo, model.broken(summaries), model.score_samples(summaries), strict=True):
+        v.breaks, v.score = breaks, float(s)
 
 
 def _without_rare_templates(s: dict[str, Any], min_count: int) -> dict[str, Any]:

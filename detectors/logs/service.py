@@ -17,11 +17,18 @@ from breachwatch.core.events import LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE
 from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel, Step
+from breachwatch.detectors.logs.invariants import Broken
 from breachwatch.detectors.logs.sessions import START, Burst, Session, record_load, record_state
 from breachwatch.detectors.logs.templates import TemplateMiner
 
 # A sampled session as stored: its hash, its template counts and its step counts.
 Sampled = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ...]]
+# Distinct sessions whose count-model view and pattern are remembered (``ServiceModel.view``),
+# and the most records such a session has: long sessions seldom repeat exactly, and would
+# make the memory a few repeats save many times what short ones take.
+_MAX_VIEWS = 4096
+_LN2 = math.log(2)
+_VIEWED_RECORDS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,27 @@ def summary_of(counts: Mapping[int, int], seq: Iterable[int], leave_out: frozens
             steps[st] = steps.get(st, 0) + 1
             prev = key
     return kept, steps
+
+
+class ModelView:
+    """What a count model makes of a closed session: the session as it sees it (``summary_of``),
+    whether it knows any of its templates, and once scored, its score and broken invariants."""
+
+    __slots__ = ("breaks", "known", "score", "summary")
+
+    def __init__(self, summary: Summary, known: bool) -> None:
+        self.summary = summary
+        self.known = known
+        self.score: float | None = None  # ``SessionCountModel.score_samples``, once scored
+        self.breaks: list[Broken] = []
+
+
+def _sequence_key(sess: Session) -> tuple[int, ...] | None:
+    """A short session's template ids in order, which decide its summary when they are all its
+    records (``sessions.MAX_SEQUENCE``); None for a longer one."""
+    if sess.records > _VIEWED_RECORDS or len(sess.seq) != sess.records:
+        return None
+    return tuple(sess.seq)
 
 
 def _sampled(h: int, summary: Summary) -> Sampled:
@@ -119,6 +147,7 @@ class ServiceModel:
         self.steps: dict[tuple[int, int], int] = {}
         self.recent_scores: deque[float] = deque(maxlen=limits.score_memory)
         self.sorted_scores: list[float] = []  # the same scores in order: the budget's quantile
+        self._threshold: float | None = None  # ``threshold()`` while the scores are unchanged
         # A uniform sample of all sessions ever closed unflagged (those whose hash is among the
         # smallest): deterministic, bounded, needs no random-generator state and holds no ids.
         self.sample: list[tuple[int, Sampled]] = []  # a heap on -hash
@@ -137,6 +166,10 @@ class ServiceModel:
         # first, the last, then up to ``familiar_sources`` distinct sources, each followed by the
         # event time it was noted at], least recent first.
         self.recurring: OrderedDict[int, list[int | float]] = OrderedDict()
+        # The views of closed sessions by the count model in ``_viewed_by`` (see ``view``).
+        self._views: dict[tuple[tuple[int, ...], frozenset[int]], ModelView] = {}
+        self._viewed_by: SessionCountModel | None = None
+        self._patterns: dict[tuple[int, ...], int] = {}  # ``pattern_of`` by template sequence
 
     # --------------------------------------------------------------- state
 
@@ -331,6 +364,36 @@ class ServiceModel:
             heapq.heapreplace(heap, (-h, _sampled(h, summary or summary_of(sess.counts, sess.seq))))
             self.count_changes += 1
 
+    def pattern(self, sess: Session) -> int:
+        """``pattern_of`` closed session ``sess``, remembered by its sequence like ``view``'s."""
+        key = _sequence_key(sess)
+        p = self._patterns.get(key) if key is not None else None
+        if p is None:
+            p = pattern_of(summary_of(sess.counts, sess.seq))
+            if key is not None:
+                if len(self._patterns) >= _MAX_VIEWS:
+                    self._patterns.clear()
+                self._patterns[key] = p
+        return p
+
+    def view(self, model: SessionCountModel, sess: Session, leave_out: frozenset[int]) -> ModelView:
+        """``model``'s view of closed session ``sess`` without the templates in ``leave_out``,
+        shared by the sessions that repeat its templates in the same order while that model is
+        in force: most sessions repeat one of a few patterns, each summarised and scored once."""
+        if self._viewed_by is not model:
+            self._views, self._viewed_by = {}, model
+        seq = _sequence_key(sess)
+        key = (seq, leave_out) if seq is not None else None
+        v = self._views.get(key) if key is not None else None
+        if v is None:
+            summary = summary_of(sess.counts, sess.seq, leave_out)
+            v = ModelView(summary, model.knows_any(summary))
+            if key is not None:
+                if len(self._views) >= _MAX_VIEWS:
+                    self._views.clear()
+                self._views[key] = v
+        return v
+
     def model_at(self, now: float) -> SessionCountModel | None:
         """The count model, refitted first if a good part of its sample has changed and it is
         at least ``count_refit_interval`` old in event time (``now``). Fitted when a session
@@ -356,21 +419,22 @@ class ServiceModel:
         what the first fit (or a history given to ``train``, fitted in full) learned stays normal."""
         lim = self.limits
         entries = [e for _, e in sorted(self.sample, key=lambda x: x[0])]
+        summaries = [_summary(e) for e in entries]
         previous = self.count_model
         if not full and previous is not None and previous.ready_:
-            summaries = [_summary(e) for e in entries]
             scores = previous.score_samples(summaries)
             breaks = previous.broken(summaries)
             kept = [
-                e
-                for e, s, b in zip(entries, scores, breaks, strict=True)
+                i
+                for i, (e, s, b) in enumerate(zip(entries, scores, breaks, strict=True))
                 if (s <= 1.0 + 1e-6 and not b) or (self.recurring and self.settled(_entry_pattern(e), now))
             ]
             if len(kept) >= lim.count_min_sessions:
-                entries = kept
+                entries = [entries[i] for i in kept]
+                summaries = [summaries[i] for i in kept]
         self.count_fitted = entries
         self.count_fitted_at = now
-        self.count_model = self._fit([_summary(e) for e in entries])
+        self.count_model = self._fit(summaries)
         self.count_changes = 0
         return self.count_model
 
@@ -388,19 +452,28 @@ class ServiceModel:
     def push_score(self, raw: float) -> None:
         scores, ordered = self.recent_scores, self.sorted_scores
         if scores.maxlen is not None and len(scores) == scores.maxlen:
+            if scores[0] == raw:
+                # The score that leaves equals the one that comes (most sessions score 0):
+                # the order, and so the threshold, stay as they are.
+                scores.append(raw)
+                return
             del ordered[bisect.bisect_left(ordered, scores[0])]
         scores.append(raw)
         bisect.insort(ordered, raw)
+        self._threshold = None
 
     def threshold(self) -> float:
         """The raw score a session needs: ``min_session_score`` at least, more if this
         service's recent sessions are so varied that the alert budget would be overspent."""
-        lim = self.limits
-        ranked = self.sorted_scores
-        if len(ranked) < lim.score_memory_min:
-            return lim.min_session_score
-        idx = min(len(ranked) - 1, math.ceil((1.0 - lim.max_flag_rate) * len(ranked)) - 1)
-        return max(lim.min_session_score, ranked[max(idx, 0)] + 1e-9)
+        if self._threshold is None:
+            lim = self.limits
+            ranked = self.sorted_scores
+            if len(ranked) < lim.score_memory_min:
+                self._threshold = lim.min_session_score
+            else:
+                idx = min(len(ranked) - 1, math.ceil((1.0 - lim.max_flag_rate) * len(ranked)) - 1)
+                self._threshold = max(lim.min_session_score, ranked[max(idx, 0)] + 1e-9)
+        return self._threshold
 
     def error_surprise(self) -> float:
         """How unusual a session with an ERROR or CRITICAL record is here: -log10 of the share
@@ -421,11 +494,12 @@ class ServiceModel:
         once a second of event time at most, which gives the same sums for less work."""
         lim = self.limits
         since = self.first_ts + lim.warmup_s
-        start = max(self.clock, since)
+        start = since if since > self.clock else self.clock
         if t > start:
-            f = 0.5 ** ((t - start) / lim.half_life_s)
+            hl = lim.half_life_s
+            f = 0.5 ** ((t - start) / hl)
             self.new_error_count *= f
-            self.exposure_h = self.exposure_h * f + (1.0 - f) * lim.half_life_s / 3600.0 / math.log(2)
+            self.exposure_h = self.exposure_h * f + (1.0 - f) * hl / 3600.0 / _LN2
         self.clock = t
 
 

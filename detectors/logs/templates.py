@@ -241,6 +241,7 @@ class TemplateMiner:
         # depends on (``_key``); ``_cache`` holds matches by masked text, for a line of a new
         # shape that masks as an old one; ``_literal`` the tokens of a shape that keep digits.
         self._known: dict[bytes | str | tuple[str | bytes, ...], _Hit] = {}
+        self._lines: dict[str, _Hit] = {}  # by the line's text, the quickest look-up of all
         self._cache: dict[str, _Hit] = {}
         self._literal: dict[bytes, tuple[int, ...]] = {}
         self._masked_tokens: dict[str, tuple[str, str, bool]] = {}
@@ -297,22 +298,37 @@ class TemplateMiner:
     def add(self, message: str) -> tuple[int, bool]:
         """Mine one message; return its template id and whether the template is new."""
         line = message if len(message) <= self.max_chars and "\n" not in message else self._first_line(message)
-        shape = line.encode("utf-8", "surrogatepass").translate(_SHAPE)
-        known = self._known
-        hit = known.get(shape) or known.get(self._key(line, shape))
+        # Most lines repeat one seen lately, word for word: one look-up of the text, which
+        # spares computing the shape and the key (``_key``) that the rest are found by.
+        hit = self._lines.get(line)
+        shape = None
+        if hit is None:
+            shape = line.encode("utf-8", "surrogatepass").translate(_SHAPE)
+            known = self._known
+            hit = known.get(shape) or known.get(self._key(line, shape))
         literal = None
         if hit is not None:
             masked, tpl, leaf, version, n, epoch = hit
             if leaf.version == version and self._route_of.get(n, 0) == epoch:
                 tpl.size += 1
                 self._templates.move_to_end(tpl.tid)
+                if shape is not None and len(line) <= _CACHED_LINE_CHARS:
+                    self._remember_line(line, hit)
                 return tpl.tid, False
         else:
             masked, literal = self._mask_line(line)
         tpl, created = self._match(masked)
         if len(line) <= _CACHED_LINE_CHARS:
+            if shape is None:
+                shape = line.encode("utf-8", "surrogatepass").translate(_SHAPE)
             self._remember(line, shape, masked, literal)
         return tpl.tid, created
+
+    def _remember_line(self, line: str, hit: _Hit) -> None:
+        lines = self._lines
+        if len(lines) >= self.cache_size:
+            lines.clear()
+        lines[line] = hit
 
     def _remember(self, line: str, shape: bytes, masked: str, literal: tuple[int, ...] | None) -> None:
         """Remember the match just made for ``masked`` under the key of ``line``: its shape, or
@@ -329,6 +345,7 @@ class TemplateMiner:
                 self._literal[shape] = literal
             key = self._key(line, shape)
         known[key] = self._cache[masked]
+        self._remember_line(line, known[key])
 
     def _match(self, line: str) -> tuple[_Template, bool]:
         """The template of masked ``line`` (created if none is similar enough), generalised to

@@ -104,3 +104,17 @@ def test_fitting_twice_on_the_same_sessions_gives_the_same_scores() -> None:
     probes = [summarise(s) for s in usual_sessions(40, seed=9)] + [summarise([LOGIN, LIST])]
     a, b = fitted(), fitted()
     assert np.array_equal(a.score_samples(probes), b.score_samples(probes))
+
+
+def test_a_session_repeated_in_a_call_scores_and_breaks_as_it_does_alone() -> None:
+    # Repeats are scored once per call: each must still get exactly its own score and breaks.
+    model = fitted()
+    cut_short = [LOGIN, LIST, VIEW, VIEW]  # no logout: breaks login:logout
+    probes = [summarise(s) for s in [cut_short, *usual_sessions(30, seed=5), cut_short, [LOGIN, *[VIEW] * 60]]]
+    together = model.score_samples(probes)
+    alone = np.array([model.score_samples([p])[0] for p in probes])
+    assert np.array_equal(together, alone)
+    assert together[0] == together[31] and together[-1] > 1.0
+    breaks = model.broken(probes)
+    assert breaks == [model.broken([p])[0] for p in probes]
+    assert breaks[0] and breaks[31] and breaks[0] is not breaks[31]
