@@ -226,6 +226,7 @@ class ActorProfile:
         "_mature_from",
         "_next_day",
         "_peer",
+        "_touched",
         "_vz",
         "active_days",
         "actor_type",
@@ -356,6 +357,9 @@ class ActorProfile:
         self._cur: array[float] | None = self._bucket(self.cur_hour)
         # The peer group this actor teaches; set by the detector that owns both.
         self._peer: PeerProfile | None = getattr(self, "_peer", None)
+        # The time of the actor's latest event, as the detector that owns the profile saw it
+        # (for packing idle profiles); never idle until it has set it.
+        self._touched = math.inf
         # (slack, ``volume_scale`` of the spread ring at that slack), until the ring changes.
         self._vz: tuple[float, tuple[float, float]] | None = None
 
