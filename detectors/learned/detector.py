@@ -319,11 +319,8 @@ class LearnedDetector(Detector):
         # Each active actor's last hour of events, as one blob (``carried``): a validated model
         # costs several times its field values, and most carried events are never evidence.
         self._carry: dict[str, bytes] = {}
-        # The carried events of actors idle for ``pack_after``, compressed (``carried.squeezed``),
-        # whether their profiles are packed or not: they are read again only if the actor comes
-        # back within the hour (``_carried_blob``), or by a checkpoint.
+        # The carried events of packed actors, compressed with them (``carried.squeezed``).
         self._packed_carry: dict[str, bytes] = {}
-        self._next_squeeze = -1.0
         self._clock_day = -1
         # Actors waiting for their slot's judgement: actor -> [slot end, its last event time in
         # the slot], and a heap of (slot end, actor) over them.
@@ -459,11 +456,7 @@ class LearnedDetector(Detector):
         packing changes no verdict.
         """
         now = self._clock
-        if self.pack_after <= 0:
-            return
-        if now >= self._next_squeeze:
-            self._squeeze_idle_carry(now)
-        if now < self._next_pack or len(self._profiles) <= self.live_max:
+        if self.pack_after <= 0 or now < self._next_pack or len(self._profiles) <= self.live_max:
             return
         self._next_pack = now + self.pack_after / 4.0
         before = now - self.pack_after
@@ -474,25 +467,6 @@ class LearnedDetector(Detector):
             blob = self._carry.pop(aid, None)
             if blob is not None:
                 self._packed_carry[aid] = carried.squeezed(blob)
-
-    def _squeeze_idle_carry(self, now: float) -> None:
-        """Compress the carried events of live actors idle for ``pack_after`` (their profiles
-        stay live while no more than ``live_max`` are): an idle actor's evidence is about half
-        its live heap, and is read again only if it comes back within the hour."""
-        self._next_squeeze = now + self.pack_after / 4.0
-        before = now - self.pack_after
-        carry = self._carry
-        for aid in [a for a, p in self._profiles.items() if p._touched < before and a in carry]:
-            self._packed_carry[aid] = carried.squeezed(carry.pop(aid))
-
-    def _carried_blob(self, aid: str) -> bytes | None:
-        """An actor's carried events (None: none), live again if they were squeezed."""
-        blob = self._carry.get(aid)
-        if blob is None:
-            squeezed = self._packed_carry.pop(aid, None)
-            if squeezed is not None:
-                blob = self._carry[aid] = carried.unsqueezed(squeezed)
-        return blob
 
     def _wake(self, aid: str) -> ActorProfile | None:
         """The live profile of a packed actor (it stays live until it is idle again)."""
@@ -820,7 +794,7 @@ class LearnedDetector(Detector):
             # Only the last CARRY_CAP are kept: older events of the batch are not packed at all.
             new = [i for i in idx if last - times[i] <= HOUR][-CARRY_CAP:]
             fresh = [carried.carried(events[i], times[i]) for i in new]
-            self._carry[aid] = carried.appended(self._carried_blob(aid), fresh, last, HOUR, CARRY_CAP)
+            self._carry[aid] = carried.appended(self._carry.get(aid), fresh, last, HOUR, CARRY_CAP)
             self._dirty.add(aid)
         if latest > 0:
             for aid in [a for a, b in self._carry.items() if latest - carried.last_time(b) > HOUR]:
@@ -956,7 +930,7 @@ class LearnedDetector(Detector):
         prof = self._profiles[aid]
         # What was carried over from earlier batches, then this batch's events up to the
         # judged moment (an actor judged when its slot ended may have none here).
-        pool = [carried.event(c) for c in carried.from_blob(self._carried_blob(aid)) if now - c[0] <= HOUR]
+        pool = [carried.event(c) for c in carried.from_blob(self._carry.get(aid)) if now - c[0] <= HOUR]
         times = events.ts
         pool.extend(events[i] for i in batch.indices.get(aid, ()) if i < upto and now - times[i] <= HOUR)
         # The carried events are the actor's last CARRY_CAP, so the same cap here makes the pool
@@ -1065,7 +1039,6 @@ class LearnedDetector(Detector):
         # Restored packed: each comes back to life at its actor's next event (``_wake``).
         self._packed = {a: _pack_profile(ActorProfile.from_dict(d)) for a, d in state["profiles"].items()}
         self._next_pack = -1.0
-        self._next_squeeze = -1.0
         self._register = {a: float(v) for a, v in state["register"].items()}
         self._episodes = {k: [float(x) for x in v] for k, v in state["episodes"].items()}
         self._failures = {k: [float(x) for x in v] for k, v in state["failures"].items()}

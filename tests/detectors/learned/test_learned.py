@@ -695,41 +695,6 @@ def test_a_packed_actor_keeps_its_carried_evidence(model: TrainedModel) -> None:
     assert [(f.finding_id, f.event_ids) for f in packed] == [(f.finding_id, f.event_ids) for f in live]
 
 
-def test_an_idle_actors_carried_evidence_is_squeezed_while_its_profile_stays_live(model: TrainedModel) -> None:
-    """Failed logins, a pause while others work, then the takeover, with profiles never packed
-    (few actors): the idle actor's carried events wait compressed, and the finding still
-    starts at the failed logins, as when nothing is compressed."""
-    w = World()
-    uid = user_id("t-alpha", 2)
-    at = UNTIL + timedelta(hours=1, minutes=10)
-    ip, ua = "185.220.101.5", "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/119"
-    fails = [w.login(at + timedelta(seconds=s), uid, "t-alpha", ip, "NL", ua, ok=False) for s in (0, 9)]
-    other, other_ip = user_id("t-bravo", 0), user_ip("t-bravo", 0)
-    others = [
-        w.access(at + timedelta(minutes=m), other, "t-bravo", other_ip, "GB", "Firefox/120", records=3)
-        for m in (2, 3, 4, 5)
-    ]
-    grab = takeover(w, at=at + timedelta(minutes=6))[2:]  # the login and the grab, not its failures
-    past = history(w)
-    tb = tables()
-
-    def findings(pack_after: float) -> tuple[list[Finding], dict[str, Any]]:
-        det = LearnedDetector(model, pseudonym_key=KEY, pack_after=pack_after)  # default live_max
-        run(det, past, tb)
-        out = run(det, sorted([*fails, *others], key=lambda e: e.ts), tb, batch=1)
-        assert not det._packed and uid in det._profiles
-        assert (uid in det._packed_carry) == (pack_after > 0) and (uid in det._carry) == (pack_after == 0)
-        state = json.loads(json.dumps(det.state()))
-        return out + run(det, grab, tb, batch=1), state
-
-    live, live_state = findings(0)
-    squeezed, squeezed_state = findings(120)
-    assert squeezed_state == live_state  # a checkpoint holds the same events either way
-    takeovers = [f for f in squeezed if f.kind == "account_takeover"]
-    assert takeovers and {e.event_id for e in fails} <= set(takeovers[0].event_ids)
-    assert [(f.finding_id, f.event_ids) for f in squeezed] == [(f.finding_id, f.event_ids) for f in live]
-
-
 def test_profiles_are_packed_only_when_there_are_many() -> None:
     w = World()
     events = history(w, days=3)
