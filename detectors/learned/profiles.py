@@ -519,7 +519,9 @@ class ActorProfile:
         if ua:
             k = keyed("ua", ua)
             slots[3] = self._entry(_AGENT_KEYS.get(k) or tagged(T_AGENT, k), ts, CAP_AGENTS)
-        self._loc_key = key
+        # The country as the one string every profile shares (the event's own copy would stay
+        # with each live profile); the key compares equal either way.
+        self._loc_key = (ip, sys.intern(country), ua) if country else key
         self._loc = tuple(slots)
         self._loc_last = ts
         firsts = [self.tv[3 * i + 1] for i in (slots[0], slots[2]) if i >= 0]
