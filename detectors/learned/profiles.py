@@ -407,6 +407,9 @@ class ActorProfile:
     def _bucket(self, h: int) -> array[float] | None:
         """The counters of epoch hour ``h`` if its bucket is held."""
         wb = self.wb
+        if len(wb) == 24:  # every slot held (most actors after a few days): slot i is at i
+            i = h % 24
+            return self.wv[i] if wb[i] == h else None
         return self.wv[wb.index(h)] if h in wb else None
 
     def _hold(self, h: int, v: array[float]) -> None:
