@@ -21,6 +21,7 @@ import marshal
 import math
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
@@ -206,6 +207,11 @@ _ZEROS_W = floats([0.0] * W_SIZE)
 _SURP_OF_NONE = floats(hour_surprises(_ZEROS_24))
 
 
+def _slot(hour: int) -> int:
+    """Where an epoch hour's bucket goes among an actor's (``ActorProfile.wb``)."""
+    return hour % 24
+
+
 class ActorProfile:
     """What is normal for one actor, plus its last 24 hours of window counters.
 
@@ -354,7 +360,7 @@ class ActorProfile:
         self._loc_novel_until = -1.0
         self._mature_from = self.first_seen + MATURE_DAYS * DAY
         self._next_day = (int(self.last_seen // DAY) + 1) * DAY if self.n_events else -1.0
-        self._cur: array[float] | None = self._bucket(self.cur_hour)
+        self._cur: array[float] | None = self._find(self.cur_hour)
         # The peer group this actor teaches; set by the detector that owns both.
         self._peer: PeerProfile | None = getattr(self, "_peer", None)
         # The time of the actor's latest event, as the detector that owns the profile saw it
@@ -405,7 +411,11 @@ class ActorProfile:
         return v
 
     def _bucket(self, h: int) -> array[float] | None:
-        """The counters of epoch hour ``h`` if its bucket is held."""
+        """The counters of epoch hour ``h`` if its bucket is held (the current hour's are
+        ``_cur``, which every reader asks for most)."""
+        return self._cur if h == self.cur_hour else self._find(h)
+
+    def _find(self, h: int) -> array[float] | None:
         wb = self.wb
         if len(wb) == 24:  # every slot held (most actors after a few days): slot i is at i
             i = h % 24
@@ -416,7 +426,7 @@ class ActorProfile:
         """Hold ``v`` as hour ``h``'s bucket, in place of the one of its slot (``h % 24``)."""
         i = h % 24
         wb = self.wb
-        k = next((k for k, b in enumerate(wb) if b % 24 >= i), len(wb))
+        k = bisect_left(wb, i, key=_slot)
         if k < len(wb) and wb[k] % 24 == i:
             wb[k] = h
             self.wv[k] = v
