@@ -308,8 +308,8 @@ class LearnedDetector(Detector):
         # in exactly one of the two.
         self._profiles: dict[str, ActorProfile] = {}
         self._packed: dict[str, bytes] = {}
-        # Each live profile's latest event time, and when to look for idle ones next.
-        self._touched: dict[str, float] = {}
+        # When to look for idle profiles next (each live profile's latest event time is its
+        # ``_touched``: a dict by actor would cost more than the numbers it holds).
         self._next_pack = -1.0
         self._clock = -1.0  # the latest event time folded
         self._peers: dict[str, PeerProfile] = {}
@@ -424,7 +424,6 @@ class LearnedDetector(Detector):
         gone = [a for a, p in self._profiles.items() if p.last_seen < horizon]
         for aid in gone:
             self._register[aid] = self._profiles.pop(aid).last_seen
-            self._touched.pop(aid, None)
         gone_packed = [a for a, b in self._packed.items() if _blob_time(b) < horizon]
         for aid in gone_packed:
             self._register[aid] = _blob_time(self._packed.pop(aid))
@@ -462,15 +461,12 @@ class LearnedDetector(Detector):
         self._next_pack = now + self.pack_after / 4.0
         before = now - self.pack_after
         profiles, packed, pending = self._profiles, self._packed, self._pending
-        idle = [a for a, t in self._touched.items() if t < before and a not in pending]
+        idle = [a for a, p in profiles.items() if p._touched < before and a not in pending]
         for aid in idle:
-            del self._touched[aid]
-            prof = profiles.pop(aid, None)
-            if prof is not None:
-                packed[aid] = _pack_profile(prof)
-                blob = self._carry.pop(aid, None)
-                if blob is not None:
-                    self._packed_carry[aid] = carried.squeezed(blob)
+            packed[aid] = _pack_profile(profiles.pop(aid))
+            blob = self._carry.pop(aid, None)
+            if blob is not None:
+                self._packed_carry[aid] = carried.squeezed(blob)
 
     def _wake(self, aid: str) -> ActorProfile | None:
         """The live profile of a packed actor (it stays live until it is idle again)."""
@@ -480,7 +476,7 @@ class LearnedDetector(Detector):
         prof = _unpack_profile(blob)
         prof._peer = self._peer_of(prof)
         self._profiles[aid] = prof
-        self._touched[aid] = self._clock
+        prof._touched = self._clock
         blob = self._packed_carry.pop(aid, None)
         if blob is not None:
             self._carry[aid] = carried.unsqueezed(blob)
@@ -662,9 +658,8 @@ class LearnedDetector(Detector):
             if ts > max_ts:
                 max_ts = ts
         if max_ts > 0:
-            touched = self._touched
             for aid, idx in indices.items():
-                touched[aid] = times[idx[-1]]
+                profiles[aid]._touched = times[idx[-1]]
             if max_ts > self._clock:
                 self._clock = max_ts
             self._evict(max_ts)
@@ -1041,7 +1036,6 @@ class LearnedDetector(Detector):
             raise ValueError(f"unsupported learned-detector state version: {state.get('version')!r}")
         self._peers = {k: PeerProfile.from_dict(d) for k, d in state["peers"].items()}
         self._profiles = {}
-        self._touched = {}
         # Restored packed: each comes back to life at its actor's next event (``_wake``).
         self._packed = {a: _pack_profile(ActorProfile.from_dict(d)) for a, d in state["profiles"].items()}
         self._next_pack = -1.0

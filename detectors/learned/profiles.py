@@ -21,6 +21,7 @@ import marshal
 import math
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
@@ -205,8 +206,10 @@ _ZEROS_W = floats([0.0] * W_SIZE)
 
 _SURP_OF_NONE = floats(hour_surprises(_ZEROS_24))
 
-# The shared bucket of unused hour slots (see ``ActorProfile.wv``); it must stay all zeros.
-_NO_BUCKET: array[float] = floats(_ZEROS_W)
+
+def _slot(hour: int) -> int:
+    """Where an epoch hour's bucket goes among an actor's (``ActorProfile.wb``)."""
+    return hour % 24
 
 
 class ActorProfile:
@@ -229,6 +232,7 @@ class ActorProfile:
         "_mature_from",
         "_next_day",
         "_peer",
+        "_touched",
         "_vz",
         "active_days",
         "actor_type",
@@ -339,27 +343,29 @@ class ActorProfile:
         # burst does not raise a second finding the next morning (see ``mark_reported``).
         self.rep_hour = -1
         self.rep_vec = _ZEROS_W
-        # 24 hourly buckets: wb[i] is the epoch hour bucket i holds, wv[i] its counters.
-        # Epoch hours fit 32 bits for a few hundred thousand years: half the bytes of "q".
-        self.wb = array("i", [-1] * 24)
-        # Slots not yet used share one all-zero bucket (never written: every reader checks wb
-        # first, and a slot gets its own list when its hour starts), so an actor costs the
-        # hours it was active in, not 24 buckets.
-        self.wv: list[array[float]] = [_NO_BUCKET] * 24
+        # Hourly buckets, one per hour of the day at most (slot ``b % 24`` of epoch hour b):
+        # wb[k] is the epoch hour the k-th held bucket counts, wv[k] its counters, in the
+        # order of their slots. Only slots ever used are held, so an actor costs the hours it
+        # was active in, not 24 buckets. Epoch hours fit 32 bits for a few hundred thousand
+        # years: half the bytes of "q".
+        self.wb = array("i")
+        self.wv: list[array[float]] = []
         self._reset_caches()
 
     def _reset_caches(self) -> None:
         self._loc_key: tuple[str | None, str | None, str | None] | None = None
-        self._loc: list[int] = []  # the slots of the cached place (-1: none)
+        self._loc: tuple[int, ...] = ()  # the table slots of the cached place (-1: none)
         self._loc_n = 0
         self._loc_last = 0.0
         self._loc_novel_until = -1.0
         self._mature_from = self.first_seen + MATURE_DAYS * DAY
         self._next_day = (int(self.last_seen // DAY) + 1) * DAY if self.n_events else -1.0
-        i = self.cur_hour % 24
-        self._cur: array[float] | None = self.wv[i] if self.wb[i] == self.cur_hour else None
+        self._cur: array[float] | None = self._find(self.cur_hour)
         # The peer group this actor teaches; set by the detector that owns both.
         self._peer: PeerProfile | None = getattr(self, "_peer", None)
+        # The time of the actor's latest event, as the detector that owns the profile saw it
+        # (for packing idle profiles); never idle until it has set it.
+        self._touched = math.inf
         # (slack, ``volume_scale`` of the spread ring at that slack), until the ring changes.
         self._vz: tuple[float, tuple[float, float]] | None = None
 
@@ -374,8 +380,8 @@ class ActorProfile:
         if h < self.cur_hour:
             # A late event: count it in its hour if that bucket is still held, else drop its
             # window counts (it is older than every window) rather than clobber a live bucket.
-            i = h % 24
-            return self.wv[i] if self.wb[i] == h else floats(_ZEROS_W)
+            held = self._bucket(h)
+            return held if held is not None else floats(_ZEROS_W)
         v = self._cur
         if v is not None and v[W_EVENTS] > 0:
             self.cur_day_records += v[W_RECORDS]
@@ -395,16 +401,40 @@ class ActorProfile:
             self._refresh_hours()
         self.cur_hour = h
         self.cur_lh = local_hour(h * HOUR, self.zone)
-        i = h % 24
         v = floats(_ZEROS_W)
         if self.n_events >= 20:
             v[W_OFFHOUR] = self.hour_surp[self.cur_lh]
             if v[W_OFFHOUR] >= 2.0:
                 self._note(N_ODD_HOUR, (h + 2) * HOUR)
-        self.wb[i] = h
-        self.wv[i] = v
+        self._hold(h, v)
         self._cur = v
         return v
+
+    def _bucket(self, h: int) -> array[float] | None:
+        """The counters of epoch hour ``h`` if its bucket is held (the current hour's are
+        ``_cur``, which every reader asks for most)."""
+        return self._cur if h == self.cur_hour else self._find(h)
+
+    def _find(self, h: int) -> array[float] | None:
+        wb = self.wb
+        if len(wb) == 24:  # every slot held (most actors after a few days): slot i is at i
+            i = h % 24
+            return self.wv[i] if wb[i] == h else None
+        return self.wv[wb.index(h)] if h in wb else None
+
+    def _hold(self, h: int, v: array[float]) -> None:
+        """Hold ``v`` as hour ``h``'s bucket, in place of the one of its slot (``h % 24``)."""
+        i = h % 24
+        wb = self.wb
+        k = bisect_left(wb, i, key=_slot)
+        if k < len(wb) and wb[k] % 24 == i:
+            wb[k] = h
+            self.wv[k] = v
+            return
+        # A new slot: both made anew at their exact size (appending would over-allocate, and
+        # most actors hold a few hours).
+        self.wb = wb[:k] + array("i", (h,)) + wb[k:]
+        self.wv = self.wv[:k] + [v] + self.wv[k:]
 
     def _close_day(self) -> None:
         """Fold the finished day (all its hourly buckets are still held) into the baselines."""
@@ -502,8 +532,10 @@ class ActorProfile:
         if ua:
             k = keyed("ua", ua)
             slots[3] = self._entry(_AGENT_KEYS.get(k) or tagged(T_AGENT, k), ts, CAP_AGENTS)
-        self._loc_key = key
-        self._loc = slots
+        # The country as the one string every profile shares (the event's own copy would stay
+        # with each live profile); the key compares equal either way.
+        self._loc_key = (ip, sys.intern(country), ua) if country else key
+        self._loc = tuple(slots)
         self._loc_last = ts
         firsts = [self.tv[3 * i + 1] for i in (slots[0], slots[2]) if i >= 0]
         self._loc_novel_until = max(firsts) + NOVEL_FOR if firsts else -1.0
@@ -743,10 +775,9 @@ class ActorProfile:
         current = self._current(h, judged)
         if current is not None:
             out = list(current)
-        j = (h - 1) % 24
-        if self.wb[j] == h - 1:
+        prev = self._bucket(h - 1)
+        if prev is not None:
             frac = 1.0 - (now - h * HOUR) / HOUR
-            prev = self.wv[j]
             for k in range(W_SIZE):
                 if k in (W_OFFHOUR, W_OFFHOUR_NOVEL):
                     out[k] = max(out[k], prev[k])
@@ -832,8 +863,7 @@ class ActorProfile:
         """The counters of hour ``h``: ``judged`` if given, else as they stand (None if none)."""
         if not isinstance(judged, Live):
             return judged
-        i = h % 24
-        return self.wv[i] if self.wb[i] == h else None
+        return self._bucket(h)
 
     def hour_so_far(self, now: float) -> list[float] | None:
         """A copy of the counters of ``now``'s hour as they stand (None if it has none)."""
@@ -977,7 +1007,7 @@ class ActorProfile:
         """The persisted slots as marshal takes them: arrays travel as their bytes (the same
         doubles, bit for bit)."""
         values = [v.tobytes() if isinstance(v, array) else v for v in map(self.__getattribute__, _PACKED)]
-        values[_WV] = [None if v is _NO_BUCKET else v.tobytes() for v in self.wv]
+        values[_WV] = [v.tobytes() for v in self.wv]
         return values
 
     @classmethod
@@ -991,7 +1021,7 @@ class ActorProfile:
                 start = _SHARED.get(name)
                 value = start if start is not None and value == start.tobytes() else array(_ARRAYS[name], value)
             setattr(p, name, value)
-        p.wv = [_NO_BUCKET if v is None else array("d", v) for v in p.wv]
+        p.wv = [array("d", v) for v in p.wv]
         p._reset_caches()
         return p
 
@@ -1067,9 +1097,7 @@ class ActorProfile:
         p.rep_hour = int(d["reported"][0])
         p.rep_vec = floats(map(float, d["reported"][1]))
         for b, v in d["buckets"]:
-            i = int(b) % 24
-            p.wb[i] = int(b)
-            p.wv[i] = floats(map(float, v))
+            p._hold(int(b), floats(map(float, v)))
         p._reset_caches()
         return p
 
@@ -1112,7 +1140,7 @@ def _typical_packing() -> bytes:
 
 _SQUEEZER = Squeezer(_typical_packing())
 # Every array any number of profiles may point at: none of them is one profile's memory.
-SHARED_ARRAYS: tuple[array[float], ...] = (_EMPTY, _ZEROS_24, _ZEROS_W, _NO_BUCKET, _SURP_OF_NONE)
+SHARED_ARRAYS: tuple[array[float], ...] = (_EMPTY, _ZEROS_24, _ZEROS_W, _SURP_OF_NONE)
 
 
 class PeerProfile:

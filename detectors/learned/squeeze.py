@@ -21,7 +21,9 @@ class Squeezer:
         self.typical = typical[-32768:]  # zlib reads at most its window of a dictionary
 
     def squeeze(self, raw: bytes) -> bytes:
-        c = zlib.compressobj(1, zdict=self.typical)
+        # Level 6, not 1: about 15% fewer bytes for a few microseconds more, paid once each
+        # time an actor goes idle (setting up the dictionary costs more than either).
+        c = zlib.compressobj(6, zdict=self.typical)
         return c.compress(raw) + c.flush()
 
     def unsqueeze(self, blob: bytes) -> bytes:

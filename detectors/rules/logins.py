@@ -266,11 +266,15 @@ class AddressWatch:
     __slots__ = ("fail_by", "fails", "last", "ok_by", "oks", "pending", "run", "unrecovered")
 
     def __init__(self) -> None:
-        self.fails: deque[tuple[float, str]] = deque()
+        # The failures in the window are held only while there are any (else the shared
+        # ``()``): most addresses are a user's or an office's, with a success or two in ten
+        # minutes and no failure, and a deque costs over 600 bytes even empty.
+        self.fails: deque[tuple[float, str]] | tuple[()] = ()
         # Successes, with the event only while failures are in the window (a takeover's evidence).
-        self.oks: deque[tuple[float, str, AuthEvent | None]] = deque()
+        # (A list: there are few, and the rare office with many pops its oldest in a memmove.)
+        self.oks: list[tuple[float, str, AuthEvent | None]] = []
         # Failures not yet part of a run, kept as the evidence a run will start with.
-        self.pending: deque[tuple[float, AuthEvent]] = deque(maxlen=MAX_EVIDENCE)
+        self.pending: deque[tuple[float, AuthEvent]] | tuple[()] = ()
         self.fail_by: dict[str, int] = {}
         self.ok_by: dict[str, int] = {}
         self.unrecovered = 0  # accounts with failures and no success in the window
@@ -300,18 +304,29 @@ class AddressWatch:
         if c == 0 and account not in self.ok_by:
             self.unrecovered += 1
         self.fail_by[account] = c + 1
-        self.fails.append((t, account))
-        if len(self.fails) > MAX_WINDOW_FAILURES:
-            self._drop_fail(self.fails.popleft()[1])
+        fails = self.fails
+        if not fails:
+            fails = self.fails = deque()
+        fails.append((t, account))
+        if len(fails) > MAX_WINDOW_FAILURES:
+            self._drop_fail(fails.popleft()[1])
 
     def add_ok(self, t: float, account: str, ev: AuthEvent | None) -> None:
         c = self.ok_by.get(account, 0)
         if c == 0 and account in self.fail_by:
             self.unrecovered -= 1
         self.ok_by[account] = c + 1
-        self.oks.append((t, account, ev))
-        if len(self.oks) > MAX_WINDOW_SUCCESSES:
-            self._drop_ok(self.oks.popleft()[1])
+        oks = self.oks
+        oks.append((t, account, ev))
+        if len(oks) > MAX_WINDOW_SUCCESSES:
+            self._drop_ok(oks.pop(0)[1])
+
+    def hold_pending(self, t: float, ev: AuthEvent) -> None:
+        """Keep a failure (the last ``MAX_EVIDENCE``) as evidence for a run it may start."""
+        pending = self.pending
+        if not pending:
+            pending = self.pending = deque(maxlen=MAX_EVIDENCE)
+        pending.append((t, ev))
 
     def advance(self, t: float) -> bool:
         """Move the window to ``t``; False if ``t`` is too late to count in it."""
@@ -319,12 +334,21 @@ class AddressWatch:
             self.last = t
         cutoff = self.last - WINDOW
         fails, oks, pending = self.fails, self.oks, self.pending
-        while fails and fails[0][0] < cutoff:
-            self._drop_fail(fails.popleft()[1])
-        while oks and oks[0][0] < cutoff:
-            self._drop_ok(oks.popleft()[1])
-        while pending and pending[0][0] < cutoff:
-            pending.popleft()
+        if fails and fails[0][0] < cutoff:
+            while fails and fails[0][0] < cutoff:
+                self._drop_fail(fails.popleft()[1])
+            if not fails:
+                self.fails = ()
+        if oks and oks[0][0] < cutoff:
+            gone = next((k for k, ok in enumerate(oks) if ok[0] >= cutoff), len(oks))
+            for ok in oks[:gone]:
+                self._drop_ok(ok[1])
+            del oks[:gone]
+        if pending and pending[0][0] < cutoff:
+            while pending and pending[0][0] < cutoff:
+                pending.popleft()
+            if not pending:
+                self.pending = ()
         run = self.run
         if run is not None and self.last > run.last_fail + HOT:
             self.run = None  # the run is over; a new one must cross the thresholds again
@@ -352,7 +376,8 @@ class AddressWatch:
             w.add_fail(t, a)
         for t, a, *e in oks:
             w.add_ok(t, a, load_event(e[0]) if e else None)
-        w.pending.extend((t, load_event(e)) for t, e in pending)
+        for t, e in pending:
+            w.hold_pending(t, load_event(e))
         w.last = last
         w.run = StuffingRun.restore(run) if run else None
         return w
@@ -379,7 +404,7 @@ def _start_run(ip: str, w: AddressWatch, t: float) -> list[Hit]:
     for pt, ev in w.pending:
         run.add_failure(ev, pt)
         evidence.append(ev)
-    w.pending.clear()
+    w.pending = ()
     # Failures the evidence buffer no longer holds (beyond its cap) still count.
     run.failures = max(run.failures, len(w.fails))
     for a in w.fail_by:
@@ -431,7 +456,7 @@ def credential_stuffing(ev: AuthEvent, book: AddressBook, ctx: DetectionContext)
         run = w.run
         if run is None:
             if in_window:
-                w.pending.append((t, ev))
+                w.hold_pending(t, ev)
                 if w.revealed():
                     return _start_run(ip, w, t)
             return None

@@ -79,7 +79,10 @@ class OwnSessions:
     __slots__ = ("grant", "last", "opened", "roles", "roles_at")
 
     def __init__(self) -> None:
-        self.opened: dict[str, float] = {}  # session id -> time of its first login event
+        # Session id, time of its first login event, the next session...: one small tuple, as
+        # most accounts have a session or two open (a dict costs several times as much, and
+        # every account that logged in within the horizon has an entry).
+        self.opened: tuple[Any, ...] = ()
         self.last = 0.0  # epoch: no login seen (JSON cannot hold -inf)
         self.grant: SelfGrant | None = None
         # The roles after the account's last role change seen, and when: a change that keeps an
@@ -94,25 +97,42 @@ class OwnSessions:
         self.roles, self.roles_at = roles, t
         return PRIVILEGED_ROLES.intersection(roles).difference(before)
 
+    def opened_at(self, session: str) -> float | None:
+        """When ``session`` was first seen (None if it is not one of the account's)."""
+        o = self.opened
+        for k in range(0, len(o), 2):
+            if o[k] == session:
+                return o[k + 1]
+        return None
+
     def note(self, session: str, t: float) -> None:
         if t > self.last:
             self.last = t
-        if session in self.opened:
+        o = self.opened
+        if session in o[::2]:
             return
-        if len(self.opened) >= MAX_SESSIONS:
-            del self.opened[min(self.opened, key=self.opened.__getitem__)]
-        self.opened[session] = t
+        if len(o) >= 2 * MAX_SESSIONS:
+            # The session opened longest ago goes (the first of them if several tie).
+            k = 2 * min(range(len(o) // 2), key=lambda n: o[2 * n + 1])
+            o = o[:k] + o[k + 2 :]
+        self.opened = (*o, session, t)
+
+    def sessions(self) -> list[list[Any]]:
+        """[session id, time of its first login event] of each, oldest added first."""
+        o = self.opened
+        return [[o[k], o[k + 1]] for k in range(0, len(o), 2)]
 
     def dump(self) -> list[Any]:
         grant = self.grant.dump() if self.grant else None
         roles = list(self.roles) if self.roles is not None else None
-        return [self.last, [[s, t] for s, t in self.opened.items()], grant, roles, self.roles_at]
+        return [self.last, self.sessions(), grant, roles, self.roles_at]
 
     @classmethod
     def restore(cls, row: list[Any]) -> OwnSessions:
         w = cls()
         w.last = row[0]
-        w.opened = {s: t for s, t in row[1]}
+        # A dict first, as before: a session listed twice keeps its last time, in its first place.
+        w.opened = tuple(x for s, t in dict(row[1]).items() for x in (s, t))
         if row[2]:
             g = SelfGrant.__new__(SelfGrant)
             g.account, g.tenant, g.at, g.login_at, g.ip, g.session, roles = row[2]
@@ -167,7 +187,7 @@ def self_granted_role(ev: AuthEvent, book: SessionBook, ctx: DetectionContext) -
     # Every change is noted, from whatever session, so the next one is judged on what it adds.
     w = book.get_or_add(ev.actor_id, OwnSessions)
     granted = w.changed_roles(tuple(ev.roles or ()), t)
-    opened = w.opened.get(session) if session else None
+    opened = w.opened_at(session) if session else None
     if not granted or opened is None or t - w.last > SESSION_HORIZON:
         return None
     grant = w.grant

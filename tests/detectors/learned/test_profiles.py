@@ -201,17 +201,32 @@ def test_window_counters_have_the_documented_size() -> None:
     assert p.window_1h(T0)[W_EVENTS] == 1.0
 
 
-def test_unused_hour_slots_cost_nothing_and_share_a_bucket_no_one_writes() -> None:
+def test_unused_hour_slots_cost_nothing() -> None:
     p = ActorProfile("customer_user", "t-a", "UTC", T0)
     q = ActorProfile("customer_user", "t-b", "UTC", T0)
     read(p, T0 + 3 * HOUR + 60, 5)
-    read(p, T0 + HOUR + 60, 9)  # late, into an hour slot never used: must not land anywhere shared
+    read(p, T0 + HOUR + 60, 9)  # late, into an hour slot never used: counted in no bucket
     read(p, T0 + 5 * HOUR, 3)
-    p.mark_reported(T0 + 5 * HOUR + 1)
     p.flush()
-    assert len({id(v) for v in p.wv}) == 3  # two hours of its own, one shared empty bucket
-    assert all(list(v) == [0.0] * W_SIZE for v, b in zip(q.wv, q.wb, strict=True) if b < 0)
+    assert p.window_24h(T0 + 5 * HOUR)[W_RECORDS] == 8.0  # the late 9 counted nowhere
+    p.mark_reported(T0 + 5 * HOUR + 1)
+    h0 = int(T0 // HOUR)
+    assert list(p.wb) == [h0 + 3, h0 + 5]  # the two hours it was active in, nothing else
+    assert len({id(v) for v in p.wv}) == 2
+    assert not q.wb and not q.wv
     assert q.window_24h(T0 + 5 * HOUR)[W_RECORDS] == 0.0
+
+
+def test_hour_buckets_replace_the_same_hour_of_an_earlier_day_in_slot_order() -> None:
+    p = ActorProfile("customer_user", "t-a", "UTC", T0)
+    h0 = int(T0 // HOUR)
+    for hours in (5, 2, 9, 26):  # 26: the slot of hour 2, a day later
+        read(p, T0 + hours * HOUR + 60, 1)
+    assert h0 % 24 == 0  # T0 is midnight UTC: slot i is hour i of the day
+    assert list(p.wb) == [h0 + 26, h0 + 5, h0 + 9]
+    again = ActorProfile.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert list(again.wb) == list(p.wb) and again.to_dict() == p.to_dict()
+    assert ActorProfile.unpack(p.pack()).to_dict() == p.to_dict()
 
 
 def test_what_new_profiles_share_until_they_learn_is_never_written() -> None:
