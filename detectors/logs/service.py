@@ -95,6 +95,14 @@ def _sequence_key(sess: Session) -> tuple[int, ...] | None:
     return tuple(sess.seq)
 
 
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep ``value`` under ``key``, emptying the cache first once it holds ``_MAX_VIEWS``
+    (what it holds can always be computed again, so starting afresh is as good as evicting)."""
+    if len(cache) >= _MAX_VIEWS:
+        cache.clear()
+    cache[key] = value
+
+
 def _sampled(h: int, summary: Summary) -> Sampled:
     counts, steps = summary
     return h, tuple(sorted(counts.items())), tuple(sorted((a, b, c) for (a, b), c in steps.items()))
@@ -371,9 +379,7 @@ class ServiceModel:
         if p is None:
             p = pattern_of(summary_of(sess.counts, sess.seq))
             if key is not None:
-                if len(self._patterns) >= _MAX_VIEWS:
-                    self._patterns.clear()
-                self._patterns[key] = p
+                _remember(self._patterns, key, p)
         return p
 
     def view(self, model: SessionCountModel, sess: Session, leave_out: frozenset[int]) -> ModelView:
@@ -389,9 +395,7 @@ class ServiceModel:
             summary = summary_of(sess.counts, sess.seq, leave_out)
             v = ModelView(summary, model.knows_any(summary))
             if key is not None:
-                if len(self._views) >= _MAX_VIEWS:
-                    self._views.clear()
-                self._views[key] = v
+                _remember(self._views, key, v)
         return v
 
     def model_at(self, now: float) -> SessionCountModel | None:
