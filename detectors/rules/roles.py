@@ -33,9 +33,9 @@ EPISODE_SPAN = 3600.0  # later self-grants of one account within this join its f
 class SelfGrant:
     """An account's administrator role granted from its own session."""
 
-    __slots__ = ("account", "at", "ip", "login_at", "roles", "session", "tenant")
+    __slots__ = ("account", "at", "granted", "ip", "login_at", "roles", "session", "tenant")
 
-    def __init__(self, ev: AuthEvent, t: float, login_at: float) -> None:
+    def __init__(self, ev: AuthEvent, t: float, login_at: float, granted: frozenset[str]) -> None:
         self.account = ev.actor_id
         self.tenant = ev.actor_tenant
         self.at = t
@@ -43,13 +43,16 @@ class SelfGrant:
         self.ip = ev.ip
         self.session = ev.session_id
         self.roles = tuple(ev.roles or ())
+        # What this change added, not every administrator role it left: an account that held
+        # one and gave itself another is named for the one it took.
+        self.granted = tuple(sorted(granted))
 
     @property
     def key(self) -> str:
         return minute_of(self.at)
 
     def verdict(self) -> Verdict:
-        granted = sorted(PRIVILEGED_ROLES.intersection(self.roles))
+        granted = list(self.granted)
         source = f" from {self.ip}" if self.ip else ""
         reasons = (
             f"{self.account}'s roles became {listing(list(self.roles))} at {when(self.at)}{source}",
@@ -69,7 +72,16 @@ class SelfGrant:
         )
 
     def dump(self) -> list[Any]:
-        return [self.account, self.tenant, self.at, self.login_at, self.ip, self.session, list(self.roles)]
+        return [
+            self.account,
+            self.tenant,
+            self.at,
+            self.login_at,
+            self.ip,
+            self.session,
+            list(self.roles),
+            list(self.granted),
+        ]
 
 
 class OwnSessions:
@@ -135,8 +147,10 @@ class OwnSessions:
         w.opened = tuple(x for s, t in dict(row[1]).items() for x in (s, t))
         if row[2]:
             g = SelfGrant.__new__(SelfGrant)
-            g.account, g.tenant, g.at, g.login_at, g.ip, g.session, roles = row[2]
+            g.account, g.tenant, g.at, g.login_at, g.ip, g.session, roles = row[2][:7]
             g.roles = tuple(roles)
+            # Checkpoints from before the granted roles were kept: the administrator roles it left.
+            g.granted = tuple(row[2][7]) if len(row[2]) > 7 else tuple(sorted(PRIVILEGED_ROLES.intersection(roles)))
             w.grant = g
         if len(row) > 3 and row[3] is not None:
             w.roles, w.roles_at = tuple(row[3]), row[4]
@@ -192,5 +206,5 @@ def self_granted_role(ev: AuthEvent, book: SessionBook, ctx: DetectionContext) -
         return None
     grant = w.grant
     if grant is None or t - grant.at > EPISODE_SPAN:
-        grant = w.grant = SelfGrant(ev, t, opened)
+        grant = w.grant = SelfGrant(ev, t, opened, granted)
     return Hit(key=grant.key, actor_id=ev.actor_id, episode=grant, events=(ev,), until=grant.at + EPISODE_SPAN)

@@ -503,6 +503,41 @@ def test_self_granted_admin_is_reported_at_the_change(ctx: DetectionContext) -> 
     assert [g.finding_id for g in later] != [f.finding_id] and len(later) == 1
 
 
+def test_self_granted_role_names_only_the_role_the_change_added(ctx: DetectionContext) -> None:
+    """An administrator given ``admin`` by a colleague who then gives itself ``owner`` is reported
+    for ``owner``; the ``admin`` it already held is in the roles after, not in what it gained."""
+    evs = [role_change(-90, ["clerk", "admin"], session="s-admin"), own_session(), role_change(0, ["admin", "owner"])]
+    [f] = of(run(evs, ctx), "self_granted_role")
+    assert f.title == "u-ayesha gained the owner role in a session of its own"
+    assert f.facts["granted"] == ["owner"] and f.facts["roles_after"] == ["admin", "owner"]
+    assert "the account was given owner from its own session" in text(f)
+
+
+def test_a_self_grant_checkpointed_without_its_granted_roles_still_restores(ctx: DetectionContext) -> None:
+    """A checkpoint written before a grant kept what it added: its administrator roles stand in."""
+    before = RulesDetector()
+    run([own_session(), role_change(0, ["clerk", "admin"])], ctx, before)
+    state = json.loads(json.dumps(before.state()))
+    assert _rows_with_grants(state), "the checkpoint holds the grant"
+    for row in _rows_with_grants(state):
+        row[2] = row[2][:7]
+    after = RulesDetector()
+    after.load_state(state)
+    [again] = run([role_change(15, ["clerk"]), role_change(20, ["clerk", "admin"])], ctx, after)
+    assert again.title == "u-ayesha gained the admin role in a session of its own"
+
+
+def _rows_with_grants(node: Any) -> list[list[Any]]:
+    """The self-granted-role rule's per-account rows in a checkpoint that hold a grant."""
+    if isinstance(node, dict):
+        return [r for v in node.values() for r in _rows_with_grants(v)]
+    if isinstance(node, list):
+        if len(node) == 5 and isinstance(node[1], list) and isinstance(node[2], list) and len(node[2]) == 8:
+            return [node]
+        return [r for v in node for r in _rows_with_grants(v)]
+    return []
+
+
 def test_self_granted_role_memory_survives_a_checkpoint(ctx: DetectionContext) -> None:
     before = RulesDetector()
     run([own_session(minutes=-12)], ctx, before)
