@@ -40,6 +40,7 @@ from breachwatch.runtime.pipeline import Backoff, EventTimeBuffer, Pipeline
 from breachwatch.storage.db import reachable
 from breachwatch.streams.assignor import StickyUnitAssignor, UnitAssignor
 from breachwatch.streams.decode import DecodeFailure, dead_letter, decode, decode_all
+from breachwatch.streams.group_join import JoinWatch
 from breachwatch.streams.kafka_client import client_options, fetch_options, know_partitions
 from breachwatch.streams.units import kind_of, unit_name, unit_of
 
@@ -188,6 +189,7 @@ class Service:
             partition_assignment_strategy=self._assignors(settings),
             max_poll_interval_ms=600_000,
         )
+        self._join_watch = JoinWatch(self.consumer)
         self.refs = KafkaConsumer(**opts, group_id=None, enable_auto_commit=False)
         self.producer = KafkaProducer(
             **opts, acks="all", linger_ms=5, max_request_size=max(settings.max_message_bytes * 2, 1_048_576)
@@ -524,6 +526,7 @@ class Service:
                         idle_since = time.monotonic()
                 elif self.after_batch:
                     self.after_batch()
+                self._join_watch.check()
                 # After the batch, so that what the next poll() returns for a unit restored
                 # here starts where its checkpoint does.
                 self._restore_pending()
