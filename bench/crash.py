@@ -167,10 +167,14 @@ def _dead_lettered_positions(settings: Settings, bootstrap: str) -> set[tuple[by
     dlq = KafkaConsumer(**client_options(settings, bootstrap), auto_offset_reset="earliest")
     try:
         topic = settings.topic("erp.access") + ".dlq"
-        dlq.assign([TopicPartition(topic, p) for p in dlq.partitions_for_topic(topic) or ()])
+        parts = [TopicPartition(topic, p) for p in dlq.partitions_for_topic(topic) or ()]
+        dlq.assign(parts)
         dlq.seek_to_beginning()
+        # Read to the end offsets taken now (everything was written before the harness asks).
+        ends = dlq.end_offsets(parts)
         positions: set[tuple[bytes, bytes]] = set()
-        for _ in range(10):
+        deadline = time.monotonic() + 30
+        while any(dlq.position(tp) < end for tp, end in ends.items()) and time.monotonic() < deadline:
             for msgs in dlq.poll(timeout_ms=1000).values():
                 for m in msgs:
                     headers = dict(m.headers)
