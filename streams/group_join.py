@@ -44,8 +44,8 @@ class JoinWatch:
         """Call once per poll loop; True when it asked the client to join again."""
         coordinator = getattr(self.consumer, "_coordinator", None)
         rebalancing = self.consumer.group_metadata().state == MemberState.REBALANCING
-        driven = coordinator is not None and coordinator.need_rejoin()
-        if not rebalancing or driven:
+        # Asked only while rebalancing: a settled member's loop pays one attribute read.
+        if not rebalancing or (coordinator is not None and coordinator.need_rejoin()):
             self._since = None
             return False
         now = time.monotonic()
