@@ -43,8 +43,8 @@ def bare_consume(settings, bootstrap: str, total: int) -> float:  # type: ignore
         **fetch_options(settings),
     )
     topics = [settings.topic(t) for t in EVENT_TOPICS]
-    know_partitions(consumer, topics)
     consumer.subscribe(topics)
+    know_partitions(consumer, topics)
     seen = 0
     started = None
     while seen < total:

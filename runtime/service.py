@@ -493,9 +493,10 @@ class Service:
         self.health.status = "starting"
         refs = self.load_reference_tables()
         log.info("reference tables loaded: %d records", refs)
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
+        # Before the first poll, which is where the consumer joins the group.
         know_partitions(self.consumer, topics)
         self._refresh_weights(topics)
-        self.consumer.subscribe(topics, listener=_Rebalance(self))
         end_offsets: dict[TopicPartition, int] | None = None
         idle_since = time.monotonic()
         self.health.status = "ok"

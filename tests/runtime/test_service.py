@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -560,3 +561,20 @@ def test_a_member_offers_the_group_what_it_has_not_restored_once(bw_settings: Se
         service.consumer.close()
         service.refs.close()
         service.producer.close()
+
+
+def test_a_lone_member_starting_on_new_topics_joins_its_group_once(
+    bw_settings: Settings, kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its first assignment is made knowing the topics' partitions, so it has no reason to join
+    again: kafka-python 3.0.12 dropped that second join in about half of such starts, leaving
+    the member rebalancing (``streams.group_join``)."""
+    ensure_topics(bw_settings, kafka_bootstrap)
+    service = Service(bw_settings, kafka_bootstrap, app.build_pipeline(bw_settings, app.database(bw_settings)))
+    with caplog.at_level(logging.INFO, logger="breachwatch"):
+        service.run(max_idle_s=4)
+    assignments = [r for r in caplog.records if r.name == "breachwatch.streams.assignor" and "units to" in r.message]
+    assert len(assignments) == 1, [r.message for r in assignments]
+    restored = [r.message for r in caplog.records if "assigned (checkpoint" in r.message]
+    assert len(restored) == 2 * bw_settings.partitions  # every actor and log unit taken up
+    assert "no join under way" not in caplog.text
