@@ -135,6 +135,11 @@ class _Assessment:
         self.view: ModelView | None = None  # the session as that model sees it
         self.pattern: int | None = None  # ``service.pattern_of`` the whole session, once needed
 
+    @property
+    def label(self) -> str:
+        """How the session's reasons name it."""
+        return f"session {self.session.key}"
+
 
 class LogDetector(Detector):
     """Unusual log sessions and bursts of new error templates, learned per service.
@@ -563,7 +568,7 @@ class LogDetector(Detector):
             self._assess_fatal(svc, a)
 
     def _assess_novelty(self, svc: ServiceModel, a: _Assessment) -> frozenset[int]:
-        label = f"session {a.session.key}"
+        label = a.label
         sess = a.session
         miner = svc.miner
         support = svc.support
@@ -586,7 +591,7 @@ class LogDetector(Detector):
         return frozenset(novel)
 
     def _assess_steps(self, svc: ServiceModel, a: _Assessment, novel: frozenset[int]) -> None:
-        label = f"session {a.session.key}"
+        label = a.label
         miner = svc.miner
         unseen = [st for st in a.session.steps if st[0] not in novel and st[1] not in novel and st not in svc.steps]
         if unseen:
@@ -603,7 +608,7 @@ class LogDetector(Detector):
             a.facts["unseen_transitions"] = len(unseen)
 
     def _assess_counts(self, svc: ServiceModel, a: _Assessment) -> None:
-        label = f"session {a.session.key}"
+        label = a.label
         sess = a.session
         excess: list[tuple[float, int, int, list[int]]] = []
         for tid, c in sess.counts.items():
@@ -626,7 +631,7 @@ class LogDetector(Detector):
             a.facts["count_excess"] = {"count": c, "learned_max": s[1], "learned_sessions_with_it": s[2]}
 
     def _assess_length(self, svc: ServiceModel, a: _Assessment) -> None:
-        label = f"session {a.session.key}"
+        label = a.label
         n_learned = svc.learned
         sess = a.session
         if n_learned >= self.min_support_for_counts and svc.max_records and sess.records > svc.max_records:
@@ -642,7 +647,7 @@ class LogDetector(Detector):
     def _assess_errors(self, svc: ServiceModel, a: _Assessment) -> None:
         """ERROR/CRITICAL records weigh by how rare a session with any is in this service: a
         signal with a weight, never a gate (an error alone, or a usual one, pages nothing)."""
-        label = f"session {a.session.key}"
+        label = a.label
         surprise = svc.error_surprise()
         weight = self.severity_weight * min(1.0, surprise / 2.0)
         if weight < 0.05:
@@ -662,7 +667,7 @@ class LogDetector(Detector):
         """A CRITICAL record weighs by how rare its template is among learned sessions: a rare
         fatal record is evidence on its own, where a session has little else to show (one
         record per node or request); a fatal message seen every day is the service's normal."""
-        label = f"session {a.session.key}"
+        label = a.label
         tid = max(a.session.fatal, key=svc.rarity)
         rarity = svc.rarity(tid)
         weight = self.fatal_weight * min(1.0, rarity / 2.0)

@@ -15,6 +15,7 @@ from typing import Any
 
 from breachwatch.core.events import LogRecord
 from breachwatch.core.findings import MAX_EVIDENCE
+from breachwatch.detectors.logs.caches import remember
 from breachwatch.detectors.logs.count_model import Session as Summary
 from breachwatch.detectors.logs.count_model import SessionCountModel, Step
 from breachwatch.detectors.logs.invariants import Broken
@@ -27,8 +28,8 @@ Sampled = tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ..
 # and the most records such a session has: long sessions seldom repeat exactly, and would
 # make the memory a few repeats save many times what short ones take.
 _MAX_VIEWS = 4096
-_LN2 = math.log(2)
 _VIEWED_RECORDS = 64
+_LN2 = math.log(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +94,6 @@ def _sequence_key(sess: Session) -> tuple[int, ...] | None:
     if sess.records > _VIEWED_RECORDS or len(sess.seq) != sess.records:
         return None
     return tuple(sess.seq)
-
-
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    """Keep ``value`` under ``key``, emptying the cache first once it holds ``_MAX_VIEWS``
-    (what it holds can always be computed again, so starting afresh is as good as evicting)."""
-    if len(cache) >= _MAX_VIEWS:
-        cache.clear()
-    cache[key] = value
 
 
 def _sampled(h: int, summary: Summary) -> Sampled:
@@ -379,7 +372,7 @@ class ServiceModel:
         if p is None:
             p = pattern_of(summary_of(sess.counts, sess.seq))
             if key is not None:
-                _remember(self._patterns, key, p)
+                remember(self._patterns, key, p, _MAX_VIEWS)
         return p
 
     def view(self, model: SessionCountModel, sess: Session, leave_out: frozenset[int]) -> ModelView:
@@ -395,7 +388,7 @@ class ServiceModel:
             summary = summary_of(sess.counts, sess.seq, leave_out)
             v = ModelView(summary, model.knows_any(summary))
             if key is not None:
-                _remember(self._views, key, v)
+                remember(self._views, key, v, _MAX_VIEWS)
         return v
 
     def model_at(self, now: float) -> SessionCountModel | None:

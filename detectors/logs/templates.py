@@ -14,6 +14,8 @@ import re
 from collections import OrderedDict
 from typing import Any
 
+from breachwatch.detectors.logs.caches import remember
+
 WILDCARD = "<*>"
 _KEY_WILDCARD = "=" + WILDCARD  # the end of a key=value token whose value varies
 _NO_TOKEN = ""  # the prefix key of a message shorter than the tree depth
@@ -287,9 +289,7 @@ class TemplateMiner:
             if m is None:
                 m = _token_masks(tok)
                 if len(tok) <= _CACHED_TOKEN_CHARS:
-                    if len(known) >= self.cache_size:
-                        known.clear()
-                    known[tok] = m
+                    remember(known, tok, m, self.cache_size)
             parts.append(m)
             digits = digits or m[2]
         chosen = [m[0] if digits else m[1] for m in parts]
@@ -313,7 +313,7 @@ class TemplateMiner:
                 tpl.size += 1
                 self._templates.move_to_end(tpl.tid)
                 if shape is not None and len(line) <= _CACHED_LINE_CHARS:
-                    self._remember_line(line, hit)
+                    remember(self._lines, line, hit, self.cache_size)
                 return tpl.tid, False
         else:
             masked, literal = self._mask_line(line)
@@ -323,12 +323,6 @@ class TemplateMiner:
                 shape = line.encode("utf-8", "surrogatepass").translate(_SHAPE)
             self._remember(line, shape, masked, literal)
         return tpl.tid, created
-
-    def _remember_line(self, line: str, hit: _Hit) -> None:
-        lines = self._lines
-        if len(lines) >= self.cache_size:
-            lines.clear()
-        lines[line] = hit
 
     def _remember(self, line: str, shape: bytes, masked: str, literal: tuple[int, ...] | None) -> None:
         """Remember the match just made for ``masked`` under the key of ``line``: its shape, or
@@ -345,7 +339,7 @@ class TemplateMiner:
                 self._literal[shape] = literal
             key = self._key(line, shape)
         known[key] = self._cache[masked]
-        self._remember_line(line, known[key])
+        remember(self._lines, line, known[key], self.cache_size)
 
     def _match(self, line: str) -> tuple[_Template, bool]:
         """The template of masked ``line`` (created if none is similar enough), generalised to
@@ -369,10 +363,9 @@ class TemplateMiner:
             self._generalise(tpl, tokens)
             tpl.size += 1
             self._templates.move_to_end(tpl.tid)
-        if len(self._cache) >= self.cache_size:
-            self._cache.clear()
         n = len(tokens)
-        self._cache[line] = (line, tpl, tpl.leaf, tpl.leaf.version, n, self._route_of.get(n, 0))
+        hit = (line, tpl, tpl.leaf, tpl.leaf.version, n, self._route_of.get(n, 0))
+        remember(self._cache, line, hit, self.cache_size)
         return tpl, created
 
     def _find_leaf(self, tokens: list[str]) -> _Leaf | None:
