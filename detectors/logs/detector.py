@@ -45,9 +45,10 @@ from scipy.special import pdtrc
 
 from breachwatch.core.batch import EventBatch
 from breachwatch.core.events import LOG_TOPICS, Event, LogRecord
-from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity
+from breachwatch.core.findings import MAX_EVIDENCE, DetectionContext, Detector, Finding, Severity, StateDelta
 from breachwatch.core.ids import unique
 from breachwatch.detectors.logs.count_model import SessionCountModel
+from breachwatch.detectors.logs.deltas import SessionDeltas, in_order
 from breachwatch.detectors.logs.invariants import Broken
 from breachwatch.detectors.logs.service import (
     ModelView,
@@ -60,6 +61,9 @@ from breachwatch.detectors.logs.sessions import ERROR_LEVELS, START, Burst, Sess
 KIND_SESSION = "anomalous_log_session"
 KIND_BURST = "error_burst"
 STATE_VERSION = 2  # 2: count model and error counts per service, template order per session
+# The head of a checkpoint whose open sessions are items (``deltas``): a version of its own, so
+# that code before it, which expects the sessions in the head, refuses it by name.
+ITEMISED_VERSION = 3
 _TEXT_CHARS = 160  # template text quoted in a reason is cut to this
 _COUNT_TOLERANCE = 1e-6  # a session equal to a learned one is at its limit, not over it
 _SESSION_PLAYBOOK = (
@@ -343,6 +347,7 @@ class LogDetector(Detector):
         self._held = 0  # records held as evidence by open sessions
         self._bursting: dict[str, None] = {}  # services with an open burst
         self._last_service: ServiceModel | None = None  # the most recently active service
+        self._deltas = SessionDeltas()  # what the next checkpoint writes of the open sessions
         self._forget_oldest()
         if self.trained:
             if self.trained.get("version") != STATE_VERSION:
@@ -450,6 +455,7 @@ class LogDetector(Detector):
             sess.event_ids.add(rec.event_id)
             self._held += 1
         sess.add(rec, tid, t)
+        self._deltas.touch(skey)
 
     def _close_idle(self, closed: list[_Assessment], findings: list[Finding]) -> None:
         wm = self._watermark
@@ -502,6 +508,7 @@ class LogDetector(Detector):
         session and every signal but that model's do not depend on how the stream was cut into
         batches; the model's signal is computed for the whole batch at its end (``_score``)."""
         self._held -= len(sess.events)
+        self._deltas.close(sess)
         svc = self._services[sess.service]
         if not self._warm(svc):
             svc.learn(sess, flagged=False)
@@ -934,12 +941,36 @@ class LogDetector(Detector):
 
     def state(self) -> dict[str, Any]:
         """Everything learned and every open session, as plain JSON-able data."""
+        return {**self._head(), "sessions": [s.state() for s in self._sessions.values()]}
+
+    def _head(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "watermark": self._watermark,
             "services": [[name, svc.state()] for name, svc in self._services.items()],
-            "sessions": [s.state() for s in self._sessions.values()],
         }
+
+    def state_delta(self) -> StateDelta:
+        """Itemised by open session (see ``deltas``): the services whole, and the sessions that
+        got a record since the last checkpoint saved, not every open one with its evidence."""
+        items, dropped, next_order = self._deltas.build(self._sessions)
+        head = {**self._head(), "version": ITEMISED_VERSION, "next_order": next_order}
+        return StateDelta(head, items, dropped, self._deltas.complete, itemised=True)
+
+    def delta_saved(self) -> None:
+        self._deltas.saved()
+
+    def delta_void(self) -> None:
+        self._deltas.void()
+
+    def load_state_items(self, head: dict[str, Any], items: dict[str, Any]) -> None:
+        if head.get("version") != ITEMISED_VERSION:
+            # A whole state (a checkpoint from before sessions were itemised): the next
+            # checkpoint writes every open session.
+            self.load_state(head)
+            return
+        self.load_state({**head, "version": STATE_VERSION, "sessions": in_order(items)})
+        self._deltas.restored(int(head["next_order"]))
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what ``state()`` returned; an empty dict resets the detector (to what it was

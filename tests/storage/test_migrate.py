@@ -4,6 +4,7 @@ the code declares (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -237,3 +238,32 @@ def test_downgrading_folds_checkpoint_items_back_into_the_states(empty: Engine) 
         },
         "rules": {"x": 1},
     }
+
+
+def test_downgrading_folds_open_log_sessions_back_into_the_log_state(empty: Engine) -> None:
+    """Code from before 0012 reads a log unit's open sessions from its head, in order."""
+    from breachwatch.core.reference import ReferenceTables
+    from breachwatch.runtime.pipeline import PartitionWorker, Stats
+    from tests.detectors.logs.test_log_detector import Stream, small_detector
+
+    upgrade(empty)
+    store = CheckpointStore(empty)
+    stream = Stream(seed=2)
+    det = small_detector()
+    w = PartitionWorker(-1, [det], ReferenceTables(), Stats())
+    w.detect([stream.record(f"step one of job {i}", session=f"job-{i}") for i in range(6)])
+    w.saved(store.save([w.checkpoint("g", {"erp.logs": 6})])[-1])
+    # job-2 becomes the most recently active: written alone, it must still come back last.
+    w.detect([stream.record("step two of job 2", session="job-2")])
+    cp = w.checkpoint("g", {"erp.logs": 7})
+    assert cp.partial
+    w.saved(store.save([cp])[-1])
+
+    url = empty.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(breachwatch_command, ["db", "downgrade", "0011", "--db", url])
+    assert result.exit_code == 0, result.output
+    old = CheckpointStore(empty).load("g", -1)
+    assert old is not None and old.items == {}
+    whole = json.loads(json.dumps(det.state()))
+    assert old.state["logs"] == whole
+    assert [s["key"] for s in whole["sessions"]] == ["job-0", "job-1", "job-3", "job-4", "job-5", "job-2"]
