@@ -104,6 +104,15 @@ def _latencies(engine: Engine, sent_attacks: dict[str, float]) -> list[float]:
     return latencies
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user and system) a process has used so far, where /proc tells (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -148,6 +157,7 @@ def main() -> None:
         del planned
         sent_attacks: dict[str, float] = {}
         started = time.perf_counter()
+        cpu_at_start = cpu_seconds(service.pid)
         next_attack = started
         produced = 0
         while time.perf_counter() - started < args.seconds:
@@ -172,6 +182,8 @@ def main() -> None:
                 next_attack += 1.0 / args.attacks_per_second
             time.sleep(0.002)
         producer.flush()
+        cpu_at_end = cpu_seconds(service.pid)
+        sending_s = time.perf_counter() - started
         engine = app.database(settings)
         deadline = time.monotonic() + LANDING_S
         while len(latencies := _latencies(engine, sent_attacks)) < len(sent_attacks) and time.monotonic() < deadline:
@@ -193,6 +205,13 @@ def main() -> None:
             "p95_s": round(percentile(latencies, 0.95), 3),
             "p99_s": round(percentile(latencies, 0.99), 3),
             "max_s": round(max(latencies), 3),
+            # How much of a core the service used while the traffic flowed: near 1.0, it is at
+            # its limit beside the producer and the broker, and latency is queueing.
+            "service_cpu_share": (
+                round((cpu_at_end - cpu_at_start) / sending_s, 3)
+                if cpu_at_start is not None and cpu_at_end is not None
+                else None
+            ),
         }
     )
 

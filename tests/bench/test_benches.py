@@ -32,7 +32,7 @@ WITH_BROKER = [
     (
         "latency",
         ["--rate", "200", "--seconds", "6", "--attacks-per-second", "2", "--tenants", "2", "--partitions", "1"],
-        ("p50_s", "p99_s", "missing"),
+        ("p50_s", "p99_s", "missing", "service_cpu_share"),
     ),
     ("soak", ["--kills", "1", "--events", "2000", "--partitions", "1"], ("duplicates", "missing", "incidents")),
 ]
