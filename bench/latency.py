@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bench.common import broker, dump_for, emit, run_settings, service_env
+from bench.common import broker, dump_for, emit, process_cpu, run_settings, service_env
 from breachwatch.core.events import EVENT_TOPICS, REFERENCE_TOPICS
 from breachwatch.incidents.tables import IncidentRow
 from breachwatch.runtime import app
@@ -104,15 +104,6 @@ def _latencies(engine: Engine, sent_attacks: dict[str, float]) -> list[float]:
     return latencies
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user and system) a process has used so far, where /proc tells (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -157,7 +148,7 @@ def main() -> None:
         del planned
         sent_attacks: dict[str, float] = {}
         started = time.perf_counter()
-        cpu_at_start = cpu_seconds(service.pid)
+        cpu_at_start = process_cpu(service.pid)
         next_attack = started
         produced = 0
         while time.perf_counter() - started < args.seconds:
@@ -182,7 +173,7 @@ def main() -> None:
                 next_attack += 1.0 / args.attacks_per_second
             time.sleep(0.002)
         producer.flush()
-        cpu_at_end = cpu_seconds(service.pid)
+        cpu_at_end = process_cpu(service.pid)
         sending_s = time.perf_counter() - started
         engine = app.database(settings)
         deadline = time.monotonic() + LANDING_S
@@ -207,11 +198,7 @@ def main() -> None:
             "max_s": round(max(latencies), 3),
             # How much of a core the service used while the traffic flowed: near 1.0, it is at
             # its limit beside the producer and the broker, and latency is queueing.
-            "service_cpu_share": (
-                round((cpu_at_end - cpu_at_start) / sending_s, 3)
-                if cpu_at_start is not None and cpu_at_end is not None
-                else None
-            ),
+            "service_cpu_share": round((cpu_at_end - cpu_at_start) / sending_s, 3),
         }
     )
 

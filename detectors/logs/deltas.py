@@ -14,6 +14,7 @@ order number, larger than any written before: sorting by it gives the order back
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,7 @@ class SessionDeltas:
         if not self.complete:
             self.closed.add(item_key(sess))
 
-    def build(self, sessions: Mapping[SessionKey, Session]) -> tuple[dict[str, Any], list[str], int]:
+    def build(self, sessions: OrderedDict[SessionKey, Session]) -> tuple[dict[str, Any], list[str], int]:
         """Items (item key -> order and session state), dropped item keys and the next order
         number for a checkpoint of ``sessions`` (least recently active first). Calling it again
         before ``saved`` gives the same answer."""
@@ -65,29 +66,28 @@ class SessionDeltas:
         return items, dropped, self._pending_order
 
     def saved(self) -> None:
-        self.touched.clear()
-        self.closed.clear()
-        self.complete = False
-        self.next_order = self._pending_order
+        self._start(complete=False, next_order=self._pending_order)
 
     def void(self) -> None:
-        self.complete = True
-        self.touched.clear()
-        self.closed.clear()
+        self._start(complete=True, next_order=self.next_order)
 
     def restored(self, next_order: int) -> None:
         """The store holds exactly what was just loaded."""
+        self._start(complete=False, next_order=next_order)
+
+    def _start(self, *, complete: bool, next_order: int) -> None:
+        """Track from here: nothing touched or closed yet."""
         self.touched.clear()
         self.closed.clear()
-        self.complete = False
+        self.complete = complete
         self.next_order = self._pending_order = next_order
 
 
-def _tail(sessions: Mapping[SessionKey, Session], touched: set[SessionKey]) -> list[Session]:
+def _tail(sessions: OrderedDict[SessionKey, Session], touched: set[SessionKey]) -> list[Session]:
     """The touched sessions still open, in their order: all at the back, so read from there."""
     wanted = len(touched.intersection(sessions))
     out: list[Session] = []
-    for skey in reversed(sessions.keys()):  # type: ignore[call-overload]
+    for skey in reversed(sessions):
         if len(out) == wanted:
             break
         if skey in touched:
