@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
@@ -262,6 +263,29 @@ def _num(ctx: Context, value: Any) -> str:
     return text.replace(",", _GROUPING.get(_language(ctx), ","))
 
 
+@lru_cache(maxsize=16)
+def _plural_rule(language: str) -> Callable[[int], str]:
+    try:
+        return Locale.parse(language).plural_form
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en").plural_form
+
+
+@pass_context
+def _count(ctx: Context, value: Any, one: str, other: str, **forms: str) -> str:
+    """``value`` and the noun in the form its number takes in the message's language.
+
+    The form is chosen by the Unicode CLDR plural rules (through Babel), not ``value == 1``:
+    the rules differ by language (French counts 0 as "one"; Arabic has six forms), and a
+    template may pass ``zero``, ``two``, ``few`` or ``many`` where its language has them.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{_num(ctx, value)} {other}".strip()
+    category = _plural_rule(_language(ctx))(value)
+    noun = one if category == "one" else forms.get(category, other)
+    return f"{_num(ctx, value)} {noun}"
+
+
 @pass_context
 def _when(ctx: Context, value: Any) -> str:
     if not value:
@@ -304,6 +328,7 @@ class NoticeRenderer(Renderer):
         # Before any template is compiled: finalize is baked into compiled templates.
         self.env.finalize = _keep
         self.env.filters["num"] = _num
+        self.env.filters["count"] = _count
         self.env.filters["when"] = _when
 
     def render(self, message_type: str, locale: str | None, context: Mapping[str, Any]) -> Rendered:

@@ -153,3 +153,47 @@ def test_the_service_sends_last_months_summaries_from_the_second_day() -> None:
     assert month_due(datetime(2026, 12, 2, 0, 0, tzinfo=UTC)) == NOVEMBER
     assert month_due(datetime(2027, 1, 15, tzinfo=UTC)) == Month(2026, 12)
     assert (NOVEMBER.start, NOVEMBER.end) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+
+
+ONE_ACCESS = {
+    # locale: (must say, must not say): one access to one invoice record, unjustified
+    "en": (
+        [
+            "1 access, 1 not justified",
+            "accessed your organisation's data 1 time, touching 1 record.",
+            "Of these, 0 were justified by a ticket; 1 was not.",
+            ": 1 access, 1 record",
+            "1 invoice record;",
+        ],
+        ["1 accesses", "1 records", "1 times", "1 were"],
+    ),
+    "de": (
+        [
+            "1 Zugriff, 1 nicht",
+            "und dabei 1 Datensatz berührt",
+            ": 1 Zugriff, 1 Datensatz",
+            "1 Datensatz vom Typ invoice",
+        ],
+        ["1 Zugriffe", "1 Datensätze"],
+    ),
+    "ur": (
+        ["1 رسائی، 1 بلا جواز", "1 ریکارڈ کو چھوا", ": 1 رسائی، 1 ریکارڈ", "invoice کے 1 ریکارڈ "],
+        ["1 رسائیاں", "1 ریکارڈز"],
+    ),
+}
+
+
+@pytest.mark.parametrize("locale", ["en", "de", "ur"])
+def test_one_access_is_counted_in_the_singular(engine: Engine, tmp_path: Path, locale: str) -> None:
+    with Session(engine) as session, session.begin():
+        remember(session, tenant("t-rhein", locale=locale))
+        access = staff_access(1, unjustified(), records=1, resource_type="invoice", sensitivity="financial")
+        transparency.record_staff_accesses(session, [access])
+        queue_summary(session, "t-rhein", NOVEMBER, staff_settings(tmp_path))
+    m = _mail(engine)
+    subject, *says = ONE_ACCESS[locale][0]
+    never = ONE_ACCESS[locale][1]
+    assert subject in m.subject and not [w for w in never if w in m.subject]
+    for body in (m.body_text, _words(m.body_html or "")):
+        assert [w for w in says if w not in body] == []
+        assert [w for w in never if w in body] == []

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from breachwatch.notifier.notices import on_breach_confirmed, preview_notice, revise_notice
+from breachwatch.notifier.notices.content import notice_renderer
 
 pytestmark = pytest.mark.usefixtures("no_notice_files")
 CONFIRMED_AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
@@ -80,3 +81,24 @@ def test_event_fields_are_escaped_in_the_regulator_draft_html(engine, settings, 
     for html in (p["html"], p["regulator_draft"]["html"]):
         assert "&lt;svg onload=alert(1)&gt;" in html
         assert "<svg" not in html
+
+
+@pytest.mark.parametrize(
+    ("locale", "n", "says"),
+    [
+        ("en", 1, "1 record"),
+        ("en", 0, "0 records"),
+        ("en", 1000, "1,000 records"),
+        ("de", 1, "1 record"),
+        ("de", 1000, "1.000 records"),
+        ("fr", 0, "0 record"),  # CLDR: French counts 0 like 1 (singular), unlike English
+        ("pl", 3, "3 few-form"),  # Polish has four categories: 3 takes "few", 5 "many"
+        ("pl", 5, "5 many-form"),
+        ("pl", 22, "22 few-form"),
+        ("de-AT", 1, "1 record"),
+        ("xx", 1, "1 record"),  # an unknown language falls back to English rules, not an error
+    ],
+)
+def test_counts_take_the_plural_form_of_the_language(locale: str, n: int, says: str) -> None:
+    template = notice_renderer().env.from_string('{{ n|count("record", "records", few="few-form", many="many-form") }}')
+    assert template.render(n=n, locale=locale) == says
