@@ -254,6 +254,10 @@ class IncidentStore:
                     self._add_keys(session, fid, keys, stored_keys)
                     added = self._add_evidence(session, incident, fid, f.events)
                     stored.setdefault(incident.incident_id, (incident, [], []))[2].extend(added)
+                    if incident.incident_id in opened:
+                        # Another partition's part of a run that opened its incident in this
+                        # batch: the page about the new incident shows all of its evidence.
+                        opened[incident.incident_id][2].extend(added)
                     before = incident.status
                     if added and self.closed_policy is not None and incident.status in CLOSED_STATUSES:
                         self.closed_policy.evidence_added(session, incident, len(added))

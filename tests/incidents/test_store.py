@@ -326,3 +326,18 @@ def test_two_consumers_storing_a_campaign_and_its_takeover_at_once_make_one_inci
     b.join(20)
     assert not a.is_alive() and not b.is_alive()
     assert _groups(engine) == [sorted([takeover.finding_id, stuffing.finding_id])]
+
+
+def test_the_new_incident_hook_gets_the_evidence_of_every_partitions_part_of_a_run(
+    store: IncidentStore, ev: SimpleNamespace
+) -> None:
+    """Partitions each report their share of an address's run under one finding id; when the
+    shares arrive in the batch that opens the incident, the opening page counts all of them."""
+    seen: list[int] = []
+    store.on_new_incident.append(lambda s, inc, rows, evidence, tenants: seen.append(len(evidence)))
+    # As the rule keys a run: by address and day, so each partition's share has one finding id.
+    shares = [dataclasses.replace(_stuffing(ev, k, minutes=k * 0.05), dedup_key="run") for k in range(3)]
+    assert len({f.finding_id for f in shares}) == 1
+    store.record(shares)
+    [inc] = store.incidents()
+    assert seen == [36] and len(inc.evidence_event_ids) == 36
