@@ -4,6 +4,7 @@ controls made visible, so a name or log message cannot reorder the console's own
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -95,6 +96,30 @@ def percent(value: Any) -> str:
 
 _NUMBERS = re.compile(r"\d[\d,.]*")
 _WORD = re.compile(r"[\w#-]+")
+# What may be an IPv4 or IPv6 address or network; ``ipaddress`` decides (a time such as
+# 15:13:02 or a figure such as 0.95 is not one). It ends in a hex digit, so a full stop after
+# an address is not taken for part of it.
+_ADDRESS_LIKE = re.compile(r"[0-9A-Fa-f]*[:.][0-9A-Fa-f:.]*[0-9A-Fa-f](?:/\d{1,3})?")
+# An address becomes a word without digits, so that setting the numbers aside leaves it whole.
+_SPELL = str.maketrans("0123456789.:/", "abcdefghijxyz")
+
+
+def _spelled(match: re.Match[str]) -> str:
+    text = match.group()
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return text
+    return " ip" + text.lower().translate(_SPELL) + " "
+
+
+def reason_key(reason: str) -> str:
+    """What a reason says whatever its counts, times and word order. Network addresses are not
+    numbers here: "34 failed logins from 192.0.2.7" and "23 failed logins from 192.0.2.9" are
+    two runs, and folding them would hide one address's attack behind another's."""
+    text = _ADDRESS_LIKE.sub(_spelled, reason.lower())
+    # The same words in any order ("tenants: a, b and c" / "tenants: c, a and b") are one reason.
+    return " ".join(sorted(_WORD.findall(_NUMBERS.sub("#", text))))
 
 
 def distinct_reasons(reasons: list[str]) -> list[str]:
@@ -103,7 +128,5 @@ def distinct_reasons(reasons: list[str]) -> list[str]:
     the place of the first. Reasons that say the same in another order fold too."""
     latest: dict[str, str] = {}
     for reason in reasons:
-        # The same words in any order ("tenants: a, b and c" / "tenants: c, a and b") are one reason.
-        key = " ".join(sorted(_WORD.findall(_NUMBERS.sub("#", reason.lower()))))
-        latest[key] = reason
+        latest[reason_key(reason)] = reason
     return list(latest.values())
