@@ -47,14 +47,18 @@ def console_link(base_url: str | None, incident_id: str) -> str | None:
     return f"{base_url.rstrip('/')}/incidents/{quote(incident_id, safe='')}"
 
 
-def _evidence_row(row: EvidenceRow) -> dict[str, Any]:
-    """One evidence event as a table row; the event's own fields are untrusted text."""
+def _event(row: EvidenceRow) -> dict[str, Any]:
+    """An evidence event's fields (untrusted text), or none if it is not a JSON object."""
     try:
         event = json.loads(row.event_json)
     except ValueError:
-        event = {}
-    if not isinstance(event, dict):
-        event = {}
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _evidence_row(row: EvidenceRow) -> dict[str, Any]:
+    """One evidence event as a table row; the event's own fields are untrusted text."""
+    event = _event(row)
     topic = row.topic.rsplit(".", 1)[-1]
     action = str(event.get("action") or "")
     resource = ""
@@ -82,6 +86,38 @@ def _evidence_row(row: EvidenceRow) -> dict[str, Any]:
     }
 
 
+class _Logins:
+    """Logins among an incident's evidence, counted across all of it: an address's run is
+    reported by every partition that saw some of its accounts, each with its own share, so
+    only the evidence gives the whole run's failures, accounts and addresses."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.succeeded = 0
+        self.accounts: set[str] = set()
+        self.addresses: set[str] = set()
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        if event.get("action") != "login":
+            return
+        if event.get("outcome") == "failure":
+            self.failed += 1
+            self.accounts.add(str(event.get("actor_id") or ""))
+            self.addresses.add(str(event.get("ip") or ""))
+        elif event.get("outcome") == "success":
+            self.succeeded += 1
+
+    def summary(self) -> dict[str, int] | None:
+        if not self.failed:
+            return None
+        return {
+            "failed": self.failed,
+            "accounts": len(self.accounts - {""}),
+            "addresses": len(self.addresses - {""}),
+            "succeeded": self.succeeded,
+        }
+
+
 def alert_context(
     incident: IncidentRow,
     findings: Sequence[FindingRow],
@@ -94,14 +130,15 @@ def alert_context(
     """The ``oncall_alert`` template context: plain data only, no database objects."""
     ordered = sorted(evidence, key=lambda e: (e.ts, e.event_id))
     records = 0
+    logins = _Logins()
     for e in ordered:
+        event = _event(e)
         if e.topic.endswith("access"):
-            try:
-                value = json.loads(e.event_json).get("records")
-            except (ValueError, AttributeError):
-                value = None
+            value = event.get("records")
             if isinstance(value, int) and value >= 0:
                 records += value
+        elif e.topic.endswith("auth"):
+            logins.add(event)
     by_topic = Counter(e.topic for e in ordered)
     reasons = list(incident.reasons or []) or list(unique(r for f in findings for r in f.reasons))
     tenant_ids = list(incident.tenant_ids or [])
@@ -135,6 +172,7 @@ def alert_context(
             "last_ts": _time(ordered[-1].ts) if ordered else _time(incident.updated_at),
             "by_topic": [{"topic": t, "count": n} for t, n in sorted(by_topic.items())],
             "records": records,
+            "logins": logins.summary(),
             "rows": [_evidence_row(e) for e in ordered[:max_rows]],
         },
         "console_url": console_link(console_url, incident.incident_id),

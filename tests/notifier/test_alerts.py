@@ -3,6 +3,7 @@ delivered as readable emails; and the channel set built from settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import functools
@@ -18,9 +19,12 @@ from breachwatch.channels.sendgrid_api import SendGridChannel
 from breachwatch.channels.smtp import SmtpChannel
 from breachwatch.core.ids import stable_id
 from breachwatch.core.settings import ConfigError, Settings
+from breachwatch.incidents.store import IncidentStore
 from breachwatch.notifier.alerts import enqueue_incident_alert
 from breachwatch.notifier.message import EMAIL
 from breachwatch.notifier.outbox import Dispatcher, OutboxRow
+from breachwatch.runtime.app import directory_hooks, incident_hooks
+from tests.fixtures.incident_db import finding, login
 
 ONCALL = ("oncall-security@unisen.example", "secops-lead@unisen.example")
 
@@ -153,3 +157,27 @@ def test_build_channels_smtp(smtp_credentials) -> None:
     assert isinstance(channel, SmtpChannel)
     assert (channel.host, channel.port, channel.username, channel.starttls) == ("127.0.0.1", 2525, user, True)
     assert password not in repr(channel)
+
+
+def test_a_run_reported_by_several_partitions_is_counted_whole(engine, settings) -> None:
+    """Each partition reports its share of an address's run (the accounts it watches) under one
+    finding id; the page counts the whole run from the evidence, not the last share's figures."""
+    shares = []
+    for part in range(3):
+        fails = [
+            login(i, actor=f"u-share{part}-{i % 4}", ip=f"203.0.113.{9 + i % 2}", minutes=part + i * 0.1)
+            for i in range(12)
+        ]
+        share = finding(fails, detector="rules.credential_stuffing", actor=None, kind="credential_stuffing")
+        shares.append(dataclasses.replace(share, dedup_key="203.0.113.9|2026-11-24"))
+    shares[2] = dataclasses.replace(
+        shares[2],
+        events=(*shares[2].events, login(99, actor="u-share2-0", ip="203.0.113.9", minutes=9, outcome="success")),
+    )
+    store = IncidentStore(engine, on_new_incident=incident_hooks(settings), on_incident_stored=directory_hooks())
+    [iid] = store.record(shares).opened
+    with Session(engine) as session:
+        bodies = session.scalars(select(OutboxRow.body_text).where(OutboxRow.incident_id == iid)).all()
+    assert bodies and all(
+        "Logins: 36 failed, against 12 account(s) from 2 address(es); 1 successful." in b for b in bodies
+    )
