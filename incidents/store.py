@@ -225,13 +225,14 @@ class IncidentStore:
         )
         # A finding re-reported with later events may bring new addresses: keys not yet stored.
         stored_keys: set[tuple[str, str]] = (
-            set(
-                session.execute(
+            {
+                (fid, key)
+                for fid, key in session.execute(
                     select(CorrelationKeyRow.finding_id, CorrelationKeyRow.key).where(
                         CorrelationKeyRow.finding_id.in_(list(known))
                     )
-                ).tuples()
-            )
+                )
+            }
             if known
             else set()
         )

@@ -244,7 +244,7 @@ def _actor(ev: SimpleNamespace, k: int, actor: str, ip: str, minutes: float) -> 
 def _groups(engine: Engine) -> list[list[str]]:
     with Session(engine) as s:
         by_incident: dict[str, list[str]] = {}
-        for fid, iid in s.execute(select(FindingRow.finding_id, FindingRow.incident_id)).tuples():
+        for fid, iid in s.execute(select(FindingRow.finding_id, FindingRow.incident_id)).all():
             by_incident.setdefault(iid, []).append(fid)
     return sorted(sorted(v) for v in by_incident.values())
 

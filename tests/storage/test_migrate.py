@@ -180,7 +180,7 @@ def test_findings_stored_before_correlation_keys_are_correlated_after_the_upgrad
                 )
     upgrade(empty)
     with Session(empty) as s:
-        keys = sorted(s.execute(select(CorrelationKeyRow.finding_id, CorrelationKeyRow.key)).tuples())
+        keys = sorted(tuple(r) for r in s.execute(select(CorrelationKeyRow.finding_id, CorrelationKeyRow.key)))
     assert keys == [("f-i-old", "actor:u-5"), ("f-i-open", "actor:u-3"), ("f-i-open", "src:203.0.113.0/24")]
     fails = tuple(login(i, f"u-{i}", "203.0.113.9", i * 0.1) for i in range(1, 13))
     stuffing = Finding(
