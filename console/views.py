@@ -404,6 +404,7 @@ def incident_page(
             {"events": len(evidence), "via": "console"},
         )
         values = _incident_values(session, caller, incident, ctx.settings.false_positive_suppress_days)
+        logins = queries.incident_logins(session, incident_id)
     ev_sort = ev_sort if ev_sort in queries.EVIDENCE_SORTS else "ts"
 
     def ev_link(**changes: Any) -> str:
@@ -416,6 +417,7 @@ def incident_page(
         caller,
         evidence=evidence,
         evidence_total=total,
+        logins=logins,
         ev=ev,
         ev_pages=pages,
         ev_sort=ev_sort,

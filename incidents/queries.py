@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -156,6 +156,53 @@ def event_doc(row: EvidenceRow) -> dict[str, Any]:
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+@dataclass(slots=True)
+class LoginTally:
+    """Logins among an incident's evidence, counted across all of it. An address's run is
+    reported by every partition that saw some of its accounts, each finding with its own share
+    of the failures; only the evidence gives the whole run: failures, the accounts and
+    addresses they came from, and the successful logins beside them."""
+
+    failed: int = 0
+    succeeded: int = 0
+    accounts: set[str] = field(default_factory=set)
+    addresses: set[str] = field(default_factory=set)
+
+    def add(self, doc: Mapping[str, Any]) -> None:
+        if doc.get("action") != "login":
+            return
+        if doc.get("outcome") == "failure":
+            self.failed += 1
+            if doc.get("actor_id"):
+                self.accounts.add(str(doc["actor_id"]))
+            if doc.get("ip"):
+                self.addresses.add(str(doc["ip"]))
+        elif doc.get("outcome") == "success":
+            self.succeeded += 1
+
+    def summary(self) -> dict[str, int] | None:
+        """The counts, or None when the evidence holds no failed login."""
+        if not self.failed:
+            return None
+        return {
+            "failed": self.failed,
+            "accounts": len(self.accounts),
+            "addresses": len(self.addresses),
+            "succeeded": self.succeeded,
+        }
+
+
+def incident_logins(session: Session, incident_id: str) -> dict[str, int] | None:
+    """``LoginTally.summary`` of an incident's stored evidence."""
+    tally = LoginTally()
+    rows = session.scalars(
+        select(EvidenceRow).where(EvidenceRow.incident_id == incident_id, EvidenceRow.topic.like("%auth"))
+    )
+    for row in rows:
+        tally.add(event_doc(row))
+    return tally.summary()
 
 
 @dataclass(frozen=True, slots=True)

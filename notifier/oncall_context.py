@@ -3,7 +3,6 @@ render (who, which tenants, what evidence, with counts) and the console link."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -13,6 +12,7 @@ from urllib.parse import quote, urlsplit
 
 from breachwatch.core.events import Tenant
 from breachwatch.core.ids import unique
+from breachwatch.incidents.queries import LoginTally, event_doc
 from breachwatch.incidents.tables import EvidenceRow, FindingRow, IncidentRow
 
 log = logging.getLogger(__name__)
@@ -47,18 +47,9 @@ def console_link(base_url: str | None, incident_id: str) -> str | None:
     return f"{base_url.rstrip('/')}/incidents/{quote(incident_id, safe='')}"
 
 
-def _event(row: EvidenceRow) -> dict[str, Any]:
-    """An evidence event's fields (untrusted text), or none if it is not a JSON object."""
-    try:
-        event = json.loads(row.event_json)
-    except ValueError:
-        return {}
-    return event if isinstance(event, dict) else {}
-
-
 def _evidence_row(row: EvidenceRow) -> dict[str, Any]:
     """One evidence event as a table row; the event's own fields are untrusted text."""
-    event = _event(row)
+    event = event_doc(row)
     topic = row.topic.rsplit(".", 1)[-1]
     action = str(event.get("action") or "")
     resource = ""
@@ -86,38 +77,6 @@ def _evidence_row(row: EvidenceRow) -> dict[str, Any]:
     }
 
 
-class _Logins:
-    """Logins among an incident's evidence, counted across all of it: an address's run is
-    reported by every partition that saw some of its accounts, each with its own share, so
-    only the evidence gives the whole run's failures, accounts and addresses."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-        self.succeeded = 0
-        self.accounts: set[str] = set()
-        self.addresses: set[str] = set()
-
-    def add(self, event: Mapping[str, Any]) -> None:
-        if event.get("action") != "login":
-            return
-        if event.get("outcome") == "failure":
-            self.failed += 1
-            self.accounts.add(str(event.get("actor_id") or ""))
-            self.addresses.add(str(event.get("ip") or ""))
-        elif event.get("outcome") == "success":
-            self.succeeded += 1
-
-    def summary(self) -> dict[str, int] | None:
-        if not self.failed:
-            return None
-        return {
-            "failed": self.failed,
-            "accounts": len(self.accounts - {""}),
-            "addresses": len(self.addresses - {""}),
-            "succeeded": self.succeeded,
-        }
-
-
 def alert_context(
     incident: IncidentRow,
     findings: Sequence[FindingRow],
@@ -130,9 +89,9 @@ def alert_context(
     """The ``oncall_alert`` template context: plain data only, no database objects."""
     ordered = sorted(evidence, key=lambda e: (e.ts, e.event_id))
     records = 0
-    logins = _Logins()
+    logins = LoginTally()
     for e in ordered:
-        event = _event(e)
+        event = event_doc(e)
         if e.topic.endswith("access"):
             value = event.get("records")
             if isinstance(value, int) and value >= 0:

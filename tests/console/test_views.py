@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from breachwatch.incidents.store import IncidentStore
 from breachwatch.incidents.tables import IncidentRow
 from breachwatch.storage import audit
+from tests.fixtures.incident_db import login as failed_login
 
 
 def _cookie_header(response: Any, name: str) -> str:
@@ -320,3 +321,26 @@ def test_an_actors_risk_ledger_page_and_api(
     ]
     assert doc["contributions"][0]["points"] == 25.0 and doc["incidents"] == []
     assert client.get("/api/actors/u-nobody/risk", headers=h.bearer(tokens["viewer"])).json()["contributions"] == []
+
+
+def test_the_incident_page_counts_a_runs_logins_across_every_partitions_share(
+    client: TestClient, engine: Engine, signed_in: Any, seeded: Any, h: SimpleNamespace
+) -> None:
+    """Two partitions each report their share of one address's run (their own accounts) under
+    one finding id: the page counts the whole run from the evidence. An incident without
+    failed logins has no such line."""
+    shares = []
+    for part in range(2):
+        fails = [
+            failed_login(100 * part + i, actor=f"u-share{part}-{i % 4}", ip=f"192.0.2.{50 + i % 2}", minutes=i / 10)
+            for i in range(12)
+        ]
+        share = h.finding(fails, actor=None, kind="credential_stuffing", title="credential stuffing from 192.0.2.50")
+        shares.append(dataclasses.replace(share, dedup_key="192.0.2.50|2026-11-24"))
+    taken = failed_login(99, actor="u-share0-1", ip="192.0.2.50", minutes=3, outcome="success")
+    shares[1] = dataclasses.replace(shares[1], events=(*shares[1].events, taken))
+    [iid] = IncidentStore(engine).record(shares).opened
+    signed_in("viewer")
+    text = re.sub(r"<[^>]+>", "", client.get(f"/incidents/{iid}").text)
+    assert "Logins across all stored evidence: 24 failed, against 8 accounts from 2 addresses; 1 successful." in text
+    assert 'id="logins"' not in client.get(f"/incidents/{seeded.bulk}").text
