@@ -26,7 +26,18 @@ from breachwatch.core.findings import DetectionContext, Severity
 from breachwatch.core.justification import STAFF_PROBLEMS, Justification, StaffAccess
 from breachwatch.core.reference import TICKET_GRACE
 from breachwatch.detectors.rules.access import MAX_NOTES, AccessTally, TallyBook
-from breachwatch.detectors.rules.core import DAY, Hit, Verdict, bounded_add, day_of, listing, log_bonus, rule, when
+from breachwatch.detectors.rules.core import (
+    DAY,
+    Hit,
+    Verdict,
+    bounded_add,
+    day_of,
+    listing,
+    log_bonus,
+    plural,
+    rule,
+    when,
+)
 from breachwatch.detectors.rules.justification import describe, justify
 
 # Event time an unjustified access waits for its ticket or the directory to catch up: the
@@ -35,7 +46,7 @@ SETTLE = TICKET_GRACE + timedelta(minutes=5)
 MAX_PENDING = 100_000  # per unit; past it, the oldest held access is judged at once
 SEEN_HORIZON = 3600.0  # how long a judged access's id is remembered to drop re-deliveries
 MAX_SEEN = 200_000
-MAX_VISITS = 50_000  # tenants whose last staff access is remembered, per unit
+MAX_VISITS = 50_000  # (staff member, tenant) pairs whose last access is remembered, per unit
 # A staff access to a tenant no staff member touched for this long is called a first access.
 FIRST_STAFF_GAP = 60 * DAY
 
@@ -159,19 +170,23 @@ class UnapprovedTally(StaffTally):
         return []
 
 
-def _first_staff_access(tenant_id: str, last: float | None, since: float, t: float) -> str | None:
-    """The insight of a staff access against the tenant's history of staff accesses."""
+def _first_staff_access(staff_id: str, tenant_id: str, last: float | None, since: float, t: float) -> str | None:
+    """The insight of a staff access against that staff member's history with the tenant.
+
+    Per staff member, not "any vendor staff member": the access topic is keyed by actor, so a
+    unit sees only the staff members hashed to its partition, and another member's access to
+    the same tenant may be on another one. What one member did is all on one partition.
+    """
     if last is None:
         days = (t - since) / DAY
         if days < 1.0:
             return None  # watched too briefly to call anything a first
-        return (
-            f"the first access by any vendor staff member to tenant {tenant_id}'s data in the {days:.0f} days watched"
-        )
+        watched = plural(round(days), "day")
+        return f"the first access by {staff_id} to tenant {tenant_id}'s data in the {watched} watched"
     if t - last >= FIRST_STAFF_GAP:
         return (
-            f"the first access by any vendor staff member to tenant {tenant_id}'s data in "
-            f"{(t - last) / DAY:.0f} days (the last on {when(last)})"
+            f"the first access by {staff_id} to tenant {tenant_id}'s data in "
+            f"{plural(round((t - last) / DAY), 'day')} (the last on {when(last)})"
         )
     return None
 
@@ -198,8 +213,8 @@ def _judged(ev: AccessEvent, j: Justification, ctx: DetectionContext) -> StaffAc
 
 class StaffBook:
     """The staff rule's memory: accesses held until they settle, the day tallies of each finding
-    kind, the ids of accesses already judged, the judged accesses not yet taken, and when vendor
-    staff last touched each tenant's data (ticket or not: a first access is worth saying)."""
+    kind, the ids of accesses already judged, the judged accesses not yet taken, and when each
+    staff member last touched each tenant's data (ticket or not: a first access is worth saying)."""
 
     def __init__(self) -> None:
         self.books = {
@@ -215,14 +230,15 @@ class StaffBook:
         self.since = -1.0  # when this book started watching (event time)
         self.visits: dict[str, float] = {}
 
-    def visit(self, tenant_id: str, t: float) -> float | None:
-        """Note a staff access to ``tenant_id`` at ``t``; the previous one's time, if any."""
+    def visit(self, staff_id: str, tenant_id: str, t: float) -> float | None:
+        """Note an access by ``staff_id`` to ``tenant_id`` at ``t``; the previous one's time."""
         if self.since < 0:
             self.since = t
-        last = self.visits.pop(tenant_id, None)
+        key = f"{staff_id}|{tenant_id}"
+        last = self.visits.pop(key, None)
         if len(self.visits) >= MAX_VISITS:
-            del self.visits[next(iter(self.visits))]  # the tenant staff touched longest ago
-        self.visits[tenant_id] = t if last is None else max(last, t)
+            del self.visits[next(iter(self.visits))]  # the pair touched longest ago
+        self.visits[key] = t if last is None else max(last, t)
         return last
 
     # --- the stream ----------------------------------------------------------------------------
@@ -236,7 +252,8 @@ class StaffBook:
             del self.seen[next(iter(self.seen))]
         self.seen[ev.event_id] = t
         # In arrival (event) order, so the live service and a replay say the same.
-        first = _first_staff_access(ev.tenant_id, self.visit(ev.tenant_id, t), self.since, t)
+        last = self.visit(ev.actor_id, ev.tenant_id, t)
+        first = _first_staff_access(ev.actor_id, ev.tenant_id, last, self.since, t)
         j = justify(ev, ctx.tables)
         if j.justified:
             self.judged.append(_judged(ev, j, ctx))
@@ -324,6 +341,10 @@ class StaffBook:
         self.seen = {k: float(t) for k, t in state.get("seen", [])}
         self.since = float(state.get("since", -1.0))
         self.visits = {k: float(v) for k, v in state.get("visits", [])}
+        if any("|" not in k for k in self.visits):
+            # A register of an older version, by tenant alone: it cannot say who was there, so
+            # the watch starts again rather than call a staff member's return a first.
+            self.visits, self.since = {}, -1.0
         self.judged = []
         self._next()
 

@@ -979,25 +979,54 @@ def test_dense_streams_keep_the_checkpoint_promise(items: list[tuple[str, dict[s
         assert len(f.events) <= MAX_EVIDENCE and 0 <= f.score <= 100
 
 
-def test_the_first_staff_access_to_a_tenant_is_named_with_its_window(ctx: DetectionContext) -> None:
+def test_a_staff_members_first_access_to_a_tenant_is_named_with_its_window(ctx: DetectionContext) -> None:
     d = RulesDetector()
     day = 24 * 60.0
     # Ticketed work on t-indus starts the watch (no finding).
     assert run(settled([staff_access(0, tenant_id="t-indus")]), ctx, d) == []
-    # Must: 70 days on, an unticketed read of t-rhein, which no staff member touched before.
+    # Must: 70 days on, an unticketed read of t-rhein, which st-bilal never touched before.
     [first] = run(settled([staff_access(70 * day, tenant_id="t-rhein")]), ctx, d)
-    assert "the first access by any vendor staff member to tenant t-rhein's data in the 70 days watched" in text(first)
-    # Must: t-indus again after 70 days without staff: a first in 70 days, with the last one named.
+    assert "the first access by st-bilal to tenant t-rhein's data in the 70 days watched" in text(first)
+    # Must: t-indus again after 70 days without st-bilal: a first in 70 days, the last one named.
     [back] = run(settled([staff_access(70 * day + 60, tenant_id="t-indus")]), ctx, d)
-    assert "first access by any vendor staff member to tenant t-indus's data in 70 days (the last on" in text(back)
-    # Must not: t-rhein the next day (staff were there yesterday).
+    assert "the first access by st-bilal to tenant t-indus's data in 70 days (the last on" in text(back)
+    # Must not: t-rhein the next day (st-bilal was there yesterday).
     [again] = run(settled([staff_access(71 * day, tenant_id="t-rhein")]), ctx, d)
     assert "first access" not in text(again)
+    # Must: another staff member's first access to t-rhein is theirs. Must not: speak for all
+    # vendor staff, whose accesses to a tenant are spread over partitions by staff member.
+    [other] = run(settled([staff_access(71 * day + 60, tenant_id="t-rhein", actor_id="st-amna")]), ctx, d)
+    assert "the first access by st-amna to tenant t-rhein's data in the 71 days watched" in text(other)
+    assert not [f for f in (first, back, again, other) if "any vendor staff" in text(f)]
     # The register survives a restart.
     restored = RulesDetector()
     restored.load_state(json.loads(json.dumps(d.state())))
     [later] = run(settled([staff_access(72 * day, tenant_id="t-rhein")]), ctx, restored)
     assert "first access" not in text(later)
+
+
+def _with_tenant_visits(state: Any) -> Any:
+    """``state`` with its staff register as an older version kept it: by tenant alone."""
+    if isinstance(state, dict):
+        if "visits" in state:
+            return {**state, "visits": [[k.split("|")[1], v] for k, v in state["visits"]]}
+        return {k: _with_tenant_visits(v) for k, v in state.items()}
+    return state
+
+
+def test_a_register_of_staff_visits_by_tenant_alone_claims_no_first(ctx: DetectionContext) -> None:
+    """An older version kept when any staff member last touched a tenant; it cannot say who.
+    Restored from it, the rule starts watching again instead of calling a return a first."""
+    d = RulesDetector()
+    day = 24 * 60.0
+    run(settled([staff_access(0, tenant_id="t-indus"), staff_access(1, tenant_id="t-rhein")]), ctx, d)
+    restored = RulesDetector()
+    restored.load_state(_with_tenant_visits(json.loads(json.dumps(d.state()))))
+    [back] = run(settled([staff_access(3 * day, tenant_id="t-rhein")]), ctx, restored)
+    assert "first access" not in text(back)
+    # Watched again from that access: a day on, a first is a first.
+    [first] = run(settled([staff_access(4 * day + 60, tenant_id="t-indus")]), ctx, restored)
+    assert "the first access by st-bilal to tenant t-indus's data in the 1 day watched" in text(first)
 
 
 # --- the batch filters (``Rule.wants``) leave out only events a rule would pass over --------
