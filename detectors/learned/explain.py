@@ -132,8 +132,8 @@ def reasons(
 
 def insights(profile: ActorProfile, peer: PeerProfile | None, events: Sequence[Any], limit: int = 3) -> list[str]:
     """Insights against named baselines, with their windows: the first access (or export) of a
-    data type by this actor in the days it has been watched, and data no one else of its peer
-    group (its tenant's users of its kind) reads."""
+    data type by this actor in the days it has been watched, and data none of its peer group
+    (its tenant's users of its kind on its partition, so a sample of them) reads."""
     who = ACTOR_WORD.get(profile.actor_type, "actor")
     out: dict[tuple[str, str], str] = {}
     for ev in events:
@@ -160,9 +160,11 @@ def insights(profile: ActorProfile, peer: PeerProfile | None, events: Sequence[A
             # The group counted this actor once its first day with the resource closed.
             others = peer.users_of(resource) - (1 if first is not None and first < (ts // DAY) * DAY else 0)
             if others <= 0:
+                # "Compared with", not "no other user of the tenant": the group is the tenant's
+                # users on this actor's partition (the topic is keyed by actor), a sample.
                 out[("peers", resource)] = (
-                    f"no other {who} of {profile.home} reads {resource} records "
-                    f"({peer.pushes} working days of its {who}s watched over {peer.watched_days(ts):.0f} days)"
+                    f"none of the other {who}s of {profile.home} this one is compared with reads {resource} records "
+                    f"({peer.pushes} of their working days watched over {peer.watched_days(ts):.0f} days)"
                 )
     return list(out.values())[:limit]
 
@@ -182,7 +184,7 @@ def _reason(
         new = ", ".join(labelled(c) for c in sorted(p.new_countries(now) or p.countries_used(now)))
         usual = ", ".join(labelled(c) for c in p.usual_countries(now)) or "none yet"
         extra = (
-            "; no one else in this tenant has used it before"
+            f"; none of the tenant's {who}s this one is compared with has been active from there before"
             if peer and any(peer.country_new(c, now) for c in p.countries_used(now))
             else ""
         )

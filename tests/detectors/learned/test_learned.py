@@ -768,8 +768,11 @@ def test_reasons_state_first_times_against_the_actors_own_history() -> None:
     findings = run(LearnedDetector(None), after(history(w), escalation(w)), tables())
     [esc] = [f for f in findings if f.kind == "privilege_escalation"][:1]
     assert "first access of credentials data by this user in the 14 days it has been watched" in esc.reasons
-    # Must: no one else of the tenant reads API keys (peer-uncommon, with the group's window).
-    assert any(r.startswith("no other user of t-alpha reads api_key records (") for r in esc.reasons), esc.reasons
+    # Must: none of the tenant's users it is compared with reads API keys (peer-uncommon, with
+    # the group's window); and it says that it speaks of the group it was compared with.
+    peer_line = "none of the other users of t-alpha this one is compared with reads api_key records ("
+    assert any(r.startswith(peer_line) for r in esc.reasons), esc.reasons
+    assert not any(r.startswith("no other user") for r in esc.reasons)
     # Must not: data the actor reads every day is no first, and what colleagues read is common.
     assert not any("first access of personal data" in r or "of internal data" in r for r in esc.reasons)
     assert not any("reads customer records" in r for r in esc.reasons)
