@@ -244,6 +244,8 @@ class ExportRun:
             f" {self.tenant_id}{how} at {when(self.largest_t)}"
         ]
         cls = self.sensitivity
+        # The tenant's baseline is of its users on this actor's partition (the topic is keyed by
+        # actor), a sample of them: the reasons say "compared with", not "this tenant's".
         if self.basis == "financial":
             reasons.append(
                 f"financial records are exported in bulk at every period close, so only an export above"
@@ -251,21 +253,23 @@ class ExportRun:
             )
         elif self.basis == "p99" and self.tenant_p99 is not None:
             reasons.append(
-                f"this tenant's 99th percentile {cls} export is {num(self.tenant_p99)} records (over"
+                f"the 99th percentile {cls} export of the tenant's users this one is compared with is"
+                f" {num(self.tenant_p99)} records (over"
                 f" {plural(self.tenant_n, f'past {cls} export')}); the rule fires above {num(self.limit)}"
                 f" ({TENANT_FACTOR:g}x that, and never below {num(self.floor)})"
             )
         elif self.basis == "largest" and self.tenant_p99 is not None:
             reasons.append(
-                f"this tenant's largest {cls} export so far is {num(self.tenant_p99)} records (only"
+                f"the largest {cls} export so far of the tenant's users this one is compared with is"
+                f" {num(self.tenant_p99)} records (only"
                 f" {plural(self.tenant_n, f'past {cls} export')}); the rule fires above {num(self.limit)}"
                 f" ({SPARSE_FACTOR:g}x that, and never below {num(self.floor)})"
             )
         else:
             few = f"only {plural(self.tenant_n, f'past {cls} export')}" if self.tenant_n else f"no past {cls} exports"
             reasons.append(
-                f"tenant {self.tenant_id} has {few} on record, too few for a baseline, so the fixed limit"
-                f" of {num(self.limit)} records applies"
+                f"{few} on record for the users of tenant {self.tenant_id} this one is compared with, too few"
+                f" for a baseline, so the fixed limit of {num(self.limit)} records applies"
             )
         share = self.share()
         if share >= 1:

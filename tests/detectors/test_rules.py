@@ -551,7 +551,9 @@ def test_bulk_export_reasons_quote_the_baseline(ctx: DetectionContext) -> None:
     found = run([*export_history(), access(5, action="export", records=48211)], ctx)
     [f] = of(found, "bulk_export")
     assert "exported 48,211 customer records" in text(f)
-    assert "this tenant's 99th percentile personal export is 120 records" in text(f)
+    assert "the 99th percentile personal export of the tenant's users this one is compared with is 120 records" in text(
+        f
+    )
     assert f.facts["limit"] == 1200 and f.facts["records"] == 48211
     assert f.severity == "critical"  # 40x the limit, and most of the tenant's data subjects
 
@@ -559,7 +561,7 @@ def test_bulk_export_reasons_quote_the_baseline(ctx: DetectionContext) -> None:
 def test_bulk_export_cold_start_uses_data_subjects(ctx: DetectionContext) -> None:
     [f] = run([access(action="export", records=4000)], ctx)  # t-indus holds 5,200 people
     assert "77% of the 5,200 data subjects tenant t-indus holds" in text(f)
-    assert "no past personal exports on record" in text(f)
+    assert "no past personal exports on record for the users of tenant" in text(f)
 
 
 def test_month_end_exports_matching_the_actors_own_history_do_not_fire(ctx: DetectionContext) -> None:
@@ -617,7 +619,9 @@ def test_financial_period_close_exports_fire_only_beyond_any_close(ctx: Detectio
     assert not run(closes, ctx, d)
     # Once closes are in the baseline, the bar is ten times the largest of them.
     [f] = run([ledger(40 * 60 * 24, 250_000, actor_id="u-ap")], ctx, d)
-    assert "99th percentile financial export is 24,000 records" in text(f)
+    assert "99th percentile financial export of the tenant's users this one is compared with is 24,000 records" in text(
+        f
+    )
 
 
 def test_an_accountants_ledger_habit_does_not_vouch_for_exporting_the_customer_list(ctx: DetectionContext) -> None:
