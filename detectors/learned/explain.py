@@ -249,7 +249,7 @@ def _reason(
         peer_p99 = peer.hour_p99 if peer else 0.0
         return (
             f"read {_n(w1[W_RECORDS])} records in the last hour; 99% of hours of "
-            f"comparable accounts in this tenant stay under {_n(peer_p99)}"
+            f"the tenant's accounts this one is compared with stay under {_n(peer_p99)}"
         )
     if name == "sensitive_share_1h":
         share = w1[W_SENSITIVE] / w1[W_RECORDS] if w1[W_RECORDS] else 0.0
@@ -287,9 +287,9 @@ def _reason(
         return f"no activity from this account in the {watched:.0f} days its tenant has been watched"
     if name == "offhour_vs_peers":
         hour = local_hour(now, p.zone)
-        return f"active at {hour:02d}:00 local time ({p.zone}), an hour its colleagues rarely work"
+        return f"active at {hour:02d}:00 local time ({p.zone}), an hour the colleagues it is compared with rarely work"
     if name == "new_network_for_peers":
-        return "connected from a provider network no one in this tenant has used before"
+        return "connected from a provider network none of the tenant's accounts this one is compared with has used"
     if name == "country_switch_1h":
         return f"activity from {p.countries_in_window(now)} countries within one hour"
     return None

@@ -87,6 +87,7 @@ def verdicts(work: Path, dump: Path, model: Any, **extra: Any) -> dict[str, Any]
     return {
         "incidents": {i.incident_id: _digest(i.to_json_line()) for i in incidents},
         "findings": sorted(f"{f.finding_id} {_digest(finding_form(f))}" for f in raised),
+        "reasons": sorted({r for f in raised for r in f.reasons}),
     }
 
 
@@ -119,6 +120,11 @@ def test_the_verdicts_on_the_golden_dump_are_as_pinned(dump_and_model: tuple[Pat
     # The dump must keep testing every kind it was chosen for.
     assert len(want["incidents"]) >= 15 and len(want["findings"]) >= 40
     _compare(got, want)
+    # A partition sees the actors hashed to it: a tenant's users, its staff visits, its export
+    # sizes are a sample there, and no reason may speak for the whole tenant or all staff.
+    whole = ("any vendor staff", "no one else in this tenant", "no one in this tenant", "no other user of")
+    assert not [r for r in got["reasons"] if any(w in r for w in whole)]
+    assert [r for r in got["reasons"] if "this one is compared with" in r]
 
 
 def test_packing_idle_actors_moves_no_verdict(dump_and_model: tuple[Path, Path, Any]) -> None:
@@ -136,6 +142,7 @@ def main(argv: list[str]) -> None:
         work = Path(tmp)
         dump, model = golden_dump(work)
         got = verdicts(work, dump, model)
+        del got["reasons"]  # pinned through the findings' digests
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     print(f"{GOLDEN}: {len(got['incidents'])} incidents, {len(got['findings'])} findings")
