@@ -178,4 +178,5 @@ def test_a_run_reported_by_several_partitions_is_counted_whole(engine, settings)
     [iid] = store.record(shares).opened
     with Session(engine) as session:
         bodies = session.scalars(select(OutboxRow.body_text).where(OutboxRow.incident_id == iid)).all()
-    assert bodies and all("Logins: 36 failed, against 12 accounts from 2 addresses; 1 successful." in b for b in bodies)
+    logins = "Logins: 36 failed, against 12 accounts from 2 addresses; 1 successful."
+    assert bodies and all(logins in b and "37 events from" in b for b in bodies)
