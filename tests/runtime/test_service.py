@@ -276,6 +276,39 @@ def test_two_consumers_share_the_units_and_find_what_replay_finds(
     assert not duplicates(live)
 
 
+class _OlderMember:
+    """A group member of an older version (its assignors: the eager unit assignor and range),
+    polling in a thread of the test process."""
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.consumer = KafkaConsumer(
+            **client_options(settings, bootstrap),
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            # The service's session timeout, not kafka-python's 10 s: with the suite's other
+            # workers on the same cores, this thread once went 10 s without rejoining the
+            # rebalance the eager consumer started, and the group dropped it.
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=1000,
+            partition_assignment_strategy=[
+                UnitAssignor(lambda t, p: unit_of(t.removeprefix(settings.topic_prefix), p), dict),
+                RangePartitionAssignor,
+            ],
+        )
+        # As the service does: know the partitions before joining (see ``know_partitions``).
+        topics = [settings.topic(t) for t in EVENT_TOPICS]
+        assert all(know_partitions(self.consumer, topics).values())
+        self.consumer.subscribe(topics)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: [self.consumer.poll(200) for _ in iter(self.stop.is_set, True)])
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.consumer.close()
+
+
 @pytest.mark.slow
 def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstrap: str, tmp_path: Path) -> None:
     """A group that still holds a consumer of an older version (its assignors: the eager unit
@@ -283,27 +316,7 @@ def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstra
     change, and with BREACHWATCH_REBALANCE_PROTOCOL=eager it joins and takes its share."""
     settings = bw_settings.model_copy(update={"group_id": f"{bw_settings.topic_prefix}upgrade"})
     ensure_topics(settings, kafka_bootstrap)
-    older = KafkaConsumer(
-        **client_options(settings, kafka_bootstrap),
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        # The service's session timeout, not kafka-python's 10 s: with the suite's other workers
-        # on the same cores, this thread once went 10 s without rejoining the rebalance the
-        # eager consumer started, and the group dropped it (the eager one ended up alone).
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=1000,
-        partition_assignment_strategy=[
-            UnitAssignor(lambda t, p: unit_of(t.removeprefix(settings.topic_prefix), p), dict),
-            RangePartitionAssignor,
-        ],
-    )
-    # As the service does: know the partitions before joining (see ``know_partitions``).
-    topics = [settings.topic(t) for t in EVENT_TOPICS]
-    assert all(know_partitions(older, topics).values())
-    older.subscribe(topics)
-    stop = threading.Event()
-    member = threading.Thread(target=lambda: [older.poll(200) for _ in iter(stop.is_set, True)])
-    member.start()
+    older = _OlderMember(settings, kafka_bootstrap)
     env = {**os.environ, **service_env(settings)}
     log = (tmp_path / "eager.log").open("w")
     eager = None
@@ -320,6 +333,7 @@ def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstra
         # Start-up (imports, migrations) plus a rebalance of both members: with the suite's other
         # workers and brokers on the same cores, that took over a minute once.
         deadline = time.monotonic() + 150
+        rejoined = 0
         while True:
             assert eager.poll() is None, (tmp_path / "eager.log").read_text()[-2000:]
             assert time.monotonic() < deadline, (
@@ -330,6 +344,13 @@ def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstra
             protocol, members = _group_assignment(settings, kafka_bootstrap)
             if len(members) == 2 and all(members.values()):
                 break
+            if protocol == "breachwatch-sticky-units" and len(members) == 1 and rejoined < 2:
+                # The eager consumer alone, on the protocol only it lists: the broker had dropped
+                # the test's older member (its thread starved of CPU on a loaded machine once,
+                # and the member did not notice). A member of the older version joins again.
+                rejoined += 1
+                older.close()
+                older = _OlderMember(settings, kafka_bootstrap)
             time.sleep(0.2)
         assert protocol == "breachwatch-units"  # what the older member lists first
     finally:
@@ -337,8 +358,6 @@ def test_an_upgrade_rolls_with_eager_first(bw_settings: Settings, kafka_bootstra
             eager.send_signal(signal.SIGTERM)
             assert eager.wait(60) == 0
         log.close()
-        stop.set()
-        member.join()
         older.close()
 
 
