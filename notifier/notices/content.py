@@ -271,6 +271,24 @@ def _plural_rule(language: str) -> Callable[[int], str]:
         return Locale.parse("en").plural_form
 
 
+@lru_cache(maxsize=16)
+def _territories(language: str) -> Mapping[str, str]:
+    try:
+        return Locale.parse(language).territories
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en").territories
+
+
+@pass_context
+def _country(ctx: Context, code: Any) -> str:
+    """A country's name in the message's language from its ISO 3166 code (the CLDR names,
+    through Babel): a customer reads "Pakistan", "Deutschland", not "PK", "DE". A code CLDR
+    does not know is shown as it is."""
+    if not isinstance(code, str) or not code:
+        return "" if code is None else str(code)
+    return _territories(_language(ctx)).get(code.upper(), code)
+
+
 @pass_context
 def _count(ctx: Context, value: Any, one: str, other: str, **forms: str) -> str:
     """``value`` and the noun in the form its number takes in the message's language.
@@ -329,6 +347,7 @@ class NoticeRenderer(Renderer):
         self.env.finalize = _keep
         self.env.filters["num"] = _num
         self.env.filters["count"] = _count
+        self.env.filters["country"] = _country
         self.env.filters["when"] = _when
 
     def render(self, message_type: str, locale: str | None, context: Mapping[str, Any]) -> Rendered:

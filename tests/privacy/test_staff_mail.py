@@ -95,6 +95,10 @@ def test_the_summary_in_three_languages(engine: Engine, tmp_path: Path, locale: 
         assert "Nadia" in body  # who did the unjustified access
         assert "99" not in body  # neither October's nor December's accesses
     assert f'lang="{locale}" {direction}' in (m.body_html or "")
+    # The staff member's office country by its name in the customer's language, not its code.
+    office = {"en": "office in Pakistan", "de": "Büro in Pakistan", "ur": "دفتر پاکستان میں"}[locale]
+    assert office in m.body_text and office in _words(m.body_html or "")
+    assert " PK" not in m.body_text
 
 
 def test_a_month_without_staff_access_says_so_and_one_without_problems_too(engine: Engine, tmp_path: Path) -> None:
