@@ -171,6 +171,9 @@ def test_replayed_takeover_to_a_german_notice_sent_once(tmp_path, engine, sendgr
     assert (impact["records"], impact["data_categories"]) == (48331, ["financial", "personal"])
     assert preview["subject"].startswith("Meldung einer Verletzung des Schutzes personenbezogener Daten")
     assert "48.331" in preview["text"] and "unverzüglich" in preview["text"] and "72 Stunden" in preview["text"]
+    # The kind ends in a relative clause, so the verb comes before it, not after it without a comma.
+    confirmed = "bestätigten wir einen Angriff, der mit geleakten Passwörtern Anmeldungen an Benutzerkonten"
+    assert confirmed + " erreicht hat (unser Zeichen" in preview["text"]
     assert sendgrid_server.messages == []  # a draft goes nowhere
 
     with Session(engine) as session, session.begin():
