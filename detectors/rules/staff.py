@@ -47,7 +47,7 @@ MAX_PENDING = 100_000  # per unit; past it, the oldest held access is judged at 
 SEEN_HORIZON = 3600.0  # how long a judged access's id is remembered to drop re-deliveries
 MAX_SEEN = 200_000
 MAX_VISITS = 50_000  # (staff member, tenant) pairs whose last access is remembered, per unit
-# A staff access to a tenant no staff member touched for this long is called a first access.
+# A staff member's access to a tenant they have not touched for this long is called a first access.
 FIRST_STAFF_GAP = 60 * DAY
 
 WITHOUT_TICKET = "staff_without_ticket"

@@ -264,19 +264,13 @@ def _num(ctx: Context, value: Any) -> str:
 
 
 @lru_cache(maxsize=16)
-def _plural_rule(language: str) -> Callable[[int], str]:
+def _cldr(language: str) -> Locale:
+    """The CLDR data of a message's language (plural rules, country names); English when
+    Babel does not know the language."""
     try:
-        return Locale.parse(language).plural_form
+        return Locale.parse(language)
     except (UnknownLocaleError, ValueError):
-        return Locale.parse("en").plural_form
-
-
-@lru_cache(maxsize=16)
-def _territories(language: str) -> Mapping[str, str]:
-    try:
-        return Locale.parse(language).territories
-    except (UnknownLocaleError, ValueError):
-        return Locale.parse("en").territories
+        return Locale.parse("en")
 
 
 @pass_context
@@ -286,7 +280,7 @@ def _country(ctx: Context, code: Any) -> str:
     does not know is shown as it is."""
     if not isinstance(code, str) or not code:
         return "" if code is None else str(code)
-    return _territories(_language(ctx)).get(code.upper(), code)
+    return _cldr(_language(ctx)).territories.get(code.upper(), code)
 
 
 @pass_context
@@ -299,7 +293,7 @@ def _count(ctx: Context, value: Any, one: str, other: str, **forms: str) -> str:
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"{_num(ctx, value)} {other}".strip()
-    category = _plural_rule(_language(ctx))(value)
+    category = _cldr(_language(ctx)).plural_form(value)
     noun = one if category == "one" else forms.get(category, other)
     return f"{_num(ctx, value)} {noun}"
 
